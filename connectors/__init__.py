@@ -1,0 +1,1 @@
+"""Connectors: the agent's hands and eyes. Installed as `soc_agent_connectors`."""

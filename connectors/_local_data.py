@@ -1,0 +1,55 @@
+"""Loading the offline connectors' data files (YAML or JSON lines)."""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from soc_agent.errors import ConfigError
+
+__all__ = ["load_jsonl", "load_yaml", "resolve_data_path"]
+
+
+def resolve_data_path(path: str | None, default_sample: str) -> Path:
+    """The configured file, or the demo file shipped in `soc_agent_samples`."""
+    if path:
+        return Path(path)
+    return Path(str(files("soc_agent_samples").joinpath(default_sample)))
+
+
+def load_yaml(path: Path, *, connector: str) -> Any:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"data file not found: {path}", key=f"connectors.{connector}.path"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", source=str(path)) from None
+
+
+def load_jsonl(path: Path, *, connector: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ConfigError(
+                        f"invalid JSON: {exc.msg}", source=str(path), line=lineno
+                    ) from None
+                if isinstance(record, dict):
+                    out.append(record)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"data file not found: {path}", key=f"connectors.{connector}.path"
+        ) from None
+    return out

@@ -1,0 +1,195 @@
+"""The connector plugin API: a connector is one class declaring its capabilities.
+
+A capability is an async method decorated with `@capability`, taking one
+pydantic input model and returning one pydantic output model. Queries are
+read-only; actions change state and say whether (and how) they can be undone.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from soc_agent.errors import ConfigError, ConnectorError
+from soc_agent.models import EntityType, RiskTier
+
+__all__ = [
+    "Capability",
+    "CapabilityKind",
+    "Connector",
+    "EmptyConfig",
+    "capability",
+    "load_connector_classes",
+]
+
+ENTRY_POINT_GROUP = "soc_agent.connectors"
+
+
+class CapabilityKind(StrEnum):
+    QUERY = "query"
+    ACTION = "action"
+
+
+@dataclass(frozen=True)
+class Capability:
+    """What a connector can do, what it needs, and for actions how to undo and verify it."""
+
+    name: str
+    kind: CapabilityKind
+    scopes: tuple[str, ...]
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    description: str
+    reversible: bool = False
+    rollback: str | None = None
+    verify: str | None = None
+    risk: RiskTier = RiskTier.MEDIUM
+    target: EntityType | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind.value,
+            "scopes": list(self.scopes),
+            "description": self.description,
+            "reversible": self.reversible,
+            "rollback": self.rollback,
+            "verify": self.verify,
+            "risk": self.risk.value,
+            "target": self.target.value if self.target else None,
+        }
+
+
+class EmptyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+_In = TypeVar("_In", bound=BaseModel)
+_Out = TypeVar("_Out", bound=BaseModel)
+_Method = Callable[[Any, _In], Awaitable[_Out]]
+
+
+def capability(
+    *,
+    kind: CapabilityKind | str,
+    scopes: tuple[str, ...] | list[str],
+    reversible: bool = False,
+    rollback: str | None = None,
+    verify: str | None = None,
+    risk: RiskTier | str = RiskTier.MEDIUM,
+    target: EntityType | str | None = None,
+    name: str | None = None,
+) -> Callable[[_Method[_In, _Out]], _Method[_In, _Out]]:
+    """Declare an async method as a capability; models come from its annotations."""
+
+    def mark(fn: _Method[_In, _Out]) -> _Method[_In, _Out]:
+        hints = inspect.get_annotations(fn, eval_str=True)
+        params = [p for p in inspect.signature(fn).parameters if p != "self"]
+        if len(params) != 1 or "return" not in hints:
+            raise TypeError(f"capability {fn.__name__} must take one model and return one")
+        in_model, out_model = hints[params[0]], hints["return"]
+        for model in (in_model, out_model):
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise TypeError(f"capability {fn.__name__}: {model!r} is not a pydantic model")
+        cap_kind = CapabilityKind(kind)
+        fn.__soc_capability__ = Capability(  # type: ignore[attr-defined]
+            name=name or fn.__name__,
+            kind=cap_kind,
+            scopes=tuple(scopes),
+            input_model=in_model,
+            output_model=out_model,
+            description=inspect.cleandoc(fn.__doc__ or "").split("\n")[0],
+            reversible=reversible,
+            rollback=rollback,
+            verify=verify,
+            risk=RiskTier(risk),
+            target=EntityType(target) if target else None,
+        )
+        return fn
+
+    return mark
+
+
+class Connector:
+    """Base class: subclasses set `name`, optionally `config_model`, and declare capabilities."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    config_model: ClassVar[type[BaseModel]] = EmptyConfig
+
+    def __init__(self, config: BaseModel) -> None:
+        self.config = config
+
+    @classmethod
+    def from_settings(cls, raw: dict[str, Any], *, source: str = "config") -> Connector:
+        """Build from the raw `connectors.<name>` settings, naming the bad key on error."""
+        try:
+            config = cls.config_model.model_validate(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(["connectors", cls.name, *(str(p) for p in err["loc"])])
+            raise ConfigError(err["msg"], source=source, key=key) from None
+        return cls(config)
+
+    @classmethod
+    def capabilities(cls) -> dict[str, Capability]:
+        found: dict[str, Capability] = {}
+        for _, member in inspect.getmembers(cls, inspect.isfunction):
+            cap = getattr(member, "__soc_capability__", None)
+            if isinstance(cap, Capability):
+                found[cap.name] = cap
+        return found
+
+    async def invoke(self, capability_name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Validate input, run the capability, validate and return its output as JSON data."""
+        cap = self.capabilities().get(capability_name)
+        if cap is None:
+            raise ConnectorError(f"{self.name} has no capability {capability_name!r}")
+        try:
+            payload = cap.input_model.model_validate(args)
+        except ValidationError as exc:
+            raise ConnectorError(
+                f"{self.name}.{capability_name}: invalid arguments: {_first_error(exc)}"
+            ) from None
+        method = _method_for(type(self), cap.name)
+        result = await method(self, payload)
+        if not isinstance(result, cap.output_model):
+            raise ConnectorError(
+                f"{self.name}.{capability_name} returned {type(result).__name__}, "
+                f"expected {cap.output_model.__name__}"
+            )
+        return result.model_dump(mode="json")
+
+    async def aclose(self) -> None:
+        """Release long-lived clients; the runtime calls it once on shutdown."""
+
+
+def _method_for(cls: type[Connector], cap_name: str) -> Callable[..., Awaitable[BaseModel]]:
+    for _, member in inspect.getmembers(cls, inspect.isfunction):
+        cap = getattr(member, "__soc_capability__", None)
+        if isinstance(cap, Capability) and cap.name == cap_name:
+            return member  # type: ignore[no-any-return,unused-ignore]
+    raise ConnectorError(f"{cls.name} has no capability {cap_name!r}")
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(input)"
+    return f"{loc}: {err['msg']}"
+
+
+def load_connector_classes() -> dict[str, type[Connector]]:
+    """Every connector class registered under the `soc_agent.connectors` entry point."""
+    classes: dict[str, type[Connector]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        cls = ep.load()
+        if not (isinstance(cls, type) and issubclass(cls, Connector)):
+            raise ConfigError(f"entry point {ep.name} = {ep.value} is not a Connector class")
+        classes[ep.name] = cls
+    return classes

@@ -1,0 +1,139 @@
+"""The gateway: every call from the agent to a connector passes here.
+
+It enforces least privilege (a capability runs only if the deployment granted
+all its scopes for that connector), bounds each call with a timeout, and
+audits every action call and every denial. Queries are recorded as evidence
+by the investigation instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from soc_agent_connectors.base import Capability, CapabilityKind, Connector
+
+from soc_agent.errors import ConnectorError, ScopeDeniedError
+from soc_agent.models import AuditEvent
+
+__all__ = ["AuditSink", "Gateway"]
+
+
+class AuditSink(Protocol):
+    async def append(self, event: AuditEvent) -> AuditEvent: ...
+
+
+class Gateway:
+    def __init__(
+        self,
+        connectors: Mapping[str, Connector],
+        grants: Mapping[str, Collection[str]],
+        audit: AuditSink,
+        *,
+        actor: str = "soc-agent",
+        timeout_seconds: float = 30.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._connectors = dict(connectors)
+        self._grants = {name: frozenset(scopes) for name, scopes in grants.items()}
+        self._audit = audit
+        self._actor = actor
+        self._timeout = timeout_seconds
+        self._clock = clock
+
+    @property
+    def connectors(self) -> Mapping[str, Connector]:
+        return self._connectors
+
+    def capability(self, connector: str, name: str) -> Capability:
+        conn = self._connectors.get(connector)
+        if conn is None:
+            raise ConnectorError(f"no connector named {connector!r} is configured")
+        cap = conn.capabilities().get(name)
+        if cap is None:
+            raise ConnectorError(f"connector {connector!r} has no capability {name!r}")
+        return cap
+
+    def missing_scopes(self, connector: str, name: str) -> list[str]:
+        granted = self._grants.get(connector, frozenset())
+        return [s for s in self.capability(connector, name).scopes if s not in granted]
+
+    def find_action(self, action: str) -> tuple[str, Capability]:
+        """The connector providing an action capability, preferring one that is granted."""
+        found: list[tuple[str, Capability]] = []
+        for name, conn in self._connectors.items():
+            cap = conn.capabilities().get(action)
+            if cap is not None and cap.kind is CapabilityKind.ACTION:
+                found.append((name, cap))
+        if not found:
+            raise ConnectorError(f"no configured connector provides the action {action!r}")
+        found.sort(key=lambda pair: bool(self.missing_scopes(pair[0], action)))
+        return found[0]
+
+    async def call(
+        self,
+        connector: str,
+        capability: str,
+        args: dict[str, Any],
+        *,
+        reason: str = "",
+        ref: str | None = None,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        """Run one capability if granted; raise ScopeDeniedError (audited) if not."""
+        cap = self.capability(connector, capability)
+        who = actor or self._actor
+        missing = self.missing_scopes(connector, capability)
+        if missing:
+            await self._audit.append(
+                AuditEvent(
+                    actor=who,
+                    action="connector.denied",
+                    subject=f"{connector}.{capability}",
+                    reason=reason,
+                    outcome="denied",
+                    evidence_ref=ref,
+                    details={"missing_scopes": missing},
+                    at=self._clock(),
+                )
+            )
+            raise ScopeDeniedError(
+                f"{connector}.{capability} needs scope(s) {', '.join(missing)} "
+                f"which are not granted to {who}"
+            )
+        try:
+            result = await asyncio.wait_for(
+                self._connectors[connector].invoke(capability, args), self._timeout
+            )
+        except TimeoutError:
+            error: str | None = f"timed out after {self._timeout:g}s"
+            result = None
+        except ConnectorError as exc:
+            error, result = str(exc), None
+        except Exception as exc:  # a connector bug must become evidence, not a crash
+            error, result = f"{type(exc).__name__}: {exc}", None
+        else:
+            error = None
+        if cap.kind is CapabilityKind.ACTION:
+            await self._audit.append(
+                AuditEvent(
+                    actor=who,
+                    action=f"connector.{capability}",
+                    subject=f"{connector}",
+                    reason=reason,
+                    outcome="error" if error else "ok",
+                    evidence_ref=ref,
+                    details={"args": args, **({"error": error} if error else {})},
+                    at=self._clock(),
+                )
+            )
+        if error is not None:
+            raise ConnectorError(f"{connector}.{capability}: {error}")
+        assert result is not None
+        return result
+
+    async def aclose(self) -> None:
+        for conn in self._connectors.values():
+            await conn.aclose()

@@ -1,0 +1,42 @@
+"""pydantic models only: the nouns every other package shares."""
+
+from soc_agent.models.alert import Alert, Entity, EntityType, Rule, Severity
+from soc_agent.models.audit import AuditEvent, DeadLetter
+from soc_agent.models.decision import (
+    ActionCandidate,
+    ActionRequest,
+    AutonomyLevel,
+    Decision,
+    Disposition,
+    RiskTier,
+    RunMode,
+    ScoreContribution,
+)
+from soc_agent.models.evidence import Evidence, EvidenceStatus, Investigation
+from soc_agent.models.incident import Incident
+from soc_agent.models.proposal import Approval, Proposal, ProposalStatus
+
+__all__ = [
+    "ActionCandidate",
+    "ActionRequest",
+    "Alert",
+    "Approval",
+    "AuditEvent",
+    "AutonomyLevel",
+    "DeadLetter",
+    "Decision",
+    "Disposition",
+    "Entity",
+    "EntityType",
+    "Evidence",
+    "EvidenceStatus",
+    "Incident",
+    "Investigation",
+    "Proposal",
+    "ProposalStatus",
+    "RiskTier",
+    "Rule",
+    "RunMode",
+    "ScoreContribution",
+    "Severity",
+]

@@ -1,0 +1,218 @@
+"""The canonical Alert and the entities it observes."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["Alert", "Entity", "EntityType", "Rule", "Severity"]
+
+
+class Severity(StrEnum):
+    """Five-step severity scale every vendor scale maps onto."""
+
+    INFORMATIONAL = "informational"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+    @property
+    def score(self) -> int:
+        """A 0-100 number for expressions and ordering."""
+        return _SEVERITY_SCORE[self]
+
+    @classmethod
+    def from_score(cls, value: float) -> Severity:
+        """Map a 0-100 vendor score onto the scale (ECS/OCSF/CrowdStrike style)."""
+        if value >= 90:
+            return cls.CRITICAL
+        if value >= 70:
+            return cls.HIGH
+        if value >= 40:
+            return cls.MEDIUM
+        if value >= 20:
+            return cls.LOW
+        return cls.INFORMATIONAL
+
+
+_SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
+_SEVERITY_SCORE = {
+    Severity.INFORMATIONAL: 10,
+    Severity.LOW: 30,
+    Severity.MEDIUM: 50,
+    Severity.HIGH: 75,
+    Severity.CRITICAL: 95,
+}
+
+
+class EntityType(StrEnum):
+    HOST = "host"
+    USER = "user"
+    IP = "ip"
+    DOMAIN = "domain"
+    URL = "url"
+    FILE_HASH = "file_hash"
+    PROCESS = "process"
+    EMAIL = "email"
+    CLOUD_RESOURCE = "cloud_resource"
+
+
+# Values of these types compare case-insensitively, so they are stored lower-case.
+_CASE_INSENSITIVE = {
+    EntityType.HOST,
+    EntityType.DOMAIN,
+    EntityType.EMAIL,
+    EntityType.FILE_HASH,
+    EntityType.USER,
+}
+
+MAX_ENTITY_VALUE = 2048
+
+
+class Entity(BaseModel):
+    """One observed thing. `value` is normalised so equal things compare equal.
+
+    `role` says how the alert saw it (source, destination, actor, target, ...);
+    `attributes` carries typed-as-string extras (hash algorithm, pid, command line,
+    cloud provider, ...).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    type: EntityType
+    value: str = Field(min_length=1, max_length=MAX_ENTITY_VALUE)
+    role: str | None = None
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _normalise(self) -> Entity:
+        value = self.value.strip()
+        if self.type in _CASE_INSENSITIVE:
+            value = value.lower()
+        if self.type is EntityType.DOMAIN:
+            value = value.rstrip(".")
+        if self.type is EntityType.IP:
+            try:
+                value = str(ipaddress.ip_address(value))
+            except ValueError as exc:
+                raise ValueError(f"not an IP address: {value[:64]!r}") from exc
+        if not value:
+            raise ValueError("entity value is empty after normalisation")
+        object.__setattr__(self, "value", value)
+        return self
+
+    @property
+    def key(self) -> str:
+        """Identity of the entity for correlation and idempotency: `type:value`."""
+        return f"{self.type.value}:{self.value}"
+
+
+class Rule(BaseModel):
+    """The detection rule or signature that produced the alert."""
+
+    id: str | None = None
+    name: str
+    description: str | None = None
+
+
+class Alert(BaseModel):
+    """Canonical form of one source alert.
+
+    `id` is stable for the same source alert (it is derived from the vendor's
+    own id, or from a hash of the original when the vendor has none), so a
+    redelivered alert is recognised. `original` holds the source document as
+    parsed, untouched.
+    """
+
+    id: str = Field(min_length=1, max_length=256)
+    format: str
+    vendor: str
+    product: str
+    source_id: str | None = None
+    rule: Rule
+    title: str = Field(max_length=1024)
+    description: str | None = Field(default=None, max_length=16384)
+    severity: Severity
+    risk_score: float | None = Field(default=None, ge=0, le=100)
+    created_at: datetime
+    received_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    entities: list[Entity] = Field(default_factory=list)
+    techniques: list[str] = Field(default_factory=list)
+    tactics: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    original: dict[str, Any]
+
+    @field_validator("created_at", "received_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    @field_validator("techniques")
+    @classmethod
+    def _technique_ids(cls, values: list[str]) -> list[str]:
+        out: list[str] = []
+        for raw in values:
+            tid = raw.strip().upper()
+            if not _is_technique_id(tid):
+                raise ValueError(f"not a MITRE ATT&CK technique id: {raw[:32]!r}")
+            if tid not in out:
+                out.append(tid)
+        return out
+
+    @field_validator("entities")
+    @classmethod
+    def _dedupe_entities(cls, values: list[Entity]) -> list[Entity]:
+        seen: set[tuple[str, str | None]] = set()
+        out: list[Entity] = []
+        for entity in values:
+            marker = (entity.key, entity.role)
+            if marker not in seen:
+                seen.add(marker)
+                out.append(entity)
+        return out
+
+    def values_of(self, kind: EntityType) -> list[str]:
+        """Distinct entity values of one type, in order of appearance."""
+        out: list[str] = []
+        for entity in self.entities:
+            if entity.type is kind and entity.value not in out:
+                out.append(entity.value)
+        return out
+
+    def context(self) -> dict[str, Any]:
+        """The alert as playbook expressions see it (`alert.hosts`, `alert.severity`, ...)."""
+        data = self.model_dump(mode="json", exclude={"original"})
+        data["severity_score"] = self.severity.score
+        data["original"] = self.original
+        for kind in EntityType:
+            data[_PLURAL[kind]] = self.values_of(kind)
+        return data
+
+
+_PLURAL = {
+    EntityType.HOST: "hosts",
+    EntityType.USER: "users",
+    EntityType.IP: "ips",
+    EntityType.DOMAIN: "domains",
+    EntityType.URL: "urls",
+    EntityType.FILE_HASH: "file_hashes",
+    EntityType.PROCESS: "processes",
+    EntityType.EMAIL: "emails",
+    EntityType.CLOUD_RESOURCE: "cloud_resources",
+}
+
+
+def _is_technique_id(tid: str) -> bool:
+    if not tid.startswith("T") or len(tid) < 5:
+        return False
+    main, _, sub = tid[1:].partition(".")
+    return len(main) == 4 and main.isdigit() and (not sub or (len(sub) == 3 and sub.isdigit()))

@@ -1,0 +1,129 @@
+"""Decisions: the score with its breakdown and a disposition per candidate action."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import IntEnum, StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from soc_agent.models.alert import Entity
+
+__all__ = [
+    "ActionCandidate",
+    "ActionRequest",
+    "AutonomyLevel",
+    "Decision",
+    "Disposition",
+    "RiskTier",
+    "RunMode",
+    "ScoreContribution",
+]
+
+
+class Disposition(StrEnum):
+    EXECUTED = "executed"
+    PROPOSED = "proposed"
+    NOTIFIED = "notified"
+    ESCALATED = "escalated"
+    SKIPPED = "skipped"
+    DENIED = "denied"
+
+
+class AutonomyLevel(IntEnum):
+    OPERATOR = 1  # recommends only; never executes
+    COLLABORATOR = 2  # every action becomes a proposal
+    CONSULTANT = 3  # executes above threshold; a sample is queued for review
+    APPROVER = 4  # executes end to end; escalates edge cases
+    OBSERVER = 5  # fully autonomous within guardrails
+
+
+class RiskTier(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class RunMode(StrEnum):
+    LIVE = "live"
+    DRY_RUN = "dry_run"  # decide and record, execute nothing, queue nothing
+    SHADOW = "shadow"  # like dry_run, used by replay to compare with what happened
+
+
+class ScoreContribution(BaseModel):
+    """One scoring rule that fired (or could not be evaluated), and why."""
+
+    rule: str
+    points: float
+    reason: str
+    evaluated: bool = True
+
+
+class ActionRequest(BaseModel):
+    """A candidate action and what the policy decided for it.
+
+    `rule` names the threshold, autonomy level or guardrail that produced the
+    disposition; `intended` is what would have happened without dry-run/shadow.
+    """
+
+    id: str
+    action: str
+    target: Entity
+    connector: str
+    capability: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    playbook_rule: str
+    disposition: Disposition
+    rule: str
+    reason: str
+    intended: Disposition | None = None
+    execute_at: float | None = None
+    propose_at: float | None = None
+    autonomy: AutonomyLevel
+    reversible: bool
+    rollback_capability: str | None = None
+    revert_after_seconds: int | None = None
+    risk: RiskTier = RiskTier.MEDIUM
+    required_approvals: int = 1
+    review_sample: bool = False
+    blast_radius: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str
+    outcome: str | None = None
+
+
+class Decision(BaseModel):
+    """The agent's verdict on an incident at one point in time."""
+
+    id: str
+    incident_id: str
+    alert_ids: list[str]
+    investigation_id: str | None
+    playbook: str | None
+    playbook_version: str | None = None
+    score: float
+    breakdown: list[ScoreContribution] = Field(default_factory=list)
+    actions: list[ActionRequest] = Field(default_factory=list)
+    concluded: bool = True
+    mode: RunMode = RunMode.LIVE
+    summary: str = ""
+    created_at: datetime
+
+
+class ActionCandidate(BaseModel):
+    """An action a playbook's `respond` rule put forward, before policy decides.
+
+    Produced by the playbook engine; the policy engine turns it into an
+    ActionRequest with a disposition.
+    """
+
+    playbook_rule: str
+    action: str
+    target: Entity
+    args: dict[str, Any] = Field(default_factory=dict)
+    execute_at: float | None = None
+    propose_at: float | None = None
+    notify_at: float | None = None
+    autonomy: AutonomyLevel | None = None
+    revert_after_seconds: int | None = None
+    requires: list[str] = Field(default_factory=list)

@@ -1,0 +1,43 @@
+"""Proposals: actions waiting for an analyst, and the approvals they collect."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from soc_agent.models.decision import ActionRequest
+
+__all__ = ["Approval", "Proposal", "ProposalStatus"]
+
+
+class ProposalStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"  # enough approvals; execution follows
+    EXECUTED = "executed"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"  # never executed; escalated
+
+
+class Approval(BaseModel):
+    analyst: str
+    verdict: str  # "approve" | "reject"
+    comment: str | None = None
+    at: datetime
+
+
+class Proposal(BaseModel):
+    id: str
+    decision_id: str
+    incident_id: str
+    request: ActionRequest
+    status: ProposalStatus = ProposalStatus.PENDING
+    severity: str
+    urgency: float
+    approvals: list[Approval] = Field(default_factory=list)
+    created_at: datetime
+    expires_at: datetime
+    updated_at: datetime
+    version: int = 1
