@@ -1,0 +1,1 @@
+"""Actions: the executor with idempotency, verification and rollback."""

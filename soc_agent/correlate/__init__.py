@@ -1,0 +1,27 @@
+"""Correlation: fingerprints, incident grouping and windows, over a pluggable state.
+
+Pure logic: no Kafka, SQLite or clock here. See `correlator` for the rules.
+"""
+
+from soc_agent.correlate.correlator import (
+    DEFAULT_PIVOT_TYPES,
+    CorrelationConfig,
+    CorrelationResult,
+    Correlator,
+    Outcome,
+    default_incident_id,
+)
+from soc_agent.correlate.fingerprint import fingerprint
+from soc_agent.correlate.state import CorrelationState, InMemoryCorrelationState
+
+__all__ = [
+    "DEFAULT_PIVOT_TYPES",
+    "CorrelationConfig",
+    "CorrelationResult",
+    "CorrelationState",
+    "Correlator",
+    "InMemoryCorrelationState",
+    "Outcome",
+    "default_incident_id",
+    "fingerprint",
+]

@@ -19,6 +19,9 @@ class ProposalStatus(StrEnum):
     FAILED = "failed"
     REJECTED = "rejected"
     EXPIRED = "expired"  # never executed; escalated
+    REVIEW = "review"  # executed under autonomy level 3 and sampled for an analyst's review
+    CONFIRMED = "confirmed"  # a reviewed execution the analyst upheld
+    ROLLED_BACK = "rolled_back"  # a reviewed execution the analyst rejected, then undone
 
 
 class Approval(BaseModel):

@@ -1,0 +1,45 @@
+"""Policy: autonomy levels, thresholds and guardrails -> dispositions (pure, no I/O).
+
+`decide(PolicyInput, PolicyConfig) -> Verdict` is the entry point; the decision
+order is documented in `soc_agent.policy.engine`.
+"""
+
+from __future__ import annotations
+
+from soc_agent.policy.autonomy import effective_autonomy, review_sampled
+from soc_agent.policy.config import (
+    DEFAULT_BLAST_RADIUS,
+    DEFAULT_BUDGET_KEY,
+    DEFAULT_PROPOSAL_EXPIRY_SECONDS,
+    BlastRadiusBudget,
+    PolicyConfig,
+    ProtectedAssets,
+    budget_for,
+    proposal_expiry,
+)
+from soc_agent.policy.engine import decide
+from soc_agent.policy.inputs import ActionFacts, PolicyInput, Verdict
+from soc_agent.policy.rules import PolicyRule
+from soc_agent.policy.thresholds import Thresholds, resolve_thresholds
+from soc_agent.policy.urgency import urgency
+
+__all__ = [
+    "DEFAULT_BLAST_RADIUS",
+    "DEFAULT_BUDGET_KEY",
+    "DEFAULT_PROPOSAL_EXPIRY_SECONDS",
+    "ActionFacts",
+    "BlastRadiusBudget",
+    "PolicyConfig",
+    "PolicyInput",
+    "PolicyRule",
+    "ProtectedAssets",
+    "Thresholds",
+    "Verdict",
+    "budget_for",
+    "decide",
+    "effective_autonomy",
+    "proposal_expiry",
+    "resolve_thresholds",
+    "review_sampled",
+    "urgency",
+]

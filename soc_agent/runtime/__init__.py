@@ -1,0 +1,1 @@
+"""Runtimes: the embedded runner (and, later, the Kafka worker) driving the core."""

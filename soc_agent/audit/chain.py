@@ -1,0 +1,203 @@
+"""The audit hash chain: canonical form, entry hashes, sealing and verification.
+
+Entry `n` stores `prev_hash` (the hash of entry `n-1`, or `GENESIS` for the
+first) and `hash`, computed over its canonical form (which includes `seq` and
+`prev_hash`). Changing, deleting, inserting or reordering entries therefore
+breaks the chain at the first affected entry. Truncating the tail cannot be
+seen from the chain alone; pass an anchor (`expected_count`, `expected_head`)
+recorded elsewhere to catch it. With an HMAC key, someone who can write the
+database but does not hold the key cannot rebuild a consistent chain.
+
+Pure: no I/O. Storage backends (SQLite here, Elasticsearch later) share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from soc_agent.models import AuditEvent
+
+__all__ = [
+    "GENESIS",
+    "VerifyResult",
+    "canonical",
+    "canonical_details",
+    "compute_hash",
+    "format_at",
+    "seal",
+    "verify_events",
+]
+
+GENESIS = "0" * 64
+
+
+def format_at(at: datetime) -> str:
+    """The event time as hashed and stored: UTC, microseconds, `Z` suffix.
+
+    A naive datetime is taken to be UTC.
+    """
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_details(event: AuditEvent) -> dict[str, Any]:
+    """`details` as JSON sees it (datetimes as ISO strings, tuples as lists, ...)."""
+    dumped: dict[str, Any] = event.model_dump(mode="json", include={"details"})["details"]
+    return dumped
+
+
+def canonical(event: AuditEvent) -> bytes:
+    """Canonical JSON of the hashed fields: sorted keys, no whitespace, UTF-8.
+
+    Raises ValueError if `details` holds a value JSON cannot represent exactly
+    (NaN, infinity), since such an entry could not be verified after storage.
+    """
+    doc: dict[str, Any] = {
+        "seq": event.seq,
+        "at": format_at(event.at),
+        "actor": event.actor,
+        "action": event.action,
+        "subject": event.subject,
+        "reason": event.reason,
+        "outcome": event.outcome,
+        "evidence_ref": event.evidence_ref,
+        "details": canonical_details(event),
+        "prev_hash": event.prev_hash,
+    }
+    return json.dumps(
+        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def compute_hash(event: AuditEvent, *, key: bytes | None = None) -> str:
+    """SHA-256 hex of the canonical form, or HMAC-SHA256 with `key`."""
+    data = canonical(event)
+    if key is not None:
+        return hmac.new(key, data, hashlib.sha256).hexdigest()
+    return hashlib.sha256(data).hexdigest()
+
+
+def seal(event: AuditEvent, *, seq: int, prev_hash: str, key: bytes | None = None) -> AuditEvent:
+    """The event as entry `seq` after `prev_hash`: time in UTC, details as JSON, hash set."""
+    aware = event.at if event.at.tzinfo is not None else event.at.replace(tzinfo=UTC)
+    linked = event.model_copy(
+        update={
+            "seq": seq,
+            "prev_hash": prev_hash,
+            "hash": None,
+            "at": aware.astimezone(UTC),
+            "details": canonical_details(event),
+        }
+    )
+    return linked.model_copy(update={"hash": compute_hash(linked, key=key)})
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of a verification.
+
+    `count` and `head` describe the verified prefix: on success the whole
+    chain (`head` is the last entry's hash, `GENESIS` when empty); on failure
+    the entries before `first_bad_seq`. `problem` is a sentence for humans.
+    """
+
+    ok: bool
+    count: int
+    head: str
+    first_bad_seq: int | None
+    problem: str | None
+
+
+def verify_events(
+    events: Iterable[AuditEvent],
+    *,
+    key: bytes | None = None,
+    expected_head: str | None = None,
+    expected_count: int | None = None,
+) -> VerifyResult:
+    """Check a chain given in storage order; stop at the first bad entry.
+
+    The anchor is a checkpoint taken earlier: `expected_count` is how many
+    entries the chain had then and `expected_head` the hash of its last entry
+    (entry `expected_count`). The chain may have grown since; it must still
+    contain the checkpoint unchanged. With only `expected_head`, some entry
+    must carry that hash.
+    """
+    if expected_count is not None and expected_count < 0:
+        raise ValueError("expected_count must be >= 0")
+    count = 0
+    head = GENESIS
+    anchor_seen = expected_head is None or (expected_head == GENESIS and not expected_count)
+
+    def fail(seq: int, problem: str) -> VerifyResult:
+        return VerifyResult(False, count, head, seq, problem)
+
+    for event in events:
+        want = count + 1
+        seq = event.seq
+        if seq is None:
+            return fail(want, f"entry {want} has no sequence number")
+        if seq != want:
+            if seq > want:
+                missing = f"entry {want}" if seq == want + 1 else f"entries {want}-{seq - 1}"
+                return fail(want, f"{missing} missing: the chain jumps from {count} to {seq}")
+            return fail(
+                want, f"entry {want} expected but found entry {seq}: entries are out of order"
+            )
+        if event.hash is None or event.prev_hash is None:
+            return fail(seq, f"entry {seq} lacks its prev_hash or hash")
+        # Link first: an inserted or moved entry may hash correctly on its own.
+        if event.prev_hash != head:
+            before = f"entry {count}" if count else "the genesis value"
+            return fail(
+                seq,
+                f"entry {seq} does not link to {before}: an entry was inserted, deleted, "
+                "reordered or rewritten before it, or its prev_hash was altered",
+            )
+        try:
+            actual = compute_hash(event, key=key)
+        except ValueError as exc:
+            return fail(seq, f"entry {seq} cannot be canonicalised: {exc}")
+        if not hmac.compare_digest(actual, event.hash):
+            return fail(
+                seq,
+                f"entry {seq} was modified: its stored hash does not match its content "
+                "(or the chain is being verified with the wrong key)",
+            )
+        count, head = seq, event.hash
+        if expected_count is not None and count == expected_count:
+            if expected_head is not None and head != expected_head:
+                return fail(
+                    seq,
+                    f"entry {seq} is the anchored head but its hash {head[:16]}... differs "
+                    f"from the anchor {expected_head[:16]}...: the chain was rewritten",
+                )
+            anchor_seen = True
+        elif expected_count is None and head == expected_head:
+            anchor_seen = True
+
+    if expected_count is not None and count < expected_count:
+        return VerifyResult(
+            False,
+            count,
+            head,
+            count + 1,
+            f"the chain ends at entry {count} but the anchor records {expected_count} "
+            f"entries: entry {count + 1} onwards was removed (tail truncated)",
+        )
+    if not anchor_seen:
+        return VerifyResult(
+            False,
+            count,
+            head,
+            None,
+            f"no entry has the anchored head hash {expected_head}: "
+            "the chain was truncated or rewritten",
+        )
+    return VerifyResult(True, count, head, None, None)

@@ -1,0 +1,314 @@
+"""The append-only audit log in SQLite, hash-chained (see `chain`).
+
+It shares the store's database file and touches only the `audit_log` table.
+Appends are serialised three ways: an asyncio lock (no pile-up of threads), a
+thread lock around the one writer connection (safe even when an awaiting task
+is cancelled while its thread still runs), and `BEGIN IMMEDIATE`, which makes
+SQLite hand the write lock to one connection at a time, so two processes
+appending to the same file cannot fork the chain. Triggers reject UPDATE and
+DELETE on the table: defence in depth, not the proof; the chain is the proof.
+All SQLite work runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from soc_agent.audit.chain import GENESIS, VerifyResult, format_at, seal, verify_events
+from soc_agent.errors import StoreError
+from soc_agent.models import AuditEvent
+
+__all__ = ["SQLiteAuditLog"]
+
+_BUSY_TIMEOUT_SECONDS = 30.0
+
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS audit_log (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        evidence_ref TEXT,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject, seq)",
+    "CREATE INDEX IF NOT EXISTS audit_log_action ON audit_log (action, seq)",
+    """
+    CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE is not allowed'); END
+    """,
+    """
+    CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE is not allowed'); END
+    """,
+)
+
+_COLUMNS = (
+    "seq, at, actor, action, subject, reason, outcome, evidence_ref, details, prev_hash, hash"
+)
+
+
+_INSERT = f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+
+
+class _Unreadable(Exception):
+    """A stored row that no longer decodes into an AuditEvent."""
+
+    def __init__(self, seq: int | None, reason: str) -> None:
+        self.seq, self.reason = seq, reason
+        super().__init__(f"audit entry {seq} is unreadable: {reason}")
+
+
+class SQLiteAuditLog:
+    """Hash-chained, append-only audit log in one SQLite file.
+
+    Opening creates the table, its indexes and triggers if needed (a short,
+    blocking step meant for start-up). `key` turns the entry hashes into
+    HMAC-SHA256: keep it outside the database.
+    """
+
+    def __init__(self, path: str | Path, *, key: bytes | None = None) -> None:
+        self._path = Path(path)
+        self._key = key
+        self._async_lock = asyncio.Lock()
+        self._thread_lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = self._connect()
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA:
+                    self._conn.execute(statement)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise StoreError(f"{self._path}: cannot prepare the audit log: {exc}") from exc
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    async def append(self, event: AuditEvent) -> AuditEvent:
+        """Append as the next entry; returns it with `seq`, `prev_hash` and `hash` set.
+
+        Any `seq`/`prev_hash`/`hash` already on `event` are ignored. The stored
+        time is UTC and `details` are stored as JSON; the returned event shows
+        both as stored. Raises ValueError for details JSON cannot hold (NaN).
+        """
+        async with self._async_lock:
+            return await asyncio.to_thread(self._append_sync, event)
+
+    async def list(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        subject: str | None = None,
+        action_prefix: str | None = None,
+        newest_first: bool = False,
+    ) -> list[AuditEvent]:
+        """Entries in seq order (oldest first unless `newest_first`), optionally filtered."""
+        if limit < 0 or offset < 0:
+            raise ValueError("limit and offset must be >= 0")
+        where: list[str] = []
+        params: list[Any] = []
+        if subject is not None:
+            where.append("subject = ?")
+            params.append(subject)
+        if action_prefix:
+            # substr, not LIKE: LIKE is case-insensitive and treats % and _ as wildcards.
+            where.append("substr(action, 1, ?) = ?")
+            params.extend([len(action_prefix), action_prefix])
+        sql = f"SELECT {_COLUMNS} FROM audit_log"  # noqa: S608 - only fixed fragments
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT ? OFFSET ?"
+        params.extend([limit, offset])
+        return await asyncio.to_thread(self._list_sync, sql, params)
+
+    async def head(self) -> tuple[int, str]:
+        """`(seq, hash)` of the last entry, or `(0, GENESIS)` when empty: an anchor to keep."""
+        return await asyncio.to_thread(self._head_sync)
+
+    async def verify(
+        self, *, expected_head: str | None = None, expected_count: int | None = None
+    ) -> VerifyResult:
+        """Verify the whole chain, streaming rows in seq order (see `verify_events`)."""
+        return await asyncio.to_thread(self._verify_sync, expected_head, expected_count)
+
+    def close(self) -> None:
+        """Close the writer connection (waits for an append in flight). Idempotent."""
+        with self._thread_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- worker-thread side -------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            return sqlite3.connect(
+                self._path,
+                timeout=_BUSY_TIMEOUT_SECONDS,
+                isolation_level=None,  # transactions are explicit
+                check_same_thread=False,  # used from worker threads, one at a time
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self._path}: cannot open the audit log: {exc}") from exc
+
+    def _append_sync(self, event: AuditEvent) -> AuditEvent:
+        with self._thread_lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreError(f"{self._path}: the audit log is closed")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self._path}: cannot lock the audit log: {exc}") from exc
+            try:
+                row = conn.execute(
+                    "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                seq, prev_hash = (int(row[0]) + 1, str(row[1])) if row else (1, GENESIS)
+                sealed = seal(event, seq=seq, prev_hash=prev_hash, key=self._key)
+                conn.execute(
+                    _INSERT,
+                    _to_row(sealed),
+                )
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"{self._path}: audit append failed: {exc}") from exc
+                raise
+            return sealed
+
+    def _read(self) -> sqlite3.Connection:
+        # A connection per read: WAL lets readers run beside the writer, and a
+        # long verification holds no lock an append needs.
+        return self._connect()
+
+    def _list_sync(self, sql: str, params: builtins.list[Any]) -> builtins.list[AuditEvent]:
+        conn = self._read()
+        try:
+            return [_from_row(row) for row in conn.execute(sql, params)]
+        except _Unreadable as exc:
+            raise StoreError(f"{self._path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self._path}: cannot read the audit log: {exc}") from exc
+        finally:
+            conn.close()
+
+    def _head_sync(self) -> tuple[int, str]:
+        conn = self._read()
+        try:
+            row = conn.execute(
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self._path}: cannot read the audit log: {exc}") from exc
+        finally:
+            conn.close()
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    def _verify_sync(self, expected_head: str | None, expected_count: int | None) -> VerifyResult:
+        conn = self._read()
+        unreadable: list[_Unreadable] = []
+        try:
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq")  # noqa: S608
+            result = verify_events(
+                _decode(rows, unreadable),
+                key=self._key,
+                expected_head=expected_head,
+                expected_count=expected_count,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self._path}: cannot read the audit log: {exc}") from exc
+        finally:
+            conn.close()
+        if unreadable:
+            # verify_events consumed every row before it: they were all good.
+            bad = unreadable[0]
+            return VerifyResult(
+                False,
+                result.count,
+                result.head,
+                bad.seq,
+                f"entry {bad.seq} is unreadable "
+                f"({bad.reason}): it was altered outside the audit log",
+            )
+        return result
+
+
+def _to_row(event: AuditEvent) -> tuple[Any, ...]:
+    details = json.dumps(
+        event.details, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return (
+        event.seq,
+        format_at(event.at),
+        event.actor,
+        event.action,
+        event.subject,
+        event.reason,
+        event.outcome,
+        event.evidence_ref,
+        details,
+        event.prev_hash,
+        event.hash,
+    )
+
+
+def _from_row(row: tuple[Any, ...]) -> AuditEvent:
+    seq = row[0] if isinstance(row[0], int) else None
+    try:
+        details = json.loads(row[8])
+        if not isinstance(details, dict):
+            raise _Unreadable(seq, "details is not a JSON object")
+        at = datetime.fromisoformat(row[1])
+        return AuditEvent(
+            seq=row[0],
+            at=at,
+            actor=row[2],
+            action=row[3],
+            subject=row[4],
+            reason=row[5],
+            outcome=row[6],
+            evidence_ref=row[7],
+            details=details,
+            prev_hash=row[9],
+            hash=row[10],
+        )
+    except (TypeError, ValueError, ValidationError) as exc:
+        # ValidationError is a ValueError; named for the reader.
+        raise _Unreadable(seq, str(exc).splitlines()[0]) from exc
+
+
+def _decode(rows: Iterable[tuple[Any, ...]], unreadable: list[_Unreadable]) -> Iterator[AuditEvent]:
+    """Rows as events; stops at the first unreadable row and records it."""
+    for row in rows:
+        try:
+            yield _from_row(row)
+        except _Unreadable as exc:
+            unreadable.append(exc)
+            return

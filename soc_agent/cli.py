@@ -1,0 +1,422 @@
+"""The `soc-agent` command line: parses, calls, prints. Logic lives in the packages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from soc_agent import render
+from soc_agent.config import Settings, load_settings
+from soc_agent.errors import SocAgentError
+from soc_agent.models import ProposalStatus, RunMode
+
+__all__ = ["app", "main"]
+
+_T = TypeVar("_T")
+
+app = typer.Typer(help="soc-agent: investigate security alerts, decide under policy, audit.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+playbooks_app = typer.Typer(help="Validate, test and describe playbooks.", no_args_is_help=True)
+proposals_app = typer.Typer(help="Review proposed actions.", no_args_is_help=True)
+audit_app = typer.Typer(help="Inspect and verify the audit chain.", no_args_is_help=True)
+actions_app = typer.Typer(help="Executed actions: list and roll back.", no_args_is_help=True)
+connectors_app = typer.Typer(help="Installed connectors and their grants.",
+                             no_args_is_help=True)
+app.add_typer(playbooks_app, name="playbooks")
+app.add_typer(proposals_app, name="proposals")
+app.add_typer(audit_app, name="audit")
+app.add_typer(actions_app, name="actions")
+app.add_typer(connectors_app, name="connectors")
+
+StoreOpt = Annotated[Path | None, typer.Option(
+    "--store", help="SQLite store path [env SOC_AGENT_STORE; default ./soc-agent.db]")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="YAML config file [env SOC_AGENT_CONFIG]")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+AnalystOpt = Annotated[str, typer.Option(
+    "--analyst", help="who is deciding (recorded in the audit log)",
+    default_factory=lambda: os.environ.get("SOC_AGENT_ANALYST") or os.environ.get("USER")
+    or "analyst")]
+
+
+def _settings(config: Path | None, store: Path | None, **extra: Any) -> Settings:
+    return load_settings(config, store=store, **extra)
+
+
+def _run(coro_fn: Callable[[], Awaitable[_T]]) -> _T:
+    async def wrapper() -> _T:
+        return await coro_fn()
+
+    try:
+        return asyncio.run(wrapper())
+    except SocAgentError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def run(
+    alerts: Annotated[list[str] | None, typer.Option(
+        "--alerts", "-a", help="alert file or directory, or - for stdin; repeatable "
+        "[default: the shipped demo alerts]")] = None,
+    mode: Annotated[RunMode | None, typer.Option(
+        help="live | dry_run | shadow [env SOC_AGENT_POLICY__MODE]")] = None,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """The main job: alerts in, investigated decisions out, all audited in the store."""
+    from soc_agent.runtime.components import open_components
+    from soc_agent.runtime.embedded import default_alert_sources, run_embedded
+
+    try:
+        settings = _settings(config, store)
+    except SocAgentError as exc:
+        raise _fail(str(exc)) from None
+    if mode is not None:
+        settings.policy = settings.policy.model_copy(update={"mode": mode})
+    sources: list[str | Path] = list(alerts) if alerts else list(default_alert_sources())
+    for src in sources:
+        if src != "-" and not Path(src).exists():
+            raise _fail(f"alert source not found: {src}")
+
+    async def main() -> render.RunSummary:
+        async with open_components(settings) as c:
+            async def emit(outcome: Any) -> None:
+                if as_json and outcome.decision is not None and outcome.fresh:
+                    sys.stdout.write(render.decision_json(outcome.decision) + "\n")
+                    sys.stdout.flush()
+
+            report = await run_embedded(c, sources, on_outcome=emit)
+            return render.RunSummary.build(report, settings)
+
+    summary = _run(main)
+    if as_json:
+        for letter in summary.dead_letters:
+            typer.echo(json.dumps({"dead_letter": letter}), err=True)
+    else:
+        typer.echo(summary.text())
+
+
+@app.command()
+def normalize(
+    file: Annotated[str, typer.Argument(help="JSON document, JSON array or JSON lines; - for stdin")],
+    format_hint: Annotated[str | None, typer.Option("--format", help="skip detection")] = None,
+    mapping: Annotated[list[Path] | None, typer.Option(
+        "--mapping", help="declarative field mapping YAML; repeatable")] = None,
+    dead_letters: Annotated[Path | None, typer.Option(
+        "--dead-letters", help="also write dead letters as JSON lines to this file")] = None,
+) -> None:
+    """Print canonical alerts as JSON lines; report dead letters on stderr (exit 1 if any)."""
+    from soc_agent.ingest import load_mappings, parse_payload
+
+    try:
+        mappings = load_mappings(mapping or [])
+        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except SocAgentError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot read {file}: {exc.strerror}") from None
+    result = parse_payload(data, source="stdin" if file == "-" else file,
+                           format_hint=format_hint, mappings=mappings)
+    for alert in result.alerts:
+        sys.stdout.write(alert.model_dump_json() + "\n")
+    letters = [render.dead_letter_dict(d) for d in result.dead_letters]
+    for letter in letters:
+        typer.echo(f"dead letter: {letter['source']}: {letter['reason']}", err=True)
+    if dead_letters is not None and letters:
+        with dead_letters.open("a", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(letter) + "\n" for letter in letters)
+    if letters:
+        raise typer.Exit(1)
+
+
+@playbooks_app.command("validate")
+def playbooks_validate(
+    path: Annotated[Path | None, typer.Argument(help="dir or file [default: shipped]")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check playbooks against the schema; errors name file, line and field."""
+    from soc_agent.playbooks import load_playbooks, shipped_playbooks_dir
+    from soc_agent.runtime.control import connector_catalog
+
+    target = path or shipped_playbooks_dir()
+    try:
+        loaded = load_playbooks(target, catalog=connector_catalog())
+    except SocAgentError as exc:
+        if as_json:
+            typer.echo(json.dumps({"ok": False, "errors": str(exc).splitlines()}))
+            raise typer.Exit(1) from None
+        raise _fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps({"ok": True, "playbooks": [p.name for p in loaded]}))
+    else:
+        typer.echo(f"{len(loaded)} playbook(s) valid: {', '.join(p.name for p in loaded)}")
+
+
+@playbooks_app.command("test")
+def playbooks_test(
+    path: Annotated[Path | None, typer.Argument(
+        help="playbooks dir (cases under <dir>/tests/) [default: shipped]")] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Run each case: fixture alert + recorded step results -> expected decision."""
+    from soc_agent.pipeline.playbook_tests import run_playbook_tests
+
+    try:
+        settings = _settings(config, None)
+    except SocAgentError as exc:
+        raise _fail(str(exc)) from None
+    results = _run(lambda: run_playbook_tests(path, settings))
+    failed = [r for r in results if not r.ok]
+    if as_json:
+        typer.echo(json.dumps([{"case": r.name, "ok": r.ok, "failures": r.failures}
+                               for r in results]))
+    else:
+        for r in results:
+            typer.echo(f"{'PASS' if r.ok else 'FAIL'} {r.name}")
+            for f in r.failures:
+                typer.echo(f"    {f}")
+        typer.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed or not results:
+        raise typer.Exit(1)
+
+
+@playbooks_app.command("schema")
+def playbooks_schema() -> None:
+    """Print the playbook JSON Schema (for editors)."""
+    from soc_agent.playbooks import export_json_schema
+
+    typer.echo(json.dumps(export_json_schema(), indent=2))
+
+
+@proposals_app.command("list")
+def proposals_list(
+    status: Annotated[ProposalStatus | None, typer.Option(
+        help="filter by status [default: pending]")] = ProposalStatus.PENDING,
+    all_: Annotated[bool, typer.Option("--all", help="every status")] = False,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """The analyst queue, most urgent first."""
+    from soc_agent.store import SQLiteStore
+
+    settings = _settings(config, store)
+
+    async def main() -> list[Any]:
+        db = SQLiteStore(settings.store)
+        try:
+            return await db.list_proposals(status=None if all_ else status, limit=1000)
+        finally:
+            db.close()
+
+    proposals = _run(main)
+    if as_json:
+        for p in proposals:
+            typer.echo(p.model_dump_json())
+    else:
+        typer.echo(render.proposals_table(proposals))
+
+
+def _decide(proposal_id: str, analyst: str, comment: str | None, approve: bool,
+            store: Path | None, config: Path | None, as_json: bool) -> None:
+    from soc_agent.runtime.components import open_components
+
+    settings = _settings(config, store)
+
+    async def main() -> Any:
+        async with open_components(settings) as c:
+            if approve:
+                return await c.proposals.approve(proposal_id, analyst, comment)
+            return await c.proposals.reject(proposal_id, analyst, comment)
+
+    outcome = _run(main)
+    if as_json:
+        typer.echo(json.dumps({"message": outcome.message,
+                               "proposal": outcome.proposal.model_dump(mode="json")}))
+    else:
+        typer.echo(outcome.message)
+
+
+@proposals_app.command("approve")
+def proposals_approve(
+    proposal_id: str, analyst: AnalystOpt,
+    comment: Annotated[str | None, typer.Option(help="why")] = None,
+    as_json: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Approve a proposal; it executes once enough distinct analysts approved."""
+    _decide(proposal_id, analyst, comment, True, store, config, as_json)
+
+
+@proposals_app.command("reject")
+def proposals_reject(
+    proposal_id: str, analyst: AnalystOpt,
+    comment: Annotated[str | None, typer.Option(help="why")] = None,
+    as_json: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Reject a proposal; nothing is executed (a review item is rolled back)."""
+    _decide(proposal_id, analyst, comment, False, store, config, as_json)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    expect_head: Annotated[str | None, typer.Option(
+        help="head hash recorded elsewhere (detects truncation)")] = None,
+    expect_count: Annotated[int | None, typer.Option(help="entry count recorded elsewhere")] = None,
+    as_json: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Check the hash chain; exit 1 and name the first bad entry if tampered with."""
+    from soc_agent.audit import SQLiteAuditLog
+
+    settings = _settings(config, store)
+    if not settings.store.exists():
+        raise _fail(f"no store at {settings.store}")
+    key = settings.audit_key.get_secret_value().encode() if settings.audit_key else None
+
+    async def main() -> Any:
+        log = SQLiteAuditLog(settings.store, key=key)
+        try:
+            return await log.verify(expected_head=expect_head, expected_count=expect_count)
+        finally:
+            log.close()
+
+    result = _run(main)
+    if as_json:
+        typer.echo(json.dumps({"ok": result.ok, "count": result.count, "head": result.head,
+                               "first_bad_seq": result.first_bad_seq,
+                               "problem": result.problem}))
+    elif result.ok:
+        typer.echo(f"audit chain intact: {result.count} entries, head {result.head}")
+    else:
+        typer.echo(f"AUDIT CHAIN BROKEN at entry {result.first_bad_seq}: {result.problem}",
+                   err=True)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("list")
+def audit_list(
+    limit: Annotated[int, typer.Option(help="entries to show")] = 50,
+    as_json: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Show the most recent audit entries."""
+    from soc_agent.audit import SQLiteAuditLog
+
+    settings = _settings(config, store)
+
+    async def main() -> Any:
+        log = SQLiteAuditLog(settings.store)
+        try:
+            count, _ = await log.head()
+            return await log.list(limit=limit, offset=max(0, count - limit))
+        finally:
+            log.close()
+
+    for event in _run(main):
+        if as_json:
+            typer.echo(event.model_dump_json())
+        else:
+            typer.echo(f"{event.seq:>6} {event.at:%Y-%m-%d %H:%M:%S} {event.actor:<14} "
+                       f"{event.action:<22} {event.subject} {event.outcome}")
+
+
+@actions_app.command("list")
+def actions_list(as_json: JsonOpt = False, store: StoreOpt = None,
+                 config: ConfigOpt = None) -> None:
+    """Actions in the ledger (executed, failed, rolled back)."""
+    from soc_agent.store import SQLiteStore
+
+    settings = _settings(config, store)
+
+    async def main() -> list[Any]:
+        db = SQLiteStore(settings.store)
+        try:
+            return await db.list_actions(limit=1000)
+        finally:
+            db.close()
+
+    for r in _run(main):
+        if as_json:
+            typer.echo(json.dumps({"id": r.action_id, "key": r.idempotency_key,
+                                   "action": r.action, "target": r.target,
+                                   "status": r.status, "attempts": r.attempts,
+                                   "revert_at": r.revert_at.isoformat() if r.revert_at else None}))
+        else:
+            typer.echo(f"{r.action_id}  {r.action:<16} {r.target:<40} {r.status}")
+
+
+@actions_app.command("rollback")
+def actions_rollback(
+    action_id: str, analyst: AnalystOpt,
+    comment: Annotated[str | None, typer.Option(help="why")] = None,
+    store: StoreOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Undo an executed reversible action with its declared inverse."""
+    from soc_agent.runtime.components import open_components
+
+    settings = _settings(config, store)
+
+    async def main() -> Any:
+        async with open_components(settings) as c:
+            return await c.executor.rollback(action_id, actor=analyst,
+                                             reason=comment or "manual rollback")
+
+    outcome = _run(main)
+    typer.echo(f"{outcome.status}: {outcome.detail}")
+    if outcome.status != "rolled_back":
+        raise typer.Exit(1)
+
+
+@app.command("kill-switch")
+def kill_switch(
+    state: Annotated[str, typer.Argument(help="on | off | status")] = "status",
+    analyst: AnalystOpt = "analyst",
+    store: StoreOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Turn every execution into a proposal (on), or let policy decide again (off)."""
+    from soc_agent.runtime.control import set_kill_switch
+
+    if state not in ("on", "off", "status"):
+        raise _fail("state must be on, off or status", 2)
+    settings = _settings(config, store)
+    active = _run(lambda: set_kill_switch(settings, None if state == "status" else state == "on",
+                                          actor=analyst))
+    typer.echo(f"kill switch is {'ON: no action executes automatically' if active else 'off'}")
+
+
+@connectors_app.command("list")
+def connectors_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Every installed connector, its capabilities, scopes and whether they are granted."""
+    from soc_agent.runtime.control import describe_connectors
+
+    try:
+        settings = _settings(config, None)
+    except SocAgentError as exc:
+        raise _fail(str(exc)) from None
+    rows = describe_connectors(settings)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        typer.echo(render.connectors_table(rows))
+
+
+def main() -> None:
+    try:
+        app()
+    except SocAgentError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)

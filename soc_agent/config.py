@@ -1,0 +1,193 @@
+"""One settings model: defaults < YAML config file < `SOC_AGENT_*` environment < CLI flags.
+
+Errors name where the bad value came from: the YAML file and line, or the
+environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from soc_agent.correlate import CorrelationConfig
+from soc_agent.errors import ConfigError
+from soc_agent.policy import PolicyConfig
+
+__all__ = ["DEFAULT_GRANTS", "Settings", "load_settings"]
+
+ENV_PREFIX = "SOC_AGENT_"
+
+# Least privilege, spelled out: the embedded demo may read everything its offline
+# connectors offer and perform the recorded containments. Narrow it in production.
+DEFAULT_GRANTS: dict[str, list[str]] = {
+    "threat_intel": ["intel:read"],
+    "asset_inventory": ["assets:read"],
+    "event_store": ["siem:read"],
+    "containment": [
+        "containment:read", "host:contain", "user:disable", "session:revoke",
+        "network:block", "file:quarantine", "email:quarantine",
+    ],
+    "notifier": ["notify:send"],
+}
+
+
+class RuntimeConfig(BaseModel):
+    """Bounds for the pipeline: how much work runs at once."""
+
+    max_concurrent_alerts: int = Field(default=8, ge=1, le=1024)
+    connector_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    notify_channel: str = "soc"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
+        validate_default=True,
+    )
+
+    config: Path | None = Field(default=None, description="YAML config file")
+    store: Path = Field(default=Path("soc-agent.db"), description="SQLite store path")
+    agent_id: str = Field(default="soc-agent", min_length=1, max_length=128)
+    playbooks: list[Path] = Field(default_factory=list, description="extra playbook dirs/files")
+    shipped_playbooks: bool = Field(default=True, description="load the shipped playbooks")
+    mappings: list[Path] = Field(default_factory=list, description="declarative field mappings")
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    correlation: CorrelationConfig = Field(default_factory=CorrelationConfig)
+    connectors: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {name: {} for name in DEFAULT_GRANTS}
+    )
+    grants: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_GRANTS))
+    audit_key: SecretStr | None = Field(
+        default=None, description="HMAC key for the audit chain (recommended in production)"
+    )
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    log_level: str = "WARNING"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    def connector_defaults(self) -> dict[str, dict[str, Any]]:
+        """Connector settings with file outputs placed beside the store by default."""
+        out = {name: dict(raw) for name, raw in self.connectors.items()}
+        base = self.store.with_suffix("")
+        if "containment" in out:
+            out["containment"].setdefault("journal", f"{base}.containment.jsonl")
+        if "notifier" in out:
+            out["notifier"].setdefault("outbox", f"{base}.notifications.jsonl")
+        return out
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by `SOC_AGENT_CONFIG` (or passed as `config=`)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None = None) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ returns the whole mapping at once
+
+    def __call__(self) -> dict[str, Any]:
+        path = _config_path()
+        if path is None:
+            return {}
+        data = _read_yaml(path)
+        data.pop("config", None)
+        return data
+
+
+_EXPLICIT_CONFIG: list[Path] = []
+
+
+def _config_path() -> Path | None:
+    if _EXPLICIT_CONFIG:
+        return _EXPLICIT_CONFIG[-1]
+    raw = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    return Path(raw) if raw else None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", source=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file: {exc}", source=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", source=str(path),
+                          line=mark.line + 1 if mark else None) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("the config file must hold a mapping of settings", source=str(path))
+    return data
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Build and validate settings; a bad value raises ConfigError naming its origin."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if config is not None:
+        _EXPLICIT_CONFIG.append(config)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise _explain(exc, config or _config_path()) from None
+    finally:
+        if config is not None:
+            _EXPLICIT_CONFIG.pop()
+
+
+def _explain(exc: ValidationError, path: Path | None) -> ConfigError:
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    key = ".".join(loc)
+    value = err.get("input")
+    shown = f" (got {str(value)[:80]!r})" if not isinstance(value, dict | list) else ""
+    message = f"{err['msg']}{shown}"
+    env_name = ENV_PREFIX + "__".join(loc).upper()
+    if loc and env_name in os.environ:
+        return ConfigError(message, source=f"environment {env_name}", key=key)
+    if loc and os.environ.get(ENV_PREFIX + loc[0].upper()) is not None:
+        return ConfigError(message, source=f"environment {ENV_PREFIX + loc[0].upper()}", key=key)
+    if path is not None and path.exists():
+        return ConfigError(message, source=str(path), key=key, line=_line_of(path, loc))
+    return ConfigError(message, key=key)
+
+
+def _line_of(path: Path, loc: list[str]) -> int | None:
+    """The line of the YAML node at `loc`, or of its nearest existing parent."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, OSError):
+        return None
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == part), None)
+            if match is None:
+                key_node = next((k for k, _ in node.value if k.value == part), None)
+                return key_node.start_mark.line + 1 if key_node else line
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line

@@ -1,0 +1,306 @@
+"""Incident correlation: deduplicate alerts and group related ones into incidents.
+
+All time comparisons use the alert's event time (`alert.created_at`), never the
+wall clock, so replaying a day of alerts gives the same incidents as living it.
+For each alert, the first rule that applies wins:
+
+1. **redelivered** - the alert id was already correlated: its incident is
+   returned unchanged. Feeding the same alerts twice changes nothing.
+2. **duplicate** - an alert with the same fingerprint (format, rule, entity
+   keys; see `fingerprint`) was last seen within `duplicate_window_seconds` of
+   this alert's time (either side, so out-of-order repeats count too). The
+   fingerprint's incident gets `duplicate_count += 1` and its `first_seen`/
+   `last_seen` widened to cover the alert; the alert id is NOT added to
+   `alert_ids`. The window slides: it is measured from the latest sighting. A
+   window of 0 disables duplicate suppression.
+3. **grouped** - a pivot entity of the alert is indexed to an incident whose
+   activity span is within `window_seconds` of the alert time, i.e.
+   `first_seen - window <= t <= last_seen + window`. For alerts at or after
+   `last_seen` this is `t - last_seen <= window`; the lower bound lets an
+   out-of-order alert slightly older than `first_seen` (or inside the span)
+   join too. The alert is added, entities are unioned (by key, first seen
+   wins), severity becomes the maximum, the span widens, and the alert's
+   pivots are indexed to the incident. If several incidents match, the one
+   seen most recently (latest `last_seen`, then greatest id) wins; incidents
+   are never merged.
+4. **new** - otherwise a new incident opens, titled after the alert (or its
+   rule when the title is empty), with the alert's severity. Its id comes
+   from `id_factory`, by default `"inc-" + sha256(alert.id)[:16]`, so
+   replicas that see the same alert agree on the id.
+
+Pivots are the alert's entities whose type is in `entity_types` (processes
+are excluded by default: command lines rarely identify an attack) and whose
+key (`type:value`) is not in `ignore_values` (resolvers, proxies, scanners).
+An incident outside the window is never extended: a later alert on the same
+entity starts a new incident, which takes over the entity's index.
+
+The entity index points each pivot at the most recently seen incident that
+holds it: an out-of-order alert that opens an older incident does not steal
+pivots from a newer one. The fingerprint index likewise keeps the latest
+sighting.
+
+Writes happen in the order incident, entity index, fingerprint, alert index,
+so a crash before the last write is repaired by redelivery: a grouped or new
+alert already present in its incident is recognised as redelivered. (A
+duplicate counted just before a crash may be counted twice.) One Correlator
+serialises its own calls; the runtime must not share a state between
+processes except through partitioning by entity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from soc_agent.correlate.fingerprint import fingerprint
+from soc_agent.correlate.state import CorrelationState
+from soc_agent.models import Alert, Entity, EntityType, Incident
+
+__all__ = [
+    "DEFAULT_PIVOT_TYPES",
+    "CorrelationConfig",
+    "CorrelationResult",
+    "Correlator",
+    "Outcome",
+    "default_incident_id",
+]
+
+Outcome = Literal["new", "grouped", "duplicate", "redelivered"]
+
+DEFAULT_PIVOT_TYPES: tuple[EntityType, ...] = (
+    EntityType.HOST,
+    EntityType.USER,
+    EntityType.IP,
+    EntityType.DOMAIN,
+    EntityType.URL,
+    EntityType.FILE_HASH,
+    EntityType.EMAIL,
+    EntityType.CLOUD_RESOURCE,
+)
+
+
+class CorrelationConfig(BaseModel):
+    """How alerts are grouped and deduplicated."""
+
+    window_seconds: int = Field(default=3600, gt=0, description="grouping window")
+    duplicate_window_seconds: int = Field(
+        default=3600, ge=0, description="duplicate suppression window; 0 disables it"
+    )
+    entity_types: list[EntityType] = Field(
+        default_factory=lambda: list(DEFAULT_PIVOT_TYPES),
+        description="entity types used as pivots for grouping",
+    )
+    ignore_values: list[str] = Field(
+        default_factory=list,
+        description='entity keys never used as pivots, e.g. "ip:8.8.8.8"',
+    )
+
+    @field_validator("ignore_values")
+    @classmethod
+    def _normalise_keys(cls, values: list[str]) -> list[str]:
+        """Normalise like entities are ("host:WS-01" -> "host:ws-01") so keys compare equal."""
+        out: list[str] = []
+        for raw in values:
+            kind, sep, value = raw.partition(":")
+            try:
+                entity_type = EntityType(kind.strip().lower())
+            except ValueError:
+                known = ", ".join(t.value for t in EntityType)
+                raise ValueError(
+                    f"{raw[:80]!r} is not an entity key 'type:value' (types: {known})"
+                ) from None
+            if not sep:
+                raise ValueError(f"{raw[:80]!r} has no value: write it as 'type:value'")
+            key = Entity(type=entity_type, value=value).key
+            if key not in out:
+                out.append(key)
+        return out
+
+
+@dataclass(frozen=True)
+class CorrelationResult:
+    """The incident an alert ended up in and how it got there."""
+
+    incident: Incident
+    outcome: Outcome
+    alert_id: str
+
+
+def default_incident_id(alert: Alert) -> str:
+    """`inc-` + the first 16 hex digits of sha256(alert id): deterministic across replicas."""
+    return "inc-" + hashlib.sha256(alert.id.encode("utf-8")).hexdigest()[:16]
+
+
+class Correlator:
+    """Applies the rules in the module docstring over a pluggable state."""
+
+    def __init__(
+        self,
+        state: CorrelationState,
+        config: CorrelationConfig,
+        *,
+        id_factory: Callable[[Alert], str] | None = None,
+    ) -> None:
+        self._state = state
+        self._config = config
+        self._id_factory = id_factory or default_incident_id
+        self._window = timedelta(seconds=config.window_seconds)
+        self._duplicate_window = timedelta(seconds=config.duplicate_window_seconds)
+        self._pivot_types = frozenset(config.entity_types)
+        self._ignored = frozenset(config.ignore_values)
+        # Each correlation is a read-modify-write over several keys.
+        self._lock = asyncio.Lock()
+
+    @property
+    def config(self) -> CorrelationConfig:
+        return self._config
+
+    def pivots(self, alert: Alert) -> list[str]:
+        """The alert's entity keys used for grouping, sorted and distinct."""
+        return sorted(
+            {
+                e.key
+                for e in alert.entities
+                if e.type in self._pivot_types and e.key not in self._ignored
+            }
+        )
+
+    async def correlate(self, alert: Alert) -> CorrelationResult:
+        """Place one alert: redelivered, duplicate, grouped or new (see module docstring)."""
+        async with self._lock:
+            return await self._correlate(alert)
+
+    async def _correlate(self, alert: Alert) -> CorrelationResult:
+        state = self._state
+        at = alert.created_at
+
+        known_id = await state.get_alert_incident(alert.id)
+        if known_id is not None:
+            known = await state.get_incident(known_id)
+            if known is not None:
+                return CorrelationResult(known, "redelivered", alert.id)
+            # The index names an incident the state no longer has: correlate afresh.
+
+        fp = fingerprint(alert)
+        sighting = await state.get_fingerprint(fp)
+        if sighting is not None:
+            seen_id, last_seen = sighting
+            incident = await state.get_incident(seen_id)
+            if incident is not None and alert.id in incident.alert_ids:
+                return await self._recovered(alert, incident)
+            if (
+                incident is not None
+                and self._duplicate_window
+                and abs(at - last_seen) <= self._duplicate_window
+            ):
+                return await self._count_duplicate(alert, incident, fp, last_seen)
+
+        pivots = self.pivots(alert)
+        owners: dict[str, Incident] = {}
+        candidates: dict[str, Incident] = {}
+        for key in pivots:
+            owner_id = await state.find_by_entity(key)
+            if owner_id is None:
+                continue
+            owner = candidates.get(owner_id) or await state.get_incident(owner_id)
+            if owner is None:
+                continue
+            candidates[owner.id] = owner
+            owners[key] = owner
+
+        matching = [inc for inc in candidates.values() if self._in_window(inc, at)]
+        outcome: Outcome
+        if matching:
+            target = max(matching, key=lambda inc: (inc.last_seen, inc.id))
+            if alert.id in target.alert_ids:
+                return await self._recovered(alert, target)
+            incident = _extend(target, alert, fp)
+            outcome = "grouped"
+        else:
+            incident_id = self._id_factory(alert)
+            existing = await state.get_incident(incident_id)
+            if existing is not None and alert.id in existing.alert_ids:
+                return await self._recovered(alert, existing)
+            incident = _open(incident_id, alert, fp)
+            outcome = "new"
+
+        await state.put_incident(incident)
+        for key in pivots:
+            owner = owners.get(key)
+            if owner is None or owner.id == incident.id or owner.last_seen <= incident.last_seen:
+                await state.index_entity(key, incident.id)
+        if sighting is None or at >= sighting[1]:
+            await state.put_fingerprint(fp, incident.id, at)
+        await state.put_alert_incident(alert.id, incident.id)
+        return CorrelationResult(incident, outcome, alert.id)
+
+    async def _recovered(self, alert: Alert, incident: Incident) -> CorrelationResult:
+        """The alert is in the incident but its alert index write was lost (a crash)."""
+        await self._state.put_alert_incident(alert.id, incident.id)
+        return CorrelationResult(incident, "redelivered", alert.id)
+
+    async def _count_duplicate(
+        self, alert: Alert, incident: Incident, fp: str, last_seen: datetime
+    ) -> CorrelationResult:
+        at = alert.created_at
+        updated = incident.model_copy(
+            update={
+                "duplicate_count": incident.duplicate_count + 1,
+                "first_seen": min(incident.first_seen, at),
+                "last_seen": max(incident.last_seen, at),
+            }
+        )
+        await self._state.put_incident(updated)
+        await self._state.put_fingerprint(fp, incident.id, max(last_seen, at))
+        await self._state.put_alert_incident(alert.id, incident.id)
+        return CorrelationResult(updated, "duplicate", alert.id)
+
+    def _in_window(self, incident: Incident, at: datetime) -> bool:
+        return incident.first_seen - self._window <= at <= incident.last_seen + self._window
+
+
+def _open(incident_id: str, alert: Alert, fp: str) -> Incident:
+    return Incident(
+        id=incident_id,
+        title=alert.title or alert.rule.name,
+        severity=alert.severity,
+        alert_ids=[alert.id],
+        entities=_union([], alert.entities),
+        fingerprints=[fp],
+        first_seen=alert.created_at,
+        last_seen=alert.created_at,
+    )
+
+
+def _extend(incident: Incident, alert: Alert, fp: str) -> Incident:
+    severity = max(incident.severity, alert.severity, key=lambda s: s.rank)
+    fingerprints = list(incident.fingerprints)
+    if fp not in fingerprints:
+        fingerprints.append(fp)
+    return incident.model_copy(
+        update={
+            "severity": severity,
+            "alert_ids": [*incident.alert_ids, alert.id],
+            "entities": _union(incident.entities, alert.entities),
+            "fingerprints": fingerprints,
+            "first_seen": min(incident.first_seen, alert.created_at),
+            "last_seen": max(incident.last_seen, alert.created_at),
+        }
+    )
+
+
+def _union(current: list[Entity], new: list[Entity]) -> list[Entity]:
+    """Entities of both lists, distinct by key, in order of first appearance."""
+    out = list(current)
+    keys = {e.key for e in out}
+    for entity in new:
+        if entity.key not in keys:
+            keys.add(entity.key)
+            out.append(entity)
+    return out

@@ -1,0 +1,71 @@
+"""The state correlation reads and writes, as a protocol, and an in-memory reference.
+
+The protocol is async so that SQLite (embedded runtime) and faust tables
+(Kafka runtime) can back it without blocking the event loop.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from soc_agent.models import Incident
+
+__all__ = ["CorrelationState", "InMemoryCorrelationState"]
+
+
+class CorrelationState(Protocol):
+    """Incidents plus the three indexes the correlator consults.
+
+    - entity index: pivot entity key (`type:value`) -> incident id currently owning it
+    - fingerprint index: fingerprint -> (incident id, event time of the latest sighting)
+    - alert index: alert id -> incident id it was correlated into (redelivery)
+    """
+
+    async def get_incident(self, incident_id: str) -> Incident | None: ...
+    async def put_incident(self, incident: Incident) -> None: ...
+    async def find_by_entity(self, entity_key: str) -> str | None: ...
+    async def index_entity(self, entity_key: str, incident_id: str) -> None: ...
+    async def get_fingerprint(self, fingerprint: str) -> tuple[str, datetime] | None: ...
+    async def put_fingerprint(self, fingerprint: str, incident_id: str, seen: datetime) -> None: ...
+    async def get_alert_incident(self, alert_id: str) -> str | None: ...
+    async def put_alert_incident(self, alert_id: str, incident_id: str) -> None: ...
+
+
+class InMemoryCorrelationState:
+    """Dict-backed state for tests and single-process use.
+
+    Incidents are copied on the way in and out, as a real store would
+    serialise them, so a caller mutating a returned incident changes nothing.
+    """
+
+    def __init__(self) -> None:
+        self.incidents: dict[str, Incident] = {}
+        self.entities: dict[str, str] = {}
+        self.fingerprints: dict[str, tuple[str, datetime]] = {}
+        self.alerts: dict[str, str] = {}
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        incident = self.incidents.get(incident_id)
+        return incident.model_copy(deep=True) if incident is not None else None
+
+    async def put_incident(self, incident: Incident) -> None:
+        self.incidents[incident.id] = incident.model_copy(deep=True)
+
+    async def find_by_entity(self, entity_key: str) -> str | None:
+        return self.entities.get(entity_key)
+
+    async def index_entity(self, entity_key: str, incident_id: str) -> None:
+        self.entities[entity_key] = incident_id
+
+    async def get_fingerprint(self, fingerprint: str) -> tuple[str, datetime] | None:
+        return self.fingerprints.get(fingerprint)
+
+    async def put_fingerprint(self, fingerprint: str, incident_id: str, seen: datetime) -> None:
+        self.fingerprints[fingerprint] = (incident_id, seen)
+
+    async def get_alert_incident(self, alert_id: str) -> str | None:
+        return self.alerts.get(alert_id)
+
+    async def put_alert_incident(self, alert_id: str, incident_id: str) -> None:
+        self.alerts[alert_id] = incident_id

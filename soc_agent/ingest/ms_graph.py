@@ -1,0 +1,190 @@
+"""Microsoft Graph security alerts (alerts_v2: Defender XDR, Sentinel, ...).
+
+Entities come from `evidence[]`, keyed by `@odata.type`; the evidence `roles`
+(attacker, compromised, source, destination, ...) give the entity role.
+`unknown` severity maps to MEDIUM so an unknown severity never hides an alert.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from soc_agent.errors import NormalizationError
+from soc_agent.ingest._fields import (
+    AlertDraft,
+    EntitySet,
+    as_list,
+    get,
+    opt_str,
+    parse_time,
+    req_str,
+    severity_from_word,
+)
+from soc_agent.models import Alert, EntityType, Severity
+
+__all__ = ["FORMAT", "matches", "normalize"]
+
+FORMAT = "ms_graph"
+_PREFIX = "#microsoft.graph.security."
+_ROLES = {
+    "attacker": "attacker",
+    "commandandcontrol": "attacker",
+    "compromised": "target",
+    "attacked": "target",
+    "source": "source",
+    "destination": "destination",
+    "policyviolator": "actor",
+}
+_MAX_EVIDENCE = 256
+
+
+def matches(doc: dict[str, Any]) -> bool:
+    odata = doc.get("@odata.type")
+    if isinstance(odata, str) and odata.lower() == "#microsoft.graph.security.alert":
+        return True
+    return "id" in doc and "createdDateTime" in doc and (
+        "providerAlertId" in doc or "serviceSource" in doc or "detectionSource" in doc
+    )
+
+
+def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Alert:
+    f = FORMAT
+    draft = AlertDraft(
+        format=f,
+        vendor="Microsoft",
+        product=opt_str(doc, "serviceSource", f) or "Microsoft Graph Security",
+        original=doc,
+    )
+    draft.vendor_id = req_str(doc, "id", f)
+    draft.title = opt_str(doc, "title", f)
+    draft.description = opt_str(doc, "description", f)
+    draft.rule_id = opt_str(doc, "detectorId", f)
+    draft.rule_name = draft.title
+    word = opt_str(doc, "severity", f)
+    draft.severity = severity_from_word(word)
+    if draft.severity is None:
+        if word is not None and word.lower() not in ("unknown", "unknownfuturevalue"):
+            raise NormalizationError(
+                f"field 'severity' must be informational|low|medium|high|unknown, got {word!r}",
+                format=f,
+            )
+        draft.severity = Severity.MEDIUM
+        draft.label("severity_raw", word or "missing")
+    draft.created_at = parse_time(
+        get(doc, "createdDateTime"), unit="iso", fmt=f, path="createdDateTime"
+    )
+    draft.techniques += [t for t in as_list(doc.get("mitreTechniques")) if isinstance(t, str)]
+    category = opt_str(doc, "category", f)
+    draft.tactic(category)
+    for evidence in as_list(doc.get("evidence"))[:_MAX_EVIDENCE]:
+        if isinstance(evidence, dict):
+            _evidence(draft.entities, evidence)
+
+    for key in (
+        "providerAlertId",
+        "incidentId",
+        "status",
+        "classification",
+        "determination",
+        "serviceSource",
+        "detectionSource",
+        "tenantId",
+        "alertWebUrl",
+        "threatFamilyName",
+        "actorDisplayName",
+    ):
+        draft.label(key, opt_str(doc, key, f))
+    draft.label("category", category)
+    return draft.build(received_at)
+
+
+def _role(evidence: dict[str, Any]) -> str | None:
+    for raw in as_list(evidence.get("roles")):
+        if isinstance(raw, str) and raw.lower() in _ROLES:
+            return _ROLES[raw.lower()]
+    return None
+
+
+def _user(ents: EntitySet, account: Any, role: str | None) -> None:
+    if not isinstance(account, dict):
+        return
+    name = account.get("userPrincipalName") or account.get("accountName")
+    ents.add(
+        EntityType.USER,
+        name,
+        role,
+        domain=account.get("domainName"),
+        sid=account.get("userSid"),
+        azure_ad_user_id=account.get("azureAdUserId"),
+    )
+
+
+def _file(ents: EntitySet, details: Any, role: str | None) -> None:
+    if not isinstance(details, dict):
+        return
+    for algo in ("sha256", "sha1", "md5"):
+        ents.add(
+            EntityType.FILE_HASH,
+            details.get(algo),
+            role,
+            algorithm=algo,
+            file_name=details.get("fileName"),
+            path=details.get("filePath"),
+        )
+
+
+def _evidence(ents: EntitySet, ev: dict[str, Any]) -> None:
+    odata = ev.get("@odata.type")
+    kind = odata[len(_PREFIX) :] if isinstance(odata, str) and odata.startswith(_PREFIX) else ""
+    role = _role(ev)
+    if kind == "deviceEvidence":
+        ents.add(
+            EntityType.HOST,
+            ev.get("deviceDnsName") or ev.get("hostName"),
+            role,
+            mde_device_id=ev.get("mdeDeviceId"),
+            azure_ad_device_id=ev.get("azureAdDeviceId"),
+            os=ev.get("osPlatform"),
+        )
+        for user in as_list(ev.get("loggedOnUsers"))[:32]:
+            if isinstance(user, dict):
+                ents.add(EntityType.USER, user.get("accountName"), domain=user.get("domainName"))
+    elif kind == "userEvidence":
+        _user(ents, ev.get("userAccount"), role)
+    elif kind == "ipEvidence":
+        ents.add(EntityType.IP, ev.get("ipAddress"), role, country=ev.get("countryLetterCode"))
+    elif kind == "urlEvidence":
+        ents.add(EntityType.URL, ev.get("url"), role)
+    elif kind == "fileEvidence":
+        _file(ents, ev.get("fileDetails"), role)
+    elif kind == "processEvidence":
+        image = ev.get("imageFile")
+        ents.add(
+            EntityType.PROCESS,
+            get(image, "fileName"),
+            role,
+            pid=ev.get("processId"),
+            command_line=ev.get("processCommandLine"),
+            path=get(image, "filePath"),
+        )
+        _file(ents, image, role)
+        _user(ents, ev.get("userAccount"), "actor")
+    elif kind == "mailboxEvidence":
+        ents.add(EntityType.EMAIL, ev.get("primaryAddress"), role)
+        _user(ents, ev.get("userAccount"), role)
+    elif kind == "analyzedMessageEvidence":
+        ents.add(EntityType.IP, ev.get("senderIp"), "source")
+        ents.add(EntityType.EMAIL, get(ev, "p1Sender.emailAddress"), "source")
+        ents.add(EntityType.EMAIL, get(ev, "p2Sender.emailAddress"), "source")
+        ents.add(EntityType.EMAIL, ev.get("recipientEmailAddress"), "target")
+        ents.add(EntityType.URL, ev.get("urls"), role)
+    elif kind in ("azureResourceEvidence", "amazonResourceEvidence", "googleCloudResourceEvidence"):
+        ents.add(
+            EntityType.CLOUD_RESOURCE,
+            ev.get("resourceId") or ev.get("amazonResourceId") or ev.get("fullResourceName"),
+            role,
+            resource_type=ev.get("resourceType"),
+        )
+    elif kind == "cloudApplicationEvidence":
+        ents.add(EntityType.CLOUD_RESOURCE, ev.get("displayName"), role, app_id=ev.get("appId"))

@@ -1,0 +1,259 @@
+"""The agent: one alert in, a correlated, investigated, decided and acted-on incident out.
+
+Plain async Python with no transport: the embedded runner and the Kafka
+worker both drive it. Correlation is serialised (it is cheap and must see
+alerts in order); investigations run concurrently, one at a time per incident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from soc_agent.actions.executor import Executor
+from soc_agent.correlate import CorrelationResult, Correlator
+from soc_agent.errors import SocAgentError
+from soc_agent.models import (
+    ActionRequest,
+    Alert,
+    AuditEvent,
+    AutonomyLevel,
+    DeadLetter,
+    Decision,
+    Disposition,
+    Incident,
+    Investigation,
+    RunMode,
+)
+from soc_agent.pipeline.deciding import Decider
+from soc_agent.pipeline.proposals import ProposalService
+from soc_agent.pipeline.steps import GatewayStepExecutor
+from soc_agent.playbooks import (
+    Playbook,
+    build_context,
+    candidates,
+    investigate,
+    score,
+    select_playbook,
+)
+from soc_agent.policy import PolicyConfig
+from soc_agent.store.base import Store
+from soc_agent_connectors.gateway import AuditSink, Gateway
+
+__all__ = ["Agent", "AlertOutcome"]
+
+log = logging.getLogger(__name__)
+
+KILL_SWITCH_FLAG = "kill_switch"
+AUTONOMY_FLAG = "agent_autonomy"
+
+
+@dataclass(frozen=True)
+class AlertOutcome:
+    alert: Alert
+    correlation: str            # new | grouped | duplicate | redelivered
+    incident: Incident
+    decision: Decision | None   # None for a suppressed duplicate
+    fresh: bool                 # false when the decision was made earlier (redelivery)
+
+
+class Agent:
+    def __init__(
+        self,
+        *,
+        agent_id: str,
+        store: Store,
+        audit: AuditSink,
+        gateway: Gateway,
+        correlator: Correlator,
+        executor: Executor,
+        proposals: ProposalService,
+        playbooks: Sequence[Playbook],
+        policy: PolicyConfig,
+        clock: Callable[[], datetime],
+        notify_channel: str = "soc",
+    ) -> None:
+        self.agent_id = agent_id
+        self._store = store
+        self._audit = audit
+        self._gateway = gateway
+        self._correlator = correlator
+        self._executor = executor
+        self._proposals = proposals
+        self._playbooks = list(playbooks)
+        self._policy = policy
+        self._clock = clock
+        self._channel = notify_channel
+        self._decider = Decider(gateway, store, clock=clock)
+        self._correlate_lock = asyncio.Lock()
+        self._incident_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def effective_policy(self) -> PolicyConfig:
+        """The configured policy with the runtime flags (kill switch, autonomy) applied."""
+        update: dict[str, object] = {}
+        if await self._store.get_flag(KILL_SWITCH_FLAG):
+            update["kill_switch"] = True
+        level = await self._store.get_flag(AUTONOMY_FLAG)
+        if level is not None:
+            update["agent_autonomy"] = min(self._policy.agent_autonomy, AutonomyLevel(level))
+        return self._policy.model_copy(update=update) if update else self._policy
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        await self._store.save_dead_letter(letter)
+        await self._audit.append(AuditEvent(
+            actor=self.agent_id, action="alert.dead_letter", subject=letter.id,
+            reason=letter.reason, outcome="dead_letter",
+            details={"source": letter.source, "bytes": len(letter.original)}, at=self._clock()))
+
+    async def handle(self, alert: Alert) -> AlertOutcome:
+        async with self._correlate_lock:
+            result = await self._correlator.correlate(alert)
+            await self._store.save_alert(alert, result.incident.id)
+        incident = result.incident
+        await self._audit.append(AuditEvent(
+            actor=self.agent_id, action="alert.correlate", subject=alert.id,
+            reason=f"{result.outcome} in {incident.id}", outcome=result.outcome,
+            evidence_ref=incident.id, at=self._clock()))
+        if result.outcome == "duplicate":
+            return AlertOutcome(alert, result.outcome, incident, None, fresh=False)
+        async with self._incident_locks[incident.id]:
+            if result.outcome == "redelivered":
+                previous = await self._store.latest_decision(incident.id)
+                if previous is not None:
+                    if _unfinished(previous):  # crashed between deciding and acting
+                        previous = await self._act(previous, incident, alert)
+                    return AlertOutcome(alert, result.outcome, incident, previous, fresh=False)
+            decision = await self._decide(alert, result)
+        return AlertOutcome(alert, result.outcome, incident, decision, fresh=True)
+
+    async def _decide(self, alert: Alert, result: CorrelationResult) -> Decision:
+        incident = await self._store.get_incident(result.incident.id) or result.incident
+        decision_id = _decision_id(incident)
+        existing = await self._store.get_decision(decision_id)
+        if existing is not None:  # the same alerts were decided before
+            return await self._act(existing, incident, alert) if _unfinished(existing) else existing
+        policy = await self.effective_policy()
+        playbook = select_playbook(self._playbooks, alert, incident)
+        now = self._clock()
+        if playbook is None:
+            decision = Decision(
+                id=decision_id, incident_id=incident.id, alert_ids=list(incident.alert_ids),
+                investigation_id=None, playbook=None, score=0.0, mode=policy.mode,
+                summary="no playbook matched; recorded for an analyst", created_at=now)
+            await self._store.save_decision(decision)
+            await self._audit_decision(decision)
+            return decision
+        investigation = await investigate(
+            playbook, alert, incident,
+            GatewayStepExecutor(self._gateway, ref=f"inv-{decision_id[4:]}"),
+            investigation_id=f"inv-{decision_id[4:]}", now=self._clock)
+        await self._store.save_investigation(investigation)
+        ctx = build_context(alert, incident, investigation)
+        total, breakdown = score(playbook, ctx)
+        requests = await self._decider.decide_all(
+            candidates(playbook, ctx), incident_id=incident.id, playbook=playbook.name,
+            playbook_autonomy=_level(playbook.autonomy), score=total,
+            investigation=investigation, policy=policy)
+        decision = Decision(
+            id=decision_id, incident_id=incident.id, alert_ids=list(incident.alert_ids),
+            investigation_id=investigation.id, playbook=playbook.name,
+            playbook_version=str(playbook.version), score=total, breakdown=breakdown,
+            actions=requests, concluded=investigation.concluded, mode=policy.mode,
+            summary=_summary(playbook.name, total, requests, investigation), created_at=now)
+        await self._store.save_decision(decision)
+        await self._audit_decision(decision)
+        return await self._act(decision, incident, alert)
+
+    async def _act(self, decision: Decision, incident: Incident, alert: Alert) -> Decision:
+        """Carry out the dispositions; idempotent, so a crashed run can simply redo it."""
+        policy = await self.effective_policy()
+        acted: list[ActionRequest] = []
+        for req in decision.actions:
+            outcome: str | None = None
+            criticality = str(req.blast_radius.get("criticality", "medium"))
+            if req.disposition is Disposition.EXECUTED:
+                result = await self._executor.execute(req, incident.id)
+                outcome = f"{result.status}: {result.detail}"
+                if req.review_sample:
+                    await self._proposals.create(decision, req, incident.severity, criticality,
+                                                 policy, review=True)
+            elif req.disposition is Disposition.PROPOSED:
+                created = await self._proposals.create(decision, req, incident.severity,
+                                                       criticality, policy)
+                outcome = f"queued as {created.id}" if created else "already queued"
+            acted.append(req.model_copy(update={"outcome": outcome}))
+        decision = decision.model_copy(update={"actions": acted})
+        await self._store.save_decision(decision)
+        await self._notify(decision, incident, alert)
+        return decision
+
+    async def _notify(self, decision: Decision, incident: Incident, alert: Alert) -> None:
+        """One notification per decision that needs a human to know or act."""
+        wanted = {Disposition.NOTIFIED, Disposition.ESCALATED, Disposition.PROPOSED}
+        if decision.mode is not RunMode.LIVE or not any(
+            a.disposition in wanted for a in decision.actions
+        ):
+            return
+        if "notifier" not in self._gateway.connectors:
+            return
+        lines = [f"- {a.action} {a.target.value}: {a.disposition.value} ({a.rule})"
+                 for a in decision.actions]
+        escalated = any(a.disposition is Disposition.ESCALATED for a in decision.actions)
+        try:
+            await self._gateway.call("notifier", "notify", {
+                "channel": self._channel,
+                "subject": f"[{'ESCALATED' if escalated else incident.severity.value}] "
+                           f"{incident.title}"[:1000],
+                "body": f"{decision.summary}\n" + "\n".join(lines),
+                "severity": "high" if escalated else incident.severity.value,
+            }, reason="decision notification", ref=decision.id)
+        except SocAgentError as exc:
+            log.warning("notification for %s failed: %s", decision.id, exc)
+
+    async def _audit_decision(self, decision: Decision) -> None:
+        await self._audit.append(AuditEvent(
+            actor=self.agent_id, action="decision.make", subject=decision.id,
+            reason=decision.summary, outcome=f"score {decision.score:g}",
+            evidence_ref=decision.investigation_id,
+            details={"incident_id": decision.incident_id, "playbook": decision.playbook,
+                     "mode": decision.mode.value,
+                     "actions": [{"action": a.action, "target": a.target.key,
+                                  "disposition": a.disposition.value, "rule": a.rule}
+                                 for a in decision.actions]},
+            at=self._clock()))
+
+
+def _unfinished(decision: Decision) -> bool:
+    todo = (Disposition.EXECUTED, Disposition.PROPOSED)
+    return any(a.outcome is None and a.disposition in todo for a in decision.actions)
+
+
+def _decision_id(incident: Incident) -> str:
+    """Same incident with the same alerts -> same decision id, so re-processing is idempotent."""
+    raw = incident.id + "|" + ",".join(sorted(incident.alert_ids))
+    return "dec-" + hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+def _level(value: object) -> AutonomyLevel | None:
+    return AutonomyLevel(int(value)) if isinstance(value, int) else None  # type: ignore[arg-type]
+
+
+def _summary(playbook: str, total: float, requests: list[ActionRequest],
+             investigation: Investigation) -> str:
+    parts = [f"playbook {playbook} scored {total:g}"]
+    if not investigation.concluded:
+        parts.append(f"investigation incomplete ({investigation.reason})")
+    failed = [e.step for e in investigation.evidence if e.status.value in ("error", "denied")]
+    if failed:
+        parts.append(f"failed steps: {', '.join(failed)}")
+    counts: dict[str, int] = {}
+    for r in requests:
+        counts[r.disposition.value] = counts.get(r.disposition.value, 0) + 1
+    if counts:
+        parts.append(", ".join(f"{n} {d}" for d, n in sorted(counts.items())))
+    return "; ".join(parts)

@@ -1,0 +1,140 @@
+"""CEL expressions: compile once, evaluate safely, and read what they refer to.
+
+Playbook conditions are CEL (common-expression-language), never Python: an
+expression can read the context it is given and nothing else, and always
+terminates. Compile errors become `ExpressionError` carrying the position;
+evaluation errors (a missing key, a type mismatch, an index out of range)
+become `ExpressionError` too, with `missing_data` set when the cause is data
+that is absent rather than an expression that is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import cel
+
+from soc_agent.errors import ExpressionError
+
+__all__ = [
+    "EvaluationError",
+    "comprehension_variables",
+    "compile_expression",
+    "evaluate",
+    "evaluate_bool",
+    "free_variables",
+    "step_references",
+]
+
+_POSITION = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
+# String literals (with escapes) are blanked before looking for identifiers in the text.
+_STRING = re.compile(r"""(?s)(?:[rR]?'''.*?'''|[rR]?\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")""")
+_STEP_ATTR = re.compile(r"\bsteps\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+_STEP_INDEX = re.compile(r"""\bsteps\s*\[\s*(['"])([^'"]+)\1\s*\]""")
+_MACRO_VAR = re.compile(
+    r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,"
+)
+
+
+class EvaluationError(ExpressionError):
+    """An expression failed at run time.
+
+    `missing_data` is true when the failure comes from absent data (a missing
+    key, a null where an object was expected, an index out of range), which a
+    caller may treat as "evidence missing" rather than as a broken playbook.
+    """
+
+    def __init__(self, expression: str, message: str, *, missing_data: bool) -> None:
+        self.expression, self.missing_data = expression, missing_data
+        super().__init__(f"{message} (in `{_shorten(expression)}`)")
+
+
+@lru_cache(maxsize=4096)
+def _compile(expression: str) -> Any:
+    return cel.compile(expression)
+
+
+def compile_expression(expression: str) -> Any:
+    """Compile (cached) or raise ExpressionError naming line, column and cause."""
+    if not expression.strip():
+        raise ExpressionError("empty expression")
+    try:
+        return _compile(expression)
+    except ValueError as exc:
+        raise ExpressionError(_syntax_message(str(exc))) from None
+    except Exception as exc:  # the CEL binding may raise other types for odd input
+        raise ExpressionError(f"cannot compile: {type(exc).__name__}: {exc}") from None
+
+
+def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
+    """Evaluate against a context of plain JSON-like data; errors become EvaluationError."""
+    program = compile_expression(expression)
+    try:
+        return program.execute(dict(context))
+    except KeyError as exc:
+        raise EvaluationError(expression, f"no such key: {exc}", missing_data=True) from None
+    except IndexError as exc:
+        raise EvaluationError(expression, str(exc), missing_data=True) from None
+    except TypeError as exc:
+        # CEL reports field access on null as "no such overload"; missing data, usually.
+        message = str(exc).split(". ")[0]
+        raise EvaluationError(expression, message, missing_data=True) from None
+    except RuntimeError as exc:
+        message = str(exc).split(". ")[0]
+        raise EvaluationError(expression, message, missing_data=False) from None
+    except Exception as exc:
+        raise EvaluationError(
+            expression, f"{type(exc).__name__}: {exc}", missing_data=False
+        ) from None
+
+
+def evaluate_bool(expression: str, context: Mapping[str, Any]) -> bool:
+    """Evaluate a condition; anything but a boolean is an error, not a truthiness guess."""
+    value = evaluate(expression, context)
+    if not isinstance(value, bool):
+        raise EvaluationError(
+            expression,
+            f"condition must be true or false, got {type(value).__name__} {value!r:.60}",
+            missing_data=False,
+        )
+    return value
+
+
+def step_references(expression: str) -> set[str]:
+    """Step ids the expression reads as `steps.<id>` or `steps["<id>"]`."""
+    found = {m.group(2) for m in _STEP_INDEX.finditer(expression)}
+    found.update(m.group(1) for m in _STEP_ATTR.finditer(_blank_strings(expression)))
+    return found
+
+
+def comprehension_variables(expression: str) -> set[str]:
+    """Variables bound by macros such as `list.exists(r, ...)`."""
+    return {m.group(1) for m in _MACRO_VAR.finditer(_blank_strings(expression))}
+
+
+def free_variables(expression: str) -> set[str]:
+    """Top-level names the expression reads from its context (macro variables excluded)."""
+    program = compile_expression(expression)
+    names = {str(v) for v in program.variables()}
+    return names - comprehension_variables(expression)
+
+
+def _blank_strings(expression: str) -> str:
+    return _STRING.sub(lambda m: '""', expression)
+
+
+def _syntax_message(raw: str) -> str:
+    match = _POSITION.search(raw)
+    if not match:
+        return f"syntax error: {raw.splitlines()[0] if raw else 'invalid expression'}"
+    line, column, cause = match.groups()
+    cause = cause.removeprefix("Syntax error: ").strip()
+    return f"syntax error at line {line}, column {column}: {cause}"
+
+
+def _shorten(expression: str, limit: int = 120) -> str:
+    flat = " ".join(expression.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -1,0 +1,93 @@
+"""Wiring: settings in, the agent's components out. Both runtimes and the CLI use it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from soc_agent.actions.executor import Executor
+from soc_agent.audit import SQLiteAuditLog
+from soc_agent.config import Settings
+from soc_agent.correlate import Correlator
+from soc_agent.errors import ConfigError
+from soc_agent.ingest import FieldMapping, load_mappings
+from soc_agent.pipeline.agent import Agent
+from soc_agent.pipeline.proposals import ProposalService
+from soc_agent.playbooks import Playbook, load_playbooks, shipped_playbooks_dir
+from soc_agent.store import SQLiteStore
+from soc_agent_connectors.base import Connector, load_connector_classes
+from soc_agent_connectors.gateway import Gateway
+
+__all__ = ["Components", "build_connectors", "load_all_playbooks", "open_components"]
+
+
+@dataclass
+class Components:
+    settings: Settings
+    store: SQLiteStore
+    audit: SQLiteAuditLog
+    gateway: Gateway
+    executor: Executor
+    proposals: ProposalService
+    agent: Agent
+    mappings: list[FieldMapping]
+    clock: Callable[[], datetime]
+
+
+def build_connectors(settings: Settings) -> dict[str, Connector]:
+    classes = load_connector_classes()
+    out: dict[str, Connector] = {}
+    for name, raw in settings.connector_defaults().items():
+        cls = classes.get(name)
+        if cls is None:
+            raise ConfigError(f"no installed connector is named {name!r} "
+                              f"(installed: {', '.join(sorted(classes))})",
+                              key=f"connectors.{name}")
+        out[name] = cls.from_settings(raw)
+    for name in settings.grants:
+        if name not in out:
+            raise ConfigError(f"grants name a connector that is not configured: {name!r}",
+                              key=f"grants.{name}")
+    return out
+
+
+def load_all_playbooks(settings: Settings) -> list[Playbook]:
+    sources = ([shipped_playbooks_dir()] if settings.shipped_playbooks else [])
+    sources += list(settings.playbooks)
+    playbooks: list[Playbook] = []
+    for source in sources:
+        playbooks.extend(load_playbooks(source))
+    return playbooks
+
+
+@asynccontextmanager
+async def open_components(
+    settings: Settings, *, clock: Callable[[], datetime] | None = None
+) -> AsyncIterator[Components]:
+    """Create every long-lived component once and close them all in one place."""
+    now = clock or (lambda: datetime.now(UTC))
+    playbooks = load_all_playbooks(settings)
+    mappings = load_mappings(settings.mappings)
+    connectors = build_connectors(settings)
+    store = SQLiteStore(settings.store)
+    key = settings.audit_key.get_secret_value().encode() if settings.audit_key else None
+    audit = SQLiteAuditLog(settings.store, key=key)
+    gateway = Gateway(connectors, settings.grants, audit, actor=settings.agent_id,
+                      timeout_seconds=settings.runtime.connector_timeout_seconds, clock=now)
+    executor = Executor(store, gateway, audit, actor=settings.agent_id, clock=now)
+    proposals = ProposalService(store, executor, audit, clock=now)
+    agent = Agent(
+        agent_id=settings.agent_id, store=store, audit=audit, gateway=gateway,
+        correlator=Correlator(store, settings.correlation), executor=executor,
+        proposals=proposals, playbooks=playbooks, policy=settings.policy, clock=now,
+        notify_channel=settings.runtime.notify_channel,
+    )
+    try:
+        yield Components(settings, store, audit, gateway, executor, proposals, agent, mappings,
+                         now)
+    finally:
+        await gateway.aclose()
+        audit.close()
+        store.close()

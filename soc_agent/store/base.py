@@ -1,0 +1,91 @@
+"""The storage protocol the pipeline, CLI and API depend on.
+
+SQLite implements it for the embedded runtime; Elasticsearch will for the
+distributed one. Every method is async so neither blocks the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from soc_agent.models import (
+    ActionRequest,
+    Alert,
+    DeadLetter,
+    Decision,
+    Incident,
+    Investigation,
+    Proposal,
+    ProposalStatus,
+)
+
+__all__ = ["ActionRecord", "ClaimResult", "Store"]
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    """The ledger row behind one idempotency key."""
+
+    idempotency_key: str
+    action_id: str
+    incident_id: str
+    action: str
+    target: str
+    connector: str
+    capability: str
+    status: str  # claimed | executed | failed | rolled_back
+    request: ActionRequest
+    result: dict[str, Any] | None
+    error: str | None
+    claimed_at: datetime
+    executed_at: datetime | None
+    revert_at: datetime | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """`claimed` is true when this caller won the key; otherwise `record` is the holder's."""
+
+    claimed: bool
+    record: ActionRecord
+
+
+class Store(Protocol):
+    # alerts, incidents, investigations, decisions
+    async def save_alert(self, alert: Alert, incident_id: str | None) -> None: ...
+    async def get_alert(self, alert_id: str) -> Alert | None: ...
+    async def get_incident(self, incident_id: str) -> Incident | None: ...
+    async def list_incidents(self, *, limit: int = 50, offset: int = 0) -> list[Incident]: ...
+    async def save_investigation(self, investigation: Investigation) -> None: ...
+    async def get_investigation(self, investigation_id: str) -> Investigation | None: ...
+    async def save_decision(self, decision: Decision) -> None: ...
+    async def latest_decision(self, incident_id: str) -> Decision | None: ...
+    async def get_decision(self, decision_id: str) -> Decision | None: ...
+    async def alerts_of(self, incident_id: str) -> list[Alert]: ...
+    async def list_decisions(self, *, limit: int = 50, offset: int = 0) -> list[Decision]: ...
+    # proposals
+    async def save_proposal(self, proposal: Proposal) -> bool: ...
+    async def get_proposal(self, proposal_id: str) -> Proposal | None: ...
+    async def update_proposal(self, proposal: Proposal, *, expected_version: int) -> bool: ...
+    async def list_proposals(
+        self, *, status: ProposalStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Proposal]: ...
+    # action ledger
+    async def claim_action(self, request: ActionRequest, incident_id: str,
+                           now: datetime) -> ClaimResult: ...
+    async def retry_claim(self, key: str, now: datetime) -> None: ...
+    async def finish_action(self, key: str, *, status: str, result: dict[str, Any] | None,
+                            error: str | None, now: datetime,
+                            revert_at: datetime | None) -> None: ...
+    async def get_action(self, key: str) -> ActionRecord | None: ...
+    async def list_actions(self, *, limit: int = 50, offset: int = 0) -> list[ActionRecord]: ...
+    async def due_reverts(self, now: datetime) -> list[ActionRecord]: ...
+    async def count_executions(self, action: str, since: datetime) -> int: ...
+    # dead letters and flags
+    async def save_dead_letter(self, letter: DeadLetter) -> None: ...
+    async def list_dead_letters(self, *, limit: int = 50) -> list[DeadLetter]: ...
+    async def get_flag(self, name: str) -> Any: ...
+    async def set_flag(self, name: str, value: Any) -> None: ...

@@ -1,0 +1,333 @@
+"""SQLite store for the embedded runtime.
+
+One connection, used only from one worker thread, so the event loop never
+blocks and statements never interleave. WAL mode lets the CLI read while a
+run writes. The correlation state lives here too, so a restarted run
+continues the same incidents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from soc_agent.errors import StoreError
+from soc_agent.models import (
+    ActionRequest,
+    Alert,
+    DeadLetter,
+    Decision,
+    Incident,
+    Investigation,
+    Proposal,
+    ProposalStatus,
+)
+from soc_agent.store.base import ActionRecord, ClaimResult
+
+__all__ = ["SQLiteStore"]
+
+_T = TypeVar("_T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+  id TEXT PRIMARY KEY, format TEXT NOT NULL, created_at TEXT NOT NULL,
+  received_at TEXT NOT NULL, incident_id TEXT, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS alerts_incident ON alerts(incident_id);
+CREATE TABLE IF NOT EXISTS incidents (
+  id TEXT PRIMARY KEY, last_seen TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS corr_entities (entity_key TEXT PRIMARY KEY, incident_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS corr_fingerprints (
+  fingerprint TEXT PRIMARY KEY, incident_id TEXT NOT NULL, last_seen TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS corr_alerts (alert_id TEXT PRIMARY KEY, incident_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS investigations (
+  id TEXT PRIMARY KEY, incident_id TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS decisions (
+  id TEXT PRIMARY KEY, incident_id TEXT NOT NULL, created_at TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS decisions_incident ON decisions(incident_id, created_at);
+CREATE TABLE IF NOT EXISTS proposals (
+  id TEXT PRIMARY KEY, decision_id TEXT NOT NULL, incident_id TEXT NOT NULL,
+  status TEXT NOT NULL, urgency REAL NOT NULL, expires_at TEXT NOT NULL,
+  version INTEGER NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS proposals_status ON proposals(status, urgency);
+CREATE TABLE IF NOT EXISTS actions (
+  idempotency_key TEXT PRIMARY KEY, action_id TEXT NOT NULL, incident_id TEXT NOT NULL,
+  action TEXT NOT NULL, target TEXT NOT NULL, connector TEXT NOT NULL,
+  capability TEXT NOT NULL, status TEXT NOT NULL, request TEXT NOT NULL, result TEXT,
+  error TEXT, claimed_at TEXT NOT NULL, executed_at TEXT, revert_at TEXT,
+  attempts INTEGER NOT NULL DEFAULT 1);
+CREATE INDEX IF NOT EXISTS actions_exec ON actions(action, status, executed_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+  id TEXT PRIMARY KEY, source TEXT NOT NULL, reason TEXT NOT NULL, original BLOB NOT NULL,
+  headers TEXT NOT NULL, format_hint TEXT, received_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class SQLiteStore:
+    """Implements `soc_agent.store.Store` and `soc_agent.correlate.CorrelationState`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._pool.submit(self._open).result()
+        except (sqlite3.Error, OSError) as exc:
+            self._pool.shutdown()
+            raise StoreError(f"cannot open store {self.path}: {exc}") from None
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                             check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=30000")
+        db.executescript(_SCHEMA)
+        return db
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, fn, self._db)
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._pool.submit(self._db.close).result()
+        self._pool.shutdown()
+
+    # -- alerts, incidents, investigations, decisions ------------------------------------
+
+    async def save_alert(self, alert: Alert, incident_id: str | None) -> None:
+        doc = alert.model_dump_json()
+        await self._run(lambda db: db.execute(
+            "INSERT INTO alerts VALUES (?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+            "incident_id=COALESCE(excluded.incident_id, alerts.incident_id)",
+            (alert.id, alert.format, alert.created_at.isoformat(),
+             alert.received_at.isoformat(), incident_id, doc)))
+
+    async def get_alert(self, alert_id: str) -> Alert | None:
+        row = await self._one("SELECT doc FROM alerts WHERE id=?", (alert_id,))
+        return Alert.model_validate_json(row[0]) if row else None
+
+    async def alerts_of(self, incident_id: str) -> list[Alert]:
+        rows = await self._all("SELECT doc FROM alerts WHERE incident_id=? ORDER BY created_at",
+                               (incident_id,))
+        return [Alert.model_validate_json(r[0]) for r in rows]
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        row = await self._one("SELECT doc FROM incidents WHERE id=?", (incident_id,))
+        return Incident.model_validate_json(row[0]) if row else None
+
+    async def put_incident(self, incident: Incident) -> None:
+        await self._run(lambda db: db.execute(
+            "INSERT OR REPLACE INTO incidents VALUES (?,?,?)",
+            (incident.id, incident.last_seen.isoformat(), incident.model_dump_json())))
+
+    async def list_incidents(self, *, limit: int = 50, offset: int = 0) -> list[Incident]:
+        rows = await self._all("SELECT doc FROM incidents ORDER BY last_seen DESC LIMIT ? OFFSET ?",
+                               (limit, offset))
+        return [Incident.model_validate_json(r[0]) for r in rows]
+
+    async def save_investigation(self, investigation: Investigation) -> None:
+        await self._run(lambda db: db.execute(
+            "INSERT OR REPLACE INTO investigations VALUES (?,?,?)",
+            (investigation.id, investigation.incident_id, investigation.model_dump_json())))
+
+    async def get_investigation(self, investigation_id: str) -> Investigation | None:
+        row = await self._one("SELECT doc FROM investigations WHERE id=?", (investigation_id,))
+        return Investigation.model_validate_json(row[0]) if row else None
+
+    async def save_decision(self, decision: Decision) -> None:
+        await self._run(lambda db: db.execute(
+            "INSERT INTO decisions VALUES (?,?,?,?) ON CONFLICT(id) DO UPDATE SET doc=excluded.doc",
+            (decision.id, decision.incident_id, decision.created_at.isoformat(),
+             decision.model_dump_json())))
+
+    async def latest_decision(self, incident_id: str) -> Decision | None:
+        row = await self._one(
+            "SELECT doc FROM decisions WHERE incident_id=? ORDER BY created_at DESC, rowid DESC "
+            "LIMIT 1", (incident_id,))
+        return Decision.model_validate_json(row[0]) if row else None
+
+    async def get_decision(self, decision_id: str) -> Decision | None:
+        row = await self._one("SELECT doc FROM decisions WHERE id=?", (decision_id,))
+        return Decision.model_validate_json(row[0]) if row else None
+
+    async def list_decisions(self, *, limit: int = 50, offset: int = 0) -> list[Decision]:
+        rows = await self._all("SELECT doc FROM decisions ORDER BY rowid LIMIT ? OFFSET ?",
+                               (limit, offset))
+        return [Decision.model_validate_json(r[0]) for r in rows]
+
+    # -- proposals -----------------------------------------------------------------------
+
+    async def save_proposal(self, proposal: Proposal) -> bool:
+        """Insert a new proposal; false if one with this id already exists."""
+        cur = await self._run(lambda db: db.execute(
+            "INSERT OR IGNORE INTO proposals VALUES (?,?,?,?,?,?,?,?)",
+            (proposal.id, proposal.decision_id, proposal.incident_id, proposal.status.value,
+             proposal.urgency, proposal.expires_at.isoformat(), proposal.version,
+             proposal.model_dump_json())))
+        return cur.rowcount == 1
+
+    async def get_proposal(self, proposal_id: str) -> Proposal | None:
+        row = await self._one("SELECT doc FROM proposals WHERE id=?", (proposal_id,))
+        return Proposal.model_validate_json(row[0]) if row else None
+
+    async def update_proposal(self, proposal: Proposal, *, expected_version: int) -> bool:
+        """Optimistic concurrency: writes only if nobody changed it since `expected_version`."""
+        proposal = proposal.model_copy(update={"version": expected_version + 1})
+        cur = await self._run(lambda db: db.execute(
+            "UPDATE proposals SET status=?, urgency=?, version=?, doc=? WHERE id=? AND version=?",
+            (proposal.status.value, proposal.urgency, proposal.version,
+             proposal.model_dump_json(), proposal.id, expected_version)))
+        return cur.rowcount == 1
+
+    async def list_proposals(self, *, status: ProposalStatus | None = None, limit: int = 50,
+                             offset: int = 0) -> list[Proposal]:
+        if status is None:
+            rows = await self._all(
+                "SELECT doc FROM proposals ORDER BY urgency DESC, expires_at LIMIT ? OFFSET ?",
+                (limit, offset))
+        else:
+            rows = await self._all(
+                "SELECT doc FROM proposals WHERE status=? ORDER BY urgency DESC, expires_at "
+                "LIMIT ? OFFSET ?", (status.value, limit, offset))
+        return [Proposal.model_validate_json(r[0]) for r in rows]
+
+    # -- action ledger -------------------------------------------------------------------
+
+    async def claim_action(self, request: ActionRequest, incident_id: str,
+                           now: datetime) -> ClaimResult:
+        """Atomically take the idempotency key, or return whoever holds it."""
+
+        def claim(db: sqlite3.Connection) -> ClaimResult:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO actions (idempotency_key, action_id, incident_id, action, "
+                "target, connector, capability, status, request, claimed_at) "
+                "VALUES (?,?,?,?,?,?,?,'claimed',?,?)",
+                (request.idempotency_key, request.id, incident_id, request.action,
+                 request.target.value, request.connector, request.capability,
+                 request.model_dump_json(), now.isoformat()))
+            row = db.execute("SELECT * FROM actions WHERE idempotency_key=?",
+                             (request.idempotency_key,)).fetchone()
+            return ClaimResult(claimed=cur.rowcount == 1, record=_action(row))
+
+        return await self._run(claim)
+
+    async def retry_claim(self, key: str, now: datetime) -> None:
+        await self._run(lambda db: db.execute(
+            "UPDATE actions SET status='claimed', attempts=attempts+1, claimed_at=? "
+            "WHERE idempotency_key=?", (now.isoformat(), key)))
+
+    async def finish_action(self, key: str, *, status: str, result: dict[str, Any] | None,
+                            error: str | None, now: datetime,
+                            revert_at: datetime | None) -> None:
+        await self._run(lambda db: db.execute(
+            "UPDATE actions SET status=?, result=?, error=?, executed_at=?, revert_at=? "
+            "WHERE idempotency_key=?",
+            (status, json.dumps(result) if result is not None else None, error,
+             now.isoformat(), revert_at.isoformat() if revert_at else None, key)))
+
+    async def get_action(self, key: str) -> ActionRecord | None:
+        row = await self._one("SELECT * FROM actions WHERE idempotency_key=? OR action_id=?",
+                              (key, key))
+        return _action(row) if row else None
+
+    async def list_actions(self, *, limit: int = 50, offset: int = 0) -> list[ActionRecord]:
+        rows = await self._all("SELECT * FROM actions ORDER BY claimed_at LIMIT ? OFFSET ?",
+                               (limit, offset))
+        return [_action(r) for r in rows]
+
+    async def due_reverts(self, now: datetime) -> list[ActionRecord]:
+        rows = await self._all(
+            "SELECT * FROM actions WHERE status='executed' AND revert_at IS NOT NULL "
+            "AND revert_at <= ? ORDER BY revert_at", (now.isoformat(),))
+        return [_action(r) for r in rows]
+
+    async def count_executions(self, action: str, since: datetime) -> int:
+        row = await self._one(
+            "SELECT COUNT(*) FROM actions WHERE action=? AND status IN ('executed','rolled_back') "
+            "AND executed_at >= ?", (action, since.isoformat()))
+        return int(row[0]) if row else 0
+
+    # -- dead letters and flags ----------------------------------------------------------
+
+    async def save_dead_letter(self, letter: DeadLetter) -> None:
+        await self._run(lambda db: db.execute(
+            "INSERT OR IGNORE INTO dead_letters VALUES (?,?,?,?,?,?,?)",
+            (letter.id, letter.source, letter.reason, letter.original,
+             json.dumps(letter.headers), letter.format_hint, letter.received_at.isoformat())))
+
+    async def list_dead_letters(self, *, limit: int = 50) -> list[DeadLetter]:
+        rows = await self._all("SELECT * FROM dead_letters ORDER BY received_at LIMIT ?", (limit,))
+        return [DeadLetter(id=r[0], source=r[1], reason=r[2], original=bytes(r[3]),
+                           headers=json.loads(r[4]), format_hint=r[5],
+                           received_at=datetime.fromisoformat(r[6])) for r in rows]
+
+    async def get_flag(self, name: str) -> Any:
+        row = await self._one("SELECT value FROM flags WHERE name=?", (name,))
+        return json.loads(row[0]) if row else None
+
+    async def set_flag(self, name: str, value: Any) -> None:
+        await self._run(lambda db: db.execute(
+            "INSERT OR REPLACE INTO flags VALUES (?,?)", (name, json.dumps(value))))
+
+    # -- correlation state ---------------------------------------------------------------
+
+    async def find_by_entity(self, entity_key: str) -> str | None:
+        row = await self._one("SELECT incident_id FROM corr_entities WHERE entity_key=?",
+                              (entity_key,))
+        return str(row[0]) if row else None
+
+    async def index_entity(self, entity_key: str, incident_id: str) -> None:
+        await self._run(lambda db: db.execute(
+            "INSERT OR REPLACE INTO corr_entities VALUES (?,?)", (entity_key, incident_id)))
+
+    async def get_fingerprint(self, fingerprint: str) -> tuple[str, datetime] | None:
+        row = await self._one(
+            "SELECT incident_id, last_seen FROM corr_fingerprints WHERE fingerprint=?",
+            (fingerprint,))
+        return (str(row[0]), datetime.fromisoformat(row[1])) if row else None
+
+    async def put_fingerprint(self, fingerprint: str, incident_id: str, seen: datetime) -> None:
+        await self._run(lambda db: db.execute(
+            "INSERT OR REPLACE INTO corr_fingerprints VALUES (?,?,?)",
+            (fingerprint, incident_id, seen.isoformat())))
+
+    async def get_alert_incident(self, alert_id: str) -> str | None:
+        row = await self._one("SELECT incident_id FROM corr_alerts WHERE alert_id=?", (alert_id,))
+        return str(row[0]) if row else None
+
+    async def put_alert_incident(self, alert_id: str, incident_id: str) -> None:
+        await self._run(lambda db: db.execute(
+            "INSERT OR REPLACE INTO corr_alerts VALUES (?,?)", (alert_id, incident_id)))
+
+    # -- helpers -------------------------------------------------------------------------
+
+    async def _one(self, sql: str, params: tuple[Any, ...]) -> Any:
+        return await self._run(lambda db: db.execute(sql, params).fetchone())
+
+    async def _all(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        return await self._run(lambda db: db.execute(sql, params).fetchall())
+
+
+def _action(row: Any) -> ActionRecord:
+    def ts(value: str | None) -> datetime | None:
+        return datetime.fromisoformat(value) if value else None
+
+    claimed = ts(row[11])
+    assert claimed is not None
+    return ActionRecord(
+        idempotency_key=row[0], action_id=row[1], incident_id=row[2], action=row[3],
+        target=row[4], connector=row[5], capability=row[6], status=row[7],
+        request=ActionRequest.model_validate_json(row[8]),
+        result=json.loads(row[9]) if row[9] else None, error=row[10], claimed_at=claimed,
+        executed_at=ts(row[12]), revert_at=ts(row[13]), attempts=int(row[14]),
+    )

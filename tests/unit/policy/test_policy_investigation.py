@@ -1,0 +1,67 @@
+"""A human must look when the investigation did not conclude: never decide on partial evidence."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from soc_agent.models import AutonomyLevel, Disposition
+from soc_agent.policy import PolicyConfig, PolicyInput, decide
+
+Factory = Callable[..., PolicyInput]
+ALL_LEVELS = list(AutonomyLevel)
+
+
+@pytest.mark.parametrize("level", ALL_LEVELS)
+@pytest.mark.parametrize("score", [72.0, 92.0, 99.0])
+def test_incomplete_investigation_escalates(
+    make_input: Factory, level: AutonomyLevel, score: float
+) -> None:
+    verdict = decide(make_input(score, concluded=False), PolicyConfig(agent_autonomy=level))
+    assert (verdict.disposition, verdict.rule) == (
+        Disposition.ESCALATED,
+        "investigation.incomplete",
+    )
+    assert verdict.autonomy is level
+
+
+@pytest.mark.parametrize("level", ALL_LEVELS)
+@pytest.mark.parametrize("score", [72.0, 92.0, 99.0])
+def test_missing_evidence_escalates_naming_the_steps(
+    make_input: Factory, level: AutonomyLevel, score: float
+) -> None:
+    inp = make_input(
+        score,
+        requires=("edr_process_tree", "ti_hash_lookup"),
+        missing_evidence=("edr_process_tree", "ti_hash_lookup"),
+    )
+    verdict = decide(inp, PolicyConfig(agent_autonomy=level))
+    assert (verdict.disposition, verdict.rule) == (
+        Disposition.ESCALATED,
+        "investigation.missing_evidence",
+    )
+    assert "edr_process_tree" in verdict.reason
+    assert "ti_hash_lookup" in verdict.reason
+
+
+def test_incomplete_is_reported_before_missing_evidence(make_input: Factory) -> None:
+    inp = make_input(99.0, concluded=False, missing_evidence=("ti_hash_lookup",))
+    assert decide(inp, PolicyConfig()).rule == "investigation.incomplete"
+
+
+@pytest.mark.parametrize(("score", "disposition"), [(12.0, "skipped"), (41.0, "notified")])
+def test_below_propose_an_incomplete_investigation_changes_nothing(
+    make_input: Factory, score: float, disposition: str
+) -> None:
+    inp = make_input(score, notify_at=30, concluded=False, missing_evidence=("ti_hash_lookup",))
+    verdict = decide(inp, PolicyConfig(agent_autonomy=AutonomyLevel.OBSERVER))
+    assert verdict.disposition == disposition
+    assert verdict.rule.startswith("threshold.")
+
+
+def test_escalation_wins_over_guardrails(make_input: Factory) -> None:
+    config = PolicyConfig(agent_autonomy=AutonomyLevel.OBSERVER, kill_switch=True)
+    verdict = decide(make_input(99.0, concluded=False, target_protected=True), config)
+    assert verdict.disposition is Disposition.ESCALATED
+    assert verdict.rule == "investigation.incomplete"
