@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     correlation: CorrelationConfig = Field(default_factory=CorrelationConfig)
     connectors: dict[str, dict[str, Any]] = Field(
-        default_factory=lambda: {name: {} for name in DEFAULT_GRANTS}
+        default_factory=lambda: {name: dict[str, Any]() for name in DEFAULT_GRANTS}
     )
     grants: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_GRANTS))
     audit_key: SecretStr | None = Field(

@@ -93,8 +93,8 @@ class RunSummary:
         if report.expired_proposals or report.reverted_actions:
             footer.append(f"expired proposals: {report.expired_proposals}, auto-reverted "
                           f"actions: {report.reverted_actions}")
-        for letter in out.dead_letters:
-            footer.append(f"dead letter {letter['id']}: {letter['source']}: {letter['reason']}")
+        for shown in out.dead_letters:
+            footer.append(f"dead letter {shown['id']}: {shown['source']}: {shown['reason']}")
         footer.append(f"store: {settings.store}  (next: soc-agent proposals list, "
                       "soc-agent audit verify)")
         out.lines.extend(footer)

@@ -55,8 +55,9 @@ def canonical_details(event: AuditEvent) -> dict[str, Any]:
 def canonical(event: AuditEvent) -> bytes:
     """Canonical JSON of the hashed fields: sorted keys, no whitespace, UTF-8.
 
-    Raises ValueError if `details` holds a value JSON cannot represent exactly
-    (NaN, infinity), since such an entry could not be verified after storage.
+    `details` are taken in pydantic's JSON form (so NaN and infinity become
+    null, as they would be stored). Raises ValueError if `details` holds
+    something JSON cannot represent.
     """
     doc: dict[str, Any] = {
         "seq": event.seq,
@@ -145,10 +146,16 @@ def verify_events(
             return fail(want, f"entry {want} has no sequence number")
         if seq != want:
             if seq > want:
-                missing = f"entry {want}" if seq == want + 1 else f"entries {want}-{seq - 1}"
-                return fail(want, f"{missing} missing: the chain jumps from {count} to {seq}")
+                span = "" if seq == want + 1 else f" (through entry {seq - 1})"
+                return fail(
+                    want,
+                    f"entry {want} is missing{span}: the chain goes from entry {count} to "
+                    f"entry {seq} (entries deleted or reordered)",
+                )
             return fail(
-                want, f"entry {want} expected but found entry {seq}: entries are out of order"
+                want,
+                f"entry {want} expected but entry {seq} found: entries are out of order "
+                "or repeated",
             )
         if event.hash is None or event.prev_hash is None:
             return fail(seq, f"entry {seq} lacks its prev_hash or hash")

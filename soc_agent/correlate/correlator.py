@@ -31,6 +31,7 @@ For each alert, the first rule that applies wins:
 Pivots are the alert's entities whose type is in `entity_types` (processes
 are excluded by default: command lines rarely identify an attack) and whose
 key (`type:value`) is not in `ignore_values` (resolvers, proxies, scanners).
+Non-pivot entities are still recorded on the incident; they just never link.
 An incident outside the window is never extended: a later alert on the same
 entity starts a new incident, which takes over the entity's index.
 

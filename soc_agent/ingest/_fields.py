@@ -94,7 +94,11 @@ def _type_name(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "bool"
-    return {dict: "object", list: "array", str: "string"}.get(type(value), type(value).__name__)
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "string" if isinstance(value, str) else type(value).__name__
 
 
 def opt_str(doc: Any, path: str, fmt: str) -> str | None:
@@ -157,7 +161,9 @@ def _from_epoch(number: float, unit: TimeUnit) -> datetime:
 
 
 def parse_time(value: Any, *, unit: TimeUnit, fmt: str, path: str) -> datetime:
-    """A vendor timestamp as an aware datetime (naive ISO times are taken as UTC)."""
+    """A vendor timestamp as a UTC datetime (naive ISO times are taken as UTC)."""
+    if value is None:
+        raise NormalizationError(f"missing required field '{path}'", format=fmt)
     try:
         if isinstance(value, bool) or value is None or isinstance(value, dict | list):
             raise TypeError
@@ -175,7 +181,8 @@ def parse_time(value: Any, *, unit: TimeUnit, fmt: str, path: str) -> datetime:
                 if unit != "auto":
                     raise
         parsed = datetime.fromisoformat(text)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        # Stored in UTC so alerts from different sources compare and serialise alike.
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     except (TypeError, ValueError, OverflowError, OSError) as exc:
         expected = {"iso": "an ISO 8601 time", "epoch_s": "epoch seconds"}.get(
             unit, "epoch milliseconds" if unit == "epoch_ms" else "a timestamp"
@@ -375,7 +382,7 @@ class AlertDraft:
     risk_score: float | None = None
     created_at: datetime | None = None
     entities: EntitySet = field(default_factory=EntitySet)
-    techniques: list[str] = field(default_factory=list)
+    techniques: list[Any] = field(default_factory=list)  # filtered to valid T-ids in build()
     tactics: list[str] = field(default_factory=list)
     labels: dict[str, Any] = field(default_factory=dict)
 
@@ -418,8 +425,7 @@ class AlertDraft:
         if self.entities.overflow:
             self.labels["ingest.entities_truncated"] = self.entities.overflow
         labels = {
-            truncate(str(k), 128): truncate(str(v), MAX_LABEL_CHARS)
-            for k, v in self.labels.items()
+            truncate(str(k), 128): truncate(str(v), MAX_LABEL_CHARS) for k, v in self.labels.items()
         }
         rule_name = truncate(self.rule_name or self.title, MAX_TITLE_CHARS)
         rule_desc = self.rule_description

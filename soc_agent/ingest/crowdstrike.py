@@ -16,6 +16,7 @@ from typing import Any
 from soc_agent.errors import NormalizationError
 from soc_agent.ingest._fields import (
     AlertDraft,
+    TimeUnit,
     as_list,
     get,
     opt_number,
@@ -37,7 +38,7 @@ _LEGACY_SEVERITY = {
     4: Severity.HIGH,
     5: Severity.CRITICAL,
 }
-_IOC_TYPES = {
+_IOC_TYPES: dict[str, tuple[EntityType, str | None]] = {
     "hash_sha256": (EntityType.FILE_HASH, "sha256"),
     "hash_md5": (EntityType.FILE_HASH, "md5"),
     "hash_sha1": (EntityType.FILE_HASH, "sha1"),
@@ -83,8 +84,13 @@ def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Al
     technique = opt_str(doc, "event.Technique", f)
     tactic = opt_str(doc, "event.Tactic", f)
     draft.rule_name = name or technique
-    draft.title = f"{name}: {technique}" if name and technique else (name or technique)
-    draft.description = opt_str(doc, "event.DetectDescription" if legacy else "event.Description", f)
+    if name and technique and technique.lower() != name.lower():
+        draft.title = f"{name}: {technique}"
+    else:
+        draft.title = name or technique
+    draft.description = opt_str(
+        doc, "event.DetectDescription" if legacy else "event.Description", f
+    )
     draft.rule_description = draft.description
     pattern = opt_str(doc, "event.PatternId", f)
     draft.rule_id = pattern
@@ -92,6 +98,11 @@ def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Al
     score = opt_number(doc, "event.Severity", f)
     word = severity_from_word(opt_str(doc, "event.SeverityName", f))
     if legacy:
+        if word is None and score is not None and int(score) not in _LEGACY_SEVERITY:
+            raise NormalizationError(
+                f"field 'event.Severity' must be 1-5 in a DetectionSummaryEvent, got {score:g}",
+                format=f,
+            )
         draft.severity = word or (_LEGACY_SEVERITY.get(int(score)) if score is not None else None)
     else:
         if score is not None and 0 <= score <= 100:
@@ -100,7 +111,7 @@ def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Al
     if draft.severity is None:
         raise NormalizationError("missing required field 'event.Severity'", format=f)
 
-    times = (
+    times: list[tuple[str, TimeUnit]] = (
         [("event.ProcessStartTime", "epoch_s"), ("metadata.eventCreationTime", "epoch_ms")]
         if legacy
         else [("metadata.eventCreationTime", "epoch_ms"), ("event.ProcessStartTime", "epoch_s")]
@@ -108,7 +119,7 @@ def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Al
     for path, unit in times:
         value = get(doc, path)
         if value not in (None, 0):
-            draft.created_at = parse_time(value, unit=unit, fmt=f, path=path)  # type: ignore[arg-type]
+            draft.created_at = parse_time(value, unit=unit, fmt=f, path=path)
             break
 
     draft.techniques.append(technique or "")
@@ -155,7 +166,9 @@ def _entities(draft: AlertDraft, event: dict[str, Any]) -> None:
     )
     file_name, path = event.get("FileName"), event.get("FilePath")
     for algo, field in (("sha256", "SHA256String"), ("sha1", "SHA1String"), ("md5", "MD5String")):
-        ents.add(EntityType.FILE_HASH, event.get(field), algorithm=algo, file_name=file_name, path=path)
+        ents.add(
+            EntityType.FILE_HASH, event.get(field), algorithm=algo, file_name=file_name, path=path
+        )
     ents.add(
         EntityType.PROCESS,
         file_name,
@@ -172,8 +185,8 @@ def _entities(draft: AlertDraft, event: dict[str, Any]) -> None:
     )
     ioc_type, ioc_value = event.get("IOCType"), event.get("IOCValue")
     if isinstance(ioc_type, str) and ioc_type.lower() in _IOC_TYPES:
-        kind, algo = _IOC_TYPES[ioc_type.lower()]
-        ents.add(kind, ioc_value, algorithm=algo)
+        ioc_kind, ioc_algo = _IOC_TYPES[ioc_type.lower()]
+        ents.add(ioc_kind, ioc_value, algorithm=ioc_algo)
     for access in as_list(event.get("NetworkAccesses"))[:64]:
         if not isinstance(access, dict):
             continue

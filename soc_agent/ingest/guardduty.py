@@ -198,7 +198,9 @@ def _resource(
             arn = bucket.get("arn") or bucket.get("name")
             _cloud(ents, arn, role, "AWS::S3::Bucket", account, region)
     _cloud(ents, get(res, "ecsClusterDetails.arn"), role, "AWS::ECS::Cluster", account, region)
-    _cloud(ents, get(res, "lambdaDetails.functionArn"), role, "AWS::Lambda::Function", account, region)
+    _cloud(
+        ents, get(res, "lambdaDetails.functionArn"), role, "AWS::Lambda::Function", account, region
+    )
 
 
 def _remote_ip(ents: EntitySet, action: Any, role: str) -> None:

@@ -43,8 +43,10 @@ def matches(doc: dict[str, Any]) -> bool:
     odata = doc.get("@odata.type")
     if isinstance(odata, str) and odata.lower() == "#microsoft.graph.security.alert":
         return True
-    return "id" in doc and "createdDateTime" in doc and (
-        "providerAlertId" in doc or "serviceSource" in doc or "detectionSource" in doc
+    return (
+        "id" in doc
+        and "createdDateTime" in doc
+        and ("providerAlertId" in doc or "serviceSource" in doc or "detectionSource" in doc)
     )
 
 
@@ -109,11 +111,14 @@ def _role(evidence: dict[str, Any]) -> str | None:
 def _user(ents: EntitySet, account: Any, role: str | None) -> None:
     if not isinstance(account, dict):
         return
-    name = account.get("userPrincipalName") or account.get("accountName")
+    # accountName is what other formats call the user (ECS user.name, Falcon UserName);
+    # the UPN, which identity connectors need, rides along as an attribute.
+    name = account.get("accountName") or account.get("userPrincipalName")
     ents.add(
         EntityType.USER,
         name,
         role,
+        upn=account.get("userPrincipalName"),
         domain=account.get("domainName"),
         sid=account.get("userSid"),
         azure_ad_user_id=account.get("azureAdUserId"),

@@ -216,5 +216,5 @@ def _entities(ents: EntitySet, doc: dict[str, Any]) -> None:
         if kind is None:
             continue
         name = observable.get("name")
-        prefix = name.split(".", 1)[0] if isinstance(name, str) else ""
+        prefix = name.split(".", 1)[0].split("[", 1)[0] if isinstance(name, str) else ""
         ents.add(kind, observable.get("value"), _ROLE_BY_PREFIX.get(prefix), observable=name)

@@ -42,9 +42,7 @@ def matches(doc: dict[str, Any]) -> bool:
     result = _result(doc)
     if result is not doc and ("sid" in doc or "results_link" in doc or "search_name" in doc):
         return True
-    return any(k in result for k in _NOTABLE_KEYS) and (
-        "event_id" in result or "_time" in result
-    )
+    return any(k in result for k in _NOTABLE_KEYS) and ("event_id" in result or "_time" in result)
 
 
 def _first(value: Any) -> Any:
@@ -145,4 +143,3 @@ def _entities(draft: AlertDraft, r: dict[str, Any]) -> None:
         command_line=_first(r.get("process")),
         pid=_first(r.get("process_id")),
     )
-

@@ -54,8 +54,7 @@ def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Al
     event_type = req_str(doc, "event_type", f)
     if event_type != "alert":
         raise NormalizationError(
-            f"unsupported Suricata event_type {event_type[:40]!r}: only 'alert' records are "
-            "alerts",
+            f"unsupported Suricata event_type {event_type[:40]!r}: only 'alert' records are alerts",
             format=f,
         )
     if not isinstance(doc.get("alert"), dict):
@@ -77,9 +76,7 @@ def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Al
     meta = get(doc, "alert.metadata")
     if isinstance(meta, dict):
         draft.techniques += as_list(meta.get("mitre_technique_id"))
-        for tactic in as_list(meta.get("mitre_tactic_name")) + as_list(
-            meta.get("mitre_tactic_id")
-        ):
+        for tactic in as_list(meta.get("mitre_tactic_name")) + as_list(meta.get("mitre_tactic_id")):
             draft.tactic(tactic)
         draft.label("signature_severity", meta.get("signature_severity"))
 

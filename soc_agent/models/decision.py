@@ -78,6 +78,9 @@ class ActionRequest(BaseModel):
     rule: str
     reason: str
     intended: Disposition | None = None
+    intended_rule: str | None = None
+    guardrails: list[str] = Field(default_factory=list)
+    autonomy_source: str | None = None
     execute_at: float | None = None
     propose_at: float | None = None
     autonomy: AutonomyLevel

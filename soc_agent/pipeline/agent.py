@@ -240,7 +240,7 @@ def _decision_id(incident: Incident) -> str:
 
 
 def _level(value: object) -> AutonomyLevel | None:
-    return AutonomyLevel(int(value)) if isinstance(value, int) else None  # type: ignore[arg-type]
+    return AutonomyLevel(value) if isinstance(value, int) else None
 
 
 def _summary(playbook: str, total: float, requests: list[ActionRequest],

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from soc_agent.actions.executor import idempotency_key
 from soc_agent.errors import ConnectorError
@@ -24,7 +25,14 @@ from soc_agent.models import (
     Investigation,
     RiskTier,
 )
-from soc_agent.policy import ActionFacts, PolicyConfig, PolicyInput, budget_for, decide
+from soc_agent.policy import (
+    ActionFacts,
+    PolicyConfig,
+    PolicyInput,
+    budget_for,
+    decide,
+    effective_autonomy,
+)
 from soc_agent.store.base import Store
 from soc_agent_connectors.gateway import Gateway
 
@@ -81,7 +89,9 @@ class Decider:
                 connector=facts.connector, capability=facts.capability, args=cand.args,
                 playbook_rule=cand.playbook_rule, disposition=verdict.disposition,
                 rule=verdict.rule, reason=verdict.reason, intended=verdict.intended,
-                execute_at=cand.execute_at, propose_at=cand.propose_at,
+                intended_rule=verdict.intended_rule, guardrails=list(verdict.guardrails),
+                autonomy_source=verdict.autonomy_source,
+                execute_at=verdict.execute_at, propose_at=verdict.propose_at,
                 autonomy=verdict.autonomy, reversible=cap.reversible,
                 rollback_capability=cap.rollback, revert_after_seconds=cand.revert_after_seconds,
                 risk=cap.risk, required_approvals=verdict.required_approvals,
@@ -106,7 +116,7 @@ class Decider:
             dependents=int(asset.get("dependents", 0)),
         )
 
-    async def _lookup_asset(self, target: Entity) -> dict[str, object]:
+    async def _lookup_asset(self, target: Entity) -> dict[str, Any]:
         """Inventory facts about the target; unknown when there is no inventory or it fails."""
         if target.type.value not in _INVENTORY_TYPES or _INVENTORY[0] not in self._gateway.connectors:
             return {}
@@ -121,7 +131,7 @@ class Decider:
     def _unavailable(self, cand: ActionCandidate, key: str,
                      playbook_autonomy: AutonomyLevel | None,
                      policy: PolicyConfig) -> ActionRequest:
-        level = min(policy.agent_autonomy, playbook_autonomy or AutonomyLevel.OBSERVER)
+        level, _ = effective_autonomy(policy, playbook_autonomy, cand)
         return ActionRequest(
             id=f"act-{key[:16]}", action=cand.action, target=cand.target, connector="",
             capability=cand.action, args=cand.args, playbook_rule=cand.playbook_rule,

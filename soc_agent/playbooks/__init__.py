@@ -1,0 +1,78 @@
+"""The playbook engine: schema, loader/validator, CEL expressions, the investigation runner,
+scoring and candidate actions, and playbook unit tests for responders."""
+
+from __future__ import annotations
+
+from soc_agent.playbooks.expressions import EvaluationError, compile_expression, evaluate
+from soc_agent.playbooks.loader import (
+    CapabilityInfo,
+    CapabilitySpec,
+    Catalog,
+    PlaybookValidationError,
+    check_playbook,
+    load_playbook_file,
+    load_playbooks,
+    shipped_playbooks_dir,
+)
+from soc_agent.playbooks.runner import (
+    RecordedCall,
+    RecordedStepExecutor,
+    StepExecutor,
+    build_context,
+    incident_context,
+    investigate,
+)
+from soc_agent.playbooks.schema import (
+    Budget,
+    Playbook,
+    RespondRule,
+    ScoreRule,
+    Scoring,
+    Step,
+    TargetSpec,
+    export_json_schema,
+    json_schema_text,
+)
+from soc_agent.playbooks.scoring import (
+    MatchError,
+    Selection,
+    candidates,
+    match_playbooks,
+    score,
+    select_playbook,
+)
+
+__all__ = [
+    "Budget",
+    "CapabilityInfo",
+    "CapabilitySpec",
+    "Catalog",
+    "EvaluationError",
+    "MatchError",
+    "Playbook",
+    "PlaybookValidationError",
+    "RecordedCall",
+    "RecordedStepExecutor",
+    "RespondRule",
+    "ScoreRule",
+    "Scoring",
+    "Selection",
+    "Step",
+    "StepExecutor",
+    "TargetSpec",
+    "build_context",
+    "candidates",
+    "check_playbook",
+    "compile_expression",
+    "evaluate",
+    "export_json_schema",
+    "incident_context",
+    "investigate",
+    "json_schema_text",
+    "load_playbook_file",
+    "load_playbooks",
+    "match_playbooks",
+    "score",
+    "select_playbook",
+    "shipped_playbooks_dir",
+]

@@ -16,22 +16,40 @@ from functools import lru_cache
 from typing import Any
 
 import cel
+from cel.stdlib import STDLIB_FUNCTIONS
 
 from soc_agent.errors import ExpressionError
 
 __all__ = [
     "EvaluationError",
-    "comprehension_variables",
     "compile_expression",
+    "comprehension_variables",
     "evaluate",
     "evaluate_bool",
     "free_variables",
     "step_references",
+    "unknown_functions",
 ]
+
+# The CEL core the Rust engine implements natively, plus the pure-function extension
+# libraries (strings, lists, sets, math, encoders) that cel.stdlib registers.
+_NATIVE_FUNCTIONS = frozenset(
+    {
+        "size", "has", "all", "exists", "exists_one", "map", "filter",
+        "int", "uint", "double", "string", "bytes", "bool", "dyn", "type",
+        "timestamp", "duration", "matches", "contains", "startsWith", "endsWith",
+        "getFullYear", "getMonth", "getDate", "getDayOfMonth", "getDayOfWeek",
+        "getDayOfYear", "getHours", "getMinutes", "getSeconds", "getMilliseconds",
+    }
+)  # fmt: skip
+# Namespaced extensions (`math.greatest`) are reported by their last part.
+KNOWN_FUNCTIONS = _NATIVE_FUNCTIONS | frozenset(n.rsplit(".", 1)[-1] for n in STDLIB_FUNCTIONS)
 
 _POSITION = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
 # String literals (with escapes) are blanked before looking for identifiers in the text.
-_STRING = re.compile(r"""(?s)(?:[rR]?'''.*?'''|[rR]?\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")""")
+_STRING = re.compile(
+    r"""(?s)(?:[rR]?'''.*?'''|[rR]?\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")"""
+)
 _STEP_ATTR = re.compile(r"\bsteps\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 _STEP_INDEX = re.compile(r"""\bsteps\s*\[\s*(['"])([^'"]+)\1\s*\]""")
 _MACRO_VAR = re.compile(
@@ -73,7 +91,7 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
     """Evaluate against a context of plain JSON-like data; errors become EvaluationError."""
     program = compile_expression(expression)
     try:
-        return program.execute(dict(context))
+        return program.execute(cel.Context(variables=dict(context), functions=STDLIB_FUNCTIONS))
     except KeyError as exc:
         raise EvaluationError(expression, f"no such key: {exc}", missing_data=True) from None
     except IndexError as exc:
@@ -120,6 +138,17 @@ def free_variables(expression: str) -> set[str]:
     program = compile_expression(expression)
     names = {str(v) for v in program.variables()}
     return names - comprehension_variables(expression)
+
+
+def unknown_functions(expression: str) -> set[str]:
+    """Functions the expression calls that neither CEL nor the enabled extensions define."""
+    program = compile_expression(expression)
+    called = {str(f) for f in program.references().get("functions", [])}
+    return {f for f in called if _is_name(f) and f not in KNOWN_FUNCTIONS}
+
+
+def _is_name(name: str) -> bool:
+    return all(part.isidentifier() for part in name.split("."))
 
 
 def _blank_strings(expression: str) -> str:

@@ -7,6 +7,7 @@ Every problem found in every file is collected and raised together as one
 from __future__ import annotations
 
 import difflib
+import itertools
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,14 +21,18 @@ from pydantic import BaseModel, ValidationError
 
 from soc_agent.errors import ExpressionError, PlaybookError, SocAgentError
 from soc_agent.models import EntityType
-from soc_agent.playbooks.expressions import compile_expression, free_variables, step_references
+from soc_agent.playbooks.expressions import (
+    free_variables,
+    step_references,
+    unknown_functions,
+)
 from soc_agent.playbooks.schema import Playbook
 from soc_agent.playbooks.templates import iter_templates, parse_template
 
 __all__ = [
-    "Catalog",
     "CapabilityInfo",
     "CapabilitySpec",
+    "Catalog",
     "PlaybookValidationError",
     "check_playbook",
     "format_path",
@@ -150,7 +155,7 @@ def parse_yaml(text: str, file: str) -> tuple[Any, yaml.Node | None]:
     except yaml.YAMLError as exc:
         raise PlaybookError(f"YAML error: {exc}", file=file) from None
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        loader.dispose()
 
 
 def _reject_duplicate_keys(node: yaml.Node, file: str) -> None:
@@ -219,8 +224,7 @@ def _child(node: yaml.Node | None, part: str | int) -> yaml.Node | None:
             if isinstance(key, yaml.ScalarNode) and key.value == str(part):
                 return value  # type: ignore[no-any-return]
     elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-        if 0 <= part < len(node.value):
-            return node.value[part]  # type: ignore[no-any-return]
+        return node.value[part] if 0 <= part < len(node.value) else None
     return None
 
 
@@ -285,17 +289,27 @@ def _inner_model(annotation: Any) -> Any:
 
 _STEP_VARS = {"alert", "incident", "steps"}
 _MATCH_VARS = {"alert", "incident"}
+_ENTITY_TYPES = [e.value for e in EntityType]
+Problems = list[tuple[Path_, str]]
 
 
-def check_playbook(playbook: Playbook, catalog: Catalog | None = None) -> list[tuple[Path_, str]]:
+def check_playbook(playbook: Playbook, catalog: Catalog | None = None) -> Problems:
     """Cross-field checks: (path, message) for every problem, in document order."""
-    problems: list[tuple[Path_, str]] = []
+    problems: Problems = []
     _check_expression(playbook.match, ("match",), _MATCH_VARS, set(), problems)
+    _check_steps(playbook, problems)
+    _check_scoring(playbook, problems)
+    _check_respond(playbook, problems)
+    if catalog is not None:
+        _check_catalog(playbook, catalog, problems)
+    return problems
 
+
+def _check_steps(playbook: Playbook, problems: Problems) -> None:
     ids: dict[str, int] = {}
     for i, step in enumerate(playbook.steps):
         if step.id in ids:
-            problems.append(((("steps", i, "id")), f"step id {step.id!r} is already used by steps[{ids[step.id]}]"))
+            problems.append((("steps", i, "id"), f"step id {step.id!r} is already used"))
         else:
             ids[step.id] = i
     for i, step in enumerate(playbook.steps):
@@ -306,57 +320,70 @@ def check_playbook(playbook: Playbook, catalog: Catalog | None = None) -> list[t
                 problems.append((("steps", i, "needs", j), f"step {step.id!r} cannot need itself"))
     cycle = _find_cycle(playbook)
     if cycle:
-        i = ids[cycle[0]]
-        problems.append((("steps", i, "needs"), "dependency cycle: " + " -> ".join(cycle)))
-    ancestors = _ancestors(playbook) if not cycle else {s.id: set(s.needs) for s in playbook.steps}
-
-    for i, step in enumerate(playbook.steps):
-        allowed = ancestors.get(step.id, set())
-        base = ("steps", i)
-        item_vars = {"item"} if step.for_each else set()
-        if step.when is not None:
-            _check_expression(step.when, (*base, "when"), _STEP_VARS, allowed, problems, needs_hint=step.id)
-        if step.for_each is not None:
-            _check_expression(step.for_each, (*base, "for_each"), _STEP_VARS, allowed, problems, needs_hint=step.id)
-        _check_templates(step.args, (*base, "args"), _STEP_VARS | item_vars, allowed, problems, needs_hint=step.id)
-
-    all_steps = set(ids)
-    rule_ids: dict[str, int] = {}
-    for i, rule in enumerate(playbook.score.rules):
-        base = ("score", "rules", i)
-        if rule.id in rule_ids:
-            problems.append(((*base, "id"), f"score rule id {rule.id!r} is already used"))
-        rule_ids.setdefault(rule.id, i)
-        _check_expression(rule.when, (*base, "when"), _STEP_VARS, all_steps, problems)
-        _check_templates(rule.reason, (*base, "reason"), _STEP_VARS, all_steps, problems)
-
-    respond_ids: set[str] = set()
-    for i, rule in enumerate(playbook.respond):
-        base = ("respond", i)
-        if rule.id in respond_ids:
-            problems.append(((*base, "id"), f"respond rule id {rule.id!r} is already used"))
-        respond_ids.add(rule.id)
-        item_vars = {"item"} if rule.for_each else set()
-        if rule.when is not None:
-            _check_expression(rule.when, (*base, "when"), _STEP_VARS, all_steps, problems)
-        if rule.for_each is not None:
-            _check_expression(rule.for_each, (*base, "for_each"), _STEP_VARS, all_steps, problems)
-        _check_templates(
-            rule.target.model_dump(), (*base, "target"), _STEP_VARS | item_vars, all_steps, problems
+        problems.append(
+            (("steps", ids[cycle[0]], "needs"), "dependency cycle: " + " -> ".join(cycle))
         )
-        _check_templates(rule.args, (*base, "args"), _STEP_VARS | item_vars, all_steps, problems)
-        if "${" not in rule.target.type and rule.target.type not in {e.value for e in EntityType}:
+    ancestors = _ancestors(playbook) if not cycle else {s.id: set(s.needs) for s in playbook.steps}
+    for i, step in enumerate(playbook.steps):
+        readable = ancestors.get(step.id, set())
+        variables = _STEP_VARS | ({"item"} if step.for_each else set())
+        if step.when is not None:
+            _check_expression(
+                step.when, ("steps", i, "when"), _STEP_VARS, readable, problems, reader=step.id
+            )
+        if step.for_each is not None:
+            _check_expression(
+                step.for_each,
+                ("steps", i, "for_each"),
+                _STEP_VARS,
+                readable,
+                problems,
+                reader=step.id,
+            )
+        _check_templates(
+            step.args, ("steps", i, "args"), variables, readable, problems, reader=step.id
+        )
+
+
+def _check_scoring(playbook: Playbook, problems: Problems) -> None:
+    steps = {s.id for s in playbook.steps}
+    seen: set[str] = set()
+    for i, rule in enumerate(playbook.score.rules):
+        base: Path_ = ("score", "rules", i)
+        if rule.id in seen:
+            problems.append(((*base, "id"), f"score rule id {rule.id!r} is already used"))
+        seen.add(rule.id)
+        _check_expression(rule.when, (*base, "when"), _STEP_VARS, steps, problems)
+        _check_templates(rule.reason, (*base, "reason"), _STEP_VARS, steps, problems)
+
+
+def _check_respond(playbook: Playbook, problems: Problems) -> None:
+    steps = {s.id for s in playbook.steps}
+    seen: set[str] = set()
+    for i, rule in enumerate(playbook.respond):
+        base: Path_ = ("respond", i)
+        if rule.id in seen:
+            problems.append(((*base, "id"), f"respond rule id {rule.id!r} is already used"))
+        seen.add(rule.id)
+        variables = _STEP_VARS | ({"item"} if rule.for_each else set())
+        if rule.when is not None:
+            _check_expression(rule.when, (*base, "when"), _STEP_VARS, steps, problems)
+        if rule.for_each is not None:
+            _check_expression(rule.for_each, (*base, "for_each"), _STEP_VARS, steps, problems)
+        target = rule.target.model_dump()
+        _check_templates(target, (*base, "target"), variables, steps, problems)
+        _check_templates(rule.args, (*base, "args"), variables, steps, problems)
+        if "${" not in rule.target.type and rule.target.type not in _ENTITY_TYPES:
             problems.append(
-                ((*base, "target", "type"), _unknown("entity type", rule.target.type, [e.value for e in EntityType]))
+                (
+                    (*base, "target", "type"),
+                    _unknown("entity type", rule.target.type, _ENTITY_TYPES),
+                )
             )
         for j, need in enumerate(rule.requires):
-            if need not in all_steps:
-                problems.append(((*base, "requires", j), _unknown("step", need, all_steps)))
+            if need not in steps:
+                problems.append(((*base, "requires", j), _unknown("step", need, steps)))
         _check_thresholds(rule.execute_at, rule.propose_at, rule.notify_at, base, problems)
-
-    if catalog is not None:
-        _check_catalog(playbook, catalog, problems)
-    return problems
 
 
 def _check_thresholds(
@@ -371,7 +398,7 @@ def _check_thresholds(
     if not present:
         problems.append((base, "set at least one of execute_at, propose_at, notify_at"))
         return
-    for (high_name, high), (low_name, low) in zip(present, present[1:], strict=False):
+    for (high_name, high), (low_name, low) in itertools.pairwise(present):
         if high < low:
             problems.append(
                 ((*base, high_name), f"{high_name} ({high:g}) must be >= {low_name} ({low:g})")
@@ -385,13 +412,15 @@ def _check_expression(
     readable_steps: set[str],
     problems: list[tuple[Path_, str]],
     *,
-    needs_hint: str | None = None,
+    reader: str | None = None,
 ) -> None:
     try:
         names = free_variables(expression)
     except ExpressionError as exc:
         problems.append((path, str(exc)))
         return
+    for function in sorted(unknown_functions(expression)):
+        problems.append((path, f"unknown function {function!r}"))
     for name in sorted(names - variables):
         if name == "item":
             problems.append((path, "`item` is only defined inside a for_each"))
@@ -401,9 +430,13 @@ def _check_expression(
         for ref in sorted(step_references(expression)):
             if ref in readable_steps:
                 continue
-            if needs_hint is not None:
+            if reader is not None:
                 problems.append(
-                    (path, f"reads steps.{ref} but step {needs_hint!r} does not need {ref!r}; add it to `needs`")
+                    (
+                        path,
+                        f"reads steps.{ref} but step {reader!r} does not need {ref!r}; "
+                        "add it to `needs`",
+                    )
                 )
             else:
                 problems.append((path, f"reads steps.{ref}, which is not a step of this playbook"))
@@ -416,7 +449,7 @@ def _check_templates(
     readable_steps: set[str],
     problems: list[tuple[Path_, str]],
     *,
-    needs_hint: str | None = None,
+    reader: str | None = None,
 ) -> None:
     for sub, text in iter_templates(value, path):
         try:
@@ -425,7 +458,7 @@ def _check_templates(
             problems.append((sub, str(exc)))
             continue
         for expression in template.expressions:
-            _check_expression(expression, sub, variables, readable_steps, problems, needs_hint=needs_hint)
+            _check_expression(expression, sub, variables, readable_steps, problems, reader=reader)
 
 
 def _find_cycle(playbook: Playbook) -> list[str] | None:
@@ -475,18 +508,24 @@ def _check_catalog(playbook: Playbook, catalog: Catalog, problems: list[tuple[Pa
     for i, step in enumerate(playbook.steps):
         caps = catalog.get(step.connector)
         if caps is None:
-            problems.append((("steps", i, "connector"), _unknown("connector", step.connector, catalog)))
+            problems.append(
+                (("steps", i, "connector"), _unknown("connector", step.connector, catalog))
+            )
             continue
         cap = caps.get(step.capability)
         if cap is None:
             problems.append(
-                (("steps", i, "capability"), _unknown(f"capability of {step.connector}", step.capability, caps))
+                (
+                    ("steps", i, "capability"),
+                    _unknown(f"capability of {step.connector}", step.capability, caps),
+                )
             )
         elif _info(cap)[0] != "query":
             problems.append(
                 (
                     ("steps", i, "capability"),
-                    f"{step.connector}.{step.capability} is an action; investigation steps may only use queries",
+                    f"{step.connector}.{step.capability} is an action; "
+                    "investigation steps may only use queries",
                 )
             )
     for i, rule in enumerate(playbook.respond):
@@ -496,7 +535,9 @@ def _check_catalog(playbook: Playbook, catalog: Catalog, problems: list[tuple[Pa
             if rule.action in caps and _info(caps[rule.action])[0] == "action"
         ]
         if not providers:
-            actions = {n for caps in catalog.values() for n, c in caps.items() if _info(c)[0] == "action"}
+            actions = {
+                n for caps in catalog.values() for n, c in caps.items() if _info(c)[0] == "action"
+            }
             problems.append((("respond", i, "action"), _unknown("action", rule.action, actions)))
             continue
         if "${" in rule.target.type:

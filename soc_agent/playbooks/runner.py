@@ -219,23 +219,33 @@ class _Run:
         for need in step.needs:
             status = self.evidence[need].status
             if status is EvidenceStatus.NOT_RUN:
-                self.evidence[step.id] = self._not_run(step, f"not run: needs {need!r}, which did not run")
+                self.evidence[step.id] = self._not_run(
+                    step, f"not run: needs {need!r}, which did not run"
+                )
                 return
             if status is not EvidenceStatus.OK:
                 self.evidence[step.id] = self._record(
-                    step, EvidenceStatus.SKIPPED, started_at, error=f"skipped: needs {need!r}, which ended {status.value}"
+                    step,
+                    EvidenceStatus.SKIPPED,
+                    started_at,
+                    error=f"skipped: needs {need!r}, which ended {status.value}",
                 )
                 return
         context = {**self.base, "steps": self._steps_for(step)}
         try:
             if step.when is not None and not evaluate_bool(step.when, context):
                 self.evidence[step.id] = self._record(
-                    step, EvidenceStatus.SKIPPED, started_at, error=f"skipped: `when` is false ({step.when})"
+                    step,
+                    EvidenceStatus.SKIPPED,
+                    started_at,
+                    error=f"skipped: `when` is false ({step.when})",
                 )
                 return
             calls = self._calls(step, context)
         except ExpressionError as exc:
-            self.evidence[step.id] = self._record(step, EvidenceStatus.ERROR, started_at, error=str(exc))
+            self.evidence[step.id] = self._record(
+                step, EvidenceStatus.ERROR, started_at, error=str(exc)
+            )
             return
         if step.for_each is None and calls[0].error is not None:
             self.evidence[step.id] = self._record(
@@ -294,17 +304,29 @@ class _Run:
         if step.for_each is None:
             status, result, error = await self._invoke(step, calls[0].args)
             return self._record(
-                step, status, info.at, query=info.query, result=result, error=error,
+                step,
+                status,
+                info.at,
+                query=info.query,
+                result=result,
+                error=error,
                 latency_ms=(self.monotonic() - t0) * 1000,
             )
         entries = await asyncio.gather(*(self._item(step, call) for call in calls))
         status, error = _aggregate(entries)
         return self._record(
-            step, status, info.at, query=info.query, result=entries, error=error,
+            step,
+            status,
+            info.at,
+            query=info.query,
+            result=entries,
+            error=error,
             latency_ms=(self.monotonic() - t0) * 1000,
         )
 
     async def _item(self, step: Step, call: _Call) -> dict[str, Any]:
+        status: EvidenceStatus
+        error: str | None
         if call.error is not None:
             status, result, error = EvidenceStatus.ERROR, None, call.error
         else:
@@ -323,7 +345,9 @@ class _Run:
         assert self.semaphore is not None
         async with self.semaphore:
             try:
-                result = await self.executor.run_step(step.id, step.connector, step.capability, args)
+                result = await self.executor.run_step(
+                    step.id, step.connector, step.capability, args
+                )
             except ScopeDeniedError as exc:
                 return EvidenceStatus.DENIED, None, str(exc)
             except ConnectorError as exc:
@@ -334,7 +358,8 @@ class _Run:
             return (
                 EvidenceStatus.ERROR,
                 None,
-                f"{step.connector}.{step.capability} returned {type(result).__name__}, not an object",
+                f"{step.connector}.{step.capability} returned "
+                f"{type(result).__name__}, not an object",
             )
         return EvidenceStatus.OK, result, None
 
@@ -466,7 +491,11 @@ class RecordedStepExecutor:
         recording = self._recordings.get(step_id)
         if recording is None:
             raise ConnectorError(f"no recorded result for step {step_id}")
-        entry = recording if isinstance(recording, RecordedCall) else self._pick(step_id, recording, args)
+        entry = (
+            recording
+            if isinstance(recording, RecordedCall)
+            else self._pick(step_id, recording, args)
+        )
         if entry is None:
             raise ConnectorError(f"no recorded result for step {step_id} with arguments {args}")
         if entry.denied is not None:

@@ -7,6 +7,7 @@ connector catalog) are checked by the loader, which can name file and line.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -22,6 +23,7 @@ __all__ = [
     "Step",
     "TargetSpec",
     "export_json_schema",
+    "json_schema_text",
     "revert_after_seconds",
 ]
 
@@ -48,7 +50,9 @@ class Budget(_Strict):
         default=12,
         ge=1,
         le=500,
-        description="Most connector calls the investigation may make (each for_each item counts one).",
+        description=(
+            "Most connector calls the investigation may make (each for_each item counts one)."
+        ),
     )
     max_seconds: float = Field(
         default=30.0,
@@ -103,9 +107,13 @@ class Step(_Strict):
 class ScoreRule(_Strict):
     """Points added to the score when a condition on the evidence holds."""
 
-    id: str = Field(pattern=_RULE_ID, max_length=64, description="Unique rule id, shown in the breakdown.")
+    id: str = Field(
+        pattern=_RULE_ID, max_length=64, description="Unique rule id, shown in the breakdown."
+    )
     when: str = Field(description=f"Condition for the points. {_EXPRESSION_NOTE}")
-    points: float = Field(ge=-100, le=100, description="Points added (negative to lower the score).")
+    points: float = Field(
+        ge=-100, le=100, description="Points added (negative to lower the score)."
+    )
     reason: str = Field(
         min_length=1,
         description="Why the points were given, for analysts; may hold `${CEL}` templates.",
@@ -128,7 +136,9 @@ class TargetSpec(_Strict):
             "cloud_resource (or a `${...}` template yielding one)."
         )
     )
-    value: str = Field(description="Entity value, usually a `${...}` template such as `${alert.hosts[0]}`.")
+    value: str = Field(
+        description="Entity value, usually a `${...}` template such as `${alert.hosts[0]}`."
+    )
 
 
 class RespondRule(_Strict):
@@ -138,7 +148,9 @@ class RespondRule(_Strict):
     guardrails (protected assets, blast radius, kill switch) always win.
     """
 
-    id: str = Field(pattern=_RULE_ID, max_length=64, description="Unique rule id, named in decisions.")
+    id: str = Field(
+        pattern=_RULE_ID, max_length=64, description="Unique rule id, named in decisions."
+    )
     description: str | None = Field(default=None, description="What the action achieves.")
     action: str = Field(
         min_length=1, description="Action capability, e.g. `isolate_host`, `block_ip`, `notify`."
@@ -152,7 +164,9 @@ class RespondRule(_Strict):
     )
     for_each: str | None = Field(
         default=None,
-        description="CEL list expression; one candidate per element, `item` in scope for target/args.",
+        description=(
+            "CEL list expression; one candidate per element, `item` in scope for target/args."
+        ),
     )
     execute_at: float | None = Field(
         default=None, ge=0, le=100, description="Score at or above which the action may execute."
@@ -165,7 +179,10 @@ class RespondRule(_Strict):
     )
     autonomy: AutonomyLevel | None = Field(
         default=None,
-        description="Autonomy cap for this action (1 operator ... 5 observer); the most restrictive applies.",
+        description=(
+            "Autonomy cap for this action (1 operator ... 5 observer); "
+            "the most restrictive applies."
+        ),
     )
     revert_after: str | None = Field(
         default=None,
@@ -191,9 +208,7 @@ class Playbook(_Strict):
         json_schema_extra={"$id": "https://soc-agent.dev/schemas/playbook.schema.json"},
     )
 
-    name: str = Field(
-        pattern=_NAME, max_length=64, description="Unique playbook name ([a-z0-9-])."
-    )
+    name: str = Field(pattern=_NAME, max_length=64, description="Unique playbook name ([a-z0-9-]).")
     version: str = Field(
         default="1", max_length=32, description="Version of this playbook, recorded in decisions."
     )
@@ -221,7 +236,9 @@ class Playbook(_Strict):
     @classmethod
     def _version_text(cls, value: Any) -> Any:
         # `version: 2` in YAML is an int; it is still a version label.
-        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        return (
+            str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        )
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
@@ -242,3 +259,7 @@ def export_json_schema() -> dict[str, Any]:
     schema = Playbook.model_json_schema(mode="validation")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
+
+def json_schema_text() -> str:
+    """The schema as committed in `playbooks/playbook.schema.json` (stable formatting)."""
+    return json.dumps(export_json_schema(), indent=2) + "\n"

@@ -97,7 +97,9 @@ def _closing_brace(text: str, start: int) -> int:
     raise ExpressionError(f"unterminated ${{ starting at offset {start - 2}")
 
 
-def iter_templates(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], str]]:
+def iter_templates(
+    value: Any, path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """Every string inside a (nested) value, with its path, for static checks."""
     if isinstance(value, str):
         yield path, value

@@ -202,8 +202,8 @@ class PolicyConfig(BaseModel):
     deny_actions: list[str] = Field(default_factory=list)
     edge_margin: float = Field(default=5.0, ge=0)
     review_sample_rate: float = Field(default=0.2, ge=0, le=1)
-    default_propose_at: float = 60
-    default_execute_at: float = 90
+    default_propose_at: float = 60.0
+    default_execute_at: float = 90.0
     proposal_expiry_seconds: dict[Severity, int] = Field(
         default_factory=lambda: dict(DEFAULT_PROPOSAL_EXPIRY_SECONDS)
     )

@@ -132,15 +132,15 @@ def _live_outcome(
         return _Outcome(
             Disposition.ESCALATED,
             PolicyRule.INCOMPLETE,
-            f"the investigation did not conclude (step or time budget spent); {band.reason} "
-            f"would call for {wanted} of {action} on {target}, so a human must look",
+            f"the investigation did not conclude (step or time budget spent); {band.reason}, "
+            f"which would call for {wanted} of {action} on {target}, so a human must look",
         )
     if inp.missing_evidence:
         return _Outcome(
             Disposition.ESCALATED,
             PolicyRule.MISSING_EVIDENCE,
-            f"required evidence is missing ({', '.join(inp.missing_evidence)}); {band.reason} "
-            f"would call for {wanted} of {action} on {target}, so a human must look",
+            f"required evidence is missing ({', '.join(inp.missing_evidence)}); {band.reason}, "
+            f"which would call for {wanted} of {action} on {target}, so a human must look",
         )
 
     hits = execution_guardrails(inp, config) if band.band is Band.EXECUTE else ()

@@ -10,7 +10,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from soc_agent.ingest import parse_payload
-from soc_agent.models import DeadLetter
+from soc_agent.models import Alert, DeadLetter
 from soc_agent.pipeline.agent import AlertOutcome
 from soc_agent.runtime.components import Components
 
@@ -92,7 +92,7 @@ async def run_embedded(
 
 
 async def _ingest(components: Components,
-                  sources: Iterable[str | Path]) -> AsyncIterator[object]:
+                  sources: Iterable[str | Path]) -> AsyncIterator[Alert | DeadLetter]:
     for src in _expand(sources):
         name, data = await _read(src)
         result = parse_payload(data, source=name, mappings=components.mappings,

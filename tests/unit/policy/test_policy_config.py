@@ -146,6 +146,7 @@ def test_proposal_expiry_partial_override_keeps_other_defaults() -> None:
     config = PolicyConfig.model_validate({"proposal_expiry_seconds": {"high": 900}})
     assert proposal_expiry(Severity.HIGH, config) == timedelta(minutes=15)
     assert proposal_expiry(Severity.MEDIUM, config) == timedelta(hours=12)
+    assert config.proposal_expiry_seconds[Severity.LOW] == 86400  # merged, visible in dumps
 
 
 def test_proposal_expiry_must_be_positive() -> None:

@@ -1,0 +1,156 @@
+"""Embedded pipeline benchmark: throughput, latency percentiles and memory.
+
+Generates an alert storm (Suricata EVE alerts and CrowdStrike detections with
+realistic entity overlap, plus duplicates), runs it through the whole embedded
+pipeline into a fresh SQLite store, and compares against ceilings measured in
+the same run on the same machine:
+  * ingest ceiling: bytes -> canonical alerts only (parse_payload);
+  * store ceiling: SQLite writes of the same alerts and audit entries, no logic.
+The pipeline can never beat either; the ratios say where the time goes.
+
+    .venv/bin/python bench/bench_pipeline.py --alerts 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from soc_agent.audit import SQLiteAuditLog
+from soc_agent.config import load_settings
+from soc_agent.ingest import parse_payload
+from soc_agent.models import AuditEvent
+from soc_agent.pipeline.agent import AlertOutcome
+from soc_agent.runtime.components import open_components
+from soc_agent.runtime.embedded import run_embedded
+from soc_agent.store import SQLiteStore
+
+START = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+SIGNATURES = [
+    (2024897, "ET MALWARE Cobalt Strike Beacon Observed", 1, "A Network Trojan was detected"),
+    (2013028, "ET POLICY curl User-Agent Outbound", 2, "Attempted Information Leak"),
+    (2027865, "ET INFO Observed DNS Query to .onion proxy Domain", 2, "Misc activity"),
+    (2001219, "ET SCAN Potential SSH Scan", 2, "Attempted Information Leak"),
+]
+
+
+def _suricata(i: int, rng: random.Random) -> dict[str, object]:
+    sid, sig, sev, cat = rng.choice(SIGNATURES)
+    ts = START + timedelta(seconds=i * 3)
+    return {
+        "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.%f+0000"),
+        "flow_id": 1_000_000_000 + i, "in_iface": "ens192", "event_type": "alert",
+        "src_ip": f"10.20.{rng.randint(0, 3)}.{rng.randint(10, 250)}", "src_port": 49152 + i % 1000,
+        "dest_ip": f"198.51.100.{rng.randint(1, 60)}", "dest_port": 443, "proto": "TCP",
+        "tx_id": 0,
+        "alert": {"action": "allowed", "gid": 1, "signature_id": sid, "rev": 3,
+                  "signature": sig, "category": cat, "severity": sev},
+        "app_proto": "tls", "tls": {"sni": f"cdn{rng.randint(1, 40)}.example-c2.net"},
+    }
+
+
+def _crowdstrike(i: int, rng: random.Random) -> dict[str, object]:
+    host = f"ws-{rng.randint(1, 120):04d}"
+    ms = int((START + timedelta(seconds=i * 3)).timestamp() * 1000)
+    sha = f"{rng.getrandbits(256):064x}"
+    return {
+        "metadata": {"customerIDString": "8f1b2c3d4e5f", "offset": i,
+                     "eventType": "EPPDetectionSummaryEvent", "eventCreationTime": ms,
+                     "version": "1.0"},
+        "event": {"Hostname": host.upper(), "UserName": f"user{rng.randint(1, 300)}",
+                  "Name": "MaliciousFile", "Description": "A file matched a malware signature",
+                  "Severity": rng.choice([30, 50, 70, 90]), "SeverityName": "High",
+                  "FileName": "invoice.exe", "FilePath": "\\Device\\HarddiskVolume3\\Users\\x",
+                  "CommandLine": "invoice.exe /s", "SHA256String": sha,
+                  "MD5String": f"{rng.getrandbits(128):032x}",
+                  "CompositeId": f"8f1b2c3d4e5f:ind:{rng.getrandbits(128):032x}:{i}",
+                  "AgentId": f"{rng.getrandbits(128):032x}", "LocalIP": "10.20.1.15",
+                  "Tactic": "Execution", "Technique": "User Execution",
+                  "Objective": "Falcon Detection Method", "PatternDispositionValue": 2048},
+    }
+
+
+def make_storm(n: int, seed: int = 7) -> bytes:
+    rng = random.Random(seed)
+    lines: list[str] = []
+    for i in range(n):
+        doc = _suricata(i, rng) if i % 2 else _crowdstrike(i, rng)
+        lines.append(json.dumps(doc))
+        if i % 10 == 0:  # redelivered copies, as an at-least-once pipeline produces
+            lines.append(lines[-1])
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def _ceiling_store(data: bytes, workdir: Path) -> float:
+    alerts = parse_payload(data, source="bench").alerts
+    store = SQLiteStore(workdir / "ceiling.db")
+    audit = SQLiteAuditLog(workdir / "ceiling.db")
+    t0 = time.perf_counter()
+    for a in alerts:
+        await store.save_alert(a, None)
+        await audit.append(AuditEvent(actor="bench", action="alert.correlate", subject=a.id,
+                                      at=START))
+    elapsed = time.perf_counter() - t0
+    audit.close()
+    store.close()
+    return len(alerts) / elapsed
+
+
+async def _pipeline(data: bytes, workdir: Path) -> tuple[float, list[float], int]:
+    path = workdir / "storm.jsonl"
+    path.write_bytes(data)
+    settings = load_settings(store=workdir / "bench.db")
+    latencies: list[float] = []
+    async with open_components(settings) as c:
+        t0 = time.perf_counter()
+
+        async def on_outcome(outcome: AlertOutcome) -> None:
+            # received_at is stamped at ingest, so this includes queueing and backpressure
+            latencies.append((datetime.now(UTC) - outcome.alert.received_at).total_seconds())
+
+        report = await run_embedded(c, [path], on_outcome=on_outcome)
+        elapsed = time.perf_counter() - t0
+    return len(report.outcomes) / elapsed, latencies, len(report.outcomes)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--alerts", type=int, default=2000)
+    args = parser.parse_args()
+    data = make_storm(args.alerts)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        t0 = time.perf_counter()
+        n_ingest = len(parse_payload(data, source="bench").alerts)
+        ingest_rate = n_ingest / (time.perf_counter() - t0)
+        store_rate = asyncio.run(_ceiling_store(data, workdir))
+        rate, latencies, n = asyncio.run(_pipeline(data, workdir))
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"input: {len(data) / 1e6:.1f} MB, {n} alert records (incl. redeliveries)")
+    print(f"ingest ceiling   : {ingest_rate:10.0f} alerts/s  (parse + normalise only)")
+    print(f"store ceiling    : {store_rate:10.0f} alerts/s  (SQLite alert + audit writes only)")
+    print(f"pipeline         : {rate:10.0f} alerts/s  "
+          f"({rate / ingest_rate:.1%} of ingest ceiling, {rate / store_rate:.1%} of store ceiling)")
+    print(f"latency per alert: p50 {_pct(latencies, 50) * 1000:.1f} ms, "
+          f"p95 {_pct(latencies, 95) * 1000:.1f} ms, p99 {_pct(latencies, 99) * 1000:.1f} ms, "
+          f"mean {statistics.fmean(latencies) * 1000:.1f} ms (from ingest, incl. queueing)")
+    print(f"peak RSS         : {rss_mb:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

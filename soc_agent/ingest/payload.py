@@ -1,0 +1,241 @@
+"""Bytes to alerts: decode, split into records, normalise each, dead-letter the rest.
+
+A payload is one JSON document, a JSON array of records, or JSON lines. Each
+record is normalised on its own, so one bad record costs one dead letter and the
+others still become alerts. Decisions the rest of the pipeline relies on:
+
+- Encoding: UTF-8 (a BOM is accepted), or UTF-16/UTF-32 with a BOM. Anything
+  else is one dead letter holding the exact input bytes.
+- Dead-letter `original`: the exact input bytes for a whole payload or a JSON
+  line (re-encoded as UTF-8 when the payload was UTF-16/32); for an element of a
+  JSON array, the element re-serialised as compact UTF-8 JSON (the array's bytes
+  cannot be cut per element).
+- An empty payload is a dead letter; an empty JSON array holds no record and
+  yields nothing.
+- A payload that is not one JSON document is read as JSON lines only if more
+  than one line is non-blank and at least one line is a JSON object on its own;
+  otherwise it is a single broken document (e.g. truncated pretty-printed JSON)
+  and becomes one dead letter with the parser's reason.
+- A GuardDuty `GetFindings` response (`{"Findings": [...]}`) is split into one
+  record per finding.
+- Oversized values never fail the batch: titles and descriptions are truncated
+  with a marker and entities past the cap are counted in a label; an id too long
+  to store is a dead letter (truncating it would break stable ids).
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from soc_agent.errors import NormalizationError
+from soc_agent.ingest import guardduty
+from soc_agent.ingest.detect import normalize
+from soc_agent.ingest.mapping import FieldMapping
+from soc_agent.models import Alert, DeadLetter
+
+__all__ = ["IngestResult", "dead_letter_id", "parse_payload"]
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+@dataclass
+class IngestResult:
+    """What one payload produced: alerts and dead letters, one per input record."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Record:
+    source: str
+    raw: bytes
+    value: Any = None
+    error: str | None = None
+
+
+def dead_letter_id(source: str, original: bytes) -> str:
+    """Stable dead-letter id: the same bytes from the same source get the same id."""
+    digest = hashlib.sha256(source.encode("utf-8", "surrogatepass") + b"\0" + original)
+    return digest.hexdigest()[:24]
+
+
+def _decode(data: bytes) -> str:
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return data.decode(encoding)
+    return data.decode("utf-8")
+
+
+def _encoding_reason(data: bytes, exc: UnicodeDecodeError) -> str:
+    byte = data[exc.start] if exc.start < len(data) else None
+    at = f" (byte 0x{byte:02x} at offset {exc.start})" if byte is not None else ""
+    return (
+        f"payload is not valid {exc.encoding.upper()}: {exc.reason}{at}; "
+        "send UTF-8, or UTF-16 with a byte-order mark"
+    )
+
+
+def _json_error(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "invalid JSON: nested too deeply"
+    return f"invalid JSON: {str(exc)[:200]}"
+
+
+def _loads(text: str) -> tuple[Any, str | None]:
+    try:
+        return json.loads(text), None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        return None, _json_error(exc)
+
+
+def _element_bytes(value: Any) -> bytes:
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":")).encode("ascii")
+    except (ValueError, RecursionError):
+        return b""
+
+
+_Line = tuple[int, bytes, Any, str | None]  # line number, exact bytes, value, error
+
+
+def _from_lines(lines: list[_Line], source: str, whole: _Record) -> Iterator[_Record]:
+    """JSON lines if the payload looks like them, else the single broken `whole` record."""
+    if len(lines) < 2 or not any(isinstance(value, dict) for _, _, value, _ in lines):
+        yield whole
+        return
+    for n, raw, value, error in lines:
+        where = f"{source}:line {n}"
+        if error is not None:
+            yield _Record(where, raw, error=f"line {n}: {error}")
+        else:
+            yield _Record(where, raw, value)
+
+
+def _undecodable(data: bytes, source: str, exc: UnicodeDecodeError) -> Iterator[_Record]:
+    """Bad bytes: in JSON lines only the lines holding them are lost."""
+    lines: list[_Line] = []
+    for n, raw in enumerate(data.split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as line_exc:
+            lines.append((n, raw, None, _encoding_reason(raw, line_exc)))
+        else:
+            lines.append((n, raw, *_loads(text)))
+    yield from _from_lines(lines, source, _Record(source, data, error=_encoding_reason(data, exc)))
+
+
+def _records(data: bytes, source: str) -> Iterator[_Record]:
+    try:
+        text = _decode(data)
+    except UnicodeDecodeError as exc:
+        yield from _undecodable(data, source, exc)
+        return
+    if not text.strip():
+        yield _Record(source, data, error="empty payload: no JSON record in it")
+        return
+    whole, error = _loads(text)
+    if error is None:
+        if isinstance(whole, list):
+            for index, element in enumerate(whole, 1):
+                yield _Record(f"{source}:item {index}", _element_bytes(element), element)
+        else:
+            yield _Record(source, data, whole)
+        return
+    if "\x00" in text:
+        error = "payload is not UTF-8 JSON: it holds NUL bytes (UTF-16 without a byte-order mark?)"
+    # Re-encoding a decoded line gives back its exact bytes when the payload was UTF-8.
+    lines: list[_Line] = [
+        (n, line.encode("utf-8"), *_loads(line))
+        for n, line in enumerate(text.split("\n"), 1)
+        if line.strip()
+    ]
+    yield from _from_lines(lines, source, _Record(source, data, error=error))
+
+
+def _expand(record: _Record) -> list[_Record]:
+    if isinstance(record.value, dict):
+        findings = guardduty.expand(record.value)
+        if findings:
+            return [
+                _Record(f"{record.source}:finding {i}", _element_bytes(finding), finding)
+                for i, finding in enumerate(findings, 1)
+            ]
+    return [record]
+
+
+def _valid_unicode(value: Any) -> str | None:
+    """JSON may escape lone surrogates (\\ud800), which no UTF-8 consumer downstream accepts."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "record contains invalid Unicode (a lone surrogate escape such as \\ud800)"
+    except (ValueError, RecursionError):
+        return "record is nested too deeply"
+    return None
+
+
+def parse_payload(
+    data: bytes,
+    *,
+    source: str,
+    format_hint: str | None = None,
+    mappings: Sequence[FieldMapping] = (),
+    headers: Mapping[str, str] | None = None,
+    received_at: datetime | None = None,
+) -> IngestResult:
+    """Turn a payload into alerts and dead letters; every input record ends in one of the two."""
+    received = received_at or datetime.now(UTC)
+    kept_headers = {str(k): str(v) for k, v in (headers or {}).items()}
+    result = IngestResult()
+
+    def dead(reason: str, raw: bytes, where: str) -> None:
+        result.dead_letters.append(
+            DeadLetter(
+                id=dead_letter_id(where, raw),
+                reason=reason,
+                source=where,
+                original=raw,
+                headers=kept_headers,
+                format_hint=format_hint,
+                received_at=received,
+            )
+        )
+
+    for outer in _records(data, source):
+        if outer.error is not None:
+            dead(outer.error, outer.raw, outer.source)
+            continue
+        for record in _expand(outer):
+            problem = _valid_unicode(record.value)
+            if problem is not None:
+                dead(problem, record.raw, record.source)
+                continue
+            try:
+                alert = normalize(
+                    record.value,
+                    format_hint=format_hint,
+                    mappings=mappings,
+                    received_at=received,
+                )
+            except NormalizationError as exc:
+                dead(str(exc), record.raw, record.source)
+            else:
+                result.alerts.append(alert)
+    return result

@@ -1,0 +1,239 @@
+"""From evidence to a score, candidate actions, and which playbook applies at all.
+
+All three are pure functions of the playbook and an expression context
+(`build_context`). Failures never raise: a scoring rule that cannot be
+evaluated contributes nothing and says why; a respond rule that cannot be
+evaluated puts nothing forward and is reported in `diagnostics`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from soc_agent.errors import ExpressionError
+from soc_agent.models import ActionCandidate, Alert, Entity, Incident, ScoreContribution
+from soc_agent.playbooks.expressions import (
+    EvaluationError,
+    evaluate,
+    evaluate_bool,
+    step_references,
+)
+from soc_agent.playbooks.runner import incident_context
+from soc_agent.playbooks.schema import Playbook, RespondRule
+from soc_agent.playbooks.templates import render
+
+__all__ = [
+    "MatchError",
+    "Selection",
+    "candidates",
+    "match_playbooks",
+    "score",
+    "select_playbook",
+]
+
+log = logging.getLogger(__name__)
+
+
+def score(playbook: Playbook, ctx: Mapping[str, Any]) -> tuple[float, list[ScoreContribution]]:
+    """Base plus the points of every rule whose `when` holds, clamped to [0, 100].
+
+    The breakdown lists the base (when non-zero), every rule that fired, and
+    every rule that could not be evaluated (`evaluated=False`, 0 points, with
+    the missing step or the expression error as reason). A rule that is false
+    while a step it reads ended error, denied or not run is listed the same
+    way: it could not have fired, and the analyst should see that. Rules that
+    were evaluated on complete evidence and did not hold are not listed.
+    """
+    total = playbook.score.base
+    breakdown: list[ScoreContribution] = []
+    if playbook.score.base:
+        breakdown.append(
+            ScoreContribution(rule="base", points=playbook.score.base, reason="playbook base score")
+        )
+    for rule in playbook.score.rules:
+        try:
+            fired = evaluate_bool(rule.when, ctx)
+        except ExpressionError as exc:
+            breakdown.append(
+                ScoreContribution(
+                    rule=rule.id,
+                    points=0,
+                    reason=_not_evaluated(rule.when, ctx, exc),
+                    evaluated=False,
+                )
+            )
+            continue
+        if not fired:
+            missing = _missing_evidence(rule.when, ctx)
+            if missing:
+                # Did not fire, but could not have: say so instead of a silent zero.
+                breakdown.append(
+                    ScoreContribution(
+                        rule=rule.id,
+                        points=0,
+                        reason="not evaluated, evidence missing: " + "; ".join(missing),
+                        evaluated=False,
+                    )
+                )
+            continue
+        try:
+            reason = str(render(rule.reason, ctx))
+        except ExpressionError as exc:
+            reason = f"{rule.reason} (reason could not be rendered: {exc})"
+        total += rule.points
+        breakdown.append(ScoreContribution(rule=rule.id, points=rule.points, reason=reason))
+    return max(0.0, min(100.0, float(total))), breakdown
+
+
+def _not_evaluated(expression: str, ctx: Mapping[str, Any], exc: ExpressionError) -> str:
+    missing = _missing_evidence(expression, ctx, include_skipped=True)
+    if missing:
+        return "not evaluated, evidence missing: " + "; ".join(missing)
+    kind = "missing data" if isinstance(exc, EvaluationError) and exc.missing_data else "error"
+    return f"not evaluated ({kind}): {exc}"
+
+
+_MISSING = {"error", "denied", "not_run"}
+
+
+def _missing_evidence(
+    expression: str, ctx: Mapping[str, Any], *, include_skipped: bool = False
+) -> list[str]:
+    """Steps the expression reads whose evidence is absent (failed, denied, not run)."""
+    steps = ctx.get("steps", {})
+    missing: list[str] = []
+    for ref in sorted(step_references(expression)):
+        entry = steps.get(ref) if isinstance(steps, Mapping) else None
+        if entry is None:
+            missing.append(f"step {ref!r} has no evidence")
+            continue
+        status = entry.get("status")
+        if status in _MISSING or (include_skipped and not entry.get("ok")):
+            detail = f": {entry['error']}" if entry.get("error") else ""
+            missing.append(f"step {ref!r} ended {status}{detail}")
+    return missing
+
+
+def candidates(
+    playbook: Playbook, ctx: Mapping[str, Any], *, diagnostics: list[str] | None = None
+) -> list[ActionCandidate]:
+    """The actions the playbook puts forward: respond rules whose `when` holds.
+
+    One candidate per for_each element; a target that renders empty or null
+    is dropped, as is one that is not a valid entity. Every drop or expression
+    failure is appended to `diagnostics` when a list is given (and logged).
+    """
+    out: list[ActionCandidate] = []
+    for rule in playbook.respond:
+        out.extend(_rule_candidates(rule, ctx, diagnostics))
+    return out
+
+
+def _rule_candidates(
+    rule: RespondRule, ctx: Mapping[str, Any], diagnostics: list[str] | None
+) -> list[ActionCandidate]:
+    def note(message: str) -> None:
+        log.info("respond rule %s: %s", rule.id, message)
+        if diagnostics is not None:
+            diagnostics.append(f"respond rule {rule.id!r}: {message}")
+
+    try:
+        if rule.when is not None and not evaluate_bool(rule.when, ctx):
+            return []
+        if rule.for_each is None:
+            scopes: list[Mapping[str, Any]] = [ctx]
+        else:
+            items = evaluate(rule.for_each, ctx)
+            if not isinstance(items, list):
+                note(f"for_each must yield a list, got {type(items).__name__}")
+                return []
+            scopes = [{**ctx, "item": item} for item in items]
+    except ExpressionError as exc:
+        note(f"not applied: {exc}")
+        return []
+    out: list[ActionCandidate] = []
+    seen: set[str] = set()
+    for scope in scopes:
+        try:
+            kind = render(rule.target.type, scope)
+            value = render(rule.target.value, scope)
+            args = render(rule.args, scope)
+        except ExpressionError as exc:
+            note(f"target not rendered: {exc}")
+            continue
+        if value is None or (isinstance(value, str) and not value.strip()):
+            note("target is empty; no candidate")
+            continue
+        try:
+            target = Entity.model_validate({"type": kind, "value": str(value)})
+        except ValidationError as exc:
+            note(f"target {kind}:{value!s:.80} is not a valid entity: {exc.errors()[0]['msg']}")
+            continue
+        if target.key in seen:
+            continue
+        seen.add(target.key)
+        out.append(
+            ActionCandidate(
+                playbook_rule=rule.id,
+                action=rule.action,
+                target=target,
+                args=args,
+                execute_at=rule.execute_at,
+                propose_at=rule.propose_at,
+                notify_at=rule.notify_at,
+                autonomy=rule.autonomy,
+                revert_after_seconds=rule.revert_after_seconds,
+                requires=list(rule.requires),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class MatchError:
+    """A playbook whose `match` failed to evaluate for an alert (treated as not matching)."""
+
+    playbook: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The result of matching: the winner, every playbook that matched, and match errors."""
+
+    playbook: Playbook | None
+    matched: list[str] = field(default_factory=list)
+    errors: list[MatchError] = field(default_factory=list)
+
+
+def match_playbooks(playbooks: Iterable[Playbook], alert: Alert, incident: Incident) -> Selection:
+    """Evaluate every playbook's `match`; the highest priority wins, ties by name.
+
+    A `match` that fails to evaluate (or is not boolean) counts as not
+    matching, is logged as a warning and is returned in `errors` so the
+    caller can audit it.
+    """
+    ctx = {"alert": alert.context(), "incident": incident_context(incident)}
+    matched: list[Playbook] = []
+    errors: list[MatchError] = []
+    for playbook in playbooks:
+        try:
+            if evaluate_bool(playbook.match, ctx):
+                matched.append(playbook)
+        except ExpressionError as exc:
+            log.warning("playbook %s: match failed for alert %s: %s", playbook.name, alert.id, exc)
+            errors.append(MatchError(playbook.name, str(exc)))
+    matched.sort(key=lambda p: (-p.priority, p.name))
+    return Selection(matched[0] if matched else None, [p.name for p in matched], errors)
+
+
+def select_playbook(
+    playbooks: Iterable[Playbook], alert: Alert, incident: Incident
+) -> Playbook | None:
+    """The playbook that applies (see `match_playbooks` for the errors it hides)."""
+    return match_playbooks(playbooks, alert, incident).playbook
