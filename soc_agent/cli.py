@@ -383,8 +383,8 @@ def actions_rollback(
 
 @app.command("kill-switch")
 def kill_switch(
+    analyst: AnalystOpt,
     state: Annotated[str, typer.Argument(help="on | off | status")] = "status",
-    analyst: AnalystOpt = "analyst",
     store: StoreOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Turn every execution into a proposal (on), or let policy decide again (off)."""

@@ -104,6 +104,7 @@ class Decision(BaseModel):
     investigation_id: str | None
     playbook: str | None
     playbook_version: str | None = None
+    trigger_alert_id: str | None = None
     score: float
     breakdown: list[ScoreContribution] = Field(default_factory=list)
     actions: list[ActionRequest] = Field(default_factory=list)

@@ -138,12 +138,13 @@ class Agent:
         if existing is not None:  # the same alerts were decided before
             return await self._act(existing, incident, alert) if _unfinished(existing) else existing
         policy = await self.effective_policy()
-        playbook = select_playbook(self._playbooks, alert, incident)
+        playbook, alert = await self._select(alert, incident)
         now = self._clock()
         if playbook is None:
             decision = Decision(
                 id=decision_id, incident_id=incident.id, alert_ids=list(incident.alert_ids),
-                investigation_id=None, playbook=None, score=0.0, mode=policy.mode,
+                investigation_id=None, playbook=None, trigger_alert_id=alert.id, score=0.0,
+                mode=policy.mode,
                 summary="no playbook matched; recorded for an analyst", created_at=now)
             await self._store.save_decision(decision)
             await self._audit_decision(decision)
@@ -162,12 +163,29 @@ class Agent:
         decision = Decision(
             id=decision_id, incident_id=incident.id, alert_ids=list(incident.alert_ids),
             investigation_id=investigation.id, playbook=playbook.name,
-            playbook_version=str(playbook.version), score=total, breakdown=breakdown,
+            playbook_version=str(playbook.version), trigger_alert_id=alert.id, score=total, breakdown=breakdown,
             actions=requests, concluded=investigation.concluded, mode=policy.mode,
             summary=_summary(playbook.name, total, requests, investigation), created_at=now)
         await self._store.save_decision(decision)
         await self._audit_decision(decision)
         return await self._act(decision, incident, alert)
+
+    async def _select(self, alert: Alert, incident: Incident) -> tuple[Playbook | None, Alert]:
+        """The playbook for this alert, unless the incident already called for a stronger one.
+
+        A low-severity alert joining an incident must not hand the incident to a
+        weaker playbook than the one an earlier alert of it called for; the
+        earlier decision's playbook then runs again, on that earlier alert.
+        """
+        playbook = select_playbook(self._playbooks, alert, incident)
+        previous = await self._store.latest_decision(incident.id)
+        if previous is None or previous.playbook is None or previous.trigger_alert_id is None:
+            return playbook, alert
+        earlier = next((p for p in self._playbooks if p.name == previous.playbook), None)
+        if earlier is None or (playbook is not None and playbook.priority >= earlier.priority):
+            return playbook, alert
+        trigger = await self._store.get_alert(previous.trigger_alert_id)
+        return (earlier, trigger) if trigger is not None else (playbook, alert)
 
     async def _act(self, decision: Decision, incident: Incident, alert: Alert) -> Decision:
         """Carry out the dispositions; idempotent, so a crashed run can simply redo it."""
