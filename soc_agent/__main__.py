@@ -1,0 +1,5 @@
+"""`python -m soc_agent` runs the CLI."""
+
+from soc_agent.cli import main
+
+main()
