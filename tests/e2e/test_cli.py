@@ -1,0 +1,238 @@
+"""The CLI end to end, as a user runs it: a real process, real files, the shipped samples."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "samples" / "alerts"
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
+        stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SOC_AGENT_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "soc_agent", *args], cwd=cwd, env=full_env,
+        input=stdin.decode() if stdin is not None else None, capture_output=True, text=True,
+        timeout=120, check=False,
+    )
+
+
+def decisions(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """One `run --json` over the shipped demo alerts, shared by the read-only checks."""
+    work = tmp_path_factory.mktemp("demo")
+    result = cli("run", "--alerts", str(SAMPLES), "--json", "--store", "demo.db", cwd=work)
+    return work, result
+
+
+def test_run_json_contract(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    _, result = demo
+    assert result.returncode == 0, result.stderr
+    out = decisions(result.stdout)
+    assert len(out) >= 7
+    for d in out:
+        assert {"incident_id", "alert_ids", "playbook", "score", "actions"} <= d.keys()
+        for a in d["actions"]:
+            assert {"action", "target", "disposition", "reason"} <= a.keys()
+            assert a["disposition"] in {"executed", "proposed", "notified", "escalated",
+                                        "skipped", "denied"}
+            assert a["rule"]
+    by_playbook = {d["playbook"]: d for d in out}
+    assert {"malware-on-endpoint", "brute-force", "suspicious-sign-in", "c2-traffic",
+            "phishing-report", "cloud-credential-misuse", "triage-default"} <= by_playbook.keys()
+    # the CEO account is protected: nothing against it executes automatically
+    signin = by_playbook["suspicious-sign-in"]
+    assert all(a["disposition"] != "executed" for a in signin["actions"])
+    assert any(a["rule"] == "guardrail.protected_asset" for a in signin["actions"])
+    # a score in the propose band queues a proposal rather than executing
+    cloud = by_playbook["cloud-credential-misuse"]
+    assert any(a["disposition"] == "proposed" and a["rule"] == "threshold.propose"
+               for a in cloud["actions"])
+
+
+def test_run_reports_dead_letters_without_losing_them(
+    demo: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    work, result = demo
+    letters = [json.loads(line)["dead_letter"] for line in result.stderr.splitlines()
+               if line.startswith("{")]
+    assert len(letters) == 3
+    assert all("malformed.jsonl" in d["source"] and d["reason"] for d in letters)
+    db = sqlite3.connect(work / "demo.db")
+    stored = db.execute("SELECT reason, original FROM dead_letters").fetchall()
+    assert len(stored) == 3
+    original = (SAMPLES / "malformed.jsonl").read_bytes()
+    assert all(bytes(row[1]) in original for row in stored)
+
+
+def test_run_leaves_proposals_and_a_valid_audit_chain(
+    demo: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    work, _ = demo
+    listed = cli("proposals", "list", "--json", "--store", "demo.db", cwd=work)
+    assert listed.returncode == 0, listed.stderr
+    proposals = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert proposals and all(p["status"] == "pending" for p in proposals)
+    urgencies = [p["urgency"] for p in proposals]
+    assert urgencies == sorted(urgencies, reverse=True)
+    verify = cli("audit", "verify", "--json", "--store", "demo.db", cwd=work)
+    assert verify.returncode == 0
+    assert json.loads(verify.stdout)["ok"] is True
+
+
+def test_rerun_is_idempotent(tmp_path: Path) -> None:
+    first = cli("run", "--alerts", str(SAMPLES), "--json", "--store", "s.db", cwd=tmp_path)
+    second = cli("run", "--alerts", str(SAMPLES), "--json", "--store", "s.db", cwd=tmp_path)
+    assert first.returncode == second.returncode == 0
+    assert second.stdout == ""  # every alert is a redelivery: no new decision
+    journal = [json.loads(line) for line in
+               (tmp_path / "s.containment.jsonl").read_text().splitlines()]
+    keys = [e["idempotency_key"] for e in journal]
+    assert len(keys) == len(set(keys))
+
+
+def test_store_from_environment_and_default(tmp_path: Path) -> None:
+    env_run = cli("run", "--alerts", str(SAMPLES / "elastic_bruteforce.json"), cwd=tmp_path,
+                  env={"SOC_AGENT_STORE": str(tmp_path / "from-env.db")})
+    assert env_run.returncode == 0, env_run.stderr
+    assert (tmp_path / "from-env.db").exists()
+    default_run = cli("run", "--alerts", str(SAMPLES / "elastic_bruteforce.json"), cwd=tmp_path)
+    assert default_run.returncode == 0
+    assert (tmp_path / "soc-agent.db").exists()
+    assert "brute-force" in default_run.stdout
+
+
+def test_approve_and_reject_from_the_cli(tmp_path: Path) -> None:
+    cli("run", "--store", "s.db", cwd=tmp_path)
+    proposals = [json.loads(line) for line in
+                 cli("proposals", "list", "--json", "--store", "s.db", cwd=tmp_path)
+                 .stdout.splitlines()]
+    single = next(p for p in proposals if p["request"]["required_approvals"] == 1)
+    double = next(p for p in proposals if p["request"]["required_approvals"] == 2)
+    ok = cli("proposals", "approve", single["id"], "--analyst", "alice", "--store", "s.db",
+             cwd=tmp_path)
+    assert ok.returncode == 0 and "executed" in ok.stdout
+    again = cli("proposals", "approve", single["id"], "--analyst", "bob", "--store", "s.db",
+                cwd=tmp_path)
+    assert again.returncode == 1 and "not pending" in again.stderr
+    first = cli("proposals", "approve", double["id"], "--analyst", "alice", "--store", "s.db",
+                cwd=tmp_path)
+    assert "needs 1 more" in first.stdout
+    same = cli("proposals", "approve", double["id"], "--analyst", "alice", "--store", "s.db",
+               cwd=tmp_path)
+    assert same.returncode == 1 and "different approver" in same.stderr
+    rejected = cli("proposals", "reject", double["id"], "--analyst", "bob", "--comment",
+                   "host is a honeypot", "--store", "s.db", cwd=tmp_path)
+    assert rejected.returncode == 0 and "rejected" in rejected.stdout
+    audit = [json.loads(line) for line in
+             cli("audit", "list", "--json", "--store", "s.db", cwd=tmp_path).stdout.splitlines()]
+    actors = {(e["action"], e["actor"]) for e in audit}
+    assert ("proposal.approve", "alice") in actors and ("proposal.reject", "bob") in actors
+
+
+def test_kill_switch_turns_executions_into_proposals(tmp_path: Path) -> None:
+    on = cli("kill-switch", "on", "--analyst", "lead", "--store", "s.db", cwd=tmp_path)
+    assert on.returncode == 0 and "ON" in on.stdout
+    run = cli("run", "--json", "--store", "s.db", cwd=tmp_path)
+    acts = [a for d in decisions(run.stdout) for a in d["actions"]]
+    assert acts and not any(a["disposition"] == "executed" for a in acts)
+    assert any(a["rule"] == "guardrail.kill_switch" for a in acts)
+    assert not (tmp_path / "s.containment.jsonl").exists()
+
+
+def test_dry_run_executes_nothing(tmp_path: Path) -> None:
+    run = cli("run", "--json", "--mode", "dry_run", "--store", "s.db", cwd=tmp_path)
+    acts = [a for d in decisions(run.stdout) for a in d["actions"]]
+    assert acts and {a["disposition"] for a in acts} == {"skipped"}
+    assert any(a["intended"] == "executed" for a in acts)
+    assert not (tmp_path / "s.containment.jsonl").exists()
+
+
+def test_audit_verify_detects_tampering(tmp_path: Path) -> None:
+    cli("run", "--store", "s.db", cwd=tmp_path)
+    assert cli("audit", "verify", "--store", "s.db", cwd=tmp_path).returncode == 0
+    db = sqlite3.connect(tmp_path / "s.db")
+    for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='trigger'").fetchall():
+        db.execute(f"DROP TRIGGER {name}")
+    db.execute("UPDATE audit_log SET outcome='approved' WHERE seq=5")
+    db.commit()
+    db.close()
+    broken = cli("audit", "verify", "--store", "s.db", cwd=tmp_path)
+    assert broken.returncode == 1
+    assert "entry 5" in broken.stderr
+
+
+def test_normalize_contract(tmp_path: Path) -> None:
+    one = cli("normalize", str(SAMPLES / "crowdstrike_malware.json"), cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    alerts = [json.loads(line) for line in one.stdout.splitlines()]
+    assert len(alerts) == 1 and alerts[0]["format"] == "crowdstrike"
+    lines = cli("normalize", str(SAMPLES / "suricata_c2.jsonl"), cwd=tmp_path)
+    assert lines.returncode == 0 and len(lines.stdout.splitlines()) >= 3
+    doc = json.loads((SAMPLES / "elastic_bruteforce.json").read_text())
+    array = json.dumps([doc, doc]).encode()
+    piped = cli("normalize", "-", cwd=tmp_path, stdin=array)
+    assert piped.returncode == 0 and len(piped.stdout.splitlines()) == 2
+    bad = cli("normalize", str(SAMPLES / "malformed.jsonl"), "--dead-letters", "dl.jsonl",
+              cwd=tmp_path)
+    assert bad.returncode == 1
+    assert bad.stderr.count("dead letter:") == 3
+    written = [json.loads(line) for line in (tmp_path / "dl.jsonl").read_text().splitlines()]
+    assert len(written) == 3 and all(d["reason"] for d in written)
+
+
+def test_playbooks_validate_and_test(tmp_path: Path) -> None:
+    ok = cli("playbooks", "validate", cwd=tmp_path)
+    assert ok.returncode == 0 and "7 playbook(s) valid" in ok.stdout
+    tested = cli("playbooks", "test", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout
+    assert tested.stdout.strip().endswith("0 failed")
+    broken = tmp_path / "pb"
+    broken.mkdir()
+    (broken / "bad.yaml").write_text(
+        "name: bad\nversion: '1'\ndescription: x\nmatch: 'true'\n"
+        "steps:\n  - id: a\n    connector: threat_intel\n    capability: lookup\n"
+        "    args: {indicator: x, type: ip}\n    when: 'alert.severity =='\n"
+        "respond: []\n"
+    )
+    invalid = cli("playbooks", "validate", str(broken), cwd=tmp_path)
+    assert invalid.returncode == 1
+    assert "bad.yaml:10" in invalid.stderr and "when" in invalid.stderr
+
+
+def test_bad_config_names_file_line_and_key(tmp_path: Path) -> None:
+    (tmp_path / "cfg.yaml").write_text("store: x.db\npolicy:\n  agent_autonomy: 9\n")
+    bad = cli("run", "--config", "cfg.yaml", cwd=tmp_path)
+    assert bad.returncode == 1
+    assert "cfg.yaml:3" in bad.stderr and "policy.agent_autonomy" in bad.stderr
+    env_bad = cli("run", cwd=tmp_path, env={"SOC_AGENT_POLICY__MODE": "yolo"})
+    assert env_bad.returncode == 1 and "SOC_AGENT_POLICY__MODE" in env_bad.stderr
+
+
+def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
+    missing = cli("run", "--alerts", "nope.json", cwd=tmp_path)
+    assert missing.returncode == 1 and "not found: nope.json" in missing.stderr
+
+
+@pytest.mark.parametrize("command", [
+    [], ["run"], ["normalize"], ["playbooks"], ["playbooks", "validate"], ["playbooks", "test"],
+    ["proposals", "list"], ["proposals", "approve"], ["audit", "verify"], ["kill-switch"],
+    ["connectors", "list"], ["actions", "rollback"],
+])
+def test_help_everywhere(command: list[str], tmp_path: Path) -> None:
+    result = cli(*command, "--help", cwd=tmp_path)
+    assert result.returncode == 0 and "Usage" in result.stdout
