@@ -21,29 +21,41 @@ __all__ = ["app", "main"]
 
 _T = TypeVar("_T")
 
-app = typer.Typer(help="soc-agent: investigate security alerts, decide under policy, audit.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="soc-agent: investigate security alerts, decide under policy, audit.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 playbooks_app = typer.Typer(help="Validate, test and describe playbooks.", no_args_is_help=True)
 proposals_app = typer.Typer(help="Review proposed actions.", no_args_is_help=True)
 audit_app = typer.Typer(help="Inspect and verify the audit chain.", no_args_is_help=True)
 actions_app = typer.Typer(help="Executed actions: list and roll back.", no_args_is_help=True)
-connectors_app = typer.Typer(help="Installed connectors and their grants.",
-                             no_args_is_help=True)
+connectors_app = typer.Typer(help="Installed connectors and their grants.", no_args_is_help=True)
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(proposals_app, name="proposals")
 app.add_typer(audit_app, name="audit")
 app.add_typer(actions_app, name="actions")
 app.add_typer(connectors_app, name="connectors")
 
-StoreOpt = Annotated[Path | None, typer.Option(
-    "--store", help="SQLite store path [env SOC_AGENT_STORE; default ./soc-agent.db]")]
-ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", "-c", help="YAML config file [env SOC_AGENT_CONFIG]")]
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option("--store", help="SQLite store path [env SOC_AGENT_STORE; default ./soc-agent.db]"),
+]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file [env SOC_AGENT_CONFIG]")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
-AnalystOpt = Annotated[str, typer.Option(
-    "--analyst", help="who is deciding (recorded in the audit log)",
-    default_factory=lambda: os.environ.get("SOC_AGENT_ANALYST") or os.environ.get("USER")
-    or "analyst")]
+AnalystOpt = Annotated[
+    str,
+    typer.Option(
+        "--analyst",
+        help="who is deciding (recorded in the audit log)",
+        default_factory=lambda: (
+            os.environ.get("SOC_AGENT_ANALYST") or os.environ.get("USER") or "analyst"
+        ),
+    ),
+]
 
 
 def _settings(config: Path | None, store: Path | None, **extra: Any) -> Settings:
@@ -68,11 +80,18 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 @app.command()
 def run(
-    alerts: Annotated[list[str] | None, typer.Option(
-        "--alerts", "-a", help="alert file or directory, or - for stdin; repeatable "
-        "[default: the shipped demo alerts]")] = None,
-    mode: Annotated[RunMode | None, typer.Option(
-        help="live | dry_run | shadow [env SOC_AGENT_POLICY__MODE]")] = None,
+    alerts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--alerts",
+            "-a",
+            help="alert file or directory, or - for stdin; repeatable "
+            "[default: the shipped demo alerts]",
+        ),
+    ] = None,
+    mode: Annotated[
+        RunMode | None, typer.Option(help="live | dry_run | shadow [env SOC_AGENT_POLICY__MODE]")
+    ] = None,
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     config: ConfigOpt = None,
@@ -94,6 +113,7 @@ def run(
 
     async def main() -> render.RunSummary:
         async with open_components(settings) as c:
+
             async def emit(outcome: Any) -> None:
                 if as_json and outcome.decision is not None and outcome.fresh:
                     sys.stdout.write(render.decision_json(outcome.decision) + "\n")
@@ -112,12 +132,18 @@ def run(
 
 @app.command()
 def normalize(
-    file: Annotated[str, typer.Argument(help="JSON document, JSON array or JSON lines; - for stdin")],
+    file: Annotated[
+        str, typer.Argument(help="JSON document, JSON array or JSON lines; - for stdin")
+    ],
     format_hint: Annotated[str | None, typer.Option("--format", help="skip detection")] = None,
-    mapping: Annotated[list[Path] | None, typer.Option(
-        "--mapping", help="declarative field mapping YAML; repeatable")] = None,
-    dead_letters: Annotated[Path | None, typer.Option(
-        "--dead-letters", help="also write dead letters as JSON lines to this file")] = None,
+    mapping: Annotated[
+        list[Path] | None,
+        typer.Option("--mapping", help="declarative field mapping YAML; repeatable"),
+    ] = None,
+    dead_letters: Annotated[
+        Path | None,
+        typer.Option("--dead-letters", help="also write dead letters as JSON lines to this file"),
+    ] = None,
 ) -> None:
     """Print canonical alerts as JSON lines; report dead letters on stderr (exit 1 if any)."""
     from soc_agent.ingest import load_mappings, parse_payload
@@ -129,8 +155,9 @@ def normalize(
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"cannot read {file}: {exc.strerror}") from None
-    result = parse_payload(data, source="stdin" if file == "-" else file,
-                           format_hint=format_hint, mappings=mappings)
+    result = parse_payload(
+        data, source="stdin" if file == "-" else file, format_hint=format_hint, mappings=mappings
+    )
     for alert in result.alerts:
         sys.stdout.write(alert.model_dump_json() + "\n")
     letters = [render.dead_letter_dict(d) for d in result.dead_letters]
@@ -168,8 +195,10 @@ def playbooks_validate(
 
 @playbooks_app.command("test")
 def playbooks_test(
-    path: Annotated[Path | None, typer.Argument(
-        help="playbooks dir (cases under <dir>/tests/) [default: shipped]")] = None,
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="playbooks dir (cases under <dir>/tests/) [default: shipped]"),
+    ] = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -183,8 +212,9 @@ def playbooks_test(
     results = _run(lambda: run_playbook_tests(path, settings))
     failed = [r for r in results if not r.ok]
     if as_json:
-        typer.echo(json.dumps([{"case": r.name, "ok": r.ok, "failures": r.failures}
-                               for r in results]))
+        typer.echo(
+            json.dumps([{"case": r.name, "ok": r.ok, "failures": r.failures} for r in results])
+        )
     else:
         for r in results:
             typer.echo(f"{'PASS' if r.ok else 'FAIL'} {r.name}")
@@ -205,8 +235,9 @@ def playbooks_schema() -> None:
 
 @proposals_app.command("list")
 def proposals_list(
-    status: Annotated[ProposalStatus | None, typer.Option(
-        help="filter by status [default: pending]")] = ProposalStatus.PENDING,
+    status: Annotated[
+        ProposalStatus | None, typer.Option(help="filter by status [default: pending]")
+    ] = ProposalStatus.PENDING,
     all_: Annotated[bool, typer.Option("--all", help="every status")] = False,
     as_json: JsonOpt = False,
     store: StoreOpt = None,
@@ -232,8 +263,15 @@ def proposals_list(
         typer.echo(render.proposals_table(proposals))
 
 
-def _decide(proposal_id: str, analyst: str, comment: str | None, approve: bool,
-            store: Path | None, config: Path | None, as_json: bool) -> None:
+def _decide(
+    proposal_id: str,
+    analyst: str,
+    comment: str | None,
+    approve: bool,
+    store: Path | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
     from soc_agent.runtime.components import open_components
 
     settings = _settings(config, store)
@@ -246,17 +284,23 @@ def _decide(proposal_id: str, analyst: str, comment: str | None, approve: bool,
 
     outcome = _run(main)
     if as_json:
-        typer.echo(json.dumps({"message": outcome.message,
-                               "proposal": outcome.proposal.model_dump(mode="json")}))
+        typer.echo(
+            json.dumps(
+                {"message": outcome.message, "proposal": outcome.proposal.model_dump(mode="json")}
+            )
+        )
     else:
         typer.echo(outcome.message)
 
 
 @proposals_app.command("approve")
 def proposals_approve(
-    proposal_id: str, analyst: AnalystOpt,
+    proposal_id: str,
+    analyst: AnalystOpt,
     comment: Annotated[str | None, typer.Option(help="why")] = None,
-    as_json: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Approve a proposal; it executes once enough distinct analysts approved."""
     _decide(proposal_id, analyst, comment, True, store, config, as_json)
@@ -264,9 +308,12 @@ def proposals_approve(
 
 @proposals_app.command("reject")
 def proposals_reject(
-    proposal_id: str, analyst: AnalystOpt,
+    proposal_id: str,
+    analyst: AnalystOpt,
     comment: Annotated[str | None, typer.Option(help="why")] = None,
-    as_json: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Reject a proposal; nothing is executed (a review item is rolled back)."""
     _decide(proposal_id, analyst, comment, False, store, config, as_json)
@@ -274,10 +321,13 @@ def proposals_reject(
 
 @audit_app.command("verify")
 def audit_verify(
-    expect_head: Annotated[str | None, typer.Option(
-        help="head hash recorded elsewhere (detects truncation)")] = None,
+    expect_head: Annotated[
+        str | None, typer.Option(help="head hash recorded elsewhere (detects truncation)")
+    ] = None,
     expect_count: Annotated[int | None, typer.Option(help="entry count recorded elsewhere")] = None,
-    as_json: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Check the hash chain; exit 1 and name the first bad entry if tampered with."""
     from soc_agent.audit import SQLiteAuditLog
@@ -296,14 +346,23 @@ def audit_verify(
 
     result = _run(main)
     if as_json:
-        typer.echo(json.dumps({"ok": result.ok, "count": result.count, "head": result.head,
-                               "first_bad_seq": result.first_bad_seq,
-                               "problem": result.problem}))
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "count": result.count,
+                    "head": result.head,
+                    "first_bad_seq": result.first_bad_seq,
+                    "problem": result.problem,
+                }
+            )
+        )
     elif result.ok:
         typer.echo(f"audit chain intact: {result.count} entries, head {result.head}")
     else:
-        typer.echo(f"AUDIT CHAIN BROKEN at entry {result.first_bad_seq}: {result.problem}",
-                   err=True)
+        typer.echo(
+            f"AUDIT CHAIN BROKEN at entry {result.first_bad_seq}: {result.problem}", err=True
+        )
     if not result.ok:
         raise typer.Exit(1)
 
@@ -311,7 +370,9 @@ def audit_verify(
 @audit_app.command("list")
 def audit_list(
     limit: Annotated[int, typer.Option(help="entries to show")] = 50,
-    as_json: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Show the most recent audit entries."""
     from soc_agent.audit import SQLiteAuditLog
@@ -330,13 +391,16 @@ def audit_list(
         if as_json:
             typer.echo(event.model_dump_json())
         else:
-            typer.echo(f"{event.seq:>6} {event.at:%Y-%m-%d %H:%M:%S} {event.actor:<14} "
-                       f"{event.action:<22} {event.subject} {event.outcome}")
+            typer.echo(
+                f"{event.seq:>6} {event.at:%Y-%m-%d %H:%M:%S} {event.actor:<14} "
+                f"{event.action:<22} {event.subject} {event.outcome}"
+            )
 
 
 @actions_app.command("list")
-def actions_list(as_json: JsonOpt = False, store: StoreOpt = None,
-                 config: ConfigOpt = None) -> None:
+def actions_list(
+    as_json: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = None
+) -> None:
     """Actions in the ledger (executed, failed, rolled back)."""
     from soc_agent.store import SQLiteStore
 
@@ -351,19 +415,30 @@ def actions_list(as_json: JsonOpt = False, store: StoreOpt = None,
 
     for r in _run(main):
         if as_json:
-            typer.echo(json.dumps({"id": r.action_id, "key": r.idempotency_key,
-                                   "action": r.action, "target": r.target,
-                                   "status": r.status, "attempts": r.attempts,
-                                   "revert_at": r.revert_at.isoformat() if r.revert_at else None}))
+            typer.echo(
+                json.dumps(
+                    {
+                        "id": r.action_id,
+                        "key": r.idempotency_key,
+                        "action": r.action,
+                        "target": r.target,
+                        "status": r.status,
+                        "attempts": r.attempts,
+                        "revert_at": r.revert_at.isoformat() if r.revert_at else None,
+                    }
+                )
+            )
         else:
             typer.echo(f"{r.action_id}  {r.action:<16} {r.target:<40} {r.status}")
 
 
 @actions_app.command("rollback")
 def actions_rollback(
-    action_id: str, analyst: AnalystOpt,
+    action_id: str,
+    analyst: AnalystOpt,
     comment: Annotated[str | None, typer.Option(help="why")] = None,
-    store: StoreOpt = None, config: ConfigOpt = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Undo an executed reversible action with its declared inverse."""
     from soc_agent.runtime.components import open_components
@@ -372,8 +447,9 @@ def actions_rollback(
 
     async def main() -> Any:
         async with open_components(settings) as c:
-            return await c.executor.rollback(action_id, actor=analyst,
-                                             reason=comment or "manual rollback")
+            return await c.executor.rollback(
+                action_id, actor=analyst, reason=comment or "manual rollback"
+            )
 
     outcome = _run(main)
     typer.echo(f"{outcome.status}: {outcome.detail}")
@@ -385,7 +461,8 @@ def actions_rollback(
 def kill_switch(
     analyst: AnalystOpt,
     state: Annotated[str, typer.Argument(help="on | off | status")] = "status",
-    store: StoreOpt = None, config: ConfigOpt = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Turn every execution into a proposal (on), or let policy decide again (off)."""
     from soc_agent.runtime.control import set_kill_switch
@@ -393,8 +470,11 @@ def kill_switch(
     if state not in ("on", "off", "status"):
         raise _fail("state must be on, off or status", 2)
     settings = _settings(config, store)
-    active = _run(lambda: set_kill_switch(settings, None if state == "status" else state == "on",
-                                          actor=analyst))
+    active = _run(
+        lambda: set_kill_switch(
+            settings, None if state == "status" else state == "on", actor=analyst
+        )
+    )
     typer.echo(f"kill switch is {'ON: no action executes automatically' if active else 'off'}")
 
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from soc_agent_connectors.gateway import AuditSink, Gateway
+
 from soc_agent.errors import ConnectorError, SocAgentError
 from soc_agent.models import ActionRequest, AuditEvent, Entity
 from soc_agent.store.base import ActionRecord, Store
-from soc_agent_connectors.gateway import AuditSink, Gateway
 
 __all__ = ["ExecutionOutcome", "Executor", "idempotency_key"]
 

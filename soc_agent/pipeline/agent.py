@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from soc_agent_connectors.gateway import AuditSink, Gateway
+
 from soc_agent.actions.executor import Executor
 from soc_agent.correlate import CorrelationResult, Correlator
 from soc_agent.errors import SocAgentError
@@ -43,7 +45,6 @@ from soc_agent.playbooks import (
 )
 from soc_agent.policy import PolicyConfig
 from soc_agent.store.base import Store
-from soc_agent_connectors.gateway import AuditSink, Gateway
 
 __all__ = ["Agent", "AlertOutcome"]
 
@@ -56,10 +57,10 @@ AUTONOMY_FLAG = "agent_autonomy"
 @dataclass(frozen=True)
 class AlertOutcome:
     alert: Alert
-    correlation: str            # new | grouped | duplicate | redelivered
+    correlation: str  # new | grouped | duplicate | redelivered
     incident: Incident
-    decision: Decision | None   # None for a suppressed duplicate
-    fresh: bool                 # false when the decision was made earlier (redelivery)
+    decision: Decision | None  # None for a suppressed duplicate
+    fresh: bool  # false when the decision was made earlier (redelivery)
 
 
 class Agent:
@@ -105,20 +106,34 @@ class Agent:
 
     async def dead_letter(self, letter: DeadLetter) -> None:
         await self._store.save_dead_letter(letter)
-        await self._audit.append(AuditEvent(
-            actor=self.agent_id, action="alert.dead_letter", subject=letter.id,
-            reason=letter.reason, outcome="dead_letter",
-            details={"source": letter.source, "bytes": len(letter.original)}, at=self._clock()))
+        await self._audit.append(
+            AuditEvent(
+                actor=self.agent_id,
+                action="alert.dead_letter",
+                subject=letter.id,
+                reason=letter.reason,
+                outcome="dead_letter",
+                details={"source": letter.source, "bytes": len(letter.original)},
+                at=self._clock(),
+            )
+        )
 
     async def handle(self, alert: Alert) -> AlertOutcome:
         async with self._correlate_lock:
             result = await self._correlator.correlate(alert)
             await self._store.save_alert(alert, result.incident.id)
         incident = result.incident
-        await self._audit.append(AuditEvent(
-            actor=self.agent_id, action="alert.correlate", subject=alert.id,
-            reason=f"{result.outcome} in {incident.id}", outcome=result.outcome,
-            evidence_ref=incident.id, at=self._clock()))
+        await self._audit.append(
+            AuditEvent(
+                actor=self.agent_id,
+                action="alert.correlate",
+                subject=alert.id,
+                reason=f"{result.outcome} in {incident.id}",
+                outcome=result.outcome,
+                evidence_ref=incident.id,
+                at=self._clock(),
+            )
+        )
         if result.outcome == "duplicate":
             return AlertOutcome(alert, result.outcome, incident, None, fresh=False)
         async with self._incident_locks[incident.id]:
@@ -142,30 +157,56 @@ class Agent:
         now = self._clock()
         if playbook is None:
             decision = Decision(
-                id=decision_id, incident_id=incident.id, alert_ids=list(incident.alert_ids),
-                investigation_id=None, playbook=None, trigger_alert_id=alert.id, score=0.0,
+                id=decision_id,
+                incident_id=incident.id,
+                alert_ids=list(incident.alert_ids),
+                investigation_id=None,
+                playbook=None,
+                trigger_alert_id=alert.id,
+                score=0.0,
                 mode=policy.mode,
-                summary="no playbook matched; recorded for an analyst", created_at=now)
+                summary="no playbook matched; recorded for an analyst",
+                created_at=now,
+            )
             await self._store.save_decision(decision)
             await self._audit_decision(decision)
             return decision
         investigation = await investigate(
-            playbook, alert, incident,
+            playbook,
+            alert,
+            incident,
             GatewayStepExecutor(self._gateway, ref=f"inv-{decision_id[4:]}"),
-            investigation_id=f"inv-{decision_id[4:]}", now=self._clock)
+            investigation_id=f"inv-{decision_id[4:]}",
+            now=self._clock,
+        )
         await self._store.save_investigation(investigation)
         ctx = build_context(alert, incident, investigation)
         total, breakdown = score(playbook, ctx)
         requests = await self._decider.decide_all(
-            candidates(playbook, ctx), incident_id=incident.id, playbook=playbook.name,
-            playbook_autonomy=_level(playbook.autonomy), score=total,
-            investigation=investigation, policy=policy)
+            candidates(playbook, ctx),
+            incident_id=incident.id,
+            playbook=playbook.name,
+            playbook_autonomy=_level(playbook.autonomy),
+            score=total,
+            investigation=investigation,
+            policy=policy,
+        )
         decision = Decision(
-            id=decision_id, incident_id=incident.id, alert_ids=list(incident.alert_ids),
-            investigation_id=investigation.id, playbook=playbook.name,
-            playbook_version=str(playbook.version), trigger_alert_id=alert.id, score=total, breakdown=breakdown,
-            actions=requests, concluded=investigation.concluded, mode=policy.mode,
-            summary=_summary(playbook.name, total, requests, investigation), created_at=now)
+            id=decision_id,
+            incident_id=incident.id,
+            alert_ids=list(incident.alert_ids),
+            investigation_id=investigation.id,
+            playbook=playbook.name,
+            playbook_version=str(playbook.version),
+            trigger_alert_id=alert.id,
+            score=total,
+            breakdown=breakdown,
+            actions=requests,
+            concluded=investigation.concluded,
+            mode=policy.mode,
+            summary=_summary(playbook.name, total, requests, investigation),
+            created_at=now,
+        )
         await self._store.save_decision(decision)
         await self._audit_decision(decision)
         return await self._act(decision, incident, alert)
@@ -198,11 +239,13 @@ class Agent:
                 result = await self._executor.execute(req, incident.id)
                 outcome = f"{result.status}: {result.detail}"
                 if req.review_sample:
-                    await self._proposals.create(decision, req, incident.severity, criticality,
-                                                 policy, review=True)
+                    await self._proposals.create(
+                        decision, req, incident.severity, criticality, policy, review=True
+                    )
             elif req.disposition is Disposition.PROPOSED:
-                created = await self._proposals.create(decision, req, incident.severity,
-                                                       criticality, policy)
+                created = await self._proposals.create(
+                    decision, req, incident.severity, criticality, policy
+                )
                 outcome = f"queued as {created.id}" if created else "already queued"
             acted.append(req.model_copy(update={"outcome": outcome}))
         decision = decision.model_copy(update={"actions": acted})
@@ -219,31 +262,54 @@ class Agent:
             return
         if "notifier" not in self._gateway.connectors:
             return
-        lines = [f"- {a.action} {a.target.value}: {a.disposition.value} ({a.rule})"
-                 for a in decision.actions]
+        lines = [
+            f"- {a.action} {a.target.value}: {a.disposition.value} ({a.rule})"
+            for a in decision.actions
+        ]
         escalated = any(a.disposition is Disposition.ESCALATED for a in decision.actions)
         try:
-            await self._gateway.call("notifier", "notify", {
-                "channel": self._channel,
-                "subject": f"[{'ESCALATED' if escalated else incident.severity.value}] "
-                           f"{incident.title}"[:1000],
-                "body": f"{decision.summary}\n" + "\n".join(lines),
-                "severity": "high" if escalated else incident.severity.value,
-            }, reason="decision notification", ref=decision.id)
+            await self._gateway.call(
+                "notifier",
+                "notify",
+                {
+                    "channel": self._channel,
+                    "subject": f"[{'ESCALATED' if escalated else incident.severity.value}] "
+                    f"{incident.title}"[:1000],
+                    "body": f"{decision.summary}\n" + "\n".join(lines),
+                    "severity": "high" if escalated else incident.severity.value,
+                },
+                reason="decision notification",
+                ref=decision.id,
+            )
         except SocAgentError as exc:
             log.warning("notification for %s failed: %s", decision.id, exc)
 
     async def _audit_decision(self, decision: Decision) -> None:
-        await self._audit.append(AuditEvent(
-            actor=self.agent_id, action="decision.make", subject=decision.id,
-            reason=decision.summary, outcome=f"score {decision.score:g}",
-            evidence_ref=decision.investigation_id,
-            details={"incident_id": decision.incident_id, "playbook": decision.playbook,
-                     "mode": decision.mode.value,
-                     "actions": [{"action": a.action, "target": a.target.key,
-                                  "disposition": a.disposition.value, "rule": a.rule}
-                                 for a in decision.actions]},
-            at=self._clock()))
+        await self._audit.append(
+            AuditEvent(
+                actor=self.agent_id,
+                action="decision.make",
+                subject=decision.id,
+                reason=decision.summary,
+                outcome=f"score {decision.score:g}",
+                evidence_ref=decision.investigation_id,
+                details={
+                    "incident_id": decision.incident_id,
+                    "playbook": decision.playbook,
+                    "mode": decision.mode.value,
+                    "actions": [
+                        {
+                            "action": a.action,
+                            "target": a.target.key,
+                            "disposition": a.disposition.value,
+                            "rule": a.rule,
+                        }
+                        for a in decision.actions
+                    ],
+                },
+                at=self._clock(),
+            )
+        )
 
 
 def _unfinished(decision: Decision) -> bool:
@@ -261,8 +327,9 @@ def _level(value: object) -> AutonomyLevel | None:
     return AutonomyLevel(value) if isinstance(value, int) else None
 
 
-def _summary(playbook: str, total: float, requests: list[ActionRequest],
-             investigation: Investigation) -> str:
+def _summary(
+    playbook: str, total: float, requests: list[ActionRequest], investigation: Investigation
+) -> str:
     parts = [f"playbook {playbook} scored {total:g}"]
     if not investigation.concluded:
         parts.append(f"investigation incomplete ({investigation.reason})")

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from soc_agent_connectors.gateway import Gateway
+
 from soc_agent.actions.executor import idempotency_key
 from soc_agent.errors import ConnectorError
 from soc_agent.models import (
@@ -34,7 +36,6 @@ from soc_agent.policy import (
     effective_autonomy,
 )
 from soc_agent.store.base import Store
-from soc_agent_connectors.gateway import Gateway
 
 __all__ = ["Decider"]
 
@@ -43,8 +44,7 @@ _INVENTORY_TYPES = {"host", "user", "ip", "domain", "email", "cloud_resource"}
 
 
 class Decider:
-    def __init__(self, gateway: Gateway, store: Store, *,
-                 clock: Callable[[], datetime]) -> None:
+    def __init__(self, gateway: Gateway, store: Store, *, clock: Callable[[], datetime]) -> None:
         self._gateway = gateway
         self._store = store
         self._clock = clock
@@ -72,32 +72,59 @@ class Decider:
             budget = budget_for(cand.action, policy)
             since = self._clock().timestamp() - budget.window_seconds
             used = await self._store.count_executions(
-                cand.action, datetime.fromtimestamp(since, tz=self._clock().tzinfo))
-            missing = tuple(r for r in cand.requires
-                            if r not in evidence or evidence[r].status is not EvidenceStatus.OK)
-            verdict = decide(PolicyInput(
-                candidate=cand, facts=facts, score=score,
-                investigation_concluded=investigation.concluded, missing_evidence=missing,
-                playbook=playbook, playbook_autonomy=playbook_autonomy,
-                executions_in_window=used + planned[cand.action], idempotency_key=key,
-            ), policy)
+                cand.action, datetime.fromtimestamp(since, tz=self._clock().tzinfo)
+            )
+            missing = tuple(
+                r
+                for r in cand.requires
+                if r not in evidence or evidence[r].status is not EvidenceStatus.OK
+            )
+            verdict = decide(
+                PolicyInput(
+                    candidate=cand,
+                    facts=facts,
+                    score=score,
+                    investigation_concluded=investigation.concluded,
+                    missing_evidence=missing,
+                    playbook=playbook,
+                    playbook_autonomy=playbook_autonomy,
+                    executions_in_window=used + planned[cand.action],
+                    idempotency_key=key,
+                ),
+                policy,
+            )
             if verdict.disposition is Disposition.EXECUTED:
                 planned[cand.action] += 1
             cap = self._gateway.capability(facts.connector, facts.capability)
-            out.append(ActionRequest(
-                id=f"act-{key[:16]}", action=cand.action, target=cand.target,
-                connector=facts.connector, capability=facts.capability, args=cand.args,
-                playbook_rule=cand.playbook_rule, disposition=verdict.disposition,
-                rule=verdict.rule, reason=verdict.reason, intended=verdict.intended,
-                intended_rule=verdict.intended_rule, guardrails=list(verdict.guardrails),
-                autonomy_source=verdict.autonomy_source,
-                execute_at=verdict.execute_at, propose_at=verdict.propose_at,
-                autonomy=verdict.autonomy, reversible=cap.reversible,
-                rollback_capability=cap.rollback, revert_after_seconds=cand.revert_after_seconds,
-                risk=cap.risk, required_approvals=verdict.required_approvals,
-                review_sample=verdict.review_sample, blast_radius=verdict.blast_radius,
-                idempotency_key=key,
-            ))
+            out.append(
+                ActionRequest(
+                    id=f"act-{key[:16]}",
+                    action=cand.action,
+                    target=cand.target,
+                    connector=facts.connector,
+                    capability=facts.capability,
+                    args=cand.args,
+                    playbook_rule=cand.playbook_rule,
+                    disposition=verdict.disposition,
+                    rule=verdict.rule,
+                    reason=verdict.reason,
+                    intended=verdict.intended,
+                    intended_rule=verdict.intended_rule,
+                    guardrails=list(verdict.guardrails),
+                    autonomy_source=verdict.autonomy_source,
+                    execute_at=verdict.execute_at,
+                    propose_at=verdict.propose_at,
+                    autonomy=verdict.autonomy,
+                    reversible=cap.reversible,
+                    rollback_capability=cap.rollback,
+                    revert_after_seconds=cand.revert_after_seconds,
+                    risk=cap.risk,
+                    required_approvals=verdict.required_approvals,
+                    review_sample=verdict.review_sample,
+                    blast_radius=verdict.blast_radius,
+                    idempotency_key=key,
+                )
+            )
         return out
 
     async def _facts(self, cand: ActionCandidate) -> ActionFacts | None:
@@ -108,8 +135,13 @@ class Decider:
         asset = await self._lookup_asset(cand.target)
         missing = tuple(self._gateway.missing_scopes(connector, cap.name))
         return ActionFacts(
-            connector=connector, capability=cap.name, reversible=cap.reversible, risk=cap.risk,
-            rollback=cap.rollback, granted=not missing, missing_scopes=missing,
+            connector=connector,
+            capability=cap.name,
+            reversible=cap.reversible,
+            risk=cap.risk,
+            rollback=cap.rollback,
+            granted=not missing,
+            missing_scopes=missing,
             target_protected=bool(asset.get("protected", False)),
             target_criticality=str(asset.get("criticality", "medium")),
             target_known=bool(asset.get("found", False)),
@@ -118,25 +150,42 @@ class Decider:
 
     async def _lookup_asset(self, target: Entity) -> dict[str, Any]:
         """Inventory facts about the target; unknown when there is no inventory or it fails."""
-        if target.type.value not in _INVENTORY_TYPES or _INVENTORY[0] not in self._gateway.connectors:
+        inventory_configured = _INVENTORY[0] in self._gateway.connectors
+        if target.type.value not in _INVENTORY_TYPES or not inventory_configured:
             return {}
         try:
-            return await self._gateway.call(*_INVENTORY, {"type": target.type.value,
-                                                          "value": target.value},
-                                            reason="policy: target facts")
+            return await self._gateway.call(
+                *_INVENTORY,
+                {"type": target.type.value, "value": target.value},
+                reason="policy: target facts",
+            )
         except ConnectorError:
             # Unknown is treated as medium criticality, not as unimportant.
             return {}
 
-    def _unavailable(self, cand: ActionCandidate, key: str,
-                     playbook_autonomy: AutonomyLevel | None,
-                     policy: PolicyConfig) -> ActionRequest:
+    def _unavailable(
+        self,
+        cand: ActionCandidate,
+        key: str,
+        playbook_autonomy: AutonomyLevel | None,
+        policy: PolicyConfig,
+    ) -> ActionRequest:
         level, _ = effective_autonomy(policy, playbook_autonomy, cand)
         return ActionRequest(
-            id=f"act-{key[:16]}", action=cand.action, target=cand.target, connector="",
-            capability=cand.action, args=cand.args, playbook_rule=cand.playbook_rule,
-            disposition=Disposition.DENIED, rule="config.no_connector",
+            id=f"act-{key[:16]}",
+            action=cand.action,
+            target=cand.target,
+            connector="",
+            capability=cand.action,
+            args=cand.args,
+            playbook_rule=cand.playbook_rule,
+            disposition=Disposition.DENIED,
+            rule="config.no_connector",
             reason=f"no configured connector provides the action {cand.action!r}",
-            execute_at=cand.execute_at, propose_at=cand.propose_at, autonomy=level,
-            reversible=False, risk=RiskTier.HIGH, idempotency_key=key,
+            execute_at=cand.execute_at,
+            propose_at=cand.propose_at,
+            autonomy=level,
+            reversible=False,
+            risk=RiskTier.HIGH,
+            idempotency_key=key,
         )

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from soc_agent_connectors.base import Capability, CapabilityKind, load_connector_classes
+
 from soc_agent.actions.executor import idempotency_key
 from soc_agent.config import Settings
 from soc_agent.ingest import normalize
@@ -26,7 +28,6 @@ from soc_agent.models import (
 from soc_agent.playbooks import Playbook, load_playbooks, shipped_playbooks_dir
 from soc_agent.playbooks.testing import CaseResult, load_cases, run_case
 from soc_agent.policy import ActionFacts, PolicyInput, decide
-from soc_agent_connectors.base import Capability, CapabilityKind, load_connector_classes
 
 __all__ = ["run_playbook_tests"]
 
@@ -43,9 +44,14 @@ async def run_playbook_tests(path: Path | None, settings: Settings) -> list[Case
 
         return normalize(doc, format_hint=hint, mappings=load_mappings(mappings))
 
-    def decide_all(playbook: Playbook, alert: Alert, incident: Incident,
-                   investigation: Investigation, score: float,
-                   found: list[ActionCandidate]) -> list[tuple[ActionCandidate, str, str]]:
+    def decide_all(
+        playbook: Playbook,
+        alert: Alert,
+        incident: Incident,
+        investigation: Investigation,
+        score: float,
+        found: list[ActionCandidate],
+    ) -> list[tuple[ActionCandidate, str, str]]:
         evidence = investigation.by_step()
         out: list[tuple[ActionCandidate, str, str]] = []
         for cand in found:
@@ -54,15 +60,26 @@ async def run_playbook_tests(path: Path | None, settings: Settings) -> list[Case
             if facts is None:
                 out.append((cand, "denied", "config.no_connector"))
                 continue
-            missing = tuple(r for r in cand.requires
-                            if r not in evidence or evidence[r].status is not EvidenceStatus.OK)
-            verdict = decide(PolicyInput(
-                candidate=cand, facts=facts, score=score,
-                investigation_concluded=investigation.concluded, missing_evidence=missing,
-                playbook=playbook.name,
-                playbook_autonomy=AutonomyLevel(playbook.autonomy) if playbook.autonomy else None,
-                idempotency_key=key,
-            ), settings.policy)
+            missing = tuple(
+                r
+                for r in cand.requires
+                if r not in evidence or evidence[r].status is not EvidenceStatus.OK
+            )
+            verdict = decide(
+                PolicyInput(
+                    candidate=cand,
+                    facts=facts,
+                    score=score,
+                    investigation_concluded=investigation.concluded,
+                    missing_evidence=missing,
+                    playbook=playbook.name,
+                    playbook_autonomy=AutonomyLevel(playbook.autonomy)
+                    if playbook.autonomy
+                    else None,
+                    idempotency_key=key,
+                ),
+                settings.policy,
+            )
             out.append((cand, verdict.disposition.value, verdict.rule))
         return out
 
@@ -84,13 +101,20 @@ def _action_capabilities(settings: Settings) -> dict[str, tuple[str, Capability]
     return found
 
 
-def _facts(action: str, actions: dict[str, tuple[str, Capability]],
-           settings: Settings) -> ActionFacts | None:
+def _facts(
+    action: str, actions: dict[str, tuple[str, Capability]], settings: Settings
+) -> ActionFacts | None:
     if action not in actions:
         return None
     connector, cap = actions[action]
     granted = set(settings.grants.get(connector, []))
     missing = tuple(s for s in cap.scopes if s not in granted)
-    return ActionFacts(connector=connector, capability=cap.name, reversible=cap.reversible,
-                       risk=RiskTier(cap.risk), rollback=cap.rollback, granted=not missing,
-                       missing_scopes=missing)
+    return ActionFacts(
+        connector=connector,
+        capability=cap.name,
+        reversible=cap.reversible,
+        risk=RiskTier(cap.risk),
+        rollback=cap.rollback,
+        granted=not missing,
+        missing_scopes=missing,
+    )

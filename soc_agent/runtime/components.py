@@ -7,6 +7,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from soc_agent_connectors.base import Connector, load_connector_classes
+from soc_agent_connectors.gateway import Gateway
+
 from soc_agent.actions.executor import Executor
 from soc_agent.audit import SQLiteAuditLog
 from soc_agent.config import Settings
@@ -17,8 +20,6 @@ from soc_agent.pipeline.agent import Agent
 from soc_agent.pipeline.proposals import ProposalService
 from soc_agent.playbooks import Playbook, load_playbooks, shipped_playbooks_dir
 from soc_agent.store import SQLiteStore
-from soc_agent_connectors.base import Connector, load_connector_classes
-from soc_agent_connectors.gateway import Gateway
 
 __all__ = ["Components", "build_connectors", "load_all_playbooks", "open_components"]
 

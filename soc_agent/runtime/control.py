@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from soc_agent_connectors.base import load_connector_classes
+
 from soc_agent.audit import SQLiteAuditLog
 from soc_agent.config import Settings
 from soc_agent.models import AuditEvent
 from soc_agent.pipeline.agent import KILL_SWITCH_FLAG
 from soc_agent.store import SQLiteStore
-from soc_agent_connectors.base import load_connector_classes
 
 __all__ = ["connector_catalog", "describe_connectors", "set_kill_switch"]
 

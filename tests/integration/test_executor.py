@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from soc_agent_connectors.gateway import Gateway
+from soc_agent_connectors.recording_executor import RecordingExecutor, RecordingExecutorConfig
 
 from soc_agent.actions.executor import Executor, idempotency_key
 from soc_agent.audit import SQLiteAuditLog
@@ -19,8 +21,6 @@ from soc_agent.models import (
     RiskTier,
 )
 from soc_agent.store import SQLiteStore
-from soc_agent_connectors.gateway import Gateway
-from soc_agent_connectors.recording_executor import RecordingExecutor, RecordingExecutorConfig
 from tests.conftest import Clock
 
 ALL_SCOPES = ["host:contain", "network:block", "session:revoke", "containment:read"]
