@@ -48,13 +48,26 @@ def _suricata(i: int, rng: random.Random) -> dict[str, object]:
     ts = START + timedelta(seconds=i * 3)
     return {
         "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.%f+0000"),
-        "flow_id": 1_000_000_000 + i, "in_iface": "ens192", "event_type": "alert",
-        "src_ip": f"10.20.{rng.randint(0, 3)}.{rng.randint(10, 250)}", "src_port": 49152 + i % 1000,
-        "dest_ip": f"198.51.100.{rng.randint(1, 60)}", "dest_port": 443, "proto": "TCP",
+        "flow_id": 1_000_000_000 + i,
+        "in_iface": "ens192",
+        "event_type": "alert",
+        "src_ip": f"10.20.{rng.randint(0, 3)}.{rng.randint(10, 250)}",
+        "src_port": 49152 + i % 1000,
+        "dest_ip": f"198.51.100.{rng.randint(1, 60)}",
+        "dest_port": 443,
+        "proto": "TCP",
         "tx_id": 0,
-        "alert": {"action": "allowed", "gid": 1, "signature_id": sid, "rev": 3,
-                  "signature": sig, "category": cat, "severity": sev},
-        "app_proto": "tls", "tls": {"sni": f"cdn{rng.randint(1, 40)}.example-c2.net"},
+        "alert": {
+            "action": "allowed",
+            "gid": 1,
+            "signature_id": sid,
+            "rev": 3,
+            "signature": sig,
+            "category": cat,
+            "severity": sev,
+        },
+        "app_proto": "tls",
+        "tls": {"sni": f"cdn{rng.randint(1, 40)}.example-c2.net"},
     }
 
 
@@ -63,19 +76,33 @@ def _crowdstrike(i: int, rng: random.Random) -> dict[str, object]:
     ms = int((START + timedelta(seconds=i * 3)).timestamp() * 1000)
     sha = f"{rng.getrandbits(256):064x}"
     return {
-        "metadata": {"customerIDString": "8f1b2c3d4e5f", "offset": i,
-                     "eventType": "EPPDetectionSummaryEvent", "eventCreationTime": ms,
-                     "version": "1.0"},
-        "event": {"Hostname": host.upper(), "UserName": f"user{rng.randint(1, 300)}",
-                  "Name": "MaliciousFile", "Description": "A file matched a malware signature",
-                  "Severity": rng.choice([30, 50, 70, 90]), "SeverityName": "High",
-                  "FileName": "invoice.exe", "FilePath": "\\Device\\HarddiskVolume3\\Users\\x",
-                  "CommandLine": "invoice.exe /s", "SHA256String": sha,
-                  "MD5String": f"{rng.getrandbits(128):032x}",
-                  "CompositeId": f"8f1b2c3d4e5f:ind:{rng.getrandbits(128):032x}:{i}",
-                  "AgentId": f"{rng.getrandbits(128):032x}", "LocalIP": "10.20.1.15",
-                  "Tactic": "Execution", "Technique": "User Execution",
-                  "Objective": "Falcon Detection Method", "PatternDispositionValue": 2048},
+        "metadata": {
+            "customerIDString": "8f1b2c3d4e5f",
+            "offset": i,
+            "eventType": "EPPDetectionSummaryEvent",
+            "eventCreationTime": ms,
+            "version": "1.0",
+        },
+        "event": {
+            "Hostname": host.upper(),
+            "UserName": f"user{rng.randint(1, 300)}",
+            "Name": "MaliciousFile",
+            "Description": "A file matched a malware signature",
+            "Severity": rng.choice([30, 50, 70, 90]),
+            "SeverityName": "High",
+            "FileName": "invoice.exe",
+            "FilePath": "\\Device\\HarddiskVolume3\\Users\\x",
+            "CommandLine": "invoice.exe /s",
+            "SHA256String": sha,
+            "MD5String": f"{rng.getrandbits(128):032x}",
+            "CompositeId": f"8f1b2c3d4e5f:ind:{rng.getrandbits(128):032x}:{i}",
+            "AgentId": f"{rng.getrandbits(128):032x}",
+            "LocalIP": f"10.20.1.{int(host[3:]) % 250 + 1}",
+            "Tactic": "Execution",
+            "Technique": "User Execution",
+            "Objective": "Falcon Detection Method",
+            "PatternDispositionValue": 2048,
+        },
     }
 
 
@@ -102,8 +129,9 @@ async def _ceiling_store(data: bytes, workdir: Path) -> float:
     t0 = time.perf_counter()
     for a in alerts:
         await store.save_alert(a, None)
-        await audit.append(AuditEvent(actor="bench", action="alert.correlate", subject=a.id,
-                                      at=START))
+        await audit.append(
+            AuditEvent(actor="bench", action="alert.correlate", subject=a.id, at=START)
+        )
     elapsed = time.perf_counter() - t0
     audit.close()
     store.close()
@@ -124,7 +152,7 @@ async def _pipeline(data: bytes, workdir: Path) -> tuple[float, list[float], int
 
         report = await run_embedded(c, [path], on_outcome=on_outcome)
         elapsed = time.perf_counter() - t0
-    return len(report.outcomes) / elapsed, latencies, len(report.outcomes)
+    return report.alerts / elapsed, latencies, report.alerts
 
 
 def main() -> int:
@@ -143,11 +171,15 @@ def main() -> int:
     print(f"input: {len(data) / 1e6:.1f} MB, {n} alert records (incl. redeliveries)")
     print(f"ingest ceiling   : {ingest_rate:10.0f} alerts/s  (parse + normalise only)")
     print(f"store ceiling    : {store_rate:10.0f} alerts/s  (SQLite alert + audit writes only)")
-    print(f"pipeline         : {rate:10.0f} alerts/s  "
-          f"({rate / ingest_rate:.1%} of ingest ceiling, {rate / store_rate:.1%} of store ceiling)")
-    print(f"latency per alert: p50 {_pct(latencies, 50) * 1000:.1f} ms, "
-          f"p95 {_pct(latencies, 95) * 1000:.1f} ms, p99 {_pct(latencies, 99) * 1000:.1f} ms, "
-          f"mean {statistics.fmean(latencies) * 1000:.1f} ms (from ingest, incl. queueing)")
+    print(
+        f"pipeline         : {rate:10.0f} alerts/s  "
+        f"({rate / ingest_rate:.1%} of ingest ceiling, {rate / store_rate:.1%} of store ceiling)"
+    )
+    print(
+        f"latency per alert: p50 {_pct(latencies, 50) * 1000:.1f} ms, "
+        f"p95 {_pct(latencies, 95) * 1000:.1f} ms, p99 {_pct(latencies, 99) * 1000:.1f} ms, "
+        f"mean {statistics.fmean(latencies) * 1000:.1f} ms (from ingest, incl. queueing)"
+    )
     print(f"peak RSS         : {rss_mb:.0f} MB")
     return 0
 

@@ -139,11 +139,15 @@ class Connector:
 
     @classmethod
     def capabilities(cls) -> dict[str, Capability]:
+        cached = cls.__dict__.get("_capabilities_cache")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
         found: dict[str, Capability] = {}
         for _, member in inspect.getmembers(cls, inspect.isfunction):
             cap = getattr(member, "__soc_capability__", None)
             if isinstance(cap, Capability):
                 found[cap.name] = cap
+        cls._capabilities_cache = found  # type: ignore[attr-defined]
         return found
 
     async def invoke(self, capability_name: str, args: dict[str, Any]) -> dict[str, Any]:

@@ -97,8 +97,9 @@ def run(
     config: ConfigOpt = None,
 ) -> None:
     """The main job: alerts in, investigated decisions out, all audited in the store."""
+    from soc_agent.pipeline.agent import AlertOutcome
     from soc_agent.runtime.components import open_components
-    from soc_agent.runtime.embedded import default_alert_sources, run_embedded
+    from soc_agent.runtime.embedded import RunReport, default_alert_sources, run_embedded
 
     try:
         settings = _settings(config, store)
@@ -111,23 +112,24 @@ def run(
         if src != "-" and not Path(src).exists():
             raise _fail(f"alert source not found: {src}")
 
-    async def main() -> render.RunSummary:
+    async def main() -> RunReport:
         async with open_components(settings) as c:
 
-            async def emit(outcome: Any) -> None:
-                if as_json and outcome.decision is not None and outcome.fresh:
+            async def emit(outcome: AlertOutcome) -> None:
+                if not as_json:
+                    sys.stdout.write(render.outcome_text(outcome) + "\n")
+                elif outcome.decision is not None and outcome.fresh:
                     sys.stdout.write(render.decision_json(outcome.decision) + "\n")
-                    sys.stdout.flush()
+                sys.stdout.flush()
 
-            report = await run_embedded(c, sources, on_outcome=emit)
-            return render.RunSummary.build(report, settings)
+            return await run_embedded(c, sources, on_outcome=emit)
 
-    summary = _run(main)
+    report = _run(main)
     if as_json:
-        for letter in summary.dead_letters:
-            typer.echo(json.dumps({"dead_letter": letter}), err=True)
+        for letter in report.dead_letters:
+            typer.echo(json.dumps({"dead_letter": render.dead_letter_dict(letter)}), err=True)
     else:
-        typer.echo(summary.text())
+        typer.echo(render.run_footer(report, settings))
 
 
 @app.command()

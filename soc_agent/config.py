@@ -30,8 +30,13 @@ DEFAULT_GRANTS: dict[str, list[str]] = {
     "asset_inventory": ["assets:read"],
     "event_store": ["siem:read"],
     "containment": [
-        "containment:read", "host:contain", "user:disable", "session:revoke",
-        "network:block", "file:quarantine", "email:quarantine",
+        "containment:read",
+        "host:contain",
+        "user:disable",
+        "session:revoke",
+        "network:block",
+        "file:quarantine",
+        "email:quarantine",
     ],
     "notifier": ["notify:send"],
 }
@@ -47,7 +52,9 @@ class RuntimeConfig(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
         validate_default=True,
     )
 
@@ -131,8 +138,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", source=str(path),
-                          line=mark.line + 1 if mark else None) from None
+        raise ConfigError(
+            f"invalid YAML: {getattr(exc, 'problem', exc)}",
+            source=str(path),
+            line=mark.line + 1 if mark else None,
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

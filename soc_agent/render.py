@@ -4,42 +4,52 @@ from __future__ import annotations
 
 import base64
 import json
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from soc_agent.config import Settings
 from soc_agent.models import DeadLetter, Decision, Proposal
+from soc_agent.pipeline.agent import AlertOutcome
 from soc_agent.runtime.embedded import RunReport
 
 __all__ = [
-    "RunSummary",
     "connectors_table",
     "dead_letter_dict",
     "decision_json",
+    "outcome_text",
     "proposals_table",
+    "run_footer",
 ]
 
 
 def decision_json(decision: Decision) -> str:
     """The `run --json` contract: one object per decision."""
-    return json.dumps({
-        "decision_id": decision.id,
-        "incident_id": decision.incident_id,
-        "alert_ids": decision.alert_ids,
-        "playbook": decision.playbook,
-        "score": decision.score,
-        "concluded": decision.concluded,
-        "mode": decision.mode.value,
-        "summary": decision.summary,
-        "breakdown": [b.model_dump(mode="json") for b in decision.breakdown],
-        "actions": [{
-            "action": a.action, "target": a.target.value, "target_type": a.target.type.value,
-            "disposition": a.disposition.value, "rule": a.rule, "reason": a.reason,
-            "intended": a.intended.value if a.intended else None, "outcome": a.outcome,
-            "required_approvals": a.required_approvals,
-        } for a in decision.actions],
-    })
+    return json.dumps(
+        {
+            "decision_id": decision.id,
+            "incident_id": decision.incident_id,
+            "alert_ids": decision.alert_ids,
+            "playbook": decision.playbook,
+            "score": decision.score,
+            "concluded": decision.concluded,
+            "mode": decision.mode.value,
+            "summary": decision.summary,
+            "breakdown": [b.model_dump(mode="json") for b in decision.breakdown],
+            "actions": [
+                {
+                    "action": a.action,
+                    "target": a.target.value,
+                    "target_type": a.target.type.value,
+                    "disposition": a.disposition.value,
+                    "rule": a.rule,
+                    "reason": a.reason,
+                    "intended": a.intended.value if a.intended else None,
+                    "outcome": a.outcome,
+                    "required_approvals": a.required_approvals,
+                }
+                for a in decision.actions
+            ],
+        }
+    )
 
 
 def dead_letter_dict(letter: DeadLetter) -> dict[str, Any]:
@@ -49,72 +59,80 @@ def dead_letter_dict(letter: DeadLetter) -> dict[str, Any]:
     except UnicodeDecodeError:
         preview = base64.b64encode(letter.original[:200]).decode()
         encoding = "base64"
-    return {"id": letter.id, "source": letter.source, "reason": letter.reason,
-            "bytes": len(letter.original), "preview": preview, "preview_encoding": encoding}
+    return {
+        "id": letter.id,
+        "source": letter.source,
+        "reason": letter.reason,
+        "bytes": len(letter.original),
+        "preview": preview,
+        "preview_encoding": encoding,
+    }
 
 
-@dataclass
-class RunSummary:
-    lines: list[str] = field(default_factory=list)
-    dead_letters: list[dict[str, Any]] = field(default_factory=list)
-    counts: Counter[str] = field(default_factory=Counter)
+def outcome_text(o: AlertOutcome) -> str:
+    """A few readable lines per alert: playbook, score, each action with its rule."""
+    a = o.alert
+    lines = [f"{a.id}  [{a.format}] {a.severity.value}: {a.title[:90]}"]
+    if o.decision is None:
+        lines.append(
+            f"    duplicate of an alert in {o.incident.id}: suppressed "
+            f"(counted {o.incident.duplicate_count}x)"
+        )
+        return "\n".join(lines)
+    d = o.decision
+    label = "redelivered: earlier decision" if not o.fresh else o.correlation
+    lines.append(
+        f"    incident {d.incident_id} ({label}), playbook {d.playbook or '-'}, score {d.score:g}"
+        + ("" if d.concluded else ", INVESTIGATION INCOMPLETE")
+    )
+    for act in d.actions:
+        intended = f" (would be {act.intended.value})" if act.intended else ""
+        lines.append(
+            f"    - {act.action} {act.target.value}: "
+            f"{act.disposition.value.upper()}{intended} by {act.rule}"
+            + (f" -> {act.outcome}" if act.outcome else "")
+        )
+    if not d.actions:
+        lines.append("    - no action")
+    return "\n".join(lines)
 
-    @classmethod
-    def build(cls, report: RunReport, settings: Settings) -> RunSummary:
-        out = cls()
-        for o in report.outcomes:
-            a = o.alert
-            head = f"{a.id}  [{a.format}] {a.severity.value}: {a.title[:90]}"
-            out.counts[o.correlation] += 1
-            if o.decision is None:
-                out.lines.append(f"{head}\n    duplicate of an alert in {o.incident.id}: "
-                                 f"suppressed (counted {o.incident.duplicate_count}x)")
-                continue
-            d = o.decision
-            label = "redelivered: earlier decision" if not o.fresh else o.correlation
-            out.lines.append(f"{head}\n    incident {d.incident_id} ({label}), playbook "
-                             f"{d.playbook or '-'}, score {d.score:g}"
-                             + ("" if d.concluded else ", INVESTIGATION INCOMPLETE"))
-            for act in d.actions:
-                intended = f" (would be {act.intended.value})" if act.intended else ""
-                out.counts[act.disposition.value] += 1
-                out.lines.append(f"    - {act.action} {act.target.value}: "
-                                 f"{act.disposition.value.upper()}{intended} by {act.rule}"
-                                 + (f" -> {act.outcome}" if act.outcome else ""))
-            if not d.actions:
-                out.lines.append("    - no action")
-        for letter in report.dead_letters:
-            out.dead_letters.append(dead_letter_dict(letter))
-        footer = [
-            "",
-            f"{len(report.outcomes)} alert(s), {len(report.dead_letters)} dead letter(s); "
-            + ", ".join(f"{n} {k}" for k, n in sorted(out.counts.items())),
-        ]
-        if report.expired_proposals or report.reverted_actions:
-            footer.append(f"expired proposals: {report.expired_proposals}, auto-reverted "
-                          f"actions: {report.reverted_actions}")
-        for shown in out.dead_letters:
-            footer.append(f"dead letter {shown['id']}: {shown['source']}: {shown['reason']}")
-        footer.append(f"store: {settings.store}  (next: soc-agent proposals list, "
-                      "soc-agent audit verify)")
-        out.lines.extend(footer)
-        return out
 
-    def text(self) -> str:
-        return "\n".join(self.lines)
+def run_footer(report: RunReport, settings: Settings) -> str:
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(report.counts.items()))
+    lines = [
+        "",
+        f"{report.alerts} alert(s), {report.dead_letter_count} dead letter(s); {counts}",
+    ]
+    if report.expired_proposals or report.reverted_actions:
+        lines.append(
+            f"expired proposals: {report.expired_proposals}, auto-reverted actions: "
+            f"{report.reverted_actions}"
+        )
+    for letter in report.dead_letters:
+        lines.append(f"dead letter {letter.id}: {letter.source}: {letter.reason}")
+    if report.dead_letter_count > len(report.dead_letters):
+        lines.append(f"... {report.dead_letter_count - len(report.dead_letters)} more")
+    lines.append(
+        f"store: {settings.store}  (next: soc-agent proposals list, soc-agent audit verify)"
+    )
+    return "\n".join(lines)
 
 
 def proposals_table(proposals: list[Proposal]) -> str:
     if not proposals:
         return "no proposals"
-    rows = [f"{'ID':<22} {'STATUS':<9} {'URG':>5} {'ACTION':<16} {'TARGET':<32} "
-            f"{'APPROVALS':<9} EXPIRES"]
+    rows = [
+        f"{'ID':<22} {'STATUS':<9} {'URG':>5} {'ACTION':<16} {'TARGET':<32} "
+        f"{'APPROVALS':<9} EXPIRES"
+    ]
     for p in proposals:
         approvers = len({a.analyst for a in p.approvals if a.verdict == "approve"})
-        rows.append(f"{p.id:<22} {p.status.value:<9} {p.urgency:>5.1f} "
-                    f"{p.request.action:<16} {p.request.target.value[:32]:<32} "
-                    f"{approvers}/{p.request.required_approvals:<7} "
-                    f"{p.expires_at:%Y-%m-%d %H:%M}Z")
+        rows.append(
+            f"{p.id:<22} {p.status.value:<9} {p.urgency:>5.1f} "
+            f"{p.request.action:<16} {p.request.target.value[:32]:<32} "
+            f"{approvers}/{p.request.required_approvals:<7} "
+            f"{p.expires_at:%Y-%m-%d %H:%M}Z"
+        )
         rows.append(f"{'':<22} {p.request.rule}: {p.request.reason[:110]}")
     return "\n".join(rows)
 
@@ -122,10 +140,13 @@ def proposals_table(proposals: list[Proposal]) -> str:
 def connectors_table(rows: list[dict[str, Any]]) -> str:
     out: list[str] = []
     for c in rows:
-        out.append(f"{c['name']}{'' if c['configured'] else ' (not configured)'}: "
-                   f"{c['description']}")
+        out.append(
+            f"{c['name']}{'' if c['configured'] else ' (not configured)'}: {c['description']}"
+        )
         for cap in c["capabilities"]:
             mark = "granted" if cap["granted"] else "NOT granted"
-            out.append(f"    {cap['kind']:<6} {cap['name']:<18} scopes "
-                       f"{','.join(cap['scopes']) or '-':<28} {mark}")
+            out.append(
+                f"    {cap['kind']:<6} {cap['name']:<18} scopes "
+                f"{','.join(cap['scopes']) or '-':<28} {mark}"
+            )
     return "\n".join(out)

@@ -34,8 +34,8 @@ def idempotency_key(incident_id: str, action: str, target: Entity) -> str:
 @dataclass(frozen=True)
 class ExecutionOutcome:
     key: str
-    status: str          # executed | already_executed | failed | rolled_back | in_progress
-    performed: bool      # this call changed the external system
+    status: str  # executed | already_executed | failed | rolled_back | in_progress | over_budget
+    performed: bool  # this call changed the external system
     verified: bool | None
     detail: str
     result: dict[str, Any] | None = None
@@ -59,50 +59,109 @@ class Executor:
         self._clock = clock
         self._stale = stale_claim_after
 
-    async def execute(self, request: ActionRequest, incident_id: str, *,
-                      approved_by: list[str] | None = None) -> ExecutionOutcome:
+    async def execute(
+        self,
+        request: ActionRequest,
+        incident_id: str,
+        *,
+        approved_by: list[str] | None = None,
+        budget: tuple[int, timedelta] | None = None,
+    ) -> ExecutionOutcome:
+        """Perform the action unless its key was already taken.
+
+        `budget` (max executions, window) is the blast-radius budget, enforced
+        atomically with the claim; an over-budget action is not performed.
+        """
         now = self._clock()
-        claim = await self._store.claim_action(request, incident_id, now)
+        limit = (budget[0], now - budget[1]) if budget else None
+        claim = await self._store.claim_action(request, incident_id, now, budget=limit)
+        if claim.over_budget:
+            return ExecutionOutcome(
+                request.idempotency_key,
+                "over_budget",
+                False,
+                None,
+                f"blast-radius budget of {budget[0] if budget else 0} "
+                f"{request.action} per window reached at execution time",
+            )
         record = claim.record
+        assert record is not None
         if not claim.claimed:
             if record.status in ("executed", "rolled_back"):
-                return ExecutionOutcome(record.idempotency_key, "already_executed", False, None,
-                                        f"already executed at {record.executed_at}",
-                                        record.result)
+                return ExecutionOutcome(
+                    record.idempotency_key,
+                    "already_executed",
+                    False,
+                    None,
+                    f"already executed at {record.executed_at}",
+                    record.result,
+                )
             if record.status == "claimed" and now - record.claimed_at < self._stale:
-                return ExecutionOutcome(record.idempotency_key, "in_progress", False, None,
-                                        "another worker holds this action")
+                return ExecutionOutcome(
+                    record.idempotency_key,
+                    "in_progress",
+                    False,
+                    None,
+                    "another worker holds this action",
+                )
             # a failed attempt, or a claim orphaned by a crash: is the effect there already?
             if await self._verify(request) is True:
-                await self._store.finish_action(record.idempotency_key, status="executed",
-                                                result=record.result, error=None, now=now,
-                                                revert_at=self._revert_at(request, now))
-                await self._record(request, incident_id, "executed", "verified after recovery",
-                                   approved_by)
-                return ExecutionOutcome(record.idempotency_key, "already_executed", False, True,
-                                        "effect already in place (verified); not repeated")
+                await self._store.finish_action(
+                    record.idempotency_key,
+                    status="executed",
+                    result=record.result,
+                    error=None,
+                    now=now,
+                    revert_at=self._revert_at(request, now),
+                )
+                await self._record(
+                    request, incident_id, "executed", "verified after recovery", approved_by
+                )
+                return ExecutionOutcome(
+                    record.idempotency_key,
+                    "already_executed",
+                    False,
+                    True,
+                    "effect already in place (verified); not repeated",
+                )
             await self._store.retry_claim(record.idempotency_key, now)
         return await self._perform(request, incident_id, approved_by)
 
-    async def _perform(self, request: ActionRequest, incident_id: str,
-                       approved_by: list[str] | None) -> ExecutionOutcome:
+    async def _perform(
+        self, request: ActionRequest, incident_id: str, approved_by: list[str] | None
+    ) -> ExecutionOutcome:
         key = request.idempotency_key
-        args = {**request.args, "target": request.target.value, "idempotency_key": key,
-                "reason": request.reason}
+        args = {
+            **request.args,
+            "target": request.target.value,
+            "idempotency_key": key,
+            "reason": request.reason,
+        }
         try:
-            result = await self._gateway.call(request.connector, request.capability, args,
-                                              reason=request.reason, ref=request.id)
+            result = await self._gateway.call(
+                request.connector, request.capability, args, reason=request.reason, ref=request.id
+            )
         except SocAgentError as exc:
-            await self._store.finish_action(key, status="failed", result=None, error=str(exc),
-                                            now=self._clock(), revert_at=None)
+            await self._store.finish_action(
+                key, status="failed", result=None, error=str(exc), now=self._clock(), revert_at=None
+            )
             await self._record(request, incident_id, "failed", str(exc), approved_by)
             return ExecutionOutcome(key, "failed", False, None, str(exc))
         verified = await self._verify(request)
         now = self._clock()
-        await self._store.finish_action(key, status="executed", result=result, error=None,
-                                        now=now, revert_at=self._revert_at(request, now))
-        detail = "verified" if verified else ("not verifiable" if verified is None
-                                               else "verification failed")
+        await self._store.finish_action(
+            key,
+            status="executed",
+            result=result,
+            error=None,
+            now=now,
+            revert_at=self._revert_at(request, now),
+        )
+        detail = (
+            "verified"
+            if verified
+            else ("not verifiable" if verified is None else "verification failed")
+        )
         await self._record(request, incident_id, "executed", detail, approved_by)
         return ExecutionOutcome(key, "executed", True, verified, detail, result)
 
@@ -113,45 +172,96 @@ class Executor:
             raise SocAgentError(f"no executed action with key or id {key!r}")
         request = record.request
         if record.status != "executed":
-            return ExecutionOutcome(record.idempotency_key, record.status, False, None,
-                                    f"nothing to roll back: action is {record.status}")
+            return ExecutionOutcome(
+                record.idempotency_key,
+                record.status,
+                False,
+                None,
+                f"nothing to roll back: action is {record.status}",
+            )
         if not request.reversible or not request.rollback_capability:
             raise SocAgentError(f"{request.action} is not reversible; it cannot be rolled back")
-        args = {"target": request.target.value, "reason": reason,
-                "idempotency_key": f"{record.idempotency_key}:rollback"}
+        args = {
+            "target": request.target.value,
+            "reason": reason,
+            "idempotency_key": f"{record.idempotency_key}:rollback",
+        }
         try:
-            result = await self._gateway.call(request.connector, request.rollback_capability,
-                                              args, reason=reason, ref=request.id, actor=actor)
+            result = await self._gateway.call(
+                request.connector,
+                request.rollback_capability,
+                args,
+                reason=reason,
+                ref=request.id,
+                actor=actor,
+            )
         except SocAgentError as exc:
-            await self._audit.append(AuditEvent(
-                actor=actor, action="action.rollback", subject=request.id, reason=reason,
-                outcome="failed", details={"error": str(exc)}, at=self._clock()))
+            await self._audit.append(
+                AuditEvent(
+                    actor=actor,
+                    action="action.rollback",
+                    subject=request.id,
+                    reason=reason,
+                    outcome="failed",
+                    details={"error": str(exc)},
+                    at=self._clock(),
+                )
+            )
             return ExecutionOutcome(record.idempotency_key, "failed", False, None, str(exc))
         now = self._clock()
-        await self._store.finish_action(record.idempotency_key, status="rolled_back",
-                                        result=result, error=None, now=now, revert_at=None)
-        await self._audit.append(AuditEvent(
-            actor=actor, action="action.rollback", subject=request.id, reason=reason,
-            outcome="rolled_back", evidence_ref=record.idempotency_key,
-            details={"action": request.action, "target": request.target.key,
-                     "inverse": request.rollback_capability}, at=now))
-        return ExecutionOutcome(record.idempotency_key, "rolled_back", True, None,
-                                f"{request.rollback_capability} on {request.target.value}", result)
+        await self._store.finish_action(
+            record.idempotency_key,
+            status="rolled_back",
+            result=result,
+            error=None,
+            now=now,
+            revert_at=None,
+        )
+        await self._audit.append(
+            AuditEvent(
+                actor=actor,
+                action="action.rollback",
+                subject=request.id,
+                reason=reason,
+                outcome="rolled_back",
+                evidence_ref=record.idempotency_key,
+                details={
+                    "action": request.action,
+                    "target": request.target.key,
+                    "inverse": request.rollback_capability,
+                },
+                at=now,
+            )
+        )
+        return ExecutionOutcome(
+            record.idempotency_key,
+            "rolled_back",
+            True,
+            None,
+            f"{request.rollback_capability} on {request.target.value}",
+            result,
+        )
 
     async def revert_due(self) -> list[ExecutionOutcome]:
         """Lift actions whose auto-revert time has come (e.g. a 24 h IP block)."""
         due: list[ActionRecord] = await self._store.due_reverts(self._clock())
-        return [await self.rollback(r.idempotency_key, actor=self._actor,
-                                    reason="auto-revert: time-to-live elapsed") for r in due]
+        return [
+            await self.rollback(
+                r.idempotency_key, actor=self._actor, reason="auto-revert: time-to-live elapsed"
+            )
+            for r in due
+        ]
 
     async def _verify(self, request: ActionRequest) -> bool | None:
         cap = self._gateway.capability(request.connector, request.capability)
         if not cap.verify:
             return None
         try:
-            out = await self._gateway.call(request.connector, cap.verify,
-                                           {"action": request.action,
-                                            "target": request.target.value})
+            out = await self._gateway.call(
+                request.connector,
+                cap.verify,
+                {"action": request.action, "target": request.target.value},
+            )
         except ConnectorError:
             return None
         return bool(out.get("in_effect"))
@@ -161,13 +271,31 @@ class Executor:
             return now + timedelta(seconds=request.revert_after_seconds)
         return None
 
-    async def _record(self, request: ActionRequest, incident_id: str, outcome: str, detail: str,
-                      approved_by: list[str] | None) -> None:
-        await self._audit.append(AuditEvent(
-            actor=self._actor, action="action.execute", subject=request.id,
-            reason=request.reason, outcome=outcome, evidence_ref=incident_id,
-            details={"action": request.action, "target": request.target.key,
-                     "connector": request.connector, "idempotency_key": request.idempotency_key,
-                     "rule": request.rule, "detail": detail,
-                     **({"approved_by": approved_by} if approved_by else {})},
-            at=self._clock()))
+    async def _record(
+        self,
+        request: ActionRequest,
+        incident_id: str,
+        outcome: str,
+        detail: str,
+        approved_by: list[str] | None,
+    ) -> None:
+        await self._audit.append(
+            AuditEvent(
+                actor=self._actor,
+                action="action.execute",
+                subject=request.id,
+                reason=request.reason,
+                outcome=outcome,
+                evidence_ref=incident_id,
+                details={
+                    "action": request.action,
+                    "target": request.target.key,
+                    "connector": request.connector,
+                    "idempotency_key": request.idempotency_key,
+                    "rule": request.rule,
+                    "detail": detail,
+                    **({"approved_by": approved_by} if approved_by else {}),
+                },
+                at=self._clock(),
+            )
+        )

@@ -32,6 +32,10 @@ Pivots are the alert's entities whose type is in `entity_types` (processes
 are excluded by default: command lines rarely identify an attack) and whose
 key (`type:value`) is not in `ignore_values` (resolvers, proxies, scanners).
 Non-pivot entities are still recorded on the incident; they just never link.
+An incident holding `max_alerts_per_incident` alerts is full and is not extended
+either, so an alert storm sharing one entity splits into bounded incidents
+instead of one whose every re-decision grows without limit.
+
 An incident outside the window is never extended: a later alert on the same
 entity starts a new incident, which takes over the entity's index.
 
@@ -101,6 +105,11 @@ class CorrelationConfig(BaseModel):
         default_factory=list,
         description='entity keys never used as pivots, e.g. "ip:8.8.8.8"',
     )
+    max_alerts_per_incident: int = Field(
+        default=500,
+        ge=1,
+        description="a full incident takes no more alerts; related ones open a new incident",
+    )
 
     @field_validator("ignore_values")
     @classmethod
@@ -131,6 +140,9 @@ class CorrelationResult:
     incident: Incident
     outcome: Outcome
     alert_id: str
+    # For "grouped": the alert added an entity, a rule/fingerprint or a higher severity.
+    # An alert that adds nothing need not trigger a new investigation.
+    new_information: bool = True
 
 
 def default_incident_id(alert: Alert) -> str:
@@ -215,7 +227,12 @@ class Correlator:
             candidates[owner.id] = owner
             owners[key] = owner
 
-        matching = [inc for inc in candidates.values() if self._in_window(inc, at)]
+        matching = [
+            inc
+            for inc in candidates.values()
+            if self._in_window(inc, at)
+            and len(inc.alert_ids) < self._config.max_alerts_per_incident
+        ]
         outcome: Outcome
         if matching:
             target = max(matching, key=lambda inc: (inc.last_seen, inc.id))
@@ -223,6 +240,11 @@ class Correlator:
                 return await self._recovered(alert, target)
             incident = _extend(target, alert, fp)
             outcome = "grouped"
+            novel = (
+                len(incident.entities) > len(target.entities)
+                or len(incident.fingerprints) > len(target.fingerprints)
+                or incident.severity != target.severity
+            )
         else:
             incident_id = self._id_factory(alert)
             existing = await state.get_incident(incident_id)
@@ -230,6 +252,7 @@ class Correlator:
                 return await self._recovered(alert, existing)
             incident = _open(incident_id, alert, fp)
             outcome = "new"
+            novel = True
 
         await state.put_incident(incident)
         for key in pivots:
@@ -239,12 +262,12 @@ class Correlator:
         if sighting is None or at >= sighting[1]:
             await state.put_fingerprint(fp, incident.id, at)
         await state.put_alert_incident(alert.id, incident.id)
-        return CorrelationResult(incident, outcome, alert.id)
+        return CorrelationResult(incident, outcome, alert.id, new_information=novel)
 
     async def _recovered(self, alert: Alert, incident: Incident) -> CorrelationResult:
         """The alert is in the incident but its alert index write was lost (a crash)."""
         await self._state.put_alert_incident(alert.id, incident.id)
-        return CorrelationResult(incident, "redelivered", alert.id)
+        return CorrelationResult(incident, "redelivered", alert.id, new_information=False)
 
     async def _count_duplicate(
         self, alert: Alert, incident: Incident, fp: str, last_seen: datetime
@@ -260,7 +283,7 @@ class Correlator:
         await self._state.put_incident(updated)
         await self._state.put_fingerprint(fp, incident.id, max(last_seen, at))
         await self._state.put_alert_incident(alert.id, incident.id)
-        return CorrelationResult(updated, "duplicate", alert.id)
+        return CorrelationResult(updated, "duplicate", alert.id, new_information=False)
 
     def _in_window(self, incident: Incident, at: datetime) -> bool:
         return incident.first_seen - self._window <= at <= incident.last_seen + self._window

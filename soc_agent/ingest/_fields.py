@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parseaddr
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -297,8 +298,10 @@ class EntitySet:
         kind: EntityType,
         value: Any,
         role: str | None = None,
+        /,
         **attributes: Any,
     ) -> None:
+        # Positional-only, so an attribute may be called `kind`, `value` or `role`.
         for one in as_list(value):
             self._add_one(kind, one, role, attributes)
 
@@ -313,8 +316,9 @@ class EntitySet:
             self.dropped += 1
             return
         value = value.strip()
-        if kind is EntityType.EMAIL:
-            value = value.strip("<>")  # SMTP envelopes write <user@example.com>
+        if kind is EntityType.EMAIL and "<" in value:
+            # SMTP envelopes write <user@example.com>, headers `Display Name <user@example.com>`.
+            value = parseaddr(value)[1] or value.strip("<>")
         if not value or value in {"-", "N/A", "n/a", "null", "unknown"}:
             return
         if kind in (EntityType.HOST, EntityType.DOMAIN) and not _HOSTNAME.match(value):
@@ -341,7 +345,7 @@ class EntitySet:
         self._seen.add(marker)
         self.items.append(entity)
 
-    def add_ip_or_host(self, value: Any, role: str | None = None, **attributes: Any) -> None:
+    def add_ip_or_host(self, value: Any, role: str | None = None, /, **attributes: Any) -> None:
         """Splunk/CIM `src`/`dest` hold an IP or a hostname; pick the right type."""
         for one in as_list(value):
             if not isinstance(one, str):

@@ -4,8 +4,10 @@ Two shapes: the legacy `DetectionSummaryEvent` (DetectId, Severity 1-5,
 ComputerName) and `EPPDetectionSummaryEvent` (CompositeId, Severity 0-100 with
 SeverityName, Hostname). Falcon's `Technique` is usually a Falcon name ("PUP",
 "Masquerading"), not an ATT&CK id: only valid T-ids become techniques, and the
-names are kept in labels. `Tactic` becomes a tactic only when it is an ATT&CK
-tactic name ("Malware" and "Machine Learning" are Falcon categories).
+names are kept in labels. ATT&CK ids come from `TechniqueId` ("T1036.005") and
+`TacticId` ("TA0005", mapped to the tactic's name) and from `MitreAttack[]`.
+`Tactic` becomes a tactic only when it is an ATT&CK tactic name ("Malware" and
+"Machine Learning" are Falcon categories).
 """
 
 from __future__ import annotations
@@ -122,7 +124,8 @@ def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Al
             draft.created_at = parse_time(value, unit=unit, fmt=f, path=path)
             break
 
-    draft.techniques.append(technique or "")
+    draft.techniques += [technique, event.get("TechniqueId") or event.get("TechniqueID")]
+    draft.tactic(event.get("TacticId") or event.get("TacticID"))
     draft.tactic(tactic)
     for entry in as_list(event.get("MitreAttack"))[:32]:
         if isinstance(entry, dict):

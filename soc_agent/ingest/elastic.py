@@ -134,8 +134,9 @@ def _entities(draft: AlertDraft, body: dict[str, Any]) -> None:
         ents.add(EntityType.USER, get(body, f"{side}.user.name"), side)
     ents.add(EntityType.DOMAIN, get(body, "dns.question.name"), "destination")
     ents.add(EntityType.URL, get(body, "url.full") or get(body, "url.original"))
-    ents.add(EntityType.EMAIL, get(body, "email.from.address"), "source")
-    ents.add(EntityType.EMAIL, get(body, "email.to.address"), "target")
+    ents.add(EntityType.EMAIL, get(body, "email.from.address"), "sender")
+    ents.add(EntityType.EMAIL, get(body, "email.to.address"), "recipient")
+    ents.add(EntityType.EMAIL, get(body, "email.cc.address"), "recipient")
     ents.add(
         EntityType.PROCESS,
         get(body, "process.name"),

@@ -9,7 +9,9 @@ response (`{"Findings": [...]}`, split into one record per finding by the
 payload layer; an empty one is a dead letter).
 
 Severity keeps AWS's own bands: 9.0+ critical, 7.0-8.9 high, 4.0-6.9 medium,
-below low; `risk_score` is the AWS value times ten.
+below low; `risk_score` is the AWS value times ten. The threat purpose becomes a
+tactic when it is an ATT&CK tactic name; techniques come from our own table of
+finding types (`guardduty_attack`), since GuardDuty names none.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from soc_agent.ingest._fields import (
     parse_time,
     req_str,
 )
+from soc_agent.ingest.guardduty_attack import techniques_for
 from soc_agent.models import Alert, EntityType, Severity
 
 __all__ = ["FORMAT", "expand", "matches", "normalize"]
@@ -127,6 +130,7 @@ def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Al
         purpose = finding_type.split(":", 1)[0]
         draft.tactic(purpose)
         draft.label("threat_purpose", purpose)
+        draft.techniques += techniques_for(finding_type)
 
     account, region = opt_str(fd, "accountId", f), opt_str(fd, "region", f)
     role = (opt_str(fd, "service.resourceRole", f) or "target").lower()
@@ -183,6 +187,19 @@ def _resource(
             access_key_id=key.get("accessKeyId"),
             principal_id=key.get("principalId"),
             user_type=key.get("userType"),
+        )
+        # The key itself is what a responder disables or rotates, whoever holds it.
+        ents.add(
+            EntityType.CLOUD_RESOURCE,
+            key.get("accessKeyId"),
+            "target",
+            provider="aws",
+            resource_type="AWS::IAM::AccessKey",
+            kind="access_key",
+            principal_id=key.get("principalId"),
+            user_name=key.get("userName"),
+            user_type=key.get("userType"),
+            account=account,
         )
     ents.add(EntityType.USER, get(res, "kubernetesDetails.kubernetesUserDetails.username"), "actor")
     eks = res.get("eksClusterDetails")

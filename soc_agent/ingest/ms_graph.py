@@ -179,10 +179,16 @@ def _evidence(ents: EntitySet, ev: dict[str, Any]) -> None:
         ents.add(EntityType.EMAIL, ev.get("primaryAddress"), role)
         _user(ents, ev.get("userAccount"), role)
     elif kind == "analyzedMessageEvidence":
+        message = {
+            "subject": ev.get("subject"),
+            "message_id": ev.get("internetMessageId"),
+            "network_message_id": ev.get("networkMessageId"),
+        }
         ents.add(EntityType.IP, ev.get("senderIp"), "source")
-        ents.add(EntityType.EMAIL, get(ev, "p1Sender.emailAddress"), "source")
-        ents.add(EntityType.EMAIL, get(ev, "p2Sender.emailAddress"), "source")
-        ents.add(EntityType.EMAIL, ev.get("recipientEmailAddress"), "target")
+        # P1 is the envelope (MAIL FROM) sender, P2 the From: header one; both are senders.
+        ents.add(EntityType.EMAIL, get(ev, "p1Sender.emailAddress"), "sender", **message)
+        ents.add(EntityType.EMAIL, get(ev, "p2Sender.emailAddress"), "sender", **message)
+        ents.add(EntityType.EMAIL, ev.get("recipientEmailAddress"), "recipient", **message)
         ents.add(EntityType.URL, ev.get("urls"), role)
     elif kind in ("azureResourceEvidence", "amazonResourceEvidence", "googleCloudResourceEvidence"):
         ents.add(

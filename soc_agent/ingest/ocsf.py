@@ -4,12 +4,19 @@ Security Finding (OCSF 1.0) carries `finding` and top-level `attacks`; Detection
 Finding (1.1+) carries `finding_info` (with `attacks` and `analytic`) and
 `evidences`. Both are read. Other OCSF classes are recognised as OCSF so that
 they dead-letter with a reason naming the class rather than "unrecognised".
+
+Each `evidences[]` artifact is read like the finding itself (endpoints, actor,
+process, file, url, query, resources) plus its `email` (senders and recipients)
+and `user`. A url also yields its host as a domain entity, so reputation and
+blocking work on the host. Top-level `observables` come last: the evidence that
+names an observable carries richer attributes.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from soc_agent.errors import NormalizationError
 from soc_agent.ingest._fields import (
@@ -17,6 +24,7 @@ from soc_agent.ingest._fields import (
     EntitySet,
     as_list,
     get,
+    looks_like_ip,
     opt_number,
     opt_str,
     parse_time,
@@ -55,6 +63,17 @@ _ROLE_BY_PREFIX = {
     "device": None,
     "resources": "target",
 }
+# OCSF email object fields holding addresses -> entity role.
+_EMAIL_ROLES = {
+    "from": "sender",
+    "smtp_from": "sender",
+    "reply_to": "reply_to",
+    "to": "recipient",
+    "cc": "recipient",
+    "smtp_to": "recipient",
+    "delivered_to": "recipient",
+}
+_MAX_EVIDENCES = 64
 
 
 def matches(doc: dict[str, Any]) -> bool:
@@ -126,9 +145,12 @@ def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Al
                 draft.tactic(tactic.get("name") or tactic.get("uid"))
 
     _entities(draft.entities, doc)
-    for evidence in as_list(doc.get("evidences"))[:64]:
+    for evidence in as_list(doc.get("evidences"))[:_MAX_EVIDENCES]:
         if isinstance(evidence, dict):
             _entities(draft.entities, evidence)
+            _email(draft.entities, evidence.get("email"))
+            _user(draft.entities, evidence.get("user"), None)
+    _observables(draft.entities, doc)
 
     draft.label("class_uid", class_uid)
     draft.label("class_name", opt_str(doc, "class_name", f))
@@ -169,6 +191,16 @@ def _process(ents: EntitySet, process: Any, role: str | None) -> None:
     )
     _file(ents, process.get("file"), role)
     _user(ents, process.get("user"), role)
+    parent = process.get("parent_process")
+    if isinstance(parent, dict):
+        ents.add(
+            EntityType.PROCESS,
+            parent.get("name") or get(parent, "file.name"),
+            "parent",
+            pid=parent.get("pid"),
+            command_line=parent.get("cmd_line"),
+            path=get(parent, "file.path"),
+        )
 
 
 def _file(ents: EntitySet, file: Any, role: str | None) -> None:
@@ -186,6 +218,66 @@ def _file(ents: EntitySet, file: Any, role: str | None) -> None:
             )
 
 
+def _url_host(ents: EntitySet, url: Any, hostname: Any, role: str | None) -> None:
+    """The host of a url as a domain (or an IP), from `hostname` or parsed from the url."""
+    host = hostname if isinstance(hostname, str) and hostname.strip() else None
+    if host is None and isinstance(url, str) and "://" in url:
+        try:
+            host = urlsplit(url.strip()).hostname
+        except ValueError:  # a malformed url (bad port, bracket) still is a url entity
+            host = None
+    if host:
+        kind = EntityType.IP if looks_like_ip(host) else EntityType.DOMAIN
+        ents.add(kind, host, role)
+
+
+def _url(ents: EntitySet, url: Any, role: str | None) -> None:
+    if not isinstance(url, dict):
+        return
+    ents.add(EntityType.URL, url.get("url_string"), role)
+    _url_host(ents, url.get("url_string"), url.get("hostname"), role)
+
+
+def _email(ents: EntitySet, email: Any) -> None:
+    if not isinstance(email, dict):
+        return
+    message = {
+        "subject": email.get("subject"),
+        "email_uid": email.get("uid"),
+        "message_uid": email.get("message_uid"),
+    }
+    for field, role in _EMAIL_ROLES.items():
+        ents.add(EntityType.EMAIL, email.get(field), role, **message)
+    ents.add(EntityType.IP, email.get("x_originating_ip"), "source")
+
+
+def _observable_role(name: Any) -> str | None:
+    """Role of an observable from its path: `evidences[0].email.from` is the sender."""
+    if not isinstance(name, str):
+        return None
+    parts = [part.split("[", 1)[0] for part in name.split(".")]
+    if parts[0] == "evidences":
+        parts = parts[1:]
+    if len(parts) >= 2 and parts[0] == "email":
+        return _EMAIL_ROLES.get(parts[1])
+    return _ROLE_BY_PREFIX.get(parts[0]) if parts else None
+
+
+def _observables(ents: EntitySet, doc: dict[str, Any]) -> None:
+    for observable in as_list(doc.get("observables"))[:256]:
+        if not isinstance(observable, dict):
+            continue
+        type_id = observable.get("type_id")
+        kind = _OBSERVABLE_TYPES.get(type_id) if isinstance(type_id, int) else None
+        if kind is None:
+            continue
+        name, value = observable.get("name"), observable.get("value")
+        role = _observable_role(name)
+        ents.add(kind, value, role, observable=name)
+        if kind is EntityType.URL:
+            _url_host(ents, value, None, role)
+
+
 def _entities(ents: EntitySet, doc: dict[str, Any]) -> None:
     _endpoint(ents, doc.get("device"), None)
     _endpoint(ents, doc.get("src_endpoint"), "source")
@@ -196,7 +288,7 @@ def _entities(ents: EntitySet, doc: dict[str, Any]) -> None:
         _process(ents, actor.get("process"), "actor")
     _process(ents, doc.get("process"), None)
     _file(ents, doc.get("file"), None)
-    ents.add(EntityType.URL, get(doc, "url.url_string"))
+    _url(ents, doc.get("url"), None)
     ents.add(EntityType.DOMAIN, get(doc, "query.hostname"), "destination")
     for resource in as_list(doc.get("resources"))[:64]:
         if isinstance(resource, dict):
@@ -208,13 +300,3 @@ def _entities(ents: EntitySet, doc: dict[str, Any]) -> None:
                 region=resource.get("region"),
                 name=resource.get("name"),
             )
-    for observable in as_list(doc.get("observables"))[:256]:
-        if not isinstance(observable, dict):
-            continue
-        type_id = observable.get("type_id")
-        kind = _OBSERVABLE_TYPES.get(type_id) if isinstance(type_id, int) else None
-        if kind is None:
-            continue
-        name = observable.get("name")
-        prefix = name.split(".", 1)[0].split("[", 1)[0] if isinstance(name, str) else ""
-        ents.add(kind, observable.get("value"), _ROLE_BY_PREFIX.get(prefix), observable=name)

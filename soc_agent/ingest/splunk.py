@@ -129,14 +129,25 @@ def _entities(draft: AlertDraft, r: dict[str, Any]) -> None:
     ents.add(EntityType.HOST, r.get("src_host"), "source")
     ents.add(EntityType.HOST, r.get("dest_host"), "destination")
     ents.add_ip_or_host(r.get("dvc"))
+    # CIM: `*_nt_host` is the Windows (NetBIOS) name of the endpoint, `orig_host` the host
+    # that logged the event the correlation search fired on.
+    ents.add(EntityType.HOST, r.get("src_nt_host"), "source", domain=_first(r.get("src_nt_domain")))
+    ents.add(
+        EntityType.HOST,
+        r.get("dest_nt_host"),
+        "destination",
+        domain=_first(r.get("dest_nt_domain")),
+    )
+    ents.add_ip_or_host(r.get("orig_host"))
     ents.add(EntityType.USER, r.get("user"))
     ents.add(EntityType.USER, r.get("src_user"), "source")
     ents.add(EntityType.USER, r.get("dest_user"), "destination")
     ents.add(EntityType.FILE_HASH, r.get("file_hash"), file_name=_first(r.get("file_name")))
     ents.add(EntityType.URL, r.get("url"))
     ents.add(EntityType.DOMAIN, r.get("query"), "destination")
-    ents.add(EntityType.EMAIL, r.get("src_user_email") or r.get("sender"), "source")
-    ents.add(EntityType.EMAIL, r.get("recipient"), "target")
+    ents.add(EntityType.EMAIL, r.get("sender"), "sender")
+    ents.add(EntityType.EMAIL, r.get("src_user_email"), "source")
+    ents.add(EntityType.EMAIL, r.get("recipient"), "recipient")
     ents.add(
         EntityType.PROCESS,
         r.get("process_name"),

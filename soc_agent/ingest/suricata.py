@@ -128,5 +128,5 @@ def _entities(draft: AlertDraft, doc: dict[str, Any]) -> None:
         algorithm="sha256",
         file_name=get(doc, "fileinfo.filename"),
     )
-    ents.add(EntityType.EMAIL, get(doc, "smtp.mail_from"), "source")
-    ents.add(EntityType.EMAIL, get(doc, "smtp.rcpt_to"), "target")
+    ents.add(EntityType.EMAIL, get(doc, "smtp.mail_from"), "sender")
+    ents.add(EntityType.EMAIL, get(doc, "smtp.rcpt_to"), "recipient")

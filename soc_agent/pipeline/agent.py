@@ -13,7 +13,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from soc_agent_connectors.gateway import AuditSink, Gateway
 
@@ -43,7 +43,7 @@ from soc_agent.playbooks import (
     score,
     select_playbook,
 )
-from soc_agent.policy import PolicyConfig
+from soc_agent.policy import PolicyConfig, PolicyRule, budget_for
 from soc_agent.store.base import Store
 
 __all__ = ["Agent", "AlertOutcome"]
@@ -137,6 +137,11 @@ class Agent:
         if result.outcome == "duplicate":
             return AlertOutcome(alert, result.outcome, incident, None, fresh=False)
         async with self._incident_locks[incident.id]:
+            if result.outcome == "grouped" and not result.new_information:
+                previous = await self._store.latest_decision(incident.id)
+                if previous is not None and not _unfinished(previous):
+                    decision = await self._reaffirm(previous, incident, alert)
+                    return AlertOutcome(alert, "grouped", incident, decision, fresh=True)
             if result.outcome == "redelivered":
                 previous = await self._store.latest_decision(incident.id)
                 if previous is not None:
@@ -211,6 +216,25 @@ class Agent:
         await self._audit_decision(decision)
         return await self._act(decision, incident, alert)
 
+    async def _reaffirm(self, previous: Decision, incident: Incident, alert: Alert) -> Decision:
+        """An alert that adds nothing new to an incident: the standing decision now covers it.
+
+        No new investigation is run; the decision is re-issued with the incident's
+        alert ids so every alert is accounted for by a decision.
+        """
+        decision = previous.model_copy(
+            update={
+                "id": _decision_id(incident),
+                "alert_ids": list(incident.alert_ids),
+                "summary": f"{previous.summary}; unchanged: {alert.id} adds no new entity, "
+                f"rule or severity (decision {previous.id} stands)",
+                "created_at": self._clock(),
+            }
+        )
+        await self._store.save_decision(decision)
+        await self._audit_decision(decision)
+        return decision
+
     async def _select(self, alert: Alert, incident: Incident) -> tuple[Playbook | None, Alert]:
         """The playbook for this alert, unless the incident already called for a stronger one.
 
@@ -236,9 +260,28 @@ class Agent:
             outcome: str | None = None
             criticality = str(req.blast_radius.get("criticality", "medium"))
             if req.disposition is Disposition.EXECUTED:
-                result = await self._executor.execute(req, incident.id)
+                budget = budget_for(req.action, policy)
+                result = await self._executor.execute(
+                    req,
+                    incident.id,
+                    budget=(budget.max_executions, timedelta(seconds=budget.window_seconds)),
+                )
                 outcome = f"{result.status}: {result.detail}"
-                if req.review_sample:
+                if result.status == "over_budget":
+                    # Another decision used the budget first: a human decides this one.
+                    req = req.model_copy(
+                        update={
+                            "disposition": Disposition.PROPOSED,
+                            "rule": PolicyRule.BLAST_RADIUS.value,
+                            "reason": f"{req.reason}; but {result.detail}",
+                            "guardrails": [*req.guardrails, PolicyRule.BLAST_RADIUS.value],
+                        }
+                    )
+                    created = await self._proposals.create(
+                        decision, req, incident.severity, criticality, policy
+                    )
+                    outcome = f"queued as {created.id}" if created else "already queued"
+                elif req.review_sample:
                     await self._proposals.create(
                         decision, req, incident.severity, criticality, policy, review=True
                     )
@@ -313,8 +356,13 @@ class Agent:
 
 
 def _unfinished(decision: Decision) -> bool:
+    """Actions not yet carried out, or whose attempt may not have completed (retry them)."""
     todo = (Disposition.EXECUTED, Disposition.PROPOSED)
-    return any(a.outcome is None and a.disposition in todo for a in decision.actions)
+    retry = ("in_progress", "failed")
+    return any(
+        a.disposition in todo and (a.outcome is None or a.outcome.split(":")[0] in retry)
+        for a in decision.actions
+    )
 
 
 def _decision_id(incident: Incident) -> str:

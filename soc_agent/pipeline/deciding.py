@@ -69,6 +69,22 @@ class Decider:
             if facts is None:
                 out.append(self._unavailable(cand, key, playbook_autonomy, policy))
                 continue
+            held = await self._store.get_action(key)
+            if held is not None and held.status in ("claimed", "executed"):
+                # Re-deciding a grown incident: this exact action is already in effect (or
+                # being performed); it is a fact now, not a choice, and costs no new budget.
+                out.append(
+                    held.request.model_copy(
+                        update={
+                            "disposition": Disposition.EXECUTED,
+                            "rule": "ledger.already_in_effect",
+                            "reason": f"{cand.action} on {cand.target.value} was already "
+                            f"{held.status} for this incident; not repeated",
+                            "outcome": None,
+                        }
+                    )
+                )
+                continue
             budget = budget_for(cand.action, policy)
             since = self._clock().timestamp() - budget.window_seconds
             used = await self._store.count_executions(

@@ -11,6 +11,7 @@ that is absent rather than an expression that is wrong.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -87,11 +88,30 @@ def compile_expression(expression: str) -> Any:
         raise ExpressionError(f"cannot compile: {type(exc).__name__}: {exc}") from None
 
 
+# Converting a context (the alert with its original document) into CEL values costs far
+# more than evaluating a rule, and a playbook evaluates dozens of rules over one context.
+# Contexts are never mutated once built, so the conversion is cached by identity.
+_CEL_CONTEXTS: OrderedDict[int, tuple[Mapping[str, Any], Any]] = OrderedDict()
+_CEL_CONTEXT_CACHE_SIZE = 64
+
+
+def _cel_context(context: Mapping[str, Any]) -> Any:
+    hit = _CEL_CONTEXTS.get(id(context))
+    if hit is not None and hit[0] is context:
+        _CEL_CONTEXTS.move_to_end(id(context))
+        return hit[1]
+    converted = cel.Context(variables=dict(context), functions=STDLIB_FUNCTIONS)
+    _CEL_CONTEXTS[id(context)] = (context, converted)
+    if len(_CEL_CONTEXTS) > _CEL_CONTEXT_CACHE_SIZE:
+        _CEL_CONTEXTS.popitem(last=False)
+    return converted
+
+
 def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
     """Evaluate against a context of plain JSON-like data; errors become EvaluationError."""
     program = compile_expression(expression)
     try:
-        return program.execute(cel.Context(variables=dict(context), functions=STDLIB_FUNCTIONS))
+        return program.execute(_cel_context(context))
     except KeyError as exc:
         raise EvaluationError(expression, f"no such key: {exc}", missing_data=True) from None
     except IndexError as exc:

@@ -43,19 +43,22 @@ def build_connectors(settings: Settings) -> dict[str, Connector]:
     for name, raw in settings.connector_defaults().items():
         cls = classes.get(name)
         if cls is None:
-            raise ConfigError(f"no installed connector is named {name!r} "
-                              f"(installed: {', '.join(sorted(classes))})",
-                              key=f"connectors.{name}")
+            raise ConfigError(
+                f"no installed connector is named {name!r} "
+                f"(installed: {', '.join(sorted(classes))})",
+                key=f"connectors.{name}",
+            )
         out[name] = cls.from_settings(raw)
     for name in settings.grants:
         if name not in out:
-            raise ConfigError(f"grants name a connector that is not configured: {name!r}",
-                              key=f"grants.{name}")
+            raise ConfigError(
+                f"grants name a connector that is not configured: {name!r}", key=f"grants.{name}"
+            )
     return out
 
 
 def load_all_playbooks(settings: Settings) -> list[Playbook]:
-    sources = ([shipped_playbooks_dir()] if settings.shipped_playbooks else [])
+    sources = [shipped_playbooks_dir()] if settings.shipped_playbooks else []
     sources += list(settings.playbooks)
     playbooks: list[Playbook] = []
     for source in sources:
@@ -75,19 +78,31 @@ async def open_components(
     store = SQLiteStore(settings.store)
     key = settings.audit_key.get_secret_value().encode() if settings.audit_key else None
     audit = SQLiteAuditLog(settings.store, key=key)
-    gateway = Gateway(connectors, settings.grants, audit, actor=settings.agent_id,
-                      timeout_seconds=settings.runtime.connector_timeout_seconds, clock=now)
+    gateway = Gateway(
+        connectors,
+        settings.grants,
+        audit,
+        actor=settings.agent_id,
+        timeout_seconds=settings.runtime.connector_timeout_seconds,
+        clock=now,
+    )
     executor = Executor(store, gateway, audit, actor=settings.agent_id, clock=now)
     proposals = ProposalService(store, executor, audit, clock=now)
     agent = Agent(
-        agent_id=settings.agent_id, store=store, audit=audit, gateway=gateway,
-        correlator=Correlator(store, settings.correlation), executor=executor,
-        proposals=proposals, playbooks=playbooks, policy=settings.policy, clock=now,
+        agent_id=settings.agent_id,
+        store=store,
+        audit=audit,
+        gateway=gateway,
+        correlator=Correlator(store, settings.correlation),
+        executor=executor,
+        proposals=proposals,
+        playbooks=playbooks,
+        policy=settings.policy,
+        clock=now,
         notify_channel=settings.runtime.notify_channel,
     )
     try:
-        yield Components(settings, store, audit, gateway, executor, proposals, agent, mappings,
-                         now)
+        yield Components(settings, store, audit, gateway, executor, proposals, agent, mappings, now)
     finally:
         await gateway.aclose()
         audit.close()

@@ -25,9 +25,15 @@ async def set_kill_switch(settings: Settings, on: bool | None, *, actor: str) ->
             key = settings.audit_key.get_secret_value().encode() if settings.audit_key else None
             log = SQLiteAuditLog(settings.store, key=key)
             try:
-                await log.append(AuditEvent(
-                    actor=actor, action="control.kill_switch", subject="agent",
-                    outcome="on" if on else "off", at=datetime.now(UTC)))
+                await log.append(
+                    AuditEvent(
+                        actor=actor,
+                        action="control.kill_switch",
+                        subject="agent",
+                        outcome="on" if on else "off",
+                        at=datetime.now(UTC),
+                    )
+                )
             finally:
                 log.close()
         return bool(await store.get_flag(KILL_SWITCH_FLAG)) or settings.policy.kill_switch
@@ -39,23 +45,29 @@ def describe_connectors(settings: Settings) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for name, cls in sorted(load_connector_classes().items()):
         granted = set(settings.grants.get(name, []))
-        out.append({
-            "name": name, "description": cls.description,
-            "configured": name in settings.connectors,
-            "capabilities": [
-                {**cap.describe(), "granted": name in settings.connectors
-                 and set(cap.scopes) <= granted}
-                for cap in sorted(cls.capabilities().values(), key=lambda c: c.name)
-            ],
-        })
+        out.append(
+            {
+                "name": name,
+                "description": cls.description,
+                "configured": name in settings.connectors,
+                "capabilities": [
+                    {
+                        **cap.describe(),
+                        "granted": name in settings.connectors and set(cap.scopes) <= granted,
+                    }
+                    for cap in sorted(cls.capabilities().values(), key=lambda c: c.name)
+                ],
+            }
+        )
     return out
 
 
 def connector_catalog() -> dict[str, dict[str, dict[str, Any]]]:
     """connector -> capability -> {kind, target}: lets playbook validation check names."""
     return {
-        name: {cap.name: {"kind": cap.kind.value,
-                          "target": cap.target.value if cap.target else None}
-               for cap in cls.capabilities().values()}
+        name: {
+            cap.name: {"kind": cap.kind.value, "target": cap.target.value if cap.target else None}
+            for cap in cls.capabilities().values()
+        }
         for name, cls in load_connector_classes().items()
     }

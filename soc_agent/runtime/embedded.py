@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -17,14 +18,25 @@ from soc_agent.runtime.components import Components
 __all__ = ["RunReport", "default_alert_sources", "run_embedded"]
 
 MAX_INPUT_BYTES = 256 * 1024 * 1024
+MAX_REPORTED_DEAD_LETTERS = 100
 
 
 @dataclass
 class RunReport:
-    outcomes: list[AlertOutcome] = field(default_factory=list)
+    """Counts, not outcomes: memory stays flat however many alerts go through."""
+
+    alerts: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    dead_letter_count: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
     expired_proposals: int = 0
     reverted_actions: int = 0
+
+    def count(self, outcome: AlertOutcome) -> None:
+        self.alerts += 1
+        self.counts[outcome.correlation] += 1
+        if outcome.decision is not None and outcome.fresh:
+            self.counts.update(a.disposition.value for a in outcome.decision.actions)
 
 
 def default_alert_sources() -> list[Path]:
@@ -66,37 +78,53 @@ async def run_embedded(
     report.expired_proposals = len(await components.proposals.expire_due())
     report.reverted_actions = len(await components.executor.revert_due())
     agent = components.agent
-    limit = asyncio.Semaphore(components.settings.runtime.max_concurrent_alerts)
-    tasks: list[asyncio.Task[AlertOutcome]] = []
+    limit = components.settings.runtime.max_concurrent_alerts
+    running = asyncio.Semaphore(limit)
+    # Outcomes are emitted in input order; the window of unemitted tasks is bounded too.
+    window: deque[asyncio.Task[AlertOutcome]] = deque()
 
-    async def one(alert_task: Awaitable[AlertOutcome]) -> AlertOutcome:
+    async def one(alert: Alert) -> AlertOutcome:
         try:
-            outcome = await alert_task
+            return await agent.handle(alert)
         finally:
-            limit.release()
+            running.release()
+
+    async def emit_head() -> None:
+        outcome = await window.popleft()
+        report.count(outcome)
         if on_outcome is not None:
             await on_outcome(outcome)
-        return outcome
 
-    async for letter_or_alert in _ingest(components, sources):
-        if isinstance(letter_or_alert, DeadLetter):
-            await agent.dead_letter(letter_or_alert)
-            report.dead_letters.append(letter_or_alert)
-            continue
-        # Backpressure: reading waits while the limit is reached. Correlation inside
-        # agent.handle is serialised in arrival order (tasks start FIFO, the lock is fair).
-        await limit.acquire()
-        tasks.append(asyncio.create_task(one(agent.handle(letter_or_alert))))
-    report.outcomes = list(await asyncio.gather(*tasks))
+    try:
+        async for item in _ingest(components, sources):
+            if isinstance(item, DeadLetter):
+                await agent.dead_letter(item)
+                report.dead_letter_count += 1
+                if len(report.dead_letters) < MAX_REPORTED_DEAD_LETTERS:
+                    report.dead_letters.append(item)
+                continue
+            # Backpressure: reading waits while `limit` alerts are in flight. Correlation
+            # inside agent.handle is serialised in arrival order (FIFO tasks, fair lock).
+            await running.acquire()
+            window.append(asyncio.create_task(one(item)))
+            while window and (window[0].done() or len(window) > 4 * limit):
+                await emit_head()
+        while window:
+            await emit_head()
+    finally:
+        for task in window:
+            task.cancel()
     return report
 
 
-async def _ingest(components: Components,
-                  sources: Iterable[str | Path]) -> AsyncIterator[Alert | DeadLetter]:
+async def _ingest(
+    components: Components, sources: Iterable[str | Path]
+) -> AsyncIterator[Alert | DeadLetter]:
     for src in _expand(sources):
         name, data = await _read(src)
-        result = parse_payload(data, source=name, mappings=components.mappings,
-                               received_at=components.clock())
+        result = parse_payload(
+            data, source=name, mappings=components.mappings, received_at=components.clock()
+        )
         for letter in result.dead_letters:
             yield letter
         for alert in result.alerts:

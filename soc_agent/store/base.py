@@ -47,10 +47,15 @@ class ActionRecord:
 
 @dataclass(frozen=True)
 class ClaimResult:
-    """`claimed` is true when this caller won the key; otherwise `record` is the holder's."""
+    """`claimed` is true when this caller won the key; otherwise `record` is the holder's.
+
+    `over_budget` is true (and `record` None) when a budget was given and the
+    action's claims in the window already reach it: nothing was claimed.
+    """
 
     claimed: bool
-    record: ActionRecord
+    record: ActionRecord | None
+    over_budget: bool = False
 
 
 class Store(Protocol):
@@ -74,12 +79,25 @@ class Store(Protocol):
         self, *, status: ProposalStatus | None = None, limit: int = 50, offset: int = 0
     ) -> list[Proposal]: ...
     # action ledger
-    async def claim_action(self, request: ActionRequest, incident_id: str,
-                           now: datetime) -> ClaimResult: ...
+    async def claim_action(
+        self,
+        request: ActionRequest,
+        incident_id: str,
+        now: datetime,
+        *,
+        budget: tuple[int, datetime] | None = None,
+    ) -> ClaimResult: ...
     async def retry_claim(self, key: str, now: datetime) -> None: ...
-    async def finish_action(self, key: str, *, status: str, result: dict[str, Any] | None,
-                            error: str | None, now: datetime,
-                            revert_at: datetime | None) -> None: ...
+    async def finish_action(
+        self,
+        key: str,
+        *,
+        status: str,
+        result: dict[str, Any] | None,
+        error: str | None,
+        now: datetime,
+        revert_at: datetime | None,
+    ) -> None: ...
     async def get_action(self, key: str) -> ActionRecord | None: ...
     async def list_actions(self, *, limit: int = 50, offset: int = 0) -> list[ActionRecord]: ...
     async def due_reverts(self, now: datetime) -> list[ActionRecord]: ...

@@ -83,8 +83,7 @@ class SQLiteStore:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
 
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                             check_same_thread=False)
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=30000")
@@ -106,19 +105,29 @@ class SQLiteStore:
 
     async def save_alert(self, alert: Alert, incident_id: str | None) -> None:
         doc = alert.model_dump_json()
-        await self._run(lambda db: db.execute(
-            "INSERT INTO alerts VALUES (?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-            "incident_id=COALESCE(excluded.incident_id, alerts.incident_id)",
-            (alert.id, alert.format, alert.created_at.isoformat(),
-             alert.received_at.isoformat(), incident_id, doc)))
+        await self._run(
+            lambda db: db.execute(
+                "INSERT INTO alerts VALUES (?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                "incident_id=COALESCE(excluded.incident_id, alerts.incident_id)",
+                (
+                    alert.id,
+                    alert.format,
+                    alert.created_at.isoformat(),
+                    alert.received_at.isoformat(),
+                    incident_id,
+                    doc,
+                ),
+            )
+        )
 
     async def get_alert(self, alert_id: str) -> Alert | None:
         row = await self._one("SELECT doc FROM alerts WHERE id=?", (alert_id,))
         return Alert.model_validate_json(row[0]) if row else None
 
     async def alerts_of(self, incident_id: str) -> list[Alert]:
-        rows = await self._all("SELECT doc FROM alerts WHERE incident_id=? ORDER BY created_at",
-                               (incident_id,))
+        rows = await self._all(
+            "SELECT doc FROM alerts WHERE incident_id=? ORDER BY created_at", (incident_id,)
+        )
         return [Alert.model_validate_json(r[0]) for r in rows]
 
     async def get_incident(self, incident_id: str) -> Incident | None:
@@ -126,34 +135,51 @@ class SQLiteStore:
         return Incident.model_validate_json(row[0]) if row else None
 
     async def put_incident(self, incident: Incident) -> None:
-        await self._run(lambda db: db.execute(
-            "INSERT OR REPLACE INTO incidents VALUES (?,?,?)",
-            (incident.id, incident.last_seen.isoformat(), incident.model_dump_json())))
+        await self._run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO incidents VALUES (?,?,?)",
+                (incident.id, incident.last_seen.isoformat(), incident.model_dump_json()),
+            )
+        )
 
     async def list_incidents(self, *, limit: int = 50, offset: int = 0) -> list[Incident]:
-        rows = await self._all("SELECT doc FROM incidents ORDER BY last_seen DESC LIMIT ? OFFSET ?",
-                               (limit, offset))
+        rows = await self._all(
+            "SELECT doc FROM incidents ORDER BY last_seen DESC LIMIT ? OFFSET ?", (limit, offset)
+        )
         return [Incident.model_validate_json(r[0]) for r in rows]
 
     async def save_investigation(self, investigation: Investigation) -> None:
-        await self._run(lambda db: db.execute(
-            "INSERT OR REPLACE INTO investigations VALUES (?,?,?)",
-            (investigation.id, investigation.incident_id, investigation.model_dump_json())))
+        await self._run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO investigations VALUES (?,?,?)",
+                (investigation.id, investigation.incident_id, investigation.model_dump_json()),
+            )
+        )
 
     async def get_investigation(self, investigation_id: str) -> Investigation | None:
         row = await self._one("SELECT doc FROM investigations WHERE id=?", (investigation_id,))
         return Investigation.model_validate_json(row[0]) if row else None
 
     async def save_decision(self, decision: Decision) -> None:
-        await self._run(lambda db: db.execute(
-            "INSERT INTO decisions VALUES (?,?,?,?) ON CONFLICT(id) DO UPDATE SET doc=excluded.doc",
-            (decision.id, decision.incident_id, decision.created_at.isoformat(),
-             decision.model_dump_json())))
+        await self._run(
+            lambda db: db.execute(
+                "INSERT INTO decisions VALUES (?,?,?,?) "
+                "ON CONFLICT(id) DO UPDATE SET doc=excluded.doc",
+                (
+                    decision.id,
+                    decision.incident_id,
+                    decision.created_at.isoformat(),
+                    decision.model_dump_json(),
+                ),
+            )
+        )
 
     async def latest_decision(self, incident_id: str) -> Decision | None:
         row = await self._one(
             "SELECT doc FROM decisions WHERE incident_id=? ORDER BY created_at DESC, rowid DESC "
-            "LIMIT 1", (incident_id,))
+            "LIMIT 1",
+            (incident_id,),
+        )
         return Decision.model_validate_json(row[0]) if row else None
 
     async def get_decision(self, decision_id: str) -> Decision | None:
@@ -161,19 +187,30 @@ class SQLiteStore:
         return Decision.model_validate_json(row[0]) if row else None
 
     async def list_decisions(self, *, limit: int = 50, offset: int = 0) -> list[Decision]:
-        rows = await self._all("SELECT doc FROM decisions ORDER BY rowid LIMIT ? OFFSET ?",
-                               (limit, offset))
+        rows = await self._all(
+            "SELECT doc FROM decisions ORDER BY rowid LIMIT ? OFFSET ?", (limit, offset)
+        )
         return [Decision.model_validate_json(r[0]) for r in rows]
 
     # -- proposals -----------------------------------------------------------------------
 
     async def save_proposal(self, proposal: Proposal) -> bool:
         """Insert a new proposal; false if one with this id already exists."""
-        cur = await self._run(lambda db: db.execute(
-            "INSERT OR IGNORE INTO proposals VALUES (?,?,?,?,?,?,?,?)",
-            (proposal.id, proposal.decision_id, proposal.incident_id, proposal.status.value,
-             proposal.urgency, proposal.expires_at.isoformat(), proposal.version,
-             proposal.model_dump_json())))
+        cur = await self._run(
+            lambda db: db.execute(
+                "INSERT OR IGNORE INTO proposals VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    proposal.id,
+                    proposal.decision_id,
+                    proposal.incident_id,
+                    proposal.status.value,
+                    proposal.urgency,
+                    proposal.expires_at.isoformat(),
+                    proposal.version,
+                    proposal.model_dump_json(),
+                ),
+            )
+        )
         return cur.rowcount == 1
 
     async def get_proposal(self, proposal_id: str) -> Proposal | None:
@@ -183,131 +220,230 @@ class SQLiteStore:
     async def update_proposal(self, proposal: Proposal, *, expected_version: int) -> bool:
         """Optimistic concurrency: writes only if nobody changed it since `expected_version`."""
         proposal = proposal.model_copy(update={"version": expected_version + 1})
-        cur = await self._run(lambda db: db.execute(
-            "UPDATE proposals SET status=?, urgency=?, version=?, doc=? WHERE id=? AND version=?",
-            (proposal.status.value, proposal.urgency, proposal.version,
-             proposal.model_dump_json(), proposal.id, expected_version)))
+        cur = await self._run(
+            lambda db: db.execute(
+                "UPDATE proposals SET status=?, urgency=?, version=?, doc=? "
+                "WHERE id=? AND version=?",
+                (
+                    proposal.status.value,
+                    proposal.urgency,
+                    proposal.version,
+                    proposal.model_dump_json(),
+                    proposal.id,
+                    expected_version,
+                ),
+            )
+        )
         return cur.rowcount == 1
 
-    async def list_proposals(self, *, status: ProposalStatus | None = None, limit: int = 50,
-                             offset: int = 0) -> list[Proposal]:
+    async def list_proposals(
+        self, *, status: ProposalStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Proposal]:
         if status is None:
             rows = await self._all(
                 "SELECT doc FROM proposals ORDER BY urgency DESC, expires_at LIMIT ? OFFSET ?",
-                (limit, offset))
+                (limit, offset),
+            )
         else:
             rows = await self._all(
                 "SELECT doc FROM proposals WHERE status=? ORDER BY urgency DESC, expires_at "
-                "LIMIT ? OFFSET ?", (status.value, limit, offset))
+                "LIMIT ? OFFSET ?",
+                (status.value, limit, offset),
+            )
         return [Proposal.model_validate_json(r[0]) for r in rows]
 
     # -- action ledger -------------------------------------------------------------------
 
-    async def claim_action(self, request: ActionRequest, incident_id: str,
-                           now: datetime) -> ClaimResult:
-        """Atomically take the idempotency key, or return whoever holds it."""
+    async def claim_action(
+        self,
+        request: ActionRequest,
+        incident_id: str,
+        now: datetime,
+        *,
+        budget: tuple[int, datetime] | None = None,
+    ) -> ClaimResult:
+        """Atomically take the idempotency key, or return whoever holds it.
+
+        With a budget `(max, since)`, the key is only taken while fewer than `max`
+        claims of this action were made since `since`: the blast-radius budget is
+        reserved here, in the same transaction, so concurrent deciders cannot
+        jointly exceed it.
+        """
+        key = request.idempotency_key
 
         def claim(db: sqlite3.Connection) -> ClaimResult:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO actions (idempotency_key, action_id, incident_id, action, "
-                "target, connector, capability, status, request, claimed_at) "
-                "VALUES (?,?,?,?,?,?,?,'claimed',?,?)",
-                (request.idempotency_key, request.id, incident_id, request.action,
-                 request.target.value, request.connector, request.capability,
-                 request.model_dump_json(), now.isoformat()))
-            row = db.execute("SELECT * FROM actions WHERE idempotency_key=?",
-                             (request.idempotency_key,)).fetchone()
-            return ClaimResult(claimed=cur.rowcount == 1, record=_action(row))
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT * FROM actions WHERE idempotency_key=?", (key,)).fetchone()
+                if row is not None:
+                    return ClaimResult(claimed=False, record=_action(row))
+                if budget is not None and _claims_since(db, request.action, budget[1]) >= budget[0]:
+                    return ClaimResult(claimed=False, record=None, over_budget=True)
+                db.execute(
+                    "INSERT INTO actions (idempotency_key, action_id, incident_id, action, "
+                    "target, connector, capability, status, request, claimed_at) "
+                    "VALUES (?,?,?,?,?,?,?,'claimed',?,?)",
+                    (
+                        key,
+                        request.id,
+                        incident_id,
+                        request.action,
+                        request.target.value,
+                        request.connector,
+                        request.capability,
+                        request.model_dump_json(),
+                        now.isoformat(),
+                    ),
+                )
+                row = db.execute("SELECT * FROM actions WHERE idempotency_key=?", (key,)).fetchone()
+                return ClaimResult(claimed=True, record=_action(row))
+            finally:
+                db.execute("COMMIT")
 
         return await self._run(claim)
 
     async def retry_claim(self, key: str, now: datetime) -> None:
-        await self._run(lambda db: db.execute(
-            "UPDATE actions SET status='claimed', attempts=attempts+1, claimed_at=? "
-            "WHERE idempotency_key=?", (now.isoformat(), key)))
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE actions SET status='claimed', attempts=attempts+1, claimed_at=? "
+                "WHERE idempotency_key=?",
+                (now.isoformat(), key),
+            )
+        )
 
-    async def finish_action(self, key: str, *, status: str, result: dict[str, Any] | None,
-                            error: str | None, now: datetime,
-                            revert_at: datetime | None) -> None:
-        await self._run(lambda db: db.execute(
-            "UPDATE actions SET status=?, result=?, error=?, executed_at=?, revert_at=? "
-            "WHERE idempotency_key=?",
-            (status, json.dumps(result) if result is not None else None, error,
-             now.isoformat(), revert_at.isoformat() if revert_at else None, key)))
+    async def finish_action(
+        self,
+        key: str,
+        *,
+        status: str,
+        result: dict[str, Any] | None,
+        error: str | None,
+        now: datetime,
+        revert_at: datetime | None,
+    ) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE actions SET status=?, result=?, error=?, executed_at=?, revert_at=? "
+                "WHERE idempotency_key=?",
+                (
+                    status,
+                    json.dumps(result) if result is not None else None,
+                    error,
+                    now.isoformat(),
+                    revert_at.isoformat() if revert_at else None,
+                    key,
+                ),
+            )
+        )
 
     async def get_action(self, key: str) -> ActionRecord | None:
-        row = await self._one("SELECT * FROM actions WHERE idempotency_key=? OR action_id=?",
-                              (key, key))
+        row = await self._one(
+            "SELECT * FROM actions WHERE idempotency_key=? OR action_id=?", (key, key)
+        )
         return _action(row) if row else None
 
     async def list_actions(self, *, limit: int = 50, offset: int = 0) -> list[ActionRecord]:
-        rows = await self._all("SELECT * FROM actions ORDER BY claimed_at LIMIT ? OFFSET ?",
-                               (limit, offset))
+        rows = await self._all(
+            "SELECT * FROM actions ORDER BY claimed_at LIMIT ? OFFSET ?", (limit, offset)
+        )
         return [_action(r) for r in rows]
 
     async def due_reverts(self, now: datetime) -> list[ActionRecord]:
         rows = await self._all(
             "SELECT * FROM actions WHERE status='executed' AND revert_at IS NOT NULL "
-            "AND revert_at <= ? ORDER BY revert_at", (now.isoformat(),))
+            "AND revert_at <= ? ORDER BY revert_at",
+            (now.isoformat(),),
+        )
         return [_action(r) for r in rows]
 
     async def count_executions(self, action: str, since: datetime) -> int:
-        row = await self._one(
-            "SELECT COUNT(*) FROM actions WHERE action=? AND status IN ('executed','rolled_back') "
-            "AND executed_at >= ?", (action, since.isoformat()))
-        return int(row[0]) if row else 0
+        """Claims of an action since a time, in flight or done (failed ones do not count)."""
+        return await self._run(lambda db: _claims_since(db, action, since))
 
     # -- dead letters and flags ----------------------------------------------------------
 
     async def save_dead_letter(self, letter: DeadLetter) -> None:
-        await self._run(lambda db: db.execute(
-            "INSERT OR IGNORE INTO dead_letters VALUES (?,?,?,?,?,?,?)",
-            (letter.id, letter.source, letter.reason, letter.original,
-             json.dumps(letter.headers), letter.format_hint, letter.received_at.isoformat())))
+        await self._run(
+            lambda db: db.execute(
+                "INSERT OR IGNORE INTO dead_letters VALUES (?,?,?,?,?,?,?)",
+                (
+                    letter.id,
+                    letter.source,
+                    letter.reason,
+                    letter.original,
+                    json.dumps(letter.headers),
+                    letter.format_hint,
+                    letter.received_at.isoformat(),
+                ),
+            )
+        )
 
     async def list_dead_letters(self, *, limit: int = 50) -> list[DeadLetter]:
         rows = await self._all("SELECT * FROM dead_letters ORDER BY received_at LIMIT ?", (limit,))
-        return [DeadLetter(id=r[0], source=r[1], reason=r[2], original=bytes(r[3]),
-                           headers=json.loads(r[4]), format_hint=r[5],
-                           received_at=datetime.fromisoformat(r[6])) for r in rows]
+        return [
+            DeadLetter(
+                id=r[0],
+                source=r[1],
+                reason=r[2],
+                original=bytes(r[3]),
+                headers=json.loads(r[4]),
+                format_hint=r[5],
+                received_at=datetime.fromisoformat(r[6]),
+            )
+            for r in rows
+        ]
 
     async def get_flag(self, name: str) -> Any:
         row = await self._one("SELECT value FROM flags WHERE name=?", (name,))
         return json.loads(row[0]) if row else None
 
     async def set_flag(self, name: str, value: Any) -> None:
-        await self._run(lambda db: db.execute(
-            "INSERT OR REPLACE INTO flags VALUES (?,?)", (name, json.dumps(value))))
+        await self._run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO flags VALUES (?,?)", (name, json.dumps(value))
+            )
+        )
 
     # -- correlation state ---------------------------------------------------------------
 
     async def find_by_entity(self, entity_key: str) -> str | None:
-        row = await self._one("SELECT incident_id FROM corr_entities WHERE entity_key=?",
-                              (entity_key,))
+        row = await self._one(
+            "SELECT incident_id FROM corr_entities WHERE entity_key=?", (entity_key,)
+        )
         return str(row[0]) if row else None
 
     async def index_entity(self, entity_key: str, incident_id: str) -> None:
-        await self._run(lambda db: db.execute(
-            "INSERT OR REPLACE INTO corr_entities VALUES (?,?)", (entity_key, incident_id)))
+        await self._run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO corr_entities VALUES (?,?)", (entity_key, incident_id)
+            )
+        )
 
     async def get_fingerprint(self, fingerprint: str) -> tuple[str, datetime] | None:
         row = await self._one(
             "SELECT incident_id, last_seen FROM corr_fingerprints WHERE fingerprint=?",
-            (fingerprint,))
+            (fingerprint,),
+        )
         return (str(row[0]), datetime.fromisoformat(row[1])) if row else None
 
     async def put_fingerprint(self, fingerprint: str, incident_id: str, seen: datetime) -> None:
-        await self._run(lambda db: db.execute(
-            "INSERT OR REPLACE INTO corr_fingerprints VALUES (?,?,?)",
-            (fingerprint, incident_id, seen.isoformat())))
+        await self._run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO corr_fingerprints VALUES (?,?,?)",
+                (fingerprint, incident_id, seen.isoformat()),
+            )
+        )
 
     async def get_alert_incident(self, alert_id: str) -> str | None:
         row = await self._one("SELECT incident_id FROM corr_alerts WHERE alert_id=?", (alert_id,))
         return str(row[0]) if row else None
 
     async def put_alert_incident(self, alert_id: str, incident_id: str) -> None:
-        await self._run(lambda db: db.execute(
-            "INSERT OR REPLACE INTO corr_alerts VALUES (?,?)", (alert_id, incident_id)))
+        await self._run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO corr_alerts VALUES (?,?)", (alert_id, incident_id)
+            )
+        )
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -318,6 +454,14 @@ class SQLiteStore:
         return await self._run(lambda db: db.execute(sql, params).fetchall())
 
 
+def _claims_since(db: sqlite3.Connection, action: str, since: datetime) -> int:
+    row = db.execute(
+        "SELECT COUNT(*) FROM actions WHERE action=? AND status != 'failed' AND claimed_at >= ?",
+        (action, since.isoformat()),
+    ).fetchone()
+    return int(row[0])
+
+
 def _action(row: Any) -> ActionRecord:
     def ts(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value) if value else None
@@ -325,9 +469,19 @@ def _action(row: Any) -> ActionRecord:
     claimed = ts(row[11])
     assert claimed is not None
     return ActionRecord(
-        idempotency_key=row[0], action_id=row[1], incident_id=row[2], action=row[3],
-        target=row[4], connector=row[5], capability=row[6], status=row[7],
+        idempotency_key=row[0],
+        action_id=row[1],
+        incident_id=row[2],
+        action=row[3],
+        target=row[4],
+        connector=row[5],
+        capability=row[6],
+        status=row[7],
         request=ActionRequest.model_validate_json(row[8]),
-        result=json.loads(row[9]) if row[9] else None, error=row[10], claimed_at=claimed,
-        executed_at=ts(row[12]), revert_at=ts(row[13]), attempts=int(row[14]),
+        result=json.loads(row[9]) if row[9] else None,
+        error=row[10],
+        claimed_at=claimed,
+        executed_at=ts(row[12]),
+        revert_at=ts(row[13]),
+        attempts=int(row[14]),
     )

@@ -16,14 +16,20 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples" / "alerts"
 
 
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
-        stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SOC_AGENT_")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "soc_agent", *args], cwd=cwd, env=full_env,
-        input=stdin.decode() if stdin is not None else None, capture_output=True, text=True,
-        timeout=120, check=False,
+        [sys.executable, "-m", "soc_agent", *args],
+        cwd=cwd,
+        env=full_env,
+        input=stdin.decode() if stdin is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -48,28 +54,46 @@ def test_run_json_contract(demo: tuple[Path, subprocess.CompletedProcess[str]]) 
         assert {"incident_id", "alert_ids", "playbook", "score", "actions"} <= d.keys()
         for a in d["actions"]:
             assert {"action", "target", "disposition", "reason"} <= a.keys()
-            assert a["disposition"] in {"executed", "proposed", "notified", "escalated",
-                                        "skipped", "denied"}
+            assert a["disposition"] in {
+                "executed",
+                "proposed",
+                "notified",
+                "escalated",
+                "skipped",
+                "denied",
+            }
             assert a["rule"]
     by_playbook = {d["playbook"]: d for d in out}
-    assert {"malware-on-endpoint", "brute-force", "suspicious-sign-in", "c2-traffic",
-            "phishing-report", "cloud-credential-misuse", "triage-default"} <= by_playbook.keys()
+    assert {
+        "malware-on-endpoint",
+        "brute-force",
+        "suspicious-sign-in",
+        "c2-traffic",
+        "phishing-report",
+        "cloud-credential-misuse",
+        "triage-default",
+    } <= by_playbook.keys()
     # the CEO account is protected: nothing against it executes automatically
     signin = by_playbook["suspicious-sign-in"]
     assert all(a["disposition"] != "executed" for a in signin["actions"])
     assert any(a["rule"] == "guardrail.protected_asset" for a in signin["actions"])
     # a score in the propose band queues a proposal rather than executing
     cloud = by_playbook["cloud-credential-misuse"]
-    assert any(a["disposition"] == "proposed" and a["rule"] == "threshold.propose"
-               for a in cloud["actions"])
+    assert any(
+        a["disposition"] == "proposed" and a["rule"] == "threshold.propose"
+        for a in cloud["actions"]
+    )
 
 
 def test_run_reports_dead_letters_without_losing_them(
     demo: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
     work, result = demo
-    letters = [json.loads(line)["dead_letter"] for line in result.stderr.splitlines()
-               if line.startswith("{")]
+    letters = [
+        json.loads(line)["dead_letter"]
+        for line in result.stderr.splitlines()
+        if line.startswith("{")
+    ]
     assert len(letters) == 3
     assert all("malformed.jsonl" in d["source"] and d["reason"] for d in letters)
     db = sqlite3.connect(work / "demo.db")
@@ -99,15 +123,21 @@ def test_rerun_is_idempotent(tmp_path: Path) -> None:
     second = cli("run", "--alerts", str(SAMPLES), "--json", "--store", "s.db", cwd=tmp_path)
     assert first.returncode == second.returncode == 0
     assert second.stdout == ""  # every alert is a redelivery: no new decision
-    journal = [json.loads(line) for line in
-               (tmp_path / "s.containment.jsonl").read_text().splitlines()]
+    journal = [
+        json.loads(line) for line in (tmp_path / "s.containment.jsonl").read_text().splitlines()
+    ]
     keys = [e["idempotency_key"] for e in journal]
     assert len(keys) == len(set(keys))
 
 
 def test_store_from_environment_and_default(tmp_path: Path) -> None:
-    env_run = cli("run", "--alerts", str(SAMPLES / "elastic_bruteforce.json"), cwd=tmp_path,
-                  env={"SOC_AGENT_STORE": str(tmp_path / "from-env.db")})
+    env_run = cli(
+        "run",
+        "--alerts",
+        str(SAMPLES / "elastic_bruteforce.json"),
+        cwd=tmp_path,
+        env={"SOC_AGENT_STORE": str(tmp_path / "from-env.db")},
+    )
     assert env_run.returncode == 0, env_run.stderr
     assert (tmp_path / "from-env.db").exists()
     default_run = cli("run", "--alerts", str(SAMPLES / "elastic_bruteforce.json"), cwd=tmp_path)
@@ -118,28 +148,49 @@ def test_store_from_environment_and_default(tmp_path: Path) -> None:
 
 def test_approve_and_reject_from_the_cli(tmp_path: Path) -> None:
     cli("run", "--store", "s.db", cwd=tmp_path)
-    proposals = [json.loads(line) for line in
-                 cli("proposals", "list", "--json", "--store", "s.db", cwd=tmp_path)
-                 .stdout.splitlines()]
+    proposals = [
+        json.loads(line)
+        for line in cli(
+            "proposals", "list", "--json", "--store", "s.db", cwd=tmp_path
+        ).stdout.splitlines()
+    ]
     single = next(p for p in proposals if p["request"]["required_approvals"] == 1)
     double = next(p for p in proposals if p["request"]["required_approvals"] == 2)
-    ok = cli("proposals", "approve", single["id"], "--analyst", "alice", "--store", "s.db",
-             cwd=tmp_path)
+    ok = cli(
+        "proposals", "approve", single["id"], "--analyst", "alice", "--store", "s.db", cwd=tmp_path
+    )
     assert ok.returncode == 0 and "executed" in ok.stdout
-    again = cli("proposals", "approve", single["id"], "--analyst", "bob", "--store", "s.db",
-                cwd=tmp_path)
+    again = cli(
+        "proposals", "approve", single["id"], "--analyst", "bob", "--store", "s.db", cwd=tmp_path
+    )
     assert again.returncode == 1 and "not pending" in again.stderr
-    first = cli("proposals", "approve", double["id"], "--analyst", "alice", "--store", "s.db",
-                cwd=tmp_path)
+    first = cli(
+        "proposals", "approve", double["id"], "--analyst", "alice", "--store", "s.db", cwd=tmp_path
+    )
     assert "needs 1 more" in first.stdout
-    same = cli("proposals", "approve", double["id"], "--analyst", "alice", "--store", "s.db",
-               cwd=tmp_path)
+    same = cli(
+        "proposals", "approve", double["id"], "--analyst", "alice", "--store", "s.db", cwd=tmp_path
+    )
     assert same.returncode == 1 and "different approver" in same.stderr
-    rejected = cli("proposals", "reject", double["id"], "--analyst", "bob", "--comment",
-                   "host is a honeypot", "--store", "s.db", cwd=tmp_path)
+    rejected = cli(
+        "proposals",
+        "reject",
+        double["id"],
+        "--analyst",
+        "bob",
+        "--comment",
+        "host is a honeypot",
+        "--store",
+        "s.db",
+        cwd=tmp_path,
+    )
     assert rejected.returncode == 0 and "rejected" in rejected.stdout
-    audit = [json.loads(line) for line in
-             cli("audit", "list", "--json", "--store", "s.db", cwd=tmp_path).stdout.splitlines()]
+    audit = [
+        json.loads(line)
+        for line in cli(
+            "audit", "list", "--json", "--store", "s.db", cwd=tmp_path
+        ).stdout.splitlines()
+    ]
     actors = {(e["action"], e["actor"]) for e in audit}
     assert ("proposal.approve", "alice") in actors and ("proposal.reject", "bob") in actors
 
@@ -187,8 +238,9 @@ def test_normalize_contract(tmp_path: Path) -> None:
     array = json.dumps([doc, doc]).encode()
     piped = cli("normalize", "-", cwd=tmp_path, stdin=array)
     assert piped.returncode == 0 and len(piped.stdout.splitlines()) == 2
-    bad = cli("normalize", str(SAMPLES / "malformed.jsonl"), "--dead-letters", "dl.jsonl",
-              cwd=tmp_path)
+    bad = cli(
+        "normalize", str(SAMPLES / "malformed.jsonl"), "--dead-letters", "dl.jsonl", cwd=tmp_path
+    )
     assert bad.returncode == 1
     assert bad.stderr.count("dead letter:") == 3
     written = [json.loads(line) for line in (tmp_path / "dl.jsonl").read_text().splitlines()]
@@ -228,11 +280,23 @@ def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "not found: nope.json" in missing.stderr
 
 
-@pytest.mark.parametrize("command", [
-    [], ["run"], ["normalize"], ["playbooks"], ["playbooks", "validate"], ["playbooks", "test"],
-    ["proposals", "list"], ["proposals", "approve"], ["audit", "verify"], ["kill-switch"],
-    ["connectors", "list"], ["actions", "rollback"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["run"],
+        ["normalize"],
+        ["playbooks"],
+        ["playbooks", "validate"],
+        ["playbooks", "test"],
+        ["proposals", "list"],
+        ["proposals", "approve"],
+        ["audit", "verify"],
+        ["kill-switch"],
+        ["connectors", "list"],
+        ["actions", "rollback"],
+    ],
+)
 def test_help_everywhere(command: list[str], tmp_path: Path) -> None:
     result = cli(*command, "--help", cwd=tmp_path)
     assert result.returncode == 0 and "Usage" in result.stdout

@@ -32,18 +32,32 @@ def _journal(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def _request(action: str = "isolate_host", target: str = "ws-fin-042",
-             kind: EntityType = EntityType.HOST, *, incident: str = "inc-1",
-             revert_after: int | None = None) -> ActionRequest:
+def _request(
+    action: str = "isolate_host",
+    target: str = "ws-fin-042",
+    kind: EntityType = EntityType.HOST,
+    *,
+    incident: str = "inc-1",
+    revert_after: int | None = None,
+) -> ActionRequest:
     entity = Entity(type=kind, value=target)
     key = idempotency_key(incident, action, entity)
     rollback = {"isolate_host": "release_host", "block_ip": "unblock_ip"}.get(action)
     return ActionRequest(
-        id=f"act-{key[:16]}", action=action, target=entity, connector="containment",
-        capability=action, playbook_rule="contain", disposition=Disposition.EXECUTED,
-        rule="threshold.execute", reason="score 95 >= execute_at 90",
-        autonomy=AutonomyLevel.OBSERVER, reversible=rollback is not None,
-        rollback_capability=rollback, revert_after_seconds=revert_after, risk=RiskTier.HIGH,
+        id=f"act-{key[:16]}",
+        action=action,
+        target=entity,
+        connector="containment",
+        capability=action,
+        playbook_rule="contain",
+        disposition=Disposition.EXECUTED,
+        rule="threshold.execute",
+        reason="score 95 >= execute_at 90",
+        autonomy=AutonomyLevel.OBSERVER,
+        reversible=rollback is not None,
+        rollback_capability=rollback,
+        revert_after_seconds=revert_after,
+        risk=RiskTier.HIGH,
         idempotency_key=key,
     )
 
@@ -53,8 +67,13 @@ def journal(tmp_path: Path) -> Path:
     return tmp_path / "containment.jsonl"
 
 
-def _executor(store: SQLiteStore, audit: SQLiteAuditLog, journal: Path, clock: Clock,
-              scopes: list[str] = ALL_SCOPES) -> Executor:
+def _executor(
+    store: SQLiteStore,
+    audit: SQLiteAuditLog,
+    journal: Path,
+    clock: Clock,
+    scopes: list[str] = ALL_SCOPES,
+) -> Executor:
     conn = RecordingExecutor(RecordingExecutorConfig(journal=str(journal)))
     gateway = Gateway({"containment": conn}, {"containment": scopes}, audit, clock=clock)
     return Executor(store, gateway, audit, actor="soc-agent", clock=clock)

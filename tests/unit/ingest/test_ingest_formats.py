@@ -187,6 +187,7 @@ CASES = [
             ("ip", "192.0.2.200", "source"),
             ("host", "shop.example.com", "destination"),
             ("url", "https://shop.example.com/api/v2/orders?id=1%27%20OR%201=1--", None),
+            ("domain", "shop.example.com", None),  # the url's host
         },
         ["T1190"],
         ["Initial Access"],
@@ -201,6 +202,48 @@ CASES = [
         "Okta admin role assigned outside change window",
         {("user", "j.doe@example.com", "actor"), ("email", "j.doe@example.com", "actor")},
         labels={"severity_raw": "Unknown"},
+    ),
+    Case(
+        "ocsf/detection_finding_phish_evidences.json",
+        "ocsf:etd-2025-05-13-0091874",
+        Severity.HIGH,
+        utc(2025, 5, 13, 9, 23, 5),
+        "Phishing message with malicious HTML attachment opened",
+        {
+            # evidences[0]: the message, its link and its attachment
+            ("email", "dse@docu-sign-notice.example", "sender"),  # "DocuSign <dse@...>"
+            ("email", "bounce-0091874@mailer.docu-sign-notice.example", "sender"),  # smtp_from
+            ("email", "agreements@docu-sign-support.example", "reply_to"),
+            ("email", "k.ibrahim@northwind.example", "recipient"),
+            ("email", "finance-ap@northwind.example", "recipient"),  # cc
+            ("ip", "203.0.113.58", "source"),  # x_originating_ip
+            ("url", "https://docu-sign-notice.example/envelope/9b1f?u=k.ibrahim", None),
+            ("domain", "docu-sign-notice.example", None),
+            (
+                "file_hash",
+                "8c1e5b7a2f4d6e9c0b3a5d7f9e1c3b5a7d9f1e3c5b7a9d1f3e5c7b9a1d3f5e7c",
+                None,
+            ),
+            # evidences[1]: who opened it, where, and what ran
+            ("user", "k.ibrahim", "actor"),
+            ("email", "k.ibrahim@northwind.example", "actor"),
+            ("process", "mshta.exe", None),
+            ("process", "msedge.exe", "parent"),
+            (
+                "file_hash",
+                "2e0a7b91d3c5f7e9a1b3d5f7e9c1a3b5d7f9e1c3a5b7d9f1e3c5a7b9d1f3e5a7",
+                None,
+            ),
+            ("ip", "10.12.30.117", "source"),
+            ("host", "fin-lt-0117", "source"),
+            ("ip", "198.51.100.73", "destination"),
+            ("host", "cdn.docu-sign-notice.example", "destination"),
+        },
+        ["T1566", "T1566.001", "T1204", "T1204.002"],
+        ["Initial Access", "Execution"],
+        rule_id="ETD-R-1142",
+        vendor="Northwind Security",
+        labels={"ocsf_version": "1.1.0"},
     ),
     # --- Suricata EVE ---------------------------------------------------------------------
     Case(
@@ -260,8 +303,8 @@ CASES = [
         {
             ("ip", "203.0.113.9", "source"),
             ("ip", "10.1.1.25", "destination"),
-            ("email", "billing@invoices-example.org", "source"),
-            ("email", "ap@example.com", "target"),
+            ("email", "billing@invoices-example.org", "sender"),
+            ("email", "ap@example.com", "recipient"),
         },
         labels={"action": "blocked"},
     ),
@@ -279,6 +322,7 @@ CASES = [
             ("host", "ip-172-31-20-14.eu-west-1.compute.internal", "target"),
             ("ip", "198.51.100.23", "source"),
         },
+        ["T1110"],  # our table (guardduty_attack), not AWS's
         risk_score=20,
         rule_id="UnauthorizedAccess:EC2/SSHBruteForce",
         vendor="AWS",
@@ -292,8 +336,12 @@ CASES = [
         utc(2025, 4, 9, 12, 29, 41, 117000),
         "The API GetSecretValue was invoked using access key ASIAEXAMPLE7XQ3ZJ4KD under unusual"
         " circumstances.",
-        {("user", "ci-deployer", "actor"), ("ip", "192.0.2.61", "source")},
-        tactics=["Credential Access"],
+        {
+            ("user", "ci-deployer", "actor"),
+            ("cloud_resource", "ASIAEXAMPLE7XQ3ZJ4KD", "target"),
+            ("ip", "192.0.2.61", "source"),
+        },
+        tactics=["Credential Access"],  # CredentialAccess:IAMUser/AnomalousBehavior: no technique
         risk_score=50,
         labels={"api": "GetSecretValue", "caller_type": "Remote IP"},
     ),
@@ -309,6 +357,7 @@ CASES = [
             ("host", "ip-172-31-44-9.eu-west-1.compute.internal", "actor"),
             ("domain", "update.badc2-example.com", "destination"),
         },
+        ["T1071"],
         risk_score=80,
         rule_id="Backdoor:EC2/C&CActivity.B!DNS",
     ),
@@ -320,6 +369,7 @@ CASES = [
         "Potential data compromise of S3 bucket acme-finance-exports.",
         {
             ("user", "reporting-bot", "actor"),
+            ("cloud_resource", "AKIAEXAMPLEOLDKEY001", "target"),
             ("cloud_resource", "arn:aws:s3:::acme-finance-exports", "target"),
             ("ip", "203.0.113.200", "source"),
         },
@@ -338,6 +388,7 @@ CASES = [
             ("ip", "10.50.3.7", "actor"),
             ("ip", "198.18.7.77", "destination"),
         },
+        ["T1496"],
         risk_score=80,
         labels={"connection_direction": "OUTBOUND", "remote_port": "3333"},
     ),
@@ -373,9 +424,10 @@ CASES = [
         "Email messages containing malicious URL removed after delivery",
         {
             ("ip", "198.51.100.144", "source"),
-            ("email", "noreply@example-invoices.net", "source"),
-            ("email", "billing@example-invoices.net", "source"),
-            ("email", "ap-team@example.com", "target"),
+            ("email", "noreply@example-invoices.net", "sender"),
+            ("email", "billing@example-invoices.net", "sender"),
+            ("email", "ap-team@example.com", "recipient"),
+            ("email", "ap-team@example.com", "target"),  # the mailbox evidence, role "attacked"
             ("user", "ap-team", "target"),
             ("url", "https://example-invoices.net/view?id=88213", None),
         },
@@ -424,7 +476,7 @@ CASES = [
             ("process", "procdump64.exe", None),
             ("process", "cmd.exe", "parent"),
         },
-        [],  # "OS Credential Dumping" is a name, not an id
+        ["T1003.001"],  # from TechniqueId; "OS Credential Dumping" is a name, not an id
         ["Credential Access"],
         rule_id="10126",
         vendor="CrowdStrike",
@@ -485,8 +537,30 @@ CASES = [
             ("ip", "45.142.212.61", "source"),
             ("ip", "172.16.30.3", "destination"),
         },
-        [],
+        ["T1505"],
         ["Persistence"],
+    ),
+    Case(
+        "crowdstrike/epp_user_execution_ids.json",
+        "crowdstrike:0a1b2c3d4e5f60718293a4b5c6d7e8f9:ind:3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b:"
+        "39117804111-10305-884410",
+        Severity.HIGH,
+        utc(2025, 3, 19, 10, 2, 1, 337000),
+        "Malicious Document: User Execution",
+        {
+            ("host", "acc-ws-0408", None),
+            ("ip", "10.44.8.108", None),
+            ("user", "r.alvarez", "actor"),
+            ("file_hash", "4d2c0f7e9b8a1c3d5e7f90a2b4c6d8e0f1a3b5c7d9e1f3a5b7c9d1e3f5a7b9c1", None),
+            ("file_hash", "1f0e2d3c4b5a69788796a5b4c3d2e1f0", None),
+            ("process", "Remittance_0319.pdf.exe", None),
+            ("process", "explorer.exe", "parent"),
+        },
+        ["T1204"],  # TechniqueId
+        ["Execution"],  # TacticId TA0002
+        risk_score=80,
+        rule_id="10305",
+        labels={"technique": "User Execution", "tactic": "Execution"},
     ),
     # --- Splunk ES notables ------------------------------------------------------------------
     Case(
@@ -534,6 +608,24 @@ CASES = [
             ("host", "api.example.com", "destination"),
             ("url", "https://api.example.com/v1/login", None),
         },
+    ),
+    Case(
+        "splunk/notable_lateral_nt_hosts.json",
+        "splunk:3C2B1A09-8F7E-4D6C-B5A4-93827160F5E4@@notable@@7e6d5c4b3a2918f7e6d5c4b3a2918f70",
+        Severity.HIGH,
+        utc(2025, 5, 14, 10, 2, 3),
+        "Service created remotely on FS-CORP-02 from WS-FIN-021",
+        {
+            ("ip", "10.30.4.21", "source"),
+            ("ip", "10.30.1.12", "destination"),
+            ("host", "ws-fin-021", "source"),  # src_nt_host
+            ("host", "fs-corp-02", "destination"),  # dest_nt_host
+            ("host", "fs-corp-02.corp.example.com", None),  # orig_host
+            ("user", "corp\\svc_patch", None),
+        },
+        ["T1021.002", "T1569.002"],
+        ["Lateral Movement", "Execution"],
+        rule_id="Endpoint - Remote Service Creation Via SMB - Rule",
     ),
     Case(
         "splunk/notable_informational_risk.json",

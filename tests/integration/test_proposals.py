@@ -1,0 +1,219 @@
+"""Proposals end to end: queued by the real pipeline, decided by analysts, executed at most once.
+
+The proposals come from a real run (a high-severity CrowdStrike detection at
+autonomy level 2, so both of its actions are proposed); approvals, rejections
+and expiry go through the ProposalService built by `open_components`, and the
+recording executor's journal shows what was actually done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from soc_agent.models import Proposal, ProposalStatus
+from soc_agent.pipeline.proposals import ProposalConflict, ProposalOutcome
+from soc_agent.runtime.components import Components
+from soc_agent.runtime.embedded import run_embedded
+from tests.integration.conftest import Deployment
+
+ALERT = "crowdstrike_ws-eng-007_known_malware_high.json"  # high severity: 1 h to decide
+BEACON = "63599751f415c860417babb20cb438fdedd55411f2cfcd2ea6c186ed3cf3b91c"
+ALICE, BOB = "analyst:alice", "analyst:bob"
+
+
+@asynccontextmanager
+async def _queued(deployment: Deployment, **policy: Any) -> AsyncIterator[Components]:
+    settings = deployment.settings("endpoint-malware", policy={"agent_autonomy": 2, **policy})
+    async with deployment.open(settings) as c:
+        await deployment.feed(c, ALERT)
+        yield c
+
+
+@pytest.fixture
+async def queued(deployment: Deployment) -> AsyncIterator[Components]:
+    """Both actions of one incident waiting for an analyst (single approver)."""
+    async with _queued(deployment) as c:
+        yield c
+
+
+async def _proposal(c: Components, action: str) -> Proposal:
+    (found,) = [p for p in await c.store.list_proposals() if p.request.action == action]
+    return found
+
+
+async def _status(c: Components, proposal: Proposal) -> ProposalStatus:
+    stored = await c.store.get_proposal(proposal.id)
+    assert stored is not None
+    return stored.status
+
+
+async def _trail(c: Components, proposal: Proposal) -> list[tuple[str, str, str]]:
+    return [(e.action, e.actor, e.outcome) for e in await c.audit.list(subject=proposal.id)]
+
+
+async def _executions(c: Components) -> list[dict[str, Any]]:
+    return [e.details for e in await c.audit.list(action_prefix="action.execute")]
+
+
+async def test_queued_by_the_pipeline_with_severity_expiry(
+    queued: Components, deployment: Deployment
+) -> None:
+    proposals = await queued.store.list_proposals()
+    assert {(p.request.action, p.request.target.value) for p in proposals} == {
+        ("isolate_host", "ws-eng-007"),
+        ("quarantine_file", BEACON),
+    }
+    for p in proposals:
+        assert p.status is ProposalStatus.PENDING
+        assert p.request.rule == "autonomy.collaborator"
+        assert (p.severity, p.expires_at - p.created_at) == ("high", timedelta(hours=1))
+        assert await _trail(queued, p) == [("proposal.create", "soc-agent", "pending")]
+    assert deployment.journal() == []
+
+
+async def test_approval_executes_once(queued: Components, deployment: Deployment) -> None:
+    proposal = await _proposal(queued, "isolate_host")
+    done = await queued.proposals.approve(proposal.id, ALICE, "beacon confirmed on host")
+    assert done.proposal.status is ProposalStatus.EXECUTED
+    assert deployment.journal_actions() == [("isolate_host", "ws-eng-007")]
+    assert deployment.journal()[0]["idempotency_key"] == proposal.request.idempotency_key
+
+    for analyst in (ALICE, BOB):  # nothing left to decide; nothing runs again
+        with pytest.raises(ProposalConflict, match="not pending"):
+            await queued.proposals.approve(proposal.id, analyst)
+    with pytest.raises(ProposalConflict, match="not pending"):
+        await queued.proposals.reject(proposal.id, BOB)
+    assert len(deployment.journal()) == 1
+
+    stored = await queued.store.get_proposal(proposal.id)
+    assert stored is not None and stored.status is ProposalStatus.EXECUTED
+    assert [(a.analyst, a.verdict, a.comment) for a in stored.approvals] == [
+        (ALICE, "approve", "beacon confirmed on host")
+    ]
+    assert await _trail(queued, proposal) == [
+        ("proposal.create", "soc-agent", "pending"),
+        ("proposal.approve", ALICE, "approved"),
+    ]
+    (execution,) = await _executions(queued)
+    assert execution["approved_by"] == [ALICE]
+    # the other proposal of the incident is untouched
+    assert (await _proposal(queued, "quarantine_file")).status is ProposalStatus.PENDING
+    assert (await queued.audit.verify()).ok
+
+
+async def test_concurrent_approvals_execute_once(
+    queued: Components, deployment: Deployment
+) -> None:
+    proposal = await _proposal(queued, "isolate_host")
+    results = await asyncio.gather(
+        queued.proposals.approve(proposal.id, ALICE),
+        queued.proposals.approve(proposal.id, BOB),
+        return_exceptions=True,
+    )
+    won = [r for r in results if isinstance(r, ProposalOutcome)]
+    lost = [r for r in results if isinstance(r, BaseException)]
+    assert len(won) == 1 and len(lost) == 1, results
+    assert isinstance(lost[0], ProposalConflict)
+    assert won[0].proposal.status is ProposalStatus.EXECUTED
+
+    assert deployment.journal_actions() == [("isolate_host", "ws-eng-007")]
+    assert len(await _executions(queued)) == 1
+    approvals = [
+        e for e in await queued.audit.list(subject=proposal.id) if e.action == "proposal.approve"
+    ]
+    assert len(approvals) == 1
+    assert approvals[0].actor == won[0].proposal.approvals[0].analyst
+    assert (await queued.audit.verify()).ok
+
+
+async def test_four_eyes_needs_two_distinct_analysts(deployment: Deployment) -> None:
+    async with _queued(deployment, four_eyes_min_risk="high") as c:
+        proposal = await _proposal(c, "isolate_host")  # risk high: four-eyes
+        assert proposal.request.required_approvals == 2
+        assert (await _proposal(c, "quarantine_file")).request.required_approvals == 1
+
+        first = await c.proposals.approve(proposal.id, ALICE)
+        assert first.proposal.status is ProposalStatus.PENDING
+        assert "needs 1 more approver" in first.message
+        with pytest.raises(ProposalConflict, match="four-eyes"):
+            await c.proposals.approve(proposal.id, ALICE)
+        assert deployment.journal() == []
+
+        second = await c.proposals.approve(proposal.id, BOB)
+        assert second.proposal.status is ProposalStatus.EXECUTED
+        assert deployment.journal_actions() == [("isolate_host", "ws-eng-007")]
+        assert await _trail(c, proposal) == [
+            ("proposal.create", "soc-agent", "pending"),
+            ("proposal.approve", ALICE, "awaiting second approver"),
+            ("proposal.approve", BOB, "approved"),
+        ]
+        (execution,) = await _executions(c)
+        assert execution["approved_by"] == [ALICE, BOB]
+        assert (await c.audit.verify()).ok
+
+
+async def test_rejection_executes_nothing(queued: Components, deployment: Deployment) -> None:
+    proposal = await _proposal(queued, "isolate_host")
+    out = await queued.proposals.reject(proposal.id, ALICE, "host is a malware sandbox")
+    assert out.proposal.status is ProposalStatus.REJECTED
+    with pytest.raises(ProposalConflict, match="rejected, not pending"):
+        await queued.proposals.approve(proposal.id, BOB)
+
+    assert deployment.journal() == []
+    assert await _executions(queued) == []
+    stored = await queued.store.get_proposal(proposal.id)
+    assert stored is not None and stored.status is ProposalStatus.REJECTED
+    assert await _trail(queued, proposal) == [
+        ("proposal.create", "soc-agent", "pending"),
+        ("proposal.reject", ALICE, "rejected"),
+    ]
+    assert (await queued.audit.verify()).ok
+
+
+async def test_expired_proposal_escalates_and_never_executes(
+    queued: Components, deployment: Deployment
+) -> None:
+    proposal = await _proposal(queued, "isolate_host")
+    deployment.clock.advance(minutes=59)
+    assert await _status(queued, proposal) is ProposalStatus.PENDING
+
+    deployment.clock.advance(minutes=2)  # past the one hour a high-severity proposal gets
+    with pytest.raises(ProposalConflict, match="expired"):
+        await queued.proposals.approve(proposal.id, ALICE)
+    assert await _status(queued, proposal) is ProposalStatus.EXPIRED
+    with pytest.raises(ProposalConflict, match="expired, not pending"):
+        await queued.proposals.approve(proposal.id, BOB)
+
+    assert deployment.journal() == []
+    assert await _executions(queued) == []
+    assert await _trail(queued, proposal) == [
+        ("proposal.create", "soc-agent", "pending"),
+        ("proposal.expire", "soc-agent", "escalated"),
+    ]
+    assert (await queued.audit.verify()).ok
+
+
+async def test_expire_due_expires_every_overdue_proposal(
+    queued: Components, deployment: Deployment
+) -> None:
+    deployment.clock.advance(minutes=30)
+    assert await queued.proposals.expire_due() == []
+
+    deployment.clock.advance(minutes=31)
+    report = await run_embedded(queued, [])  # the embedded run sweeps first
+    assert report.expired_proposals == 2
+    assert await queued.proposals.expire_due() == []  # nothing expires twice
+
+    proposals = await queued.store.list_proposals()
+    assert {p.status for p in proposals} == {ProposalStatus.EXPIRED}
+    expiries = await queued.audit.list(action_prefix="proposal.expire")
+    assert sorted(e.subject for e in expiries) == sorted(p.id for p in proposals)
+    assert {e.outcome for e in expiries} == {"escalated"}
+    assert deployment.journal() == []
+    assert (await queued.audit.verify()).ok
