@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -101,10 +102,7 @@ class Entity(BaseModel):
         if self.type is EntityType.DOMAIN:
             value = value.rstrip(".")
         if self.type is EntityType.IP:
-            try:
-                value = str(ipaddress.ip_address(value))
-            except ValueError as exc:
-                raise ValueError(f"not an IP address: {value[:64]!r}") from exc
+            value = _canonical_ip(value)
         if not value:
             raise ValueError("entity value is empty after normalisation")
         object.__setattr__(self, "value", value)
@@ -209,6 +207,15 @@ _PLURAL = {
     EntityType.EMAIL: "emails",
     EntityType.CLOUD_RESOURCE: "cloud_resources",
 }
+
+
+@lru_cache(maxsize=65536)
+def _canonical_ip(value: str) -> str:
+    """Cached: incidents re-validated from the store repeat the same addresses many times."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError as exc:
+        raise ValueError(f"not an IP address: {value[:64]!r}") from exc
 
 
 def _is_technique_id(tid: str) -> bool:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from soc_agent_connectors.gateway import AuditSink, Gateway
@@ -61,6 +62,7 @@ class AlertOutcome:
     incident: Incident
     decision: Decision | None  # None for a suppressed duplicate
     fresh: bool  # false when the decision was made earlier (redelivery)
+    elapsed_ms: float = 0.0  # time in the pipeline, from correlation to the last action
 
 
 class Agent:
@@ -119,6 +121,12 @@ class Agent:
         )
 
     async def handle(self, alert: Alert) -> AlertOutcome:
+        """Correlate, investigate, decide and act on one alert; safe to call again for it."""
+        started = time.perf_counter()
+        outcome = await self._handle(alert)
+        return replace(outcome, elapsed_ms=(time.perf_counter() - started) * 1000)
+
+    async def _handle(self, alert: Alert) -> AlertOutcome:
         async with self._correlate_lock:
             result = await self._correlator.correlate(alert)
             await self._store.save_alert(alert, result.incident.id)

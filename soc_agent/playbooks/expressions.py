@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -88,23 +89,42 @@ def compile_expression(expression: str) -> Any:
         raise ExpressionError(f"cannot compile: {type(exc).__name__}: {exc}") from None
 
 
-# Converting a context (the alert with its original document) into CEL values costs far
-# more than evaluating a rule, and a playbook evaluates dozens of rules over one context.
-# Contexts are never mutated once built, so the conversion is cached by identity.
-_CEL_CONTEXTS: OrderedDict[int, tuple[Mapping[str, Any], Any]] = OrderedDict()
-_CEL_CONTEXT_CACHE_SIZE = 64
+# Converting a context into CEL values costs far more than evaluating a rule: the alert
+# (with its original document) and the incident dominate, and they are shared by every
+# expression of one decision. They are converted once into a base CEL context (cached
+# by identity: contexts are never mutated once built); the small per-expression parts
+# (`steps`, `item`) are set on it before each evaluation.
+_SHARED = ("alert", "incident")
+_BASES: OrderedDict[tuple[int, int], _Base] = OrderedDict()
+_BASE_CACHE_SIZE = 32
+
+
+@dataclass
+class _Base:
+    shared: tuple[Any, ...]  # the objects converted, held so their ids stay unique
+    context: Any
+    extra: set[str] = field(default_factory=set)
 
 
 def _cel_context(context: Mapping[str, Any]) -> Any:
-    hit = _CEL_CONTEXTS.get(id(context))
-    if hit is not None and hit[0] is context:
-        _CEL_CONTEXTS.move_to_end(id(context))
-        return hit[1]
-    converted = cel.Context(variables=dict(context), functions=STDLIB_FUNCTIONS)
-    _CEL_CONTEXTS[id(context)] = (context, converted)
-    if len(_CEL_CONTEXTS) > _CEL_CONTEXT_CACHE_SIZE:
-        _CEL_CONTEXTS.popitem(last=False)
-    return converted
+    shared = tuple(context.get(name) for name in _SHARED)
+    key = (id(shared[0]), id(shared[1]))
+    base = _BASES.get(key)
+    if base is None or any(a is not b for a, b in zip(base.shared, shared, strict=True)):
+        variables = {n: v for n, v in zip(_SHARED, shared, strict=True) if v is not None}
+        base = _Base(shared, cel.Context(variables=variables, functions=STDLIB_FUNCTIONS))
+        _BASES[key] = base
+        if len(_BASES) > _BASE_CACHE_SIZE:
+            _BASES.popitem(last=False)
+    else:
+        _BASES.move_to_end(key)
+    extra = {name for name in context if name not in _SHARED}
+    for stale in base.extra - extra:
+        base.context.add_variable(stale, None)  # no leftovers from an earlier expression
+    for name in extra:
+        base.context.add_variable(name, context[name])
+    base.extra = extra
+    return base.context
 
 
 def evaluate(expression: str, context: Mapping[str, Any]) -> Any:

@@ -50,18 +50,32 @@ class StepExecutor(Protocol):
 # --- expression context ---------------------------------------------------------------
 
 
+# An incident in an alert storm holds hundreds of alerts and entities; expressions see
+# the counts in full but only a bounded slice of the lists, so every evaluation stays cheap.
+CONTEXT_MAX_ALERT_IDS = 50
+CONTEXT_MAX_ENTITIES = 200
+
+
 def incident_context(incident: Incident) -> dict[str, Any]:
-    """The incident as expressions see it (`incident.alert_count`, `incident.entities`, ...)."""
+    """The incident as expressions see it (`incident.alert_count`, `incident.entities`, ...).
+
+    `alert_ids` holds the latest 50 and `entities` the first 200; `alert_count` and
+    `entity_count` are exact.
+    """
     return {
         "id": incident.id,
         "title": incident.title,
         "status": incident.status,
-        "alert_ids": list(incident.alert_ids),
+        "alert_ids": incident.alert_ids[-CONTEXT_MAX_ALERT_IDS:],
         "alert_count": len(incident.alert_ids),
+        "entity_count": len(incident.entities),
         "severity": incident.severity.value,
         "severity_score": incident.severity.score,
         "duplicate_count": incident.duplicate_count,
-        "entities": [{"type": e.type.value, "value": e.value} for e in incident.entities],
+        "entities": [
+            {"type": e.type.value, "value": e.value}
+            for e in incident.entities[:CONTEXT_MAX_ENTITIES]
+        ],
         "first_seen": incident.first_seen.isoformat(),
         "last_seen": incident.last_seen.isoformat(),
     }
