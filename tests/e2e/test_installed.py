@@ -1,0 +1,65 @@
+"""An installed soc-agent works without the source tree: connectors, playbooks, samples."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = wheels.glob("soc_agent-*.whl")
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    bin_dir = env_dir / "bin"
+    subprocess.run([str(bin_dir / "pip"), "install", "-q", str(wheel)], check=True, timeout=600)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOC_AGENT_", "PYTHON"))}
+    run = subprocess.run(
+        [str(bin_dir / "soc-agent"), "run", "--json"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    playbooks = {json.loads(line)["playbook"] for line in run.stdout.splitlines()}
+    assert "malware-on-endpoint" in playbooks and "triage-default" in playbooks
+    tested = subprocess.run(
+        [str(bin_dir / "soc-agent"), "playbooks", "test"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    listed = subprocess.run(
+        [str(bin_dir / "soc-agent"), "connectors", "list", "--json"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    names = {c["name"] for c in json.loads(listed.stdout)}
+    assert {"threat_intel", "asset_inventory", "event_store", "containment", "notifier"} <= names
