@@ -15,6 +15,7 @@ import typer
 from soc_agent import render
 from soc_agent.config import Settings, load_settings
 from soc_agent.errors import SocAgentError
+from soc_agent.logs import configure_logging
 from soc_agent.models import ProposalStatus, RunMode
 
 __all__ = ["app", "main"]
@@ -59,7 +60,12 @@ AnalystOpt = Annotated[
 
 
 def _settings(config: Path | None, store: Path | None, **extra: Any) -> Settings:
-    return load_settings(config, store=store, **extra)
+    try:
+        settings = load_settings(config, store=store, **extra)
+    except SocAgentError as exc:
+        raise _fail(str(exc)) from None
+    configure_logging(settings.log_level)
+    return settings
 
 
 def _run(coro_fn: Callable[[], Awaitable[_T]]) -> _T:
@@ -97,17 +103,47 @@ def run(
     config: ConfigOpt = None,
 ) -> None:
     """The main job: alerts in, investigated decisions out, all audited in the store."""
-    from soc_agent.pipeline.agent import AlertOutcome
-    from soc_agent.runtime.components import open_components
-    from soc_agent.runtime.embedded import RunReport, default_alert_sources, run_embedded
+    from soc_agent.runtime.embedded import default_alert_sources
 
-    try:
-        settings = _settings(config, store)
-    except SocAgentError as exc:
-        raise _fail(str(exc)) from None
+    settings = _settings(config, store)
     if mode is not None:
         settings.policy = settings.policy.model_copy(update={"mode": mode})
-    sources: list[str | Path] = list(alerts) if alerts else list(default_alert_sources())
+    _process(settings, list(alerts) if alerts else list(default_alert_sources()), as_json)
+
+
+@app.command()
+def replay(
+    alerts: Annotated[
+        list[str],
+        typer.Option("--alerts", "-a", help="past alerts: file, directory or -; repeatable"),
+    ],
+    as_json: JsonOpt = False,
+    store: Annotated[
+        Path | None,
+        typer.Option(help="where to keep the shadow decisions [default: a temporary file]"),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Shadow mode over past alerts: what would the playbooks and policy do now?
+
+    Nothing executes, nothing is queued; each action shows what it would have
+    been (`intended`). The production store is not touched unless named.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="soc-agent-replay-") as tmp:
+        settings = _settings(config, store or Path(tmp) / "replay.db")
+        settings.policy = settings.policy.model_copy(update={"mode": RunMode.SHADOW})
+        _process(settings, list(alerts), as_json, store_kept=store is not None)
+
+
+def _process(
+    settings: Settings, sources: list[str | Path], as_json: bool, *, store_kept: bool = True
+) -> None:
+    from soc_agent.pipeline.agent import AlertOutcome
+    from soc_agent.runtime.components import open_components
+    from soc_agent.runtime.embedded import RunReport, run_embedded
+
     for src in sources:
         if src != "-" and not Path(src).exists():
             raise _fail(f"alert source not found: {src}")
@@ -129,7 +165,7 @@ def run(
         for letter in report.dead_letters:
             typer.echo(json.dumps({"dead_letter": render.dead_letter_dict(letter)}), err=True)
     else:
-        typer.echo(render.run_footer(report, settings))
+        typer.echo(render.run_footer(report, settings, store_kept=store_kept))
 
 
 @app.command()
@@ -207,10 +243,7 @@ def playbooks_test(
     """Run each case: fixture alert + recorded step results -> expected decision."""
     from soc_agent.pipeline.playbook_tests import run_playbook_tests
 
-    try:
-        settings = _settings(config, None)
-    except SocAgentError as exc:
-        raise _fail(str(exc)) from None
+    settings = _settings(config, None)
     results = _run(lambda: run_playbook_tests(path, settings))
     failed = [r for r in results if not r.ok]
     if as_json:
@@ -485,10 +518,7 @@ def connectors_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Every installed connector, its capabilities, scopes and whether they are granted."""
     from soc_agent.runtime.control import describe_connectors
 
-    try:
-        settings = _settings(config, None)
-    except SocAgentError as exc:
-        raise _fail(str(exc)) from None
+    settings = _settings(config, None)
     rows = describe_connectors(settings)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))

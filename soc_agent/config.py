@@ -74,7 +74,7 @@ class Settings(BaseSettings):
         default=None, description="HMAC key for the audit chain (recommended in production)"
     )
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
-    log_level: str = "WARNING"
+    log_level: str = Field(default="WARNING", pattern="(?i)^(debug|info|warning|error)$")
 
     @classmethod
     def settings_customise_sources(
@@ -169,7 +169,10 @@ def _explain(exc: ValidationError, path: Path | None) -> ConfigError:
     loc = [str(p) for p in err["loc"]]
     key = ".".join(loc)
     value = err.get("input")
-    shown = f" (got {str(value)[:80]!r})" if not isinstance(value, dict | list) else ""
+    secret = any(word in key.lower() for word in _SECRET_WORDS)
+    shown = (
+        f" (got {str(value)[:80]!r})" if not secret and not isinstance(value, dict | list) else ""
+    )
     message = f"{err['msg']}{shown}"
     env_name = ENV_PREFIX + "__".join(loc).upper()
     if loc and env_name in os.environ:
@@ -179,6 +182,10 @@ def _explain(exc: ValidationError, path: Path | None) -> ConfigError:
     if path is not None and path.exists():
         return ConfigError(message, source=str(path), key=key, line=_line_of(path, loc))
     return ConfigError(message, key=key)
+
+
+# Values of keys like these are never echoed back in an error message.
+_SECRET_WORDS = ("key", "secret", "token", "password", "credential")
 
 
 def _line_of(path: Path, loc: list[str]) -> int | None:

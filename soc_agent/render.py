@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from soc_agent.config import Settings
-from soc_agent.models import DeadLetter, Decision, Proposal
+from soc_agent.models import DeadLetter, Decision, Proposal, RunMode
 from soc_agent.pipeline.agent import AlertOutcome
 from soc_agent.runtime.embedded import RunReport
 
@@ -97,7 +97,7 @@ def outcome_text(o: AlertOutcome) -> str:
     return "\n".join(lines)
 
 
-def run_footer(report: RunReport, settings: Settings) -> str:
+def run_footer(report: RunReport, settings: Settings, *, store_kept: bool = True) -> str:
     counts = ", ".join(f"{n} {k}" for k, n in sorted(report.counts.items()))
     lines = [
         "",
@@ -112,9 +112,12 @@ def run_footer(report: RunReport, settings: Settings) -> str:
         lines.append(f"dead letter {letter.id}: {letter.source}: {letter.reason}")
     if report.dead_letter_count > len(report.dead_letters):
         lines.append(f"... {report.dead_letter_count - len(report.dead_letters)} more")
-    lines.append(
-        f"store: {settings.store}  (next: soc-agent proposals list, soc-agent audit verify)"
-    )
+    if settings.policy.mode is not RunMode.LIVE:
+        lines.append(f"{settings.policy.mode.value}: nothing was executed or queued")
+    if store_kept:
+        lines.append(
+            f"store: {settings.store}  (next: soc-agent proposals list, soc-agent audit verify)"
+        )
     return "\n".join(lines)
 
 

@@ -300,3 +300,28 @@ def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
 def test_help_everywhere(command: list[str], tmp_path: Path) -> None:
     result = cli(*command, "--help", cwd=tmp_path)
     assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_run_reads_stdin(tmp_path: Path) -> None:
+    data = (SAMPLES / "elastic_bruteforce.json").read_bytes()
+    result = cli("run", "--alerts", "-", "--json", "--store", "s.db", cwd=tmp_path, stdin=data)
+    assert result.returncode == 0, result.stderr
+    (decision,) = decisions(result.stdout)
+    assert decision["playbook"] == "brute-force"
+
+
+def test_replay_is_shadow_and_leaves_no_state(tmp_path: Path) -> None:
+    result = cli("replay", "--alerts", str(SAMPLES), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    acts = [a for d in decisions(result.stdout) for a in d["actions"]]
+    assert acts and {a["disposition"] for a in acts} == {"skipped"}
+    assert {a["rule"] for a in acts} == {"guardrail.shadow"}
+    assert {a["intended"] for a in acts} >= {"executed", "proposed"}
+    assert list(tmp_path.iterdir()) == []  # no store, journal or outbox left behind
+
+
+def test_config_errors_never_echo_secret_values(tmp_path: Path) -> None:
+    (tmp_path / "cfg.yaml").write_text("audit_key: 987654321\n")
+    bad = cli("run", "--config", "cfg.yaml", cwd=tmp_path)
+    assert bad.returncode == 1 and "audit_key" in bad.stderr
+    assert "987654321" not in bad.stderr
