@@ -9,10 +9,11 @@ engine for a disposition.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from soc_agent_connectors.base import Capability
 from soc_agent_connectors.gateway import Gateway
 
 from soc_agent.actions.executor import idempotency_key
@@ -23,6 +24,7 @@ from soc_agent.models import (
     AutonomyLevel,
     Disposition,
     Entity,
+    Evidence,
     EvidenceStatus,
     Investigation,
     RiskTier,
@@ -37,7 +39,7 @@ from soc_agent.policy import (
 )
 from soc_agent.store.base import Store
 
-__all__ = ["Decider"]
+__all__ = ["Decider", "action_facts", "missing_evidence"]
 
 _INVENTORY = ("asset_inventory", "lookup_asset")
 _INVENTORY_TYPES = {"host", "user", "ip", "domain", "email", "cloud_resource"}
@@ -90,11 +92,7 @@ class Decider:
             used = await self._store.count_executions(
                 cand.action, datetime.fromtimestamp(since, tz=self._clock().tzinfo)
             )
-            missing = tuple(
-                r
-                for r in cand.requires
-                if r not in evidence or evidence[r].status is not EvidenceStatus.OK
-            )
+            missing = missing_evidence(cand, evidence)
             verdict = decide(
                 PolicyInput(
                     candidate=cand,
@@ -149,19 +147,8 @@ class Decider:
         except ConnectorError:
             return None
         asset = await self._lookup_asset(cand.target)
-        missing = tuple(self._gateway.missing_scopes(connector, cap.name))
-        return ActionFacts(
-            connector=connector,
-            capability=cap.name,
-            reversible=cap.reversible,
-            risk=cap.risk,
-            rollback=cap.rollback,
-            granted=not missing,
-            missing_scopes=missing,
-            target_protected=bool(asset.get("protected", False)),
-            target_criticality=str(asset.get("criticality", "medium")),
-            target_known=bool(asset.get("found", False)),
-            dependents=int(asset.get("dependents", 0)),
+        return action_facts(
+            connector, cap, tuple(self._gateway.missing_scopes(connector, cap.name)), asset
         )
 
     async def _lookup_asset(self, target: Entity) -> dict[str, Any]:
@@ -205,3 +192,37 @@ class Decider:
             risk=RiskTier.HIGH,
             idempotency_key=key,
         )
+
+
+def missing_evidence(
+    candidate: ActionCandidate, evidence: Mapping[str, Evidence]
+) -> tuple[str, ...]:
+    """The steps an action `requires` that did not end OK."""
+    return tuple(
+        r
+        for r in candidate.requires
+        if r not in evidence or evidence[r].status is not EvidenceStatus.OK
+    )
+
+
+def action_facts(
+    connector: str,
+    cap: Capability,
+    missing_scopes: tuple[str, ...],
+    asset: Mapping[str, Any] | None = None,
+) -> ActionFacts:
+    """What the policy needs about an action and its target (unknown: medium, unprotected)."""
+    asset = asset or {}
+    return ActionFacts(
+        connector=connector,
+        capability=cap.name,
+        reversible=cap.reversible,
+        risk=cap.risk,
+        rollback=cap.rollback,
+        granted=not missing_scopes,
+        missing_scopes=missing_scopes,
+        target_protected=bool(asset.get("protected", False)),
+        target_criticality=str(asset.get("criticality", "medium")),
+        target_known=bool(asset.get("found", False)),
+        dependents=int(asset.get("dependents", 0)),
+    )

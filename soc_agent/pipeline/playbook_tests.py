@@ -20,11 +20,10 @@ from soc_agent.models import (
     ActionCandidate,
     Alert,
     AutonomyLevel,
-    EvidenceStatus,
     Incident,
     Investigation,
-    RiskTier,
 )
+from soc_agent.pipeline.deciding import action_facts, missing_evidence
 from soc_agent.playbooks import Playbook, load_playbooks, shipped_playbooks_dir
 from soc_agent.playbooks.testing import CaseResult, load_cases, run_case
 from soc_agent.policy import ActionFacts, PolicyInput, decide
@@ -60,11 +59,7 @@ async def run_playbook_tests(path: Path | None, settings: Settings) -> list[Case
             if facts is None:
                 out.append((cand, "denied", "config.no_connector"))
                 continue
-            missing = tuple(
-                r
-                for r in cand.requires
-                if r not in evidence or evidence[r].status is not EvidenceStatus.OK
-            )
+            missing = missing_evidence(cand, evidence)
             verdict = decide(
                 PolicyInput(
                     candidate=cand,
@@ -108,13 +103,4 @@ def _facts(
         return None
     connector, cap = actions[action]
     granted = set(settings.grants.get(connector, []))
-    missing = tuple(s for s in cap.scopes if s not in granted)
-    return ActionFacts(
-        connector=connector,
-        capability=cap.name,
-        reversible=cap.reversible,
-        risk=RiskTier(cap.risk),
-        rollback=cap.rollback,
-        granted=not missing,
-        missing_scopes=missing,
-    )
+    return action_facts(connector, cap, tuple(s for s in cap.scopes if s not in granted))
