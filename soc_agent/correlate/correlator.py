@@ -140,7 +140,7 @@ class CorrelationResult:
     incident: Incident
     outcome: Outcome
     alert_id: str
-    # For "grouped": the alert added an entity, a rule/fingerprint or a higher severity.
+    # For "grouped": the alert added an entity, a detection rule or a higher severity.
     # An alert that adds nothing need not trigger a new investigation.
     new_information: bool = True
 
@@ -242,7 +242,7 @@ class Correlator:
             outcome = "grouped"
             novel = (
                 len(incident.entities) > len(target.entities)
-                or len(incident.fingerprints) > len(target.fingerprints)
+                or len(incident.rules) > len(target.rules)
                 or incident.severity != target.severity
             )
         else:
@@ -297,6 +297,7 @@ def _open(incident_id: str, alert: Alert, fp: str) -> Incident:
         alert_ids=[alert.id],
         entities=_union([], alert.entities),
         fingerprints=[fp],
+        rules=[_rule_key(alert)],
         first_seen=alert.created_at,
         last_seen=alert.created_at,
     )
@@ -307,8 +308,17 @@ def _extend(incident: Incident, alert: Alert, fp: str) -> Incident:
     fingerprints = list(incident.fingerprints)
     if fp not in fingerprints:
         fingerprints.append(fp)
+    rules = (
+        incident.rules
+        if _rule_key(alert) in incident.rules
+        else [
+            *incident.rules,
+            _rule_key(alert),
+        ]
+    )
     return incident.model_copy(
         update={
+            "rules": rules,
             "severity": severity,
             "alert_ids": [*incident.alert_ids, alert.id],
             "entities": _union(incident.entities, alert.entities),
@@ -317,6 +327,10 @@ def _extend(incident: Incident, alert: Alert, fp: str) -> Incident:
             "last_seen": max(incident.last_seen, alert.created_at),
         }
     )
+
+
+def _rule_key(alert: Alert) -> str:
+    return f"{alert.format}:{alert.rule.id or alert.rule.name}"
 
 
 def _union(current: list[Entity], new: list[Entity]) -> list[Entity]:

@@ -20,6 +20,7 @@ class Incident(BaseModel):
     alert_ids: list[str] = Field(default_factory=list)
     entities: list[Entity] = Field(default_factory=list)
     fingerprints: list[str] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list, description="detection rules seen")
     duplicate_count: int = 0
     first_seen: datetime
     last_seen: datetime

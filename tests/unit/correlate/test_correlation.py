@@ -574,3 +574,50 @@ def test_fingerprint_uses_rule_name_when_the_rule_has_no_id() -> None:
     b = a.model_copy(update={"rule": Rule(name="ET POLICY Tor Exit Node", description="v2")})
     c = a.model_copy(update={"rule": Rule(name="ET MALWARE Cobalt Strike Beacon")})
     assert fingerprint(a) == fingerprint(b) != fingerprint(c)
+
+
+# -- bounded incidents and new information -------------------------------------------
+
+
+async def test_full_incident_takes_no_more_alerts() -> None:
+    corr, _ = correlator(max_alerts_per_incident=3)
+    results = [
+        await corr.correlate(
+            build_alert(
+                rule="c2_beacon",
+                entities=[HOST, Entity(type=EntityType.IP, value=f"185.220.101.{i}")],
+                at=T0 + timedelta(minutes=i),
+            )
+        )
+        for i in range(5)
+    ]
+    assert [r.outcome for r in results] == ["new", "grouped", "grouped", "new", "grouped"]
+    first, second = results[2].incident, results[4].incident
+    assert len(first.alert_ids) == 3 and len(second.alert_ids) == 2
+    assert first.id != second.id
+
+
+async def test_grouped_alert_reports_whether_it_adds_anything() -> None:
+    corr, _ = correlator()
+    await corr.correlate(build_alert(entities=[HOST, USER, SRC_IP]))
+    new_rule = await corr.correlate(
+        build_alert(rule="c2_beacon", entities=[HOST], at=T0 + timedelta(minutes=1))
+    )
+    assert new_rule.outcome == "grouped" and new_rule.new_information
+    known_everything = await corr.correlate(
+        build_alert(rule="c2_beacon", entities=[HOST, USER], at=T0 + timedelta(minutes=2))
+    )
+    assert known_everything.outcome == "grouped" and not known_everything.new_information
+    new_entity = await corr.correlate(
+        build_alert(rule="c2_beacon", entities=[HOST, C2_IP], at=T0 + timedelta(minutes=3))
+    )
+    assert new_entity.outcome == "grouped" and new_entity.new_information
+    raised = await corr.correlate(
+        build_alert(
+            rule="c2_beacon",
+            entities=[HOST, USER, C2_IP],
+            severity=Severity.CRITICAL,
+            at=T0 + timedelta(minutes=4),
+        )
+    )
+    assert raised.new_information and raised.incident.severity is Severity.CRITICAL
