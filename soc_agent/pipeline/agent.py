@@ -305,10 +305,15 @@ class Agent:
         return decision
 
     async def _notify(self, decision: Decision, incident: Incident, alert: Alert) -> None:
-        """One notification per decision that needs a human to know or act."""
+        """One notification per decision that needs a human to know or act.
+
+        A containment that was decided but failed to execute is escalated: the
+        analyst must know that the threat is not contained.
+        """
         wanted = {Disposition.NOTIFIED, Disposition.ESCALATED, Disposition.PROPOSED}
-        if decision.mode is not RunMode.LIVE or not any(
-            a.disposition in wanted for a in decision.actions
+        failed = [a for a in decision.actions if (a.outcome or "").startswith("failed")]
+        if decision.mode is not RunMode.LIVE or not (
+            failed or any(a.disposition in wanted for a in decision.actions)
         ):
             return
         if "notifier" not in self._gateway.connectors:
@@ -317,7 +322,10 @@ class Agent:
             f"- {a.action} {a.target.value}: {a.disposition.value} ({a.rule})"
             for a in decision.actions
         ]
-        escalated = any(a.disposition is Disposition.ESCALATED for a in decision.actions)
+        lines += [f"- FAILED {a.action} {a.target.value}: {a.outcome}" for a in failed]
+        escalated = bool(failed) or any(
+            a.disposition is Disposition.ESCALATED for a in decision.actions
+        )
         try:
             await self._gateway.call(
                 "notifier",

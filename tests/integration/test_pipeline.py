@@ -790,3 +790,26 @@ async def test_blast_radius_budget_holds_when_decisions_interleave(
             outcome = await c.agent.handle(alert)
             assert outcome.correlation == "redelivered"
     assert deployment.journal_actions() == [("block_ip", "198.51.100.11")]
+
+
+async def test_failed_containment_is_escalated_and_retried_on_redelivery(
+    deployment: Deployment,
+) -> None:
+    """The EDR call fails: the analyst is told the threat is not contained; a retry fixes it."""
+    settings = deployment.settings("endpoint-malware")
+    deployment.journal_path.mkdir()  # the recording executor cannot append: every call fails
+    async with deployment.open(settings) as c:
+        decision = only(await deployment.feed(c, FIN_042))
+    isolate = actions_by_key(decision)[("isolate_host", "ws-fin-042")]
+    assert isolate.disposition is Disposition.EXECUTED
+    assert (isolate.outcome or "").startswith("failed")
+    (note,) = deployment.notifications()
+    assert note["subject"].startswith("[ESCALATED]") and "FAILED isolate_host" in note["body"]
+
+    deployment.journal_path.rmdir()  # the EDR is reachable again
+    async with deployment.open(settings) as c:
+        (again,) = await deployment.feed(c, FIN_042)
+    assert again.correlation == "redelivered"
+    assert ("isolate_host", "ws-fin-042") in deployment.journal_actions()
+    retried = actions_by_key(again.decision)[("isolate_host", "ws-fin-042")]
+    assert (retried.outcome or "").startswith("executed")
