@@ -1,0 +1,107 @@
+{{- define "soc-agent.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "soc-agent.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "soc-agent.labels" -}}
+app.kubernetes.io/name: {{ include "soc-agent.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "soc-agent.selector" -}}
+app.kubernetes.io/name: {{ include "soc-agent.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "soc-agent.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "soc-agent.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "soc-agent.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* The pod spec shared by the worker and the API; `component` and `spec` vary. */}}
+{{- define "soc-agent.pod" -}}
+serviceAccountName: {{ include "soc-agent.serviceAccountName" .root }}
+automountServiceAccountToken: false
+securityContext:
+  {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+containers:
+  - name: {{ .component }}
+    image: {{ include "soc-agent.image" .root }}
+    imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+    args:
+      {{- toYaml .spec.args | nindent 6 }}
+    env:
+      - name: SOC_AGENT_CONFIG
+        value: /etc/soc-agent/config.yaml
+      - name: SOC_AGENT_STORE
+        value: /var/lib/soc-agent/soc-agent.db
+      {{- range .root.Values.secretEnv }}
+      - name: {{ .name }}
+        valueFrom:
+          secretKeyRef:
+            name: {{ .secretKeyRef.name }}
+            key: {{ .secretKeyRef.key }}
+      {{- end }}
+    securityContext:
+      {{- toYaml .root.Values.securityContext | nindent 6 }}
+    resources:
+      {{- toYaml .spec.resources | nindent 6 }}
+    volumeMounts:
+      - {name: config, mountPath: /etc/soc-agent, readOnly: true}
+      - {name: data, mountPath: /var/lib/soc-agent}
+      - {name: tmp, mountPath: /tmp}
+    {{- if .ports }}
+    ports:
+      {{- toYaml .ports | nindent 6 }}
+    {{- end }}
+    {{- if .probes }}
+    livenessProbe:
+      httpGet: {path: {{ .probes.liveness }}, port: http}
+      periodSeconds: 10
+    readinessProbe:
+      httpGet: {path: {{ .probes.readiness }}, port: http}
+      periodSeconds: 5
+    {{- end }}
+volumes:
+  - name: config
+    configMap:
+      name: {{ include "soc-agent.fullname" .root }}
+  - name: data
+    emptyDir: {}
+  - name: tmp
+    emptyDir: {}
+{{- with .root.Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .root.Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .root.Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}

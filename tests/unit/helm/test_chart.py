@@ -1,0 +1,123 @@
+"""The Helm chart, rendered and linted by Helm's own engine (helm-python-sdk)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import pytest
+import yaml
+
+CHART = Path(__file__).resolve().parents[3] / "helm" / "soc-agent"
+
+
+def render(values: dict[str, Any] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Rendered manifests grouped by kind."""
+    out = helm.Chart.load(CHART).render(values, name="soc", namespace="security")
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for text in out.values():
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                by_kind.setdefault(doc["kind"], []).append(doc)
+    return by_kind
+
+
+def deployment(manifests: dict[str, list[dict[str, Any]]], component: str) -> dict[str, Any]:
+    (found,) = [
+        d
+        for d in manifests["Deployment"]
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
+    return found
+
+
+def test_lint_is_clean() -> None:
+    report = helm.lint(CHART, strict=True)
+    assert report["errors"] == []
+    assert not [m for m in report["messages"] if m["severity"] >= 2]
+
+
+def test_default_render_has_worker_api_and_least_privilege() -> None:
+    manifests = render()
+    assert {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "ServiceAccount",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+    } <= manifests.keys()
+    (sa,) = manifests["ServiceAccount"]
+    assert sa["automountServiceAccountToken"] is False
+    for component in ("worker", "api"):
+        pod = deployment(manifests, component)["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        (container,) = pod["containers"]
+        sec = container["securityContext"]
+        assert sec["readOnlyRootFilesystem"] is True
+        assert sec["allowPrivilegeEscalation"] is False
+        assert sec["capabilities"]["drop"] == ["ALL"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["SOC_AGENT_CONFIG"] == "/etc/soc-agent/config.yaml"
+    worker = deployment(manifests, "worker")
+    assert worker["spec"]["template"]["spec"]["containers"][0]["args"] == ["worker"]
+    api = deployment(manifests, "api")["spec"]["template"]["spec"]["containers"][0]
+    assert api["args"][0] == "serve"
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_config_values_become_the_mounted_config_file() -> None:
+    manifests = render({"config": {"policy": {"agent_autonomy": 3, "kill_switch": True}}})
+    (cm,) = manifests["ConfigMap"]
+    config = yaml.safe_load(cm["data"]["config.yaml"])
+    assert config["policy"] == {"agent_autonomy": 3, "kill_switch": True, "mode": "live"}
+    # a config change rolls the pods
+    before = deployment(render(), "worker")["spec"]["template"]["metadata"]["annotations"]
+    after = deployment(manifests, "worker")["spec"]["template"]["metadata"]["annotations"]
+    assert before["checksum/config"] != after["checksum/config"]
+
+
+def test_secrets_come_from_secret_refs_never_values() -> None:
+    manifests = render(
+        {
+            "secretEnv": [
+                {
+                    "name": "SOC_AGENT_AUDIT_KEY",
+                    "secretKeyRef": {"name": "soc-secrets", "key": "audit"},
+                }
+            ]
+        }
+    )
+    container = deployment(manifests, "worker")["spec"]["template"]["spec"]["containers"][0]
+    (ref,) = [e for e in container["env"] if e["name"] == "SOC_AGENT_AUDIT_KEY"]
+    assert ref["valueFrom"]["secretKeyRef"] == {"name": "soc-secrets", "key": "audit"}
+    assert "value" not in ref
+
+
+def test_workers_accept_no_ingress_and_only_the_api_port_is_open() -> None:
+    policies = {p["metadata"]["name"]: p for p in render()["NetworkPolicy"]}
+    assert policies["soc-soc-agent-worker"]["spec"]["ingress"] == []
+    (rule,) = policies["soc-soc-agent-api"]["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
+
+
+def test_components_can_be_disabled() -> None:
+    manifests = render({"api": {"enabled": False}})
+    assert [d["metadata"]["name"] for d in manifests["Deployment"]] == ["soc-soc-agent-worker"]
+    assert "Service" not in manifests
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"worker": {"replicas": -1}},
+        {"config": {"policy": {"agent_autonomy": 9}}},
+        {"config": {"policy": {"mode": "yolo"}}},
+        {"secretEnv": [{"name": "bad name", "secretKeyRef": {"name": "s", "key": "k"}}]},
+    ],
+)
+def test_invalid_values_are_refused_by_the_schema(values: dict[str, Any]) -> None:
+    with pytest.raises(helm.HelmValuesError):
+        helm.Chart.load(CHART).render(values, name="soc")
