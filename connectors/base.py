@@ -51,6 +51,13 @@ class Capability:
     verify: str | None = None
     risk: RiskTier = RiskTier.MEDIUM
     target: EntityType | None = None
+    # HTTP connectors: retry this call on transient failures even if its method is not
+    # idempotent (True), never retry it (False), or decide by HTTP method (None).
+    idempotent: bool | None = None
+    # Query result cache lifetime in seconds; None = the connector's configured default, 0 = off.
+    cache_ttl: float | None = None
+    # May fetch a URL taken from alert content (never a private/loopback address unless allowed).
+    fetches_untrusted_urls: bool = False
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -63,6 +70,9 @@ class Capability:
             "verify": self.verify,
             "risk": self.risk.value,
             "target": self.target.value if self.target else None,
+            "idempotent": self.idempotent,
+            "cache_ttl": self.cache_ttl,
+            "fetches_untrusted_urls": self.fetches_untrusted_urls,
         }
 
 
@@ -85,6 +95,9 @@ def capability(
     risk: RiskTier | str = RiskTier.MEDIUM,
     target: EntityType | str | None = None,
     name: str | None = None,
+    idempotent: bool | None = None,
+    cache_ttl: float | None = None,
+    fetches_untrusted_urls: bool = False,
 ) -> Callable[[_Method[_In, _Out]], _Method[_In, _Out]]:
     """Declare an async method as a capability; models come from its annotations."""
 
@@ -110,6 +123,9 @@ def capability(
             verify=verify,
             risk=RiskTier(risk),
             target=EntityType(target) if target else None,
+            idempotent=idempotent,
+            cache_ttl=cache_ttl,
+            fetches_untrusted_urls=fetches_untrusted_urls,
         )
         return fn
 
@@ -172,6 +188,14 @@ class Connector:
 
     async def aclose(self) -> None:
         """Release long-lived clients; the runtime calls it once on shutdown."""
+
+    def status(self) -> dict[str, Any]:
+        """Live state for operators (e.g. an HTTP connector's circuit breaker); may be empty."""
+        return {}
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Credential values this connector has read, so the gateway can scrub them."""
+        return ()
 
 
 def _method_for(cls: type[Connector], cap_name: str) -> Callable[..., Awaitable[BaseModel]]:

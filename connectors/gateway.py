@@ -2,18 +2,25 @@
 
 It enforces least privilege (a capability runs only if the deployment granted
 all its scopes for that connector), bounds each call with a timeout, and
-audits every action call and every denial. Queries are recorded as evidence
-by the investigation instead.
+audits every action call and every denial, and with `audit_queries` every
+query call too (connector, capability, outcome, latency, error). Errors and
+audit details are scrubbed of the connectors' secrets and of anything
+shaped like a credential. Where an HTTP connector may connect is enforced by
+`HttpConnector` itself (see `http_guard`); the gateway audits its refusals
+as denials.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from soc_agent_connectors.base import Capability, CapabilityKind, Connector
+from soc_agent_connectors.http_guard import EgressDeniedError
+from soc_agent_connectors.redact import redact_data, redact_text
 
 from soc_agent.errors import ConnectorError, ScopeDeniedError
 from soc_agent.models import AuditEvent
@@ -35,8 +42,12 @@ class Gateway:
         actor: str = "soc-agent",
         timeout_seconds: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        audit_queries: bool = False,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._connectors = dict(connectors)
+        self._audit_queries = audit_queries
+        self._monotonic = monotonic
         self._grants = {name: frozenset(scopes) for name, scopes in grants.items()}
         self._audit = audit
         self._actor = actor
@@ -95,7 +106,7 @@ class Gateway:
                     reason=reason,
                     outcome="denied",
                     evidence_ref=ref,
-                    details={"missing_scopes": missing},
+                    details={"missing_scopes": missing, "kind": cap.kind.value},
                     at=self._clock(),
                 )
             )
@@ -103,6 +114,8 @@ class Gateway:
                 f"{connector}.{capability} needs scope(s) {', '.join(missing)} "
                 f"which are not granted to {who}"
             )
+        started = self._monotonic()
+        outcome = "ok"
         try:
             result = await asyncio.wait_for(
                 self._connectors[connector].invoke(capability, args), self._timeout
@@ -112,20 +125,33 @@ class Gateway:
             result = None
         except ConnectorError as exc:
             error, result = str(exc), None
+            if isinstance(exc, EgressDeniedError):
+                outcome = "denied"
         except Exception as exc:  # a connector bug must become evidence, not a crash
             error, result = f"{type(exc).__name__}: {exc}", None
         else:
             error = None
-        if cap.kind is CapabilityKind.ACTION:
+        if error is not None:
+            error = redact_text(error, self._secrets())
+            outcome = "denied" if outcome == "denied" else "error"
+        if cap.kind is CapabilityKind.ACTION or self._audit_queries:
+            details: dict[str, Any] = {
+                "kind": cap.kind.value,
+                "latency_ms": round((self._monotonic() - started) * 1000, 1),
+            }
+            if cap.kind is CapabilityKind.ACTION:
+                details["args"] = redact_data(args, self._secrets())
+            if error is not None:
+                details["error"] = error
             await self._audit.append(
                 AuditEvent(
                     actor=who,
                     action=f"connector.{capability}",
                     subject=f"{connector}",
                     reason=reason,
-                    outcome="error" if error else "ok",
+                    outcome=outcome,
                     evidence_ref=ref,
-                    details={"args": args, **({"error": error} if error else {})},
+                    details=details,
                     at=self._clock(),
                 )
             )
@@ -133,6 +159,13 @@ class Gateway:
             raise ConnectorError(f"{connector}.{capability}: {error}")
         assert result is not None
         return result
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Live state per connector (an HTTP connector's breaker, cache, base URL)."""
+        return {name: conn.status() for name, conn in self._connectors.items()}
+
+    def _secrets(self) -> list[str]:
+        return [value for conn in self._connectors.values() for value in conn.secret_values()]
 
     async def aclose(self) -> None:
         for conn in self._connectors.values():

@@ -146,6 +146,10 @@ def connectors_table(rows: list[dict[str, Any]]) -> str:
         out.append(
             f"{c['name']}{'' if c['configured'] else ' (not configured)'}: {c['description']}"
         )
+        if c.get("base_url"):
+            breaker = c.get("breaker") or {}
+            state = f"  breaker {breaker['state']}" if breaker.get("state") else ""
+            out.append(f"    base URL {c['base_url']}{state}")
         for cap in c["capabilities"]:
             mark = "granted" if cap["granted"] else "NOT granted"
             out.append(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,8 +37,11 @@ class Components:
     clock: Callable[[], datetime]
 
 
-def build_connectors(settings: Settings) -> dict[str, Connector]:
-    classes = load_connector_classes()
+def build_connectors(
+    settings: Settings, extra_classes: Mapping[str, type[Connector]] | None = None
+) -> dict[str, Connector]:
+    """Instantiate the configured connectors; `extra_classes` add to the installed ones."""
+    classes = {**load_connector_classes(), **(extra_classes or {})}
     out: dict[str, Connector] = {}
     for name, raw in settings.connector_defaults().items():
         cls = classes.get(name)
@@ -68,13 +71,16 @@ def load_all_playbooks(settings: Settings) -> list[Playbook]:
 
 @asynccontextmanager
 async def open_components(
-    settings: Settings, *, clock: Callable[[], datetime] | None = None
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    connector_classes: Mapping[str, type[Connector]] | None = None,
 ) -> AsyncIterator[Components]:
     """Create every long-lived component once and close them all in one place."""
     now = clock or (lambda: datetime.now(UTC))
     playbooks = load_all_playbooks(settings)
     mappings = load_mappings(settings.mappings)
-    connectors = build_connectors(settings)
+    connectors = build_connectors(settings, connector_classes)
     store = SQLiteStore(settings.store)
     key = settings.audit_key.get_secret_value().encode() if settings.audit_key else None
     audit = SQLiteAuditLog(settings.store, key=key)
@@ -85,6 +91,7 @@ async def open_components(
         actor=settings.agent_id,
         timeout_seconds=settings.runtime.connector_timeout_seconds,
         clock=now,
+        audit_queries=True,
     )
     executor = Executor(store, gateway, audit, actor=settings.agent_id, clock=now)
     proposals = ProposalService(store, executor, audit, clock=now)

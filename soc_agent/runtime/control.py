@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from soc_agent_connectors.base import load_connector_classes
+from soc_agent_connectors.base import Connector, load_connector_classes
 
 from soc_agent.audit import SQLiteAuditLog
 from soc_agent.config import Settings
@@ -41,15 +42,24 @@ async def set_kill_switch(settings: Settings, on: bool | None, *, actor: str) ->
         store.close()
 
 
-def describe_connectors(settings: Settings) -> list[dict[str, Any]]:
+def describe_connectors(
+    settings: Settings, live: Mapping[str, Connector] | None = None
+) -> list[dict[str, Any]]:
+    """Installed connectors, their capabilities and grants; with `live` (a running
+    runtime's connectors) also their state, e.g. an HTTP connector's circuit breaker."""
     out: list[dict[str, Any]] = []
-    for name, cls in sorted(load_connector_classes().items()):
+    classes = {**load_connector_classes(), **{n: type(c) for n, c in (live or {}).items()}}
+    for name, cls in sorted(classes.items()):
         granted = set(settings.grants.get(name, []))
+        status = live[name].status() if live and name in live else {}
+        base_url = status.get("base_url") or settings.connectors.get(name, {}).get("base_url")
         out.append(
             {
                 "name": name,
                 "description": cls.description,
                 "configured": name in settings.connectors,
+                "base_url": base_url,
+                "breaker": status.get("breaker"),
                 "capabilities": [
                     {
                         **cap.describe(),

@@ -1,0 +1,160 @@
+"""Credential references: where a secret lives, never the secret itself.
+
+`env:NAME` reads an environment variable at every use; `file:/path` reads a
+file and re-reads it when its modification time, size or inode changes (a
+rotated Kubernetes secret, a renewed token file), so credentials rotate
+without a restart. A literal value is accepted only where the configuration
+explicitly allows it. The value never appears in `repr`, `str`, errors or
+serialised configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
+
+from soc_agent.errors import ConnectorError
+
+__all__ = ["SecretRef", "SecretUnavailableError"]
+
+SecretKind = Literal["env", "file", "literal"]
+
+
+class SecretUnavailableError(ConnectorError):
+    """The referenced secret cannot be read (unset variable, missing file); names the reference."""
+
+
+class SecretRef:
+    """A reference to a credential: `env:NAME`, `file:/path`, or (if allowed) a literal."""
+
+    __slots__ = ("_key", "_kind", "_lock", "_source", "_stamp", "_value")
+
+    def __init__(self, spec: str) -> None:
+        spec = spec.strip()
+        if not spec:
+            raise ValueError("a credential reference must not be empty")
+        kind: SecretKind
+        if spec.startswith("env:"):
+            kind, source = "env", spec[4:]
+            if not source.replace("_", "").isalnum():
+                raise ValueError("env: needs an environment variable name, e.g. env:VT_API_KEY")
+        elif spec.startswith("file:"):
+            kind, source = "file", spec[5:]
+            if not source:
+                raise ValueError("file: needs a path, e.g. file:/run/secrets/vt_api_key")
+        else:
+            kind, source = "literal", spec
+        self._kind: SecretKind = kind
+        self._source = source
+        self._key = spec
+        self._value: str | None = source if kind == "literal" else None
+        self._stamp: tuple[int, int, int] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def kind(self) -> SecretKind:
+        return self._kind
+
+    @property
+    def reference(self) -> str:
+        """What can be shown: `env:NAME`, `file:/path`, or `literal` (never the value)."""
+        return "literal" if self._kind == "literal" else self._key
+
+    def get(self) -> str:
+        """The current value; a file is re-read when it changed on disk."""
+        if self._kind == "env":
+            return self._read_env()
+        if self._kind == "literal":
+            assert self._value is not None
+            return self._value
+        return self._read_file(force=False)
+
+    def refresh(self) -> tuple[str, bool]:
+        """Re-read unconditionally (after a 401): the value, and whether it changed."""
+        with self._lock:
+            before = self._value
+        value = self.get() if self._kind != "file" else self._read_file(force=True)
+        return value, value != before
+
+    def _read_env(self) -> str:
+        value = os.environ.get(self._source)
+        if not value:
+            raise SecretUnavailableError(
+                f"credentials {self._key}: environment variable {self._source} is not set"
+            )
+        with self._lock:
+            self._value = value
+        return value
+
+    def _read_file(self, *, force: bool) -> str:
+        path = Path(self._source)
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise SecretUnavailableError(
+                f"credentials {self._key}: cannot read the file ({exc.strerror or 'error'})"
+            ) from None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        with self._lock:
+            if not force and self._value is not None and stamp == self._stamp:
+                return self._value
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise SecretUnavailableError(
+                f"credentials {self._key}: cannot read the file ({reason or 'error'})"
+            ) from None
+        if not value:
+            raise SecretUnavailableError(f"credentials {self._key}: the file is empty")
+        with self._lock:
+            self._value, self._stamp = value, stamp
+        return value
+
+    def __repr__(self) -> str:
+        return f"SecretRef({self.reference!r})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretRef) and other._key == self._key
+
+    def __hash__(self) -> int:
+        return hash(("SecretRef", self._key))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        raise TypeError("a SecretRef is not picklable")
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: type[Any], handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        def validate(value: Any) -> SecretRef:
+            if isinstance(value, SecretRef):
+                return value
+            if not isinstance(value, str):
+                raise ValueError("expected a string such as env:NAME or file:/path")
+            return cls(value)
+
+        return core_schema.no_info_plain_validator_function(
+            validate,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda ref: ref.reference, when_used="always"
+            ),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "type": "string",
+            "description": "env:NAME or file:/path (a literal only if allowed)",
+            "examples": ["env:VT_API_KEY", "file:/run/secrets/vt_api_key"],
+        }
