@@ -1,0 +1,89 @@
+"""pytest fixtures for the Maven-built servers; import them into a conftest to use them.
+
+    from tests.infra.fixtures import elasticsearch_url, kafka_disk_broker
+
+and mark the test module, so that a machine without Java or Maven reports
+one skip line per module saying what to install::
+
+    pytestmark = needs("elasticsearch")
+
+With `CI=true` nothing skips: a missing prerequisite fails the tests, since
+CI must run them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal, NoReturn
+
+import pytest
+
+from tests.infra import elasticsearch as es_infra
+from tests.infra import kafka as kafka_infra
+from tests.infra._common import InfraUnavailable
+
+__all__ = [
+    "ELASTICSEARCH_URL_ENV",
+    "elasticsearch_url",
+    "in_ci",
+    "kafka_disk_broker",
+    "needs",
+    "require",
+]
+
+ELASTICSEARCH_URL_ENV = "SOC_AGENT_TEST_ELASTICSEARCH_URL"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def needs(server: Literal["elasticsearch", "kafka"]) -> list[pytest.MarkDecorator]:
+    """`pytestmark` for a module: a plain skip (pytest folds it to one line per module) when
+    `server` cannot be built here; nothing in CI, where the fixture then fails loudly."""
+    if in_ci() or (server == "elasticsearch" and os.environ.get(ELASTICSEARCH_URL_ENV)):
+        return []
+    try:
+        (es_infra if server == "elasticsearch" else kafka_infra).check()
+    except InfraUnavailable as exc:
+        return [pytest.mark.skip(reason=str(exc))]
+    return []
+
+
+def require(exc: InfraUnavailable) -> NoReturn:
+    """Skip on a developer's machine; fail in CI, where a skip would hide a missing install."""
+    if in_ci():
+        pytest.fail(f"CI=true, so this must run: {exc}", pytrace=False)
+    pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def elasticsearch_url() -> Iterator[str]:
+    """A single-node Elasticsearch for the session (or `$SOC_AGENT_TEST_ELASTICSEARCH_URL`)."""
+    external = os.environ.get(ELASTICSEARCH_URL_ENV)
+    if external:
+        yield external.rstrip("/")
+        return
+    try:
+        node = es_infra.start()
+    except InfraUnavailable as exc:
+        require(exc)
+    try:
+        yield node.url
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def kafka_disk_broker(tmp_path: Path) -> Iterator[kafka_infra.KafkaBroker]:
+    """A KRaft Apache Kafka broker whose log lives in `tmp_path`: restartable, nothing lost."""
+    try:
+        broker = kafka_infra.start(log_dir=tmp_path / "kafka-log")
+    except InfraUnavailable as exc:
+        require(exc)
+    try:
+        yield broker
+    finally:
+        broker.close()
