@@ -8,7 +8,7 @@ read-only; actions change state and say whether (and how) they can be undone.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib.metadata import entry_points
@@ -212,11 +212,23 @@ def _first_error(exc: ValidationError) -> str:
     return f"{loc}: {err['msg']}"
 
 
-def load_connector_classes() -> dict[str, type[Connector]]:
-    """Every connector class registered under the `soc_agent.connectors` entry point."""
+def load_connector_classes(names: Collection[str] | None = None) -> dict[str, type[Connector]]:
+    """Connector classes registered under the `soc_agent.connectors` entry point.
+
+    With `names`, only those are imported, so a broken connector that is not
+    configured cannot stop the agent; a configured one that fails to import is
+    a ConfigError naming it.
+    """
     classes: dict[str, type[Connector]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        cls = ep.load()
+        if names is not None and ep.name not in names:
+            continue
+        try:
+            cls = ep.load()
+        except Exception as exc:  # a third-party plugin's import error, reported by name
+            raise ConfigError(
+                f"connector {ep.name} ({ep.value}) cannot be loaded: {type(exc).__name__}: {exc}"
+            ) from None
         if not (isinstance(cls, type) and issubclass(cls, Connector)):
             raise ConfigError(f"entry point {ep.name} = {ep.value} is not a Connector class")
         classes[ep.name] = cls
