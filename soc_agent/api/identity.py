@@ -1,0 +1,30 @@
+"""Who is calling: the authenticated analyst (or service) behind a request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from soc_agent.api.config import Role
+
+__all__ = ["Principal"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller.
+
+    `name` is the identity recorded in the audit log and counted for four-eyes;
+    `source` is how it authenticated (`token` or `oidc`); `token_name` ties a
+    web session to the API token it was opened with, so revoking the token ends
+    the session; `expires_at` caps a session at the credential's own expiry.
+    """
+
+    name: str
+    role: Role
+    source: str
+    token_name: str | None = None
+    expires_at: datetime | None = None
+
+    def may(self, role: Role) -> bool:
+        return self.role.includes(role)

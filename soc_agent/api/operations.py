@@ -1,0 +1,148 @@
+"""State changes an analyst can make, with their authorisation: used by the API and the UI.
+
+Each checks the caller's role against configuration, then calls the core
+(ProposalService, Executor, runtime controls), which audits with the caller's
+identity. The core's own errors become 404/409 here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from soc_agent.actions.executor import ExecutionOutcome
+from soc_agent.api.auth import require_role
+from soc_agent.api.config import Role
+from soc_agent.api.context import ApiContext
+from soc_agent.api.errors import Conflict, Forbidden, NotFound, UpstreamFailed
+from soc_agent.api.identity import Principal
+from soc_agent.errors import SocAgentError
+from soc_agent.models import AuditEvent, AutonomyLevel, Proposal, RiskTier
+from soc_agent.pipeline.agent import AUTONOMY_FLAG, KILL_SWITCH_FLAG
+from soc_agent.pipeline.proposals import ProposalConflict, ProposalOutcome
+from soc_agent.runtime import control
+
+__all__ = [
+    "autonomy_state",
+    "decide",
+    "decide_role",
+    "kill_switch_state",
+    "rollback",
+    "set_autonomy",
+    "set_kill_switch",
+]
+
+
+def decide_role(ctx: ApiContext, risk: RiskTier) -> Role:
+    """The least role that may approve, reject or roll back an action of this risk."""
+    return ctx.config.approve_role(risk)
+
+
+async def load_proposal(ctx: ApiContext, proposal_id: str) -> Proposal:
+    proposal = await ctx.components.store.get_proposal(proposal_id)
+    if proposal is None:
+        raise NotFound(f"no proposal with id {proposal_id!r}")
+    return proposal
+
+
+async def decide(
+    ctx: ApiContext, principal: Principal, proposal_id: str, *, approve: bool, comment: str | None
+) -> ProposalOutcome:
+    """Approve or reject; four-eyes, expiry and concurrency are the ProposalService's."""
+    proposal = await load_proposal(ctx, proposal_id)
+    if principal.name == ctx.components.settings.agent_id:
+        # Nobody approves their own request: the agent raised every proposal.
+        raise Forbidden(f"{principal.name} is the agent's own identity; it cannot decide")
+    verb = "approving" if approve else "rejecting"
+    require_role(
+        principal,
+        decide_role(ctx, proposal.request.risk),
+        f"{verb} a {proposal.request.risk.value}-risk {proposal.request.action}",
+    )
+    service = ctx.components.proposals
+    try:
+        if approve:
+            outcome = await service.approve(proposal_id, principal.name, comment)
+        else:
+            outcome = await service.reject(proposal_id, principal.name, comment)
+    except ProposalConflict as exc:
+        raise Conflict(str(exc)) from None
+    if ctx.verdicts is not None:
+        await ctx.verdicts.publish(proposal_id, principal.name, approve=approve, comment=comment)
+    return outcome
+
+
+async def rollback(
+    ctx: ApiContext, principal: Principal, action_id: str, comment: str | None
+) -> ExecutionOutcome:
+    """Undo an executed reversible action with its declared inverse."""
+    record = await ctx.components.store.get_action(action_id)
+    if record is None:
+        raise NotFound(f"no action with id or key {action_id!r}")
+    require_role(
+        principal,
+        decide_role(ctx, record.request.risk),
+        f"rolling back a {record.request.risk.value}-risk {record.action}",
+    )
+    try:
+        outcome = await ctx.components.executor.rollback(
+            record.idempotency_key, actor=principal.name, reason=comment or "rolled back by analyst"
+        )
+    except SocAgentError as exc:  # not reversible
+        raise Conflict(str(exc)) from None
+    if outcome.status == "failed":
+        raise UpstreamFailed(f"rollback failed: {outcome.detail}")
+    if not outcome.performed:  # e.g. already rolled back: the status alone does not say
+        raise Conflict(outcome.detail)
+    return outcome
+
+
+async def kill_switch_state(ctx: ApiContext) -> dict[str, bool]:
+    runtime = bool(await ctx.components.store.get_flag(KILL_SWITCH_FLAG))
+    configured = ctx.components.settings.policy.kill_switch
+    return {"active": runtime or configured, "runtime": runtime, "configured": configured}
+
+
+async def set_kill_switch(ctx: ApiContext, principal: Principal, on: bool) -> dict[str, bool]:
+    """Engaging and releasing need different roles (`api.kill_switch_on_role`/`_off_role`)."""
+    role = ctx.config.kill_switch_on_role if on else ctx.config.kill_switch_off_role
+    require_role(principal, role, f"turning the kill switch {'on' if on else 'off'}")
+    await control.set_kill_switch(ctx.components.settings, on, actor=principal.name)
+    return await kill_switch_state(ctx)
+
+
+async def autonomy_state(ctx: ApiContext) -> dict[str, Any]:
+    configured = ctx.components.settings.policy.agent_autonomy
+    override = await ctx.components.store.get_flag(AUTONOMY_FLAG)
+    effective = (await ctx.components.agent.effective_policy()).agent_autonomy
+    return {
+        "configured": int(configured),
+        "override": override,
+        "effective": int(effective),
+        "effective_name": AutonomyLevel(effective).name.lower(),
+    }
+
+
+async def set_autonomy(
+    ctx: ApiContext, principal: Principal, level: AutonomyLevel | None, reason: str | None
+) -> dict[str, Any]:
+    """Lower (or, with None, restore) the agent's autonomy at runtime; admins only.
+
+    The runtime level can only make the agent more cautious than its configured
+    `policy.agent_autonomy`: the effective level is the lower of the two.
+    """
+    require_role(principal, Role.ADMIN, "changing the agent's autonomy")
+    before = await autonomy_state(ctx)
+    await ctx.components.store.set_flag(AUTONOMY_FLAG, int(level) if level is not None else None)
+    after = await autonomy_state(ctx)
+    await ctx.components.audit.append(
+        AuditEvent(
+            actor=principal.name,
+            action="control.autonomy",
+            subject="agent",
+            reason=reason or "",
+            outcome=f"effective {after['effective']}",
+            details={"requested": int(level) if level is not None else None, "before": before},
+            at=ctx.now(),
+        )
+    )
+    return after

@@ -1,0 +1,254 @@
+"""The web UI over real HTTP (no browser): login, cookies, CSRF, CSP, role-gated forms.
+
+The browser tests (tests/e2e/browser) drive the same pages in Chromium; these
+check the security properties a browser does not show: cookie flags, the CSP
+header, refused forged posts, audit of logins.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from soc_agent.api.tokens import revoke_token
+from tests.integration.api.conftest import BEACON, Api, open_api, running_server
+from tests.integration.conftest import Deployment
+
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def _csrf(html: str) -> str:
+    found = _CSRF.search(html)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
+async def _login(
+    api: Api, client: httpx.AsyncClient, who: str, *, username: str = ""
+) -> httpx.Response:
+    form = await client.get(api.url + "/login")
+    return await client.post(
+        api.url + "/login",
+        data={"token": api.tokens[who], "username": username, "csrf": _csrf(form.text)},
+    )
+
+
+@pytest.fixture
+async def browser_like(api: Api) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client:
+        yield client
+
+
+async def test_login_opens_a_strict_httponly_session_and_is_audited(
+    api: Api, browser_like: httpx.AsyncClient
+) -> None:
+    r = await _login(api, browser_like, "alice", username="alice")
+    assert r.status_code == 303
+    assert r.headers["location"] == "/proposals"
+    cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("soc_session="))
+    flags = {part.strip().lower() for part in cookie.split(";")}
+    assert {"httponly", "samesite=strict", "path=/"} <= flags
+    assert "secure" not in flags  # plain http on loopback, cookie_secure unset
+    page = await browser_like.get(api.url + "/proposals")
+    assert page.status_code == 200
+    assert 'id="whoami">alice<' in page.text
+    logins = await api.audit(action="api.login")
+    assert [(e["actor"], e["outcome"]) for e in logins] == [("alice", "ok")]
+    assert api.tokens["alice"] not in str(logins)
+
+
+async def test_bad_logins_are_refused_and_audited(
+    api: Api, browser_like: httpx.AsyncClient
+) -> None:
+    form = await browser_like.get(api.url + "/login")
+    csrf = _csrf(form.text)
+    wrong = await browser_like.post(
+        api.url + "/login", data={"token": "soc_guess", "username": "mallory", "csrf": csrf}
+    )
+    assert wrong.status_code == 401
+    assert "unknown or revoked token" in wrong.text
+    assert "soc_session" not in wrong.headers.get("set-cookie", "")
+    csrf = _csrf(wrong.text)
+    mismatch = await browser_like.post(
+        api.url + "/login", data={"token": api.tokens["vic"], "username": "ada", "csrf": csrf}
+    )
+    assert mismatch.status_code == 401
+    assert "does not belong" in mismatch.text
+    no_csrf = await browser_like.post(api.url + "/login", data={"token": api.tokens["vic"]})
+    assert no_csrf.status_code == 403
+    async with httpx.AsyncClient(timeout=10) as fresh:  # no login-CSRF cookie at all
+        forged = await fresh.post(
+            api.url + "/login", data={"token": api.tokens["vic"], "csrf": csrf}
+        )
+        assert forged.status_code == 403
+    logins = await api.audit(action="api.login")
+    assert [(e["actor"], e["outcome"]) for e in logins] == [
+        ("ada", "denied"),
+        ("mallory", "denied"),
+    ]
+
+
+async def test_session_cookie_is_secure_behind_an_https_proxy(api: Api) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        form = await client.get(api.url + "/login", headers={"X-Forwarded-Proto": "https"})
+        assert "secure" in form.headers["set-cookie"].lower()
+        # httpx keeps a Secure cookie away from plain http; a TLS proxy would pass it on.
+        client.cookies.set("soc_login_csrf", _csrf(form.text))
+        r = await client.post(
+            api.url + "/login",
+            headers={"X-Forwarded-Proto": "https"},
+            data={"token": api.tokens["vic"], "csrf": _csrf(form.text)},
+        )
+        assert r.status_code == 303
+        assert "secure" in r.headers["set-cookie"].lower()
+
+
+async def test_cookie_secure_setting_forces_the_flag(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from tests.conftest import Clock
+
+    deployment = Deployment(tmp_path_factory.mktemp("secure"), Clock())
+    settings, tokens = await open_api(deployment, api={"cookie_secure": True})
+    with running_server(settings, deployment.clock) as url:
+        async with httpx.AsyncClient(timeout=10) as client:
+            form = await client.get(url + "/login")
+            assert "secure" in form.headers["set-cookie"].lower()
+            csrf = _csrf(form.text)
+            client.cookies.set("soc_login_csrf", csrf)
+            r = await client.post(url + "/login", data={"token": tokens["vic"], "csrf": csrf})
+            assert "secure" in r.headers["set-cookie"].lower()
+
+
+async def test_every_page_has_a_strict_csp_no_script_and_the_kill_switch(
+    api: Api, browser_like: httpx.AsyncClient
+) -> None:
+    await _login(api, browser_like, "vic")
+    proposal = await api.proposal("isolate_host")
+    pages = [
+        "/proposals",
+        "/proposals?status=all",
+        f"/proposals/{proposal.id}",
+        "/incidents",
+        f"/incidents/{proposal.incident_id}",
+        "/actions",
+        "/audit",
+        f"/audit?subject={proposal.id}",
+        "/controls",
+    ]
+    for path in pages:
+        r = await browser_like.get(api.url + path)
+        assert r.status_code == 200, path
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "script-src" not in csp, csp
+        assert "frame-ancestors 'none'" in csp
+        assert "<script" not in r.text.lower() and " style=" not in r.text
+        assert 'id="kill-switch"' in r.text, path
+        assert "Kill switch off" in r.text
+        assert r.headers["x-frame-options"] == "DENY"
+        assert r.headers["cache-control"] == "no-store"
+    login = await browser_like.get(api.url + "/login")
+    assert "<script" not in login.text.lower()
+    css = await browser_like.get(api.url + "/static/style.css")
+    assert css.status_code == 200 and "text/css" in css.headers["content-type"]
+
+
+async def test_pages_need_a_session(api: Api) -> None:
+    async with httpx.AsyncClient(timeout=10, follow_redirects=False) as anonymous:
+        for path in ("/", "/proposals", "/audit", "/controls"):
+            r = await anonymous.get(api.url + path)
+            assert r.status_code == 303
+            assert r.headers["location"] in ("/login", "/proposals")
+        proposal = await api.proposal("quarantine_file")
+        post = await anonymous.post(api.url + f"/proposals/{proposal.id}/approve", data={})
+        assert post.status_code == 401
+        anonymous.cookies.set("soc_session", "made-up-session-id")
+        assert (await anonymous.get(api.url + "/proposals")).status_code == 303
+    assert api.deployment.journal() == []
+
+
+async def test_approving_in_the_ui_needs_the_session_csrf_token(
+    api: Api, browser_like: httpx.AsyncClient
+) -> None:
+    await _login(api, browser_like, "alice")
+    proposal = await api.proposal("quarantine_file")
+    page = await browser_like.get(api.url + f"/proposals/{proposal.id}")
+    assert 'id="approve"' in page.text
+    csrf = _csrf(page.text)
+    url = api.url + f"/proposals/{proposal.id}/approve"
+    assert (await browser_like.post(url, data={"comment": "x"})).status_code == 403
+    wrong = await browser_like.post(url, data={"comment": "x", "csrf": csrf[:-2] + "zz"})
+    assert wrong.status_code == 403
+    assert "CSRF" in wrong.text
+    assert api.deployment.journal() == []
+    ok = await browser_like.post(url, data={"comment": "beacon", "csrf": csrf})
+    assert ok.status_code == 303
+    after = await browser_like.get(api.url + ok.headers["location"])
+    assert "executed" in after.text and 'id="flash"' in after.text
+    assert api.deployment.journal_actions() == [("quarantine_file", BEACON)]
+    again = await browser_like.post(url, data={"csrf": csrf})
+    shown = await browser_like.get(api.url + again.headers["location"])
+    assert "Not done" in shown.text and "not pending" in shown.text
+    assert api.deployment.journal_actions() == [("quarantine_file", BEACON)]
+
+
+async def test_viewer_sees_no_decision_buttons_and_a_forged_post_is_refused(
+    api: Api, browser_like: httpx.AsyncClient
+) -> None:
+    await _login(api, browser_like, "vic")
+    proposal = await api.proposal("quarantine_file")
+    page = await browser_like.get(api.url + f"/proposals/{proposal.id}")
+    assert 'id="approve"' not in page.text and 'id="reject"' not in page.text
+    assert "needs the <strong>analyst</strong> role" in page.text
+    csrf = _csrf(page.text)  # the viewer's own valid token, from the logout form
+    for verb in ("approve", "reject"):
+        r = await browser_like.post(
+            api.url + f"/proposals/{proposal.id}/{verb}", data={"csrf": csrf}
+        )
+        assert r.status_code == 403
+        assert "needs the analyst role" in r.text
+    assert (await api.proposal("quarantine_file")).status.value == "pending"
+    assert api.deployment.journal() == []
+
+
+async def test_revoking_the_token_or_logging_out_ends_the_session(
+    api: Api, browser_like: httpx.AsyncClient
+) -> None:
+    await _login(api, browser_like, "sam")
+    page = await browser_like.get(api.url + "/proposals")
+    assert page.status_code == 200
+    await revoke_token(api.settings, "sam", actor="ops")
+    assert (await browser_like.get(api.url + "/proposals")).status_code == 303
+
+    async with httpx.AsyncClient(timeout=10, follow_redirects=False) as other:
+        await _login(api, other, "sue")
+        page = await other.get(api.url + "/proposals")
+        out = await other.post(api.url + "/logout", data={"csrf": _csrf(page.text)})
+        assert out.status_code == 303
+        assert (await other.get(api.url + "/proposals")).status_code == 303
+
+
+async def test_kill_switch_from_the_ui_shows_on_every_page(
+    api: Api, browser_like: httpx.AsyncClient
+) -> None:
+    await _login(api, browser_like, "alice")
+    controls = await browser_like.get(api.url + "/controls")
+    assert 'id="kill-on"' in controls.text
+    r = await browser_like.post(
+        api.url + "/kill-switch", data={"state": "on", "csrf": _csrf(controls.text)}
+    )
+    assert r.status_code == 303
+    for path in ("/proposals", "/incidents", "/audit"):
+        assert "KILL SWITCH ON" in (await browser_like.get(api.url + path)).text
+    controls = await browser_like.get(api.url + "/controls")
+    assert 'id="kill-off"' not in controls.text  # releasing needs a senior
+    refused = await browser_like.post(
+        api.url + "/kill-switch", data={"state": "off", "csrf": _csrf(controls.text)}
+    )
+    assert refused.status_code == 403
+    assert (await api.get("/api/v1/kill-switch")).json()["active"] is True
+    (event,) = await api.audit(action="control.kill_switch")
+    assert (event["actor"], event["outcome"]) == ("alice", "on")
