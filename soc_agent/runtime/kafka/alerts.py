@@ -1,0 +1,134 @@
+"""One input record of raw alerts through the core, and the records it produces.
+
+The same `Agent.handle` as the embedded runtime decides each alert; this
+module only turns bytes into alerts (dead-lettering the rest) and the
+outcomes into output records: the decision, the proposals it queued, and the
+ledger rows of the actions it executed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+from soc_agent.ingest import FieldMapping, parse_payload
+from soc_agent.models import Decision, Disposition
+from soc_agent.pipeline.agent import Agent, AlertOutcome
+from soc_agent.runtime.kafka.config import TopicsConfig
+from soc_agent.runtime.kafka.records import (
+    OutRecord,
+    Source,
+    action_record,
+    dead_letter_record,
+    decision_record,
+    decode_headers,
+    proposal_record,
+)
+from soc_agent.store import SQLiteStore
+
+__all__ = ["FORMAT_HEADER", "AlertProcessor", "MessageResult"]
+
+FORMAT_HEADER = "soc-format"
+
+
+class MessageResult:
+    """What one input record became; only counts are kept."""
+
+    __slots__ = ("alerts", "dead_letters", "outcomes")
+
+    def __init__(self) -> None:
+        self.alerts = 0
+        self.dead_letters = 0
+        self.outcomes: dict[str, int] = {}
+
+
+class AlertProcessor:
+    def __init__(
+        self,
+        agent: Agent,
+        store: SQLiteStore,
+        topics: TopicsConfig,
+        *,
+        mappings: list[FieldMapping],
+        clock: Callable[[], datetime],
+        max_concurrent_alerts: int,
+    ) -> None:
+        self._agent = agent
+        self._store = store
+        self._topics = topics
+        self._hints = topics.inputs()
+        self._mappings = mappings
+        self._clock = clock
+        self._running = asyncio.Semaphore(max_concurrent_alerts)
+
+    async def process(
+        self, value: bytes | None, source: Source
+    ) -> tuple[MessageResult, list[OutRecord]]:
+        """Decide every alert in the record; dead letters are stored, audited and returned."""
+        headers = decode_headers(source.headers)
+        hint = headers.get(FORMAT_HEADER) or self._hints.get(source.topic)
+        parsed = parse_payload(
+            value or b"",
+            source=str(source),
+            format_hint=hint,
+            mappings=self._mappings,
+            headers=headers,
+            received_at=self._clock(),
+        )
+        result = MessageResult()
+        out: list[OutRecord] = []
+        for letter in parsed.dead_letters:
+            await self._agent.dead_letter(letter)
+            out.append(dead_letter_record(self._topics.dlq, letter, source))
+            result.dead_letters += 1
+
+        async def one(alert_index: int) -> AlertOutcome:
+            async with self._running:
+                return await self._agent.handle(parsed.alerts[alert_index])
+
+        outcomes = await asyncio.gather(*(one(i) for i in range(len(parsed.alerts))))
+        for outcome in outcomes:
+            result.alerts += 1
+            result.outcomes[outcome.correlation] = result.outcomes.get(outcome.correlation, 0) + 1
+            out.extend(await self.records_for(outcome, source))
+        return result, out
+
+    async def records_for(self, outcome: AlertOutcome, source: Source) -> list[OutRecord]:
+        decision = outcome.decision
+        if decision is None:
+            # A suppressed duplicate: answered by its incident's standing decision, if any yet.
+            decision = await self._store.latest_decision(outcome.incident.id)
+            if decision is None:
+                return []
+        out = [
+            decision_record(
+                self._topics.decisions,
+                decision,
+                alert_id=outcome.alert.id,
+                correlation=outcome.correlation,
+                fresh=outcome.fresh,
+                source=source,
+            )
+        ]
+        out.extend(await self.action_records(decision))
+        return out
+
+    async def action_records(self, decision: Decision) -> list[OutRecord]:
+        """Proposals the decision queued and ledger rows of what it executed."""
+        out: list[OutRecord] = []
+        for req in decision.actions:
+            key = req.idempotency_key
+            ids: list[str] = []
+            if req.disposition is Disposition.PROPOSED:
+                ids.append(f"prop-{key[:16]}")
+            elif req.disposition is Disposition.EXECUTED:
+                ids += [f"prop-{key[:16]}", f"rev-{key[:16]}"]  # over budget / review sample
+                record = await self._store.get_action(key)
+                if record is not None and record.status != "claimed":
+                    out.append(action_record(self._topics.actions, record))
+            for pid in ids:
+                proposal = await self._store.get_proposal(pid)
+                if proposal is not None:
+                    out.append(proposal_record(self._topics.proposals, proposal))
+        return out

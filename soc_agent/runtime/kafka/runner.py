@@ -1,0 +1,77 @@
+"""Process lifecycle of `soc-agent worker`: clients created once, signals, clean close."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from contextlib import AsyncExitStack, suppress
+
+from soc_agent.config import Settings
+from soc_agent.errors import SocAgentError
+from soc_agent.runtime.kafka.producer import make_producer
+from soc_agent.runtime.kafka.wiring import open_worker_components
+from soc_agent.runtime.kafka.worker import KafkaWorker, WorkerReport, make_consumer
+
+__all__ = ["KafkaUnavailable", "run_worker"]
+
+log = logging.getLogger(__name__)
+
+
+class KafkaUnavailable(SocAgentError):
+    """The brokers could not be reached or refused the client."""
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[], None] | None = None,
+    webhook: tuple[str, int] | None = None,
+    handle_signals: bool = True,
+) -> WorkerReport:
+    """Run one worker until SIGTERM/SIGINT (or `stop`), then shut down gracefully."""
+    from aiokafka.errors import KafkaError
+
+    config = settings.kafka
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT) if handle_signals else ():
+        with suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with AsyncExitStack() as stack:
+        components = await stack.enter_async_context(open_worker_components(settings))
+        producer = make_producer(config)
+        consumer = make_consumer(config)
+        try:
+            await producer.start()
+            stack.push_async_callback(producer.stop)
+            await consumer.start()
+            stack.push_async_callback(consumer.stop)
+        except KafkaError as exc:
+            raise KafkaUnavailable(
+                f"cannot connect to Kafka at {config.bootstrap_servers}: {exc}"
+            ) from None
+        worker = KafkaWorker(components, config, consumer, producer)
+        worker.subscribe()
+        if webhook is not None:
+            from soc_agent.runtime.kafka.webhook import serve_webhook
+
+            server = asyncio.create_task(
+                serve_webhook(settings, producer, host=webhook[0], port=webhook[1], stop=stop)
+            )
+            stack.push_async_callback(_await, server)
+        if on_ready is not None:
+            on_ready()
+        log.info("worker consuming %s", sorted([*config.topics.inputs(), config.topics.approvals]))
+        try:
+            return await worker.run(stop)
+        finally:
+            stop.set()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _await(task: asyncio.Task[None]) -> None:
+    with suppress(asyncio.CancelledError):
+        await task

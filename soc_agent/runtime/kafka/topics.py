@@ -1,0 +1,83 @@
+"""`soc-agent topics create`: the topics of the contract, created if missing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from soc_agent.runtime.kafka.config import KafkaConfig
+
+__all__ = ["TopicPlan", "create_topics", "topic_plan"]
+
+
+@dataclass(frozen=True)
+class TopicPlan:
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: dict[str, str]
+
+
+def topic_plan(config: KafkaConfig) -> list[TopicPlan]:
+    """Every topic with its layout: the DLQ and audit keep records longer; audit keeps order."""
+    layout = config.layout
+    t = config.topics
+    normal = {"retention.ms": str(layout.retention_ms), "cleanup.policy": "delete"}
+    long = {"retention.ms": str(layout.long_retention_ms), "cleanup.policy": "delete"}
+    rf = layout.replication_factor
+    plans = [TopicPlan(name, layout.partitions, rf, normal) for name in t.inputs()]
+    plans += [
+        TopicPlan(t.approvals, layout.partitions, rf, normal),
+        TopicPlan(t.decisions, layout.partitions, rf, normal),
+        TopicPlan(t.proposals, layout.partitions, rf, normal),
+        TopicPlan(t.actions, layout.partitions, rf, normal),
+        TopicPlan(t.audit, layout.audit_partitions, rf, long),
+        TopicPlan(t.dlq, layout.partitions, rf, long),
+    ]
+    return plans
+
+
+async def create_topics(config: KafkaConfig) -> dict[str, str]:
+    """Create the missing topics; returns topic -> "created" | "exists"."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import KafkaError
+
+    from soc_agent.runtime.kafka.runner import KafkaUnavailable
+
+    admin = AIOKafkaAdminClient(**config.client_options())
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        raise KafkaUnavailable(
+            f"cannot connect to Kafka at {config.bootstrap_servers}: {exc}"
+        ) from None
+    try:
+        existing = set(await admin.list_topics())
+        plans = topic_plan(config)
+        missing = [p for p in plans if p.name not in existing]
+        result = {p.name: "exists" for p in plans if p.name in existing}
+        if missing:
+            response = await admin.create_topics(
+                [
+                    NewTopic(p.name, p.partitions, p.replication_factor, topic_configs=p.configs)
+                    for p in missing
+                ]
+            )
+            for name, code, message in _errors(response):
+                if code == 36:  # TOPIC_ALREADY_EXISTS: another worker created it first
+                    result[name] = "exists"
+                elif code != 0:
+                    raise KafkaUnavailable(f"cannot create topic {name}: {message or code}")
+                else:
+                    result[name] = "created"
+        return result
+    finally:
+        await admin.close()
+
+
+def _errors(response: object) -> list[tuple[str, int, str | None]]:
+    out: list[tuple[str, int, str | None]] = []
+    for entry in getattr(response, "topic_errors", []):
+        name, code = entry[0], int(entry[1])
+        message = entry[2] if len(entry) > 2 else None
+        out.append((name, code, message))
+    return out

@@ -1,0 +1,163 @@
+"""Webhook ingest: `POST /v1/alerts` publishes to the alert topic, for sources without Kafka.
+
+The body is anything `soc-agent run` reads (one JSON document, a JSON array,
+JSON lines), at most `kafka.webhook_max_bytes`. Each alert is published as its
+own record, keyed by its first pivot entity (so one host's alerts share a
+partition), with its detected format in the `soc-format` header; each record
+that cannot become an alert goes to the dead-letter topic with its reason.
+Authentication is a shared bearer token (`kafka.webhook_token`). The answer
+is 202 with the counts once the brokers acknowledged every record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from soc_agent.config import Settings
+from soc_agent.correlate import Correlator, InMemoryCorrelationState
+from soc_agent.errors import ConfigError
+from soc_agent.ingest import load_mappings, parse_payload
+from soc_agent.models import Alert
+from soc_agent.runtime.kafka.alerts import FORMAT_HEADER
+from soc_agent.runtime.kafka.producer import Publisher
+from soc_agent.runtime.kafka.records import OutRecord, dead_letter_record
+
+__all__ = ["build_webhook_app", "partition_key", "serve_webhook"]
+
+log = logging.getLogger(__name__)
+
+MAX_REASONS = 20
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def build_webhook_app(settings: Settings, publisher: Publisher) -> Starlette:
+    """The ASGI app; `publisher` is the process's one producer."""
+    config = settings.kafka
+    if config.webhook_token is None:
+        raise ConfigError("the webhook needs a shared bearer token", key="kafka.webhook_token")
+    token = config.webhook_token.get_secret_value().encode()
+    topics = config.topics
+    mappings = load_mappings(settings.mappings)
+    pivots = Correlator(InMemoryCorrelationState(), settings.correlation).pivots
+
+    async def read_limited(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > config.webhook_max_bytes:
+            raise _TooLarge
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > config.webhook_max_bytes:
+                raise _TooLarge
+        return bytes(body)
+
+    async def post_alerts(request: Request) -> Response:
+        auth = request.headers.get("authorization", "")
+        scheme, _, presented = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), token):
+            return JSONResponse(
+                {"error": "a valid bearer token is required"},
+                status_code=401,
+                headers={"www-authenticate": "Bearer"},
+            )
+        try:
+            body = await read_limited(request)
+        except _TooLarge:
+            return JSONResponse(
+                {"error": f"body larger than {config.webhook_max_bytes} bytes"}, status_code=413
+            )
+        hint = request.query_params.get("format") or None
+        client = request.client.host if request.client else "unknown"
+        parsed = parse_payload(
+            body,
+            source=f"webhook:{client}",
+            format_hint=hint,
+            mappings=mappings,
+            headers={"soc-received-via": "webhook"},
+        )
+        records: list[OutRecord] = [
+            _alert_record(topics.alerts, a, pivots(a), hint) for a in parsed.alerts
+        ]
+        records += [dead_letter_record(topics.dlq, d) for d in parsed.dead_letters]
+        try:
+            await publisher.send_all(records)
+        except Exception as exc:  # the broker did not take them: the sender must retry
+            log.warning("webhook publish failed: %s", exc)
+            return JSONResponse({"error": "could not publish; retry later"}, status_code=503)
+        return JSONResponse(
+            {
+                "accepted": len(parsed.alerts),
+                "dead_letters": len(parsed.dead_letters),
+                "dead_letter_reasons": [
+                    {"source": d.source, "reason": d.reason}
+                    for d in parsed.dead_letters[:MAX_REASONS]
+                ],
+                "topic": topics.alerts,
+            },
+            status_code=202,
+        )
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[
+            Route("/v1/alerts", post_alerts, methods=["POST"]),
+            Route("/healthz", health, methods=["GET"]),
+        ]
+    )
+
+
+# Which pivot keys a record: the most stable identity of what was attacked comes first.
+_KEY_ORDER = ("host", "user", "email", "cloud_resource", "ip", "domain", "url", "file_hash")
+
+
+def partition_key(alert: Alert, pivots: list[str]) -> bytes:
+    """The alert's primary entity (`host:ws-01`), so one entity's alerts share a partition."""
+    rank = {kind: i for i, kind in enumerate(_KEY_ORDER)}
+    if not pivots:
+        return alert.id.encode()
+    best = min(pivots, key=lambda k: (rank.get(k.partition(":")[0], len(rank)), k))
+    return best.encode()
+
+
+def _alert_record(topic: str, alert: Alert, pivots: list[str], hint: str | None) -> OutRecord:
+    key = partition_key(alert, pivots)
+    value = json.dumps(alert.original, ensure_ascii=False, separators=(",", ":")).encode()
+    headers = [(FORMAT_HEADER, (hint or alert.format).encode()), ("soc-received-via", b"webhook")]
+    return OutRecord(topic, key, value, headers)
+
+
+async def serve_webhook(
+    settings: Settings, producer: Any, *, host: str, port: int, stop: asyncio.Event
+) -> None:
+    """Serve the webhook until `stop` is set."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # the worker owns SIGTERM/SIGINT: it sets `stop`, which ends this server
+
+    app = build_webhook_app(settings, Publisher(producer))
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+    serving = asyncio.create_task(server.serve())
+    waiting = asyncio.create_task(stop.wait())
+    await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    waiting.cancel()
+    await serving

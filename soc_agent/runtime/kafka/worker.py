@@ -1,0 +1,294 @@
+"""`soc-agent worker`: the Kafka runtime around the same core as the embedded one.
+
+Delivery: at least once in, idempotent processing. A record's offset is
+committed only after the alert's decision is in the store and every record it
+produced (decision, proposals, actions, dead letters, its audit entries) is
+acknowledged by the brokers (acks=all); per partition the commit never passes
+an unfinished offset. A redelivered record is decided again by `Agent.handle`,
+which recognises the alert and returns the earlier decision.
+
+Backpressure: at most `max_in_flight` records are being processed; at that
+point every assigned partition is paused (nothing more is fetched, nothing is
+buffered) until the count falls to the low-water mark.
+
+Shutdown (SIGTERM): stop fetching, let in-flight work finish within
+`shutdown_timeout_seconds`, export the audit tail, commit, leave the group.
+Rebalance: work of revoked partitions gets `revoke_timeout_seconds` to finish
+and what finished is committed; the rest is cancelled and not committed, so
+the partition's new owner processes it again, idempotently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from soc_agent.runtime.components import Components
+from soc_agent.runtime.kafka.alerts import AlertProcessor
+from soc_agent.runtime.kafka.approvals import ApprovalProcessor
+from soc_agent.runtime.kafka.audit_export import AuditExporter
+from soc_agent.runtime.kafka.config import KafkaConfig
+from soc_agent.runtime.kafka.locks import FileLock
+from soc_agent.runtime.kafka.offsets import OffsetTracker
+from soc_agent.runtime.kafka.producer import Publisher
+from soc_agent.runtime.kafka.records import OutRecord, Source
+from soc_agent.runtime.kafka.wiring import lock_path
+
+__all__ = ["KafkaWorker", "WorkerReport"]
+
+log = logging.getLogger(__name__)
+
+_TP = tuple[str, int]
+
+
+@dataclass
+class WorkerReport:
+    """Counts only, so memory stays flat however long the worker runs."""
+
+    records: int = 0
+    alerts: int = 0
+    dead_letters: int = 0
+    approvals: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[str, int] = field(default_factory=dict)
+    commits: int = 0
+    pauses: int = 0
+    max_in_flight_seen: int = 0
+    dropped_on_revoke: int = 0
+
+
+class KafkaWorker:
+    def __init__(
+        self, components: Components, config: KafkaConfig, consumer: Any, producer: Any
+    ) -> None:
+        self._c = components
+        self._config = config
+        self._consumer = consumer
+        self._publisher = Publisher(producer)
+        self._topics = config.topics
+        self._tracker = OffsetTracker()
+        self._tasks: dict[tuple[str, int, int], asyncio.Task[None]] = {}
+        self._approval_lock = asyncio.Lock()
+        self._paused = False
+        self._failure: BaseException | None = None
+        self.report = WorkerReport()
+        store = components.settings.store
+        self._exporter = AuditExporter(
+            components.audit,
+            self._publisher,
+            self._topics.audit,
+            lock=FileLock(lock_path(store, "audit-export")),
+        )
+        self._maintenance_lock = FileLock(lock_path(store, "maintenance"))
+        self._alerts = AlertProcessor(
+            components.agent,
+            components.store,
+            self._topics,
+            mappings=components.mappings,
+            clock=components.clock,
+            max_concurrent_alerts=components.settings.runtime.max_concurrent_alerts,
+        )
+        self._approvals = ApprovalProcessor(
+            components.agent,
+            components.store,
+            components.proposals,
+            components.executor,
+            self._topics,
+            clock=components.clock,
+        )
+
+    # -- subscription ---------------------------------------------------------------------
+
+    def subscribe(self) -> None:
+        topics = [*self._topics.inputs(), self._topics.approvals]
+        self._consumer.subscribe(topics=topics, listener=_Rebalance(self))
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> WorkerReport:
+        """Consume until `stop` is set (or processing fails), then shut down gracefully."""
+        last_commit = time.monotonic()
+        last_maintenance = 0.0
+        try:
+            while not stop.is_set() and self._failure is None:
+                self._backpressure()
+                free = self._config.max_in_flight - len(self._tasks)
+                batch = await self._consumer.getmany(timeout_ms=200, max_records=max(free, 1))
+                for tp, records in batch.items():
+                    for record in records:
+                        self._start(tp, record)
+                now = time.monotonic()
+                if now - last_commit >= self._config.commit_interval_seconds:
+                    await self.commit()
+                    last_commit = now
+                if now - last_maintenance >= self._config.maintenance_interval_seconds:
+                    await self._maintenance()
+                    last_maintenance = now
+        finally:
+            await self._drain()
+        if self._failure is not None:
+            raise self._failure
+        return self.report
+
+    def _backpressure(self) -> None:
+        assigned = self._consumer.assignment()
+        in_flight = len(self._tasks)
+        self.report.max_in_flight_seen = max(self.report.max_in_flight_seen, in_flight)
+        if not self._paused and in_flight >= self._config.max_in_flight:
+            self._consumer.pause(*assigned)
+            self._paused = True
+            self.report.pauses += 1
+            log.info("saturated at %d in flight: partitions paused", in_flight)
+        elif self._paused and in_flight <= self._config.resume_at:
+            self._consumer.resume(*assigned)
+            self._paused = False
+            log.info("%d in flight: partitions resumed", in_flight)
+        elif self._paused:
+            # Partitions assigned by a rebalance while saturated start unpaused.
+            fresh = set(assigned) - set(self._consumer.paused())
+            if fresh:
+                self._consumer.pause(*fresh)
+
+    def _start(self, tp: Any, record: Any) -> None:
+        source = Source(tp.topic, tp.partition, record.offset, record.key, record.headers or ())
+        self._tracker.start(tp.topic, tp.partition, record.offset)
+        self.report.records += 1
+        if tp.topic == self._topics.approvals:
+            work: Callable[[], Awaitable[None]] = lambda: self._approval(record.value, source)  # noqa: E731
+        else:
+            work = lambda: self._alert(record.value, source)  # noqa: E731
+        key = (tp.topic, tp.partition, record.offset)
+        task = asyncio.create_task(self._guard(work, source), name=f"soc {source}")
+        self._tasks[key] = task
+        task.add_done_callback(lambda _: self._tasks.pop(key, None))
+
+    async def _guard(self, work: Callable[[], Awaitable[None]], source: Source) -> None:
+        try:
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The offset stays unfinished, so it is never committed: stop and let a
+            # restarted worker (or the partition's next owner) process it again.
+            log.exception("processing %s failed; the worker stops without committing it", source)
+            if self._failure is None:
+                self._failure = exc
+            return
+        self._tracker.finish(source.topic, source.partition, source.offset)
+
+    async def _alert(self, value: bytes | None, source: Source) -> None:
+        result, records = await self._alerts.process(value, source)
+        await self._publisher.send_all(records)
+        self.report.alerts += result.alerts
+        self.report.dead_letters += result.dead_letters
+        for name, n in result.outcomes.items():
+            self.report.outcomes[name] = self.report.outcomes.get(name, 0) + n
+
+    async def _approval(self, value: bytes | None, source: Source) -> None:
+        records: list[OutRecord]
+        async with self._approval_lock:  # verdicts are rare: one at a time keeps them simple
+            what, records = await self._approvals.process(value, source)
+        await self._publisher.send_all(records)
+        self.report.approvals[what] = self.report.approvals.get(what, 0) + 1
+        if what == "dead_letter":
+            self.report.dead_letters += 1
+
+    # -- commits --------------------------------------------------------------------------
+
+    async def commit(self, only: set[_TP] | None = None) -> None:
+        """Commit every partition's finished prefix, after the audit tail is on its topic."""
+        positions = self._tracker.committable()
+        if only is not None:
+            positions = {k: v for k, v in positions.items() if k in only}
+        if not positions:
+            return
+        await self._exporter.export()
+        offsets = {TopicPartition(t, p): pos for (t, p), pos in positions.items()}
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # A rebalance took the partitions; their new owner will reprocess idempotently.
+            log.warning("commit refused (%s); the records will be processed again", exc)
+            return
+        self._tracker.mark_committed(positions)
+        self.report.commits += 1
+
+    async def on_revoked(self, revoked: set[Any]) -> None:
+        gone = {(tp.topic, tp.partition) for tp in revoked}
+        tasks = [t for (topic, p, _), t in list(self._tasks.items()) if (topic, p) in gone]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self._config.revoke_timeout_seconds)
+            for task in pending:
+                task.cancel()
+            self.report.dropped_on_revoke += len(pending)
+            if pending:
+                await asyncio.wait(pending)
+        try:
+            await self.commit(only=gone)
+        except KafkaError as exc:
+            log.warning("commit on revoke failed: %s", exc)
+        for topic, partition in gone:
+            self._tracker.forget(topic, partition)
+        self._paused = False if not self._tasks else self._paused
+
+    # -- maintenance and shutdown ---------------------------------------------------------
+
+    async def _maintenance(self) -> None:
+        """Expire due proposals and lift due auto-reverts; one worker at a time does it."""
+        async with self._maintenance_lock.hold(wait=False) as mine:
+            if not mine:
+                return
+            expired = await self._c.proposals.expire_due()
+            reverted = await self._c.executor.revert_due()
+            if expired or reverted:
+                log.info("maintenance: %d expired, %d reverted", len(expired), len(reverted))
+
+    async def _drain(self) -> None:
+        """Stop fetching, finish in-flight work within the timeout, commit what finished."""
+        with contextlib.suppress(IllegalStateError):
+            self._consumer.pause(*self._consumer.assignment())
+        tasks = list(self._tasks.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self._config.shutdown_timeout_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("%d records unfinished at shutdown: not committed", len(pending))
+                await asyncio.wait(pending)
+        try:
+            await self.commit()
+        except KafkaError as exc:
+            log.warning("final commit failed: %s", exc)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: KafkaWorker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        await self._worker.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
+        log.info("assigned %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assigned))
+
+
+def make_consumer(config: KafkaConfig) -> Any:
+    return AIOKafkaConsumer(
+        **config.client_options(),
+        group_id=config.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=config.max_in_flight,
+        session_timeout_ms=config.session_timeout_ms,
+        heartbeat_interval_ms=config.heartbeat_interval_ms,
+        max_poll_interval_ms=config.max_poll_interval_ms,
+        rebalance_timeout_ms=config.session_timeout_ms,
+        isolation_level="read_committed",
+    )

@@ -1,0 +1,53 @@
+"""The analyst API publishes each verdict to the approvals topic (distributed runtime)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from tests.integration.api.conftest import open_api, running_server
+from tests.integration.conftest import Deployment
+from tests.integration.kafka.conftest import KafkaEnv
+
+
+async def test_api_verdicts_are_published_to_the_approvals_topic(
+    deployment: Deployment, kafka: KafkaEnv
+) -> None:
+    await kafka.create_topics(partitions=1)
+    settings, tokens = await open_api(deployment, api={"publish_approvals": True})
+    settings = settings.model_copy(update={"kafka": kafka.config()})
+    with running_server(settings, deployment.clock) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            listed = await client.get(
+                "/api/v1/proposals", headers={"Authorization": f"Bearer {tokens['sam']}"}
+            )
+            pending = listed.json()["items"]
+            assert len(pending) >= 2
+            first, second = pending[0]["id"], pending[1]["id"]
+            approved = await client.post(
+                f"/api/v1/proposals/{first}/approve",
+                json={"comment": "confirmed on the EDR console"},
+                headers={"Authorization": f"Bearer {tokens['sam']}"},
+            )
+            rejected = await client.post(
+                f"/api/v1/proposals/{second}/reject",
+                json={},
+                headers={"Authorization": f"Bearer {tokens['sam']}"},
+            )
+            assert approved.status_code == 200 and rejected.status_code == 200
+            refused = await client.post(
+                f"/api/v1/proposals/{second}/approve",
+                json={},
+                headers={"Authorization": f"Bearer {tokens['sam']}"},
+            )
+            assert refused.status_code == 409  # no verdict is published for a refusal
+    records = await kafka.read_all(kafka.topics.approvals)
+    verdicts = [json.loads(r.value) for r in records]
+    assert [(v["proposal_id"], v["verdict"]) for v in verdicts] == [
+        (first, "approve"),
+        (second, "reject"),
+    ]
+    assert verdicts[0]["analyst"] == "sam"
+    assert verdicts[0]["comment"] == "confirmed on the EDR console"
+    assert [r.key.decode() for r in records] == [first, second]

@@ -1,0 +1,207 @@
+"""The worker in this process against the real broker: contract, approvals, backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from soc_agent.audit import SQLiteAuditLog
+from soc_agent.config import Settings, load_settings
+from soc_agent.models import Decision, Proposal, ProposalStatus
+from soc_agent.runtime.kafka.config import KafkaConfig
+from soc_agent.runtime.kafka.runner import run_worker
+from soc_agent.runtime.kafka.worker import WorkerReport
+from soc_agent.store import SQLiteStore
+from tests.integration.kafka.alertgen import make_stream
+from tests.integration.kafka.conftest import KafkaEnv
+
+SAMPLES = Path(__file__).resolve().parents[3] / "samples" / "alerts"
+
+
+def _settings(tmp: Path, kafka: KafkaConfig, **extra: Any) -> Settings:
+    return load_settings(store=tmp / "soc-agent.db", kafka=kafka, **extra)
+
+
+@asynccontextmanager
+async def worker(settings: Settings) -> AsyncIterator[list[WorkerReport]]:
+    """A worker running in this event loop; stopped (gracefully) on exit."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(settings, stop=stop, handle_signals=False))
+    reports: list[WorkerReport] = []
+    try:
+        yield reports
+    finally:
+        stop.set()
+        reports.append(await asyncio.wait_for(task, 60))
+
+
+def _headers(record: Any) -> dict[str, str]:
+    return {k: v.decode() for k, v in record.headers}
+
+
+def _journal(tmp: Path) -> list[dict[str, Any]]:
+    path = tmp / "soc-agent.containment.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_every_alert_decided_every_bad_record_dead_lettered_with_its_bytes(
+    kafka: KafkaEnv, tmp_path: Path
+) -> None:
+    await kafka.create_topics()
+    stream = make_stream(120, malformed_share=0.1)
+    sent = await kafka.produce(kafka.topics.alerts, stream.records, headers=[("trace", b"abc")])
+    settings = _settings(tmp_path, kafka.config())
+    async with worker(settings) as reports:
+        await kafka.wait_committed(kafka.topics.alerts, sent, within=90)
+    report = reports[0]
+    assert report.alerts == len(stream.records) - len(stream.malformed)
+    assert report.dead_letters == len(stream.malformed)
+
+    decisions = await kafka.read_all(kafka.topics.decisions)
+    covered: set[str] = set()
+    answered: set[str] = set()
+    for record in decisions:
+        decision = Decision.model_validate_json(record.value)
+        h = _headers(record)
+        assert record.key == decision.incident_id.encode()
+        answered.add(h["soc-alert-id"])
+        if h["soc-correlation"] != "duplicate":
+            assert h["soc-alert-id"] in decision.alert_ids
+        covered.update(decision.alert_ids)
+    store = SQLiteStore(settings.store)
+    try:
+        duplicates = {a for a in stream.alert_ids if a not in covered}
+        for alert_id in duplicates:  # suppressed duplicates: counted on a decided incident
+            alert = await store.get_alert(alert_id)
+            assert alert is not None
+        assert stream.alert_ids <= answered | duplicates
+        assert len(duplicates) < len(stream.alert_ids) // 5
+    finally:
+        store.close()
+
+    dlq = await kafka.read_all(kafka.topics.dlq)
+    assert sorted(r.value for r in dlq) == sorted(stream.malformed)
+    for record in dlq:
+        h = _headers(record)
+        assert h["trace"] == "abc"  # the original headers travel along
+        assert h["soc-dlq-topic"] == kafka.topics.alerts
+        assert int(h["soc-dlq-offset"]) >= 0 and h["soc-dlq-reason"]
+        assert record.key == b"junk"
+
+
+async def test_audit_topic_is_the_chain_in_order(kafka: KafkaEnv, tmp_path: Path) -> None:
+    await kafka.create_topics()
+    stream = make_stream(30, malformed_share=0.1)
+    sent = await kafka.produce(kafka.topics.alerts, stream.records)
+    settings = _settings(tmp_path, kafka.config())
+    async with worker(settings):
+        await kafka.wait_committed(kafka.topics.alerts, sent, within=60)
+    audit = SQLiteAuditLog(settings.store)
+    try:
+        head_seq, head_hash = await audit.head()
+    finally:
+        audit.close()
+    events = [json.loads(r.value) for r in await kafka.read_all(kafka.topics.audit)]
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(seqs) and set(seqs) == set(range(1, head_seq + 1))
+    by_seq = {e["seq"]: e for e in events}
+    for seq in range(2, head_seq + 1):
+        assert by_seq[seq]["prev_hash"] == by_seq[seq - 1]["hash"]
+    assert by_seq[head_seq]["hash"] == head_hash
+
+
+async def _pending_proposal(kafka: KafkaEnv, tmp_path: Path) -> tuple[Settings, Proposal]:
+    """A worker decides the Falcon sample under collaborator autonomy: everything is proposed."""
+    await kafka.create_topics()
+    policy = {"agent_autonomy": 2, "four_eyes_actions": [], "four_eyes_min_risk": None}
+    settings = _settings(tmp_path, kafka.config(), policy=policy)
+    sample = (SAMPLES / "crowdstrike_malware.json").read_bytes()
+    sent = await kafka.produce(kafka.topics.alerts, [(b"host:ws-fin-042", sample)])
+    async with worker(settings):
+        await kafka.wait_committed(kafka.topics.alerts, sent, within=60)
+    proposals = [
+        Proposal.model_validate_json(r.value) for r in await kafka.read_all(kafka.topics.proposals)
+    ]
+    assert proposals and all(p.status is ProposalStatus.PENDING for p in proposals)
+    return settings, proposals[0]
+
+
+async def test_an_approval_delivered_twice_executes_once_bad_verdicts_are_dead_lettered(
+    kafka: KafkaEnv, tmp_path: Path
+) -> None:
+    settings, proposal = await _pending_proposal(kafka, tmp_path)
+    assert _journal(tmp_path) == []
+    verdict = json.dumps(
+        {"proposal_id": proposal.id, "analyst": "alice", "verdict": "approve", "comment": "ok"}
+    ).encode()
+    key = proposal.id.encode()
+    unknown = {"proposal_id": "prop-nope", "analyst": "a", "verdict": "approve"}
+    undecided = {"proposal_id": proposal.id, "analyst": "bob", "verdict": "maybe"}
+    bad = [b"approve it please", json.dumps(unknown).encode(), json.dumps(undecided).encode()]
+    records = [(key, verdict), (key, verdict)] + [(key, b) for b in bad]
+    sent = await kafka.produce(kafka.topics.approvals, records)
+    async with worker(settings) as reports:
+        await kafka.wait_committed(kafka.topics.approvals, sent, within=60)
+    assert reports[0].approvals == {"executed": 1, "duplicate": 1, "dead_letter": 3}
+    journal = _journal(tmp_path)
+    assert [e["idempotency_key"] for e in journal] == [proposal.request.idempotency_key]
+
+    states = [
+        Proposal.model_validate_json(r.value)
+        for r in await kafka.read_all(kafka.topics.proposals)
+        if r.key == key
+    ]
+    assert max(states, key=lambda p: p.version).status is ProposalStatus.EXECUTED
+    actions = [json.loads(r.value) for r in await kafka.read_all(kafka.topics.actions)]
+    assert {a["idempotency_key"] for a in actions} == {proposal.request.idempotency_key}
+    assert all(a["status"] == "executed" for a in actions)
+
+    dlq = await kafka.read_all(kafka.topics.dlq)
+    reasons = {r.value: _headers(r)["soc-dlq-reason"] for r in dlq}
+    assert set(reasons) == set(bad)
+    assert "invalid approval" in reasons[bad[0]]
+    assert "prop-nope" in reasons[bad[1]]
+    assert "verdict" in reasons[bad[2]]
+
+
+async def test_saturated_worker_pauses_instead_of_buffering(
+    kafka: KafkaEnv, tmp_path: Path
+) -> None:
+    await kafka.create_topics()
+    stream = make_stream(150, malformed_share=0.0, redeliver_every=1000)
+    sent = await kafka.produce(kafka.topics.alerts, stream.records)
+    settings = _settings(tmp_path, kafka.config(max_in_flight=4, low_water=1))
+    async with worker(settings) as reports:
+        await kafka.wait_committed(kafka.topics.alerts, sent, within=90)
+    report = reports[0]
+    assert report.pauses >= 1
+    assert report.max_in_flight_seen <= 4
+    assert report.alerts == len(stream.records)
+
+
+async def test_stopping_finishes_in_flight_work_and_commits_it(
+    kafka: KafkaEnv, tmp_path: Path
+) -> None:
+    await kafka.create_topics()
+    stream = make_stream(200, malformed_share=0.0, redeliver_every=1000)
+    sent = await kafka.produce(kafka.topics.alerts, stream.records)
+    settings = _settings(tmp_path, kafka.config(max_in_flight=16))
+    async with worker(settings) as reports:
+        await kafka.wait_progress(kafka.topics.alerts, 6, 40, within=60)
+    first = reports[0]
+    committed = await kafka.committed(kafka.topics.alerts, 6)
+    # Everything taken in was finished and committed, nothing more.
+    assert sum(committed.values()) == first.records
+    assert first.records < len(stream.records)
+    async with worker(settings) as reports:
+        await kafka.wait_committed(kafka.topics.alerts, sent, within=90)
+    assert reports[0].records == len(stream.records) - first.records
+    keys = Counter(e["idempotency_key"] for e in _journal(tmp_path))
+    assert keys and max(keys.values()) == 1
