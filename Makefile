@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint clean
+.PHONY: run test lint clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# Browser tests drive Debian's chromium (never a downloaded browser). Install it when it
+# is missing and we may (root with apt-get); otherwise those tests skip, or fail under CI=true.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && { DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null \
+	    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+	  || echo "note: chromium is not installed (apt-get install chromium); browser tests will skip"; }
+
+test: browser lint
 	$(BIN)/pytest
 
 clean:

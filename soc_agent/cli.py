@@ -38,6 +38,10 @@ app.add_typer(proposals_app, name="proposals")
 app.add_typer(audit_app, name="audit")
 app.add_typer(actions_app, name="actions")
 app.add_typer(connectors_app, name="connectors")
+tokens_app = typer.Typer(help="API tokens for the analyst API and web UI.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+topics_app = typer.Typer(help="Kafka topics of the worker's contract.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
 
 StoreOpt = Annotated[
     Path | None,
@@ -524,6 +528,112 @@ def connectors_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
         typer.echo(json.dumps(rows, indent=2))
     else:
         typer.echo(render.connectors_table(rows))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 8080,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """The analyst API (/api/v1, OpenAPI at /openapi.json) and web UI over the store."""
+    from soc_agent.api.app import serve as serve_api
+
+    settings = _settings(config, store)
+    typer.echo(f"soc-agent API and UI on http://{host}:{port}/ (store {settings.store})", err=True)
+    serve_api(settings, host, port)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: Annotated[str, typer.Option("--name", help="who the token is for (audit identity)")],
+    role: Annotated[str, typer.Option("--role", help="viewer | analyst | senior | admin")],
+    analyst: AnalystOpt,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create an API token and print it once; only its hash is stored."""
+    from soc_agent.api.config import Role
+    from soc_agent.api.tokens import create_token
+
+    try:
+        chosen = Role(role.lower())
+    except ValueError:
+        raise _fail(f"unknown role {role!r} (viewer, analyst, senior or admin)", 2) from None
+    settings = _settings(config, store)
+    secret = _run(lambda: create_token(settings, name, chosen, actor=analyst))
+    typer.echo(secret)
+    typer.echo(f"token for {name} ({chosen.value}) created; it is shown only this once", err=True)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    name: Annotated[str, typer.Argument(help="the token's name")],
+    analyst: AnalystOpt,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke a token; its web sessions end at once."""
+    from soc_agent.api.tokens import revoke_token
+
+    settings = _settings(config, store)
+    _run(lambda: revoke_token(settings, name, actor=analyst))
+    typer.echo(f"token {name} revoked")
+
+
+@tokens_app.command("list")
+def tokens_list(as_json: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """Token names, roles and state (never the secrets)."""
+    from soc_agent.api.tokens import list_tokens
+
+    settings = _settings(config, store)
+    for t in list_tokens(settings):
+        row = {
+            "name": t.name,
+            "role": t.role.value,
+            "active": t.active,
+            "created_at": t.created_at.isoformat(),
+            "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
+        }
+        if as_json:
+            typer.echo(json.dumps(row))
+        else:
+            state = "active" if t.active else "revoked"
+            typer.echo(f"{t.name:<24} {t.role.value:<8} {state:<8} created {row['created_at']}")
+
+
+@app.command()
+def worker(
+    webhook: Annotated[
+        str | None,
+        typer.Option("--webhook", help="also serve POST /v1/alerts on HOST:PORT"),
+    ] = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Kafka runtime: consume alerts and approvals, publish decisions, proposals, actions, audit."""
+    from soc_agent.runtime.kafka.commands import parse_listen, worker_summary
+    from soc_agent.runtime.kafka.runner import run_worker
+
+    settings = _settings(config, store)
+    try:
+        listen = parse_listen(webhook) if webhook else None
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+    report = _run(lambda: run_worker(settings, webhook=listen))
+    typer.echo(worker_summary(report), err=True)
+
+
+@topics_app.command("create")
+def topics_create(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Create the missing topics (names, partitions, retention from the kafka settings)."""
+    from soc_agent.runtime.kafka.topics import create_topics
+
+    settings = _settings(config, None)
+    result = _run(lambda: create_topics(settings.kafka))
+    for name, state in result.items():
+        typer.echo(json.dumps({"topic": name, "state": state}) if as_json else f"{name}: {state}")
 
 
 def main() -> None:

@@ -15,9 +15,11 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from soc_agent.api.config import ApiConfig
 from soc_agent.correlate import CorrelationConfig
 from soc_agent.errors import ConfigError
 from soc_agent.policy import PolicyConfig
+from soc_agent.runtime.kafka.config import KafkaConfig
 
 __all__ = ["DEFAULT_GRANTS", "Settings", "load_settings"]
 
@@ -74,6 +76,8 @@ class Settings(BaseSettings):
         default=None, description="HMAC key for the audit chain (recommended in production)"
     )
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     log_level: str = Field(default="WARNING", pattern="(?i)^(debug|info|warning|error)$")
 
     @classmethod

@@ -11,10 +11,11 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from soc_agent_connectors.gateway import AuditSink, Gateway
 
@@ -47,12 +48,29 @@ from soc_agent.playbooks import (
 from soc_agent.policy import PolicyConfig, PolicyRule, budget_for
 from soc_agent.store.base import Store
 
-__all__ = ["Agent", "AlertOutcome"]
+__all__ = ["Agent", "AlertOutcome", "IncidentLocks", "StripedLocks"]
 
 log = logging.getLogger(__name__)
 
 KILL_SWITCH_FLAG = "kill_switch"
 AUTONOMY_FLAG = "agent_autonomy"
+
+
+class IncidentLocks(Protocol):
+    """Serialises decisions per incident; a runtime with several processes passes its own."""
+
+    def __getitem__(self, incident_id: str) -> AbstractAsyncContextManager[object]: ...
+
+
+class StripedLocks:
+    """In-process per-incident locks: a fixed set of locks, so memory stays bounded."""
+
+    def __init__(self, stripes: int = 256) -> None:
+        self._locks = [asyncio.Lock() for _ in range(stripes)]
+
+    def __getitem__(self, incident_id: str) -> asyncio.Lock:
+        digest = hashlib.sha256(incident_id.encode()).digest()
+        return self._locks[int.from_bytes(digest[:4], "big") % len(self._locks)]
 
 
 @dataclass(frozen=True)
@@ -80,6 +98,7 @@ class Agent:
         policy: PolicyConfig,
         clock: Callable[[], datetime],
         notify_channel: str = "soc",
+        incident_locks: IncidentLocks | None = None,
     ) -> None:
         self.agent_id = agent_id
         self._store = store
@@ -94,7 +113,7 @@ class Agent:
         self._channel = notify_channel
         self._decider = Decider(gateway, store, clock=clock)
         self._correlate_lock = asyncio.Lock()
-        self._incident_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._incident_locks: IncidentLocks = incident_locks or StripedLocks()
 
     async def effective_policy(self) -> PolicyConfig:
         """The configured policy with the runtime flags (kill switch, autonomy) applied."""
@@ -148,23 +167,32 @@ class Agent:
             if result.outcome == "grouped" and not result.new_information:
                 previous = await self._store.latest_decision(incident.id)
                 if previous is not None and not _unfinished(previous):
-                    decision = await self._reaffirm(previous, incident, alert)
-                    return AlertOutcome(alert, "grouped", incident, decision, fresh=True)
+                    decision, fresh = await self._reaffirm(previous, incident, alert)
+                    return AlertOutcome(alert, "grouped", incident, decision, fresh=fresh)
             if result.outcome == "redelivered":
                 previous = await self._store.latest_decision(incident.id)
-                if previous is not None:
+                # A decision that covers this alert answers it, and so does the incident's
+                # decision for an alert that was a suppressed duplicate the first time.
+                # Otherwise its first delivery was never decided (still queued, or it
+                # crashed): decide now.
+                answered = alert.id in (previous.alert_ids if previous else ())
+                suppressed = alert.id not in incident.alert_ids
+                if previous is not None and (answered or suppressed):
                     if _unfinished(previous):  # crashed between deciding and acting
                         previous = await self._act(previous, incident, alert)
                     return AlertOutcome(alert, result.outcome, incident, previous, fresh=False)
-            decision = await self._decide(alert, result)
-        return AlertOutcome(alert, result.outcome, incident, decision, fresh=True)
+            decision, fresh = await self._decide(alert, result)
+        return AlertOutcome(alert, result.outcome, incident, decision, fresh=fresh)
 
-    async def _decide(self, alert: Alert, result: CorrelationResult) -> Decision:
+    async def _decide(self, alert: Alert, result: CorrelationResult) -> tuple[Decision, bool]:
+        """The incident's decision for its current alerts, and whether it is new."""
         incident = await self._store.get_incident(result.incident.id) or result.incident
         decision_id = _decision_id(incident)
         existing = await self._store.get_decision(decision_id)
         if existing is not None:  # the same alerts were decided before
-            return await self._act(existing, incident, alert) if _unfinished(existing) else existing
+            if _unfinished(existing):
+                return await self._act(existing, incident, alert), False
+            return existing, False
         policy = await self.effective_policy()
         playbook, alert = await self._select(alert, incident)
         now = self._clock()
@@ -183,7 +211,7 @@ class Agent:
             )
             await self._store.save_decision(decision)
             await self._audit_decision(decision)
-            return decision
+            return decision, True
         investigation = await investigate(
             playbook,
             alert,
@@ -222,14 +250,21 @@ class Agent:
         )
         await self._store.save_decision(decision)
         await self._audit_decision(decision)
-        return await self._act(decision, incident, alert)
+        return await self._act(decision, incident, alert), True
 
-    async def _reaffirm(self, previous: Decision, incident: Incident, alert: Alert) -> Decision:
+    async def _reaffirm(
+        self, previous: Decision, incident: Incident, alert: Alert
+    ) -> tuple[Decision, bool]:
         """An alert that adds nothing new to an incident: the standing decision now covers it.
 
         No new investigation is run; the decision is re-issued with the incident's
-        alert ids so every alert is accounted for by a decision.
+        alert ids so every alert is accounted for by a decision. If a decision with
+        that id was already made (another alert's turn decided the same alert set), it
+        stands: one id, one content.
         """
+        existing = await self._store.get_decision(_decision_id(incident))
+        if existing is not None:
+            return existing, False
         decision = previous.model_copy(
             update={
                 "id": _decision_id(incident),
@@ -241,7 +276,7 @@ class Agent:
         )
         await self._store.save_decision(decision)
         await self._audit_decision(decision)
-        return decision
+        return decision, True
 
     async def _select(self, alert: Alert, incident: Incident) -> tuple[Playbook | None, Alert]:
         """The playbook for this alert, unless the incident already called for a stronger one.

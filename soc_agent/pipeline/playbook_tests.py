@@ -87,7 +87,7 @@ async def run_playbook_tests(path: Path | None, settings: Settings) -> list[Case
 
 def _action_capabilities(settings: Settings) -> dict[str, tuple[str, Capability]]:
     found: dict[str, tuple[str, Capability]] = {}
-    for name, cls in load_connector_classes().items():
+    for name, cls in load_connector_classes(settings.connectors).items():
         if name not in settings.connectors:
             continue
         for cap in cls.capabilities().values():

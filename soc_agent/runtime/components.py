@@ -16,7 +16,7 @@ from soc_agent.config import Settings
 from soc_agent.correlate import Correlator
 from soc_agent.errors import ConfigError
 from soc_agent.ingest import FieldMapping, load_mappings
-from soc_agent.pipeline.agent import Agent
+from soc_agent.pipeline.agent import Agent, IncidentLocks
 from soc_agent.pipeline.proposals import ProposalService
 from soc_agent.playbooks import Playbook, load_playbooks, shipped_playbooks_dir
 from soc_agent.store import SQLiteStore
@@ -41,7 +41,7 @@ def build_connectors(
     settings: Settings, extra_classes: Mapping[str, type[Connector]] | None = None
 ) -> dict[str, Connector]:
     """Instantiate the configured connectors; `extra_classes` add to the installed ones."""
-    classes = {**load_connector_classes(), **(extra_classes or {})}
+    classes = {**load_connector_classes(settings.connectors), **(extra_classes or {})}
     out: dict[str, Connector] = {}
     for name, raw in settings.connector_defaults().items():
         cls = classes.get(name)
@@ -75,8 +75,14 @@ async def open_components(
     *,
     clock: Callable[[], datetime] | None = None,
     connector_classes: Mapping[str, type[Connector]] | None = None,
+    correlator_factory: Callable[[SQLiteStore], Correlator] | None = None,
+    incident_locks: IncidentLocks | None = None,
 ) -> AsyncIterator[Components]:
-    """Create every long-lived component once and close them all in one place."""
+    """Create every long-lived component once and close them all in one place.
+
+    A runtime with several processes passes its own correlator (over the same
+    store) and per-incident locks that span processes.
+    """
     now = clock or (lambda: datetime.now(UTC))
     playbooks = load_all_playbooks(settings)
     mappings = load_mappings(settings.mappings)
@@ -100,13 +106,18 @@ async def open_components(
         store=store,
         audit=audit,
         gateway=gateway,
-        correlator=Correlator(store, settings.correlation),
+        correlator=(
+            correlator_factory(store)
+            if correlator_factory
+            else Correlator(store, settings.correlation)
+        ),
         executor=executor,
         proposals=proposals,
         playbooks=playbooks,
         policy=settings.policy,
         clock=now,
         notify_channel=settings.runtime.notify_channel,
+        incident_locks=incident_locks,
     )
     try:
         yield Components(settings, store, audit, gateway, executor, proposals, agent, mappings, now)
