@@ -1,0 +1,815 @@
+"""Elasticsearch store for the distributed runtime: workers on several machines share it.
+
+Same semantics as `SQLiteStore`, built from what Elasticsearch makes atomic:
+single-document writes with `op_type=create` (insert-if-absent) and
+`if_seq_no`/`if_primary_term` (compare-and-set on one document).
+
+- Every kind has its own index with a strict mapping: ids, statuses and the
+  fields lists sort or filter on are typed (`keyword`, `date_nanos` so
+  microseconds survive, `double`, `long`); the model itself sits in `doc`, an
+  object with `enabled: false`. That keeps the document readable JSON in
+  `_source` (one encoding, not JSON in a string), while Lucene never indexes
+  it: vendor `original` payloads with arbitrary keys can neither explode nor
+  break the strict mapping, and nothing in them is searchable by accident.
+- Reads by id are GETs, which are real-time. Writes that a later search must
+  see use `refresh="wait_for"`.
+- `claim_action` takes the idempotency key with `op_type=create`. The
+  blast-radius budget is reserved first, on a per-action reservation document
+  in `{prefix}-budgets`: a map idempotency key -> claim time, rewritten with
+  compare-and-set (`if_seq_no`) and retried on conflict. Every claimer of an
+  action, on any machine, must win that one write to take a slot, so
+  concurrent claimers cannot jointly exceed the budget. The map keeps exact
+  sliding-window semantics (SQLite counts claims since `now - window`), which
+  a fixed window-bucket counter would not. A failed action releases its slot
+  (`finish_action`), a retry takes it again (`retry_claim`), as SQLite counts
+  claims that are not failed. Limits: one document per action serialises that
+  action's claims (fine at containment rates, not for thousands per second);
+  a claimer that dies between reserving and creating its key leaves a phantom
+  slot until it ages out of the window (it can only make the budget stricter);
+  entries older than the window are pruned on each budgeted claim, so a later
+  caller asking with a longer window than before sees only what was kept.
+- Document ids are the model ids, or a SHA-256 of them when longer than the
+  512 bytes Elasticsearch allows.
+- Lists sort like SQLite; where SQLite falls back to rowid (insertion order)
+  an `inserted` stamp (nanoseconds, strictly increasing per process) stands in.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch, BadRequestError, ConflictError, NotFoundError
+
+from soc_agent.errors import StoreError
+from soc_agent.models import (
+    ActionRequest,
+    Alert,
+    DeadLetter,
+    Decision,
+    Incident,
+    Investigation,
+    Proposal,
+    ProposalStatus,
+)
+from soc_agent.store.base import ActionRecord, ClaimResult
+
+__all__ = ["ElasticsearchStore"]
+
+_KW: dict[str, Any] = {"type": "keyword"}
+_DATE: dict[str, Any] = {"type": "date_nanos"}
+_LONG: dict[str, Any] = {"type": "long"}
+_DOC: dict[str, Any] = {"type": "object", "enabled": False}
+_TEXT: dict[str, Any] = {"type": "text", "index": False}
+
+_MAPPINGS: dict[str, dict[str, dict[str, Any]]] = {
+    "alerts": {
+        "id": _KW,
+        "format": _KW,
+        "created_at": _DATE,
+        "received_at": _DATE,
+        "incident_id": _KW,
+        "inserted": _LONG,
+        "doc": _DOC,
+    },
+    "incidents": {"id": _KW, "last_seen": _DATE, "inserted": _LONG, "doc": _DOC},
+    "investigations": {"id": _KW, "incident_id": _KW, "doc": _DOC},
+    "decisions": {
+        "id": _KW,
+        "incident_id": _KW,
+        "created_at": _DATE,
+        "inserted": _LONG,
+        "doc": _DOC,
+    },
+    "proposals": {
+        "id": _KW,
+        "decision_id": _KW,
+        "incident_id": _KW,
+        "status": _KW,
+        "urgency": {"type": "double"},
+        "expires_at": _DATE,
+        "version": _LONG,
+        "inserted": _LONG,
+        "doc": _DOC,
+    },
+    "actions": {
+        "idempotency_key": _KW,
+        "action_id": _KW,
+        "incident_id": _KW,
+        "action": _KW,
+        "target": _KW,
+        "connector": _KW,
+        "capability": _KW,
+        "status": _KW,
+        "request": _DOC,
+        "result": _DOC,
+        "error": _TEXT,
+        "claimed_at": _DATE,
+        "executed_at": _DATE,
+        "revert_at": _DATE,
+        "attempts": _LONG,
+        "inserted": _LONG,
+    },
+    "budgets": {"action": _KW, "claims": _DOC},
+    "dead-letters": {
+        "id": _KW,
+        "source": _KW,
+        "reason": _TEXT,
+        "original": {"type": "binary"},
+        "headers": _DOC,
+        "format_hint": _KW,
+        "received_at": _DATE,
+        "inserted": _LONG,
+    },
+    "flags": {"name": _KW, "value": _TEXT},
+    "corr-entities": {"entity_key": _KW, "incident_id": _KW},
+    "corr-fingerprints": {"fingerprint": _KW, "incident_id": _KW, "last_seen": _DATE},
+    "corr-alerts": {"alert_id": _KW, "incident_id": _KW},
+}
+
+_MAX_CAS_ATTEMPTS = 200
+_MAX_ID_BYTES = 512
+
+
+def _doc_id(value: str) -> str:
+    """`value` as a document id: itself, or its SHA-256 when Elasticsearch would reject it."""
+    if len(value.encode("utf-8")) <= _MAX_ID_BYTES:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def _ts(value: datetime) -> str:
+    """UTC ISO-8601 with microseconds and `Z`; a naive datetime is taken to be UTC."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _opt_ts(value: datetime | None) -> str | None:
+    return _ts(value) if value is not None else None
+
+
+def _parse_ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class ElasticsearchStore:
+    """Implements `soc_agent.store.Store` and `soc_agent.correlate.CorrelationState`.
+
+    The client is the caller's: created once, closed by whoever created it.
+    Call `ensure_indices()` once at start-up (idempotent, safe from every worker).
+    """
+
+    def __init__(
+        self,
+        client: AsyncElasticsearch,
+        *,
+        prefix: str = "soc-agent",
+        number_of_replicas: int = 1,
+        refresh_interval: str = "1s",
+    ) -> None:
+        self._es = client
+        self._prefix = prefix
+        self._replicas = number_of_replicas
+        self._refresh_interval = refresh_interval
+        self._last_inserted = 0
+
+    def index(self, kind: str) -> str:
+        """The index name of one kind (`alerts`, `proposals`, ...)."""
+        if kind not in _MAPPINGS:
+            raise ValueError(f"unknown store index kind {kind!r}")
+        return f"{self._prefix}-{kind}"
+
+    def indices(self) -> list[str]:
+        """Every index this store uses."""
+        return [self.index(kind) for kind in _MAPPINGS]
+
+    async def ensure_indices(self) -> None:
+        """Create the missing indices with their strict mappings; existing ones are kept."""
+        for kind, properties in _MAPPINGS.items():
+            try:
+                await self._es.indices.create(
+                    index=self.index(kind),
+                    settings={
+                        "number_of_shards": 1,
+                        "number_of_replicas": self._replicas,
+                        "refresh_interval": self._refresh_interval,
+                    },
+                    mappings={"dynamic": "strict", "properties": properties},
+                )
+            except BadRequestError as exc:
+                if exc.error != "resource_already_exists_exception":
+                    raise StoreError(f"cannot create index {self.index(kind)}: {exc}") from exc
+
+    # -- alerts, incidents, investigations, decisions ------------------------------------
+
+    async def save_alert(self, alert: Alert, incident_id: str | None) -> None:
+        """Insert; a re-saved alert keeps its document and only gains an incident id."""
+        body = {
+            "id": alert.id,
+            "format": alert.format,
+            "created_at": _ts(alert.created_at),
+            "received_at": _ts(alert.received_at),
+            "incident_id": incident_id,
+            "inserted": self._stamp(),
+            "doc": alert.model_dump(mode="json"),
+        }
+        if await self._create("alerts", alert.id, body):
+            return
+        if incident_id is not None:
+            await self._es.update(
+                index=self.index("alerts"),
+                id=_doc_id(alert.id),
+                doc={"incident_id": incident_id},
+                refresh="wait_for",
+            )
+
+    async def get_alert(self, alert_id: str) -> Alert | None:
+        src = await self._get("alerts", alert_id)
+        return Alert.model_validate(src["doc"]) if src else None
+
+    async def alerts_of(self, incident_id: str) -> list[Alert]:
+        hits = await self._search_all(
+            "alerts",
+            {"term": {"incident_id": incident_id}},
+            [{"created_at": "asc"}, {"inserted": "asc"}],
+        )
+        return [Alert.model_validate(h["doc"]) for h in hits]
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        src = await self._get("incidents", incident_id)
+        return Incident.model_validate(src["doc"]) if src else None
+
+    async def put_incident(self, incident: Incident) -> None:
+        await self._put(
+            "incidents",
+            incident.id,
+            {
+                "id": incident.id,
+                "last_seen": _ts(incident.last_seen),
+                "inserted": self._stamp(),
+                "doc": incident.model_dump(mode="json"),
+            },
+            refresh=True,
+        )
+
+    async def list_incidents(self, *, limit: int = 50, offset: int = 0) -> list[Incident]:
+        hits = await self._search(
+            "incidents",
+            {"match_all": {}},
+            [{"last_seen": "desc"}, {"inserted": "desc"}],
+            limit,
+            offset,
+        )
+        return [Incident.model_validate(h["doc"]) for h in hits]
+
+    async def save_investigation(self, investigation: Investigation) -> None:
+        await self._put(
+            "investigations",
+            investigation.id,
+            {
+                "id": investigation.id,
+                "incident_id": investigation.incident_id,
+                "doc": investigation.model_dump(mode="json"),
+            },
+            refresh=False,
+        )
+
+    async def get_investigation(self, investigation_id: str) -> Investigation | None:
+        src = await self._get("investigations", investigation_id)
+        return Investigation.model_validate(src["doc"]) if src else None
+
+    async def save_decision(self, decision: Decision) -> None:
+        """Insert; re-saving replaces the document but keeps its place in insertion order."""
+        doc = decision.model_dump(mode="json")
+        body = {
+            "id": decision.id,
+            "incident_id": decision.incident_id,
+            "created_at": _ts(decision.created_at),
+            "inserted": self._stamp(),
+            "doc": doc,
+        }
+        if not await self._create("decisions", decision.id, body):
+            await self._es.update(
+                index=self.index("decisions"),
+                id=_doc_id(decision.id),
+                doc={"doc": doc},
+                refresh="wait_for",
+            )
+
+    async def latest_decision(self, incident_id: str) -> Decision | None:
+        hits = await self._search(
+            "decisions",
+            {"term": {"incident_id": incident_id}},
+            [{"created_at": "desc"}, {"inserted": "desc"}],
+            1,
+            0,
+        )
+        return Decision.model_validate(hits[0]["doc"]) if hits else None
+
+    async def get_decision(self, decision_id: str) -> Decision | None:
+        src = await self._get("decisions", decision_id)
+        return Decision.model_validate(src["doc"]) if src else None
+
+    async def list_decisions(self, *, limit: int = 50, offset: int = 0) -> list[Decision]:
+        hits = await self._search(
+            "decisions", {"match_all": {}}, [{"inserted": "asc"}], limit, offset
+        )
+        return [Decision.model_validate(h["doc"]) for h in hits]
+
+    # -- proposals -----------------------------------------------------------------------
+
+    async def save_proposal(self, proposal: Proposal) -> bool:
+        """Insert a new proposal; false if one with this id already exists."""
+        return await self._create(
+            "proposals",
+            proposal.id,
+            {
+                "id": proposal.id,
+                "decision_id": proposal.decision_id,
+                "incident_id": proposal.incident_id,
+                "status": proposal.status.value,
+                "urgency": proposal.urgency,
+                "expires_at": _ts(proposal.expires_at),
+                "version": proposal.version,
+                "inserted": self._stamp(),
+                "doc": proposal.model_dump(mode="json"),
+            },
+        )
+
+    async def get_proposal(self, proposal_id: str) -> Proposal | None:
+        src = await self._get("proposals", proposal_id)
+        return Proposal.model_validate(src["doc"]) if src else None
+
+    async def update_proposal(self, proposal: Proposal, *, expected_version: int) -> bool:
+        """Optimistic concurrency: writes only if nobody changed it since `expected_version`.
+
+        The stored `version` is checked on a real-time GET, and the write is
+        conditional on that GET's `_seq_no`, so two updaters holding the same
+        version cannot both succeed.
+        """
+        found = await self._get_versioned("proposals", proposal.id)
+        if found is None:
+            return False
+        src, seq_no, primary_term = found
+        if src.get("version") != expected_version:
+            return False
+        proposal = proposal.model_copy(update={"version": expected_version + 1})
+        # Like SQLite's UPDATE: status, urgency, version and doc change; the rest stays.
+        body = {
+            **src,
+            "status": proposal.status.value,
+            "urgency": proposal.urgency,
+            "version": proposal.version,
+            "doc": proposal.model_dump(mode="json"),
+        }
+        try:
+            await self._es.index(
+                index=self.index("proposals"),
+                id=_doc_id(proposal.id),
+                document=body,
+                if_seq_no=seq_no,
+                if_primary_term=primary_term,
+                refresh="wait_for",
+            )
+        except ConflictError:
+            return False
+        return True
+
+    async def list_proposals(
+        self, *, status: ProposalStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Proposal]:
+        query: dict[str, Any] = (
+            {"match_all": {}} if status is None else {"term": {"status": status.value}}
+        )
+        hits = await self._search(
+            "proposals",
+            query,
+            [{"urgency": "desc"}, {"expires_at": "asc"}, {"inserted": "asc"}],
+            limit,
+            offset,
+        )
+        return [Proposal.model_validate(h["doc"]) for h in hits]
+
+    # -- action ledger -------------------------------------------------------------------
+
+    async def claim_action(
+        self,
+        request: ActionRequest,
+        incident_id: str,
+        now: datetime,
+        *,
+        budget: tuple[int, datetime] | None = None,
+    ) -> ClaimResult:
+        """Atomically take the idempotency key, or return whoever holds it.
+
+        With a budget `(max, since)`, a slot is first reserved on the action's
+        reservation document (compare-and-set), and only while fewer than `max`
+        non-failed claims were made since `since`; see the module docstring.
+        """
+        key = request.idempotency_key
+        held = await self._get("actions", key)
+        if held is not None:
+            return ClaimResult(claimed=False, record=_action(held))
+        if not await self._reserve(request.action, key, now, budget):
+            return ClaimResult(claimed=False, record=None, over_budget=True)
+        body = {
+            "idempotency_key": key,
+            "action_id": request.id,
+            "incident_id": incident_id,
+            "action": request.action,
+            "target": request.target.value,
+            "connector": request.connector,
+            "capability": request.capability,
+            "status": "claimed",
+            "request": request.model_dump(mode="json"),
+            "result": None,
+            "error": None,
+            "claimed_at": _ts(now),
+            "executed_at": None,
+            "revert_at": None,
+            "attempts": 1,
+            "inserted": self._stamp(),
+        }
+        if await self._create("actions", key, body):
+            return ClaimResult(claimed=True, record=_action(body))
+        # Another claimer of the same key won; the slot is keyed by the key, so it is theirs.
+        src = await self._get("actions", key)
+        if src is None:
+            raise StoreError(f"action {key}: the key was taken but its record is gone")
+        return ClaimResult(claimed=False, record=_action(src))
+
+    async def retry_claim(self, key: str, now: datetime) -> None:
+        def change(src: dict[str, Any]) -> dict[str, Any]:
+            return {
+                **src,
+                "status": "claimed",
+                "attempts": int(src["attempts"]) + 1,
+                "claimed_at": _ts(now),
+            }
+
+        src = await self._cas_action(key, change)
+        if src is not None:
+            await self._adjust_reservation(str(src["action"]), key, now)
+
+    async def finish_action(
+        self,
+        key: str,
+        *,
+        status: str,
+        result: dict[str, Any] | None,
+        error: str | None,
+        now: datetime,
+        revert_at: datetime | None,
+    ) -> None:
+        def change(src: dict[str, Any]) -> dict[str, Any]:
+            return {
+                **src,
+                "status": status,
+                "result": result,
+                "error": error,
+                "executed_at": _ts(now),
+                "revert_at": _opt_ts(revert_at),
+            }
+
+        src = await self._cas_action(key, change)
+        if src is not None and status == "failed":
+            # Failed claims do not count against the budget (as in SQLite): free the slot.
+            await self._adjust_reservation(str(src["action"]), key, None)
+
+    async def get_action(self, key: str) -> ActionRecord | None:
+        """By idempotency key (a real-time GET), else by action id (a search)."""
+        src = await self._get("actions", key)
+        if src is not None:
+            return _action(src)
+        hits = await self._search("actions", {"term": {"action_id": key}}, [], 1, 0)
+        return _action(hits[0]) if hits else None
+
+    async def list_actions(self, *, limit: int = 50, offset: int = 0) -> list[ActionRecord]:
+        hits = await self._search(
+            "actions",
+            {"match_all": {}},
+            [{"claimed_at": "asc"}, {"inserted": "asc"}],
+            limit,
+            offset,
+        )
+        return [_action(h) for h in hits]
+
+    async def due_reverts(self, now: datetime) -> list[ActionRecord]:
+        query = {
+            "bool": {
+                "filter": [
+                    {"term": {"status": "executed"}},
+                    {"range": {"revert_at": {"lte": _ts(now)}}},
+                ]
+            }
+        }
+        hits = await self._search_all("actions", query, [{"revert_at": "asc"}, {"inserted": "asc"}])
+        return [_action(h) for h in hits]
+
+    async def count_executions(self, action: str, since: datetime) -> int:
+        """Claims of an action since a time, in flight or done (failed ones do not count)."""
+        resp = await self._es.count(
+            index=self.index("actions"),
+            query={
+                "bool": {
+                    "filter": [
+                        {"term": {"action": action}},
+                        {"range": {"claimed_at": {"gte": _ts(since)}}},
+                    ],
+                    "must_not": [{"term": {"status": "failed"}}],
+                }
+            },
+        )
+        return int(resp["count"])
+
+    # -- dead letters and flags ----------------------------------------------------------
+
+    async def save_dead_letter(self, letter: DeadLetter) -> None:
+        """Insert; a letter with an id already stored is ignored. Bytes travel as base64."""
+        await self._create(
+            "dead-letters",
+            letter.id,
+            {
+                "id": letter.id,
+                "source": letter.source,
+                "reason": letter.reason,
+                "original": base64.b64encode(letter.original).decode("ascii"),
+                "headers": letter.headers,
+                "format_hint": letter.format_hint,
+                "received_at": _ts(letter.received_at),
+                "inserted": self._stamp(),
+            },
+        )
+
+    async def list_dead_letters(self, *, limit: int = 50) -> list[DeadLetter]:
+        hits = await self._search(
+            "dead-letters",
+            {"match_all": {}},
+            [{"received_at": "asc"}, {"inserted": "asc"}],
+            limit,
+            0,
+        )
+        return [
+            DeadLetter(
+                id=h["id"],
+                source=h["source"],
+                reason=h["reason"],
+                original=base64.b64decode(h["original"], validate=True),
+                headers=h["headers"],
+                format_hint=h["format_hint"],
+                received_at=datetime.fromisoformat(h["received_at"]),
+            )
+            for h in hits
+        ]
+
+    async def get_flag(self, name: str) -> Any:
+        src = await self._get("flags", name)
+        return json.loads(src["value"]) if src else None
+
+    async def set_flag(self, name: str, value: Any) -> None:
+        # The value is any JSON (a bool, a number, a list...): kept as its JSON text.
+        await self._put("flags", name, {"name": name, "value": json.dumps(value)}, refresh=False)
+
+    # -- correlation state ---------------------------------------------------------------
+
+    async def find_by_entity(self, entity_key: str) -> str | None:
+        src = await self._get("corr-entities", entity_key)
+        return str(src["incident_id"]) if src else None
+
+    async def index_entity(self, entity_key: str, incident_id: str) -> None:
+        await self._put(
+            "corr-entities",
+            entity_key,
+            {"entity_key": entity_key, "incident_id": incident_id},
+            refresh=False,
+        )
+
+    async def get_fingerprint(self, fingerprint: str) -> tuple[str, datetime] | None:
+        src = await self._get("corr-fingerprints", fingerprint)
+        if src is None:
+            return None
+        return str(src["incident_id"]), datetime.fromisoformat(src["last_seen"])
+
+    async def put_fingerprint(self, fingerprint: str, incident_id: str, seen: datetime) -> None:
+        await self._put(
+            "corr-fingerprints",
+            fingerprint,
+            {"fingerprint": fingerprint, "incident_id": incident_id, "last_seen": _ts(seen)},
+            refresh=False,
+        )
+
+    async def get_alert_incident(self, alert_id: str) -> str | None:
+        src = await self._get("corr-alerts", alert_id)
+        return str(src["incident_id"]) if src else None
+
+    async def put_alert_incident(self, alert_id: str, incident_id: str) -> None:
+        await self._put(
+            "corr-alerts",
+            alert_id,
+            {"alert_id": alert_id, "incident_id": incident_id},
+            refresh=False,
+        )
+
+    # -- budget reservations -------------------------------------------------------------
+
+    async def _reserve(
+        self, action: str, key: str, now: datetime, budget: tuple[int, datetime] | None
+    ) -> bool:
+        """Take a slot for `key` on the action's reservation document; false if over budget.
+
+        Compare-and-set loop: read the document (real-time), decide, write it back
+        conditional on the `_seq_no` read; on a conflict somebody else changed it
+        first, so read again and decide again.
+        """
+        for _ in range(_MAX_CAS_ATTEMPTS):
+            found = await self._get_versioned("budgets", action)
+            claims: dict[str, str] = dict(found[0]["claims"]) if found else {}
+            if budget is not None:
+                limit, since = budget
+                floor = _utc(since)
+                claims = {k: at for k, at in claims.items() if datetime.fromisoformat(at) >= floor}
+                if key not in claims and len(claims) >= limit:
+                    return False
+            if key in claims:
+                return True  # a concurrent claimer of the same key holds the slot for it
+            claims[key] = _ts(now)
+            if await self._write_budget(action, claims, found):
+                return True
+        raise StoreError(
+            f"budget of {action}: no consistent reservation after {_MAX_CAS_ATTEMPTS} attempts"
+        )
+
+    async def _adjust_reservation(self, action: str, key: str, at: datetime | None) -> None:
+        """Set (`at` given) or release (`at` None) the slot of `key`, outside any budget check."""
+        for _ in range(_MAX_CAS_ATTEMPTS):
+            found = await self._get_versioned("budgets", action)
+            claims: dict[str, str] = dict(found[0]["claims"]) if found else {}
+            if at is None:
+                if claims.pop(key, None) is None:
+                    return
+            else:
+                claims[key] = _ts(at)
+            if await self._write_budget(action, claims, found):
+                return
+        raise StoreError(
+            f"budget of {action}: no consistent update after {_MAX_CAS_ATTEMPTS} attempts"
+        )
+
+    async def _write_budget(
+        self,
+        action: str,
+        claims: dict[str, str],
+        found: tuple[dict[str, Any], int, int] | None,
+    ) -> bool:
+        body = {"action": action, "claims": claims}
+        if found is None:
+            return await self._create("budgets", action, body, refresh=False)
+        try:
+            await self._es.index(
+                index=self.index("budgets"),
+                id=_doc_id(action),
+                document=body,
+                if_seq_no=found[1],
+                if_primary_term=found[2],
+            )
+        except ConflictError:
+            return False
+        return True
+
+    async def _cas_action(
+        self, key: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """Read-modify-write of one action record, retried on a concurrent change."""
+        for _ in range(_MAX_CAS_ATTEMPTS):
+            found = await self._get_versioned("actions", key)
+            if found is None:
+                return None
+            src, seq_no, primary_term = found
+            new = change(src)
+            try:
+                await self._es.index(
+                    index=self.index("actions"),
+                    id=_doc_id(key),
+                    document=new,
+                    if_seq_no=seq_no,
+                    if_primary_term=primary_term,
+                    refresh="wait_for",
+                )
+            except ConflictError:
+                continue
+            return new
+        raise StoreError(f"action {key}: no consistent update after {_MAX_CAS_ATTEMPTS} attempts")
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _stamp(self) -> int:
+        """Insertion order across this process (strictly increasing), by wall clock across."""
+        self._last_inserted = max(self._last_inserted + 1, time.time_ns())
+        return self._last_inserted
+
+    async def _get(self, kind: str, doc_id: str) -> dict[str, Any] | None:
+        found = await self._get_versioned(kind, doc_id)
+        return found[0] if found else None
+
+    async def _get_versioned(
+        self, kind: str, doc_id: str
+    ) -> tuple[dict[str, Any], int, int] | None:
+        try:
+            resp = await self._es.get(index=self.index(kind), id=_doc_id(doc_id))
+        except NotFoundError as exc:
+            if exc.body and isinstance(exc.body, Mapping) and "error" in exc.body:
+                raise StoreError(
+                    f"index {self.index(kind)} is missing: call ensure_indices() first"
+                ) from exc
+            return None
+        return dict(resp["_source"]), int(resp["_seq_no"]), int(resp["_primary_term"])
+
+    async def _create(
+        self, kind: str, doc_id: str, body: dict[str, Any], *, refresh: bool = True
+    ) -> bool:
+        """Insert if absent; false when a document with this id exists."""
+        try:
+            await self._es.index(
+                index=self.index(kind),
+                id=_doc_id(doc_id),
+                document=body,
+                op_type="create",
+                refresh="wait_for" if refresh else False,
+            )
+        except ConflictError:
+            return False
+        return True
+
+    async def _put(self, kind: str, doc_id: str, body: dict[str, Any], *, refresh: bool) -> None:
+        await self._es.index(
+            index=self.index(kind),
+            id=_doc_id(doc_id),
+            document=body,
+            refresh="wait_for" if refresh else False,
+        )
+
+    async def _search(
+        self,
+        kind: str,
+        query: dict[str, Any],
+        sort: list[dict[str, str]],
+        limit: int,
+        offset: int,
+    ) -> list[dict[str, Any]]:
+        if limit <= 0:
+            return []
+        resp = await self._es.search(
+            index=self.index(kind), query=query, sort=sort or None, size=limit, from_=offset
+        )
+        return [dict(hit["_source"]) for hit in resp["hits"]["hits"]]
+
+    async def _search_all(
+        self, kind: str, query: dict[str, Any], sort: list[dict[str, str]], page: int = 500
+    ) -> list[dict[str, Any]]:
+        """Every match, paged with search_after (no 10,000-hit window)."""
+        out: list[dict[str, Any]] = []
+        after: list[Any] | None = None
+        while True:
+            resp = await self._es.search(
+                index=self.index(kind),
+                query=query,
+                sort=sort,
+                size=page,
+                search_after=after,
+            )
+            hits = resp["hits"]["hits"]
+            out.extend(dict(hit["_source"]) for hit in hits)
+            if len(hits) < page:
+                return out
+            after = list(hits[-1]["sort"])
+
+
+def _action(src: Mapping[str, Any]) -> ActionRecord:
+    claimed = _parse_ts(src["claimed_at"])
+    assert claimed is not None
+    return ActionRecord(
+        idempotency_key=src["idempotency_key"],
+        action_id=src["action_id"],
+        incident_id=src["incident_id"],
+        action=src["action"],
+        target=src["target"],
+        connector=src["connector"],
+        capability=src["capability"],
+        status=src["status"],
+        request=ActionRequest.model_validate(src["request"]),
+        result=src.get("result"),
+        error=src.get("error"),
+        claimed_at=claimed,
+        executed_at=_parse_ts(src.get("executed_at")),
+        revert_at=_parse_ts(src.get("revert_at")),
+        attempts=int(src["attempts"]),
+    )
