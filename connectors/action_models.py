@@ -8,9 +8,11 @@ models so that they are drop-in replacements for the recording executor.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import re
 
-__all__ = ["ActionDone", "ActionInput", "StateAnswer", "StateQuery"]
+from pydantic import BaseModel, Field, field_validator
+
+__all__ = ["HOSTNAME", "ActionDone", "ActionInput", "HostInput", "StateAnswer", "StateQuery"]
 
 
 class ActionInput(BaseModel):
@@ -45,3 +47,19 @@ class StateAnswer(BaseModel):
     in_effect: bool
     state: str | None = Field(default=None, description="the vendor's state the answer rests on")
     vendor_id: str | None = None
+
+
+HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+
+
+class HostInput(BaseModel):
+    """An EDR host lookup: the host name (or FQDN) as the EDR reports it."""
+
+    host: str = Field(min_length=1, max_length=253, description="hostname or FQDN")
+
+    @field_validator("host")
+    @classmethod
+    def _hostname(cls, value: str) -> str:
+        if not HOSTNAME.match(value):
+            raise ValueError("not a hostname (letters, digits, '.', '-', '_')")
+        return value

@@ -11,11 +11,17 @@ when to retry in `X-RateLimit-RetryAfter` (epoch seconds), which is honoured.
 
 from __future__ import annotations
 
-import re
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, field_validator
-from soc_agent_connectors.action_models import ActionDone, ActionInput, StateAnswer, StateQuery
+from pydantic import BaseModel, Field
+from soc_agent_connectors.action_models import (
+    HOSTNAME,
+    ActionDone,
+    ActionInput,
+    HostInput,
+    StateAnswer,
+    StateQuery,
+)
 from soc_agent_connectors.base import capability
 from soc_agent_connectors.http_config import HttpRuntime
 from soc_agent_connectors.oauth2 import OAuth2Config, OAuth2Connector
@@ -24,7 +30,6 @@ from soc_agent.errors import ConnectorError
 
 __all__ = ["CrowdStrike", "CrowdStrikeConfig"]
 
-_HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 _CONTAINED = frozenset({"contained", "containment_pending"})
 _RELEASED = frozenset({"normal", "lift_containment_pending"})
 # our action -> (Falcon action_name, the device statuses in which its effect holds)
@@ -44,17 +49,6 @@ class CrowdStrikeConfig(OAuth2Config):
 
     def default_token_url(self) -> str | None:
         return "/oauth2/token"  # on the API host of the tenant's cloud
-
-
-class HostInput(BaseModel):
-    host: str = Field(min_length=1, max_length=253, description="hostname as Falcon reports it")
-
-    @field_validator("host")
-    @classmethod
-    def _hostname(cls, value: str) -> str:
-        if not _HOSTNAME.match(value):
-            raise ValueError("not a hostname (letters, digits, '.', '-', '_')")
-        return value
 
 
 class HostDetails(BaseModel):
@@ -218,7 +212,7 @@ class CrowdStrike(OAuth2Connector):
 
 def _check_hostname(value: str) -> str:
     # Hostnames never contain quotes or spaces; refusing them keeps the FQL filter exact.
-    if not _HOSTNAME.match(value):
+    if not HOSTNAME.match(value):
         raise ConnectorError(f"crowdstrike: {value[:80]!r} is not a hostname")
     return value
 

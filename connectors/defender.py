@@ -13,11 +13,17 @@ OData bodies `{"error": {"code", "message"}}`; 429s carry `Retry-After`.
 
 from __future__ import annotations
 
-import re
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, field_validator
-from soc_agent_connectors.action_models import ActionDone, ActionInput, StateAnswer, StateQuery
+from pydantic import BaseModel, Field
+from soc_agent_connectors.action_models import (
+    HOSTNAME,
+    ActionDone,
+    ActionInput,
+    HostInput,
+    StateAnswer,
+    StateQuery,
+)
 from soc_agent_connectors.base import capability
 from soc_agent_connectors.http import VendorHTTPError
 from soc_agent_connectors.http_config import HttpRuntime
@@ -27,7 +33,6 @@ from soc_agent.errors import ConnectorError
 
 __all__ = ["Defender", "DefenderConfig"]
 
-_HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 _LIVE = frozenset({"Pending", "InProgress", "Succeeded"})  # the request stands
 _MAX_PAGES = 20
 
@@ -38,17 +43,6 @@ class DefenderConfig(MicrosoftOAuth2Config):
     isolation_type: Literal["Full", "Selective"] = Field(
         default="Full", description="Selective keeps Outlook, Teams and Skype connected"
     )
-
-
-class HostInput(BaseModel):
-    host: str = Field(min_length=1, max_length=253, description="computer DNS name or short name")
-
-    @field_validator("host")
-    @classmethod
-    def _hostname(cls, value: str) -> str:
-        if not _HOSTNAME.match(value):
-            raise ValueError("not a hostname (letters, digits, '.', '-', '_')")
-        return value
 
 
 class MachineDetails(BaseModel):
@@ -195,7 +189,7 @@ class Defender(OAuth2Connector):
         )
 
     async def _require_machine(self, target: str) -> dict[str, Any]:
-        if not _HOSTNAME.match(target):
+        if not HOSTNAME.match(target):
             raise ConnectorError(f"defender: {target[:80]!r} is not a hostname")
         machine, _ = await self._machine(target)
         if machine is None:
