@@ -25,6 +25,7 @@ __all__ = [
     "Connector",
     "EmptyConfig",
     "capability",
+    "installed_connector_names",
     "load_connector_classes",
 ]
 
@@ -143,13 +144,16 @@ class Connector:
         self.config = config
 
     @classmethod
-    def from_settings(cls, raw: dict[str, Any], *, source: str = "config") -> Connector:
+    def from_settings(
+        cls, raw: dict[str, Any], *, source: str = "config", configured_as: str | None = None
+    ) -> Connector:
         """Build from the raw `connectors.<name>` settings, naming the bad key on error."""
         try:
             config = cls.config_model.model_validate(raw)
         except ValidationError as exc:
             err = exc.errors()[0]
-            key = ".".join(["connectors", cls.name, *(str(p) for p in err["loc"])])
+            name = configured_as or cls.name
+            key = ".".join(["connectors", name, *(str(p) for p in err["loc"])])
             raise ConfigError(err["msg"], source=source, key=key) from None
         return cls(config)
 
@@ -210,6 +214,11 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "(input)"
     return f"{loc}: {err['msg']}"
+
+
+def installed_connector_names() -> list[str]:
+    """Names registered under the `soc_agent.connectors` entry point (nothing imported)."""
+    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
 def load_connector_classes(names: Collection[str] | None = None) -> dict[str, type[Connector]]:

@@ -95,10 +95,12 @@ class Settings(BaseSettings):
         """Connector settings with file outputs placed beside the store by default."""
         out = {name: dict(raw) for name, raw in self.connectors.items()}
         base = self.store.with_suffix("")
-        if "containment" in out:
-            out["containment"].setdefault("journal", f"{base}.containment.jsonl")
-        if "notifier" in out:
-            out["notifier"].setdefault("outbox", f"{base}.notifications.jsonl")
+        for name, raw in out.items():
+            implementation = raw.get("use", name)
+            if implementation == "containment":
+                raw.setdefault("journal", f"{base}.containment.jsonl")
+            elif implementation == "notifier":
+                raw.setdefault("outbox", f"{base}.notifications.jsonl")
         return out
 
 

@@ -87,10 +87,11 @@ async def run_playbook_tests(path: Path | None, settings: Settings) -> list[Case
 
 def _action_capabilities(settings: Settings) -> dict[str, tuple[str, Capability]]:
     found: dict[str, tuple[str, Capability]] = {}
-    for name, cls in load_connector_classes(settings.connectors).items():
-        if name not in settings.connectors:
-            continue
-        for cap in cls.capabilities().values():
+    uses = {name: str(raw.get("use", name)) for name, raw in settings.connectors.items()}
+    classes = load_connector_classes(set(uses.values()))
+    for name, implementation in uses.items():
+        cls = classes.get(implementation)
+        for cap in cls.capabilities().values() if cls else ():
             if cap.kind is CapabilityKind.ACTION:
                 found.setdefault(cap.name, (name, cap))
     return found

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from soc_agent_connectors.base import Connector, load_connector_classes
+from soc_agent_connectors.base import Connector, installed_connector_names, load_connector_classes
 from soc_agent_connectors.gateway import Gateway
 
 from soc_agent.actions.executor import Executor
@@ -40,18 +40,28 @@ class Components:
 def build_connectors(
     settings: Settings, extra_classes: Mapping[str, type[Connector]] | None = None
 ) -> dict[str, Connector]:
-    """Instantiate the configured connectors; `extra_classes` add to the installed ones."""
-    classes = {**load_connector_classes(settings.connectors), **(extra_classes or {})}
+    """Instantiate the configured connectors; `extra_classes` add to the installed ones.
+
+    `connectors.<name>.use: <installed connector>` configures an installed
+    connector under another name, so a deployment can swap, say, the offline
+    `event_store` for `elasticsearch` without editing playbooks (grants follow
+    the configured name).
+    """
+    configured = settings.connector_defaults()
+    wanted = {str(raw.get("use", name)) for name, raw in configured.items()}
+    classes = {**load_connector_classes(wanted), **(extra_classes or {})}
     out: dict[str, Connector] = {}
-    for name, raw in settings.connector_defaults().items():
-        cls = classes.get(name)
+    for name, raw in configured.items():
+        options = {k: v for k, v in raw.items() if k != "use"}
+        implementation = str(raw.get("use", name))
+        cls = classes.get(implementation)
         if cls is None:
             raise ConfigError(
-                f"no installed connector is named {name!r} "
-                f"(installed: {', '.join(sorted(classes))})",
-                key=f"connectors.{name}",
+                f"no installed connector is named {implementation!r} "
+                f"(installed: {', '.join(sorted(installed_connector_names()))})",
+                key=f"connectors.{name}" + (".use" if "use" in raw else ""),
             )
-        out[name] = cls.from_settings(raw)
+        out[name] = cls.from_settings(options, configured_as=name)
     for name in settings.grants:
         if name not in out:
             raise ConfigError(

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from soc_agent.correlate import Correlator
+from soc_agent.errors import ConfigError
 from soc_agent.ingest import normalize
 from soc_agent.models import (
     Alert,
@@ -813,3 +814,32 @@ async def test_failed_containment_is_escalated_and_retried_on_redelivery(
     assert ("isolate_host", "ws-fin-042") in deployment.journal_actions()
     retried = actions_by_key(again.decision)[("isolate_host", "ws-fin-042")]
     assert (retried.outcome or "").startswith("executed")
+
+
+async def test_a_connector_configured_under_another_name_serves_the_playbooks(
+    deployment: Deployment,
+) -> None:
+    """`connectors.<name>.use`: swap an implementation without editing playbooks."""
+    settings = deployment.settings("endpoint-malware")
+    connectors = dict(settings.connectors)
+    # the playbook calls `asset_inventory`; the same installed class now serves it
+    # under an alias, and a misnamed implementation is refused naming the key
+    connectors["assets_v2"] = {**connectors["asset_inventory"], "use": "asset_inventory"}
+    aliased = settings.model_copy(
+        update={
+            "connectors": connectors,
+            "grants": {**settings.grants, "assets_v2": ["assets:read"]},
+        }
+    )
+    async with deployment.open(aliased) as c:
+        assert type(c.gateway.connectors["assets_v2"]).__name__ == "LocalAssetInventory"
+        found = await c.gateway.call(
+            "assets_v2", "lookup_asset", {"type": "host", "value": "ws-fin-042"}
+        )
+        assert found["found"] is True
+    broken = settings.model_copy(
+        update={"connectors": {**connectors, "assets_v2": {"use": "no-such-connector"}}}
+    )
+    with pytest.raises(ConfigError, match=r"connectors\.assets_v2\.use"):
+        async with deployment.open(broken):
+            pass
