@@ -48,7 +48,13 @@ def describe_connectors(
     """Installed connectors, their capabilities and grants; with `live` (a running
     runtime's connectors) also their state, e.g. an HTTP connector's circuit breaker."""
     out: list[dict[str, Any]] = []
-    classes = {**load_connector_classes(), **{n: type(c) for n, c in (live or {}).items()}}
+    installed = load_connector_classes()
+    aliases = {  # connectors configured under another name (`use:`)
+        name: installed[str(raw["use"])]
+        for name, raw in settings.connectors.items()
+        if "use" in raw and str(raw["use"]) in installed
+    }
+    classes = {**installed, **aliases, **{n: type(c) for n, c in (live or {}).items()}}
     for name, cls in sorted(classes.items()):
         granted = set(settings.grants.get(name, []))
         status = live[name].status() if live and name in live else {}
