@@ -17,6 +17,7 @@ from soc_agent.models import Decision, Disposition
 from soc_agent.pipeline.agent import Agent, AlertOutcome
 from soc_agent.runtime.kafka.config import TopicsConfig
 from soc_agent.runtime.kafka.records import (
+    DLQ_PREFIX,
     OutRecord,
     Source,
     action_record,
@@ -79,9 +80,13 @@ class AlertProcessor:
         result = MessageResult()
         out: list[OutRecord] = []
         for letter in parsed.dead_letters:
+            result.dead_letters += 1
+            if await self._store.get_flag(_published(letter.id)):
+                # A redelivery after a crash that came after the DLQ record was
+                # acknowledged: publishing it again would make a second DLQ record.
+                continue
             await self._agent.dead_letter(letter)
             out.append(dead_letter_record(self._topics.dlq, letter, source))
-            result.dead_letters += 1
 
         async def one(alert_index: int) -> AlertOutcome:
             async with self._running:
@@ -93,6 +98,15 @@ class AlertProcessor:
             result.outcomes[outcome.correlation] = result.outcomes.get(outcome.correlation, 0) + 1
             out.extend(await self.records_for(outcome, source))
         return result, out
+
+    async def mark_published(self, records: list[OutRecord]) -> None:
+        """Remember the dead letters the broker acknowledged, so a redelivery skips them."""
+        for record in records:
+            if record.topic != self._topics.dlq:
+                continue
+            letter_id = decode_headers(record.headers).get(DLQ_PREFIX + "id")
+            if letter_id:
+                await self._store.set_flag(_published(letter_id), True)
 
     async def records_for(self, outcome: AlertOutcome, source: Source) -> list[OutRecord]:
         decision = outcome.decision
@@ -132,3 +146,7 @@ class AlertProcessor:
                 if proposal is not None:
                     out.append(proposal_record(self._topics.proposals, proposal))
         return out
+
+
+def _published(letter_id: str) -> str:
+    return f"dlq.published:{letter_id}"

@@ -186,6 +186,7 @@ class KafkaWorker:
     async def _alert(self, value: bytes | None, source: Source) -> None:
         result, records = await self._alerts.process(value, source)
         await self._publisher.send_all(records)
+        await self._alerts.mark_published(records)
         self.report.alerts += result.alerts
         self.report.dead_letters += result.dead_letters
         for name, n in result.outcomes.items():
