@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -288,11 +289,8 @@ def proposals_list(
     settings = _settings(config, store)
 
     async def main() -> list[Any]:
-        db = SQLiteStore(settings.store)
-        try:
+        with closing(SQLiteStore(settings.store)) as db:
             return await db.list_proposals(status=None if all_ else status, limit=1000)
-        finally:
-            db.close()
 
     proposals = _run(main)
     if as_json:
@@ -374,14 +372,11 @@ def audit_verify(
     settings = _settings(config, store)
     if not settings.store.exists():
         raise _fail(f"no store at {settings.store}")
-    key = settings.audit_key.get_secret_value().encode() if settings.audit_key else None
+    key = settings.audit_hmac_key()
 
     async def main() -> Any:
-        log = SQLiteAuditLog(settings.store, key=key)
-        try:
+        with closing(SQLiteAuditLog(settings.store, key=key)) as log:
             return await log.verify(expected_head=expect_head, expected_count=expect_count)
-        finally:
-            log.close()
 
     result = _run(main)
     if as_json:
@@ -419,12 +414,9 @@ def audit_list(
     settings = _settings(config, store)
 
     async def main() -> Any:
-        log = SQLiteAuditLog(settings.store)
-        try:
+        with closing(SQLiteAuditLog(settings.store)) as log:
             count, _ = await log.head()
             return await log.list(limit=limit, offset=max(0, count - limit))
-        finally:
-            log.close()
 
     for event in _run(main):
         if as_json:
@@ -446,11 +438,8 @@ def actions_list(
     settings = _settings(config, store)
 
     async def main() -> list[Any]:
-        db = SQLiteStore(settings.store)
-        try:
+        with closing(SQLiteStore(settings.store)) as db:
             return await db.list_actions(limit=1000)
-        finally:
-            db.close()
 
     for r in _run(main):
         if as_json:

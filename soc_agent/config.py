@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _YamlSource(settings_cls))
 
+    def audit_hmac_key(self) -> bytes | None:
+        """The audit chain's HMAC key, if one is configured."""
+        return self.audit_key.get_secret_value().encode() if self.audit_key else None
+
     def connector_defaults(self) -> dict[str, dict[str, Any]]:
         """Connector settings with file outputs placed beside the store by default."""
         out = {name: dict(raw) for name, raw in self.connectors.items()}

@@ -162,7 +162,7 @@ def _record(row: tuple[str, ...]) -> TokenRecord:
 
 
 async def _audit(settings: Settings, event: AuditEvent) -> None:
-    key = settings.audit_key.get_secret_value().encode() if settings.audit_key else None
+    key = settings.audit_hmac_key()
     log = SQLiteAuditLog(settings.store, key=key)
     try:
         await log.append(event)

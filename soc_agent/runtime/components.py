@@ -98,7 +98,7 @@ async def open_components(
     mappings = load_mappings(settings.mappings)
     connectors = build_connectors(settings, connector_classes)
     store = SQLiteStore(settings.store)
-    key = settings.audit_key.get_secret_value().encode() if settings.audit_key else None
+    key = settings.audit_hmac_key()
     audit = SQLiteAuditLog(settings.store, key=key)
     gateway = Gateway(
         connectors,

@@ -23,7 +23,7 @@ async def set_kill_switch(settings: Settings, on: bool | None, *, actor: str) ->
     try:
         if on is not None:
             await store.set_flag(KILL_SWITCH_FLAG, on)
-            key = settings.audit_key.get_secret_value().encode() if settings.audit_key else None
+            key = settings.audit_hmac_key()
             log = SQLiteAuditLog(settings.store, key=key)
             try:
                 await log.append(

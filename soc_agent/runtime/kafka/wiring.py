@@ -20,7 +20,7 @@ from soc_agent.config import Settings
 from soc_agent.runtime.components import Components, open_components
 from soc_agent.runtime.kafka.locks import FileLock, ProcessLockedCorrelator
 
-__all__ = ["INCIDENT_STRIPES", "IncidentLocks", "lock_path", "open_worker_components"]
+__all__ = ["INCIDENT_STRIPES", "FileIncidentLocks", "lock_path", "open_worker_components"]
 
 
 INCIDENT_STRIPES = 64
@@ -31,7 +31,7 @@ def lock_path(store: Path, purpose: str) -> Path:
     return store.with_name(f"{store.name}.{purpose}.lock")
 
 
-class IncidentLocks:
+class FileIncidentLocks:
     """incident id -> an exclusive hold on that incident's lock stripe, across processes.
 
     Stands in for the Agent's in-process per-incident locks: `locks[incident_id]`
@@ -56,11 +56,11 @@ async def open_worker_components(
 ) -> AsyncIterator[Components]:
     """`open_components`, with the agent's correlation serialised across worker processes.
 
-    Only the Agent is rebuilt (same arguments as `open_components` gives it),
-    with a `ProcessLockedCorrelator` over the same store.
+    The same components, with a `ProcessLockedCorrelator` over the same store and
+    per-incident file locks handed to the Agent.
     """
     lock = FileLock(lock_path(settings.store, "correlation"))
-    incident_locks = IncidentLocks(settings.store)
+    incident_locks = FileIncidentLocks(settings.store)
     try:
         async with open_components(
             settings,
