@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from soc_agent.audit.chain import GENESIS, VerifyResult, format_at, seal, verify_events
 from soc_agent.errors import StoreError
 from soc_agent.models import AuditEvent
+from soc_agent.sqlite_setup import retry_while_busy
 
 __all__ = ["SQLiteAuditLog"]
 
@@ -89,19 +90,12 @@ class SQLiteAuditLog:
         self._key = key
         self._async_lock = asyncio.Lock()
         self._thread_lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = self._connect()
+        conn = self._connect()
+        self._conn: sqlite3.Connection | None = conn
         try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA:
-                    self._conn.execute(statement)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+            retry_while_busy(lambda: self._prepare(conn))
         except sqlite3.Error as exc:
-            self._conn.close()
+            conn.close()
             raise StoreError(f"{self._path}: cannot prepare the audit log: {exc}") from exc
 
     @property
@@ -164,6 +158,18 @@ class SQLiteAuditLog:
                 self._conn = None
 
     # -- worker-thread side -------------------------------------------------------
+
+    @staticmethod
+    def _prepare(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _connect(self) -> sqlite3.Connection:
         try:

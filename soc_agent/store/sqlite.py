@@ -28,6 +28,7 @@ from soc_agent.models import (
     Proposal,
     ProposalStatus,
 )
+from soc_agent.sqlite_setup import retry_while_busy
 from soc_agent.store.base import ActionRecord, ClaimResult
 
 __all__ = ["SQLiteStore"]
@@ -84,11 +85,19 @@ class SQLiteStore:
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=30000")
-        db.executescript(_SCHEMA)
-        return db
+
+        def setup() -> sqlite3.Connection:
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            return db
+
+        try:
+            return retry_while_busy(setup)
+        except sqlite3.Error:
+            db.close()
+            raise
 
     async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         loop = asyncio.get_running_loop()
