@@ -3,6 +3,7 @@
 Pure logic: no Kafka, SQLite or clock here. See `correlator` for the rules.
 """
 
+from soc_agent.correlate.concurrent import ConcurrentCorrelator, CorrelationContended, KeyLocks
 from soc_agent.correlate.correlator import (
     DEFAULT_PIVOT_TYPES,
     CorrelationConfig,
@@ -12,15 +13,19 @@ from soc_agent.correlate.correlator import (
     default_incident_id,
 )
 from soc_agent.correlate.fingerprint import fingerprint
-from soc_agent.correlate.state import CorrelationState, InMemoryCorrelationState
+from soc_agent.correlate.state import CorrelationState, IncidentChanged, InMemoryCorrelationState
 
 __all__ = [
     "DEFAULT_PIVOT_TYPES",
+    "ConcurrentCorrelator",
     "CorrelationConfig",
+    "CorrelationContended",
     "CorrelationResult",
     "CorrelationState",
     "Correlator",
     "InMemoryCorrelationState",
+    "IncidentChanged",
+    "KeyLocks",
     "Outcome",
     "default_incident_id",
     "fingerprint",

@@ -48,8 +48,8 @@ Writes happen in the order incident, entity index, fingerprint, alert index,
 so a crash before the last write is repaired by redelivery: a grouped or new
 alert already present in its incident is recognised as redelivered. (A
 duplicate counted just before a crash may be counted twice.) One Correlator
-serialises its own calls; the runtime must not share a state between
-processes except through partitioning by entity.
+serialises its own calls; processes sharing one state either take turns
+(a lock around `correlate`) or use `ConcurrentCorrelator` (see `concurrent`).
 """
 
 from __future__ import annotations
@@ -187,10 +187,14 @@ class Correlator:
     async def correlate(self, alert: Alert) -> CorrelationResult:
         """Place one alert: redelivered, duplicate, grouped or new (see module docstring)."""
         async with self._lock:
-            return await self._correlate(alert)
+            return await self._correlate(alert, self._state)
 
-    async def _correlate(self, alert: Alert) -> CorrelationResult:
-        state = self._state
+    async def _correlate(self, alert: Alert, state: CorrelationState) -> CorrelationResult:
+        """The rules, over `state`; callers decide how correlations are serialised.
+
+        On every path that writes an incident, `put_incident` is the first
+        write, so a state refusing it (`IncidentChanged`) leaves nothing changed.
+        """
         at = alert.created_at
 
         known_id = await state.get_alert_incident(alert.id)
@@ -206,13 +210,13 @@ class Correlator:
             seen_id, last_seen = sighting
             incident = await state.get_incident(seen_id)
             if incident is not None and alert.id in incident.alert_ids:
-                return await self._recovered(alert, incident)
+                return await self._recovered(alert, incident, state)
             if (
                 incident is not None
                 and self._duplicate_window
                 and abs(at - last_seen) <= self._duplicate_window
             ):
-                return await self._count_duplicate(alert, incident, fp, last_seen)
+                return await self._count_duplicate(alert, incident, fp, last_seen, state)
 
         pivots = self.pivots(alert)
         owners: dict[str, Incident] = {}
@@ -237,7 +241,7 @@ class Correlator:
         if matching:
             target = max(matching, key=lambda inc: (inc.last_seen, inc.id))
             if alert.id in target.alert_ids:
-                return await self._recovered(alert, target)
+                return await self._recovered(alert, target, state)
             incident = _extend(target, alert, fp)
             outcome = "grouped"
             novel = (
@@ -249,7 +253,7 @@ class Correlator:
             incident_id = self._id_factory(alert)
             existing = await state.get_incident(incident_id)
             if existing is not None and alert.id in existing.alert_ids:
-                return await self._recovered(alert, existing)
+                return await self._recovered(alert, existing, state)
             incident = _open(incident_id, alert, fp)
             outcome = "new"
             novel = True
@@ -257,20 +261,29 @@ class Correlator:
         await state.put_incident(incident)
         for key in pivots:
             owner = owners.get(key)
-            if owner is None or owner.id == incident.id or owner.last_seen <= incident.last_seen:
+            if owner is not None and owner.id == incident.id:
+                continue  # already indexed here: a write would change nothing
+            if owner is None or owner.last_seen <= incident.last_seen:
                 await state.index_entity(key, incident.id)
         if sighting is None or at >= sighting[1]:
             await state.put_fingerprint(fp, incident.id, at)
         await state.put_alert_incident(alert.id, incident.id)
         return CorrelationResult(incident, outcome, alert.id, new_information=novel)
 
-    async def _recovered(self, alert: Alert, incident: Incident) -> CorrelationResult:
+    async def _recovered(
+        self, alert: Alert, incident: Incident, state: CorrelationState
+    ) -> CorrelationResult:
         """The alert is in the incident but its alert index write was lost (a crash)."""
-        await self._state.put_alert_incident(alert.id, incident.id)
+        await state.put_alert_incident(alert.id, incident.id)
         return CorrelationResult(incident, "redelivered", alert.id, new_information=False)
 
     async def _count_duplicate(
-        self, alert: Alert, incident: Incident, fp: str, last_seen: datetime
+        self,
+        alert: Alert,
+        incident: Incident,
+        fp: str,
+        last_seen: datetime,
+        state: CorrelationState,
     ) -> CorrelationResult:
         at = alert.created_at
         updated = incident.model_copy(
@@ -280,9 +293,9 @@ class Correlator:
                 "last_seen": max(incident.last_seen, at),
             }
         )
-        await self._state.put_incident(updated)
-        await self._state.put_fingerprint(fp, incident.id, max(last_seen, at))
-        await self._state.put_alert_incident(alert.id, incident.id)
+        await state.put_incident(updated)
+        await state.put_fingerprint(fp, incident.id, max(last_seen, at))
+        await state.put_alert_incident(alert.id, incident.id)
         return CorrelationResult(updated, "duplicate", alert.id, new_information=False)
 
     def _in_window(self, incident: Incident, at: datetime) -> bool:

@@ -9,9 +9,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from soc_agent.errors import SocAgentError
 from soc_agent.models import Incident
 
-__all__ = ["CorrelationState", "InMemoryCorrelationState"]
+__all__ = ["CorrelationState", "InMemoryCorrelationState", "IncidentChanged"]
+
+
+class IncidentChanged(SocAgentError):
+    """`put_incident` refused: someone else changed (or created) the incident since it was read.
+
+    A state that checks versions raises it; the correlation that read the
+    stale copy must start again from fresh reads.
+    """
+
+    def __init__(self, incident_id: str) -> None:
+        self.incident_id = incident_id
+        super().__init__(f"incident {incident_id} was changed concurrently; correlate again")
 
 
 class CorrelationState(Protocol):
@@ -23,7 +36,10 @@ class CorrelationState(Protocol):
     """
 
     async def get_incident(self, incident_id: str) -> Incident | None: ...
-    async def put_incident(self, incident: Incident) -> None: ...
+    async def put_incident(self, incident: Incident) -> None:
+        """Write the incident; a versioned state may raise `IncidentChanged` instead."""
+        ...
+
     async def find_by_entity(self, entity_key: str) -> str | None: ...
     async def index_entity(self, entity_key: str, incident_id: str) -> None: ...
     async def get_fingerprint(self, fingerprint: str) -> tuple[str, datetime] | None: ...

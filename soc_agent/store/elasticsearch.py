@@ -13,6 +13,11 @@ single-document writes with `op_type=create` (insert-if-absent) and
   break the strict mapping, and nothing in them is searchable by accident.
 - Reads by id are GETs, which are real-time. Writes that a later search must
   see use `refresh="wait_for"`.
+- Correlation goes through `correlation_view()`: incidents are written with
+  compare-and-set against the version the correlation read (see
+  `soc_agent.correlate.concurrent`) and without waiting for a refresh, since
+  correlation reads them back by GET. So `list_incidents` (a search) may lag
+  correlation by up to the refresh interval.
 - `claim_action` takes the idempotency key with `op_type=create`. The
   blast-radius budget is reserved first, on a per-action reservation document
   in `{prefix}-budgets`: a map idempotency key -> claim time, rewritten with
@@ -46,6 +51,7 @@ from typing import Any
 
 from elasticsearch import AsyncElasticsearch, BadRequestError, ConflictError, NotFoundError
 
+from soc_agent.correlate.state import CorrelationState, IncidentChanged
 from soc_agent.errors import StoreError
 from soc_agent.models import (
     ActionRequest,
@@ -85,6 +91,12 @@ _MAPPINGS: dict[str, dict[str, dict[str, Any]]] = {
         "created_at": _DATE,
         "inserted": _LONG,
         "doc": _DOC,
+    },
+    "decisions-latest": {
+        "incident_id": _KW,
+        "decision_id": _KW,
+        "created_at": _DATE,
+        "inserted": _LONG,
     },
     "proposals": {
         "id": _KW,
@@ -222,14 +234,15 @@ class ElasticsearchStore:
             "inserted": self._stamp(),
             "doc": alert.model_dump(mode="json"),
         }
-        if await self._create("alerts", alert.id, body):
+        # No refresh wait: the pipeline reads alerts by id (real-time GET); only the
+        # API's incident timeline searches them, and may lag by the refresh interval.
+        if await self._create("alerts", alert.id, body, refresh=False):
             return
         if incident_id is not None:
             await self._es.update(
                 index=self.index("alerts"),
                 id=_doc_id(alert.id),
                 doc={"incident_id": incident_id},
-                refresh="wait_for",
             )
 
     async def get_alert(self, alert_id: str) -> Alert | None:
@@ -237,6 +250,8 @@ class ElasticsearchStore:
         return Alert.model_validate(src["doc"]) if src else None
 
     async def alerts_of(self, incident_id: str) -> list[Alert]:
+        """Every alert of the incident: refreshes first, since alerts are saved without waiting."""
+        await self._es.indices.refresh(index=self.index("alerts"))
         hits = await self._search_all(
             "alerts",
             {"term": {"incident_id": incident_id}},
@@ -249,17 +264,24 @@ class ElasticsearchStore:
         return Incident.model_validate(src["doc"]) if src else None
 
     async def put_incident(self, incident: Incident) -> None:
-        await self._put(
-            "incidents",
-            incident.id,
-            {
-                "id": incident.id,
-                "last_seen": _ts(incident.last_seen),
-                "inserted": self._stamp(),
-                "doc": incident.model_dump(mode="json"),
-            },
-            refresh=True,
-        )
+        """Unconditional write, visible to `list_incidents` on return (it waits for a refresh).
+
+        Correlation writes through `correlation_view()` instead, which neither
+        overwrites concurrent changes nor waits.
+        """
+        await self._put("incidents", incident.id, self._incident_body(incident), refresh=True)
+
+    def correlation_view(self) -> CorrelationState:
+        """A fresh view for one correlation: incidents written with compare-and-set.
+
+        The view remembers the version of each incident it read (or that it
+        was absent); its `put_incident` writes only if the incident is still
+        at that version (creates only if still absent; an incident never read
+        is created) and raises `IncidentChanged` otherwise, unless the stored
+        incident is already exactly the one being written. Its writes do not
+        wait for a refresh. Everything else goes straight to the store.
+        """
+        return _CorrelationView(self)
 
     async def list_incidents(self, *, limit: int = 50, offset: int = 0) -> list[Incident]:
         hits = await self._search(
@@ -290,36 +312,78 @@ class ElasticsearchStore:
     async def save_decision(self, decision: Decision) -> None:
         """Insert; re-saving replaces the document but keeps its place in insertion order."""
         doc = decision.model_dump(mode="json")
+        inserted = self._stamp()
         body = {
             "id": decision.id,
             "incident_id": decision.incident_id,
             "created_at": _ts(decision.created_at),
-            "inserted": self._stamp(),
+            "inserted": inserted,
             "doc": doc,
         }
-        if not await self._create("decisions", decision.id, body):
-            await self._es.update(
+        if not await self._create("decisions", decision.id, body, refresh=False):
+            resp = await self._es.update(
                 index=self.index("decisions"),
                 id=_doc_id(decision.id),
                 doc={"doc": doc},
-                refresh="wait_for",
+                source_includes=["inserted"],
             )
+            # A re-save keeps its place: the pointer compares the original stamp.
+            inserted = int(resp["get"]["_source"]["inserted"])
+        await self._point_latest(decision, inserted)
 
     async def latest_decision(self, incident_id: str) -> Decision | None:
-        hits = await self._search(
-            "decisions",
-            {"term": {"incident_id": incident_id}},
-            [{"created_at": "desc"}, {"inserted": "desc"}],
-            1,
-            0,
+        """The incident's newest decision, by GETs (real-time), never by search.
+
+        Every decision of an incident moves its pointer document forward (by
+        `created_at`, then insertion), so the agent deciding again right after
+        another worker sees that decision without waiting for a refresh.
+        """
+        pointer = await self._get("decisions-latest", incident_id)
+        if pointer is None:
+            return None
+        return await self.get_decision(str(pointer["decision_id"]))
+
+    async def _point_latest(self, decision: Decision, inserted: int) -> None:
+        mine = (_ts(decision.created_at), inserted)
+        body = {
+            "incident_id": decision.incident_id,
+            "decision_id": decision.id,
+            "created_at": mine[0],
+            "inserted": inserted,
+        }
+        for _ in range(_MAX_CAS_ATTEMPTS):
+            found = await self._get_versioned("decisions-latest", decision.incident_id)
+            if found is None:
+                if await self._create(
+                    "decisions-latest", decision.incident_id, body, refresh=False
+                ):
+                    return
+                continue
+            src, seq_no, primary_term = found
+            if src["decision_id"] == decision.id or (src["created_at"], src["inserted"]) > mine:
+                return
+            try:
+                await self._es.index(
+                    index=self.index("decisions-latest"),
+                    id=_doc_id(decision.incident_id),
+                    document=body,
+                    if_seq_no=seq_no,
+                    if_primary_term=primary_term,
+                )
+            except ConflictError:
+                continue
+            return
+        raise StoreError(
+            f"latest decision of {decision.incident_id}: no consistent update after "
+            f"{_MAX_CAS_ATTEMPTS} attempts"
         )
-        return Decision.model_validate(hits[0]["doc"]) if hits else None
 
     async def get_decision(self, decision_id: str) -> Decision | None:
         src = await self._get("decisions", decision_id)
         return Decision.model_validate(src["doc"]) if src else None
 
     async def list_decisions(self, *, limit: int = 50, offset: int = 0) -> list[Decision]:
+        await self._es.indices.refresh(index=self.index("decisions"))  # saved without waiting
         hits = await self._search(
             "decisions", {"match_all": {}}, [{"inserted": "asc"}], limit, offset
         )
@@ -711,6 +775,14 @@ class ElasticsearchStore:
 
     # -- helpers -------------------------------------------------------------------------
 
+    def _incident_body(self, incident: Incident) -> dict[str, Any]:
+        return {
+            "id": incident.id,
+            "last_seen": _ts(incident.last_seen),
+            "inserted": self._stamp(),
+            "doc": incident.model_dump(mode="json"),
+        }
+
     def _stamp(self) -> int:
         """Insertion order across this process (strictly increasing), by wall clock across."""
         self._last_inserted = max(self._last_inserted + 1, time.time_ns())
@@ -791,6 +863,66 @@ class ElasticsearchStore:
             if len(hits) < page:
                 return out
             after = list(hits[-1]["sort"])
+
+
+class _CorrelationView:
+    """`ElasticsearchStore.correlation_view()`: one correlation's versioned window on the store."""
+
+    def __init__(self, store: ElasticsearchStore) -> None:
+        self._store = store
+        # incident id -> (seq_no, primary_term) of the first read; None: read as absent.
+        self._versions: dict[str, tuple[int, int] | None] = {}
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        found = await self._store._get_versioned("incidents", incident_id)
+        # The first read wins: a write built from it must not pass on a later read's version.
+        self._versions.setdefault(incident_id, (found[1], found[2]) if found else None)
+        return Incident.model_validate(found[0]["doc"]) if found else None
+
+    async def put_incident(self, incident: Incident) -> None:
+        version = self._versions.get(incident.id)
+        options: dict[str, Any] = (
+            {"op_type": "create"}
+            if version is None
+            else {"if_seq_no": version[0], "if_primary_term": version[1]}
+        )
+        store = self._store
+        body = store._incident_body(incident)
+        try:
+            resp = await store._es.index(
+                index=store.index("incidents"),
+                id=_doc_id(incident.id),
+                document=body,
+                refresh=False,
+                **options,
+            )
+        except ConflictError as exc:
+            # The stored incident may be exactly ours: the client retried a write that had
+            # landed (and got 409 for it), or a competitor wrote the same. Then it is done.
+            found = await store._get_versioned("incidents", incident.id)
+            if found is None or found[0]["doc"] != body["doc"]:
+                raise IncidentChanged(incident.id) from exc
+            self._versions[incident.id] = (found[1], found[2])
+            return
+        self._versions[incident.id] = (int(resp["_seq_no"]), int(resp["_primary_term"]))
+
+    async def find_by_entity(self, entity_key: str) -> str | None:
+        return await self._store.find_by_entity(entity_key)
+
+    async def index_entity(self, entity_key: str, incident_id: str) -> None:
+        await self._store.index_entity(entity_key, incident_id)
+
+    async def get_fingerprint(self, fingerprint: str) -> tuple[str, datetime] | None:
+        return await self._store.get_fingerprint(fingerprint)
+
+    async def put_fingerprint(self, fingerprint: str, incident_id: str, seen: datetime) -> None:
+        await self._store.put_fingerprint(fingerprint, incident_id, seen)
+
+    async def get_alert_incident(self, alert_id: str) -> str | None:
+        return await self._store.get_alert_incident(alert_id)
+
+    async def put_alert_incident(self, alert_id: str, incident_id: str) -> None:
+        await self._store.put_alert_incident(alert_id, incident_id)
 
 
 def _action(src: Mapping[str, Any]) -> ActionRecord:

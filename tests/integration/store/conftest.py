@@ -7,7 +7,7 @@ deleted afterwards, so tests neither see nor disturb each other's documents.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -62,3 +62,20 @@ async def audit_log(es: AsyncElasticsearch, prefix: str) -> ElasticsearchAuditLo
     log = ElasticsearchAuditLog(es, index=f"{prefix}-audit", number_of_replicas=0)
     await log.ensure_index()
     return log
+
+
+@pytest.fixture
+async def es_clients(
+    elasticsearch_url: str, es: AsyncElasticsearch
+) -> AsyncIterator[Callable[[], AsyncElasticsearch]]:
+    """Makes extra clients, one per simulated machine; closed before `es` cleans the indices."""
+    made: list[AsyncElasticsearch] = []
+
+    def make() -> AsyncElasticsearch:
+        client = AsyncElasticsearch(elasticsearch_url, request_timeout=30)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()

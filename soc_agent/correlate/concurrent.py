@@ -1,0 +1,119 @@
+"""Correlation by many processes, on many machines, into one shared state: no global lock.
+
+`ConcurrentCorrelator` runs the same rules as `Correlator` (see `correlator`)
+but lets correlations on unrelated alerts proceed in parallel. Why that is
+safe:
+
+- **Key locks serialise everyone who reads or writes the same index entries.**
+  A correlation reads and writes the fingerprint index only at the alert's
+  fingerprint, the entity index only at the alert's pivots, and the alert
+  index only at the alert's id. It holds a lock on `fp:<fingerprint>` and on
+  `entity:<key>` for every pivot, for its whole duration, so two
+  correlations touching the same index entry take turns. The alert id needs
+  no lock of its own: the fingerprint is a function of the alert's content,
+  so a redelivered alert contends for the same `fp:` lock as its first delivery.
+- **An incident reachable through different keys is protected by
+  compare-and-set.** Alerts on disjoint keys can still land in one incident
+  (it owns both `host:a` and `user:b`). Each correlation gets a fresh view
+  from `view_factory()`, which remembers the version of every incident it
+  read (or that it was absent) and makes `put_incident` conditional on it.
+  If someone changed the incident in between, the write raises
+  `IncidentChanged` and the correlation starts over on a fresh view, still
+  holding its key locks.
+- **Nothing is half-written on a conflict.** `put_incident` is the first
+  write of every path that writes an incident; the index writes that follow
+  are under the key locks. A refused write therefore leaves the state exactly
+  as it was, and the retry sees the winner's incident.
+
+Limitations. Only the incident that is written is version-checked: an
+incident merely read (a second candidate for the alert, or the incident
+owning a pivot that this alert's new incident might take over) may change
+concurrently. The alert then still lands in exactly one incident that
+matched when read, but the choice between several matching incidents, or
+which incident a pivot points to, can differ from every serial order. Key
+locks are only as strong as their implementation (leases expire; see
+`soc_agent.store.elasticsearch_leases`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from soc_agent.correlate.correlator import CorrelationConfig, CorrelationResult, Correlator
+from soc_agent.correlate.fingerprint import fingerprint
+from soc_agent.correlate.state import CorrelationState, IncidentChanged
+from soc_agent.errors import SocAgentError
+from soc_agent.models import Alert
+
+__all__ = ["ConcurrentCorrelator", "CorrelationContended", "KeyLocks"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_ATTEMPTS = 10
+
+
+class KeyLocks(Protocol):
+    """Named exclusive locks shared by every correlator of one state (e.g. leases)."""
+
+    def hold_all(self, names: Iterable[str]) -> AbstractAsyncContextManager[None]:
+        """Hold every named lock for the block, acquired in an order that cannot deadlock."""
+        ...
+
+
+class CorrelationContended(SocAgentError):
+    """An alert's incident kept changing under it: every attempt lost its compare-and-set."""
+
+    def __init__(self, alert_id: str, incident_id: str, attempts: int) -> None:
+        self.alert_id, self.incident_id, self.attempts = alert_id, incident_id, attempts
+        super().__init__(
+            f"alert {alert_id}: incident {incident_id} changed concurrently on each of "
+            f"{attempts} attempts; redeliver the alert, or raise max_attempts if "
+            "alerts on this incident routinely arrive in bursts"
+        )
+
+
+class ConcurrentCorrelator(Correlator):
+    """The core rules under per-key locks and per-incident compare-and-set (module docstring)."""
+
+    def __init__(
+        self,
+        view_factory: Callable[[], CorrelationState],
+        config: CorrelationConfig,
+        *,
+        key_locks: KeyLocks,
+        id_factory: Callable[[Alert], str] | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        # The base keeps a state for its own (serialised) `correlate`; this class never uses it.
+        super().__init__(view_factory(), config, id_factory=id_factory)
+        self._views = view_factory
+        self._key_locks = key_locks
+        self._max_attempts = max_attempts
+        self._retries = 0
+
+    @property
+    def retries(self) -> int:
+        """Correlations started over after an `IncidentChanged`, since construction."""
+        return self._retries
+
+    def lock_names(self, alert: Alert) -> list[str]:
+        """Every index key the alert's correlation may write, as lock names."""
+        return [f"fp:{fingerprint(alert)}", *(f"entity:{key}" for key in self.pivots(alert))]
+
+    async def correlate(self, alert: Alert) -> CorrelationResult:
+        """Place one alert (see `correlator`); concurrent with alerts on other keys."""
+        async with self._key_locks.hold_all(self.lock_names(alert)):
+            for attempt in range(1, self._max_attempts + 1):
+                try:
+                    return await self._correlate(alert, self._views())
+                except IncidentChanged as exc:
+                    if attempt == self._max_attempts:
+                        raise CorrelationContended(alert.id, exc.incident_id, attempt) from exc
+                    self._retries += 1
+                    log.debug("alert %s: %s", alert.id, exc)
+        raise AssertionError("unreachable: the loop returns or raises")

@@ -1,0 +1,467 @@
+"""Leases in Elasticsearch: mutual exclusion between worker processes on different machines.
+
+A lease is one document per name in a dedicated index (strict mapping:
+`owner`, `token`, `expires_at` in epoch milliseconds). Acquiring creates it
+with `op_type=create`; if it exists and has expired, the acquirer takes it
+over with compare-and-set (`if_seq_no`/`if_primary_term`), otherwise it backs
+off (jittered, capped at 100 ms) and tries again. While held, a background
+task pushes `expires_at` forward every `ttl/3`, again with compare-and-set;
+release deletes the document conditionally, so a lease that was taken over
+is never deleted from under its new holder. A process that dies (SIGKILL,
+power loss) stops renewing and its leases expire after `ttl_seconds`.
+
+Timing assumptions, as with every lease: expiry is judged by the reader's
+wall clock, so clocks must be NTP-synchronised and the TTL must dwarf both
+the clock skew and the longest stall a holder may suffer (GC, a frozen VM,
+a partition). A holder stalled past its TTL loses the lease; it learns so at
+its next renewal (`Lease.lost`, plus a warning), not before.
+
+Each acquisition carries a fresh random token, written into the document:
+when a write's answer is lost (a client-level retry answering 409 to its own
+earlier success, a timeout) the token tells "my document" from another's.
+Tasks of one process queue on an `asyncio.Lock` per name before touching
+Elasticsearch, so in-process contention costs no requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from elasticsearch import (
+    ApiError,
+    AsyncElasticsearch,
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    TransportError,
+)
+
+from soc_agent.errors import StoreError
+
+__all__ = ["Lease", "LeaseManager", "Lock"]
+
+log = logging.getLogger(__name__)
+
+_MAX_ID_BYTES = 512
+_BACKOFF_FIRST = 0.002
+_BACKOFF_CAP = 0.1
+_RELEASE_ATTEMPTS = 3
+_ES_ERRORS = (ApiError, TransportError)
+
+_Version = tuple[int, int, int]  # seq_no, primary_term, expires_at (epoch ms)
+
+
+class Lock(Protocol):
+    """What `FileLock` (one machine) and `Lease` (several machines) both offer."""
+
+    def hold(self, *, wait: bool = True) -> AbstractAsyncContextManager[bool]:
+        """Hold the lock for the block; with `wait=False`, yield False if someone else has it."""
+        ...
+
+
+def _doc_id(name: str) -> str:
+    if len(name.encode("utf-8")) <= _MAX_ID_BYTES:
+        return name
+    return "sha256:" + hashlib.sha256(name.encode("utf-8")).hexdigest()
+
+
+@dataclass(eq=False)
+class _Held:
+    """One acquisition: the document version last written by us, and its renewer."""
+
+    name: str
+    doc_id: str
+    token: str
+    seq_no: int
+    primary_term: int
+    expires_at_ms: int
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    renewer: asyncio.Task[None] | None = None
+    lost: bool = False
+    released: bool = False
+
+
+@dataclass(eq=False)
+class _Slot:
+    """The in-process queue for one name; `users` counts holders and waiters."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+class Lease:
+    """A named lease; get one from `LeaseManager.lock`. Implements `Lock`."""
+
+    def __init__(self, manager: LeaseManager, name: str) -> None:
+        self._manager = manager
+        self._name = name
+        self._held: _Held | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def lost(self) -> bool:
+        """True when the current (or last) acquisition was taken over or expired unrenewed."""
+        return self._held is not None and self._held.lost
+
+    @asynccontextmanager
+    async def hold(self, *, wait: bool = True) -> AsyncIterator[bool]:
+        """Hold the lease for the block; with `wait=False`, yield False if someone else has it.
+
+        "Someone else" includes another task of this process holding or
+        queued for the same name. Cancelling a waiter leaves nothing held.
+        """
+        async with self._manager._hold(self, wait=wait) as acquired:
+            yield acquired
+
+
+class LeaseManager:
+    """Acquires, renews and releases leases for one owner (one process) in one index.
+
+    The client is the caller's: created once, closed by whoever created it,
+    after `aclose()`.
+    """
+
+    def __init__(
+        self,
+        client: AsyncElasticsearch,
+        *,
+        index: str,
+        owner: str,
+        ttl_seconds: float = 15.0,
+        number_of_replicas: int = 1,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if ttl_seconds <= 0:
+            raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
+        self._es = client
+        self._index = index
+        self._owner = owner
+        self._ttl_ms = int(ttl_seconds * 1000)
+        self._replicas = number_of_replicas
+        self._clock = clock
+        self._slots: dict[str, _Slot] = {}
+        self._held: dict[str, _Held] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def owner(self) -> str:
+        return self._owner
+
+    @property
+    def index(self) -> str:
+        return self._index
+
+    @property
+    def ttl_seconds(self) -> float:
+        return self._ttl_ms / 1000
+
+    @property
+    def held(self) -> frozenset[str]:
+        """Names this manager holds right now."""
+        return frozenset(self._held)
+
+    async def ensure_index(self) -> None:
+        """Create the lease index with its strict mapping; an existing one is kept."""
+        try:
+            await self._es.indices.create(
+                index=self._index,
+                settings={"number_of_shards": 1, "number_of_replicas": self._replicas},
+                mappings={
+                    "dynamic": "strict",
+                    "properties": {
+                        "owner": {"type": "keyword"},
+                        "token": {"type": "keyword"},
+                        "expires_at": {"type": "long"},
+                    },
+                },
+            )
+        except BadRequestError as exc:
+            if exc.error != "resource_already_exists_exception":
+                raise StoreError(f"cannot create lease index {self._index}: {exc}") from exc
+
+    def lock(self, name: str) -> Lease:
+        if not name:
+            raise ValueError("a lease needs a non-empty name")
+        return Lease(self, name)
+
+    @asynccontextmanager
+    async def hold_all(self, names: Iterable[str]) -> AsyncIterator[None]:
+        """Hold every named lease for the block, released on exit.
+
+        Everyone acquires in one global (sorted) order, so overlapping sets
+        taken by different tasks or machines cannot wait on each other in a cycle.
+        """
+        async with AsyncExitStack() as stack:
+            for name in sorted(set(names)):
+                await stack.enter_async_context(self.lock(name).hold())
+            yield
+
+    async def aclose(self) -> None:
+        """Refuse new acquisitions, release what is held and wait for pending cleanups."""
+        self._closed = True
+        await asyncio.gather(*(self._release(held) for held in list(self._held.values())))
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    # -- holding -------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _hold(self, lease: Lease, *, wait: bool) -> AsyncIterator[bool]:
+        name = lease.name
+        self._check_open()
+        slot = self._slots.setdefault(name, _Slot())
+        if not wait and slot.users:
+            yield False
+            return
+        slot.users += 1
+        try:
+            async with slot.lock:
+                held = await self._acquire(name, wait=wait)
+                if held is None:
+                    acquired = False
+                else:
+                    acquired = True
+                    lease._held = held
+                    try:
+                        yield True
+                    finally:
+                        await self._release(held)
+        finally:
+            slot.users -= 1
+            if not slot.users and self._slots.get(name) is slot:
+                del self._slots[name]
+        if not acquired:
+            # Yielded after the local queue is left, so local waiters are not held up.
+            yield False
+
+    async def _acquire(self, name: str, *, wait: bool) -> _Held | None:
+        doc_id = _doc_id(name)
+        token = uuid.uuid4().hex
+        inflight: asyncio.Task[Any] | None = None
+        attempt = 0
+        try:
+            while True:
+                self._check_open()
+                inflight, expires_at = self._write(doc_id, token, create=True)
+                try:
+                    resp = await asyncio.shield(inflight)
+                except ConflictError:
+                    inflight = None
+                else:
+                    return self._start(name, doc_id, token, _version(resp, expires_at))
+                found = await self._get(doc_id)
+                if found is None:
+                    continue  # released between our create and our read: try again now
+                src, seq_no, primary_term = found
+                if src.get("token") == token:
+                    # Our own create landed, though its answer said otherwise (a retry).
+                    version = (seq_no, primary_term, int(src["expires_at"]))
+                    return self._start(name, doc_id, token, version)
+                if int(src["expires_at"]) <= self._now_ms():
+                    inflight, expires_at = self._write(doc_id, token, cas=(seq_no, primary_term))
+                    try:
+                        resp = await asyncio.shield(inflight)
+                    except ConflictError:
+                        inflight = None  # another acquirer took it over first
+                    else:
+                        return self._start(name, doc_id, token, _version(resp, expires_at))
+                if not wait:
+                    return None
+                await asyncio.sleep(_backoff(attempt))
+                attempt += 1
+        except BaseException:
+            # Cancelled or failed mid-request: a write of ours may land anyway. Undo it
+            # in the background so nobody holds the lease behind the caller's back.
+            self._spawn(self._abandon(doc_id, token, inflight))
+            raise
+
+    def _start(self, name: str, doc_id: str, token: str, version: _Version) -> _Held:
+        held = _Held(name, doc_id, token, *version)
+        held.renewer = asyncio.create_task(self._renew(held), name=f"lease-renewal:{name[:80]}")
+        self._held[name] = held
+        return held
+
+    # -- renewal and release -------------------------------------------------------------
+
+    async def _renew(self, held: _Held) -> None:
+        """Every ttl/3, push the expiry forward; stop when told to or when the lease is lost.
+
+        Stopping is by event, never by cancellation: a renewal cancelled
+        mid-request could land after release and leave an unknown version behind.
+        """
+        interval = self._ttl_ms / 3000
+        while True:
+            try:
+                await asyncio.wait_for(held.stop.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+            else:
+                return
+            try:
+                if not await self._renew_once(held):
+                    return
+            except Exception as exc:
+                # Unexpected: stop renewing rather than kill the release that awaits us.
+                self._mark_lost(held, f"renewal crashed ({type(exc).__name__})")
+                log.debug("lease renewal crashed", exc_info=True)
+                return
+
+    async def _renew_once(self, held: _Held) -> bool:
+        """One renewal; false once the lease is lost."""
+        try:
+            task, expires_at = self._write(
+                held.doc_id, held.token, cas=(held.seq_no, held.primary_term)
+            )
+            resp = await task
+        except ConflictError:
+            try:
+                if await self._readopt(held):
+                    return True
+            except (*_ES_ERRORS, StoreError) as exc:
+                return self._renewal_failed(held, exc)
+            self._mark_lost(held, "taken over by another owner")
+            return False
+        except _ES_ERRORS as exc:
+            return self._renewal_failed(held, exc)
+        held.seq_no, held.primary_term, held.expires_at_ms = _version(resp, expires_at)
+        return True
+
+    def _renewal_failed(self, held: _Held, exc: Exception) -> bool:
+        if self._now_ms() >= held.expires_at_ms:
+            self._mark_lost(held, f"expired unrenewed ({type(exc).__name__})")
+            return False
+        log.warning("lease %r: renewal failed (%s), retrying", held.name[:80], type(exc).__name__)
+        return True
+
+    async def _readopt(self, held: _Held) -> bool:
+        """After a conflict: if the document still carries our token, adopt its version."""
+        found = await self._get(held.doc_id)
+        if found is None or found[0].get("token") != held.token:
+            return False
+        src, held.seq_no, held.primary_term = found
+        held.expires_at_ms = int(src["expires_at"])
+        return True
+
+    def _mark_lost(self, held: _Held, why: str) -> None:
+        held.lost = True
+        log.warning("lease %r held by %s was lost: %s", held.name[:80], self._owner, why)
+
+    async def _release(self, held: _Held) -> None:
+        # Shielded: a holder cancelled while leaving still gets its lease deleted.
+        await asyncio.shield(self._spawn(self._do_release(held)))
+
+    async def _do_release(self, held: _Held) -> None:
+        if held.released:
+            return
+        held.released = True
+        held.stop.set()
+        if held.renewer is not None:
+            await held.renewer
+        if self._held.get(held.name) is held:
+            del self._held[held.name]
+        if held.lost:
+            return
+        await self._delete_own(held.doc_id, held.token, (held.seq_no, held.primary_term))
+
+    async def _abandon(self, doc_id: str, token: str, inflight: asyncio.Task[Any] | None) -> None:
+        """Delete the lease document if a write of this (abandoned) acquisition created it."""
+        cas: tuple[int, int] | None = None
+        if inflight is not None:
+            # Its failure, if any, already reached the acquirer; only a success matters here.
+            await asyncio.wait([inflight])
+            if not inflight.cancelled() and inflight.exception() is None:
+                resp = inflight.result()
+                cas = int(resp["_seq_no"]), int(resp["_primary_term"])
+        await self._delete_own(doc_id, token, cas)
+
+    async def _delete_own(self, doc_id: str, token: str, cas: tuple[int, int] | None) -> None:
+        """Delete the document if it is ours; a takeover or a missing document is left alone."""
+        try:
+            for _ in range(_RELEASE_ATTEMPTS):
+                if cas is None:
+                    found = await self._get(doc_id)
+                    if found is None or found[0].get("token") != token:
+                        return
+                    cas = found[1], found[2]
+                try:
+                    await self._es.delete(
+                        index=self._index, id=doc_id, if_seq_no=cas[0], if_primary_term=cas[1]
+                    )
+                except NotFoundError:
+                    return
+                except ConflictError:
+                    cas = None  # changed since: read again, it may still be ours
+                else:
+                    return
+        except (*_ES_ERRORS, StoreError) as exc:
+            log.warning(
+                "lease document %r not released (%s); it expires on its own",
+                doc_id[:80],
+                type(exc).__name__,
+            )
+
+    # -- requests ------------------------------------------------------------------------
+
+    def _write(
+        self, doc_id: str, token: str, *, create: bool = False, cas: tuple[int, int] | None = None
+    ) -> tuple[asyncio.Task[Any], int]:
+        """Create (or CAS-overwrite) the lease document as a task, so callers can shield it.
+
+        Returns the task and the expiry it writes.
+        """
+        expires_at = self._now_ms() + self._ttl_ms
+        body = {"owner": self._owner, "token": token, "expires_at": expires_at}
+        options: dict[str, Any] = {"op_type": "create"} if create else {}
+        if cas is not None:
+            options = {"if_seq_no": cas[0], "if_primary_term": cas[1]}
+        task = asyncio.ensure_future(
+            self._es.index(index=self._index, id=doc_id, document=body, **options)
+        )
+        return task, expires_at
+
+    async def _get(self, doc_id: str) -> tuple[Mapping[str, Any], int, int] | None:
+        try:
+            resp = await self._es.get(index=self._index, id=doc_id)
+        except NotFoundError as exc:
+            if isinstance(exc.body, Mapping) and "error" in exc.body:
+                raise StoreError(
+                    f"lease index {self._index} is missing: call ensure_index() first"
+                ) from exc
+            return None
+        return dict(resp["_source"]), int(resp["_seq_no"]), int(resp["_primary_term"])
+
+    def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"lease manager of {self._owner} is closed")
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+
+def _version(resp: Mapping[str, Any], expires_at: int) -> _Version:
+    return int(resp["_seq_no"]), int(resp["_primary_term"]), expires_at
+
+
+def _backoff(attempt: int) -> float:
+    """Full jitter over an exponential ceiling capped at 100 ms."""
+    ceiling = min(_BACKOFF_CAP, _BACKOFF_FIRST * 2**attempt)
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security

@@ -1,0 +1,367 @@
+"""Leases in Elasticsearch, on a real node: exclusion, expiry, renewal, loss, cancellation.
+
+Each `LeaseManager` gets its own client and owner, as separate machines
+would; the dead-process test SIGKILLs a real subprocess holding a lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from elasticsearch import AsyncElasticsearch, NotFoundError
+
+from soc_agent.errors import StoreError
+from soc_agent.store.elasticsearch_leases import LeaseManager, Lock
+from tests.infra.fixtures import needs
+
+pytestmark = needs("elasticsearch")
+
+ROOT = Path(__file__).resolve().parents[3]
+MakeManager = Callable[..., Awaitable[LeaseManager]]
+
+# Run by the dead-process test: hold a lease, say so, then wait to be killed.
+_HOLDER = """
+import asyncio, sys
+from elasticsearch import AsyncElasticsearch
+from soc_agent.store.elasticsearch_leases import LeaseManager
+
+async def main(url: str, index: str, ttl: float) -> None:
+    async with AsyncElasticsearch(url, request_timeout=30) as es:
+        leases = LeaseManager(es, index=index, owner="doomed", ttl_seconds=ttl,
+                              number_of_replicas=0)
+        async with leases.lock("chore:maintenance").hold():
+            print("held", flush=True)
+            await asyncio.sleep(3600)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+"""
+
+
+@pytest.fixture
+def lease_index(prefix: str) -> str:
+    return f"{prefix}-leases"
+
+
+@pytest.fixture
+async def managers(
+    es_clients: Callable[[], AsyncElasticsearch], lease_index: str
+) -> AsyncIterator[MakeManager]:
+    """One manager per simulated machine (own client, own owner), closed at the end."""
+    made: list[LeaseManager] = []
+
+    async def make(owner: str, *, ttl: float = 15.0, **kwargs: Any) -> LeaseManager:
+        manager = LeaseManager(
+            es_clients(),
+            index=lease_index,
+            owner=owner,
+            ttl_seconds=ttl,
+            number_of_replicas=0,
+            **kwargs,
+        )
+        await manager.ensure_index()
+        made.append(manager)
+        return manager
+
+    yield make
+    for manager in made:
+        await manager.aclose()
+
+
+async def _document(es: AsyncElasticsearch, index: str, name: str) -> dict[str, Any] | None:
+    try:
+        resp = await es.get(index=index, id=name)
+    except NotFoundError:
+        return None
+    return dict(resp["_source"])
+
+
+async def _gets(es: AsyncElasticsearch, index: str) -> int:
+    stats = await es.indices.stats(index=index, metric="get")
+    return int(stats["_all"]["total"]["get"]["total"])
+
+
+async def test_two_machines_never_lose_an_update(managers: MakeManager) -> None:
+    machines = [await managers("worker-a@host-1"), await managers("worker-b@host-2")]
+    counter = [0]
+    inside = [0]
+    overlap = [0]
+
+    async def increment(leases: LeaseManager) -> None:
+        for _ in range(10):
+            async with leases.lock("incident:inc-4f1c").hold():
+                inside[0] += 1
+                overlap[0] = max(overlap[0], inside[0])
+                value = counter[0]
+                await asyncio.sleep(0.002)  # read-modify-write across an await
+                counter[0] = value + 1
+                inside[0] -= 1
+
+    await asyncio.gather(*(increment(m) for m in machines for _ in range(4)))
+    assert counter[0] == 80
+    assert overlap[0] == 1
+    assert all(m.held == frozenset() for m in machines)
+
+
+async def test_tasks_of_one_process_queue_locally_without_requests(
+    managers: MakeManager, es: AsyncElasticsearch, lease_index: str
+) -> None:
+    leases = await managers("worker-a@host-1")
+    counter = [0]
+
+    async def increment() -> None:
+        async with leases.lock("fp:9f86d081").hold() as acquired:
+            assert acquired
+            value = counter[0]
+            await asyncio.sleep(0.002)
+            counter[0] = value + 1
+
+    before = await _gets(es, lease_index)
+    await asyncio.gather(*(increment() for _ in range(20)))
+    assert counter[0] == 20
+    # Contention inside the process never reached Elasticsearch: no create conflicted,
+    # so nobody had to read the lease document.
+    assert await _gets(es, lease_index) == before
+
+
+async def test_wait_false_yields_false_while_someone_else_holds_it(
+    managers: MakeManager,
+) -> None:
+    first, second = await managers("worker-a@host-1"), await managers("worker-b@host-2")
+    lock: Lock = first.lock("chore:audit-export")
+    async with lock.hold() as acquired:
+        assert acquired
+        started = time.perf_counter()
+        async with second.lock("chore:audit-export").hold(wait=False) as other:
+            assert other is False
+        async with first.lock("chore:audit-export").hold(wait=False) as same_process:
+            assert same_process is False
+        assert time.perf_counter() - started < 1.0
+    async with second.lock("chore:audit-export").hold(wait=False) as now_free:
+        assert now_free is True
+
+
+async def test_lease_of_a_killed_process_expires_after_the_ttl(
+    managers: MakeManager, elasticsearch_url: str, lease_index: str, es: AsyncElasticsearch
+) -> None:
+    ttl = 1.5
+    survivor = await managers("worker-b@host-2", ttl=ttl)
+    await survivor.ensure_index()
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _HOLDER,
+        elasticsearch_url,
+        lease_index,
+        str(ttl),
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert holder.stdout is not None
+        assert await asyncio.wait_for(holder.stdout.readline(), 60) == b"held\n"
+        # Alive, it renews: past twice its TTL nobody else gets in.
+        deadline = time.monotonic() + 2 * ttl
+        while time.monotonic() < deadline:
+            async with survivor.lock("chore:maintenance").hold(wait=False) as acquired:
+                assert acquired is False
+            await asyncio.sleep(0.1)
+        holder.send_signal(signal.SIGKILL)
+        await holder.wait()
+        killed = time.monotonic()
+        async with survivor.lock("chore:maintenance").hold() as acquired:
+            waited = time.monotonic() - killed
+            assert acquired
+            document = await _document(es, lease_index, "chore:maintenance")
+            assert document is not None and document["owner"] == "worker-b@host-2"
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
+    # Renewed every ttl/3, so it expired between 2/3 ttl and ttl after the kill.
+    assert 0.5 * ttl < waited < ttl + 1.0
+
+
+async def test_renewal_keeps_a_lease_past_its_ttl(
+    managers: MakeManager, es: AsyncElasticsearch, lease_index: str
+) -> None:
+    holder, other = await managers("worker-a@host-1", ttl=1.5), await managers("worker-b@host-2")
+    lease = holder.lock("incident:inc-77")
+    async with lease.hold():
+        first = await _document(es, lease_index, "incident:inc-77")
+        for _ in range(15):  # 3 s, twice the TTL
+            await asyncio.sleep(0.2)
+            async with other.lock("incident:inc-77").hold(wait=False) as acquired:
+                assert acquired is False
+        last = await _document(es, lease_index, "incident:inc-77")
+        assert not lease.lost
+    assert first is not None and last is not None
+    assert last["token"] == first["token"]
+    assert last["expires_at"] >= first["expires_at"] + 1500
+    assert await _document(es, lease_index, "incident:inc-77") is None
+
+
+async def test_lost_lease_is_detected_and_not_deleted_on_release(
+    managers: MakeManager,
+    es: AsyncElasticsearch,
+    lease_index: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ttl = 1.0
+    holder = await managers("worker-a@host-1", ttl=ttl)
+    # A machine whose clock runs a minute ahead sees the lease expired and takes it over:
+    # the skew the module docstring warns about.
+    skewed = await managers("worker-b@host-2", ttl=ttl, clock=lambda: time.time() + 60)
+    lease = holder.lock("entity:host:wks-fin-042")
+    caplog.set_level(logging.WARNING, logger="soc_agent.store.elasticsearch_leases")
+    async with lease.hold():
+        original = await _document(es, lease_index, "entity:host:wks-fin-042")
+        async with skewed.lock("entity:host:wks-fin-042").hold(wait=False) as taken:
+            assert taken
+            for _ in range(30):
+                if lease.lost:
+                    break
+                await asyncio.sleep(0.05)
+            assert lease.lost
+            assert holder.held == frozenset({"entity:host:wks-fin-042"})
+        assert holder.held == frozenset({"entity:host:wks-fin-042"})
+    assert holder.held == frozenset()
+    assert original is not None
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("was lost" in m and "entity:host:wks-fin-042" in m for m in messages)
+    assert not any(original["token"] in m for m in messages)
+
+
+async def test_release_after_takeover_leaves_the_new_holders_lease(
+    managers: MakeManager, es: AsyncElasticsearch, lease_index: str
+) -> None:
+    holder = await managers("worker-a@host-1", ttl=1.0)
+    skewed = await managers("worker-b@host-2", ttl=15.0, clock=lambda: time.time() + 60)
+    taken = asyncio.Event()
+    done = asyncio.Event()
+
+    async def take_over() -> None:
+        async with skewed.lock("chore:maintenance").hold(wait=False) as acquired:
+            assert acquired
+            taken.set()
+            await done.wait()
+
+    async with holder.lock("chore:maintenance").hold():
+        task = asyncio.create_task(take_over())
+        await taken.wait()
+    # The first holder left without noticing the loss yet; its release must not delete.
+    document = await _document(es, lease_index, "chore:maintenance")
+    assert document is not None and document["owner"] == "worker-b@host-2"
+    done.set()
+    await task
+
+
+async def test_cancelled_waiter_never_holds_the_lease_later(
+    managers: MakeManager, es: AsyncElasticsearch, lease_index: str
+) -> None:
+    holder, waiter = await managers("worker-a@host-1"), await managers("worker-b@host-2")
+    entered = asyncio.Event()
+
+    async def wait_for_it() -> None:
+        async with waiter.lock("incident:inc-9").hold():
+            entered.set()
+
+    async with holder.lock("incident:inc-9").hold():
+        task = asyncio.create_task(wait_for_it())
+        await asyncio.sleep(0.3)  # several create/read/back-off rounds
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await asyncio.sleep(0.3)
+    assert not entered.is_set()
+    assert waiter.held == frozenset()
+    assert await _document(es, lease_index, "incident:inc-9") is None
+
+
+async def test_cancelling_mid_request_leaves_nothing_behind(
+    managers: MakeManager, es: AsyncElasticsearch, lease_index: str
+) -> None:
+    leases = await managers("worker-a@host-1")
+    for ticks in range(60):
+        name = f"fp:{ticks:02d}"
+        task = asyncio.create_task(_hold_forever(leases, name))
+        # 0..59 loop turns: cancels before the create is sent, while it is in flight, and
+        # after it landed but before the caller knew.
+        for _ in range(ticks):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await leases.aclose()
+    assert leases.held == frozenset()
+    for ticks in range(60):
+        assert await _document(es, lease_index, f"fp:{ticks:02d}") is None, ticks
+
+
+async def _hold_forever(leases: LeaseManager, name: str) -> None:
+    async with leases.lock(name).hold():
+        await asyncio.sleep(3600)
+
+
+async def test_hold_all_on_overlapping_sets_does_not_deadlock(managers: MakeManager) -> None:
+    machines = [await managers(f"worker-{n}@host-{n}") for n in range(3)]
+    # Taken in the given order these would wait on each other in a cycle.
+    sets = [
+        ["entity:b", "entity:a"],
+        ["entity:c", "entity:b"],
+        ["entity:a", "entity:c", "entity:a"],
+    ]
+    occupied: dict[str, int] = {}
+
+    async def work(leases: LeaseManager, names: list[str]) -> None:
+        for _ in range(8):
+            async with leases.hold_all(names):
+                for name in set(names):
+                    assert occupied.get(name, 0) == 0, name
+                    occupied[name] = 1
+                await asyncio.sleep(0.001)
+                for name in set(names):
+                    occupied[name] = 0
+
+    jobs = [work(m, names) for m, names in zip(machines, sets, strict=True) for _ in range(2)]
+    await asyncio.wait_for(asyncio.gather(*jobs), timeout=60)
+    assert all(m.held == frozenset() for m in machines)
+
+
+async def test_aclose_releases_held_leases_and_refuses_new_ones(
+    managers: MakeManager, es: AsyncElasticsearch, lease_index: str
+) -> None:
+    leases = await managers("worker-a@host-1")
+    entered, leave = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with leases.hold_all(["chore:maintenance", "chore:audit-export"]):
+            entered.set()
+            await leave.wait()
+
+    task = asyncio.create_task(hold())
+    await entered.wait()
+    await leases.aclose()
+    assert leases.held == frozenset()
+    assert await _document(es, lease_index, "chore:maintenance") is None
+    leave.set()
+    await task
+    with pytest.raises(StoreError, match="closed"):
+        async with leases.lock("chore:maintenance").hold():
+            pass
+
+
+async def test_long_names_are_hashed_into_valid_ids(managers: MakeManager) -> None:
+    first, second = await managers("worker-a@host-1"), await managers("worker-b@host-2")
+    name = "entity:url:https://cdn.example.com/" + "a" * 2000
+    async with first.lock(name).hold(), second.lock(name).hold(wait=False) as acquired:
+        assert acquired is False
