@@ -1,7 +1,8 @@
 """A SQLite connection owned by one worker thread, for the API's own small tables.
 
-The API keeps its credentials (token hashes, web sessions) in the store file,
-in tables of its own; the event loop never blocks on them.
+With `store_backend: sqlite` the API keeps its credentials (token hashes, web
+sessions) in the store file, in tables of its own; the event loop never blocks
+on them.
 """
 
 from __future__ import annotations
@@ -39,14 +40,8 @@ class ThreadedSQLite:
         db.executescript(schema)
         return db
 
-    def call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run `fn` on the worker thread and wait (for the CLI and start-up)."""
-        try:
-            return self._pool.submit(fn, self._db).result()
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: {exc}") from exc
-
     async def run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run `fn` on the connection's own thread."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, fn, self._db)

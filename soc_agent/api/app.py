@@ -28,8 +28,8 @@ from soc_agent.api.context import ApiContext
 from soc_agent.api.errors import ApiError
 from soc_agent.api.oidc import OidcVerifier
 from soc_agent.api.security import SecurityHeaders
-from soc_agent.api.sessions import SessionStore
-from soc_agent.api.tokens import TokenStore
+from soc_agent.api.sessions import open_session_store
+from soc_agent.api.tokens import open_token_store
 from soc_agent.api.verdicts import VerdictPublisher
 from soc_agent.config import Settings
 from soc_agent.errors import SocAgentError
@@ -64,10 +64,12 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with (
             open_components(settings, clock=clock) as components,
+            # Credentials live on the same backend as the state, so with Elasticsearch
+            # every replica sees every token, revocation and session at once.
+            open_token_store(components.backend) as tokens,
+            open_session_store(components.backend) as sessions,
             httpx.AsyncClient(follow_redirects=False) as http,
         ):
-            tokens = TokenStore(settings.store)
-            sessions = SessionStore(settings.store)
             oidc = OidcVerifier(settings.api.oidc, http) if settings.api.oidc else None
             verdicts = VerdictPublisher(settings.kafka) if settings.api.publish_approvals else None
             if verdicts is not None:
@@ -82,8 +84,6 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
-                tokens.close()
-                sessions.close()
                 if verdicts is not None:
                     await verdicts.stop()
 

@@ -9,6 +9,7 @@ ws-eng-007` (high risk, two senior approvers) and `quarantine_file <hash>`
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import Any
 import httpx
 
 from soc_agent.api.config import Role
-from soc_agent.api.tokens import TokenStore
+from soc_agent.api.tokens import SQLiteTokenStore
 
 __all__ = ["ROOT", "Served", "cli", "start_served"]
 
@@ -116,6 +118,14 @@ def _config(root: Path) -> str:
     return json.dumps(doc)  # JSON is YAML
 
 
+async def _make_tokens(path: Path, names: list[str]) -> dict[str, str]:
+    store = SQLiteTokenStore(path)
+    try:
+        return {n: await store.create(n, Role(ROLES[n]), datetime.now(UTC)) for n in names}
+    finally:
+        store.close()
+
+
 def start_served(root: Path) -> Served:
     """Fill a store with `soc-agent run`, create a token per role, start `soc-agent serve`."""
     (root / "soc.yaml").write_text(_config(root), encoding="utf-8")
@@ -127,13 +137,10 @@ def start_served(root: Path) -> Served:
     made = cli("tokens", "create", "--name", "alice", "--role", "analyst", *store, cwd=root)
     assert made.returncode == 0, made.stderr
     tokens = {"alice": made.stdout.strip()}
-    token_store = TokenStore(root / "soc.db")
-    try:
-        for name, role in ROLES.items():
-            if name not in tokens:
-                tokens[name] = token_store.create(name, Role(role), datetime.now(UTC))
-    finally:
-        token_store.close()
+    # A thread of its own: Playwright's sync API leaves its event loop marked running.
+    with ThreadPoolExecutor(1) as pool:
+        missing = [n for n in ROLES if n not in tokens]
+        tokens.update(pool.submit(asyncio.run, _make_tokens(root / "soc.db", missing)).result())
     port = _free_port()
     process = subprocess.Popen(
         [

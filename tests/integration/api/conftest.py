@@ -6,6 +6,9 @@ queues two proposals for one high-severity malware incident at autonomy level
 four-eyes) and `quarantine_file <hash>` (medium risk: any analyst). Tokens for
 every role are created with the real token store; the server runs the app
 built by `create_app` with the test's clock, in a thread, on its own socket.
+
+`es_prefix` gives a test its own Elasticsearch index prefix on the session's
+real node (deleted afterwards); `on_elasticsearch` points settings at it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,17 +25,30 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from elasticsearch import Elasticsearch
 
 from soc_agent.api.app import create_app
 from soc_agent.api.config import Role
-from soc_agent.api.tokens import TokenStore
+from soc_agent.api.tokens import SQLiteTokenStore
 from soc_agent.config import Settings
 from soc_agent.models import Proposal
 from soc_agent.store import SQLiteStore
+from soc_agent.store.config import ElasticsearchConfig
 from tests.conftest import Clock
+from tests.infra.fixtures import elasticsearch_url
 from tests.integration.conftest import Deployment
 
-__all__ = ["ALERT", "BEACON", "TOKENS", "Api", "free_port", "open_api", "running_server"]
+__all__ = [
+    "ALERT",
+    "BEACON",
+    "TOKENS",
+    "Api",
+    "elasticsearch_url",
+    "free_port",
+    "on_elasticsearch",
+    "open_api",
+    "running_server",
+]
 
 ALERT = "crowdstrike_ws-eng-007_known_malware_high.json"
 BEACON = "63599751f415c860417babb20cb438fdedd55411f2cfcd2ea6c186ed3cf3b91c"
@@ -126,10 +143,10 @@ class Api:
         return items
 
 
-def seed_tokens(settings: Settings) -> dict[str, str]:
-    tokens = TokenStore(settings.store)
+async def seed_tokens(settings: Settings) -> dict[str, str]:
+    tokens = SQLiteTokenStore(settings.store)
     try:
-        return {name: tokens.create(name, role, Clock().now) for name, role in TOKENS.items()}
+        return {name: await tokens.create(name, role, Clock().now) for name, role in TOKENS.items()}
     finally:
         tokens.close()
 
@@ -146,7 +163,7 @@ async def open_api(
         settings = settings.model_copy(update={"api": settings.api.model_validate(api)})
     async with deployment.open(settings) as c:
         await deployment.feed(c, ALERT)
-    return settings, seed_tokens(settings)
+    return settings, await seed_tokens(settings)
 
 
 @pytest.fixture
@@ -155,3 +172,28 @@ async def api(deployment: Deployment) -> AsyncIterator[Api]:
     with running_server(settings, deployment.clock) as url:
         async with httpx.AsyncClient(timeout=30) as client:
             yield Api(url, tokens, deployment, settings, client)
+
+
+@pytest.fixture
+def es_prefix(elasticsearch_url: str) -> Iterator[str]:
+    """An index prefix of this test's own; its indices are deleted afterwards.
+
+    Synchronous, so parametrised async fixtures can ask for it only on their
+    Elasticsearch leg (`request.getfixturevalue`).
+    """
+    prefix = f"soc-test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    with Elasticsearch(elasticsearch_url, request_timeout=30) as client:
+        # Wildcard deletes are refused (destructive_requires_name): name each index.
+        names = list(client.indices.get(index=f"{prefix}-*", expand_wildcards="all"))
+        if names:
+            client.indices.delete(index=",".join(names))
+
+
+def on_elasticsearch(settings: Settings, url: str, prefix: str) -> Settings:
+    """`settings` with state (and so the API's tokens and sessions) in `prefix-*` at `url`."""
+    # No replicas on the single test node; a short refresh keeps `wait_for` writes quick.
+    config = ElasticsearchConfig(
+        hosts=[url], index_prefix=prefix, number_of_replicas=0, refresh_interval="100ms"
+    )
+    return settings.model_copy(update={"store_backend": "elasticsearch", "elasticsearch": config})

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from soc_agent.api.config import Role
-from soc_agent.api.tokens import TokenError, TokenStore, revoke_token
+from soc_agent.api.tokens import SQLiteTokenStore, TokenError, revoke_token
 from tests.integration.api.conftest import Api
 
 # (method, path template, json body); {p} proposal, {i} incident, {a} alert,
@@ -140,12 +140,12 @@ async def test_revoked_token_is_refused_and_only_hashes_are_stored(api: Api) -> 
 
 
 async def test_a_name_cannot_hold_two_active_tokens(api: Api) -> None:
-    store = TokenStore(api.settings.store)
+    store = SQLiteTokenStore(api.settings.store)
     try:
         with pytest.raises(TokenError, match="active token named 'sam'"):
-            store.create("sam", Role.SENIOR, api.deployment.clock.now)
+            await store.create("sam", Role.SENIOR, api.deployment.clock.now)
         with pytest.raises(TokenError, match="invalid token name"):
-            store.create("bad name!", Role.VIEWER, api.deployment.clock.now)
+            await store.create("bad name!", Role.VIEWER, api.deployment.clock.now)
     finally:
         store.close()
 
@@ -213,9 +213,9 @@ async def test_openapi_is_published_with_bearer_auth(api: Api) -> None:
 
 
 async def test_the_agent_identity_cannot_approve_its_own_proposals(api: Api) -> None:
-    store = TokenStore(api.settings.store)
+    store = SQLiteTokenStore(api.settings.store)
     try:
-        secret = store.create(api.settings.agent_id, Role.ADMIN, api.deployment.clock.now)
+        secret = await store.create(api.settings.agent_id, Role.ADMIN, api.deployment.clock.now)
     finally:
         store.close()
     proposal = await api.proposal("quarantine_file")
