@@ -5,10 +5,15 @@ realistic entity overlap, plus duplicates), runs it through the whole embedded
 pipeline into a fresh SQLite store, and compares against ceilings measured in
 the same run on the same machine:
   * ingest ceiling: bytes -> canonical alerts only (parse_payload);
-  * store ceiling: SQLite writes of the same alerts and audit entries, no logic.
+  * store ceiling: store writes of the same alerts and audit entries, no logic.
 The pipeline can never beat either; the ratios say where the time goes.
 
     .venv/bin/python bench/bench_pipeline.py --alerts 2000
+    .venv/bin/python bench/bench_pipeline.py --alerts 500 --elasticsearch http://127.0.0.1:9200
+
+With `--elasticsearch` the store is the shared backend workers on several
+machines use (indices under a fresh prefix, deleted afterwards), with the
+cross-process leases and compare-and-set that backend takes.
 """
 
 from __future__ import annotations
@@ -22,17 +27,17 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from soc_agent.audit import SQLiteAuditLog
-from soc_agent.config import load_settings
+from soc_agent.config import Settings, load_settings
 from soc_agent.ingest import parse_payload
 from soc_agent.models import AuditEvent
 from soc_agent.pipeline.agent import AlertOutcome
+from soc_agent.runtime.backend import open_backend
 from soc_agent.runtime.components import open_components
 from soc_agent.runtime.embedded import run_embedded
-from soc_agent.store import SQLiteStore
 
 START = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 SIGNATURES = [
@@ -122,26 +127,22 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-async def _ceiling_store(data: bytes, workdir: Path) -> float:
+async def _ceiling_store(data: bytes, settings: Settings) -> float:
     alerts = parse_payload(data, source="bench").alerts
-    store = SQLiteStore(workdir / "ceiling.db")
-    audit = SQLiteAuditLog(workdir / "ceiling.db")
-    t0 = time.perf_counter()
-    for a in alerts:
-        await store.save_alert(a, None)
-        await audit.append(
-            AuditEvent(actor="bench", action="alert.correlate", subject=a.id, at=START)
-        )
-    elapsed = time.perf_counter() - t0
-    audit.close()
-    store.close()
+    async with open_backend(settings) as backend:
+        t0 = time.perf_counter()
+        for a in alerts:
+            await backend.store.save_alert(a, None)
+            await backend.audit.append(
+                AuditEvent(actor="bench", action="alert.correlate", subject=a.id, at=START)
+            )
+        elapsed = time.perf_counter() - t0
     return len(alerts) / elapsed
 
 
-async def _pipeline(data: bytes, workdir: Path) -> tuple[float, list[float], int]:
-    path = workdir / "storm.jsonl"
+async def _pipeline(data: bytes, settings: Settings) -> tuple[float, list[float], int]:
+    path = settings.store.with_name("storm.jsonl")
     path.write_bytes(data)
-    settings = load_settings(store=workdir / "bench.db")
     latencies: list[float] = []
     async with open_components(settings) as c:
         t0 = time.perf_counter()
@@ -154,22 +155,54 @@ async def _pipeline(data: bytes, workdir: Path) -> tuple[float, list[float], int
     return report.alerts / elapsed, latencies, report.alerts
 
 
+def _settings(workdir: Path, name: str, es_url: str | None) -> Settings:
+    if es_url is None:
+        return load_settings(store=workdir / f"{name}.db")
+    return load_settings(
+        store=workdir / f"{name}.db",
+        store_backend="elasticsearch",
+        elasticsearch={
+            "hosts": [es_url],
+            "index_prefix": f"bench-{name}-{uuid.uuid4().hex[:8]}",
+            "number_of_replicas": 0,
+        },
+    )
+
+
+async def _drop_indices(settings: Settings) -> None:
+    if settings.store_backend != "elasticsearch":
+        return
+    async with settings.elasticsearch.client() as client:
+        prefix = settings.elasticsearch.index_prefix
+        names = list(await client.indices.get(index=f"{prefix}-*", expand_wildcards="all"))
+        if names:
+            await client.indices.delete(index=",".join(names))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--alerts", type=int, default=2000)
+    parser.add_argument("--elasticsearch", metavar="URL", help="use this cluster as the store")
     args = parser.parse_args()
     data = make_storm(args.alerts)
+    backend = "Elasticsearch" if args.elasticsearch else "SQLite"
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         t0 = time.perf_counter()
         n_ingest = len(parse_payload(data, source="bench").alerts)
         ingest_rate = n_ingest / (time.perf_counter() - t0)
-        store_rate = asyncio.run(_ceiling_store(data, workdir))
-        rate, latencies, n = asyncio.run(_pipeline(data, workdir))
+        ceiling = _settings(workdir, "ceiling", args.elasticsearch)
+        pipeline = _settings(workdir, "pipeline", args.elasticsearch)
+        try:
+            store_rate = asyncio.run(_ceiling_store(data, ceiling))
+            rate, latencies, n = asyncio.run(_pipeline(data, pipeline))
+        finally:
+            asyncio.run(_drop_indices(ceiling))
+            asyncio.run(_drop_indices(pipeline))
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"input: {len(data) / 1e6:.1f} MB, {n} alert records (incl. redeliveries)")
     print(f"ingest ceiling   : {ingest_rate:10.0f} alerts/s  (parse + normalise only)")
-    print(f"store ceiling    : {store_rate:10.0f} alerts/s  (SQLite alert + audit writes only)")
+    print(f"store ceiling    : {store_rate:10.0f} alerts/s  ({backend} alert + audit writes only)")
     print(
         f"pipeline         : {rate:10.0f} alerts/s  "
         f"({rate / ingest_rate:.1%} of ingest ceiling, {rate / store_rate:.1%} of store ceiling)"

@@ -7,7 +7,6 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from contextlib import closing
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -132,12 +131,14 @@ def replay(
     """Shadow mode over past alerts: what would the playbooks and policy do now?
 
     Nothing executes, nothing is queued; each action shows what it would have
-    been (`intended`). The production store is not touched unless named.
+    been (`intended`). The production store (SQLite or Elasticsearch) is not
+    touched unless `--store` names one: replays go to a local SQLite file.
     """
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="soc-agent-replay-") as tmp:
         settings = _settings(config, store or Path(tmp) / "replay.db")
+        settings.store_backend = "sqlite"
         settings.policy = settings.policy.model_copy(update={"mode": RunMode.SHADOW})
         _process(settings, list(alerts), as_json, store_kept=store is not None)
 
@@ -284,13 +285,13 @@ def proposals_list(
     config: ConfigOpt = None,
 ) -> None:
     """The analyst queue, most urgent first."""
-    from soc_agent.store import SQLiteStore
+    from soc_agent.runtime.backend import open_backend
 
     settings = _settings(config, store)
 
     async def main() -> list[Any]:
-        with closing(SQLiteStore(settings.store)) as db:
-            return await db.list_proposals(status=None if all_ else status, limit=1000)
+        async with open_backend(settings) as backend:
+            return await backend.store.list_proposals(status=None if all_ else status, limit=1000)
 
     proposals = _run(main)
     if as_json:
@@ -367,16 +368,17 @@ def audit_verify(
     config: ConfigOpt = None,
 ) -> None:
     """Check the hash chain; exit 1 and name the first bad entry if tampered with."""
-    from soc_agent.audit import SQLiteAuditLog
+    from soc_agent.runtime.backend import open_backend
 
     settings = _settings(config, store)
-    if not settings.store.exists():
+    if settings.store_backend == "sqlite" and not settings.store.exists():
         raise _fail(f"no store at {settings.store}")
-    key = settings.audit_hmac_key()
 
     async def main() -> Any:
-        with closing(SQLiteAuditLog(settings.store, key=key)) as log:
-            return await log.verify(expected_head=expect_head, expected_count=expect_count)
+        async with open_backend(settings) as backend:
+            return await backend.audit.verify(
+                expected_head=expect_head, expected_count=expect_count
+            )
 
     result = _run(main)
     if as_json:
@@ -409,14 +411,14 @@ def audit_list(
     config: ConfigOpt = None,
 ) -> None:
     """Show the most recent audit entries."""
-    from soc_agent.audit import SQLiteAuditLog
+    from soc_agent.runtime.backend import open_backend
 
     settings = _settings(config, store)
 
     async def main() -> Any:
-        with closing(SQLiteAuditLog(settings.store)) as log:
-            count, _ = await log.head()
-            return await log.list(limit=limit, offset=max(0, count - limit))
+        async with open_backend(settings) as backend:
+            events = await backend.audit.list(limit=limit, newest_first=True)
+            return list(reversed(events))
 
     for event in _run(main):
         if as_json:
@@ -433,13 +435,13 @@ def actions_list(
     as_json: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = None
 ) -> None:
     """Actions in the ledger (executed, failed, rolled back)."""
-    from soc_agent.store import SQLiteStore
+    from soc_agent.runtime.backend import open_backend
 
     settings = _settings(config, store)
 
     async def main() -> list[Any]:
-        with closing(SQLiteStore(settings.store)) as db:
-            return await db.list_actions(limit=1000)
+        async with open_backend(settings) as backend:
+            return await backend.store.list_actions(limit=1000)
 
     for r in _run(main):
         if as_json:
@@ -530,7 +532,12 @@ def serve(
     from soc_agent.api.app import serve as serve_api
 
     settings = _settings(config, store)
-    typer.echo(f"soc-agent API and UI on http://{host}:{port}/ (store {settings.store})", err=True)
+    where = (
+        f"Elasticsearch {settings.elasticsearch.index_prefix}-*"
+        if settings.store_backend == "elasticsearch"
+        else f"store {settings.store}"
+    )
+    typer.echo(f"soc-agent API and UI on http://{host}:{port}/ ({where})", err=True)
     serve_api(settings, host, port)
 
 

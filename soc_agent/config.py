@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError
@@ -20,6 +20,7 @@ from soc_agent.correlate import CorrelationConfig
 from soc_agent.errors import ConfigError
 from soc_agent.policy import PolicyConfig
 from soc_agent.runtime.kafka.config import KafkaConfig
+from soc_agent.store.config import ElasticsearchConfig
 
 __all__ = ["DEFAULT_GRANTS", "Settings", "load_settings"]
 
@@ -61,7 +62,15 @@ class Settings(BaseSettings):
     )
 
     config: Path | None = Field(default=None, description="YAML config file")
-    store: Path = Field(default=Path("soc-agent.db"), description="SQLite store path")
+    store: Path = Field(
+        default=Path("soc-agent.db"),
+        description="SQLite store path (embedded); with Elasticsearch, the base of local files",
+    )
+    store_backend: Literal["sqlite", "elasticsearch"] = Field(
+        default="sqlite",
+        description="where state lives: one machine (sqlite) or shared by workers (elasticsearch)",
+    )
+    elasticsearch: ElasticsearchConfig = Field(default_factory=ElasticsearchConfig)
     agent_id: str = Field(default="soc-agent", min_length=1, max_length=128)
     playbooks: list[Path] = Field(default_factory=list, description="extra playbook dirs/files")
     shipped_playbooks: bool = Field(default=True, description="load the shipped playbooks")

@@ -1,5 +1,6 @@
 """The hash-chained audit log and its verifier."""
 
+from soc_agent.audit.base import AuditLog
 from soc_agent.audit.chain import (
     GENESIS,
     VerifyResult,
@@ -12,6 +13,7 @@ from soc_agent.audit.log import SQLiteAuditLog
 
 __all__ = [
     "GENESIS",
+    "AuditLog",
     "SQLiteAuditLog",
     "VerifyResult",
     "canonical",

@@ -166,6 +166,24 @@ class ElasticsearchAuditLog:
         except _Unreadable as exc:
             raise StoreError(f"{self._index}: {exc}") from exc
 
+    async def entries_after(self, seq: int, *, limit: int) -> builtins.list[AuditEvent]:
+        """Up to `limit` entries with a sequence number above `seq`, in chain order.
+
+        A range query, not `from`: an exporter's cursor passes Elasticsearch's
+        10,000-hit paging window within a day.
+        """
+        await self._refresh()
+        resp = await self._es.search(
+            index=self._index,
+            query={"range": {"seq": {"gt": seq}}},
+            sort=[{"seq": "asc"}],
+            size=limit,
+        )
+        try:
+            return [_from_doc(hit["_source"]) for hit in resp["hits"]["hits"]]
+        except _Unreadable as exc:
+            raise StoreError(f"{self._index}: {exc}") from exc
+
     async def head(self) -> tuple[int, str]:
         """`(seq, hash)` of the last entry, or `(0, GENESIS)` when empty: an anchor to keep."""
         resp = await self._es.search(

@@ -140,6 +140,11 @@ class SQLiteAuditLog:
         params.extend([limit, offset])
         return await asyncio.to_thread(self._list_sync, sql, params)
 
+    async def entries_after(self, seq: int, *, limit: int) -> builtins.list[AuditEvent]:
+        """Up to `limit` entries with a sequence number above `seq`, in chain order."""
+        sql = f"SELECT {_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"  # noqa: S608
+        return await asyncio.to_thread(self._list_sync, sql, [seq, limit])
+
     async def head(self) -> tuple[int, str]:
         """`(seq, hash)` of the last entry, or `(0, GENESIS)` when empty: an anchor to keep."""
         return await asyncio.to_thread(self._head_sync)

@@ -11,15 +11,15 @@ from soc_agent_connectors.base import Connector, installed_connector_names, load
 from soc_agent_connectors.gateway import Gateway
 
 from soc_agent.actions.executor import Executor
-from soc_agent.audit import SQLiteAuditLog
+from soc_agent.audit import AuditLog
 from soc_agent.config import Settings
-from soc_agent.correlate import Correlator
 from soc_agent.errors import ConfigError
 from soc_agent.ingest import FieldMapping, load_mappings
-from soc_agent.pipeline.agent import Agent, IncidentLocks
+from soc_agent.pipeline.agent import Agent
 from soc_agent.pipeline.proposals import ProposalService
 from soc_agent.playbooks import Playbook, load_playbooks, shipped_playbooks_dir
-from soc_agent.store import SQLiteStore
+from soc_agent.runtime.backend import Backend, open_backend
+from soc_agent.store import StateStore
 
 __all__ = ["Components", "build_connectors", "load_all_playbooks", "open_components"]
 
@@ -27,14 +27,15 @@ __all__ = ["Components", "build_connectors", "load_all_playbooks", "open_compone
 @dataclass
 class Components:
     settings: Settings
-    store: SQLiteStore
-    audit: SQLiteAuditLog
+    store: StateStore
+    audit: AuditLog
     gateway: Gateway
     executor: Executor
     proposals: ProposalService
     agent: Agent
     mappings: list[FieldMapping]
     clock: Callable[[], datetime]
+    backend: Backend
 
 
 def build_connectors(
@@ -85,53 +86,48 @@ async def open_components(
     *,
     clock: Callable[[], datetime] | None = None,
     connector_classes: Mapping[str, type[Connector]] | None = None,
-    correlator_factory: Callable[[SQLiteStore], Correlator] | None = None,
-    incident_locks: IncidentLocks | None = None,
+    shared: bool = False,
 ) -> AsyncIterator[Components]:
     """Create every long-lived component once and close them all in one place.
 
-    A runtime with several processes passes its own correlator (over the same
-    store) and per-incident locks that span processes.
+    `shared`: other processes correlate and decide into the same store (Kafka
+    workers), so correlation and per-incident decisions take the backend's
+    cross-process locks. With Elasticsearch they always do.
     """
     now = clock or (lambda: datetime.now(UTC))
     playbooks = load_all_playbooks(settings)
     mappings = load_mappings(settings.mappings)
     connectors = build_connectors(settings, connector_classes)
-    store = SQLiteStore(settings.store)
-    key = settings.audit_hmac_key()
-    audit = SQLiteAuditLog(settings.store, key=key)
-    gateway = Gateway(
-        connectors,
-        settings.grants,
-        audit,
-        actor=settings.agent_id,
-        timeout_seconds=settings.runtime.connector_timeout_seconds,
-        clock=now,
-        audit_queries=True,
-    )
-    executor = Executor(store, gateway, audit, actor=settings.agent_id, clock=now)
-    proposals = ProposalService(store, executor, audit, clock=now)
-    agent = Agent(
-        agent_id=settings.agent_id,
-        store=store,
-        audit=audit,
-        gateway=gateway,
-        correlator=(
-            correlator_factory(store)
-            if correlator_factory
-            else Correlator(store, settings.correlation)
-        ),
-        executor=executor,
-        proposals=proposals,
-        playbooks=playbooks,
-        policy=settings.policy,
-        clock=now,
-        notify_channel=settings.runtime.notify_channel,
-        incident_locks=incident_locks,
-    )
-    try:
-        yield Components(settings, store, audit, gateway, executor, proposals, agent, mappings, now)
-    finally:
-        await gateway.aclose()
-        audit.close()
-        store.close()
+    async with open_backend(settings) as backend:
+        store, audit = backend.store, backend.audit
+        gateway = Gateway(
+            connectors,
+            settings.grants,
+            audit,
+            actor=settings.agent_id,
+            timeout_seconds=settings.runtime.connector_timeout_seconds,
+            clock=now,
+            audit_queries=True,
+        )
+        executor = Executor(store, gateway, audit, actor=settings.agent_id, clock=now)
+        proposals = ProposalService(store, executor, audit, clock=now)
+        agent = Agent(
+            agent_id=settings.agent_id,
+            store=store,
+            audit=audit,
+            gateway=gateway,
+            correlator=backend.correlator(shared=shared),
+            executor=executor,
+            proposals=proposals,
+            playbooks=playbooks,
+            policy=settings.policy,
+            clock=now,
+            notify_channel=settings.runtime.notify_channel,
+            incident_locks=backend.incident_locks(shared=shared),
+        )
+        try:
+            yield Components(
+                settings, store, audit, gateway, executor, proposals, agent, mappings, now, backend
+            )
+        finally:
+            await gateway.aclose()

@@ -8,38 +8,29 @@ from typing import Any
 
 from soc_agent_connectors.base import Connector, load_connector_classes
 
-from soc_agent.audit import SQLiteAuditLog
 from soc_agent.config import Settings
 from soc_agent.models import AuditEvent
 from soc_agent.pipeline.agent import KILL_SWITCH_FLAG
-from soc_agent.store import SQLiteStore
+from soc_agent.runtime.backend import open_backend
 
 __all__ = ["connector_catalog", "describe_connectors", "set_kill_switch"]
 
 
 async def set_kill_switch(settings: Settings, on: bool | None, *, actor: str) -> bool:
     """Set (or with None, read) the runtime kill switch; every change is audited."""
-    store = SQLiteStore(settings.store)
-    try:
+    async with open_backend(settings) as backend:
         if on is not None:
-            await store.set_flag(KILL_SWITCH_FLAG, on)
-            key = settings.audit_hmac_key()
-            log = SQLiteAuditLog(settings.store, key=key)
-            try:
-                await log.append(
-                    AuditEvent(
-                        actor=actor,
-                        action="control.kill_switch",
-                        subject="agent",
-                        outcome="on" if on else "off",
-                        at=datetime.now(UTC),
-                    )
+            await backend.store.set_flag(KILL_SWITCH_FLAG, on)
+            await backend.audit.append(
+                AuditEvent(
+                    actor=actor,
+                    action="control.kill_switch",
+                    subject="agent",
+                    outcome="on" if on else "off",
+                    at=datetime.now(UTC),
                 )
-            finally:
-                log.close()
-        return bool(await store.get_flag(KILL_SWITCH_FLAG)) or settings.policy.kill_switch
-    finally:
-        store.close()
+            )
+        return bool(await backend.store.get_flag(KILL_SWITCH_FLAG)) or settings.policy.kill_switch
 
 
 def describe_connectors(

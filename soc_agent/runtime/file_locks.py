@@ -1,4 +1,4 @@
-"""Locks shared by the worker processes of one machine, and the correlator that needs one.
+"""Locks shared by the processes of one machine (SQLite backend), and the correlator needing one.
 
 Workers on one machine share one SQLite store. The store serialises each
 statement, but a correlation is a read-modify-write over several rows
@@ -13,15 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from pathlib import Path
 
 from soc_agent.correlate import CorrelationConfig, CorrelationResult, CorrelationState, Correlator
 from soc_agent.models import Alert
 
-__all__ = ["FileLock", "ProcessLockedCorrelator"]
+__all__ = [
+    "INCIDENT_STRIPES",
+    "FileIncidentLocks",
+    "FileLock",
+    "ProcessLockedCorrelator",
+    "lock_path",
+]
+
+INCIDENT_STRIPES = 64
 
 _POLL_SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01)
 
@@ -91,3 +100,30 @@ class ProcessLockedCorrelator(Correlator):
     async def correlate(self, alert: Alert) -> CorrelationResult:
         async with self._process_lock.hold():
             return await super().correlate(alert)
+
+
+def lock_path(store: Path, purpose: str) -> Path:
+    """A lock file beside the store, shared by every process using that store."""
+    return store.with_name(f"{store.name}.{purpose}.lock")
+
+
+class FileIncidentLocks:
+    """incident id -> an exclusive hold on that incident's lock stripe, across processes.
+
+    Stands in for the Agent's in-process per-incident locks: `locks[incident_id]`
+    is an async context manager, as the Agent uses them. Without it, two
+    processes could decide the same incident with the same alert set (hence
+    the same decision id) from different trigger alerts, and publish two
+    different decisions under one id.
+    """
+
+    def __init__(self, store: Path, stripes: int = INCIDENT_STRIPES) -> None:
+        self._locks = [FileLock(lock_path(store, f"incident-{i:02d}")) for i in range(stripes)]
+
+    def __getitem__(self, incident_id: str) -> AbstractAsyncContextManager[bool]:
+        digest = hashlib.sha256(incident_id.encode()).digest()
+        return self._locks[int.from_bytes(digest[:4], "big") % len(self._locks)].hold()
+
+    def close(self) -> None:
+        for lock in self._locks:
+            lock.close()

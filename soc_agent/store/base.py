@@ -1,7 +1,7 @@
 """The storage protocol the pipeline, CLI and API depend on.
 
-SQLite implements it for the embedded runtime; Elasticsearch will for the
-distributed one. Every method is async so neither blocks the event loop.
+SQLite implements it for one machine, Elasticsearch for workers on several.
+Every method is async so neither blocks the event loop.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from soc_agent.correlate.state import CorrelationState
 from soc_agent.models import (
     ActionRequest,
     Alert,
@@ -21,7 +22,7 @@ from soc_agent.models import (
     ProposalStatus,
 )
 
-__all__ = ["ActionRecord", "ClaimResult", "Store"]
+__all__ = ["ActionRecord", "ClaimResult", "StateStore", "Store"]
 
 
 @dataclass(frozen=True)
@@ -107,3 +108,7 @@ class Store(Protocol):
     async def list_dead_letters(self, *, limit: int = 50) -> list[DeadLetter]: ...
     async def get_flag(self, name: str) -> Any: ...
     async def set_flag(self, name: str, value: Any) -> None: ...
+
+
+class StateStore(Store, CorrelationState, Protocol):
+    """A store that also holds the correlation state: what a runtime backend provides."""

@@ -36,7 +36,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
-{{/* The pod spec shared by the worker and the API; `component` and `spec` vary. */}}
+{{/* The pod spec shared by the worker and the API; `component` and `spec` vary.
+Optional: `ports`, `probes` ({startup, liveness, readiness} paths), `probePort`
+(the named port the probes use; default "http") and `env` (extra variables). */}}
 {{- define "soc-agent.pod" -}}
 serviceAccountName: {{ include "soc-agent.serviceAccountName" .root }}
 automountServiceAccountToken: false
@@ -57,6 +59,9 @@ containers:
         value: /etc/soc-agent/config.yaml
       - name: SOC_AGENT_STORE
         value: /var/lib/soc-agent/soc-agent.db
+      {{- with .env }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
       {{- range .root.Values.secretEnv }}
       - name: {{ .name }}
         valueFrom:
@@ -77,11 +82,18 @@ containers:
       {{- toYaml .ports | nindent 6 }}
     {{- end }}
     {{- if .probes }}
+    {{- $port := .probePort | default "http" }}
+    {{- with .probes.startup }}
+    startupProbe:
+      httpGet: {path: {{ . }}, port: {{ $port }}}
+      periodSeconds: 2
+      failureThreshold: 60
+    {{- end }}
     livenessProbe:
-      httpGet: {path: {{ .probes.liveness }}, port: http}
+      httpGet: {path: {{ .probes.liveness }}, port: {{ $port }}}
       periodSeconds: 10
     readinessProbe:
-      httpGet: {path: {{ .probes.readiness }}, port: http}
+      httpGet: {path: {{ .probes.readiness }}, port: {{ $port }}}
       periodSeconds: 5
     {{- end }}
 volumes:

@@ -26,7 +26,7 @@ from soc_agent.runtime.kafka.records import (
     decode_headers,
     proposal_record,
 )
-from soc_agent.store import SQLiteStore
+from soc_agent.store import Store
 
 __all__ = ["FORMAT_HEADER", "AlertProcessor", "MessageResult"]
 
@@ -48,7 +48,7 @@ class AlertProcessor:
     def __init__(
         self,
         agent: Agent,
-        store: SQLiteStore,
+        store: Store,
         topics: TopicsConfig,
         *,
         mappings: list[FieldMapping],

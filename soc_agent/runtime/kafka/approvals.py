@@ -31,7 +31,7 @@ from soc_agent.runtime.kafka.records import (
     decode_headers,
     proposal_record,
 )
-from soc_agent.store import SQLiteStore
+from soc_agent.store import Store
 
 __all__ = ["ApprovalProcessor", "Verdict"]
 
@@ -52,7 +52,7 @@ class ApprovalProcessor:
     def __init__(
         self,
         agent: Agent,
-        store: SQLiteStore,
+        store: Store,
         proposals: ProposalService,
         executor: Executor,
         topics: TopicsConfig,

@@ -110,10 +110,36 @@ class KafkaConfig(BaseModel):
     )
     webhook_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
 
+    # health and metrics (GET /healthz, /readyz, /metrics); off unless a port is set
+    health_port: int = Field(
+        default=0, ge=0, le=65535, description="port of the health endpoint; 0 disables it"
+    )
+    health_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="address it binds; loopback unless asked (the Helm chart: 0.0.0.0 in the pod)",
+    )
+    health_stale_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="/healthz fails when the loop stalls this long"
+    )
+    health_probe_interval_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="how often /readyz's broker check runs"
+    )
+    commit_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=600,
+        description="a commit (with its audit export) taking longer is retried later",
+    )
+
     @model_validator(mode="after")
     def _check(self) -> KafkaConfig:
         if self.low_water is not None and self.low_water >= self.max_in_flight:
             raise ValueError("low_water must be below max_in_flight")
+        if self.health_stale_seconds <= self.commit_timeout_seconds:
+            # The loop waits up to commit_timeout_seconds for a commit: a shorter
+            # liveness threshold would have a broker outage restart healthy workers.
+            raise ValueError("health_stale_seconds must be above commit_timeout_seconds")
         if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:
             raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism")
         return self

@@ -10,8 +10,8 @@ from contextlib import AsyncExitStack, suppress
 
 from soc_agent.config import Settings
 from soc_agent.errors import SocAgentError
-from soc_agent.runtime.kafka.producer import make_producer
-from soc_agent.runtime.kafka.wiring import open_worker_components
+from soc_agent.runtime.components import open_components
+from soc_agent.runtime.kafka.producer import RenewableProducer, make_producer
 from soc_agent.runtime.kafka.worker import KafkaWorker, WorkerReport, make_consumer
 
 __all__ = ["KafkaUnavailable", "run_worker"]
@@ -41,8 +41,8 @@ async def run_worker(
         with suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
-        components = await stack.enter_async_context(open_worker_components(settings))
-        producer = make_producer(config)
+        components = await stack.enter_async_context(open_components(settings, shared=True))
+        producer = RenewableProducer(lambda: make_producer(config))
         consumer = make_consumer(config)
         try:
             await producer.start()
@@ -55,6 +55,12 @@ async def run_worker(
             ) from None
         worker = KafkaWorker(components, config, consumer, producer)
         worker.subscribe()
+        if config.health_port:
+            from soc_agent.runtime.kafka.health import serve_health
+
+            await stack.enter_async_context(
+                serve_health(config, worker.snapshot, consumer, worker.broker)
+            )
         if webhook is not None:
             from soc_agent.runtime.kafka.webhook import serve_webhook
 

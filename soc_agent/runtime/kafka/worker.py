@@ -16,12 +16,19 @@ Shutdown (SIGTERM): stop fetching, let in-flight work finish within
 Rebalance: work of revoked partitions gets `revoke_timeout_seconds` to finish
 and what finished is committed; the rest is cancelled and not committed, so
 the partition's new owner processes it again, idempotently.
+
+Broker outage: publishing retries transient errors with backoff (the work
+stays in flight, its offset uncommitted) and a commit gives up after
+`commit_timeout_seconds` to be tried again at the next interval, so the loop
+keeps coming round, the worker stays alive and resumes when the brokers
+return. `snapshot()` is what /healthz, /readyz and /metrics read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -36,11 +43,10 @@ from soc_agent.runtime.kafka.alerts import AlertProcessor
 from soc_agent.runtime.kafka.approvals import ApprovalProcessor
 from soc_agent.runtime.kafka.audit_export import AuditExporter
 from soc_agent.runtime.kafka.config import KafkaConfig
-from soc_agent.runtime.kafka.locks import FileLock
+from soc_agent.runtime.kafka.metrics import BrokerContact, Histogram, WorkerSnapshot
 from soc_agent.runtime.kafka.offsets import OffsetTracker
-from soc_agent.runtime.kafka.producer import Publisher
+from soc_agent.runtime.kafka.producer import Publisher, Retry, is_transient
 from soc_agent.runtime.kafka.records import OutRecord, Source
-from soc_agent.runtime.kafka.wiring import lock_path
 
 __all__ = ["KafkaWorker", "WorkerReport"]
 
@@ -59,6 +65,7 @@ class WorkerReport:
     approvals: dict[str, int] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
     commits: int = 0
+    commit_failures: int = 0
     pauses: int = 0
     max_in_flight_seen: int = 0
     dropped_on_revoke: int = 0
@@ -71,7 +78,8 @@ class KafkaWorker:
         self._c = components
         self._config = config
         self._consumer = consumer
-        self._publisher = Publisher(producer)
+        self.broker = BrokerContact()
+        self._publisher = Publisher(producer, retry=Retry(), contact=self.broker)
         self._topics = config.topics
         self._tracker = OffsetTracker()
         self._tasks: dict[tuple[str, int, int], asyncio.Task[None]] = {}
@@ -79,14 +87,19 @@ class KafkaWorker:
         self._paused = False
         self._failure: BaseException | None = None
         self.report = WorkerReport()
-        store = components.settings.store
+        self._latency = Histogram()
+        self._heartbeat = time.monotonic()  # the consume loop stamps it every round
+        self._running = False
+        self._committed: dict[_TP, int] = {}
+        backend = components.backend
         self._exporter = AuditExporter(
             components.audit,
+            components.store,
             self._publisher,
             self._topics.audit,
-            lock=FileLock(lock_path(store, "audit-export")),
+            lock=backend.lock("audit-export"),
         )
-        self._maintenance_lock = FileLock(lock_path(store, "maintenance"))
+        self._maintenance_lock = backend.lock("maintenance")
         self._alerts = AlertProcessor(
             components.agent,
             components.store,
@@ -116,8 +129,10 @@ class KafkaWorker:
         """Consume until `stop` is set (or processing fails), then shut down gracefully."""
         last_commit = time.monotonic()
         last_maintenance = 0.0
+        self._running = True
         try:
             while not stop.is_set() and self._failure is None:
+                self._heartbeat = time.monotonic()
                 self._backpressure()
                 free = self._config.max_in_flight - len(self._tasks)
                 batch = await self._consumer.getmany(timeout_ms=200, max_records=max(free, 1))
@@ -126,12 +141,13 @@ class KafkaWorker:
                         self._start(tp, record)
                 now = time.monotonic()
                 if now - last_commit >= self._config.commit_interval_seconds:
-                    await self.commit()
+                    await self._commit_within()
                     last_commit = now
                 if now - last_maintenance >= self._config.maintenance_interval_seconds:
                     await self._maintenance()
                     last_maintenance = now
         finally:
+            self._running = False
             await self._drain()
         if self._failure is not None:
             raise self._failure
@@ -170,6 +186,7 @@ class KafkaWorker:
         task.add_done_callback(lambda _: self._tasks.pop(key, None))
 
     async def _guard(self, work: Callable[[], Awaitable[None]], source: Source) -> None:
+        began = time.monotonic()
         try:
             await work()
         except asyncio.CancelledError:
@@ -182,6 +199,7 @@ class KafkaWorker:
                 self._failure = exc
             return
         self._tracker.finish(source.topic, source.partition, source.offset)
+        self._latency.observe(time.monotonic() - began)
 
     async def _alert(self, value: bytes | None, source: Source) -> None:
         result, records = await self._alerts.process(value, source)
@@ -219,7 +237,27 @@ class KafkaWorker:
             log.warning("commit refused (%s); the records will be processed again", exc)
             return
         self._tracker.mark_committed(positions)
+        self._committed.update(positions)
         self.report.commits += 1
+        self.broker.succeeded()
+
+    async def _commit_within(self, only: set[_TP] | None = None) -> None:
+        """`commit`, abandoned after `commit_timeout_seconds` and left for the next interval.
+
+        aiokafka retries a commit until the group coordinator answers, and the
+        audit export before it retries its publishes: during a broker outage
+        either would hold the loop (and shutdown) for as long as the outage.
+        Abandoning is safe: nothing is marked committed unless the broker took it.
+        """
+        try:
+            async with asyncio.timeout(self._config.commit_timeout_seconds):
+                await self.commit(only)
+        except (TimeoutError, KafkaError) as exc:
+            if isinstance(exc, KafkaError) and not is_transient(exc):
+                raise
+            self.report.commit_failures += 1
+            self.broker.failed("commit", exc)
+            log.warning("commit not done (%s); tried again later", type(exc).__name__)
 
     async def on_revoked(self, revoked: set[Any]) -> None:
         gone = {(tp.topic, tp.partition) for tp in revoked}
@@ -232,11 +270,12 @@ class KafkaWorker:
             if pending:
                 await asyncio.wait(pending)
         try:
-            await self.commit(only=gone)
+            await self._commit_within(only=gone)
         except KafkaError as exc:
             log.warning("commit on revoke failed: %s", exc)
         for topic, partition in gone:
             self._tracker.forget(topic, partition)
+            self._committed.pop((topic, partition), None)
         self._paused = False if not self._tasks else self._paused
 
     # -- maintenance and shutdown ---------------------------------------------------------
@@ -264,9 +303,36 @@ class KafkaWorker:
                 log.warning("%d records unfinished at shutdown: not committed", len(pending))
                 await asyncio.wait(pending)
         try:
-            await self.commit()
+            await self._commit_within()
         except KafkaError as exc:
             log.warning("final commit failed: %s", exc)
+
+    # -- instrumentation ------------------------------------------------------------------
+
+    def snapshot(self) -> WorkerSnapshot:
+        """The state /healthz, /readyz and /metrics report; copies, so readers see one instant."""
+        try:
+            assigned = tuple(sorted((tp.topic, tp.partition) for tp in self._consumer.assignment()))
+        except IllegalStateError:  # the consumer is closing
+            assigned = ()
+        mine = set(assigned)
+        return WorkerSnapshot(
+            report=copy.deepcopy(self.report),
+            in_flight=len(self._tasks),
+            in_flight_limit=self._config.max_in_flight,
+            paused=self._paused,
+            running=self._running,
+            loop_age=max(0.0, time.monotonic() - self._heartbeat),
+            assigned=assigned,
+            in_group=_in_group(self._consumer),
+            broker_ok=self.broker.ok,
+            broker_error=self.broker.error,
+            broker_state_age=self.broker.age(),
+            latency=self._latency.copy(),
+            committed={k: v for k, v in self._committed.items() if k in mine},
+            publish_retries=self._publisher.retries,
+            producer_renewals=self._publisher.renewals,
+        )
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -278,6 +344,23 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[Any]) -> None:
         log.info("assigned %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assigned))
+
+
+def _in_group(consumer: Any) -> bool | None:
+    """Whether the consumer is a member of its group with a live coordinator.
+
+    aiokafka has no public accessor, so this reads its coordinator's fields
+    (`member_id`, `generation`, `coordinator_id`) and answers None if a
+    version of the client does not have them.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    member = getattr(coordinator, "member_id", None)
+    generation = getattr(coordinator, "generation", None)
+    if not isinstance(member, str) or not isinstance(generation, int):
+        return None
+    # No generation is -1; tansu numbers the first one 0 where Kafka starts at 1.
+    joined = bool(member) and generation >= 0
+    return joined and getattr(coordinator, "coordinator_id", None) is not None
 
 
 def make_consumer(config: KafkaConfig) -> Any:

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,13 @@ WORKERS = 3
 
 
 @contextmanager
-def workers(kafka: KafkaEnv, store: Path, n: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+def workers(
+    kafka: KafkaEnv,
+    store: Path,
+    n: int,
+    env: Callable[[int], dict[str, str]] | None = None,
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`n` worker processes logging beside `store`; `env(i)` adds variables for worker i."""
     procs: list[subprocess.Popen[bytes]] = []
     logs = []
     try:
@@ -38,7 +44,7 @@ def workers(kafka: KafkaEnv, store: Path, n: int) -> Iterator[list[subprocess.Po
             procs.append(
                 subprocess.Popen(
                     worker_command(),
-                    env=kafka.env(store),
+                    env={**kafka.env(store), **(env(i) if env else {})},
                     cwd=REPO,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -54,7 +60,7 @@ def workers(kafka: KafkaEnv, store: Path, n: int) -> Iterator[list[subprocess.Po
             log.close()
 
 
-def _alive(procs: list[subprocess.Popen[bytes]], store: Path) -> Any:
+def alive(procs: list[subprocess.Popen[bytes]], store: Path) -> Any:
     def check() -> None:
         for i, p in enumerate(procs):
             if p.returncode is None and p.poll() is not None:
@@ -64,7 +70,7 @@ def _alive(procs: list[subprocess.Popen[bytes]], store: Path) -> Any:
     return check
 
 
-def _terminate(procs: list[subprocess.Popen[bytes]], store: Path) -> None:
+def terminate(procs: list[subprocess.Popen[bytes]], store: Path) -> None:
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
@@ -76,6 +82,11 @@ def _terminate(procs: list[subprocess.Popen[bytes]], store: Path) -> None:
 
 
 async def _check(kafka: KafkaEnv, stream: Stream, store: Path) -> None:
+    await check_outputs(kafka, stream, [store.with_name(store.stem + ".containment.jsonl")])
+
+
+async def check_outputs(kafka: KafkaEnv, stream: Stream, journals: list[Path]) -> None:
+    """The acceptance criteria, read from the topics and the containment journals."""
     decisions = await kafka.read_all(kafka.topics.decisions)
     answered: set[str] = set()
     covered: set[str] = set()
@@ -103,8 +114,12 @@ async def _check(kafka: KafkaEnv, stream: Stream, store: Path) -> None:
     dlq = await kafka.read_all(kafka.topics.dlq)
     assert Counter(r.value for r in dlq) == Counter(stream.malformed)
 
-    journal = store.with_name(store.stem + ".containment.jsonl")
-    keys = Counter(json.loads(line)["idempotency_key"] for line in journal.read_text().splitlines())
+    keys = Counter(
+        json.loads(line)["idempotency_key"]
+        for journal in journals
+        if journal.exists()
+        for line in journal.read_text().splitlines()
+    )
     assert keys, "the stream must make the agent execute something"
     twice = [k for k, n in keys.items() if n > 1]
     assert not twice, f"actions executed more than once: {twice[:5]}"
@@ -118,11 +133,9 @@ async def test_three_workers_account_for_every_alert(kafka: KafkaEnv, tmp_path: 
     assert len(sent) == 6
     started = time.monotonic()
     with workers(kafka, store, WORKERS) as procs:
-        await kafka.wait_committed(
-            kafka.topics.alerts, sent, within=200, check=_alive(procs, store)
-        )
+        await kafka.wait_committed(kafka.topics.alerts, sent, within=200, check=alive(procs, store))
         elapsed = time.monotonic() - started
-        _terminate(procs, store)
+        terminate(procs, store)
     print(f"{len(stream.records)} records through {WORKERS} workers in {elapsed:.1f}s")
     await _check(kafka, stream, store)
 
@@ -137,11 +150,11 @@ async def test_a_worker_killed_mid_stream_loses_nothing_and_repeats_nothing(
     total = sum(sent.values())
     with workers(kafka, store, WORKERS) as procs:
         await kafka.wait_progress(kafka.topics.alerts, 6, total // 3, within=120)
-        _alive(procs, store)()
+        alive(procs, store)()
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait()
         await kafka.wait_committed(
-            kafka.topics.alerts, sent, within=200, check=_alive(procs[1:], store)
+            kafka.topics.alerts, sent, within=200, check=alive(procs[1:], store)
         )
-        _terminate(procs, store)
+        terminate(procs, store)
     await _check(kafka, stream, store)

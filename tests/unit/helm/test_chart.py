@@ -65,7 +65,51 @@ def test_default_render_has_worker_api_and_least_privilege() -> None:
     assert worker["spec"]["template"]["spec"]["containers"][0]["args"] == ["worker"]
     api = deployment(manifests, "api")["spec"]["template"]["spec"]["containers"][0]
     assert api["args"][0] == "serve"
-    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert api["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert "startupProbe" not in api
+
+
+def _worker_container(manifests: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    (container,) = deployment(manifests, "worker")["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_worker_is_probed_on_its_health_port_and_scraped() -> None:
+    manifests = render()
+    container = _worker_container(manifests)
+    assert container["ports"] == [{"name": "health", "containerPort": 8081}]
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    # The worker binds loopback by default; in the pod the kubelet must reach it.
+    assert env["SOC_AGENT_KAFKA__HEALTH_HOST"] == "0.0.0.0"
+    assert env["SOC_AGENT_KAFKA__HEALTH_PORT"] == "8081"
+    annotations = deployment(manifests, "worker")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "8081"
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_health_port_is_one_value_everywhere() -> None:
+    manifests = render({"worker": {"replicas": 2, "health": {"port": 9464}}})
+    container = _worker_container(manifests)
+    assert container["ports"] == [{"name": "health", "containerPort": 9464}]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SOC_AGENT_KAFKA__HEALTH_PORT"] == "9464"
+    annotations = deployment(manifests, "worker")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == "9464"
+
+
+def test_health_can_be_disabled_and_scraping_left_out() -> None:
+    container = _worker_container(render({"worker": {"replicas": 1, "health": {"enabled": False}}}))
+    assert "ports" not in container
+    assert not {"startupProbe", "livenessProbe", "readinessProbe"} & container.keys()
+    assert not [e for e in container["env"] if "HEALTH" in e["name"]]
+    manifests = render({"worker": {"replicas": 1, "health": {"prometheusScrape": False}}})
+    annotations = deployment(manifests, "worker")["spec"]["template"]["metadata"]["annotations"]
+    assert not [k for k in annotations if k.startswith("prometheus.io/")]
+    assert "livenessProbe" in _worker_container(manifests)
 
 
 def test_config_values_become_the_mounted_config_file() -> None:
@@ -103,6 +147,18 @@ def test_workers_accept_no_ingress_and_only_the_api_port_is_open() -> None:
     assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
 
 
+def test_scrapers_named_in_values_may_reach_only_the_worker_health_port() -> None:
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}}}
+    policies = {
+        p["metadata"]["name"]: p
+        for p in render({"networkPolicy": {"metricsFrom": [monitoring]}})["NetworkPolicy"]
+    }
+    (rule,) = policies["soc-soc-agent-worker"]["spec"]["ingress"]
+    assert rule == {"from": [monitoring], "ports": [{"port": 8081, "protocol": "TCP"}]}
+    (api_rule,) = policies["soc-soc-agent-api"]["spec"]["ingress"]
+    assert api_rule == {"ports": [{"port": 8080, "protocol": "TCP"}]}
+
+
 def test_components_can_be_disabled() -> None:
     manifests = render({"api": {"enabled": False}})
     assert [d["metadata"]["name"] for d in manifests["Deployment"]] == ["soc-soc-agent-worker"]
@@ -113,6 +169,9 @@ def test_components_can_be_disabled() -> None:
     "values",
     [
         {"worker": {"replicas": -1}},
+        {"worker": {"replicas": 1, "health": {"port": 0}}},
+        {"worker": {"replicas": 1, "health": {"port": 70000}}},
+        {"networkPolicy": {"metricsFrom": "everyone"}},
         {"config": {"policy": {"agent_autonomy": 9}}},
         {"config": {"policy": {"mode": "yolo"}}},
         {"secretEnv": [{"name": "bad name", "secretKeyRef": {"name": "s", "key": "k"}}]},

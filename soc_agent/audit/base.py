@@ -1,0 +1,29 @@
+"""What every audit log offers: SQLite (embedded) and Elasticsearch (shared by workers)."""
+
+from __future__ import annotations
+
+import builtins
+from typing import Protocol
+
+from soc_agent.audit.chain import VerifyResult
+from soc_agent.models import AuditEvent
+
+__all__ = ["AuditLog"]
+
+
+class AuditLog(Protocol):
+    async def append(self, event: AuditEvent) -> AuditEvent: ...
+    async def list(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        subject: str | None = None,
+        action_prefix: str | None = None,
+        newest_first: bool = False,
+    ) -> builtins.list[AuditEvent]: ...
+    async def entries_after(self, seq: int, *, limit: int) -> builtins.list[AuditEvent]: ...
+    async def head(self) -> tuple[int, str]: ...
+    async def verify(
+        self, *, expected_head: str | None = None, expected_count: int | None = None
+    ) -> VerifyResult: ...

@@ -1,0 +1,190 @@
+"""Where state lives, and how the processes sharing it take turns.
+
+- `sqlite` (the embedded default): one store file; processes of one machine
+  serialise correlation and per-incident decisions with `flock`s beside it.
+- `elasticsearch`: workers on any number of machines share indices named
+  `<index_prefix>-*`. Correlation holds leases on the index keys it touches
+  (fingerprint, pivot entities) and writes incidents with compare-and-set;
+  decisions hold a lease per incident; one-at-a-time chores (audit export,
+  maintenance) hold named leases. A dead worker's leases expire after
+  `elasticsearch.lease_ttl_seconds`.
+
+Everything above the backend (agent, executor, proposals, API, worker) sees
+the same `StateStore` and `AuditLog` protocols either way.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
+from urllib.parse import urlsplit
+
+from soc_agent.audit import AuditLog, SQLiteAuditLog
+from soc_agent.config import Settings
+from soc_agent.correlate import Correlator
+from soc_agent.errors import StoreError
+from soc_agent.pipeline.agent import IncidentLocks
+from soc_agent.runtime.file_locks import (
+    FileIncidentLocks,
+    FileLock,
+    ProcessLockedCorrelator,
+    lock_path,
+)
+from soc_agent.store import SQLiteStore, StateStore
+
+if TYPE_CHECKING:
+    from elasticsearch import AsyncElasticsearch
+
+    from soc_agent.store.elasticsearch_leases import LeaseManager
+
+__all__ = ["Backend", "Lock", "open_backend"]
+
+
+class Lock(Protocol):
+    """An exclusive lock across the processes sharing a backend."""
+
+    def hold(self, *, wait: bool = True) -> AbstractAsyncContextManager[bool]: ...
+
+
+@dataclass
+class Backend:
+    kind: Literal["sqlite", "elasticsearch"]
+    settings: Settings
+    store: StateStore
+    audit: AuditLog
+    es: AsyncElasticsearch | None = None
+    leases: LeaseManager | None = None
+    _file_locks: dict[str, FileLock] = field(default_factory=dict)
+    _incident_file_locks: FileIncidentLocks | None = None
+
+    def lock(self, name: str) -> Lock:
+        """The named lock every process sharing this backend contends for."""
+        if self.leases is not None:
+            return self.leases.lock(f"chore:{name}")
+        return self._file_lock(name)
+
+    def _file_lock(self, name: str) -> FileLock:
+        if name not in self._file_locks:
+            self._file_locks[name] = FileLock(lock_path(self.settings.store, name))
+        return self._file_locks[name]
+
+    def correlator(self, *, shared: bool) -> Correlator:
+        """The core correlator; `shared` when other processes correlate into this store."""
+        config = self.settings.correlation
+        if self.leases is not None:
+            from soc_agent.correlate.concurrent import ConcurrentCorrelator
+            from soc_agent.store.elasticsearch import ElasticsearchStore
+
+            assert isinstance(self.store, ElasticsearchStore)
+            return ConcurrentCorrelator(self.store.correlation_view, config, key_locks=self.leases)
+        if shared:
+            lock = self._file_lock("correlation")
+            return ProcessLockedCorrelator(self.store, config, lock=lock)
+        return Correlator(self.store, config)
+
+    def incident_locks(self, *, shared: bool) -> IncidentLocks | None:
+        """Per-incident decision locks spanning processes, or None for the in-process ones."""
+        if self.leases is not None:
+            return _LeaseIncidentLocks(self.leases)
+        if not shared:
+            return None
+        if self._incident_file_locks is None:
+            self._incident_file_locks = FileIncidentLocks(self.settings.store)
+        return self._incident_file_locks
+
+    def _close_files(self) -> None:
+        for lock in self._file_locks.values():
+            lock.close()
+        if self._incident_file_locks is not None:
+            self._incident_file_locks.close()
+
+
+class _LeaseIncidentLocks:
+    def __init__(self, leases: LeaseManager) -> None:
+        self._leases = leases
+
+    def __getitem__(self, incident_id: str) -> AbstractAsyncContextManager[bool]:
+        return self._leases.lock(f"incident:{incident_id}").hold()
+
+
+@asynccontextmanager
+async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
+    """Open (and on the way out close) the configured backend's store, audit log and locks."""
+    if settings.store_backend == "elasticsearch":
+        async with _open_elasticsearch(settings) as backend:
+            yield backend
+        return
+    store = SQLiteStore(settings.store)
+    try:
+        audit = SQLiteAuditLog(settings.store, key=settings.audit_hmac_key())
+    except BaseException:
+        store.close()
+        raise
+    backend = Backend("sqlite", settings, store, audit)
+    try:
+        yield backend
+    finally:
+        backend._close_files()
+        audit.close()
+        store.close()
+
+
+@asynccontextmanager
+async def _open_elasticsearch(settings: Settings) -> AsyncIterator[Backend]:
+    from elasticsearch import ApiError, TransportError
+
+    from soc_agent.audit.elasticsearch_log import ElasticsearchAuditLog
+    from soc_agent.store.elasticsearch import ElasticsearchStore
+    from soc_agent.store.elasticsearch_leases import LeaseManager
+
+    config = settings.elasticsearch
+    prefix = config.index_prefix
+    async with AsyncExitStack() as stack:
+        client = config.client()
+        stack.push_async_callback(client.close)
+        store = ElasticsearchStore(
+            client,
+            prefix=prefix,
+            number_of_replicas=config.number_of_replicas,
+            refresh_interval=config.refresh_interval,
+        )
+        audit = ElasticsearchAuditLog(
+            client,
+            index=f"{prefix}-audit",
+            key=settings.audit_hmac_key(),
+            number_of_replicas=config.number_of_replicas,
+        )
+        leases = LeaseManager(
+            client,
+            index=f"{prefix}-leases",
+            owner=f"{settings.agent_id}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            ttl_seconds=config.lease_ttl_seconds,
+            number_of_replicas=config.number_of_replicas,
+        )
+        try:
+            await store.ensure_indices()
+            await audit.ensure_index()
+            await leases.ensure_index()
+        except ApiError as exc:
+            raise StoreError(
+                f"cannot use Elasticsearch at {_hosts(config.hosts)}: "
+                f"HTTP {exc.meta.status} {exc.error}"
+            ) from None
+        except TransportError as exc:
+            raise StoreError(
+                f"cannot reach Elasticsearch at {_hosts(config.hosts)}: {type(exc).__name__}"
+            ) from None
+        stack.push_async_callback(leases.aclose)
+        yield Backend("elasticsearch", settings, store, audit, es=client, leases=leases)
+
+
+def _hosts(hosts: list[str]) -> str:
+    """The hosts without any user:password@ someone wrote into a URL."""
+    return ", ".join(
+        urlsplit(h)._replace(netloc=urlsplit(h).netloc.rpartition("@")[2]).geturl() for h in hosts
+    )

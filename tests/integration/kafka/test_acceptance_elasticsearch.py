@@ -1,0 +1,129 @@
+"""Issue 4's acceptance across machines: workers share nothing but Kafka and Elasticsearch.
+
+Each worker gets its own directory (no shared store file, no shared lock
+file): correlation, decisions, the action ledger, budgets, the audit chain
+and the chores' locks all go through one Elasticsearch index prefix. The
+recording executor's journal is the one shared file: it stands in for the
+EDR every machine would call, which is also what a crashed claim is verified
+against.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from elasticsearch import AsyncElasticsearch
+
+from tests.infra.fixtures import elasticsearch_url, needs
+from tests.integration.kafka.alertgen import make_stream
+from tests.integration.kafka.conftest import KafkaEnv
+from tests.integration.kafka.test_acceptance import alive, check_outputs, terminate, workers
+
+__all__ = ["elasticsearch_url"]
+
+pytestmark = needs("elasticsearch")
+
+ALERTS = 600
+WORKERS = 3
+
+
+@pytest.fixture
+async def es_prefix(elasticsearch_url: str) -> AsyncIterator[str]:
+    prefix = f"soc-kafka-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    async with AsyncElasticsearch(elasticsearch_url) as client:
+        names = list(await client.indices.get(index=f"{prefix}-*", expand_wildcards="all"))
+        if names:
+            await client.indices.delete(index=",".join(names))
+
+
+def machine_env(
+    tmp_path: Path, elasticsearch_url: str, prefix: str
+) -> Callable[[int], dict[str, str]]:
+    """Worker i's environment: its own directory, the shared cluster and EDR stand-in."""
+    journal = tmp_path / "edr" / "containment.jsonl"
+    journal.parent.mkdir(exist_ok=True)
+    config = tmp_path / "edr" / "soc-agent.yaml"
+    config.write_text(
+        "connectors:\n"
+        "  threat_intel: {}\n"
+        "  asset_inventory: {}\n"
+        "  event_store: {}\n"
+        f"  containment: {{journal: '{journal}'}}\n"
+        "  notifier: {}\n"
+    )
+
+    def env(i: int) -> dict[str, str]:
+        home = tmp_path / f"machine-{i}"
+        home.mkdir(exist_ok=True)
+        return {
+            "SOC_AGENT_CONFIG": str(config),
+            "SOC_AGENT_STORE": str(home / "local.db"),
+            "SOC_AGENT_STORE_BACKEND": "elasticsearch",
+            "SOC_AGENT_ELASTICSEARCH__HOSTS": f'["{elasticsearch_url}"]',
+            "SOC_AGENT_ELASTICSEARCH__INDEX_PREFIX": prefix,
+            "SOC_AGENT_ELASTICSEARCH__NUMBER_OF_REPLICAS": "0",
+            "SOC_AGENT_ELASTICSEARCH__REFRESH_INTERVAL": "100ms",
+            # A SIGKILLed worker's leases block its incidents for this long.
+            "SOC_AGENT_ELASTICSEARCH__LEASE_TTL_SECONDS": "4",
+        }
+
+    return env
+
+
+def _no_shared_files(tmp_path: Path) -> None:
+    """Nothing but the EDR stand-in is shared: no store or lock file outside machine dirs."""
+    for path in tmp_path.iterdir():
+        assert path.name.startswith(("machine-", "edr", "worker-")), path
+    for i in range(WORKERS):
+        assert not list((tmp_path / f"machine-{i}").glob("*.lock")), "a file lock was used"
+        assert not (tmp_path / f"machine-{i}" / "local.db").exists(), "SQLite was used"
+
+
+async def test_workers_on_separate_machines_account_for_every_alert(
+    kafka: KafkaEnv, tmp_path: Path, elasticsearch_url: str, es_prefix: str
+) -> None:
+    await kafka.create_topics(partitions=6)
+    stream = make_stream(ALERTS, seed=23)
+    sent = await kafka.produce(kafka.topics.alerts, stream.records)
+    log_dir = tmp_path / "worker-logs" / "x"
+    log_dir.parent.mkdir()
+    started = time.monotonic()
+    env = machine_env(tmp_path, elasticsearch_url, es_prefix)
+    with workers(kafka, log_dir, WORKERS, env) as procs:
+        await kafka.wait_committed(
+            kafka.topics.alerts, sent, within=400, check=alive(procs, log_dir)
+        )
+        elapsed = time.monotonic() - started
+        terminate(procs, log_dir)
+    print(f"{len(stream.records)} records through {WORKERS} ES-backed workers in {elapsed:.1f}s")
+    await check_outputs(kafka, stream, [tmp_path / "edr" / "containment.jsonl"])
+    _no_shared_files(tmp_path)
+
+
+async def test_a_machine_killed_mid_stream_loses_nothing_and_repeats_nothing(
+    kafka: KafkaEnv, tmp_path: Path, elasticsearch_url: str, es_prefix: str
+) -> None:
+    await kafka.create_topics(partitions=6)
+    stream = make_stream(ALERTS, seed=29)
+    sent = await kafka.produce(kafka.topics.alerts, stream.records)
+    total = sum(sent.values())
+    log_dir = tmp_path / "worker-logs" / "x"
+    log_dir.parent.mkdir()
+    env = machine_env(tmp_path, elasticsearch_url, es_prefix)
+    with workers(kafka, log_dir, WORKERS, env) as procs:
+        await kafka.wait_progress(kafka.topics.alerts, 6, total // 3, within=300)
+        alive(procs, log_dir)()
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait()
+        await kafka.wait_committed(
+            kafka.topics.alerts, sent, within=400, check=alive(procs[1:], log_dir)
+        )
+        terminate(procs, log_dir)
+    await check_outputs(kafka, stream, [tmp_path / "edr" / "containment.jsonl"])
+    _no_shared_files(tmp_path)
