@@ -117,3 +117,17 @@ affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/*
+Pods share state only through Elasticsearch: with SQLite each pod has its own
+store, so a second pod would act on alerts and proposals the others cannot see.
+*/}}
+{{- define "soc-agent.checkSharedState" -}}
+{{- $backend := default "sqlite" .Values.config.store_backend -}}
+{{- $pods := 0 -}}
+{{- if .Values.worker.enabled }}{{ $pods = add $pods .Values.worker.replicas }}{{ end -}}
+{{- if .Values.api.enabled }}{{ $pods = add $pods .Values.api.replicas }}{{ end -}}
+{{- if and (gt (int $pods) 1) (ne $backend "elasticsearch") -}}
+{{- fail (printf "%d pods need config.store_backend: elasticsearch (with %s each pod keeps its own store)" (int $pods) $backend) -}}
+{{- end -}}
+{{- end -}}

@@ -180,3 +180,20 @@ def test_components_can_be_disabled() -> None:
 def test_invalid_values_are_refused_by_the_schema(values: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmValuesError):
         helm.Chart.load(CHART).render(values, name="soc")
+
+
+def test_pods_share_state_through_elasticsearch_by_default() -> None:
+    manifests = render()
+    assert deployment(manifests, "worker")["spec"]["replicas"] == 2
+    (config_map,) = manifests["ConfigMap"]
+    config = yaml.safe_load(next(iter(config_map["data"].values())))
+    assert config["store_backend"] == "elasticsearch"
+
+
+def test_more_than_one_pod_on_per_pod_sqlite_stores_is_refused() -> None:
+    with pytest.raises(Exception, match="store_backend: elasticsearch"):
+        render({"config": {"store_backend": "sqlite"}})
+    alone = render(
+        {"config": {"store_backend": "sqlite"}, "worker": {"replicas": 1}, "api": {"enabled": False}}
+    )
+    assert deployment(alone, "worker")["spec"]["replicas"] == 1
