@@ -86,6 +86,7 @@ class KafkaWorker:
         self._approval_lock = asyncio.Lock()
         self._paused = False
         self._failure: BaseException | None = None
+        self._chore: asyncio.Task[None] | None = None
         self.report = WorkerReport()
         self._latency = Histogram()
         self._heartbeat = time.monotonic()  # the consume loop stamps it every round
@@ -143,8 +144,11 @@ class KafkaWorker:
                 if now - last_commit >= self._config.commit_interval_seconds:
                     await self._commit_within()
                     last_commit = now
-                if now - last_maintenance >= self._config.maintenance_interval_seconds:
-                    await self._maintenance()
+                due = now - last_maintenance >= self._config.maintenance_interval_seconds
+                if due and (self._chore is None or self._chore.done()):
+                    # Off the loop: auto-reverts call connectors, which can take longer
+                    # than liveness (`health_stale_seconds`) allows one loop round.
+                    self._chore = asyncio.create_task(self._maintenance(), name="maintenance")
                     last_maintenance = now
         finally:
             self._running = False
@@ -281,20 +285,30 @@ class KafkaWorker:
     # -- maintenance and shutdown ---------------------------------------------------------
 
     async def _maintenance(self) -> None:
-        """Expire due proposals and lift due auto-reverts; one worker at a time does it."""
-        async with self._maintenance_lock.hold(wait=False) as mine:
-            if not mine:
-                return
-            expired = await self._c.proposals.expire_due()
-            reverted = await self._c.executor.revert_due()
-            if expired or reverted:
-                log.info("maintenance: %d expired, %d reverted", len(expired), len(reverted))
+        """Expire due proposals and lift due auto-reverts; one worker at a time does it.
+
+        A failure is logged and retried at the next interval: nothing it does is
+        tied to an offset, so it never stops consumption.
+        """
+        try:
+            async with self._maintenance_lock.hold(wait=False) as mine:
+                if not mine:
+                    return
+                expired = await self._c.proposals.expire_due()
+                reverted = await self._c.executor.revert_due()
+        except Exception:
+            log.exception("maintenance failed; retried at the next interval")
+            return
+        if expired or reverted:
+            log.info("maintenance: %d expired, %d reverted", len(expired), len(reverted))
 
     async def _drain(self) -> None:
         """Stop fetching, finish in-flight work within the timeout, commit what finished."""
         with contextlib.suppress(IllegalStateError):
             self._consumer.pause(*self._consumer.assignment())
         tasks = list(self._tasks.values())
+        if self._chore is not None and not self._chore.done():
+            tasks.append(self._chore)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self._config.shutdown_timeout_seconds)
             for task in pending:

@@ -205,3 +205,31 @@ async def test_stopping_finishes_in_flight_work_and_commits_it(
     assert reports[0].records == len(stream.records) - first.records
     keys = Counter(e["idempotency_key"] for e in _journal(tmp_path))
     assert keys and max(keys.values()) == 1
+
+
+async def test_the_maintenance_sweep_expires_proposals_off_the_consume_loop(
+    kafka: KafkaEnv, tmp_path: Path
+) -> None:
+    """Due proposals expire (escalated, never executed) while the worker keeps consuming."""
+    from soc_agent.runtime.backend import open_backend
+
+    await kafka.create_topics()
+    policy = {
+        "agent_autonomy": 2,
+        "four_eyes_actions": [],
+        "four_eyes_min_risk": None,
+        "proposal_expiry_seconds": {s: 1 for s in ("critical", "high", "medium", "low")},
+    }
+    settings = _settings(tmp_path, kafka.config(maintenance_interval_seconds=0.2), policy=policy)
+    sample = (SAMPLES / "crowdstrike_malware.json").read_bytes()
+    sent = await kafka.produce(kafka.topics.alerts, [(b"host:ws-fin-042", sample)])
+    async with worker(settings), open_backend(settings) as backend:
+        await kafka.wait_committed(kafka.topics.alerts, sent, within=60)
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            proposals = await backend.store.list_proposals(limit=100)
+            if proposals and all(p.status is ProposalStatus.EXPIRED for p in proposals):
+                break
+            assert asyncio.get_running_loop().time() < deadline, [p.status for p in proposals]
+            await asyncio.sleep(0.2)
+    assert _journal(tmp_path) == [], "an expired proposal never executes"

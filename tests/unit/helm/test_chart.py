@@ -194,6 +194,10 @@ def test_more_than_one_pod_on_per_pod_sqlite_stores_is_refused() -> None:
     with pytest.raises(Exception, match="store_backend: elasticsearch"):
         render({"config": {"store_backend": "sqlite"}})
     alone = render(
-        {"config": {"store_backend": "sqlite"}, "worker": {"replicas": 1}, "api": {"enabled": False}}
+        {
+            "config": {"store_backend": "sqlite"},
+            "worker": {"replicas": 1},
+            "api": {"enabled": False},
+        }
     )
     assert deployment(alone, "worker")["spec"]["replicas"] == 1
