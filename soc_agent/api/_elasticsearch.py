@@ -10,13 +10,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from elasticsearch import ApiError, AsyncElasticsearch, BadRequestError, TransportError
 
 from soc_agent.errors import StoreError
 
-__all__ = ["DATE", "KEYWORD", "STORED_ONLY", "ensure_index", "es_errors", "parse_ts", "ts"]
+if TYPE_CHECKING:
+    from soc_agent.store.config import ElasticsearchConfig
+
+__all__ = [
+    "DATE",
+    "KEYWORD",
+    "STORED_ONLY",
+    "IndexStore",
+    "ensure_index",
+    "es_errors",
+    "parse_ts",
+    "ts",
+]
 
 KEYWORD: dict[str, Any] = {"type": "keyword"}
 DATE: dict[str, Any] = {"type": "date_nanos"}
@@ -74,3 +86,47 @@ def es_errors(what: str) -> Iterator[None]:
         ) from None
     except TransportError as exc:
         raise StoreError(f"{what}: cannot reach Elasticsearch ({type(exc).__name__})") from None
+
+
+class IndexStore:
+    """A store kept in one index, on the caller's client (not closed here).
+
+    Call `ensure_index()` once at start-up (idempotent, safe from every replica),
+    or get the store with `open()`, which does.
+    """
+
+    PROPERTIES: ClassVar[dict[str, Any]]
+    SUFFIX: ClassVar[str]  # the index is <index_prefix>-<SUFFIX>
+
+    def __init__(
+        self,
+        client: AsyncElasticsearch,
+        *,
+        index: str,
+        number_of_replicas: int = 1,
+        refresh_interval: str = "1s",
+    ) -> None:
+        self._es = client
+        self.index = index
+        self._replicas = number_of_replicas
+        self._refresh_interval = refresh_interval
+
+    @classmethod
+    async def open(cls, client: AsyncElasticsearch, config: ElasticsearchConfig) -> Self:
+        store = cls(
+            client,
+            index=f"{config.index_prefix}-{cls.SUFFIX}",
+            number_of_replicas=config.number_of_replicas,
+            refresh_interval=config.refresh_interval,
+        )
+        await store.ensure_index()
+        return store
+
+    async def ensure_index(self) -> None:
+        await ensure_index(
+            self._es,
+            self.index,
+            self.PROPERTIES,
+            number_of_replicas=self._replicas,
+            refresh_interval=self._refresh_interval,
+        )

@@ -210,15 +210,7 @@ async def open_session_store(backend: Backend) -> AsyncIterator[SessionStore]:
         from soc_agent.api.sessions_es import ElasticsearchSessionStore
 
         assert backend.es is not None
-        config = backend.settings.elasticsearch
-        es_store = ElasticsearchSessionStore(
-            backend.es,
-            index=f"{config.index_prefix}-api-sessions",
-            number_of_replicas=config.number_of_replicas,
-            refresh_interval=config.refresh_interval,
-        )
-        await es_store.ensure_index()
-        yield es_store
+        yield await ElasticsearchSessionStore.open(backend.es, backend.settings.elasticsearch)
         return
     sqlite_store = SQLiteSessionStore(backend.settings.store)
     try:

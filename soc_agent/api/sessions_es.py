@@ -15,13 +15,13 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from elasticsearch import ApiError, AsyncElasticsearch, ConflictError, NotFoundError, TransportError
+from elasticsearch import ApiError, ConflictError, NotFoundError, TransportError
 
 from soc_agent.api._elasticsearch import (
     DATE,
     KEYWORD,
     STORED_ONLY,
-    ensure_index,
+    IndexStore,
     es_errors,
     parse_ts,
     ts,
@@ -63,33 +63,11 @@ _MAX_CAS_ATTEMPTS = 20
 _SWEEP_BATCH = 500
 
 
-class ElasticsearchSessionStore:
-    """Implements `soc_agent.api.sessions.SessionStore` on the caller's client (not closed here).
+class ElasticsearchSessionStore(IndexStore):
+    """Implements `soc_agent.api.sessions.SessionStore` in `<index_prefix>-api-sessions`."""
 
-    Call `ensure_index()` once at start-up (idempotent, safe from every replica).
-    """
-
-    def __init__(
-        self,
-        client: AsyncElasticsearch,
-        *,
-        index: str,
-        number_of_replicas: int = 1,
-        refresh_interval: str = "1s",
-    ) -> None:
-        self._es = client
-        self.index = index
-        self._replicas = number_of_replicas
-        self._refresh_interval = refresh_interval
-
-    async def ensure_index(self) -> None:
-        await ensure_index(
-            self._es,
-            self.index,
-            _PROPERTIES,
-            number_of_replicas=self._replicas,
-            refresh_interval=self._refresh_interval,
-        )
+    PROPERTIES = _PROPERTIES
+    SUFFIX = "api-sessions"
 
     async def create(self, principal: Principal, ttl: timedelta, now: datetime) -> str:
         session_id, csrf = new_session_secrets()

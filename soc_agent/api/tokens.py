@@ -224,15 +224,7 @@ async def open_token_store(backend: Backend) -> AsyncIterator[TokenStore]:
         from soc_agent.api.tokens_es import ElasticsearchTokenStore
 
         assert backend.es is not None
-        config = backend.settings.elasticsearch
-        es_store = ElasticsearchTokenStore(
-            backend.es,
-            index=f"{config.index_prefix}-api-tokens",
-            number_of_replicas=config.number_of_replicas,
-            refresh_interval=config.refresh_interval,
-        )
-        await es_store.ensure_index()
-        yield es_store
+        yield await ElasticsearchTokenStore.open(backend.es, backend.settings.elasticsearch)
         return
     sqlite_store = SQLiteTokenStore(backend.settings.store)
     try:

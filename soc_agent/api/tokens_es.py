@@ -23,12 +23,12 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from elasticsearch import ApiError, AsyncElasticsearch, ConflictError, NotFoundError, TransportError
+from elasticsearch import ApiError, ConflictError, NotFoundError, TransportError
 
 from soc_agent.api._elasticsearch import (
     DATE,
     KEYWORD,
-    ensure_index,
+    IndexStore,
     es_errors,
     parse_ts,
     ts,
@@ -72,33 +72,11 @@ def _pointer_id(digest: str) -> str:
     return f"hash:{digest}"
 
 
-class ElasticsearchTokenStore:
-    """Implements `soc_agent.api.tokens.TokenStore` on the caller's client (not closed here).
+class ElasticsearchTokenStore(IndexStore):
+    """Implements `soc_agent.api.tokens.TokenStore` in `<index_prefix>-api-tokens`."""
 
-    Call `ensure_index()` once at start-up (idempotent, safe from every replica).
-    """
-
-    def __init__(
-        self,
-        client: AsyncElasticsearch,
-        *,
-        index: str,
-        number_of_replicas: int = 1,
-        refresh_interval: str = "1s",
-    ) -> None:
-        self._es = client
-        self.index = index
-        self._replicas = number_of_replicas
-        self._refresh_interval = refresh_interval
-
-    async def ensure_index(self) -> None:
-        await ensure_index(
-            self._es,
-            self.index,
-            _PROPERTIES,
-            number_of_replicas=self._replicas,
-            refresh_interval=self._refresh_interval,
-        )
+    PROPERTIES = _PROPERTIES
+    SUFFIX = "api-tokens"
 
     async def create(self, name: str, role: Role, now: datetime) -> str:
         check_token_name(name)
