@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from elasticsearch import AsyncElasticsearch
 
+from soc_agent.audit.elasticsearch_log import ElasticsearchAuditLog
 from tests.infra.fixtures import elasticsearch_url, needs
-from tests.integration.kafka.alertgen import make_stream
+from tests.integration.kafka.alertgen import Stream, make_stream
 from tests.integration.kafka.conftest import KafkaEnv
 from tests.integration.kafka.test_acceptance import alive, check_outputs, terminate, workers
 
@@ -42,9 +43,10 @@ async def es_prefix(elasticsearch_url: str) -> AsyncIterator[str]:
             await client.indices.delete(index=",".join(names))
 
 
-def machine_env(
-    tmp_path: Path, elasticsearch_url: str, prefix: str
-) -> Callable[[int], dict[str, str]]:
+MachineEnv = Callable[[int], dict[str, str]]
+
+
+def machine_env(tmp_path: Path, elasticsearch_url: str, prefix: str) -> MachineEnv:
     """Worker i's environment: its own directory, the shared cluster and EDR stand-in."""
     journal = tmp_path / "edr" / "containment.jsonl"
     journal.parent.mkdir(exist_ok=True)
@@ -85,16 +87,38 @@ def _no_shared_files(tmp_path: Path) -> None:
         assert not (tmp_path / f"machine-{i}" / "local.db").exists(), "SQLite was used"
 
 
+def _setup(
+    tmp_path: Path, es_url: str, prefix: str
+) -> tuple[Path, Callable[[int], dict[str, str]]]:
+    log_dir = tmp_path / "worker-logs" / "x"
+    log_dir.parent.mkdir()
+    return log_dir, machine_env(tmp_path, es_url, prefix)
+
+
+async def _check_shared_state(
+    kafka: KafkaEnv, stream: Stream, tmp_path: Path, es_url: str, prefix: str
+) -> None:
+    """The acceptance criteria, plus one intact audit chain exported whole to its topic."""
+    await check_outputs(kafka, stream, [tmp_path / "edr" / "containment.jsonl"])
+    _no_shared_files(tmp_path)
+    async with AsyncElasticsearch(es_url) as client:
+        log = ElasticsearchAuditLog(client, index=f"{prefix}-audit")
+        verified = await log.verify()
+    assert verified.ok, verified.problem
+    exported = {
+        int(dict(r.headers)["soc-audit-seq"]) for r in await kafka.read_all(kafka.topics.audit)
+    }
+    assert exported == set(range(1, verified.count + 1))
+
+
 async def test_workers_on_separate_machines_account_for_every_alert(
     kafka: KafkaEnv, tmp_path: Path, elasticsearch_url: str, es_prefix: str
 ) -> None:
     await kafka.create_topics(partitions=6)
     stream = make_stream(ALERTS, seed=23)
     sent = await kafka.produce(kafka.topics.alerts, stream.records)
-    log_dir = tmp_path / "worker-logs" / "x"
-    log_dir.parent.mkdir()
+    log_dir, env = _setup(tmp_path, elasticsearch_url, es_prefix)
     started = time.monotonic()
-    env = machine_env(tmp_path, elasticsearch_url, es_prefix)
     with workers(kafka, log_dir, WORKERS, env) as procs:
         await kafka.wait_committed(
             kafka.topics.alerts, sent, within=400, check=alive(procs, log_dir)
@@ -102,8 +126,7 @@ async def test_workers_on_separate_machines_account_for_every_alert(
         elapsed = time.monotonic() - started
         terminate(procs, log_dir)
     print(f"{len(stream.records)} records through {WORKERS} ES-backed workers in {elapsed:.1f}s")
-    await check_outputs(kafka, stream, [tmp_path / "edr" / "containment.jsonl"])
-    _no_shared_files(tmp_path)
+    await _check_shared_state(kafka, stream, tmp_path, elasticsearch_url, es_prefix)
 
 
 async def test_a_machine_killed_mid_stream_loses_nothing_and_repeats_nothing(
@@ -113,9 +136,7 @@ async def test_a_machine_killed_mid_stream_loses_nothing_and_repeats_nothing(
     stream = make_stream(ALERTS, seed=29)
     sent = await kafka.produce(kafka.topics.alerts, stream.records)
     total = sum(sent.values())
-    log_dir = tmp_path / "worker-logs" / "x"
-    log_dir.parent.mkdir()
-    env = machine_env(tmp_path, elasticsearch_url, es_prefix)
+    log_dir, env = _setup(tmp_path, elasticsearch_url, es_prefix)
     with workers(kafka, log_dir, WORKERS, env) as procs:
         await kafka.wait_progress(kafka.topics.alerts, 6, total // 3, within=300)
         alive(procs, log_dir)()
@@ -125,5 +146,4 @@ async def test_a_machine_killed_mid_stream_loses_nothing_and_repeats_nothing(
             kafka.topics.alerts, sent, within=400, check=alive(procs[1:], log_dir)
         )
         terminate(procs, log_dir)
-    await check_outputs(kafka, stream, [tmp_path / "edr" / "containment.jsonl"])
-    _no_shared_files(tmp_path)
+    await _check_shared_state(kafka, stream, tmp_path, elasticsearch_url, es_prefix)
