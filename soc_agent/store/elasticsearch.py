@@ -11,13 +11,14 @@ single-document writes with `op_type=create` (insert-if-absent) and
   `_source` (one encoding, not JSON in a string), while Lucene never indexes
   it: vendor `original` payloads with arbitrary keys can neither explode nor
   break the strict mapping, and nothing in them is searchable by accident.
-- Reads by id are GETs, which are real-time. Writes that a later search must
-  see use `refresh="wait_for"`.
+- Reads by id are GETs, which are real-time. Writes never wait for a refresh;
+  instead every search refreshes its index first, so a search sees every
+  write acknowledged before it (read-your-writes) without making a writer
+  wait up to `refresh_interval` while it holds a lease. Searches are the
+  rare path: list views, maintenance sweeps, the blast-radius count.
 - Correlation goes through `correlation_view()`: incidents are written with
   compare-and-set against the version the correlation read (see
-  `soc_agent.correlate.concurrent`) and without waiting for a refresh, since
-  correlation reads them back by GET. So `list_incidents` (a search) may lag
-  correlation by up to the refresh interval.
+  `soc_agent.correlate.concurrent`).
 - `claim_action` takes the idempotency key with `op_type=create`. The
   blast-radius budget is reserved first, on a per-action reservation document
   in `{prefix}-budgets`: a map idempotency key -> claim time, rewritten with
@@ -234,9 +235,7 @@ class ElasticsearchStore:
             "inserted": self._stamp(),
             "doc": alert.model_dump(mode="json"),
         }
-        # No refresh wait: the pipeline reads alerts by id (real-time GET); only the
-        # API's incident timeline searches them, and may lag by the refresh interval.
-        if await self._create("alerts", alert.id, body, refresh=False):
+        if await self._create("alerts", alert.id, body):
             return
         if incident_id is not None:
             await self._es.update(
@@ -250,8 +249,6 @@ class ElasticsearchStore:
         return Alert.model_validate(src["doc"]) if src else None
 
     async def alerts_of(self, incident_id: str) -> list[Alert]:
-        """Every alert of the incident: refreshes first, since alerts are saved without waiting."""
-        await self._es.indices.refresh(index=self.index("alerts"))
         hits = await self._search_all(
             "alerts",
             {"term": {"incident_id": incident_id}},
@@ -264,12 +261,9 @@ class ElasticsearchStore:
         return Incident.model_validate(src["doc"]) if src else None
 
     async def put_incident(self, incident: Incident) -> None:
-        """Unconditional write, visible to `list_incidents` on return (it waits for a refresh).
-
-        Correlation writes through `correlation_view()` instead, which neither
-        overwrites concurrent changes nor waits.
-        """
-        await self._put("incidents", incident.id, self._incident_body(incident), refresh=True)
+        """Unconditional write. Correlation writes through `correlation_view()` instead,
+        which never overwrites a concurrent change."""
+        await self._put("incidents", incident.id, self._incident_body(incident))
 
     def correlation_view(self) -> CorrelationState:
         """A fresh view for one correlation: incidents written with compare-and-set.
@@ -278,8 +272,8 @@ class ElasticsearchStore:
         was absent); its `put_incident` writes only if the incident is still
         at that version (creates only if still absent; an incident never read
         is created) and raises `IncidentChanged` otherwise, unless the stored
-        incident is already exactly the one being written. Its writes do not
-        wait for a refresh. Everything else goes straight to the store.
+        incident is already exactly the one being written. Everything else goes
+        straight to the store.
         """
         return _CorrelationView(self)
 
@@ -302,7 +296,6 @@ class ElasticsearchStore:
                 "incident_id": investigation.incident_id,
                 "doc": investigation.model_dump(mode="json"),
             },
-            refresh=False,
         )
 
     async def get_investigation(self, investigation_id: str) -> Investigation | None:
@@ -320,7 +313,7 @@ class ElasticsearchStore:
             "inserted": inserted,
             "doc": doc,
         }
-        if not await self._create("decisions", decision.id, body, refresh=False):
+        if not await self._create("decisions", decision.id, body):
             resp = await self._es.update(
                 index=self.index("decisions"),
                 id=_doc_id(decision.id),
@@ -354,9 +347,7 @@ class ElasticsearchStore:
         for _ in range(_MAX_CAS_ATTEMPTS):
             found = await self._get_versioned("decisions-latest", decision.incident_id)
             if found is None:
-                if await self._create(
-                    "decisions-latest", decision.incident_id, body, refresh=False
-                ):
+                if await self._create("decisions-latest", decision.incident_id, body):
                     return
                 continue
             src, seq_no, primary_term = found
@@ -383,7 +374,6 @@ class ElasticsearchStore:
         return Decision.model_validate(src["doc"]) if src else None
 
     async def list_decisions(self, *, limit: int = 50, offset: int = 0) -> list[Decision]:
-        await self._es.indices.refresh(index=self.index("decisions"))  # saved without waiting
         hits = await self._search(
             "decisions", {"match_all": {}}, [{"inserted": "asc"}], limit, offset
         )
@@ -442,7 +432,6 @@ class ElasticsearchStore:
                 document=body,
                 if_seq_no=seq_no,
                 if_primary_term=primary_term,
-                refresh="wait_for",
             )
         except ConflictError:
             return False
@@ -581,6 +570,7 @@ class ElasticsearchStore:
 
     async def count_executions(self, action: str, since: datetime) -> int:
         """Claims of an action since a time, in flight or done (failed ones do not count)."""
+        await self._refresh("actions")
         resp = await self._es.count(
             index=self.index("actions"),
             query={
@@ -641,7 +631,7 @@ class ElasticsearchStore:
 
     async def set_flag(self, name: str, value: Any) -> None:
         # The value is any JSON (a bool, a number, a list...): kept as its JSON text.
-        await self._put("flags", name, {"name": name, "value": json.dumps(value)}, refresh=False)
+        await self._put("flags", name, {"name": name, "value": json.dumps(value)})
 
     # -- correlation state ---------------------------------------------------------------
 
@@ -654,7 +644,6 @@ class ElasticsearchStore:
             "corr-entities",
             entity_key,
             {"entity_key": entity_key, "incident_id": incident_id},
-            refresh=False,
         )
 
     async def get_fingerprint(self, fingerprint: str) -> tuple[str, datetime] | None:
@@ -668,7 +657,6 @@ class ElasticsearchStore:
             "corr-fingerprints",
             fingerprint,
             {"fingerprint": fingerprint, "incident_id": incident_id, "last_seen": _ts(seen)},
-            refresh=False,
         )
 
     async def get_alert_incident(self, alert_id: str) -> str | None:
@@ -680,7 +668,6 @@ class ElasticsearchStore:
             "corr-alerts",
             alert_id,
             {"alert_id": alert_id, "incident_id": incident_id},
-            refresh=False,
         )
 
     # -- budget reservations -------------------------------------------------------------
@@ -736,7 +723,7 @@ class ElasticsearchStore:
     ) -> bool:
         body = {"action": action, "claims": claims}
         if found is None:
-            return await self._create("budgets", action, body, refresh=False)
+            return await self._create("budgets", action, body)
         try:
             await self._es.index(
                 index=self.index("budgets"),
@@ -766,7 +753,6 @@ class ElasticsearchStore:
                     document=new,
                     if_seq_no=seq_no,
                     if_primary_term=primary_term,
-                    refresh="wait_for",
                 )
             except ConflictError:
                 continue
@@ -805,29 +791,22 @@ class ElasticsearchStore:
             return None
         return dict(resp["_source"]), int(resp["_seq_no"]), int(resp["_primary_term"])
 
-    async def _create(
-        self, kind: str, doc_id: str, body: dict[str, Any], *, refresh: bool = True
-    ) -> bool:
+    async def _create(self, kind: str, doc_id: str, body: dict[str, Any]) -> bool:
         """Insert if absent; false when a document with this id exists."""
         try:
             await self._es.index(
-                index=self.index(kind),
-                id=_doc_id(doc_id),
-                document=body,
-                op_type="create",
-                refresh="wait_for" if refresh else False,
+                index=self.index(kind), id=_doc_id(doc_id), document=body, op_type="create"
             )
         except ConflictError:
             return False
         return True
 
-    async def _put(self, kind: str, doc_id: str, body: dict[str, Any], *, refresh: bool) -> None:
-        await self._es.index(
-            index=self.index(kind),
-            id=_doc_id(doc_id),
-            document=body,
-            refresh="wait_for" if refresh else False,
-        )
+    async def _put(self, kind: str, doc_id: str, body: dict[str, Any]) -> None:
+        await self._es.index(index=self.index(kind), id=_doc_id(doc_id), document=body)
+
+    async def _refresh(self, kind: str) -> None:
+        """Make every acknowledged write to `kind` visible to the search that follows."""
+        await self._es.indices.refresh(index=self.index(kind))
 
     async def _search(
         self,
@@ -839,6 +818,7 @@ class ElasticsearchStore:
     ) -> list[dict[str, Any]]:
         if limit <= 0:
             return []
+        await self._refresh(kind)
         resp = await self._es.search(
             index=self.index(kind), query=query, sort=sort or None, size=limit, from_=offset
         )
@@ -848,6 +828,7 @@ class ElasticsearchStore:
         self, kind: str, query: dict[str, Any], sort: list[dict[str, str]], page: int = 500
     ) -> list[dict[str, Any]]:
         """Every match, paged with search_after (no 10,000-hit window)."""
+        await self._refresh(kind)
         out: list[dict[str, Any]] = []
         after: list[Any] | None = None
         while True:
@@ -893,7 +874,6 @@ class _CorrelationView:
                 index=store.index("incidents"),
                 id=_doc_id(incident.id),
                 document=body,
-                refresh=False,
                 **options,
             )
         except ConflictError as exc:

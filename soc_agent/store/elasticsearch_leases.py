@@ -21,6 +21,12 @@ when a write's answer is lost (a client-level retry answering 409 to its own
 earlier success, a timeout) the token tells "my document" from another's.
 Tasks of one process queue on an `asyncio.Lock` per name before touching
 Elasticsearch, so in-process contention costs no requests.
+
+`hold_all` takes every free name with one `_bulk` of creates and releases
+with one `_bulk` of conditional deletes. It still behaves as acquisition in
+sorted order: it only ever *waits* for a name while holding names that sort
+before it (later names the bulk happened to take are let go first), so
+overlapping sets on different machines cannot wait on each other in a cycle.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ _MAX_ID_BYTES = 512
 _BACKOFF_FIRST = 0.002
 _BACKOFF_CAP = 0.1
 _RELEASE_ATTEMPTS = 3
+_CONFLICT = 409
 _ES_ERRORS = (ApiError, TransportError)
 
 _Version = tuple[int, int, int]  # seq_no, primary_term, expires_at (epoch ms)
@@ -201,13 +208,24 @@ class LeaseManager:
     async def hold_all(self, names: Iterable[str]) -> AsyncIterator[None]:
         """Hold every named lease for the block, released on exit.
 
-        Everyone acquires in one global (sorted) order, so overlapping sets
-        taken by different tasks or machines cannot wait on each other in a cycle.
+        Everyone acquires in one global order (all of a task's in-process
+        queues by name, then the leases by name), so overlapping sets taken by
+        different tasks or machines cannot wait on each other in a cycle. Free
+        names cost one bulk create and one bulk delete together; see
+        `_acquire_all` for what happens when some are taken.
         """
+        ordered = sorted(set(names))
+        if not all(ordered):
+            raise ValueError("a lease needs a non-empty name")
+        self._check_open()
         async with AsyncExitStack() as stack:
-            for name in sorted(set(names)):
-                await stack.enter_async_context(self.lock(name).hold())
-            yield
+            for name in ordered:
+                await stack.enter_async_context(self._queue(name))
+            helds = await self._acquire_all(ordered)
+            try:
+                yield
+            finally:
+                await self._release_all(helds)
 
     async def aclose(self) -> None:
         """Refuse new acquisitions, release what is held and wait for pending cleanups."""
@@ -222,46 +240,62 @@ class LeaseManager:
     async def _hold(self, lease: Lease, *, wait: bool) -> AsyncIterator[bool]:
         name = lease.name
         self._check_open()
-        slot = self._slots.setdefault(name, _Slot())
-        if not wait and slot.users:
+        slot = self._slots.get(name)
+        if not wait and slot is not None and slot.users:
             yield False
             return
-        slot.users += 1
-        try:
-            async with slot.lock:
-                held = await self._acquire(name, wait=wait)
-                if held is None:
-                    acquired = False
-                else:
-                    acquired = True
-                    lease._held = held
-                    try:
-                        yield True
-                    finally:
-                        await self._release(held)
-        finally:
-            slot.users -= 1
-            if not slot.users and self._slots.get(name) is slot:
-                del self._slots[name]
+        acquired = False
+        async with self._queue(name):
+            held = await self._acquire(name, wait=wait)
+            if held is not None:
+                acquired = True
+                lease._held = held
+                try:
+                    yield True
+                finally:
+                    await self._release(held)
         if not acquired:
             # Yielded after the local queue is left, so local waiters are not held up.
             yield False
 
-    async def _acquire(self, name: str, *, wait: bool) -> _Held | None:
+    @asynccontextmanager
+    async def _queue(self, name: str) -> AsyncIterator[None]:
+        """Wait for, then hold, this process's turn at `name`."""
+        slot = self._slots.setdefault(name, _Slot())
+        slot.users += 1
+        try:
+            async with slot.lock:
+                yield
+        finally:
+            slot.users -= 1
+            if not slot.users and self._slots.get(name) is slot:
+                del self._slots[name]
+
+    async def _acquire(
+        self, name: str, *, wait: bool, token: str | None = None, taken: bool = False
+    ) -> _Held | None:
+        """Acquire one lease; None if someone else holds it and `wait` is false.
+
+        `hold_all` passes the token its bulk create used, so a document that
+        bulk wrote for us is recognised as ours, and `taken=True` when the bulk
+        already reported the document present, to skip a create bound to conflict.
+        """
         doc_id = _doc_id(name)
-        token = uuid.uuid4().hex
+        token = token or uuid.uuid4().hex
         inflight: asyncio.Task[Any] | None = None
         attempt = 0
         try:
             while True:
                 self._check_open()
-                inflight, expires_at = self._write(doc_id, token, create=True)
-                try:
-                    resp = await asyncio.shield(inflight)
-                except ConflictError:
-                    inflight = None
-                else:
-                    return self._start(name, doc_id, token, _version(resp, expires_at))
+                if not taken:
+                    inflight, expires_at = self._write(doc_id, token, create=True)
+                    try:
+                        resp = await asyncio.shield(inflight)
+                    except ConflictError:
+                        inflight = None
+                    else:
+                        return self._start(name, doc_id, token, _version(resp, expires_at))
+                taken = False
                 found = await self._get(doc_id)
                 if found is None:
                     continue  # released between our create and our read: try again now
@@ -293,6 +327,84 @@ class LeaseManager:
         held.renewer = asyncio.create_task(self._renew(held), name=f"lease-renewal:{name[:80]}")
         self._held[name] = held
         return held
+
+    async def _acquire_all(self, names: list[str]) -> list[_Held]:
+        """Acquire the sorted `names`, in bulk while they are free; all or nothing.
+
+        Each round bulk-creates the names still missing and walks them in
+        order. A name the bulk could not take gets one attempt that does not
+        wait (it may have expired, or be ours after a lost answer). If it is
+        really held by someone else, the later names this round took are
+        released *before* waiting for it, so every wait happens while holding
+        only names that sort before the awaited one: ordered acquisition, hence
+        no cycle of waiters across machines. The names after it start a new round.
+        """
+        owned: dict[str, _Held] = {}
+        try:
+            rest = names
+            while len(rest) > 1:
+                tokens = {name: uuid.uuid4().hex for name in rest}
+                refused = await self._create_all(rest, tokens, owned)
+                waited_at: int | None = None
+                for i, name in enumerate(rest):
+                    if name not in refused:
+                        continue
+                    taken = refused[name] == _CONFLICT
+                    held = await self._acquire(name, wait=False, token=tokens[name], taken=taken)
+                    if held is None:
+                        later = [owned.pop(n) for n in rest[i + 1 :] if n in owned]
+                        await self._release_all(later)
+                        # Same token: a write of the bulk or of the attempt above that
+                        # landed unreported is adopted, not waited for until it expires.
+                        held = await self._acquire(name, wait=True, token=tokens[name], taken=True)
+                        assert held is not None  # waiting never gives up
+                        waited_at = i
+                    owned[name] = held
+                    if waited_at is not None:
+                        break
+                rest = [] if waited_at is None else rest[waited_at + 1 :]
+            if rest:
+                # One name left: a plain create is as cheap as a bulk of one.
+                held = await self._acquire(rest[0], wait=True)
+                assert held is not None
+                owned[rest[0]] = held
+        except BaseException:
+            await self._release_all(list(owned.values()))
+            raise
+        return [owned[name] for name in names]
+
+    async def _create_all(
+        self, names: list[str], tokens: Mapping[str, str], owned: dict[str, _Held]
+    ) -> dict[str, int]:
+        """One bulk create of `names`; adds what it took to `owned`, returns the others' statuses.
+
+        The request runs shielded: if the caller is cancelled (or the answer
+        is lost), whatever it created is deleted in the background.
+        """
+        self._check_open()
+        expires_at = self._now_ms() + self._ttl_ms
+        entries = [(name, _doc_id(name), tokens[name]) for name in names]
+        operations: list[Mapping[str, Any]] = []
+        for _, doc_id, token in entries:
+            operations.append({"create": {"_index": self._index, "_id": doc_id}})
+            operations.append({"owner": self._owner, "token": token, "expires_at": expires_at})
+        inflight = asyncio.ensure_future(self._es.bulk(operations=operations))
+        try:
+            resp = await asyncio.shield(inflight)
+        except BaseException:
+            self._spawn(self._abandon_bulk(inflight, entries))
+            raise
+        # No await from here on: every lease taken is in `owned` before a cancellation
+        # can strike, so the caller's cleanup sees it.
+        refused: dict[str, int] = {}
+        for (name, doc_id, token), item in zip(entries, resp["items"], strict=True):
+            result = item["create"]
+            if "error" in result:
+                refused[name] = int(result["status"])
+            else:
+                version = (int(result["_seq_no"]), int(result["_primary_term"]), expires_at)
+                owned[name] = self._start(name, doc_id, token, version)
+        return refused
 
     # -- renewal and release -------------------------------------------------------------
 
@@ -376,6 +488,57 @@ class LeaseManager:
             return
         await self._delete_own(held.doc_id, held.token, (held.seq_no, held.primary_term))
 
+    async def _release_all(self, helds: list[_Held]) -> None:
+        # Shielded like `_release`; the deletes go out as one bulk.
+        if helds:
+            await asyncio.shield(self._spawn(self._do_release_all(helds)))
+
+    async def _do_release_all(self, helds: list[_Held]) -> None:
+        mine = [held for held in helds if not held.released]
+        for held in mine:
+            held.released = True
+            held.stop.set()
+        # Renewers stop by event, so each one's last write is known before we delete.
+        await asyncio.gather(*(held.renewer for held in mine if held.renewer is not None))
+        for held in mine:
+            if self._held.get(held.name) is held:
+                del self._held[held.name]
+        live = [held for held in mine if not held.lost]
+        if not live:
+            return
+        operations = [
+            {
+                "delete": {
+                    "_index": self._index,
+                    "_id": held.doc_id,
+                    "if_seq_no": held.seq_no,
+                    "if_primary_term": held.primary_term,
+                }
+            }
+            for held in live
+        ]
+        try:
+            resp = await self._es.bulk(operations=operations)
+        except _ES_ERRORS as exc:
+            log.debug("bulk lease release failed (%s), releasing one by one", type(exc).__name__)
+            statuses = [0] * len(live)
+        else:
+            statuses = [int(item["delete"]["status"]) for item in resp["items"]]
+        # Deleted (200) or gone (404) is done. A conflict means the version changed since
+        # (a takeover, or our own write whose answer was lost): check the token first.
+        # Anything else, including a failed request, is retried one by one.
+        await asyncio.gather(
+            *(
+                self._delete_own(
+                    held.doc_id,
+                    held.token,
+                    None if status == _CONFLICT else (held.seq_no, held.primary_term),
+                )
+                for held, status in zip(live, statuses, strict=True)
+                if status not in (200, 404)
+            )
+        )
+
     async def _abandon(self, doc_id: str, token: str, inflight: asyncio.Task[Any] | None) -> None:
         """Delete the lease document if a write of this (abandoned) acquisition created it."""
         cas: tuple[int, int] | None = None
@@ -386,6 +549,25 @@ class LeaseManager:
                 resp = inflight.result()
                 cas = int(resp["_seq_no"]), int(resp["_primary_term"])
         await self._delete_own(doc_id, token, cas)
+
+    async def _abandon_bulk(
+        self, inflight: asyncio.Task[Any], entries: list[tuple[str, str, str]]
+    ) -> None:
+        """Delete what an abandoned bulk create made: by version if it answered, else by token."""
+        await asyncio.wait([inflight])
+        items: list[Any] = [None] * len(entries)
+        if not inflight.cancelled() and inflight.exception() is None:
+            items = [item["create"] for item in inflight.result()["items"]]
+        cleanups = []
+        for (_, doc_id, token), result in zip(entries, items, strict=True):
+            if result is not None and "error" not in result:
+                cas: tuple[int, int] | None = int(result["_seq_no"]), int(result["_primary_term"])
+            elif result is not None and result["status"] != _CONFLICT:
+                continue  # refused outright: nothing was written
+            else:
+                cas = None  # unknown, or a conflict that may be our own earlier write
+            cleanups.append(self._delete_own(doc_id, token, cas))
+        await asyncio.gather(*cleanups)
 
     async def _delete_own(self, doc_id: str, token: str, cas: tuple[int, int] | None) -> None:
         """Delete the document if it is ours; a takeover or a missing document is left alone."""

@@ -51,16 +51,42 @@ def lease_index(prefix: str) -> str:
     return f"{prefix}-leases"
 
 
+class CountingClient(AsyncElasticsearch):
+    """The real client, recording each HTTP request it sends as (method, path)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.requests: list[tuple[str, str]] = []
+
+    async def perform_request(self, method: str, path: str, **kwargs: Any) -> Any:
+        self.requests.append((method, path))
+        return await super().perform_request(method, path, **kwargs)
+
+    def sent(self, method: str, path_suffix: str) -> int:
+        return sum(1 for m, p in self.requests if m == method and p.endswith(path_suffix))
+
+
 @pytest.fixture
 async def managers(
-    es_clients: Callable[[], AsyncElasticsearch], lease_index: str
+    es_clients: Callable[[], AsyncElasticsearch], lease_index: str, elasticsearch_url: str
 ) -> AsyncIterator[MakeManager]:
-    """One manager per simulated machine (own client, own owner), closed at the end."""
-    made: list[LeaseManager] = []
+    """One manager per simulated machine (own client, own owner), closed at the end.
 
-    async def make(owner: str, *, ttl: float = 15.0, **kwargs: Any) -> LeaseManager:
+    With `counting=True` the manager's client is a `CountingClient`
+    (`manager_client(manager)` returns it).
+    """
+    made: list[LeaseManager] = []
+    counting_clients: list[CountingClient] = []
+
+    async def make(
+        owner: str, *, ttl: float = 15.0, counting: bool = False, **kwargs: Any
+    ) -> LeaseManager:
+        client: AsyncElasticsearch = es_clients()
+        if counting:
+            client = CountingClient(elasticsearch_url, request_timeout=30)
+            counting_clients.append(client)
         manager = LeaseManager(
-            es_clients(),
+            client,
             index=lease_index,
             owner=owner,
             ttl_seconds=ttl,
@@ -74,6 +100,14 @@ async def managers(
     yield make
     for manager in made:
         await manager.aclose()
+    for client in counting_clients:
+        await client.close()
+
+
+def manager_client(manager: LeaseManager) -> CountingClient:
+    client = manager._es
+    assert isinstance(client, CountingClient)
+    return client
 
 
 async def _document(es: AsyncElasticsearch, index: str, name: str) -> dict[str, Any] | None:
@@ -365,3 +399,153 @@ async def test_long_names_are_hashed_into_valid_ids(managers: MakeManager) -> No
     name = "entity:url:https://cdn.example.com/" + "a" * 2000
     async with first.lock(name).hold(), second.lock(name).hold(wait=False) as acquired:
         assert acquired is False
+
+
+async def test_hold_all_of_free_names_is_one_bulk_create_and_one_bulk_delete(
+    managers: MakeManager, es: AsyncElasticsearch, lease_index: str
+) -> None:
+    leases = await managers("worker-a@host-1", counting=True)
+    client = manager_client(leases)
+    names = [
+        "fp:9f86d081",
+        "entity:host:wks-fin-042",
+        "entity:user:corp\\jdoe",
+        "entity:ip:10.2.3.4",
+    ]
+    client.requests.clear()
+    async with leases.hold_all(names):
+        assert client.requests == [("PUT", "/_bulk")]
+        assert leases.held == frozenset(names)
+        for name in names:
+            document = await _document(es, lease_index, name)
+            assert document is not None and document["owner"] == "worker-a@host-1"
+    assert client.requests == [("PUT", "/_bulk"), ("PUT", "/_bulk")]
+    assert leases.held == frozenset()
+    for name in names:
+        assert await _document(es, lease_index, name) is None
+
+
+async def test_hold_all_waits_for_a_taken_name_holding_only_earlier_ones(
+    managers: MakeManager, es: AsyncElasticsearch, lease_index: str
+) -> None:
+    bulk, other, third = (
+        await managers("worker-a@host-1"),
+        await managers("worker-b@host-2"),
+        await managers("worker-c@host-3"),
+    )
+    names = ["lease:a", "lease:b", "lease:c", "lease:d", "lease:e"]
+    occupied: dict[str, int] = {}
+    c_held, release_c, entered = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def hold_c() -> None:
+        async with other.lock("lease:c").hold():
+            occupied["lease:c"] = occupied.get("lease:c", 0) + 1
+            c_held.set()
+            await release_c.wait()
+            occupied["lease:c"] -= 1
+
+    async def hold_everything() -> None:
+        async with bulk.hold_all(reversed(names)):
+            for name in names:
+                assert occupied.get(name, 0) == 0, name
+                occupied[name] = 1
+            entered.set()
+            await asyncio.sleep(0.05)
+            for name in names:
+                occupied[name] = 0
+
+    holder = asyncio.create_task(hold_c())
+    await c_held.wait()
+    waiter = asyncio.create_task(hold_everything())
+    for _ in range(100):
+        if bulk.held == {"lease:a", "lease:b"}:
+            break
+        await asyncio.sleep(0.01)
+    # Waiting for c, it holds only the names that sort before c: d and e, which its bulk
+    # took too, were let go, so a third machine can take them meanwhile.
+    assert bulk.held == {"lease:a", "lease:b"}
+    assert await _document(es, lease_index, "lease:d") is None
+    async with third.hold_all(["lease:d", "lease:e"]):
+        assert not entered.is_set()
+    async with third.lock("lease:a").hold(wait=False) as acquired:
+        assert acquired is False
+    release_c.set()
+    await asyncio.wait_for(asyncio.gather(holder, waiter), timeout=30)
+    assert entered.is_set()
+    assert bulk.held == other.held == third.held == frozenset()
+    for name in names:
+        assert await _document(es, lease_index, name) is None
+
+
+async def test_cancelled_hold_all_waiting_for_a_taken_name_leaves_nothing_held(
+    managers: MakeManager, es: AsyncElasticsearch, lease_index: str
+) -> None:
+    bulk, other = await managers("worker-a@host-1"), await managers("worker-b@host-2")
+    names = ["lease:a", "lease:b", "lease:c", "lease:d"]
+    async with other.lock("lease:c").hold():
+        task = asyncio.create_task(_hold_all_forever(bulk, names))
+        for _ in range(100):
+            if bulk.held == {"lease:a", "lease:b"}:
+                break
+            await asyncio.sleep(0.01)
+        assert bulk.held == {"lease:a", "lease:b"}
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert bulk.held == frozenset()
+        for name in ["lease:a", "lease:b", "lease:d"]:
+            assert await _document(es, lease_index, name) is None, name
+
+
+async def test_overlapping_bulk_sets_in_a_cycle_never_deadlock(managers: MakeManager) -> None:
+    machines = [await managers(f"worker-{n}@host-{n}", counting=True) for n in range(3)]
+    ring = [f"entity:{n}" for n in range(6)]
+    # Each set overlaps both others; given in descending order, taken as given they
+    # would wait on each other in a cycle.
+    sets = [[ring[(2 * m + k) % 6] for k in range(4)][::-1] for m in range(3)]
+    occupied: dict[str, int] = {}
+
+    async def work(leases: LeaseManager, names: list[str]) -> None:
+        for _ in range(8):
+            async with leases.hold_all(names):
+                for name in names:
+                    assert occupied.get(name, 0) == 0, name
+                    occupied[name] = 1
+                await asyncio.sleep(0.002)
+                for name in names:
+                    occupied[name] = 0
+
+    jobs = [work(m, names) for m, names in zip(machines, sets, strict=True) for _ in range(2)]
+    await asyncio.wait_for(asyncio.gather(*jobs), timeout=60)
+    assert all(m.held == frozenset() for m in machines)
+    clients = [manager_client(m) for m in machines]
+    # Every machine went through the bulk path, and conflicts sent some to the per-name
+    # fallback (which reads the lease document it could not create).
+    assert all(c.sent("PUT", "/_bulk") >= 16 for c in clients)
+    assert sum(c.sent("GET", "") for c in clients) > 0
+
+
+async def test_cancelling_hold_all_mid_bulk_leaves_nothing_behind(
+    managers: MakeManager, es: AsyncElasticsearch, lease_index: str
+) -> None:
+    leases = await managers("worker-a@host-1")
+    for ticks in range(60):
+        names = [f"fp:{ticks:02d}:{k}" for k in range(4)]
+        task = asyncio.create_task(_hold_all_forever(leases, names))
+        # Cancels before the bulk is sent, while it is in flight, after it landed but
+        # before the caller knew, and while it is held.
+        for _ in range(ticks):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await leases.aclose()
+    assert leases.held == frozenset()
+    for ticks in range(60):
+        for k in range(4):
+            assert await _document(es, lease_index, f"fp:{ticks:02d}:{k}") is None, (ticks, k)
+
+
+async def _hold_all_forever(leases: LeaseManager, names: list[str]) -> None:
+    async with leases.hold_all(names):
+        await asyncio.sleep(3600)

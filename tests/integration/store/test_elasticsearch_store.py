@@ -565,3 +565,32 @@ async def test_audit_hmac_key_is_required_to_verify(
     await keyed.append(_event(1))
     assert (await keyed.verify()).ok
     assert (await audit_log.verify()).first_bad_seq == 1
+
+
+async def test_writes_never_wait_for_a_refresh_and_searches_still_see_them(
+    es: AsyncElasticsearch, prefix: str
+) -> None:
+    """With a 30 s refresh interval, a `wait_for` write would block for up to 30 s."""
+    import time
+
+    slow = ElasticsearchStore(
+        es, prefix=f"{prefix}-slow", number_of_replicas=0, refresh_interval="30s"
+    )
+    await slow.ensure_indices()
+    alert = _alert(1)
+    request = _request()
+    started = time.perf_counter()
+    await slow.save_alert(alert, "inc-1")
+    await slow.save_decision(_decision("dec-1", "inc-1", T0))
+    assert await slow.save_proposal(_proposal("prop-1"))
+    assert (await slow.claim_action(request, "inc-1", T0, budget=(3, T0))).claimed
+    await slow.finish_action(
+        request.idempotency_key, status="executed", result={}, error=None, now=T0, revert_at=T0
+    )
+    assert time.perf_counter() - started < 10
+    # Every search refreshes its index first: read-your-writes across the store.
+    assert await slow.alerts_of("inc-1") == [alert]
+    assert [d.id for d in await slow.list_decisions()] == ["dec-1"]
+    assert [p.id for p in await slow.list_proposals()] == ["prop-1"]
+    assert await slow.count_executions("isolate_host", T0) == 1
+    assert [r.idempotency_key for r in await slow.due_reverts(T0)] == [request.idempotency_key]
