@@ -28,8 +28,9 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from soc_agent_samples.storm import START, Pools, document
 
 from soc_agent.config import Settings, load_settings
 from soc_agent.ingest import parse_payload
@@ -39,84 +40,23 @@ from soc_agent.runtime.backend import open_backend
 from soc_agent.runtime.components import open_components
 from soc_agent.runtime.embedded import run_embedded
 
-START = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
-SIGNATURES = [
-    (2024897, "ET MALWARE Cobalt Strike Beacon Observed", 1, "A Network Trojan was detected"),
-    (2013028, "ET POLICY curl User-Agent Outbound", 2, "Attempted Information Leak"),
-    (2027865, "ET INFO Observed DNS Query to .onion proxy Domain", 2, "Misc activity"),
-    (2001219, "ET SCAN Potential SSH Scan", 2, "Attempted Information Leak"),
-]
-
-
-def _suricata(i: int, rng: random.Random) -> dict[str, object]:
-    sid, sig, sev, cat = rng.choice(SIGNATURES)
-    ts = START + timedelta(seconds=i * 3)
-    return {
-        "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.%f+0000"),
-        "flow_id": 1_000_000_000 + i,
-        "in_iface": "ens192",
-        "event_type": "alert",
-        "src_ip": f"10.20.{rng.randint(0, 3)}.{rng.randint(10, 250)}",
-        "src_port": 49152 + i % 1000,
-        "dest_ip": f"198.51.100.{rng.randint(1, 60)}",
-        "dest_port": 443,
-        "proto": "TCP",
-        "tx_id": 0,
-        "alert": {
-            "action": "allowed",
-            "gid": 1,
-            "signature_id": sid,
-            "rev": 3,
-            "signature": sig,
-            "category": cat,
-            "severity": sev,
-        },
-        "app_proto": "tls",
-        "tls": {"sni": f"cdn{rng.randint(1, 40)}.example-c2.net"},
-    }
-
-
-def _crowdstrike(i: int, rng: random.Random) -> dict[str, object]:
-    host = f"ws-{rng.randint(1, 120):04d}"
-    ms = int((START + timedelta(seconds=i * 3)).timestamp() * 1000)
-    sha = f"{rng.getrandbits(256):064x}"
-    return {
-        "metadata": {
-            "customerIDString": "8f1b2c3d4e5f",
-            "offset": i,
-            "eventType": "EPPDetectionSummaryEvent",
-            "eventCreationTime": ms,
-            "version": "1.0",
-        },
-        "event": {
-            "Hostname": host.upper(),
-            "UserName": f"user{rng.randint(1, 300)}",
-            "Name": "MaliciousFile",
-            "Description": "A file matched a malware signature",
-            "Severity": rng.choice([30, 50, 70, 90]),
-            "SeverityName": "High",
-            "FileName": "invoice.exe",
-            "FilePath": "\\Device\\HarddiskVolume3\\Users\\x",
-            "CommandLine": "invoice.exe /s",
-            "SHA256String": sha,
-            "MD5String": f"{rng.getrandbits(128):032x}",
-            "CompositeId": f"8f1b2c3d4e5f:ind:{rng.getrandbits(128):032x}:{i}",
-            "AgentId": f"{rng.getrandbits(128):032x}",
-            "LocalIP": f"10.20.1.{int(host[3:]) % 250 + 1}",
-            "Tactic": "Execution",
-            "Technique": "User Execution",
-            "Objective": "Falcon Detection Method",
-            "PatternDispositionValue": 2048,
-        },
-    }
+# Wider pools than the Kafka tests use: more, smaller incidents, as in a busy SOC.
+STORM_POOLS = Pools(
+    spacing_seconds=3,
+    signatures=4,
+    source_octets=250,
+    destinations=60,
+    tls_names=40,
+    endpoints=120,
+    users=300,
+)
 
 
 def make_storm(n: int, seed: int = 7) -> bytes:
     rng = random.Random(seed)
     lines: list[str] = []
     for i in range(n):
-        doc = _suricata(i, rng) if i % 2 else _crowdstrike(i, rng)
-        lines.append(json.dumps(doc))
+        lines.append(json.dumps(document(i, rng, STORM_POOLS)))
         if i % 10 == 0:  # redelivered copies, as an at-least-once pipeline produces
             lines.append(lines[-1])
     return ("\n".join(lines) + "\n").encode()
