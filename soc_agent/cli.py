@@ -247,7 +247,7 @@ def playbooks_test(
     config: ConfigOpt = None,
 ) -> None:
     """Run each case: fixture alert + recorded step results -> expected decision."""
-    from soc_agent.pipeline.playbook_tests import run_playbook_tests
+    from soc_agent.runtime.playbook_tests import run_playbook_tests
 
     settings = _settings(config, None)
     results = _run(lambda: run_playbook_tests(path, settings))

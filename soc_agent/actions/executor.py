@@ -10,7 +10,6 @@ is safe to perform it now. Every outcome is audited.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,22 +18,18 @@ from typing import Any
 from soc_agent_connectors.gateway import AuditSink, Gateway
 
 from soc_agent.errors import ConnectorError, SocAgentError
-from soc_agent.models import ActionRequest, AuditEvent, Entity
+from soc_agent.models import ActionRequest, ActionStatus, AuditEvent, ExecutionStatus
 from soc_agent.store.base import ActionRecord, Store
 
-__all__ = ["ExecutionOutcome", "Executor", "idempotency_key"]
-
-
-def idempotency_key(incident_id: str, action: str, target: Entity) -> str:
-    """One key per (incident, action, target): the unit that may take effect once."""
-    raw = f"{incident_id}\x1f{action}\x1f{target.key}".encode()
-    return hashlib.sha256(raw).hexdigest()[:32]
+__all__ = ["ExecutionOutcome", "Executor"]
 
 
 @dataclass(frozen=True)
 class ExecutionOutcome:
+    """What one call to the executor did, and whether it changed the external system."""
+
     key: str
-    status: str  # executed | already_executed | failed | rolled_back | in_progress | over_budget
+    status: ExecutionStatus
     performed: bool  # this call changed the external system
     verified: bool | None
     detail: str
@@ -42,6 +37,11 @@ class ExecutionOutcome:
 
 
 class Executor:
+    """Performs, verifies and rolls back actions through the gateway, once per idempotency key.
+
+    See the module docstring for the claim-before-call protocol; every outcome is audited.
+    """
+
     def __init__(
         self,
         store: Store,
@@ -78,7 +78,7 @@ class Executor:
         if claim.over_budget:
             return ExecutionOutcome(
                 request.idempotency_key,
-                "over_budget",
+                ExecutionStatus.OVER_BUDGET,
                 False,
                 None,
                 f"blast-radius budget of {budget[0] if budget else 0} "
@@ -87,19 +87,19 @@ class Executor:
         record = claim.record
         assert record is not None
         if not claim.claimed:
-            if record.status in ("executed", "rolled_back"):
+            if record.status in (ActionStatus.EXECUTED, ActionStatus.ROLLED_BACK):
                 return ExecutionOutcome(
                     record.idempotency_key,
-                    "already_executed",
+                    ExecutionStatus.ALREADY_EXECUTED,
                     False,
                     None,
                     f"already executed at {record.executed_at}",
                     record.result,
                 )
-            if record.status == "claimed" and now - record.claimed_at < self._stale:
+            if record.status is ActionStatus.CLAIMED and now - record.claimed_at < self._stale:
                 return ExecutionOutcome(
                     record.idempotency_key,
-                    "in_progress",
+                    ExecutionStatus.IN_PROGRESS,
                     False,
                     None,
                     "another worker holds this action",
@@ -108,7 +108,7 @@ class Executor:
             if await self._verify(request) is True:
                 await self._store.finish_action(
                     record.idempotency_key,
-                    status="executed",
+                    status=ActionStatus.EXECUTED,
                     result=record.result,
                     error=None,
                     now=now,
@@ -119,7 +119,7 @@ class Executor:
                 )
                 return ExecutionOutcome(
                     record.idempotency_key,
-                    "already_executed",
+                    ExecutionStatus.ALREADY_EXECUTED,
                     False,
                     True,
                     "effect already in place (verified); not repeated",
@@ -143,15 +143,20 @@ class Executor:
             )
         except SocAgentError as exc:
             await self._store.finish_action(
-                key, status="failed", result=None, error=str(exc), now=self._clock(), revert_at=None
+                key,
+                status=ActionStatus.FAILED,
+                result=None,
+                error=str(exc),
+                now=self._clock(),
+                revert_at=None,
             )
             await self._record(request, incident_id, "failed", str(exc), approved_by)
-            return ExecutionOutcome(key, "failed", False, None, str(exc))
+            return ExecutionOutcome(key, ExecutionStatus.FAILED, False, None, str(exc))
         verified = await self._verify(request)
         now = self._clock()
         await self._store.finish_action(
             key,
-            status="executed",
+            status=ActionStatus.EXECUTED,
             result=result,
             error=None,
             now=now,
@@ -163,7 +168,7 @@ class Executor:
             else ("not verifiable" if verified is None else "verification failed")
         )
         await self._record(request, incident_id, "executed", detail, approved_by)
-        return ExecutionOutcome(key, "executed", True, verified, detail, result)
+        return ExecutionOutcome(key, ExecutionStatus.EXECUTED, True, verified, detail, result)
 
     async def rollback(self, key: str, *, actor: str, reason: str) -> ExecutionOutcome:
         """Undo an executed reversible action with its declared inverse capability."""
@@ -171,10 +176,10 @@ class Executor:
         if record is None:
             raise SocAgentError(f"no executed action with key or id {key!r}")
         request = record.request
-        if record.status != "executed":
+        if record.status is not ActionStatus.EXECUTED:
             return ExecutionOutcome(
                 record.idempotency_key,
-                record.status,
+                ExecutionStatus(record.status),
                 False,
                 None,
                 f"nothing to roll back: action is {record.status}",
@@ -207,11 +212,13 @@ class Executor:
                     at=self._clock(),
                 )
             )
-            return ExecutionOutcome(record.idempotency_key, "failed", False, None, str(exc))
+            return ExecutionOutcome(
+                record.idempotency_key, ExecutionStatus.FAILED, False, None, str(exc)
+            )
         now = self._clock()
         await self._store.finish_action(
             record.idempotency_key,
-            status="rolled_back",
+            status=ActionStatus.ROLLED_BACK,
             result=result,
             error=None,
             now=now,
@@ -235,7 +242,7 @@ class Executor:
         )
         return ExecutionOutcome(
             record.idempotency_key,
-            "rolled_back",
+            ExecutionStatus.ROLLED_BACK,
             True,
             None,
             f"{request.rollback_capability} on {request.target.value}",

@@ -17,8 +17,8 @@ from soc_agent.api.errors import Conflict, Forbidden, NotFound, UpstreamFailed
 from soc_agent.api.identity import Principal
 from soc_agent.errors import SocAgentError
 from soc_agent.models import AuditEvent, AutonomyLevel, Proposal, RiskTier
-from soc_agent.pipeline.agent import AUTONOMY_FLAG, KILL_SWITCH_FLAG
 from soc_agent.pipeline.proposals import ProposalConflict, ProposalOutcome
+from soc_agent.policy import AUTONOMY_FLAG, KILL_SWITCH_FLAG
 from soc_agent.runtime import control
 
 __all__ = [

@@ -55,7 +55,6 @@ serialises its own calls; processes sharing one state either take turns
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -66,6 +65,7 @@ from pydantic import BaseModel, Field, field_validator
 from soc_agent.correlate.fingerprint import fingerprint
 from soc_agent.correlate.state import CorrelationState
 from soc_agent.models import Alert, Entity, EntityType, Incident
+from soc_agent.models.ids import incident_id
 
 __all__ = [
     "DEFAULT_PIVOT_TYPES",
@@ -147,7 +147,7 @@ class CorrelationResult:
 
 def default_incident_id(alert: Alert) -> str:
     """`inc-` + the first 16 hex digits of sha256(alert id): deterministic across replicas."""
-    return "inc-" + hashlib.sha256(alert.id.encode("utf-8")).hexdigest()[:16]
+    return incident_id(alert.id)
 
 
 class Correlator:

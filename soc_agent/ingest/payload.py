@@ -26,7 +26,6 @@ others still become alerts. Decisions the rest of the pipeline relies on:
 from __future__ import annotations
 
 import codecs
-import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,8 +37,9 @@ from soc_agent.ingest import guardduty
 from soc_agent.ingest.detect import normalize
 from soc_agent.ingest.mapping import FieldMapping
 from soc_agent.models import Alert, DeadLetter
+from soc_agent.models.ids import dead_letter_id
 
-__all__ = ["IngestResult", "dead_letter_id", "parse_payload"]
+__all__ = ["IngestResult", "parse_payload"]
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -64,12 +64,6 @@ class _Record:
     raw: bytes
     value: Any = None
     error: str | None = None
-
-
-def dead_letter_id(source: str, original: bytes) -> str:
-    """Stable dead-letter id: the same bytes from the same source get the same id."""
-    digest = hashlib.sha256(source.encode("utf-8", "surrogatepass") + b"\0" + original)
-    return digest.hexdigest()[:24]
 
 
 def _decode(data: bytes) -> str:

@@ -5,9 +5,11 @@ from soc_agent.models.audit import AuditEvent, DeadLetter
 from soc_agent.models.decision import (
     ActionCandidate,
     ActionRequest,
+    ActionStatus,
     AutonomyLevel,
     Decision,
     Disposition,
+    ExecutionStatus,
     RiskTier,
     RunMode,
     ScoreContribution,
@@ -19,6 +21,7 @@ from soc_agent.models.proposal import Approval, Proposal, ProposalStatus
 __all__ = [
     "ActionCandidate",
     "ActionRequest",
+    "ActionStatus",
     "Alert",
     "Approval",
     "AuditEvent",
@@ -30,6 +33,7 @@ __all__ = [
     "EntityType",
     "Evidence",
     "EvidenceStatus",
+    "ExecutionStatus",
     "Incident",
     "Investigation",
     "Proposal",

@@ -6,16 +6,18 @@ from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from soc_agent.models.alert import Entity
 
 __all__ = [
     "ActionCandidate",
     "ActionRequest",
+    "ActionStatus",
     "AutonomyLevel",
     "Decision",
     "Disposition",
+    "ExecutionStatus",
     "RiskTier",
     "RunMode",
     "ScoreContribution",
@@ -29,6 +31,27 @@ class Disposition(StrEnum):
     ESCALATED = "escalated"
     SKIPPED = "skipped"
     DENIED = "denied"
+
+
+class ActionStatus(StrEnum):
+    """The executor's ledger row for one idempotency key."""
+
+    CLAIMED = "claimed"  # being performed (or orphaned by a crash)
+    EXECUTED = "executed"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+
+
+class ExecutionStatus(StrEnum):
+    """What one call to the executor did; the ledger statuses plus the outcomes of a call."""
+
+    EXECUTED = "executed"
+    ALREADY_EXECUTED = "already_executed"  # the key's effect was already in place
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    IN_PROGRESS = "in_progress"  # another worker holds the claim
+    OVER_BUDGET = "over_budget"  # the blast-radius budget was spent at execution time
+    CLAIMED = "claimed"  # a rollback found the action still being performed
 
 
 class AutonomyLevel(IntEnum):
@@ -65,6 +88,8 @@ class ActionRequest(BaseModel):
 
     `rule` names the threshold, autonomy level or guardrail that produced the
     disposition; `intended` is what would have happened without dry-run/shadow.
+    Once acted on, `outcome` says what happened in words and `execution` is
+    what the executor did (None when nothing was executed, e.g. queued).
     """
 
     id: str
@@ -93,6 +118,17 @@ class ActionRequest(BaseModel):
     blast_radius: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str
     outcome: str | None = None
+    execution: ExecutionStatus | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _execution_from_legacy_outcome(cls, data: Any) -> Any:
+        """Decisions stored before `execution` existed said it only as "status: detail"."""
+        if isinstance(data, dict) and data.get("execution") is None:
+            head = str(data.get("outcome") or "").split(":", 1)[0]
+            if head in {s.value for s in ExecutionStatus}:
+                return {**data, "execution": head}
+        return data
 
 
 class Decision(BaseModel):

@@ -30,11 +30,13 @@ from soc_agent.models import (
     DeadLetter,
     Decision,
     Disposition,
+    ExecutionStatus,
     Incident,
     Investigation,
     RunMode,
 )
-from soc_agent.pipeline.deciding import Decider
+from soc_agent.models.ids import decision_id, investigation_id
+from soc_agent.pipeline.deciding import GatewayFacts, decide_all
 from soc_agent.pipeline.proposals import ProposalService
 from soc_agent.pipeline.steps import GatewayStepExecutor
 from soc_agent.playbooks import (
@@ -45,15 +47,18 @@ from soc_agent.playbooks import (
     score,
     select_playbook,
 )
-from soc_agent.policy import PolicyConfig, PolicyRule, budget_for
+from soc_agent.policy import (
+    RUNTIME_FLAGS,
+    PolicyConfig,
+    apply_runtime_flags,
+    budget_for,
+    demote_over_budget,
+)
 from soc_agent.store.base import Store
 
 __all__ = ["Agent", "AlertOutcome", "IncidentLocks", "StripedLocks"]
 
 log = logging.getLogger(__name__)
-
-KILL_SWITCH_FLAG = "kill_switch"
-AUTONOMY_FLAG = "agent_autonomy"
 
 
 class IncidentLocks(Protocol):
@@ -75,6 +80,8 @@ class StripedLocks:
 
 @dataclass(frozen=True)
 class AlertOutcome:
+    """What one alert became: its correlation, its incident and the decision that answers it."""
+
     alert: Alert
     correlation: str  # new | grouped | duplicate | redelivered
     incident: Incident
@@ -84,6 +91,12 @@ class AlertOutcome:
 
 
 class Agent:
+    """The hub: correlates, investigates, decides and acts on one alert, in stage order.
+
+    Every disposition comes from the policy; every connector call goes through the
+    gateway; every step is idempotent, so handling an alert again is always safe.
+    """
+
     def __init__(
         self,
         *,
@@ -111,19 +124,14 @@ class Agent:
         self._policy = policy
         self._clock = clock
         self._channel = notify_channel
-        self._decider = Decider(gateway, store, clock=clock)
+        self._facts = GatewayFacts(gateway, store, clock=clock)
         self._correlate_lock = asyncio.Lock()
         self._incident_locks: IncidentLocks = incident_locks or StripedLocks()
 
     async def effective_policy(self) -> PolicyConfig:
         """The configured policy with the runtime flags (kill switch, autonomy) applied."""
-        update: dict[str, object] = {}
-        if await self._store.get_flag(KILL_SWITCH_FLAG):
-            update["kill_switch"] = True
-        level = await self._store.get_flag(AUTONOMY_FLAG)
-        if level is not None:
-            update["agent_autonomy"] = min(self._policy.agent_autonomy, AutonomyLevel(level))
-        return self._policy.model_copy(update=update) if update else self._policy
+        flags = {name: await self._store.get_flag(name) for name in RUNTIME_FLAGS}
+        return apply_runtime_flags(self._policy, flags)
 
     async def dead_letter(self, letter: DeadLetter) -> None:
         await self._store.save_dead_letter(letter)
@@ -187,8 +195,9 @@ class Agent:
     async def _decide(self, alert: Alert, result: CorrelationResult) -> tuple[Decision, bool]:
         """The incident's decision for its current alerts, and whether it is new."""
         incident = await self._store.get_incident(result.incident.id) or result.incident
-        decision_id = _decision_id(incident)
-        existing = await self._store.get_decision(decision_id)
+        dec_id = _decision_id(incident)
+        inv_id = investigation_id(dec_id)
+        existing = await self._store.get_decision(dec_id)
         if existing is not None:  # the same alerts were decided before
             if _unfinished(existing):
                 return await self._act(existing, incident, alert), False
@@ -198,7 +207,7 @@ class Agent:
         now = self._clock()
         if playbook is None:
             decision = Decision(
-                id=decision_id,
+                id=dec_id,
                 incident_id=incident.id,
                 alert_ids=list(incident.alert_ids),
                 investigation_id=None,
@@ -216,15 +225,16 @@ class Agent:
             playbook,
             alert,
             incident,
-            GatewayStepExecutor(self._gateway, ref=f"inv-{decision_id[4:]}"),
-            investigation_id=f"inv-{decision_id[4:]}",
+            GatewayStepExecutor(self._gateway, ref=inv_id),
+            investigation_id=inv_id,
             now=self._clock,
         )
         await self._store.save_investigation(investigation)
         ctx = build_context(alert, incident, investigation)
         total, breakdown = score(playbook, ctx)
-        requests = await self._decider.decide_all(
+        requests = await decide_all(
             candidates(playbook, ctx),
+            self._facts,
             incident_id=incident.id,
             playbook=playbook.name,
             playbook_autonomy=_level(playbook.autonomy),
@@ -233,7 +243,7 @@ class Agent:
             policy=policy,
         )
         decision = Decision(
-            id=decision_id,
+            id=dec_id,
             incident_id=incident.id,
             alert_ids=list(incident.alert_ids),
             investigation_id=investigation.id,
@@ -301,6 +311,7 @@ class Agent:
         acted: list[ActionRequest] = []
         for req in decision.actions:
             outcome: str | None = None
+            execution: ExecutionStatus | None = None
             criticality = str(req.blast_radius.get("criticality", "medium"))
             if req.disposition is Disposition.EXECUTED:
                 budget = budget_for(req.action, policy)
@@ -309,17 +320,10 @@ class Agent:
                     incident.id,
                     budget=(budget.max_executions, timedelta(seconds=budget.window_seconds)),
                 )
-                outcome = f"{result.status}: {result.detail}"
-                if result.status == "over_budget":
+                outcome, execution = f"{result.status}: {result.detail}", result.status
+                if result.status is ExecutionStatus.OVER_BUDGET:
                     # Another decision used the budget first: a human decides this one.
-                    req = req.model_copy(
-                        update={
-                            "disposition": Disposition.PROPOSED,
-                            "rule": PolicyRule.BLAST_RADIUS.value,
-                            "reason": f"{req.reason}; but {result.detail}",
-                            "guardrails": [*req.guardrails, PolicyRule.BLAST_RADIUS.value],
-                        }
-                    )
+                    req, execution = demote_over_budget(req, result.detail), None
                     created = await self._proposals.create(
                         decision, req, incident.severity, criticality, policy
                     )
@@ -333,7 +337,7 @@ class Agent:
                     decision, req, incident.severity, criticality, policy
                 )
                 outcome = f"queued as {created.id}" if created else "already queued"
-            acted.append(req.model_copy(update={"outcome": outcome}))
+            acted.append(req.model_copy(update={"outcome": outcome, "execution": execution}))
         decision = decision.model_copy(update={"actions": acted})
         await self._store.save_decision(decision)
         await self._notify(decision, incident, alert)
@@ -346,7 +350,7 @@ class Agent:
         analyst must know that the threat is not contained.
         """
         wanted = {Disposition.NOTIFIED, Disposition.ESCALATED, Disposition.PROPOSED}
-        failed = [a for a in decision.actions if (a.outcome or "").startswith("failed")]
+        failed = [a for a in decision.actions if a.execution is ExecutionStatus.FAILED]
         if decision.mode is not RunMode.LIVE or not (
             failed or any(a.disposition in wanted for a in decision.actions)
         ):
@@ -409,17 +413,15 @@ class Agent:
 def _unfinished(decision: Decision) -> bool:
     """Actions not yet carried out, or whose attempt may not have completed (retry them)."""
     todo = (Disposition.EXECUTED, Disposition.PROPOSED)
-    retry = ("in_progress", "failed")
+    retry = (ExecutionStatus.IN_PROGRESS, ExecutionStatus.FAILED)
     return any(
-        a.disposition in todo and (a.outcome is None or a.outcome.split(":")[0] in retry)
+        a.disposition in todo and (a.outcome is None or a.execution in retry)
         for a in decision.actions
     )
 
 
 def _decision_id(incident: Incident) -> str:
-    """Same incident with the same alerts -> same decision id, so re-processing is idempotent."""
-    raw = incident.id + "|" + ",".join(sorted(incident.alert_ids))
-    return "dec-" + hashlib.sha256(raw.encode()).hexdigest()[:20]
+    return decision_id(incident.id, incident.alert_ids)
 
 
 def _level(value: object) -> AutonomyLevel | None:

@@ -1,22 +1,24 @@
-"""From a playbook's candidate actions to policy verdicts.
+"""From a playbook's candidate actions to policy verdicts: the one decide loop.
 
-Looks up what the policy needs to know (which connector performs the action,
-whether it is granted and reversible, how critical and protected the target
-is, how much of the blast-radius budget is used) and asks the pure policy
-engine for a disposition.
+`decide_all` looks up what the policy needs to know about each candidate
+(which connector performs it, whether it is granted and reversible, how
+critical and protected the target is, what the executor's ledger holds for it,
+how much of the blast-radius budget is used) through a `DecisionFacts` source,
+and asks the pure policy for every disposition. Production looks facts up
+through the gateway and the store (`GatewayFacts`); `soc-agent playbooks test`
+through the installed connector classes (`CatalogFacts`), so both decide alike.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from soc_agent_connectors.base import Capability
 from soc_agent_connectors.gateway import Gateway
 
-from soc_agent.actions.executor import idempotency_key
 from soc_agent.errors import ConnectorError
 from soc_agent.models import (
     ActionCandidate,
@@ -29,126 +31,152 @@ from soc_agent.models import (
     Investigation,
     RiskTier,
 )
-from soc_agent.policy import (
-    ActionFacts,
-    PolicyConfig,
-    PolicyInput,
-    budget_for,
-    decide,
-    effective_autonomy,
-)
-from soc_agent.store.base import Store
+from soc_agent.models.ids import action_id, idempotency_key
+from soc_agent.policy import ActionFacts, PolicyConfig, PolicyInput, PolicyRule, budget_for, decide
+from soc_agent.store.base import ActionRecord, Store
 
-__all__ = ["Decider", "action_facts", "missing_evidence"]
+__all__ = [
+    "CatalogFacts",
+    "DecisionFacts",
+    "GatewayFacts",
+    "action_facts",
+    "decide_all",
+    "missing_evidence",
+]
 
 _INVENTORY = ("asset_inventory", "lookup_asset")
 _INVENTORY_TYPES = {"host", "user", "ip", "domain", "email", "cloud_resource"}
 
 
-class Decider:
+class DecisionFacts(Protocol):
+    """Where the decide loop learns about actions; every method is a read."""
+
+    async def action(self, candidate: ActionCandidate) -> ActionFacts | None:
+        """The action's connector, capability and target facts; None: nothing provides it."""
+        ...
+
+    async def ledger(self, key: str) -> ActionRecord | None:
+        """The executor's ledger row for this idempotency key, if any."""
+        ...
+
+    async def executions(self, action: str, window_seconds: int) -> int:
+        """Executions of `action` recorded in the last `window_seconds`."""
+        ...
+
+
+async def decide_all(
+    candidates: list[ActionCandidate],
+    facts: DecisionFacts,
+    *,
+    incident_id: str,
+    playbook: str,
+    playbook_autonomy: AutonomyLevel | None,
+    score: float,
+    investigation: Investigation,
+    policy: PolicyConfig,
+) -> list[ActionRequest]:
+    """Every candidate's ActionRequest, in order, each disposition made by `policy.decide`.
+
+    Executions planned earlier in the same list count against the budget of later ones.
+    """
+    evidence = investigation.by_step()
+    planned: Counter[str] = Counter()
+    out: list[ActionRequest] = []
+    for cand in candidates:
+        key = idempotency_key(incident_id, cand.action, cand.target)
+        found = await facts.action(cand)
+        held = await facts.ledger(key)
+        used = 0
+        if found is not None:
+            window = budget_for(cand.action, policy).window_seconds
+            used = await facts.executions(cand.action, window)
+        verdict = decide(
+            PolicyInput(
+                candidate=cand,
+                facts=found,
+                score=score,
+                investigation_concluded=investigation.concluded,
+                missing_evidence=missing_evidence(cand, evidence),
+                playbook=playbook,
+                playbook_autonomy=playbook_autonomy,
+                executions_in_window=used + planned[cand.action],
+                idempotency_key=key,
+                ledger_status=held.status if held is not None else None,
+            ),
+            policy,
+        )
+        if verdict.rule is PolicyRule.ALREADY_IN_EFFECT and held is not None:
+            # What is in effect is the held request, whatever this decision would ask.
+            out.append(
+                held.request.model_copy(
+                    update={
+                        "disposition": verdict.disposition,
+                        "rule": verdict.rule.value,
+                        "reason": verdict.reason,
+                        "outcome": None,
+                        "execution": None,
+                    }
+                )
+            )
+            continue
+        if verdict.disposition is Disposition.EXECUTED:
+            planned[cand.action] += 1
+        out.append(
+            ActionRequest(
+                id=action_id(key),
+                action=cand.action,
+                target=cand.target,
+                connector=found.connector if found else "",
+                capability=found.capability if found else cand.action,
+                args=cand.args,
+                playbook_rule=cand.playbook_rule,
+                disposition=verdict.disposition,
+                rule=verdict.rule.value,
+                reason=verdict.reason,
+                intended=verdict.intended,
+                intended_rule=verdict.intended_rule.value if verdict.intended_rule else None,
+                guardrails=list(verdict.guardrails),
+                autonomy_source=verdict.autonomy_source,
+                execute_at=verdict.execute_at,
+                propose_at=verdict.propose_at,
+                autonomy=verdict.autonomy,
+                # An action nobody provides is treated as the riskiest kind.
+                reversible=found.reversible if found else False,
+                rollback_capability=found.rollback if found else None,
+                revert_after_seconds=cand.revert_after_seconds,
+                risk=found.risk if found else RiskTier.HIGH,
+                required_approvals=verdict.required_approvals,
+                review_sample=verdict.review_sample,
+                blast_radius=verdict.blast_radius,
+                idempotency_key=key,
+            )
+        )
+    return out
+
+
+class GatewayFacts:
+    """Production facts: the gateway's connectors and grants, the inventory, the store."""
+
     def __init__(self, gateway: Gateway, store: Store, *, clock: Callable[[], datetime]) -> None:
         self._gateway = gateway
         self._store = store
         self._clock = clock
 
-    async def decide_all(
-        self,
-        candidates: list[ActionCandidate],
-        *,
-        incident_id: str,
-        playbook: str,
-        playbook_autonomy: AutonomyLevel | None,
-        score: float,
-        investigation: Investigation,
-        policy: PolicyConfig,
-    ) -> list[ActionRequest]:
-        evidence = investigation.by_step()
-        planned: Counter[str] = Counter()
-        out: list[ActionRequest] = []
-        for cand in candidates:
-            key = idempotency_key(incident_id, cand.action, cand.target)
-            facts = await self._facts(cand)
-            if facts is None:
-                out.append(self._unavailable(cand, key, playbook_autonomy, policy))
-                continue
-            held = await self._store.get_action(key)
-            if held is not None and held.status in ("claimed", "executed"):
-                # Re-deciding a grown incident: this exact action is already in effect (or
-                # being performed); it is a fact now, not a choice, and costs no new budget.
-                out.append(
-                    held.request.model_copy(
-                        update={
-                            "disposition": Disposition.EXECUTED,
-                            "rule": "ledger.already_in_effect",
-                            "reason": f"{cand.action} on {cand.target.value} was already "
-                            f"{held.status} for this incident; not repeated",
-                            "outcome": None,
-                        }
-                    )
-                )
-                continue
-            budget = budget_for(cand.action, policy)
-            since = self._clock().timestamp() - budget.window_seconds
-            used = await self._store.count_executions(
-                cand.action, datetime.fromtimestamp(since, tz=self._clock().tzinfo)
-            )
-            missing = missing_evidence(cand, evidence)
-            verdict = decide(
-                PolicyInput(
-                    candidate=cand,
-                    facts=facts,
-                    score=score,
-                    investigation_concluded=investigation.concluded,
-                    missing_evidence=missing,
-                    playbook=playbook,
-                    playbook_autonomy=playbook_autonomy,
-                    executions_in_window=used + planned[cand.action],
-                    idempotency_key=key,
-                ),
-                policy,
-            )
-            if verdict.disposition is Disposition.EXECUTED:
-                planned[cand.action] += 1
-            cap = self._gateway.capability(facts.connector, facts.capability)
-            out.append(
-                ActionRequest(
-                    id=f"act-{key[:16]}",
-                    action=cand.action,
-                    target=cand.target,
-                    connector=facts.connector,
-                    capability=facts.capability,
-                    args=cand.args,
-                    playbook_rule=cand.playbook_rule,
-                    disposition=verdict.disposition,
-                    rule=verdict.rule,
-                    reason=verdict.reason,
-                    intended=verdict.intended,
-                    intended_rule=verdict.intended_rule,
-                    guardrails=list(verdict.guardrails),
-                    autonomy_source=verdict.autonomy_source,
-                    execute_at=verdict.execute_at,
-                    propose_at=verdict.propose_at,
-                    autonomy=verdict.autonomy,
-                    reversible=cap.reversible,
-                    rollback_capability=cap.rollback,
-                    revert_after_seconds=cand.revert_after_seconds,
-                    risk=cap.risk,
-                    required_approvals=verdict.required_approvals,
-                    review_sample=verdict.review_sample,
-                    blast_radius=verdict.blast_radius,
-                    idempotency_key=key,
-                )
-            )
-        return out
-
-    async def _facts(self, cand: ActionCandidate) -> ActionFacts | None:
+    async def action(self, candidate: ActionCandidate) -> ActionFacts | None:
         try:
-            connector, cap = self._gateway.find_action(cand.action)
+            connector, cap = self._gateway.find_action(candidate.action)
         except ConnectorError:
             return None
-        asset = await self._lookup_asset(cand.target)
-        return action_facts(
-            connector, cap, tuple(self._gateway.missing_scopes(connector, cap.name)), asset
+        asset = await self._lookup_asset(candidate.target)
+        missing = tuple(self._gateway.missing_scopes(connector, cap.name))
+        return action_facts(connector, cap, missing, asset)
+
+    async def ledger(self, key: str) -> ActionRecord | None:
+        return await self._store.get_action(key)
+
+    async def executions(self, action: str, window_seconds: int) -> int:
+        return await self._store.count_executions(
+            action, self._clock() - timedelta(seconds=window_seconds)
         )
 
     async def _lookup_asset(self, target: Entity) -> dict[str, Any]:
@@ -166,32 +194,35 @@ class Decider:
             # Unknown is treated as medium criticality, not as unimportant.
             return {}
 
-    def _unavailable(
+
+class CatalogFacts:
+    """Playbook-test facts: the installed connector classes and the configured grants.
+
+    A test case records investigation steps only, so the target is unknown to
+    the inventory (medium criticality, unprotected), the ledger is empty and no
+    budget is used.
+    """
+
+    def __init__(
         self,
-        cand: ActionCandidate,
-        key: str,
-        playbook_autonomy: AutonomyLevel | None,
-        policy: PolicyConfig,
-    ) -> ActionRequest:
-        level, _ = effective_autonomy(policy, playbook_autonomy, cand)
-        return ActionRequest(
-            id=f"act-{key[:16]}",
-            action=cand.action,
-            target=cand.target,
-            connector="",
-            capability=cand.action,
-            args=cand.args,
-            playbook_rule=cand.playbook_rule,
-            disposition=Disposition.DENIED,
-            rule="config.no_connector",
-            reason=f"no configured connector provides the action {cand.action!r}",
-            execute_at=cand.execute_at,
-            propose_at=cand.propose_at,
-            autonomy=level,
-            reversible=False,
-            risk=RiskTier.HIGH,
-            idempotency_key=key,
-        )
+        actions: Mapping[str, tuple[str, Capability]],
+        grants: Mapping[str, list[str]],
+    ) -> None:
+        self._actions = actions
+        self._grants = grants
+
+    async def action(self, candidate: ActionCandidate) -> ActionFacts | None:
+        if candidate.action not in self._actions:
+            return None
+        connector, cap = self._actions[candidate.action]
+        granted = set(self._grants.get(connector, []))
+        return action_facts(connector, cap, tuple(s for s in cap.scopes if s not in granted))
+
+    async def ledger(self, key: str) -> ActionRecord | None:
+        return None
+
+    async def executions(self, action: str, window_seconds: int) -> int:
+        return 0
 
 
 def missing_evidence(

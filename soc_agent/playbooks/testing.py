@@ -34,7 +34,7 @@ what the policy decided and are checked only when a `decide` callable is given.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -76,7 +76,7 @@ __all__ = [
 Normalize = Callable[[Any, str | None], Alert]
 Decide = Callable[
     [Playbook, Alert, Incident, Investigation, float, list[ActionCandidate]],
-    list[tuple[ActionCandidate, str, str]],
+    Awaitable[list[tuple[ActionCandidate, str, str]]],
 ]
 Band = Literal["execute", "propose", "notify", "below"]
 
@@ -273,7 +273,7 @@ async def run_case(
     found = candidates(playbook, ctx, diagnostics=result.diagnostics)
     result.score, result.breakdown, result.candidates = value, breakdown, found
     if decide is not None:
-        result.dispositions = decide(playbook, alert, incident, investigation, value, found)
+        result.dispositions = await decide(playbook, alert, incident, investigation, value, found)
 
     _check_score(case.expect, value, breakdown, fail)
     if case.expect.concluded is not None and investigation.concluded != case.expect.concluded:

@@ -17,16 +17,26 @@ from soc_agent.policy.config import (
     budget_for,
     proposal_expiry,
 )
+from soc_agent.policy.demotion import demote_over_budget
 from soc_agent.policy.engine import decide
+from soc_agent.policy.flags import (
+    AUTONOMY_FLAG,
+    KILL_SWITCH_FLAG,
+    RUNTIME_FLAGS,
+    apply_runtime_flags,
+)
 from soc_agent.policy.inputs import ActionFacts, PolicyInput, Verdict
 from soc_agent.policy.rules import PolicyRule
 from soc_agent.policy.thresholds import Thresholds, resolve_thresholds
 from soc_agent.policy.urgency import urgency
 
 __all__ = [
+    "AUTONOMY_FLAG",
     "DEFAULT_BLAST_RADIUS",
     "DEFAULT_BUDGET_KEY",
     "DEFAULT_PROPOSAL_EXPIRY_SECONDS",
+    "KILL_SWITCH_FLAG",
+    "RUNTIME_FLAGS",
     "ActionFacts",
     "BlastRadiusBudget",
     "PolicyConfig",
@@ -35,8 +45,10 @@ __all__ = [
     "ProtectedAssets",
     "Thresholds",
     "Verdict",
+    "apply_runtime_flags",
     "budget_for",
     "decide",
+    "demote_over_budget",
     "effective_autonomy",
     "proposal_expiry",
     "resolve_thresholds",

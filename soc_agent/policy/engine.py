@@ -3,6 +3,11 @@
 `decide` is a pure function of its input and the config (no I/O, no clock) and checks,
 in this order, stopping at the first step that settles the disposition:
 
+0. facts, which no mode or level changes: no configured connector provides the
+   action -> DENIED `config.no_connector`; the executor's ledger already holds the
+   action's idempotency key as claimed or executed (a grown incident decided again)
+   -> EXECUTED `ledger.already_in_effect`: it is in effect, not a choice, and costs
+   no new budget.
 1. access: the action is on the deny list -> DENIED `guardrail.deny_list`; the agent
    lacks the scopes -> DENIED `guardrail.not_granted` (naming the missing scopes).
 2. thresholds (candidate's own, else the config defaults; notify_at has no default),
@@ -37,7 +42,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from soc_agent.models.decision import AutonomyLevel, Disposition, RunMode
+from soc_agent.models.decision import ActionStatus, AutonomyLevel, Disposition, RunMode
 from soc_agent.policy.autonomy import describe_level, effective_autonomy, review_sampled
 from soc_agent.policy.config import PolicyConfig
 from soc_agent.policy.guardrails import (
@@ -47,7 +52,7 @@ from soc_agent.policy.guardrails import (
     execution_guardrails,
     four_eyes_reason,
 )
-from soc_agent.policy.inputs import PolicyInput, Verdict
+from soc_agent.policy.inputs import ActionFacts, PolicyInput, Verdict
 from soc_agent.policy.rules import PolicyRule
 from soc_agent.policy.thresholds import Band, Thresholds, classify, fmt, resolve_thresholds
 
@@ -55,6 +60,7 @@ __all__ = ["decide"]
 
 _NEEDS_HUMAN = frozenset({Disposition.PROPOSED, Disposition.ESCALATED})
 _MODE_RULES = {RunMode.DRY_RUN: PolicyRule.DRY_RUN, RunMode.SHADOW: PolicyRule.SHADOW}
+_IN_EFFECT = frozenset({ActionStatus.CLAIMED, ActionStatus.EXECUTED})
 
 
 @dataclass(frozen=True)
@@ -74,21 +80,40 @@ def decide(inp: PolicyInput, config: PolicyConfig) -> Verdict:
         config, inp.playbook_autonomy, inp.candidate, playbook=inp.playbook
     )
     thresholds = resolve_thresholds(inp.candidate, config)
-    outcome = _live_outcome(inp, config, level, source, thresholds)
-    needs_two = outcome.disposition in _NEEDS_HUMAN and four_eyes_reason(inp, config) is not None
+    facts = inp.facts
+    if facts is None or inp.ledger_status in _IN_EFFECT:
+        settled = _no_connector(inp) if facts is None else _in_effect(inp)
+        return Verdict(
+            disposition=settled.disposition,
+            rule=settled.rule,
+            reason=settled.reason,
+            intended=None,
+            autonomy=level,
+            required_approvals=1,
+            review_sample=False,
+            blast_radius={},
+            autonomy_source=source,
+            execute_at=thresholds.execute_at,
+            propose_at=thresholds.propose_at,
+            notify_at=thresholds.notify_at,
+        )
+    outcome = _live_outcome(inp, facts, config, level, source, thresholds)
+    needs_two = (
+        outcome.disposition in _NEEDS_HUMAN and four_eyes_reason(inp, facts, config) is not None
+    )
     if config.mode is RunMode.LIVE:
-        disposition, rule, reason = outcome.disposition, outcome.rule.value, outcome.reason
+        disposition, rule, reason = outcome.disposition, outcome.rule, outcome.reason
         intended: Disposition | None = None
-        intended_rule: str | None = None
+        intended_rule: PolicyRule | None = None
         review_sample = outcome.review_sample
     else:
         sampled = " and sampled for review" if outcome.review_sample else ""
-        disposition, rule = Disposition.SKIPPED, _MODE_RULES[config.mode].value
+        disposition, rule = Disposition.SKIPPED, _MODE_RULES[config.mode]
         reason = (
             f"{config.mode.value} mode: nothing executes or queues; would have been "
             f"{outcome.disposition.value}{sampled} by {outcome.rule.value}: {outcome.reason}"
         )
-        intended, intended_rule = outcome.disposition, outcome.rule.value
+        intended, intended_rule = outcome.disposition, outcome.rule
         review_sample = False
     return Verdict(
         disposition=disposition,
@@ -98,7 +123,7 @@ def decide(inp: PolicyInput, config: PolicyConfig) -> Verdict:
         autonomy=level,
         required_approvals=2 if needs_two else 1,
         review_sample=review_sample,
-        blast_radius=blast_radius_info(inp, config),
+        blast_radius=blast_radius_info(inp, facts, config),
         autonomy_source=source,
         guardrails=tuple(hit.rule.value for hit in outcome.guardrails),
         intended_rule=intended_rule,
@@ -108,14 +133,33 @@ def decide(inp: PolicyInput, config: PolicyConfig) -> Verdict:
     )
 
 
+def _in_effect(inp: PolicyInput) -> _Outcome:
+    cand = inp.candidate
+    return _Outcome(
+        Disposition.EXECUTED,
+        PolicyRule.ALREADY_IN_EFFECT,
+        f"{cand.action} on {cand.target.value} was already {inp.ledger_status} "
+        "for this incident; not repeated",
+    )
+
+
+def _no_connector(inp: PolicyInput) -> _Outcome:
+    return _Outcome(
+        Disposition.DENIED,
+        PolicyRule.NO_CONNECTOR,
+        f"no configured connector provides the action {inp.candidate.action!r}",
+    )
+
+
 def _live_outcome(
     inp: PolicyInput,
+    facts: ActionFacts,
     config: PolicyConfig,
     level: AutonomyLevel,
     source: str,
     thresholds: Thresholds,
 ) -> _Outcome:
-    denial = access_denial(inp, config)
+    denial = access_denial(inp, facts, config)
     if denial is not None:
         return _Outcome(Disposition.DENIED, denial.rule, denial.reason)
 
@@ -143,7 +187,7 @@ def _live_outcome(
             f"which would call for {wanted} of {action} on {target}, so a human must look",
         )
 
-    hits = execution_guardrails(inp, config) if band.band is Band.EXECUTE else ()
+    hits = execution_guardrails(inp, facts, config) if band.band is Band.EXECUTE else ()
     also = _also(hits)
     autonomy = f"autonomy {describe_level(level)}, set by {source}"
     if level is AutonomyLevel.OPERATOR:

@@ -12,7 +12,7 @@ from typing import Any
 
 from soc_agent.models.decision import RiskTier
 from soc_agent.policy.config import PolicyConfig, budget_for
-from soc_agent.policy.inputs import PolicyInput
+from soc_agent.policy.inputs import ActionFacts, PolicyInput
 from soc_agent.policy.rules import PolicyRule
 
 __all__ = [
@@ -46,14 +46,15 @@ def normalise_criticality(value: str) -> str:
     return text if text in CRITICALITIES else "medium"
 
 
-def access_denial(inp: PolicyInput, config: PolicyConfig) -> GuardrailHit | None:
+def access_denial(
+    inp: PolicyInput, facts: ActionFacts, config: PolicyConfig
+) -> GuardrailHit | None:
     """Deny list first, then scopes: an action the agent may not take at any score."""
     action = inp.candidate.action
     if action in config.deny_actions:
         return GuardrailHit(
             PolicyRule.DENY_LIST, f"action {action} is on the deployment's deny list"
         )
-    facts = inp.facts
     if not facts.granted:
         scopes = (
             f"missing scopes: {', '.join(facts.missing_scopes)}"
@@ -68,9 +69,9 @@ def access_denial(inp: PolicyInput, config: PolicyConfig) -> GuardrailHit | None
     return None
 
 
-def four_eyes_reason(inp: PolicyInput, config: PolicyConfig) -> str | None:
+def four_eyes_reason(inp: PolicyInput, facts: ActionFacts, config: PolicyConfig) -> str | None:
     """Why this action needs two approvers, or None."""
-    action, risk = inp.candidate.action, inp.facts.risk
+    action, risk = inp.candidate.action, facts.risk
     if action in config.four_eyes_actions:
         return f"{action} is a four-eyes action (two approvers)"
     floor = config.four_eyes_min_risk
@@ -79,13 +80,15 @@ def four_eyes_reason(inp: PolicyInput, config: PolicyConfig) -> str | None:
     return None
 
 
-def execution_guardrails(inp: PolicyInput, config: PolicyConfig) -> tuple[GuardrailHit, ...]:
+def execution_guardrails(
+    inp: PolicyInput, facts: ActionFacts, config: PolicyConfig
+) -> tuple[GuardrailHit, ...]:
     """Every guardrail that forbids executing this action now, in check order.
 
     Order: protected asset, irreversible, four-eyes, blast-radius budget, kill switch.
     """
     hits: list[GuardrailHit] = []
-    facts, target = inp.facts, inp.candidate.target
+    target = inp.candidate.target
 
     pattern = config.protected.matches(target)
     if facts.target_protected or pattern is not None:
@@ -116,7 +119,7 @@ def execution_guardrails(inp: PolicyInput, config: PolicyConfig) -> tuple[Guardr
             )
         )
 
-    four_eyes = four_eyes_reason(inp, config)
+    four_eyes = four_eyes_reason(inp, facts, config)
     if four_eyes is not None:
         hits.append(GuardrailHit(PolicyRule.FOUR_EYES, four_eyes))
 
@@ -140,9 +143,9 @@ def execution_guardrails(inp: PolicyInput, config: PolicyConfig) -> tuple[Guardr
     return tuple(hits)
 
 
-def blast_radius_info(inp: PolicyInput, config: PolicyConfig) -> dict[str, Any]:
+def blast_radius_info(inp: PolicyInput, facts: ActionFacts, config: PolicyConfig) -> dict[str, Any]:
     """What an analyst needs to judge the blast radius; JSON-serialisable."""
-    facts, target = inp.facts, inp.candidate.target
+    target = inp.candidate.target
     budget = budget_for(inp.candidate.action, config)
     pattern = config.protected.matches(target)
     return {

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from soc_agent.models.decision import ActionCandidate, AutonomyLevel, Disposition, RiskTier
+from soc_agent.models.decision import (
+    ActionCandidate,
+    ActionStatus,
+    AutonomyLevel,
+    Disposition,
+    RiskTier,
+)
+from soc_agent.policy.rules import PolicyRule
 
 __all__ = ["ActionFacts", "PolicyInput", "Verdict"]
 
@@ -32,7 +39,7 @@ class PolicyInput:
     """One candidate action with everything the policy needs to decide it; no clock, no I/O."""
 
     candidate: ActionCandidate
-    facts: ActionFacts
+    facts: ActionFacts | None  # None: no configured connector provides the action
     score: float
     investigation_concluded: bool  # False: the step/time budget ran out
     missing_evidence: tuple[str, ...] = ()  # steps in candidate.requires that failed/were not run
@@ -40,6 +47,7 @@ class PolicyInput:
     playbook_autonomy: AutonomyLevel | None = None
     executions_in_window: int = 0  # executions of this action in its blast-radius window
     idempotency_key: str
+    ledger_status: ActionStatus | None = None  # the executor's ledger row for the key, if any
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,7 +62,7 @@ class Verdict:
     """
 
     disposition: Disposition
-    rule: str
+    rule: PolicyRule
     reason: str
     intended: Disposition | None
     autonomy: AutonomyLevel
@@ -63,7 +71,7 @@ class Verdict:
     blast_radius: dict[str, Any]
     autonomy_source: str = "agent"
     guardrails: tuple[str, ...] = ()
-    intended_rule: str | None = None
+    intended_rule: PolicyRule | None = None
     execute_at: float | None = None
     propose_at: float | None = None
     notify_at: float | None = None

@@ -8,7 +8,15 @@ __all__ = ["PolicyRule"]
 
 
 class PolicyRule(StrEnum):
-    """What produced a disposition: threshold, autonomy level, guardrail or investigation."""
+    """What produced a disposition: threshold, autonomy level, guardrail or investigation.
+
+    Every `rule` (and `intended_rule`) an ActionRequest can carry is a member;
+    tests/unit/policy/test_policy_registry.py keeps it so.
+    """
+
+    # facts that settle a disposition before any choice is made
+    NO_CONNECTOR = "config.no_connector"  # no configured connector provides the action
+    ALREADY_IN_EFFECT = "ledger.already_in_effect"  # the executor's ledger holds the key
 
     # thresholds on the investigation score
     BELOW_NOTIFY = "threshold.below_notify"

@@ -10,7 +10,7 @@ from soc_agent_connectors.base import Connector, load_connector_classes
 
 from soc_agent.config import Settings
 from soc_agent.models import AuditEvent
-from soc_agent.pipeline.agent import KILL_SWITCH_FLAG
+from soc_agent.policy import KILL_SWITCH_FLAG
 from soc_agent.runtime.backend import open_backend
 
 __all__ = ["connector_catalog", "describe_connectors", "set_kill_switch"]

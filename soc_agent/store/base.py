@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from soc_agent.correlate.state import CorrelationState
 from soc_agent.models import (
     ActionRequest,
+    ActionStatus,
     Alert,
     DeadLetter,
     Decision,
@@ -36,7 +37,7 @@ class ActionRecord:
     target: str
     connector: str
     capability: str
-    status: str  # claimed | executed | failed | rolled_back
+    status: ActionStatus
     request: ActionRequest
     result: dict[str, Any] | None
     error: str | None
@@ -93,7 +94,7 @@ class Store(Protocol):
         self,
         key: str,
         *,
-        status: str,
+        status: ActionStatus,
         result: dict[str, Any] | None,
         error: str | None,
         now: datetime,

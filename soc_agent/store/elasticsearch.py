@@ -56,6 +56,7 @@ from soc_agent.correlate.state import CorrelationState, IncidentChanged
 from soc_agent.errors import StoreError
 from soc_agent.models import (
     ActionRequest,
+    ActionStatus,
     Alert,
     DeadLetter,
     Decision,
@@ -517,7 +518,7 @@ class ElasticsearchStore:
         self,
         key: str,
         *,
-        status: str,
+        status: ActionStatus,
         result: dict[str, Any] | None,
         error: str | None,
         now: datetime,
@@ -526,7 +527,7 @@ class ElasticsearchStore:
         def change(src: dict[str, Any]) -> dict[str, Any]:
             return {
                 **src,
-                "status": status,
+                "status": status.value,
                 "result": result,
                 "error": error,
                 "executed_at": _ts(now),
@@ -534,7 +535,7 @@ class ElasticsearchStore:
             }
 
         src = await self._cas_action(key, change)
-        if src is not None and status == "failed":
+        if src is not None and status is ActionStatus.FAILED:
             # Failed claims do not count against the budget (as in SQLite): free the slot.
             await self._adjust_reservation(str(src["action"]), key, None)
 
@@ -916,7 +917,7 @@ def _action(src: Mapping[str, Any]) -> ActionRecord:
         target=src["target"],
         connector=src["connector"],
         capability=src["capability"],
-        status=src["status"],
+        status=ActionStatus(src["status"]),
         request=ActionRequest.model_validate(src["request"]),
         result=src.get("result"),
         error=src.get("error"),

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from soc_agent.errors import StoreError
 from soc_agent.models import (
     ActionRequest,
+    ActionStatus,
     Alert,
     DeadLetter,
     Decision,
@@ -324,7 +325,7 @@ class SQLiteStore:
         self,
         key: str,
         *,
-        status: str,
+        status: ActionStatus,
         result: dict[str, Any] | None,
         error: str | None,
         now: datetime,
@@ -335,7 +336,7 @@ class SQLiteStore:
                 "UPDATE actions SET status=?, result=?, error=?, executed_at=?, revert_at=? "
                 "WHERE idempotency_key=?",
                 (
-                    status,
+                    status.value,
                     json.dumps(result) if result is not None else None,
                     error,
                     now.isoformat(),
@@ -485,7 +486,7 @@ def _action(row: Any) -> ActionRecord:
         target=row[4],
         connector=row[5],
         capability=row[6],
-        status=row[7],
+        status=ActionStatus(row[7]),
         request=ActionRequest.model_validate_json(row[8]),
         result=json.loads(row[9]) if row[9] else None,
         error=row[10],

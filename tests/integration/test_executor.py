@@ -10,7 +10,7 @@ import pytest
 from soc_agent_connectors.gateway import Gateway
 from soc_agent_connectors.recording_executor import RecordingExecutor, RecordingExecutorConfig
 
-from soc_agent.actions.executor import Executor, idempotency_key
+from soc_agent.actions.executor import Executor
 from soc_agent.audit import SQLiteAuditLog
 from soc_agent.models import (
     ActionRequest,
@@ -20,6 +20,7 @@ from soc_agent.models import (
     EntityType,
     RiskTier,
 )
+from soc_agent.models.ids import idempotency_key
 from soc_agent.store import SQLiteStore
 from tests.conftest import Clock
 

@@ -26,8 +26,8 @@ from soc_agent.models import (
     ProposalStatus,
     RunMode,
 )
-from soc_agent.pipeline.agent import _decision_id
-from soc_agent.pipeline.deciding import Decider
+from soc_agent.models.ids import decision_id
+from soc_agent.pipeline.deciding import GatewayFacts, decide_all
 from soc_agent.pipeline.steps import GatewayStepExecutor
 from soc_agent.playbooks import build_context, candidates, investigate, score, select_playbook
 from soc_agent.policy import review_sampled
@@ -648,20 +648,21 @@ async def _decide_then_crash(c: Components, alert: Alert) -> Decision:
     incident = correlated.incident
     playbook = select_playbook(load_all_playbooks(c.settings), alert, incident)
     assert playbook is not None
-    decision_id = _decision_id(incident)
+    dec_id = decision_id(incident.id, incident.alert_ids)
     investigation = await investigate(
         playbook,
         alert,
         incident,
-        GatewayStepExecutor(c.gateway, ref=decision_id),
-        investigation_id=f"inv-{decision_id[4:]}",
+        GatewayStepExecutor(c.gateway, ref=dec_id),
+        investigation_id=f"inv-{dec_id[4:]}",
         now=c.clock,
     )
     await c.store.save_investigation(investigation)
     ctx = build_context(alert, incident, investigation)
     total, breakdown = score(playbook, ctx)
-    requests = await Decider(c.gateway, c.store, clock=c.clock).decide_all(
+    requests = await decide_all(
         candidates(playbook, ctx),
+        GatewayFacts(c.gateway, c.store, clock=c.clock),
         incident_id=incident.id,
         playbook=playbook.name,
         playbook_autonomy=playbook.autonomy,
@@ -670,7 +671,7 @@ async def _decide_then_crash(c: Components, alert: Alert) -> Decision:
         policy=await c.agent.effective_policy(),
     )
     decision = Decision(
-        id=decision_id,
+        id=dec_id,
         incident_id=incident.id,
         alert_ids=list(incident.alert_ids),
         investigation_id=investigation.id,

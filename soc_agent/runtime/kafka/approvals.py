@@ -9,7 +9,6 @@ proposal, a conflicting verdict) is dead-lettered with the reason.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from soc_agent.actions.executor import Executor
 from soc_agent.errors import SocAgentError
 from soc_agent.models import DeadLetter, Proposal, ProposalStatus
+from soc_agent.models.ids import dead_letter_id
 from soc_agent.pipeline.agent import Agent
 from soc_agent.pipeline.proposals import ProposalConflict, ProposalService
 from soc_agent.runtime.kafka.config import TopicsConfig
@@ -136,7 +136,7 @@ class ApprovalProcessor:
     async def _dead(self, reason: str, value: bytes | None, source: Source) -> list[OutRecord]:
         original = value or b""
         letter = DeadLetter(
-            id=hashlib.sha256(f"{source}".encode() + b"\0" + original).hexdigest()[:24],
+            id=dead_letter_id(str(source), original),
             reason=reason,
             source=str(source),
             original=original,

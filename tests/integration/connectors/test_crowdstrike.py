@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from soc_agent_connectors.crowdstrike import CrowdStrike, CrowdStrikeConfig
 from soc_agent_connectors.gateway import Gateway
 
-from soc_agent.actions.executor import Executor, idempotency_key
+from soc_agent.actions.executor import Executor
 from soc_agent.audit import SQLiteAuditLog
 from soc_agent.errors import ConnectorError
 from soc_agent.models import (
@@ -28,6 +28,7 @@ from soc_agent.models import (
     EntityType,
     RiskTier,
 )
+from soc_agent.models.ids import idempotency_key
 from soc_agent.store import SQLiteStore
 from tests.conftest import Clock
 from tests.integration.connectors.conftest import FakeTime

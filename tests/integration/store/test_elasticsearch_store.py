@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from elasticsearch import AsyncElasticsearch
 
-from soc_agent.actions.executor import idempotency_key
 from soc_agent.audit.elasticsearch_log import ElasticsearchAuditLog
 from soc_agent.correlate import CorrelationConfig, Correlator
 from soc_agent.models import (
@@ -41,6 +40,7 @@ from soc_agent.models import (
     ScoreContribution,
     Severity,
 )
+from soc_agent.models.ids import idempotency_key
 from soc_agent.store import SQLiteStore
 from soc_agent.store.elasticsearch import ElasticsearchStore
 from tests.infra.fixtures import needs

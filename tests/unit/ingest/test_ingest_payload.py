@@ -13,7 +13,7 @@ import pytest
 from soc_agent.errors import NormalizationError
 from soc_agent.ingest import IngestResult, normalize, parse_payload
 from soc_agent.ingest._fields import MAX_ENTITIES, MAX_TITLE_CHARS, TRUNCATION_MARKER
-from soc_agent.ingest.payload import dead_letter_id
+from soc_agent.models.ids import dead_letter_id
 
 ALERTS = Path(__file__).resolve().parents[2] / "fixtures" / "alerts"
 RECEIVED = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
