@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -495,16 +496,27 @@ def kill_switch(
     config: ConfigOpt = None,
 ) -> None:
     """Turn every execution into a proposal (on), or let policy decide again (off)."""
-    from soc_agent.runtime.control import set_kill_switch
+    from soc_agent.pipeline import controls
+    from soc_agent.runtime.backend import open_backend
 
     if state not in ("on", "off", "status"):
         raise _fail("state must be on, off or status", 2)
     settings = _settings(config, store)
-    active = _run(
-        lambda: set_kill_switch(
-            settings, None if state == "status" else state == "on", actor=analyst
-        )
-    )
+
+    async def main() -> dict[str, bool]:
+        async with open_backend(settings) as b:
+            if state == "status":
+                return await controls.kill_switch_state(b.store, settings.policy)
+            return await controls.set_kill_switch(
+                b.store,
+                b.audit,
+                settings.policy,
+                state == "on",
+                actor=analyst,
+                at=datetime.now(UTC),
+            )
+
+    active = _run(main)["active"]
     typer.echo(f"kill switch is {'ON: no action executes automatically' if active else 'off'}")
 
 

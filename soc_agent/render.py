@@ -103,10 +103,10 @@ def run_footer(report: RunReport, settings: Settings, *, store_kept: bool = True
         "",
         f"{report.alerts} alert(s), {report.dead_letter_count} dead letter(s); {counts}",
     ]
-    if report.expired_proposals or report.reverted_actions:
+    if report.expired_proposals or report.resumed_proposals or report.reverted_actions:
         lines.append(
-            f"expired proposals: {report.expired_proposals}, auto-reverted actions: "
-            f"{report.reverted_actions}"
+            f"expired proposals: {report.expired_proposals}, resumed approved proposals: "
+            f"{report.resumed_proposals}, auto-reverted actions: {report.reverted_actions}"
         )
     for letter in report.dead_letters:
         lines.append(f"dead letter {letter.id}: {letter.source}: {letter.reason}")

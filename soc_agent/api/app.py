@@ -49,13 +49,15 @@ def _version() -> str:
 
 
 async def _expire_overdue(proposals: ProposalService, interval: float) -> None:
+    """Expire overdue proposals and resume approved ones a crash cut off, every interval."""
     while True:
         try:
             expired = await proposals.expire_due()
-            if expired:
-                log.info("expired %d overdue proposal(s)", len(expired))
+            resumed = await proposals.resume_approved()
+            if expired or resumed:
+                log.info("expired %d, resumed %d proposal(s)", len(expired), len(resumed))
         except SocAgentError as exc:
-            log.warning("expiring overdue proposals failed: %s", exc)
+            log.warning("proposal maintenance failed: %s", exc)
         await asyncio.sleep(interval)
 
 

@@ -1,8 +1,8 @@
 """State changes an analyst can make, with their authorisation: used by the API and the UI.
 
 Each checks the caller's role against configuration, then calls the core
-(ProposalService, Executor, runtime controls), which audits with the caller's
-identity. The core's own errors become 404/409 here.
+(ProposalService, Executor, pipeline.controls), which audits with the caller's
+identity. The core's own errors become 403/404/409 here.
 """
 
 from __future__ import annotations
@@ -16,10 +16,14 @@ from soc_agent.api.context import ApiContext
 from soc_agent.api.errors import Conflict, Forbidden, NotFound, UpstreamFailed
 from soc_agent.api.identity import Principal
 from soc_agent.errors import SocAgentError
-from soc_agent.models import AuditEvent, AutonomyLevel, Proposal, RiskTier
-from soc_agent.pipeline.proposals import ProposalConflict, ProposalOutcome
-from soc_agent.policy import AUTONOMY_FLAG, KILL_SWITCH_FLAG
-from soc_agent.runtime import control
+from soc_agent.models import AutonomyLevel, Proposal, RiskTier
+from soc_agent.pipeline import controls
+from soc_agent.pipeline.proposals import (
+    ProposalConflict,
+    ProposalForbidden,
+    ProposalNotFound,
+    ProposalOutcome,
+)
 
 __all__ = [
     "autonomy_state",
@@ -47,11 +51,9 @@ async def load_proposal(ctx: ApiContext, proposal_id: str) -> Proposal:
 async def decide(
     ctx: ApiContext, principal: Principal, proposal_id: str, *, approve: bool, comment: str | None
 ) -> ProposalOutcome:
-    """Approve or reject; four-eyes, expiry and concurrency are the ProposalService's."""
+    """Approve or reject after the role check; the rest is the ProposalService's
+    (the agent's own identity, four-eyes, expiry, concurrency)."""
     proposal = await load_proposal(ctx, proposal_id)
-    if principal.name == ctx.components.settings.agent_id:
-        # Nobody approves their own request: the agent raised every proposal.
-        raise Forbidden(f"{principal.name} is the agent's own identity; it cannot decide")
     verb = "approving" if approve else "rejecting"
     require_role(
         principal,
@@ -64,6 +66,10 @@ async def decide(
             outcome = await service.approve(proposal_id, principal.name, comment)
         else:
             outcome = await service.reject(proposal_id, principal.name, comment)
+    except ProposalForbidden as exc:
+        raise Forbidden(str(exc)) from None
+    except ProposalNotFound as exc:
+        raise NotFound(str(exc)) from None
     except ProposalConflict as exc:
         raise Conflict(str(exc)) from None
     if ctx.verdicts is not None:
@@ -97,52 +103,35 @@ async def rollback(
 
 
 async def kill_switch_state(ctx: ApiContext) -> dict[str, bool]:
-    runtime = bool(await ctx.components.store.get_flag(KILL_SWITCH_FLAG))
-    configured = ctx.components.settings.policy.kill_switch
-    return {"active": runtime or configured, "runtime": runtime, "configured": configured}
+    return await controls.kill_switch_state(ctx.components.store, ctx.components.settings.policy)
 
 
 async def set_kill_switch(ctx: ApiContext, principal: Principal, on: bool) -> dict[str, bool]:
     """Engaging and releasing need different roles (`api.kill_switch_on_role`/`_off_role`)."""
     role = ctx.config.kill_switch_on_role if on else ctx.config.kill_switch_off_role
     require_role(principal, role, f"turning the kill switch {'on' if on else 'off'}")
-    await control.set_kill_switch(ctx.components.settings, on, actor=principal.name)
-    return await kill_switch_state(ctx)
+    c = ctx.components
+    return await controls.set_kill_switch(
+        c.store, c.audit, c.settings.policy, on, actor=principal.name, at=ctx.now()
+    )
 
 
 async def autonomy_state(ctx: ApiContext) -> dict[str, Any]:
-    configured = ctx.components.settings.policy.agent_autonomy
-    override = await ctx.components.store.get_flag(AUTONOMY_FLAG)
-    effective = (await ctx.components.agent.effective_policy()).agent_autonomy
-    return {
-        "configured": int(configured),
-        "override": override,
-        "effective": int(effective),
-        "effective_name": AutonomyLevel(effective).name.lower(),
-    }
+    return await controls.autonomy_state(ctx.components.store, ctx.components.settings.policy)
 
 
 async def set_autonomy(
     ctx: ApiContext, principal: Principal, level: AutonomyLevel | None, reason: str | None
 ) -> dict[str, Any]:
-    """Lower (or, with None, restore) the agent's autonomy at runtime; admins only.
-
-    The runtime level can only make the agent more cautious than its configured
-    `policy.agent_autonomy`: the effective level is the lower of the two.
-    """
+    """Lower (or, with None, restore) the agent's autonomy at runtime; admins only."""
     require_role(principal, Role.ADMIN, "changing the agent's autonomy")
-    before = await autonomy_state(ctx)
-    await ctx.components.store.set_flag(AUTONOMY_FLAG, int(level) if level is not None else None)
-    after = await autonomy_state(ctx)
-    await ctx.components.audit.append(
-        AuditEvent(
-            actor=principal.name,
-            action="control.autonomy",
-            subject="agent",
-            reason=reason or "",
-            outcome=f"effective {after['effective']}",
-            details={"requested": int(level) if level is not None else None, "before": before},
-            at=ctx.now(),
-        )
+    c = ctx.components
+    return await controls.set_autonomy(
+        c.store,
+        c.audit,
+        c.settings.policy,
+        level,
+        actor=principal.name,
+        reason=reason,
+        at=ctx.now(),
     )
-    return after

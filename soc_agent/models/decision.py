@@ -88,8 +88,9 @@ class ActionRequest(BaseModel):
 
     `rule` names the threshold, autonomy level or guardrail that produced the
     disposition; `intended` is what would have happened without dry-run/shadow.
-    Once acted on, `outcome` says what happened in words and `execution` is
-    what the executor did (None when nothing was executed, e.g. queued).
+    Once acted on, `outcome` says what happened in words, `execution` is what
+    the executor did (None when nothing was executed, e.g. queued) and
+    `proposal_id` names the proposal or review item it queued, if any.
     """
 
     id: str
@@ -119,15 +120,20 @@ class ActionRequest(BaseModel):
     idempotency_key: str
     outcome: str | None = None
     execution: ExecutionStatus | None = None
+    proposal_id: str | None = None
 
     @model_validator(mode="before")
     @classmethod
-    def _execution_from_legacy_outcome(cls, data: Any) -> Any:
-        """Decisions stored before `execution` existed said it only as "status: detail"."""
-        if isinstance(data, dict) and data.get("execution") is None:
-            head = str(data.get("outcome") or "").split(":", 1)[0]
-            if head in {s.value for s in ExecutionStatus}:
-                return {**data, "execution": head}
+    def _typed_from_legacy_outcome(cls, data: Any) -> Any:
+        """Decisions stored before `execution` and `proposal_id` said them only in `outcome`."""
+        if not isinstance(data, dict) or "execution" in data or "proposal_id" in data:
+            return data
+        outcome = str(data.get("outcome") or "")
+        head = outcome.split(":", 1)[0]
+        if head in {s.value for s in ExecutionStatus}:
+            return {**data, "execution": head}
+        if outcome.startswith("queued as "):
+            return {**data, "proposal_id": outcome.removeprefix("queued as ")}
         return data
 
 

@@ -312,6 +312,7 @@ class Agent:
         for req in decision.actions:
             outcome: str | None = None
             execution: ExecutionStatus | None = None
+            queued: str | None = None
             criticality = str(req.blast_radius.get("criticality", "medium"))
             if req.disposition is Disposition.EXECUTED:
                 budget = budget_for(req.action, policy)
@@ -324,20 +325,27 @@ class Agent:
                 if result.status is ExecutionStatus.OVER_BUDGET:
                     # Another decision used the budget first: a human decides this one.
                     req, execution = demote_over_budget(req, result.detail), None
-                    created = await self._proposals.create(
+                    proposal, created = await self._proposals.create(
                         decision, req, incident.severity, criticality, policy
                     )
-                    outcome = f"queued as {created.id}" if created else "already queued"
+                    queued = proposal.id
+                    outcome = f"queued as {proposal.id}" if created else "already queued"
                 elif req.review_sample:
-                    await self._proposals.create(
+                    proposal, _ = await self._proposals.create(
                         decision, req, incident.severity, criticality, policy, review=True
                     )
+                    queued = proposal.id
             elif req.disposition is Disposition.PROPOSED:
-                created = await self._proposals.create(
+                proposal, created = await self._proposals.create(
                     decision, req, incident.severity, criticality, policy
                 )
-                outcome = f"queued as {created.id}" if created else "already queued"
-            acted.append(req.model_copy(update={"outcome": outcome, "execution": execution}))
+                queued = proposal.id
+                outcome = f"queued as {proposal.id}" if created else "already queued"
+            acted.append(
+                req.model_copy(
+                    update={"outcome": outcome, "execution": execution, "proposal_id": queued}
+                )
+            )
         decision = decision.model_copy(update={"actions": acted})
         await self._store.save_decision(decision)
         await self._notify(decision, incident, alert)

@@ -1,15 +1,23 @@
 """Proposals: created from PROPOSED dispositions, approved or rejected by analysts.
 
+This is the one place a proposal's lifecycle is decided, whatever the door
+(API, web UI, CLI, Kafka approvals topic): the doors authenticate and
+authorise the caller, then call this service, which enforces the rest:
+the agent never approves its own proposal, four-eyes needs distinct
+approvers, an expired proposal is never executed (it is escalated), and an
+approved proposal whose execution a crash cut off is resumed by the runtime's
+maintenance (`resume_approved`), not only by a redelivered verdict.
+
 Nothing executes twice: approvals are written with optimistic concurrency
-(the proposal's version), and execution goes through the idempotent executor.
-An expired proposal is never executed; it is escalated.
+(the proposal's version; a lost race raises `ProposalVersionConflict`), and
+execution goes through the idempotent executor.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from soc_agent_connectors.gateway import AuditSink
 
@@ -20,33 +28,76 @@ from soc_agent.models import (
     Approval,
     AuditEvent,
     Decision,
+    ExecutionStatus,
     Proposal,
     ProposalStatus,
     Severity,
 )
+from soc_agent.models.ids import proposal_id as mint_proposal_id
 from soc_agent.policy import PolicyConfig, proposal_expiry, urgency
 from soc_agent.store.base import Store
 
-__all__ = ["ProposalConflict", "ProposalOutcome", "ProposalService"]
+__all__ = [
+    "RESUME_GRACE",
+    "ProposalConflict",
+    "ProposalForbidden",
+    "ProposalNotFound",
+    "ProposalOutcome",
+    "ProposalService",
+    "ProposalVersionConflict",
+]
+
+_DONE = (ExecutionStatus.EXECUTED, ExecutionStatus.ALREADY_EXECUTED)
+# How long an APPROVED proposal is left to the approver who is executing it before
+# maintenance resumes it; the executor's claim keeps a race to one effect anyway.
+RESUME_GRACE = timedelta(seconds=30)
+
+
+class ProposalNotFound(SocAgentError):
+    """No proposal has this id."""
+
+
+class ProposalForbidden(SocAgentError):
+    """This identity may never decide this proposal (the agent's own identity)."""
 
 
 class ProposalConflict(SocAgentError):
     """The proposal is no longer in a state that allows this (approved, expired, ...)."""
 
 
+class ProposalVersionConflict(ProposalConflict):
+    """Someone else changed the proposal between reading and writing it: reload and retry."""
+
+
 @dataclass(frozen=True)
 class ProposalOutcome:
+    """The proposal after a lifecycle step, and a sentence saying what happened."""
+
     proposal: Proposal
     message: str
 
 
 class ProposalService:
+    """Creates, approves, rejects, expires and resumes proposals; see the module docstring.
+
+    `agent_id` is the agent's own identity: it raised every proposal, so it may
+    decide none, and it is the actor of what the agent itself does (create, expire,
+    resume).
+    """
+
     def __init__(
-        self, store: Store, executor: Executor, audit: AuditSink, *, clock: Callable[[], datetime]
+        self,
+        store: Store,
+        executor: Executor,
+        audit: AuditSink,
+        *,
+        agent_id: str,
+        clock: Callable[[], datetime],
     ) -> None:
         self._store = store
         self._executor = executor
         self._audit = audit
+        self._agent_id = agent_id
         self._clock = clock
 
     async def create(
@@ -58,12 +109,12 @@ class ProposalService:
         policy: PolicyConfig,
         *,
         review: bool = False,
-    ) -> Proposal | None:
-        """Queue a proposal (or, for a level-3 sample, a review item); None if already queued."""
+    ) -> tuple[Proposal, bool]:
+        """Queue a proposal (or, for a level-3 sample, a review item) unless it is queued
+        already; returns it and whether this call created it."""
         now = self._clock()
-        prefix = "rev" if review else "prop"
         proposal = Proposal(
-            id=f"{prefix}-{request.idempotency_key[:16]}",
+            id=mint_proposal_id(request.idempotency_key, review=review),
             decision_id=decision.id,
             incident_id=decision.incident_id,
             request=request,
@@ -75,10 +126,10 @@ class ProposalService:
             updated_at=now,
         )
         if not await self._store.save_proposal(proposal):
-            return None
+            return proposal, False
         await self._audit.append(
             AuditEvent(
-                actor="soc-agent",
+                actor=self._agent_id,
                 action="proposal.review" if review else "proposal.create",
                 subject=proposal.id,
                 reason=request.reason,
@@ -93,12 +144,13 @@ class ProposalService:
                 at=now,
             )
         )
-        return proposal
+        return proposal, True
 
     async def approve(
         self, proposal_id: str, analyst: str, comment: str | None = None
     ) -> ProposalOutcome:
-        proposal = await self._load(proposal_id)
+        """Record `analyst`'s approval; execute once enough distinct analysts approved."""
+        proposal = await self._load(proposal_id, analyst)
         if proposal.status is ProposalStatus.REVIEW:
             return await self._conclude_review(proposal, analyst, comment, uphold=True)
         await self._expire_if_due(proposal)
@@ -122,8 +174,7 @@ class ProposalService:
                 "status": ProposalStatus.APPROVED if ready else ProposalStatus.PENDING,
             }
         )
-        if not await self._store.update_proposal(updated, expected_version=proposal.version):
-            raise ProposalConflict(f"{proposal_id} was changed by someone else; reload it")
+        await self._write(updated, proposal.version)
         await self._audit.append(
             AuditEvent(
                 actor=analyst,
@@ -150,25 +201,58 @@ class ProposalService:
             updated.model_copy(update={"version": proposal.version + 1}), approvers
         )
 
+    async def resume(self, proposal_id: str) -> ProposalOutcome:
+        """Carry out an APPROVED proposal whose execution may have been cut off by a crash.
+
+        The approval marks a proposal APPROVED before executing it; the executor's
+        ledger keeps the action to one effect however often this runs. Any other
+        status is returned unchanged.
+        """
+        proposal = await self._load(proposal_id)
+        if proposal.status is not ProposalStatus.APPROVED:
+            return ProposalOutcome(proposal, f"{proposal_id} is {proposal.status.value}")
+        approvers = sorted({a.analyst for a in proposal.approvals if a.verdict == "approve"})
+        return await self._execute(proposal, approvers)
+
+    async def resume_approved(
+        self, *, older_than: timedelta = RESUME_GRACE
+    ) -> list[ProposalOutcome]:
+        """Resume every proposal left APPROVED for longer than `older_than` (a crash's trace).
+
+        The grace period leaves a proposal being executed right now to its approver.
+        """
+        cutoff = self._clock() - older_than
+        return [
+            await self.resume(p.id)
+            for p in await self._store.list_proposals(status=ProposalStatus.APPROVED, limit=10_000)
+            if p.updated_at <= cutoff
+        ]
+
     async def _execute(self, proposal: Proposal, approvers: list[str]) -> ProposalOutcome:
         outcome = await self._executor.execute(
             proposal.request, proposal.incident_id, approved_by=approvers
         )
-        ok = outcome.status in ("executed", "already_executed")
+        if outcome.status is ExecutionStatus.IN_PROGRESS:
+            # Another worker holds the claim (or a crash left it, and it is not stale yet):
+            # the proposal stays APPROVED and is resumed later; it did not fail.
+            return ProposalOutcome(proposal, f"{proposal.id} is being executed: {outcome.detail}")
+        ok = outcome.status in _DONE
         final = proposal.model_copy(
             update={
                 "status": ProposalStatus.EXECUTED if ok else ProposalStatus.FAILED,
                 "updated_at": self._clock(),
             }
         )
-        await self._store.update_proposal(final, expected_version=proposal.version)
+        if await self._store.update_proposal(final, expected_version=proposal.version):
+            final = final.model_copy(update={"version": proposal.version + 1})
         verb = "executed" if ok else "failed"
         return ProposalOutcome(final, f"{proposal.id} {verb}: {outcome.detail}")
 
     async def reject(
         self, proposal_id: str, analyst: str, comment: str | None = None
     ) -> ProposalOutcome:
-        proposal = await self._load(proposal_id)
+        """Record `analyst`'s rejection; nothing executes (a review item is rolled back)."""
+        proposal = await self._load(proposal_id, analyst)
         if proposal.status is ProposalStatus.REVIEW:
             return await self._conclude_review(proposal, analyst, comment, uphold=False)
         await self._expire_if_due(proposal)
@@ -184,8 +268,7 @@ class ProposalService:
                 ],
             }
         )
-        if not await self._store.update_proposal(updated, expected_version=proposal.version):
-            raise ProposalConflict(f"{proposal_id} was changed by someone else; reload it")
+        await self._write(updated, proposal.version)
         await self._audit.append(
             AuditEvent(
                 actor=analyst,
@@ -217,7 +300,7 @@ class ProposalService:
         if await self._store.update_proposal(updated, expected_version=proposal.version):
             await self._audit.append(
                 AuditEvent(
-                    actor="soc-agent",
+                    actor=self._agent_id,
                     action="proposal.expire",
                     subject=proposal.id,
                     reason=f"not decided before {proposal.expires_at.isoformat()}",
@@ -259,8 +342,7 @@ class ProposalService:
                 ],
             }
         )
-        if not await self._store.update_proposal(updated, expected_version=proposal.version):
-            raise ProposalConflict(f"{proposal.id} was changed by someone else; reload it")
+        await self._write(updated, proposal.version)
         await self._audit.append(
             AuditEvent(
                 actor=analyst,
@@ -274,11 +356,19 @@ class ProposalService:
         )
         return ProposalOutcome(updated, f"{proposal.id} {status.value.replace('_', ' ')}")
 
-    async def _load(self, proposal_id: str) -> Proposal:
+    async def _load(self, proposal_id: str, analyst: str | None = None) -> Proposal:
+        """The proposal, for `analyst` to decide: never the agent's own identity."""
+        if analyst is not None and analyst == self._agent_id:
+            # Nobody approves their own request: the agent raised every proposal.
+            raise ProposalForbidden(f"{analyst} is the agent's own identity; it cannot decide")
         proposal = await self._store.get_proposal(proposal_id)
         if proposal is None:
-            raise SocAgentError(f"no proposal with id {proposal_id!r}")
+            raise ProposalNotFound(f"no proposal with id {proposal_id!r}")
         return proposal
+
+    async def _write(self, updated: Proposal, version: int) -> None:
+        if not await self._store.update_proposal(updated, expected_version=version):
+            raise ProposalVersionConflict(f"{updated.id} was changed by someone else; reload it")
 
     @staticmethod
     def _require_pending(proposal: Proposal) -> None:

@@ -1,36 +1,15 @@
-"""Operator controls that act on a store or describe the installation."""
+"""What is installed: connectors, their capabilities and grants (for the CLI, API and checks)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from soc_agent_connectors.base import Connector, load_connector_classes
 
 from soc_agent.config import Settings
-from soc_agent.models import AuditEvent
-from soc_agent.policy import KILL_SWITCH_FLAG
-from soc_agent.runtime.backend import open_backend
 
-__all__ = ["connector_catalog", "describe_connectors", "set_kill_switch"]
-
-
-async def set_kill_switch(settings: Settings, on: bool | None, *, actor: str) -> bool:
-    """Set (or with None, read) the runtime kill switch; every change is audited."""
-    async with open_backend(settings) as backend:
-        if on is not None:
-            await backend.store.set_flag(KILL_SWITCH_FLAG, on)
-            await backend.audit.append(
-                AuditEvent(
-                    actor=actor,
-                    action="control.kill_switch",
-                    subject="agent",
-                    outcome="on" if on else "off",
-                    at=datetime.now(UTC),
-                )
-            )
-        return bool(await backend.store.get_flag(KILL_SWITCH_FLAG)) or settings.policy.kill_switch
+__all__ = ["connector_catalog", "describe_connectors"]
 
 
 def describe_connectors(

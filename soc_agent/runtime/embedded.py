@@ -30,6 +30,7 @@ class RunReport:
     dead_letter_count: int = 0
     counts: Counter[str] = field(default_factory=Counter)
     expired_proposals: int = 0
+    resumed_proposals: int = 0  # approved before a crash, executed now
     reverted_actions: int = 0
 
     def count(self, outcome: AlertOutcome) -> None:
@@ -76,6 +77,7 @@ async def run_embedded(
     """Process every alert in `sources` through the whole pipeline, bounded in concurrency."""
     report = RunReport()
     report.expired_proposals = len(await components.proposals.expire_due())
+    report.resumed_proposals = len(await components.proposals.resume_approved())
     report.reverted_actions = len(await components.executor.revert_due())
     agent = components.agent
     limit = components.settings.runtime.max_concurrent_alerts

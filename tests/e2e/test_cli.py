@@ -156,6 +156,11 @@ def test_approve_and_reject_from_the_cli(tmp_path: Path) -> None:
     ]
     single = next(p for p in proposals if p["request"]["required_approvals"] == 1)
     double = next(p for p in proposals if p["request"]["required_approvals"] == 2)
+    own = cli(
+        "proposals", "approve", single["id"], "--analyst", "soc-agent", "--store", "s.db",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert own.returncode == 1 and "agent's own identity" in own.stderr
     ok = cli(
         "proposals", "approve", single["id"], "--analyst", "alice", "--store", "s.db", cwd=tmp_path
     )

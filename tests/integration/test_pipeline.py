@@ -27,12 +27,12 @@ from soc_agent.models import (
     RunMode,
 )
 from soc_agent.models.ids import decision_id
+from soc_agent.pipeline.controls import set_kill_switch
 from soc_agent.pipeline.deciding import GatewayFacts, decide_all
 from soc_agent.pipeline.steps import GatewayStepExecutor
 from soc_agent.playbooks import build_context, candidates, investigate, score, select_playbook
 from soc_agent.policy import review_sampled
 from soc_agent.runtime.components import Components, load_all_playbooks
-from soc_agent.runtime.control import set_kill_switch
 from tests.integration.conftest import ALERTS, Deployment, actions_by_key, only
 
 FIN_042 = "crowdstrike_ws-fin-042_known_malware.json"  # critical, malicious hash: score 100
@@ -223,7 +223,10 @@ async def test_kill_switch_turns_every_execution_into_a_proposal(
     settings = deployment.settings("endpoint-malware", policy=policy)
     async with deployment.open(settings) as c:
         if switch == "runtime-flag":  # flipped by an operator while the agent is running
-            assert await set_kill_switch(settings, True, actor="analyst:maria") is True
+            flipped = await set_kill_switch(
+                c.store, c.audit, settings.policy, True, actor="analyst:maria", at=c.clock()
+            )
+            assert flipped["active"] is True
         decision = only(await deployment.feed(c, FIN_042))
         assert {(a.action, a.disposition, a.rule) for a in decision.actions} == {
             ("isolate_host", Disposition.PROPOSED, "guardrail.kill_switch"),
@@ -236,7 +239,10 @@ async def test_kill_switch_turns_every_execution_into_a_proposal(
             assert (flip.actor, flip.outcome) == ("analyst:maria", "on")
 
             # switched off again, the next incident executes
-            assert await set_kill_switch(settings, False, actor="analyst:maria") is False
+            released = await set_kill_switch(
+                c.store, c.audit, settings.policy, False, actor="analyst:maria", at=c.clock()
+            )
+            assert released["active"] is False
             decision = only(await deployment.feed(c, ENG_007_HIGH))
             assert {a.disposition for a in decision.actions} == {Disposition.EXECUTED}
             assert ("isolate_host", "ws-eng-007") in deployment.journal_actions()

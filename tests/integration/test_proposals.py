@@ -16,8 +16,14 @@ from typing import Any
 
 import pytest
 
-from soc_agent.models import Proposal, ProposalStatus
-from soc_agent.pipeline.proposals import ProposalConflict, ProposalOutcome
+from soc_agent.models import Approval, Proposal, ProposalStatus
+from soc_agent.pipeline.proposals import (
+    RESUME_GRACE,
+    ProposalConflict,
+    ProposalForbidden,
+    ProposalNotFound,
+    ProposalOutcome,
+)
 from soc_agent.runtime.components import Components
 from soc_agent.runtime.embedded import run_embedded
 from tests.integration.conftest import Deployment
@@ -217,3 +223,79 @@ async def test_expire_due_expires_every_overdue_proposal(
     assert {e.outcome for e in expiries} == {"escalated"}
     assert deployment.journal() == []
     assert (await queued.audit.verify()).ok
+
+
+async def _approved_then_crashed(c: Components, proposal: Proposal) -> None:
+    """What an approval leaves when the process dies between marking and executing."""
+    now = c.clock()
+    crashed = proposal.model_copy(
+        update={
+            "status": ProposalStatus.APPROVED,
+            "approvals": [Approval(analyst=ALICE, verdict="approve", at=now)],
+            "updated_at": now,
+        }
+    )
+    assert await c.store.update_proposal(crashed, expected_version=proposal.version)
+
+
+async def test_the_agent_never_decides_its_own_proposal(
+    queued: Components, deployment: Deployment
+) -> None:
+    proposal = await _proposal(queued, "isolate_host")
+    agent = queued.settings.agent_id
+    with pytest.raises(ProposalForbidden, match="agent's own identity"):
+        await queued.proposals.approve(proposal.id, agent)
+    with pytest.raises(ProposalForbidden, match="agent's own identity"):
+        await queued.proposals.reject(proposal.id, agent)
+    assert await _status(queued, proposal) is ProposalStatus.PENDING
+    assert deployment.journal() == []
+
+
+async def test_an_unknown_proposal_raises_a_typed_error(queued: Components) -> None:
+    with pytest.raises(ProposalNotFound, match="prop-nope"):
+        await queued.proposals.approve("prop-nope", ALICE)
+    with pytest.raises(ProposalNotFound, match="prop-nope"):
+        await queued.proposals.resume("prop-nope")
+
+
+async def test_an_approval_cut_off_by_a_crash_is_resumed_by_the_next_run(
+    queued: Components, deployment: Deployment
+) -> None:
+    proposal = await _proposal(queued, "isolate_host")
+    await _approved_then_crashed(queued, proposal)
+
+    report = await run_embedded(queued, [])  # within the grace: the approver may be executing
+    assert report.resumed_proposals == 0
+    assert deployment.journal() == []
+
+    deployment.clock.advance(seconds=RESUME_GRACE.total_seconds() + 1)
+    report = await run_embedded(queued, [])
+    assert report.resumed_proposals == 1
+    assert await _status(queued, proposal) is ProposalStatus.EXECUTED
+    assert deployment.journal_actions() == [("isolate_host", "ws-eng-007")]
+    (execution,) = await _executions(queued)
+    assert execution["approved_by"] == [ALICE]
+
+    deployment.clock.advance(minutes=5)
+    assert (await run_embedded(queued, [])).resumed_proposals == 0  # nothing runs twice
+    assert deployment.journal_actions() == [("isolate_host", "ws-eng-007")]
+    assert (await queued.audit.verify()).ok
+
+
+async def test_resuming_while_another_worker_executes_leaves_it_approved(
+    queued: Components, deployment: Deployment
+) -> None:
+    proposal = await _proposal(queued, "isolate_host")
+    await _approved_then_crashed(queued, proposal)
+    # Another worker claimed the action a moment ago and is calling the connector.
+    claim = await queued.store.claim_action(
+        proposal.request, proposal.incident_id, queued.clock(), budget=None
+    )
+    assert claim.claimed
+    deployment.clock.advance(seconds=RESUME_GRACE.total_seconds() + 1)
+
+    (outcome,) = await queued.proposals.resume_approved()
+    assert outcome.proposal.status is ProposalStatus.APPROVED
+    assert "being executed" in outcome.message
+    assert await _status(queued, proposal) is ProposalStatus.APPROVED
+    assert deployment.journal() == []

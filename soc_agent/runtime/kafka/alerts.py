@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from soc_agent.ingest import FieldMapping, parse_payload
-from soc_agent.models import Decision, Disposition
+from soc_agent.models import ActionStatus, Decision, Disposition
 from soc_agent.pipeline.agent import Agent, AlertOutcome
 from soc_agent.runtime.kafka.config import TopicsConfig
 from soc_agent.runtime.kafka.records import (
@@ -132,17 +132,12 @@ class AlertProcessor:
         """Proposals the decision queued and ledger rows of what it executed."""
         out: list[OutRecord] = []
         for req in decision.actions:
-            key = req.idempotency_key
-            ids: list[str] = []
-            if req.disposition is Disposition.PROPOSED:
-                ids.append(f"prop-{key[:16]}")
-            elif req.disposition is Disposition.EXECUTED:
-                ids += [f"prop-{key[:16]}", f"rev-{key[:16]}"]  # over budget / review sample
-                record = await self._store.get_action(key)
-                if record is not None and record.status != "claimed":
+            if req.disposition is Disposition.EXECUTED:
+                record = await self._store.get_action(req.idempotency_key)
+                if record is not None and record.status is not ActionStatus.CLAIMED:
                     out.append(action_record(self._topics.actions, record))
-            for pid in ids:
-                proposal = await self._store.get_proposal(pid)
+            if req.proposal_id is not None:
+                proposal = await self._store.get_proposal(req.proposal_id)
                 if proposal is not None:
                     out.append(proposal_record(self._topics.proposals, proposal))
         return out

@@ -1,10 +1,12 @@
-"""Analyst verdicts from the approvals topic resume their proposal, idempotently.
+"""Analyst verdicts from the approvals topic: a thin door to the proposal service.
 
 A verdict is `{"proposal_id", "analyst", "verdict": "approve"|"reject", "comment"}`.
-The proposal service refuses what is no longer allowed and the executor's
-ledger lets an action take effect once, so a verdict delivered twice changes
-nothing the second time. A verdict that cannot apply (bad JSON, unknown
-proposal, a conflicting verdict) is dead-lettered with the reason.
+The proposal service decides (and refuses what is no longer allowed, or the
+agent's own identity); the executor's ledger lets an action take effect once,
+so a verdict delivered twice changes nothing the second time, except that a
+redelivered approval resumes an execution a crash cut off. A verdict that
+cannot apply (bad JSON, unknown proposal, a conflicting verdict) is
+dead-lettered with the reason.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from soc_agent.actions.executor import Executor
 from soc_agent.errors import SocAgentError
-from soc_agent.models import DeadLetter, Proposal, ProposalStatus
+from soc_agent.models import ActionStatus, DeadLetter, Proposal
 from soc_agent.models.ids import dead_letter_id
 from soc_agent.pipeline.agent import Agent
-from soc_agent.pipeline.proposals import ProposalConflict, ProposalService
+from soc_agent.pipeline.proposals import (
+    ProposalConflict,
+    ProposalService,
+    ProposalVersionConflict,
+)
 from soc_agent.runtime.kafka.config import TopicsConfig
 from soc_agent.runtime.kafka.records import (
     OutRecord,
@@ -49,12 +54,13 @@ class Verdict(BaseModel):
 
 
 class ApprovalProcessor:
+    """Applies verdicts from the approvals topic through the proposal service."""
+
     def __init__(
         self,
         agent: Agent,
         store: Store,
         proposals: ProposalService,
-        executor: Executor,
         topics: TopicsConfig,
         *,
         clock: Callable[[], datetime],
@@ -62,7 +68,6 @@ class ApprovalProcessor:
         self._agent = agent
         self._store = store
         self._proposals = proposals
-        self._executor = executor
         self._topics = topics
         self._clock = clock
 
@@ -87,14 +92,13 @@ class ApprovalProcessor:
                         verdict.proposal_id, verdict.analyst, verdict.comment
                     )
                 return outcome.proposal.status.value, await self._records(outcome.proposal)
+            except ProposalVersionConflict:
+                continue  # a concurrent verdict won the version: reload and retry
             except ProposalConflict as exc:
                 proposal = await self._store.get_proposal(verdict.proposal_id)
-                if proposal is None:
-                    return "dead_letter", await self._dead(str(exc), value, source)
-                if "changed by someone else" in str(exc):
-                    continue  # a concurrent verdict won the version: reload and retry
-                if _already_applied(proposal, verdict):
-                    return "duplicate", await self._finish_approved(proposal)
+                if proposal is not None and _already_applied(proposal, verdict):
+                    resumed = await self._proposals.resume(proposal.id)
+                    return "duplicate", await self._records(resumed.proposal)
                 return "dead_letter", await self._dead(f"conflict: {exc}", value, source)
             except SocAgentError as exc:
                 return "dead_letter", await self._dead(str(exc), value, source)
@@ -102,34 +106,10 @@ class ApprovalProcessor:
             f"{verdict.proposal_id} kept changing under {_RETRIES} attempts", value, source
         )
 
-    async def _finish_approved(self, proposal: Proposal) -> list[OutRecord]:
-        """A redelivered approval: finish an execution a crash may have interrupted.
-
-        The proposal service marks a proposal APPROVED before executing it; if
-        the worker died in between, the verdict's redelivery is the only thing
-        that can carry it out. The executor's ledger keeps it to one effect.
-        """
-        if proposal.status is not ProposalStatus.APPROVED:
-            return await self._records(proposal)
-        approvers = sorted({a.analyst for a in proposal.approvals if a.verdict == "approve"})
-        result = await self._executor.execute(
-            proposal.request, proposal.incident_id, approved_by=approvers
-        )
-        ok = result.status in ("executed", "already_executed")
-        final = proposal.model_copy(
-            update={
-                "status": ProposalStatus.EXECUTED if ok else ProposalStatus.FAILED,
-                "updated_at": self._clock(),
-            }
-        )
-        await self._store.update_proposal(final, expected_version=proposal.version)
-        current = await self._store.get_proposal(proposal.id)
-        return await self._records(current or final)
-
     async def _records(self, proposal: Proposal) -> list[OutRecord]:
         out = [proposal_record(self._topics.proposals, proposal)]
         record = await self._store.get_action(proposal.request.idempotency_key)
-        if record is not None and record.status != "claimed":
+        if record is not None and record.status is not ActionStatus.CLAIMED:
             out.append(action_record(self._topics.actions, record))
         return out
 

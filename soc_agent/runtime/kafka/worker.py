@@ -113,7 +113,6 @@ class KafkaWorker:
             components.agent,
             components.store,
             components.proposals,
-            components.executor,
             self._topics,
             clock=components.clock,
         )
@@ -285,7 +284,8 @@ class KafkaWorker:
     # -- maintenance and shutdown ---------------------------------------------------------
 
     async def _maintenance(self) -> None:
-        """Expire due proposals and lift due auto-reverts; one worker at a time does it.
+        """Expire due proposals, resume approved ones a crash cut off and lift due
+        auto-reverts; one worker at a time does it.
 
         A failure is logged and retried at the next interval: nothing it does is
         tied to an offset, so it never stops consumption.
@@ -295,12 +295,18 @@ class KafkaWorker:
                 if not mine:
                     return
                 expired = await self._c.proposals.expire_due()
+                resumed = await self._c.proposals.resume_approved()
                 reverted = await self._c.executor.revert_due()
         except Exception:
             log.exception("maintenance failed; retried at the next interval")
             return
-        if expired or reverted:
-            log.info("maintenance: %d expired, %d reverted", len(expired), len(reverted))
+        if expired or resumed or reverted:
+            log.info(
+                "maintenance: %d expired, %d resumed, %d reverted",
+                len(expired),
+                len(resumed),
+                len(reverted),
+            )
 
     async def _drain(self) -> None:
         """Stop fetching, finish in-flight work within the timeout, commit what finished."""

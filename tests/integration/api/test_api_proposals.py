@@ -7,12 +7,14 @@ import asyncio
 import httpx
 
 from soc_agent.api.config import Role
+from soc_agent.models import Approval, ProposalStatus
 from tests.integration.api.conftest import BEACON, Api, open_api, running_server
 from tests.integration.conftest import Deployment
 
 
-def _executions(api: Api) -> list[tuple[str, str]]:
-    return api.deployment.journal_actions()
+def _executions(api: Api | Deployment) -> list[tuple[str, str]]:
+    deployment = api.deployment if isinstance(api, Api) else api
+    return deployment.journal_actions()
 
 
 async def test_queue_sorted_by_urgency_filtered_and_paginated(api: Api) -> None:
@@ -227,3 +229,31 @@ async def test_configured_roles_decide_who_approves_which_risk(deployment: Deplo
             me = await api.get("/api/v1/me", who="sam")
             assert me.json()["may_approve"] == ["low", "medium"]
             assert Role.SENIOR.value == me.json()["role"]
+
+
+async def test_server_resumes_an_approval_a_crash_cut_off(deployment: Deployment) -> None:
+    """An approval marked but never executed (the API process died) is carried out once."""
+    settings, tokens = await open_api(deployment, api={"expiry_sweep_seconds": 0.05})
+    async with deployment.open(settings) as c:
+        (proposal,) = [
+            p for p in await c.store.list_proposals() if p.request.action == "quarantine_file"
+        ]
+        crashed = proposal.model_copy(
+            update={
+                "status": ProposalStatus.APPROVED,
+                "approvals": [Approval(analyst="alice", verdict="approve", at=c.clock())],
+                "updated_at": c.clock(),
+            }
+        )
+        assert await c.store.update_proposal(crashed, expected_version=proposal.version)
+    deployment.clock.advance(minutes=1)  # past the resume grace
+    with running_server(settings, deployment.clock) as url:
+        async with httpx.AsyncClient(timeout=10) as client:
+            headers = {"Authorization": f"Bearer {tokens['vic']}"}
+            for _ in range(100):
+                r = await client.get(url + f"/api/v1/proposals/{proposal.id}", headers=headers)
+                if r.json()["proposal"]["status"] == "executed":
+                    break
+                await asyncio.sleep(0.05)
+            assert r.json()["proposal"]["status"] == "executed"
+    assert _executions(deployment) == [("quarantine_file", BEACON)]

@@ -7,12 +7,13 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from soc_agent.audit import SQLiteAuditLog
 from soc_agent.config import Settings, load_settings
-from soc_agent.models import Decision, Proposal, ProposalStatus
+from soc_agent.models import Approval, Decision, Proposal, ProposalStatus
 from soc_agent.runtime.kafka.config import KafkaConfig
 from soc_agent.runtime.kafka.runner import run_worker
 from soc_agent.runtime.kafka.worker import WorkerReport
@@ -144,12 +145,18 @@ async def test_an_approval_delivered_twice_executes_once_bad_verdicts_are_dead_l
     key = proposal.id.encode()
     unknown = {"proposal_id": "prop-nope", "analyst": "a", "verdict": "approve"}
     undecided = {"proposal_id": proposal.id, "analyst": "bob", "verdict": "maybe"}
-    bad = [b"approve it please", json.dumps(unknown).encode(), json.dumps(undecided).encode()]
-    records = [(key, verdict), (key, verdict)] + [(key, b) for b in bad]
+    own = {"proposal_id": proposal.id, "analyst": settings.agent_id, "verdict": "approve"}
+    bad = [
+        b"approve it please",
+        json.dumps(unknown).encode(),
+        json.dumps(undecided).encode(),
+        json.dumps(own).encode(),
+    ]
+    records = [(key, bad[3]), (key, verdict), (key, verdict)] + [(key, b) for b in bad[:3]]
     sent = await kafka.produce(kafka.topics.approvals, records)
     async with worker(settings) as reports:
         await kafka.wait_committed(kafka.topics.approvals, sent, within=60)
-    assert reports[0].approvals == {"executed": 1, "duplicate": 1, "dead_letter": 3}
+    assert reports[0].approvals == {"executed": 1, "duplicate": 1, "dead_letter": 4}
     journal = _journal(tmp_path)
     assert [e["idempotency_key"] for e in journal] == [proposal.request.idempotency_key]
 
@@ -169,6 +176,7 @@ async def test_an_approval_delivered_twice_executes_once_bad_verdicts_are_dead_l
     assert "invalid approval" in reasons[bad[0]]
     assert "prop-nope" in reasons[bad[1]]
     assert "verdict" in reasons[bad[2]]
+    assert "agent's own identity" in reasons[bad[3]]
 
 
 async def test_saturated_worker_pauses_instead_of_buffering(
@@ -233,3 +241,35 @@ async def test_the_maintenance_sweep_expires_proposals_off_the_consume_loop(
             assert asyncio.get_running_loop().time() < deadline, [p.status for p in proposals]
             await asyncio.sleep(0.2)
     assert _journal(tmp_path) == [], "an expired proposal never executes"
+
+
+async def test_the_maintenance_sweep_resumes_an_approval_a_crash_cut_off(
+    kafka: KafkaEnv, tmp_path: Path
+) -> None:
+    """An approval marked but never executed (its worker died) is carried out once."""
+    from soc_agent.runtime.backend import open_backend
+
+    settings, proposal = await _pending_proposal(kafka, tmp_path)
+    before = datetime.now(UTC) - timedelta(minutes=2)  # well past the resume grace
+    async with open_backend(settings) as backend:
+        crashed = proposal.model_copy(
+            update={
+                "status": ProposalStatus.APPROVED,
+                "approvals": [Approval(analyst="alice", verdict="approve", at=before)],
+                "updated_at": before,
+            }
+        )
+        assert await backend.store.update_proposal(crashed, expected_version=proposal.version)
+    settings = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"maintenance_interval_seconds": 0.2})}
+    )
+    async with worker(settings), open_backend(settings) as backend:
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            stored = await backend.store.get_proposal(proposal.id)
+            if stored is not None and stored.status is ProposalStatus.EXECUTED:
+                break
+            assert asyncio.get_running_loop().time() < deadline, stored
+            await asyncio.sleep(0.2)
+    journal = _journal(tmp_path)
+    assert [e["idempotency_key"] for e in journal] == [proposal.request.idempotency_key]

@@ -1,0 +1,105 @@
+"""Operator controls: the kill switch and the runtime autonomy level, on the open store.
+
+Each control takes the store and audit log the caller already has open (an API
+click or a CLI command opens no second backend), writes a runtime flag every
+process reads (`policy.flags`), and audits the change with the acting
+identity. Authorising the caller is the door's job (API roles, CLI access to
+the store); what a flag does to decisions is the policy's
+(`policy.apply_runtime_flags`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from soc_agent_connectors.gateway import AuditSink
+
+from soc_agent.models import AuditEvent, AutonomyLevel
+from soc_agent.policy import (
+    AUTONOMY_FLAG,
+    KILL_SWITCH_FLAG,
+    RUNTIME_FLAGS,
+    PolicyConfig,
+    apply_runtime_flags,
+)
+from soc_agent.store.base import Store
+
+__all__ = ["autonomy_state", "kill_switch_state", "set_autonomy", "set_kill_switch"]
+
+
+async def kill_switch_state(store: Store, configured: PolicyConfig) -> dict[str, bool]:
+    """Whether the kill switch is on, and whether by the runtime flag or by configuration."""
+    runtime = bool(await store.get_flag(KILL_SWITCH_FLAG))
+    return {
+        "active": runtime or configured.kill_switch,
+        "runtime": runtime,
+        "configured": configured.kill_switch,
+    }
+
+
+async def set_kill_switch(
+    store: Store,
+    audit: AuditSink,
+    configured: PolicyConfig,
+    on: bool,
+    *,
+    actor: str,
+    at: datetime,
+) -> dict[str, bool]:
+    """Engage or release the runtime kill switch; audited."""
+    await store.set_flag(KILL_SWITCH_FLAG, on)
+    await audit.append(
+        AuditEvent(
+            actor=actor,
+            action="control.kill_switch",
+            subject="agent",
+            outcome="on" if on else "off",
+            at=at,
+        )
+    )
+    return await kill_switch_state(store, configured)
+
+
+async def autonomy_state(store: Store, configured: PolicyConfig) -> dict[str, Any]:
+    """The configured level, the runtime override and the level in effect."""
+    flags = {name: await store.get_flag(name) for name in RUNTIME_FLAGS}
+    effective = apply_runtime_flags(configured, flags).agent_autonomy
+    return {
+        "configured": int(configured.agent_autonomy),
+        "override": flags[AUTONOMY_FLAG],
+        "effective": int(effective),
+        "effective_name": AutonomyLevel(effective).name.lower(),
+    }
+
+
+async def set_autonomy(
+    store: Store,
+    audit: AuditSink,
+    configured: PolicyConfig,
+    level: AutonomyLevel | None,
+    *,
+    actor: str,
+    reason: str | None,
+    at: datetime,
+) -> dict[str, Any]:
+    """Lower (or, with None, restore) the agent's autonomy at runtime; audited.
+
+    The runtime level can only make the agent more cautious than its configured
+    `policy.agent_autonomy`: the effective level is the lower of the two.
+    """
+    before = await autonomy_state(store, configured)
+    await store.set_flag(AUTONOMY_FLAG, int(level) if level is not None else None)
+    after = await autonomy_state(store, configured)
+    await audit.append(
+        AuditEvent(
+            actor=actor,
+            action="control.autonomy",
+            subject="agent",
+            reason=reason or "",
+            outcome=f"effective {after['effective']}",
+            details={"requested": int(level) if level is not None else None, "before": before},
+            at=at,
+        )
+    )
+    return after
