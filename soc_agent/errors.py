@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ConnectorError",
+    "EgressDeniedError",
     "ExpressionError",
     "NormalizationError",
     "PlaybookError",
@@ -63,6 +64,10 @@ class NormalizationError(SocAgentError):
 
 class ConnectorError(SocAgentError):
     """A connector call failed (transport, vendor error, bad output)."""
+
+
+class EgressDeniedError(ConnectorError):
+    """A connector tried to reach a host or address it is not allowed to; nothing was sent."""
 
 
 class ScopeDeniedError(ConnectorError):

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from soc_agent_connectors.gateway import AuditSink, Gateway
-
+from soc_agent.audit.base import AuditSink
 from soc_agent.errors import ConnectorError, SocAgentError
+from soc_agent.gateway import Gateway
 from soc_agent.models import ActionRequest, ActionStatus, AuditEvent, ExecutionStatus
 from soc_agent.store.base import ActionRecord, Store
 

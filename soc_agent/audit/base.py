@@ -8,10 +8,19 @@ from typing import Protocol
 from soc_agent.audit.chain import VerifyResult
 from soc_agent.models import AuditEvent
 
-__all__ = ["AuditLog"]
+__all__ = ["AuditLog", "AuditSink"]
+
+
+class AuditSink(Protocol):
+    """Where the core writes audit events: the one method the gateway, executor and
+    proposal service need (every AuditLog is one)."""
+
+    async def append(self, event: AuditEvent) -> AuditEvent: ...
 
 
 class AuditLog(Protocol):
+    """The hash-chained audit log: append, read back, and verify the chain."""
+
     async def append(self, event: AuditEvent) -> AuditEvent: ...
     async def list(
         self,

@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from soc_agent_connectors.gateway import AuditSink, Gateway
-
 from soc_agent.actions.executor import Executor
+from soc_agent.audit.base import AuditSink
 from soc_agent.correlate import CorrelationResult, Correlator
 from soc_agent.errors import SocAgentError
+from soc_agent.gateway import Gateway
 from soc_agent.models import (
     ActionRequest,
     Alert,

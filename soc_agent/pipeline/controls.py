@@ -13,8 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from soc_agent_connectors.gateway import AuditSink
-
+from soc_agent.audit.base import AuditSink
 from soc_agent.models import AuditEvent, AutonomyLevel
 from soc_agent.policy import (
     AUTONOMY_FLAG,

@@ -16,10 +16,10 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from soc_agent_connectors.base import Capability
-from soc_agent_connectors.gateway import Gateway
+from soc_agent_connectors import Capability
 
 from soc_agent.errors import ConnectorError
+from soc_agent.gateway import Gateway
 from soc_agent.models import (
     ActionCandidate,
     ActionRequest,

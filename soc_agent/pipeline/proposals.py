@@ -19,9 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from soc_agent_connectors.gateway import AuditSink
-
 from soc_agent.actions.executor import Executor
+from soc_agent.audit.base import AuditSink
 from soc_agent.errors import SocAgentError
 from soc_agent.models import (
     ActionRequest,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from soc_agent_connectors.gateway import Gateway
+from soc_agent.gateway import Gateway
 
 __all__ = ["GatewayStepExecutor"]
 

@@ -7,13 +7,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from soc_agent_connectors.base import Connector, installed_connector_names, load_connector_classes
-from soc_agent_connectors.gateway import Gateway
+from soc_agent_connectors import Connector, installed_connector_names, load_connector_classes
 
 from soc_agent.actions.executor import Executor
 from soc_agent.audit import AuditLog
 from soc_agent.config import Settings
 from soc_agent.errors import ConfigError
+from soc_agent.gateway import Gateway
 from soc_agent.ingest import FieldMapping, load_mappings
 from soc_agent.pipeline.agent import Agent
 from soc_agent.pipeline.proposals import ProposalService

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from soc_agent_connectors.base import Connector, load_connector_classes
+from soc_agent_connectors import Connector, load_connector_classes
 
 from soc_agent.config import Settings
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from soc_agent_connectors.base import Capability, CapabilityKind, load_connector_classes
+from soc_agent_connectors import Capability, CapabilityKind, load_connector_classes
 
 from soc_agent.config import Settings
 from soc_agent.ingest import load_mappings, normalize

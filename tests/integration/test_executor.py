@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from soc_agent_connectors.gateway import Gateway
 from soc_agent_connectors.recording_executor import RecordingExecutor, RecordingExecutorConfig
 
 from soc_agent.actions.executor import Executor
 from soc_agent.audit import SQLiteAuditLog
+from soc_agent.gateway import Gateway
 from soc_agent.models import (
     ActionRequest,
     AutonomyLevel,

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from soc_agent_connectors.http_config import HttpRuntime
+from soc_agent_connectors import HttpRuntime
 
 from tests.integration.connectors.vendor_server import VendorServer
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, Field
-from soc_agent_connectors.base import capability
-from soc_agent_connectors.http import HttpConnector, HttpConnectorConfig
+from soc_agent_connectors import HttpConnector, HttpConnectorConfig, capability
 
 __all__ = [
     "IntelApi",

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from soc_agent_connectors import VendorHTTPError
 from soc_agent_connectors.abuseipdb import AbuseIpDb, AbuseIpDbConfig
-from soc_agent_connectors.gateway import Gateway
-from soc_agent_connectors.http import VendorHTTPError
 
 from soc_agent.audit import SQLiteAuditLog
 from soc_agent.errors import ConnectorError, ScopeDeniedError
+from soc_agent.gateway import Gateway
 from tests.integration.connectors.conftest import FakeTime
 from tests.integration.connectors.vendor_server import Reply, VendorServer
 

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 from soc_agent_connectors.crowdstrike import CrowdStrike, CrowdStrikeConfig
-from soc_agent_connectors.gateway import Gateway
 
 from soc_agent.actions.executor import Executor
 from soc_agent.audit import SQLiteAuditLog
 from soc_agent.errors import ConnectorError
+from soc_agent.gateway import Gateway
 from soc_agent.models import (
     ActionRequest,
     AutonomyLevel,

@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from soc_agent_connectors.base import capability
-from soc_agent_connectors.http import HttpConnector, HttpConnectorConfig
+from soc_agent_connectors import HttpConnector, HttpConnectorConfig, capability
 
 from soc_agent.models import Disposition, EvidenceStatus
 from soc_agent.runtime.components import open_components

@@ -11,7 +11,7 @@ from email.utils import format_datetime
 from typing import Any
 
 import pytest
-from soc_agent_connectors.http import CircuitOpenError, VendorHTTPError
+from soc_agent_connectors import CircuitOpenError, VendorHTTPError
 
 from soc_agent.errors import ConnectorError
 from tests.integration.connectors.conftest import FakeTime

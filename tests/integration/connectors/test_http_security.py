@@ -13,13 +13,18 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
-from soc_agent_connectors.base import Connector, capability
-from soc_agent_connectors.gateway import Gateway
-from soc_agent_connectors.http import EgressDeniedError, HttpRuntime, VendorHTTPError
+from soc_agent_connectors import (
+    Connector,
+    EgressDeniedError,
+    HttpRuntime,
+    VendorHTTPError,
+    capability,
+)
 
 from soc_agent.audit import SQLiteAuditLog
 from soc_agent.config import load_settings
 from soc_agent.errors import ConfigError, ConnectorError, ScopeDeniedError
+from soc_agent.gateway import Gateway
 from soc_agent.runtime.control import describe_connectors
 from tests.integration.connectors.conftest import FakeTime
 from tests.integration.connectors.intel_api import IntelApi, IntelApiConfig, ip_report, vt_error

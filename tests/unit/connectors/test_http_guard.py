@@ -6,7 +6,7 @@ import ipaddress
 
 import httpx
 import pytest
-from soc_agent_connectors.http_guard import (
+from soc_agent_connectors._http_guard import (
     EgressDeniedError,
     check_host_allowed,
     check_public_address,

@@ -6,8 +6,8 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from soc_agent_connectors.http_cache import TTLCache, cache_key
-from soc_agent_connectors.http_resilience import (
+from soc_agent_connectors._http_cache import TTLCache, cache_key
+from soc_agent_connectors._http_resilience import (
     BreakerState,
     CircuitBreaker,
     CircuitOpenError,

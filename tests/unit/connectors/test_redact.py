@@ -7,7 +7,7 @@ import logging
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from soc_agent_connectors.redact import REDACTED, RedactingFilter, redact_data, redact_text
+from soc_agent_connectors import REDACTED, RedactingFilter, redact_data, redact_text
 
 KEY = "4f9c0de1b2a3c4d5e6f7"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
-from soc_agent_connectors.secrets import SecretRef, SecretUnavailableError
+from soc_agent_connectors import SecretRef, SecretUnavailableError
 
 
 class Holder(BaseModel):

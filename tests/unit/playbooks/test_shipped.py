@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from soc_agent_connectors.base import load_connector_classes
+from soc_agent_connectors import load_connector_classes
 
 from soc_agent.ingest import normalize
 from soc_agent.models import Alert

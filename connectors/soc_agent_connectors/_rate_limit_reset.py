@@ -15,14 +15,15 @@ from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
 import httpx
-from soc_agent_connectors.http import (
+
+from soc_agent_connectors._http import (
     IDEMPOTENT_METHODS,
     HttpConnector,
     HttpConnectorConfig,
     VendorHTTPError,
 )
-from soc_agent_connectors.http_config import HttpRuntime
-from soc_agent_connectors.http_resilience import backoff_delay, parse_retry_after
+from soc_agent_connectors._http_config import HttpRuntime
+from soc_agent_connectors._http_resilience import backoff_delay, parse_retry_after
 
 __all__ = ["ResetHeaderConnector", "seconds_until_epoch"]
 

@@ -23,24 +23,24 @@ from typing import Any, ClassVar
 
 import httpx
 from pydantic import ValidationError
-from soc_agent_connectors.base import Capability, Connector
-from soc_agent_connectors.http_cache import TTLCache, cache_key
-from soc_agent_connectors.http_config import HttpConnectorConfig, HttpRuntime
-from soc_agent_connectors.http_guard import (
+
+from soc_agent.errors import ConnectorError
+from soc_agent_connectors._http_cache import TTLCache, cache_key
+from soc_agent_connectors._http_config import HttpConnectorConfig, HttpRuntime
+from soc_agent_connectors._http_guard import (
     EgressDeniedError,
     UntrustedTransport,
     check_host_allowed,
 )
-from soc_agent_connectors.http_resilience import (
+from soc_agent_connectors._http_resilience import (
     CircuitBreaker,
     CircuitOpenError,
     TokenBucket,
     backoff_delay,
     parse_retry_after,
 )
+from soc_agent_connectors.base import Capability, Connector
 from soc_agent_connectors.redact import RedactingFilter, redact_text
-
-from soc_agent.errors import ConnectorError
 
 __all__ = [
     "CircuitOpenError",

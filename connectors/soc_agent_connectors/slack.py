@@ -18,11 +18,10 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import Field
-from soc_agent_connectors.base import capability
-from soc_agent_connectors.http import HttpConnector, HttpConnectorConfig, HttpRuntime
-from soc_agent_connectors.local_notifier import NotifyInput, NotifyOutput
 
 from soc_agent.errors import ConnectorError
+from soc_agent_connectors import HttpConnector, HttpConnectorConfig, HttpRuntime, capability
+from soc_agent_connectors.local_notifier import NotifyInput, NotifyOutput
 
 __all__ = ["Slack", "SlackConfig", "SlackNotifyOutput", "slack_escape"]
 

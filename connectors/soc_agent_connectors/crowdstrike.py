@@ -14,19 +14,19 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
-from soc_agent_connectors.action_models import (
+
+from soc_agent.errors import ConnectorError
+from soc_agent_connectors import (
     HOSTNAME,
     ActionDone,
     ActionInput,
     HostInput,
+    HttpRuntime,
     StateAnswer,
     StateQuery,
+    capability,
 )
-from soc_agent_connectors.base import capability
-from soc_agent_connectors.http_config import HttpRuntime
-from soc_agent_connectors.oauth2 import OAuth2Config, OAuth2Connector
-
-from soc_agent.errors import ConnectorError
+from soc_agent_connectors._oauth2 import OAuth2Config, OAuth2Connector
 
 __all__ = ["CrowdStrike", "CrowdStrikeConfig"]
 

@@ -22,7 +22,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from soc_agent.errors import ConnectorError
+from soc_agent.errors import EgressDeniedError
 
 __all__ = [
     "EgressDeniedError",
@@ -38,10 +38,6 @@ __all__ = [
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Awaitable[list[str]]]
-
-
-class EgressDeniedError(ConnectorError):
-    """A connector tried to reach a host or address it is not allowed to; nothing was sent."""
 
 
 async def resolve_host(host: str, port: int) -> list[str]:

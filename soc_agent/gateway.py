@@ -16,23 +16,20 @@ import asyncio
 import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-from soc_agent_connectors.base import Capability, CapabilityKind, Connector
-from soc_agent_connectors.http_guard import EgressDeniedError
-from soc_agent_connectors.redact import redact_data, redact_text
+from soc_agent_connectors import Capability, CapabilityKind, Connector, redact_data, redact_text
 
-from soc_agent.errors import ConnectorError, ScopeDeniedError
+from soc_agent.audit.base import AuditSink
+from soc_agent.errors import ConnectorError, EgressDeniedError, ScopeDeniedError
 from soc_agent.models import AuditEvent
 
-__all__ = ["AuditSink", "Gateway"]
-
-
-class AuditSink(Protocol):
-    async def append(self, event: AuditEvent) -> AuditEvent: ...
+__all__ = ["Gateway"]
 
 
 class Gateway:
+    """The single chokepoint between the agent and its connectors; see the module docstring."""
+
     def __init__(
         self,
         connectors: Mapping[str, Connector],

@@ -23,13 +23,17 @@ from typing import ClassVar
 
 import httpx
 from pydantic import Field, ValidationInfo, field_validator
-from soc_agent_connectors.base import capability
-from soc_agent_connectors.http import HttpConnector, HttpConnectorConfig, HttpRuntime
-from soc_agent_connectors.local_notifier import NotifyInput, NotifyOutput
-from soc_agent_connectors.redact import is_sensitive_key
-from soc_agent_connectors.secrets import SecretRef
 
 from soc_agent.errors import ConnectorError
+from soc_agent_connectors import (
+    HttpConnector,
+    HttpConnectorConfig,
+    HttpRuntime,
+    SecretRef,
+    capability,
+    is_sensitive_key,
+)
+from soc_agent_connectors.local_notifier import NotifyInput, NotifyOutput
 
 __all__ = ["Webhook", "WebhookConfig", "WebhookNotifyOutput", "sign"]
 

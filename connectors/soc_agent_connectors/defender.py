@@ -16,20 +16,20 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
-from soc_agent_connectors.action_models import (
+
+from soc_agent.errors import ConnectorError
+from soc_agent_connectors import (
     HOSTNAME,
     ActionDone,
     ActionInput,
     HostInput,
+    HttpRuntime,
     StateAnswer,
     StateQuery,
+    VendorHTTPError,
+    capability,
 )
-from soc_agent_connectors.base import capability
-from soc_agent_connectors.http import VendorHTTPError
-from soc_agent_connectors.http_config import HttpRuntime
-from soc_agent_connectors.oauth2 import MicrosoftOAuth2Config, OAuth2Connector
-
-from soc_agent.errors import ConnectorError
+from soc_agent_connectors._oauth2 import MicrosoftOAuth2Config, OAuth2Connector
 
 __all__ = ["Defender", "DefenderConfig"]
 

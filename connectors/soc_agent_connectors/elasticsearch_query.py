@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field, field_validator, model_validator
+
 from soc_agent_connectors.event_store_local import SearchInput, SearchOutput
 
 __all__ = [

@@ -16,12 +16,17 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field
-from soc_agent_connectors.action_models import ActionDone, ActionInput, StateAnswer, StateQuery
-from soc_agent_connectors.base import capability
-from soc_agent_connectors.http_config import HttpRuntime
-from soc_agent_connectors.oauth2 import MicrosoftOAuth2Config, OAuth2Connector
 
 from soc_agent.errors import ConnectorError
+from soc_agent_connectors import (
+    ActionDone,
+    ActionInput,
+    HttpRuntime,
+    StateAnswer,
+    StateQuery,
+    capability,
+)
+from soc_agent_connectors._oauth2 import MicrosoftOAuth2Config, OAuth2Connector
 
 __all__ = ["Entra", "EntraConfig"]
 

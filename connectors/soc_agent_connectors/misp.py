@@ -14,10 +14,9 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, field_validator
-from soc_agent_connectors.base import capability
-from soc_agent_connectors.http import HttpConnector, HttpConnectorConfig, HttpRuntime
 
 from soc_agent.errors import ConnectorError
+from soc_agent_connectors import HttpConnector, HttpConnectorConfig, HttpRuntime, capability
 
 __all__ = ["Misp", "MispAttribute", "MispConfig", "MispSearch", "MispSearchResult"]
 

@@ -14,6 +14,15 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from soc_agent.errors import ConnectorError
+from soc_agent_connectors import (
+    HttpConnector,
+    HttpConnectorConfig,
+    HttpRuntime,
+    VendorHTTPError,
+    capability,
+)
 from soc_agent_connectors._reputation import (
     DomainInput,
     HashInput,
@@ -24,15 +33,6 @@ from soc_agent_connectors._reputation import (
     Verdict,
     band_score,
 )
-from soc_agent_connectors.base import capability
-from soc_agent_connectors.http import (
-    HttpConnector,
-    HttpConnectorConfig,
-    HttpRuntime,
-    VendorHTTPError,
-)
-
-from soc_agent.errors import ConnectorError
 
 __all__ = ["AnalysisStats", "VirusTotal", "VirusTotalConfig", "VtReputation", "url_id"]
 

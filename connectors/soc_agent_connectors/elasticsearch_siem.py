@@ -38,7 +38,9 @@ from elasticsearch import (
     ConnectionError as EsConnectionError,
 )
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
-from soc_agent_connectors.base import Connector, capability
+
+from soc_agent.errors import ConnectorError
+from soc_agent_connectors import Connector, RedactingFilter, SecretRef, capability, redact_text
 from soc_agent_connectors.elasticsearch_query import (
     ENTITY_FIELDS,
     CountByInput,
@@ -53,10 +55,6 @@ from soc_agent_connectors.elasticsearch_query import (
     parse_search,
 )
 from soc_agent_connectors.event_store_local import SearchInput
-from soc_agent_connectors.redact import RedactingFilter, redact_text
-from soc_agent_connectors.secrets import SecretRef
-
-from soc_agent.errors import ConnectorError
 
 __all__ = ["ElasticsearchConfig", "ElasticsearchSiem"]
 

@@ -31,11 +31,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from soc_agent_connectors.http_config import HttpConnectorConfig, HttpRuntime
-from soc_agent_connectors.rate_limit_reset import ResetHeaderConnector
-from soc_agent_connectors.secrets import SecretRef
 
 from soc_agent.errors import ConnectorError
+from soc_agent_connectors._http_config import HttpConnectorConfig, HttpRuntime
+from soc_agent_connectors._rate_limit_reset import ResetHeaderConnector
+from soc_agent_connectors.secrets import SecretRef
 
 __all__ = ["MicrosoftOAuth2Config", "OAuth2Config", "OAuth2Connector"]
 

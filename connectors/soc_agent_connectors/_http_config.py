@@ -12,7 +12,8 @@ from ipaddress import IPv4Network, IPv6Network
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-from soc_agent_connectors.http_guard import Resolver, resolve_host
+
+from soc_agent_connectors._http_guard import Resolver, resolve_host
 from soc_agent_connectors.secrets import SecretRef
 
 __all__ = ["HttpConnectorConfig", "HttpRuntime"]

@@ -15,11 +15,10 @@ from datetime import datetime
 from typing import ClassVar
 
 from pydantic import BaseModel, Field, ValidationError
-from soc_agent_connectors._reputation import IpInput, Reputation, Verdict, band_score
-from soc_agent_connectors.base import capability
-from soc_agent_connectors.http import HttpConnector, HttpConnectorConfig, HttpRuntime
 
 from soc_agent.errors import ConnectorError
+from soc_agent_connectors import HttpConnector, HttpConnectorConfig, HttpRuntime, capability
+from soc_agent_connectors._reputation import IpInput, Reputation, Verdict, band_score
 
 __all__ = ["AbuseIpDb", "AbuseIpDbConfig", "AbuseIpReport"]
 

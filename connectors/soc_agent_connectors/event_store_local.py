@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from soc_agent_connectors import Connector, capability
 from soc_agent_connectors._local_data import load_jsonl, resolve_data_path
-from soc_agent_connectors.base import Connector, capability
 
 __all__ = ["LocalEventStore"]
 

@@ -16,13 +16,18 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field
-from soc_agent_connectors.action_models import ActionDone, ActionInput, StateAnswer, StateQuery
-from soc_agent_connectors.base import capability
-from soc_agent_connectors.http import HttpConnectorConfig
-from soc_agent_connectors.http_config import HttpRuntime
-from soc_agent_connectors.rate_limit_reset import ResetHeaderConnector
 
 from soc_agent.errors import ConnectorError
+from soc_agent_connectors import (
+    ActionDone,
+    ActionInput,
+    HttpConnectorConfig,
+    HttpRuntime,
+    ResetHeaderConnector,
+    StateAnswer,
+    StateQuery,
+    capability,
+)
 
 __all__ = ["Okta", "OktaConfig"]
 

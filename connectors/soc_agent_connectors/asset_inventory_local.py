@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from soc_agent_connectors import Connector, capability
 from soc_agent_connectors._local_data import load_yaml, resolve_data_path
-from soc_agent_connectors.base import Connector, capability
 
 __all__ = ["LocalAssetInventory"]
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from soc_agent_connectors.base import Connector, capability
+
+from soc_agent_connectors import Connector, capability
 
 __all__ = ["LocalNotifier"]
 

@@ -1,1 +1,0 @@
-"""Connectors: the agent's hands and eyes. Installed as `soc_agent_connectors`."""
