@@ -129,7 +129,7 @@ def proposals_table(proposals: list[Proposal]) -> str:
         f"{'APPROVALS':<9} EXPIRES"
     ]
     for p in proposals:
-        approvers = len({a.analyst for a in p.approvals if a.verdict == "approve"})
+        approvers = len(p.approvers)
         rows.append(
             f"{p.id:<22} {p.status.value:<9} {p.urgency:>5.1f} "
             f"{p.request.action:<16} {p.request.target.value[:32]:<32} "

@@ -53,7 +53,7 @@ class Page:
 def proposal_json(proposal: Proposal, now: datetime) -> dict[str, Any]:
     """A proposal as stored, plus what an analyst needs at a glance."""
     data = proposal.model_dump(mode="json")
-    approvers = sorted({a.analyst for a in proposal.approvals if a.verdict == "approve"})
+    approvers = proposal.approvers
     data["approvers"] = approvers
     data["approvals_needed"] = max(0, proposal.request.required_approvals - len(approvers))
     data["overdue"] = proposal.status is ProposalStatus.PENDING and now >= proposal.expires_at

@@ -16,7 +16,7 @@ from soc_agent.models.decision import (
 )
 from soc_agent.models.evidence import Evidence, EvidenceStatus, Investigation
 from soc_agent.models.incident import Incident
-from soc_agent.models.proposal import Approval, Proposal, ProposalStatus
+from soc_agent.models.proposal import Approval, ApprovalVerdict, Proposal, ProposalStatus
 
 __all__ = [
     "ActionCandidate",
@@ -24,6 +24,7 @@ __all__ = [
     "ActionStatus",
     "Alert",
     "Approval",
+    "ApprovalVerdict",
     "AuditEvent",
     "AutonomyLevel",
     "DeadLetter",

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from soc_agent.models.decision import ActionRequest
 
-__all__ = ["Approval", "Proposal", "ProposalStatus"]
+__all__ = ["Approval", "ApprovalVerdict", "Proposal", "ProposalStatus", "approvers_of"]
 
 
 class ProposalStatus(StrEnum):
@@ -24,14 +24,23 @@ class ProposalStatus(StrEnum):
     ROLLED_BACK = "rolled_back"  # a reviewed execution the analyst rejected, then undone
 
 
+class ApprovalVerdict(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
 class Approval(BaseModel):
+    """One analyst's verdict on a proposal (or on a review item)."""
+
     analyst: str
-    verdict: str  # "approve" | "reject"
+    verdict: ApprovalVerdict
     comment: str | None = None
     at: datetime
 
 
 class Proposal(BaseModel):
+    """A disposition waiting for analysts (or, as a review item, an execution to review)."""
+
     id: str
     decision_id: str
     incident_id: str
@@ -44,3 +53,12 @@ class Proposal(BaseModel):
     expires_at: datetime
     updated_at: datetime
     version: int = 1
+
+    @property
+    def approvers(self) -> list[str]:
+        """The distinct analysts who approved, sorted: four-eyes counts these."""
+        return approvers_of(self.approvals)
+
+
+def approvers_of(approvals: list[Approval]) -> list[str]:
+    return sorted({a.analyst for a in approvals if a.verdict is ApprovalVerdict.APPROVE})

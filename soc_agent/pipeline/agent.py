@@ -19,7 +19,7 @@ from typing import Protocol
 
 from soc_agent.actions.executor import Executor
 from soc_agent.audit.base import AuditSink
-from soc_agent.correlate import CorrelationResult, Correlator
+from soc_agent.correlate import CorrelationResult, Correlator, Outcome
 from soc_agent.errors import SocAgentError
 from soc_agent.gateway import Gateway
 from soc_agent.models import (
@@ -83,7 +83,7 @@ class AlertOutcome:
     """What one alert became: its correlation, its incident and the decision that answers it."""
 
     alert: Alert
-    correlation: str  # new | grouped | duplicate | redelivered
+    correlation: Outcome
     incident: Incident
     decision: Decision | None  # None for a suppressed duplicate
     fresh: bool  # false when the decision was made earlier (redelivery)

@@ -25,6 +25,7 @@ from soc_agent.errors import SocAgentError
 from soc_agent.models import (
     ActionRequest,
     Approval,
+    ApprovalVerdict,
     AuditEvent,
     Decision,
     ExecutionStatus,
@@ -33,6 +34,7 @@ from soc_agent.models import (
     Severity,
 )
 from soc_agent.models.ids import proposal_id as mint_proposal_id
+from soc_agent.models.proposal import approvers_of
 from soc_agent.policy import PolicyConfig, proposal_expiry, urgency
 from soc_agent.store.base import Store
 
@@ -154,7 +156,7 @@ class ProposalService:
             return await self._conclude_review(proposal, analyst, comment, uphold=True)
         await self._expire_if_due(proposal)
         self._require_pending(proposal)
-        if any(a.analyst == analyst and a.verdict == "approve" for a in proposal.approvals):
+        if analyst in proposal.approvers:
             raise ProposalConflict(
                 f"{analyst} has already approved {proposal_id}; "
                 "four-eyes needs a different approver"
@@ -162,9 +164,9 @@ class ProposalService:
         now = self._clock()
         approvals = [
             *proposal.approvals,
-            Approval(analyst=analyst, verdict="approve", comment=comment, at=now),
+            Approval(analyst=analyst, verdict=ApprovalVerdict.APPROVE, comment=comment, at=now),
         ]
-        approvers = sorted({a.analyst for a in approvals if a.verdict == "approve"})
+        approvers = approvers_of(approvals)
         ready = len(approvers) >= proposal.request.required_approvals
         updated = proposal.model_copy(
             update={
@@ -210,7 +212,7 @@ class ProposalService:
         proposal = await self._load(proposal_id)
         if proposal.status is not ProposalStatus.APPROVED:
             return ProposalOutcome(proposal, f"{proposal_id} is {proposal.status.value}")
-        approvers = sorted({a.analyst for a in proposal.approvals if a.verdict == "approve"})
+        approvers = proposal.approvers
         return await self._execute(proposal, approvers)
 
     async def resume_approved(
@@ -263,7 +265,9 @@ class ProposalService:
                 "updated_at": now,
                 "approvals": [
                     *proposal.approvals,
-                    Approval(analyst=analyst, verdict="reject", comment=comment, at=now),
+                    Approval(
+                        analyst=analyst, verdict=ApprovalVerdict.REJECT, comment=comment, at=now
+                    ),
                 ],
             }
         )
@@ -334,7 +338,7 @@ class ProposalService:
                     *proposal.approvals,
                     Approval(
                         analyst=analyst,
-                        verdict="approve" if uphold else "reject",
+                        verdict=ApprovalVerdict.APPROVE if uphold else ApprovalVerdict.REJECT,
                         comment=comment,
                         at=now,
                     ),

@@ -14,12 +14,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from soc_agent.errors import SocAgentError
-from soc_agent.models import ActionStatus, DeadLetter, Proposal
+from soc_agent.models import ActionStatus, ApprovalVerdict, DeadLetter, Proposal
 from soc_agent.models.ids import dead_letter_id
 from soc_agent.pipeline.agent import Agent
 from soc_agent.pipeline.proposals import (
@@ -49,7 +48,7 @@ class Verdict(BaseModel):
     model_config = ConfigDict(extra="forbid")
     proposal_id: str = Field(min_length=1, max_length=128)
     analyst: str = Field(min_length=1, max_length=256)
-    verdict: Literal["approve", "reject"]
+    verdict: ApprovalVerdict
     comment: str | None = Field(default=None, max_length=4096)
 
 
@@ -83,7 +82,7 @@ class ApprovalProcessor:
             )
         for _ in range(_RETRIES):
             try:
-                if verdict.verdict == "approve":
+                if verdict.verdict is ApprovalVerdict.APPROVE:
                     outcome = await self._proposals.approve(
                         verdict.proposal_id, verdict.analyst, verdict.comment
                     )
