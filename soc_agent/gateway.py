@@ -4,9 +4,10 @@ It enforces least privilege (a capability runs only if the deployment granted
 all its scopes for that connector), bounds each call with a timeout, and
 audits every action call and every denial, and with `audit_queries` every
 query call too (connector, capability, outcome, latency, error). Errors and
-audit details are scrubbed of the connectors' secrets and of anything
-shaped like a credential. Where an HTTP connector may connect is enforced by
-`HttpConnector` itself (see `http_guard`); the gateway audits its refusals
+audit details are scrubbed of the connectors' secrets (in every encoding) and
+of anything shaped like a credential; results are scrubbed of the calling
+connector's secrets. Where an HTTP connector may connect is enforced by
+`HttpConnector` itself (see `soc_agent_connectors._http_guard`); the gateway audits its refusals
 as denials.
 """
 
@@ -18,7 +19,14 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from soc_agent_connectors import Capability, CapabilityKind, Connector, redact_data, redact_text
+from soc_agent_connectors import (
+    Capability,
+    CapabilityKind,
+    Connector,
+    redact_data,
+    redact_text,
+    scrub_known,
+)
 
 from soc_agent.audit.base import AuditSink
 from soc_agent.errors import ConnectorError, EgressDeniedError, ScopeDeniedError
@@ -155,7 +163,9 @@ class Gateway:
         if error is not None:
             raise ConnectorError(f"{connector}.{capability}: {error}")
         assert result is not None
-        return result
+        # A vendor may echo a credential back; results become evidence analysts read.
+        scrubbed: dict[str, Any] = scrub_known(result, self._connectors[connector].secret_values())
+        return scrubbed
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Live state per connector (an HTTP connector's breaker, cache, base URL)."""

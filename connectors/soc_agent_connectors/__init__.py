@@ -43,6 +43,7 @@ from soc_agent_connectors.redact import (
     is_sensitive_key,
     redact_data,
     redact_text,
+    scrub_known,
 )
 from soc_agent_connectors.secrets import SecretRef, SecretUnavailableError
 
@@ -80,4 +81,5 @@ __all__ = [
     "load_connector_classes",
     "redact_data",
     "redact_text",
+    "scrub_known",
 ]

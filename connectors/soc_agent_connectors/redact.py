@@ -1,19 +1,36 @@
 """Scrubbing secrets out of text and data before it reaches a log, an error or the audit chain.
 
 Two layers: the exact values of credentials a connector has read (always
-replaced, wherever they appear), and the common shapes of secrets
-(Authorization headers, Bearer/Basic/SSWS values, `apikey=`/`token=` query
-parameters, `"password": ...` pairs) for anything we have not seen.
+replaced, wherever they appear, and in every encoding a message may carry
+them: escaped as in a repr or JSON, percent-encoded as in a URL, base64 as in
+a header or body), and the common shapes of secrets (Authorization headers,
+Bearer/Basic/SSWS values, `apikey=`/`token=` query parameters,
+`"password": ...` pairs) for anything we have not seen.
+
+`scrub_known` applies only the first layer, for connector results: evidence
+keeps its words (a log line saying `token=` is evidence), but never a secret
+the vendor echoed back.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
+import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus
 
-__all__ = ["REDACTED", "RedactingFilter", "is_sensitive_key", "redact_data", "redact_text"]
+__all__ = [
+    "REDACTED",
+    "RedactingFilter",
+    "is_sensitive_key",
+    "redact_data",
+    "redact_text",
+    "scrub_known",
+]
 
 REDACTED = "[REDACTED]"
 
@@ -56,10 +73,41 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+@functools.lru_cache(maxsize=256)
+def _encodings(secret: str) -> frozenset[str]:
+    """The forms a secret takes in messages: raw, escaped, percent-encoded, base64."""
+    raw = secret.encode("utf-8", "surrogatepass")
+    forms = {
+        secret,
+        secret.encode("unicode_escape").decode("ascii"),
+        json.dumps(secret)[1:-1],
+        quote(secret, safe=""),
+        quote_plus(secret),
+    }
+    for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
+        text = encoded.decode("ascii")
+        forms |= {text, text.rstrip("=")}
+    return frozenset(f for f in forms if len(f) >= _MIN_SECRET_LEN)
+
+
+def _known_forms(secrets: Iterable[str]) -> list[str]:
+    """Every encoding of every known secret, longest first (so no form is half-replaced)."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if len(secret) >= _MIN_SECRET_LEN:
+            forms |= _encodings(secret)
+    return sorted(forms, key=len, reverse=True)
+
+
+def _replace_known(text: str, forms: list[str]) -> str:
+    for form in forms:
+        text = text.replace(form, REDACTED)
+    return text
+
+
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with every known secret value and every secret-shaped token replaced."""
-    for value in sorted({s for s in secrets if len(s) >= _MIN_SECRET_LEN}, key=len, reverse=True):
-        text = text.replace(value, REDACTED)
+    """`text` with every known secret (in any encoding) and every secret-shaped token replaced."""
+    text = _replace_known(text, _known_forms(secrets))
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
@@ -106,3 +154,20 @@ class RedactingFilter(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
+
+
+def scrub_known(data: Any, secrets: Iterable[str]) -> Any:
+    """JSON-like `data` with every known secret (in any encoding) replaced; `data` itself when
+    there is nothing to scrub, so results of connectors without credentials cost nothing."""
+    forms = _known_forms(secrets)
+    return _scrub(data, forms) if forms else data
+
+
+def _scrub(data: Any, forms: list[str]) -> Any:
+    if isinstance(data, str):
+        return _replace_known(data, forms)
+    if isinstance(data, Mapping):
+        return {k: _scrub(v, forms) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_scrub(v, forms) for v in data]
+    return data

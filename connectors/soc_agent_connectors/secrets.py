@@ -6,12 +6,19 @@ rotated Kubernetes secret, a renewed token file), so credentials rotate
 without a restart. A literal value is accepted only where the configuration
 explicitly allows it. The value never appears in `repr`, `str`, errors or
 serialised configuration.
+
+Every source is trimmed of surrounding whitespace (a Kubernetes secret created
+from a file ends with a newline, which would otherwise be sent, refused by the
+HTTP client and echoed escaped in its error), and a value with control or
+format characters inside is refused: no credential contains them, and they
+defeat exact-value scrubbing.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,7 +60,14 @@ class SecretRef:
         self._kind: SecretKind = kind
         self._source = source
         self._key = spec
-        self._value: str | None = source if kind == "literal" else None
+        self._value: str | None = None
+        if kind == "literal":
+            try:
+                self._value = self._clean(source)
+            except SecretUnavailableError:
+                raise ValueError(
+                    "a literal credential must not contain control characters"
+                ) from None
         self._stamp: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
 
@@ -82,8 +96,16 @@ class SecretRef:
         value = self.get() if self._kind != "file" else self._read_file(force=True)
         return value, value != before
 
+    def _clean(self, value: str) -> str:
+        value = value.strip()
+        if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in value):
+            raise SecretUnavailableError(
+                f"credentials {self.reference}: the value contains control characters"
+            )
+        return value
+
     def _read_env(self) -> str:
-        value = os.environ.get(self._source)
+        value = self._clean(os.environ.get(self._source) or "")
         if not value:
             raise SecretUnavailableError(
                 f"credentials {self._key}: environment variable {self._source} is not set"
@@ -105,7 +127,7 @@ class SecretRef:
             if not force and self._value is not None and stamp == self._stamp:
                 return self._value
         try:
-            value = path.read_text(encoding="utf-8").strip()
+            value = self._clean(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise SecretUnavailableError(

@@ -243,6 +243,58 @@ async def test_secrets_never_reach_logs_errors_or_audit(
             assert value not in text, f"secret found in {where}"
 
 
+async def test_a_secret_with_a_trailing_newline_is_sent_trimmed_and_never_leaks(
+    make: Make,
+    vendor_server: VendorServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the chart's secretEnv passes from a secret created from a file: KEY plus newline.
+
+    The vendor here also echoes the key back in a successful answer; the gateway's
+    result (the evidence an analyst reads through the API) must not carry it.
+    """
+    monkeypatch.setenv("VT_API_KEY", ENV_KEY + "\n")
+    conn = make(cache_ttl_seconds=0, max_retries=0)
+    echo = ip_report(IP)
+    echo["data"]["id"] = f"{IP} (requested with key {ENV_KEY})"
+    vendor_server.route(
+        "GET",
+        IP_PATH,
+        lambda request: (
+            Reply(200, echo)
+            if request.header("x-apikey") == ENV_KEY
+            else Reply(
+                401,
+                vt_error("WrongCredentialsError", f"Wrong API key {request.header('x-apikey')!r}"),
+            )
+        ),
+    )
+    audit = SQLiteAuditLog(tmp_path / "audit.db")
+    gateway = Gateway({"vt": conn}, {"vt": ["intel:read"]}, audit, audit_queries=True)
+    errors: list[str] = []
+    with caplog.at_level(logging.DEBUG):
+        try:
+            result = await gateway.call("vt", "ip_report", {"ip": IP}, reason="test")
+        except ConnectorError as exc:
+            errors.append(str(exc))
+            result = {}
+    try:
+        entries = [e.model_dump_json() for e in await audit.list(limit=100)]
+    finally:
+        audit.close()
+    assert errors == []
+    assert result["indicator"] == f"{IP} (requested with key [REDACTED])"
+    haystacks = {
+        "result": json.dumps(result),
+        "audit": "\n".join(entries),
+        "logs": "\n".join(r.getMessage() for r in caplog.records),
+    }
+    for where, text in haystacks.items():
+        assert ENV_KEY not in text, f"secret found in {where}"
+
+
 # --- egress -----------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from soc_agent_connectors import REDACTED, RedactingFilter, redact_data, redact_text
+from soc_agent_connectors import REDACTED, RedactingFilter, redact_data, redact_text, scrub_known
 
 KEY = "4f9c0de1b2a3c4d5e6f7"
 
@@ -73,3 +73,45 @@ def test_logging_filter_scrubs_records() -> None:
     )
     assert RedactingFilter(lambda: [KEY]).filter(record)
     assert KEY not in record.getMessage()
+
+
+def test_every_encoding_of_a_known_secret_is_scrubbed() -> None:
+    """httpx reprs escape a newline; URLs percent-encode; headers and bodies base64-encode."""
+    import base64
+    import json
+    from urllib.parse import quote, quote_plus
+
+    secret = "s3cr3t/K+y=with spaces&sym"
+    encodings = {
+        "raw": secret,
+        "repr": repr(secret + "\n")[1:-1],
+        "json": json.dumps(secret)[1:-1],
+        "url": quote(secret, safe=""),
+        "url-plus": quote_plus(secret),
+        "base64": base64.b64encode(secret.encode()).decode(),
+        "base64-unpadded": base64.b64encode(secret.encode()).decode().rstrip("="),
+        "base64-url": base64.urlsafe_b64encode(secret.encode()).decode(),
+    }
+    for name, encoded in encodings.items():
+        text = f"Invalid header value b'{encoded}' while sending"
+        cleaned = redact_text(text, [secret])
+        assert encoded not in cleaned, name
+        assert REDACTED in cleaned, name
+    assert redact_text("nothing secret here", [secret]) == "nothing secret here"
+
+
+def test_scrub_known_replaces_only_known_values_in_results() -> None:
+    """Evidence keeps its words ('token=' in a log line stays); only real secrets go."""
+    secret = "9d1e5a7c3b2f4e6a8c0d"
+    result = {
+        "events": [{"message": f"GET /x?token=public-sample echo {secret}"}],
+        "count": 1,
+        "echo": secret + "\n",
+    }
+    cleaned = scrub_known(result, [secret])
+    assert cleaned == {
+        "events": [{"message": f"GET /x?token=public-sample echo {REDACTED}"}],
+        "count": 1,
+        "echo": REDACTED + "\n",
+    }
+    assert scrub_known(result, []) is result

@@ -72,3 +72,28 @@ def test_the_value_is_never_shown() -> None:
 def test_malformed_references_are_refused(spec: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
         SecretRef(spec)
+
+
+@pytest.mark.parametrize("padding", ["\n", "\r\n", "  \t", "\n\n"])
+def test_surrounding_whitespace_is_stripped_from_every_source(
+    padding: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Kubernetes secret made from a file and passed as an env var ends with a newline."""
+    value = "9d1e5a7c3b2f4e6a8c0d1e2f3a4b5c6d"
+    monkeypatch.setenv("PADDED_KEY", value + padding)
+    (tmp_path / "key").write_text(padding + value + padding)
+    assert SecretRef("env:PADDED_KEY").get() == value
+    assert SecretRef(f"file:{tmp_path / 'key'}").get() == value
+
+
+@pytest.mark.parametrize("inner", ["\n", "\r", "\x1b[0m", "\x07", "\u202e", "\u200b"])
+def test_control_characters_inside_a_secret_are_refused(
+    inner: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = f"9d1e5a7c{inner}3b2f4e6a"
+    monkeypatch.setenv("BAD_KEY", bad)
+    (tmp_path / "key").write_text(bad)
+    for ref in (SecretRef("env:BAD_KEY"), SecretRef(f"file:{tmp_path / 'key'}")):
+        with pytest.raises(SecretUnavailableError, match="control characters") as caught:
+            ref.get()
+        assert "9d1e5a7c" not in str(caught.value)
