@@ -19,6 +19,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -38,18 +39,30 @@ __all__ = ["build_webhook_app", "partition_key", "serve_webhook"]
 log = logging.getLogger(__name__)
 
 MAX_REASONS = 20
+MIN_TOKEN_LENGTH = 16
 
 
 class _TooLarge(Exception):
     pass
 
 
+def _token(configured: SecretStr | None) -> bytes:
+    """The shared token, trimmed like every secret; an empty or short one is refused,
+    since `compare_digest(b"", b"")` is true and a short one can be guessed."""
+    token = configured.get_secret_value().strip() if configured is not None else ""
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError(
+            f"the webhook needs a shared bearer token of at least {MIN_TOKEN_LENGTH} "
+            "characters (e.g. `openssl rand -hex 32`)",
+            key="kafka.webhook_token",
+        )
+    return token.encode()
+
+
 def build_webhook_app(settings: Settings, publisher: Publisher) -> Starlette:
     """The ASGI app; `publisher` is the process's one producer."""
     config = settings.kafka
-    if config.webhook_token is None:
-        raise ConfigError("the webhook needs a shared bearer token", key="kafka.webhook_token")
-    token = config.webhook_token.get_secret_value().encode()
+    token = _token(config.webhook_token)
     topics = config.topics
     mappings = load_mappings(settings.mappings)
     pivots = Correlator(InMemoryCorrelationState(), settings.correlation).pivots

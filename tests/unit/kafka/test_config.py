@@ -52,3 +52,29 @@ def test_topic_plan_keeps_dlq_and_audit_longer_and_audit_in_one_partition() -> N
     assert long == int(plan["soc.audit"].configs["retention.ms"])
     assert long > int(plan["soc.alerts"].configs["retention.ms"])
     assert kafka.topics.inputs() == {"soc.alerts": None, "ids.eve": "suricata"}
+
+
+@pytest.mark.parametrize("token", ["", "   ", "\n", "short-token"])
+def test_the_webhook_refuses_to_start_with_an_empty_or_short_token(token: str) -> None:
+    """hmac.compare_digest(b"", b"") is true: an empty token would open the webhook to all."""
+    from typing import cast
+
+    from soc_agent.runtime.kafka.producer import Publisher
+    from soc_agent.runtime.kafka.webhook import build_webhook_app
+
+    settings = load_settings(kafka={"webhook_token": token})
+    with pytest.raises(ConfigError, match="at least 16 characters") as caught:
+        build_webhook_app(settings, cast(Publisher, None))
+    assert caught.value.key == "kafka.webhook_token"
+    if token.strip():
+        assert token not in str(caught.value)
+
+
+def test_the_webhook_token_is_trimmed_like_every_secret() -> None:
+    from typing import cast
+
+    from soc_agent.runtime.kafka.producer import Publisher
+    from soc_agent.runtime.kafka.webhook import build_webhook_app
+
+    settings = load_settings(kafka={"webhook_token": "  a-long-enough-shared-token\n"})
+    assert build_webhook_app(settings, cast(Publisher, None)) is not None
