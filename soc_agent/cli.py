@@ -161,7 +161,7 @@ def _process(
             async def emit(outcome: AlertOutcome) -> None:
                 if not as_json:
                     sys.stdout.write(render.outcome_text(outcome) + "\n")
-                elif outcome.decision is not None and outcome.fresh:
+                elif outcome.fresh:
                     sys.stdout.write(render.decision_json(outcome.decision) + "\n")
                 sys.stdout.flush()
 

@@ -73,7 +73,7 @@ def outcome_text(o: AlertOutcome) -> str:
     """A few readable lines per alert: playbook, score, each action with its rule."""
     a = o.alert
     lines = [f"{a.id}  [{a.format}] {a.severity.value}: {a.title[:90]}"]
-    if o.decision is None:
+    if o.correlation == "duplicate" and not o.fresh:
         lines.append(
             f"    duplicate of an alert in {o.incident.id}: suppressed "
             f"(counted {o.incident.duplicate_count}x)"

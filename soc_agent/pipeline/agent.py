@@ -21,6 +21,7 @@ from soc_agent.actions.executor import Executor
 from soc_agent.audit.base import AuditSink
 from soc_agent.correlate import CorrelationResult, Correlator, Outcome
 from soc_agent.errors import SocAgentError
+from soc_agent.failpoints import failpoint
 from soc_agent.gateway import Gateway
 from soc_agent.models import (
     ActionRequest,
@@ -85,7 +86,7 @@ class AlertOutcome:
     alert: Alert
     correlation: Outcome
     incident: Incident
-    decision: Decision | None  # None for a suppressed duplicate
+    decision: Decision  # a suppressed duplicate's is its incident's standing decision
     fresh: bool  # false when the decision was made earlier (redelivery)
     elapsed_ms: float = 0.0  # time in the pipeline, from correlation to the last action
 
@@ -157,6 +158,7 @@ class Agent:
         async with self._correlate_lock:
             result = await self._correlator.correlate(alert)
             await self._store.save_alert(alert, result.incident.id)
+        failpoint("alert.stored")
         incident = result.incident
         await self._audit.append(
             AuditEvent(
@@ -170,19 +172,21 @@ class Agent:
             )
         )
         if result.outcome == "duplicate":
-            return AlertOutcome(alert, result.outcome, incident, None, fresh=False)
+            standing = await self._store.latest_decision(incident.id)
+            if standing is not None and not _unfinished(standing):
+                return AlertOutcome(alert, "duplicate", incident, standing, fresh=False)
         async with self._incident_locks[incident.id]:
             if result.outcome == "grouped" and not result.new_information:
                 previous = await self._store.latest_decision(incident.id)
                 if previous is not None and not _unfinished(previous):
                     decision, fresh = await self._reaffirm(previous, incident, alert)
                     return AlertOutcome(alert, "grouped", incident, decision, fresh=fresh)
-            if result.outcome == "redelivered":
+            if result.outcome in ("redelivered", "duplicate"):
                 previous = await self._store.latest_decision(incident.id)
-                # A decision that covers this alert answers it, and so does the incident's
-                # decision for an alert that was a suppressed duplicate the first time.
-                # Otherwise its first delivery was never decided (still queued, or it
-                # crashed): decide now.
+                # A decision that covers this alert answers it, and the incident's decision
+                # answers a suppressed duplicate. Otherwise the alert's first delivery (or,
+                # for a duplicate, the first delivery of the alert it repeats) was never
+                # decided (still queued elsewhere, or it crashed): decide now.
                 answered = alert.id in (previous.alert_ids if previous else ())
                 suppressed = alert.id not in incident.alert_ids
                 if previous is not None and (answered or suppressed):
@@ -203,6 +207,10 @@ class Agent:
                 return await self._act(existing, incident, alert), False
             return existing, False
         policy = await self.effective_policy()
+        if alert.id not in incident.alert_ids:
+            # A suppressed duplicate decides for the alert it repeats, so the decision is
+            # the one that alert's own (crashed or queued) turn makes: same id, same trigger.
+            alert = await self._store.get_alert(incident.alert_ids[-1]) or alert
         playbook, alert = await self._select(alert, incident)
         now = self._clock()
         if playbook is None:
@@ -260,6 +268,7 @@ class Agent:
         )
         await self._store.save_decision(decision)
         await self._audit_decision(decision)
+        failpoint("decision.stored")
         return await self._act(decision, incident, alert), True
 
     async def _reaffirm(
@@ -349,6 +358,7 @@ class Agent:
         decision = decision.model_copy(update={"actions": acted})
         await self._store.save_decision(decision)
         await self._notify(decision, incident, alert)
+        failpoint("actions.done")
         return decision
 
     async def _notify(self, decision: Decision, incident: Incident, alert: Alert) -> None:

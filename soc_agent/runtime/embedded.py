@@ -36,7 +36,7 @@ class RunReport:
     def count(self, outcome: AlertOutcome) -> None:
         self.alerts += 1
         self.counts[outcome.correlation] += 1
-        if outcome.decision is not None and outcome.fresh:
+        if outcome.fresh:
             self.counts.update(a.disposition.value for a in outcome.decision.actions)
 
 

@@ -109,12 +109,7 @@ class AlertProcessor:
                 await self._store.set_flag(_published(letter_id), True)
 
     async def records_for(self, outcome: AlertOutcome, source: Source) -> list[OutRecord]:
-        decision = outcome.decision
-        if decision is None:
-            # A suppressed duplicate: answered by its incident's standing decision, if any yet.
-            decision = await self._store.latest_decision(outcome.incident.id)
-            if decision is None:
-                return []
+        decision = outcome.decision  # for a suppressed duplicate, its incident's standing one
         out = [
             decision_record(
                 self._topics.decisions,

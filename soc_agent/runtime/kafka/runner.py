@@ -8,6 +8,7 @@ import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
 
+from soc_agent import failpoints
 from soc_agent.config import Settings
 from soc_agent.errors import SocAgentError
 from soc_agent.runtime.components import open_components
@@ -35,6 +36,7 @@ async def run_worker(
     from aiokafka.errors import KafkaError
 
     config = settings.kafka
+    failpoints.arm_from_env()  # crash tests only; see soc_agent.failpoints
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT) if handle_signals else ():

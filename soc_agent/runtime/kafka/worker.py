@@ -38,6 +38,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from soc_agent.failpoints import failpoint
 from soc_agent.runtime.components import Components
 from soc_agent.runtime.kafka.alerts import AlertProcessor
 from soc_agent.runtime.kafka.approvals import ApprovalProcessor
@@ -207,6 +208,7 @@ class KafkaWorker:
     async def _alert(self, value: bytes | None, source: Source) -> None:
         result, records = await self._alerts.process(value, source)
         await self._publisher.send_all(records)
+        failpoint("records.published")
         await self._alerts.mark_published(records)
         self.report.alerts += result.alerts
         self.report.dead_letters += result.dead_letters

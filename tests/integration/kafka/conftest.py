@@ -20,12 +20,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaError
 
 from soc_agent.runtime.kafka.config import KafkaConfig, TopicsConfig
 
@@ -97,11 +97,16 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
             proc.wait()
 
 
+class HasBootstrap(Protocol):
+    @property
+    def bootstrap(self) -> str: ...
+
+
 @dataclass
 class KafkaEnv:
     """A test's own topic names and group on the shared broker."""
 
-    broker: Broker
+    broker: HasBootstrap
     prefix: str
     group: str
     topics: TopicsConfig = field(init=False)
@@ -190,6 +195,8 @@ class KafkaEnv:
             offsets = await admin.list_consumer_group_offsets(
                 self.group, partitions=[TopicPartition(topic, p) for p in range(partitions)]
             )
+        except GroupCoordinatorNotAvailableError:
+            return {}  # Apache Kafka creates its offsets topic with the first group: none yet
         finally:
             await admin.close()
         return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
@@ -244,8 +251,38 @@ class KafkaEnv:
 
 @pytest.fixture
 def kafka(kafka_broker: Broker) -> KafkaEnv:
+    return new_env(kafka_broker)
+
+
+@pytest.fixture(params=["tansu", "apache"])
+def either_kafka(request: pytest.FixtureRequest) -> KafkaEnv:
+    """A test's own topics on tansu, then on the real Apache Kafka."""
+    name = "kafka_broker" if request.param == "tansu" else "apache_kafka"
+    broker: HasBootstrap = request.getfixturevalue(name)
+    return new_env(broker)
+
+
+def new_env(broker: HasBootstrap) -> KafkaEnv:
+    """Topics and a consumer group of their own on `broker`."""
     tag = uuid.uuid4().hex[:8]
-    return KafkaEnv(kafka_broker, prefix=f"t{tag}", group=f"g{tag}")
+    return KafkaEnv(broker, prefix=f"t{tag}", group=f"g{tag}")
+
+
+@pytest.fixture(scope="session")
+def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HasBootstrap]:
+    """The real Apache Kafka (KRaft, built from Maven Central by tests/infra), for the session."""
+    from tests.infra import kafka as kafka_infra
+    from tests.infra._common import InfraUnavailable
+    from tests.infra.fixtures import require
+
+    try:
+        broker = kafka_infra.start(log_dir=tmp_path_factory.mktemp("apache-kafka"))
+    except InfraUnavailable as exc:
+        require(exc)
+    try:
+        yield broker
+    finally:
+        broker.close()
 
 
 def worker_command() -> list[str]:
