@@ -18,6 +18,7 @@ from soc_agent.config import Settings, load_settings
 from soc_agent.errors import SocAgentError
 from soc_agent.logs import configure_logging
 from soc_agent.models import ProposalStatus, RunMode
+from soc_agent.terminal import TerminalSafeStream
 
 __all__ = ["app", "main"]
 
@@ -645,6 +646,11 @@ def topics_create(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
 
 
 def main() -> None:
+    # Everything the CLI prints may carry attacker-chosen text: it goes out escaped, and
+    # so without colours (which are escape sequences too).
+    os.environ.setdefault("NO_COLOR", "1")
+    sys.stdout = TerminalSafeStream(sys.stdout)
+    sys.stderr = TerminalSafeStream(sys.stderr)
     try:
         app()
     except SocAgentError as exc:

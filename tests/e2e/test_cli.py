@@ -330,3 +330,35 @@ def test_config_errors_never_echo_secret_values(tmp_path: Path) -> None:
     bad = cli("run", "--config", "cfg.yaml", cwd=tmp_path)
     assert bad.returncode == 1 and "audit_key" in bad.stderr
     assert "987654321" not in bad.stderr
+
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\x1b[31mRED\u202eexe.txt\u2066\x9b31m"
+
+
+def test_control_and_bidi_characters_never_reach_the_terminal(tmp_path: Path) -> None:
+    """An attacker who controls an alert field must not drive the operator's terminal."""
+    doc = json.loads((SAMPLES / "crowdstrike_malware.json").read_text())
+    doc["event"]["Name"] = f"Known Malware {HOSTILE}"
+    doc["event"]["FileName"] = f"invoice{HOSTILE}.exe"
+    alert = tmp_path / "hostile.json"
+    alert.write_text(json.dumps(doc))
+    (tmp_path / "bad.jsonl").write_text(f'{{"oops": "{HOSTILE.encode().hex()}"\n')
+    outputs = [
+        cli("run", "-a", str(alert), "-a", "bad.jsonl", "--store", "s.db", cwd=tmp_path),
+        cli("run", "-a", str(alert), "--json", "--store", "fresh.db", cwd=tmp_path),
+        cli("proposals", "list", "--store", "s.db", cwd=tmp_path),
+        cli("proposals", "list", "--json", "--store", "s.db", cwd=tmp_path),
+        cli("actions", "list", "--store", "s.db", cwd=tmp_path),
+        cli("audit", "list", "--store", "s.db", cwd=tmp_path),
+        cli("kill-switch", "status", "--analyst", f"eve{HOSTILE}", "--store", "s.db", cwd=tmp_path),
+        cli("kill-switch", "on", "--analyst", f"eve{HOSTILE}", "--store", "s.db", cwd=tmp_path),
+        cli("audit", "list", "--json", "--store", "s.db", cwd=tmp_path),
+    ]
+    assert "Known Malware" in outputs[0].stdout
+    for done in outputs:
+        for stream in (done.stdout, done.stderr):
+            bad = sorted({hex(ord(c)) for c in stream if c in HOSTILE and not c.isprintable()})
+            assert bad == [], (done.args, bad)
+    assert "\\u001b" in outputs[0].stdout  # shown, escaped, so the analyst sees the attempt
+    json_lines = [line for line in outputs[1].stdout.splitlines() if line.startswith("{")]
+    assert json_lines and all(json.loads(line) for line in json_lines)
