@@ -17,15 +17,7 @@ from typing import Any
 
 from elasticsearch import ApiError, ConflictError, NotFoundError, TransportError
 
-from soc_agent.api._elasticsearch import (
-    DATE,
-    KEYWORD,
-    STORED_ONLY,
-    IndexStore,
-    es_errors,
-    parse_ts,
-    ts,
-)
+from soc_agent.api._elasticsearch import IndexStore, es_errors
 from soc_agent.api.identity import Principal
 from soc_agent.api.sessions import (
     FLASH_LIMIT,
@@ -37,6 +29,7 @@ from soc_agent.api.sessions import (
     principal_from,
     session_expiry,
 )
+from soc_agent.elasticsearch_setup import DATE, KEYWORD, STORED_ONLY, UNINDEXED_TEXT, parse_ts, ts
 from soc_agent.errors import StoreError
 
 __all__ = ["ElasticsearchSessionStore"]
@@ -55,7 +48,7 @@ _PROPERTIES: dict[str, Any] = {
     "csrf": STORED_ONLY,
     "created_at": DATE,
     "expires_at": DATE,  # indexed: the sweep of expired sessions ranges over it
-    "flash": {"type": "text", "index": False},
+    "flash": UNINDEXED_TEXT,
 }
 # Only two writers touch a session at once in practice (a flash set while another
 # tab pops it); a few rereads settle that.

@@ -25,14 +25,7 @@ from typing import Any
 
 from elasticsearch import ApiError, ConflictError, NotFoundError, TransportError
 
-from soc_agent.api._elasticsearch import (
-    DATE,
-    KEYWORD,
-    IndexStore,
-    es_errors,
-    parse_ts,
-    ts,
-)
+from soc_agent.api._elasticsearch import IndexStore, es_errors
 from soc_agent.api.config import Role
 from soc_agent.api.tokens import (
     LAST_USED_RESOLUTION,
@@ -43,6 +36,7 @@ from soc_agent.api.tokens import (
     new_secret,
     plausible_secret,
 )
+from soc_agent.elasticsearch_setup import DATE, KEYWORD, parse_ts, ts
 from soc_agent.errors import StoreError
 
 __all__ = ["ElasticsearchTokenStore"]

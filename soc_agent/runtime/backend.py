@@ -139,6 +139,7 @@ async def _open_elasticsearch(settings: Settings) -> AsyncIterator[Backend]:
     from elasticsearch import ApiError, TransportError
 
     from soc_agent.audit.elasticsearch_log import ElasticsearchAuditLog
+    from soc_agent.elasticsearch_setup import index_name
     from soc_agent.store.elasticsearch import ElasticsearchStore
     from soc_agent.store.elasticsearch_leases import LeaseManager
 
@@ -155,13 +156,13 @@ async def _open_elasticsearch(settings: Settings) -> AsyncIterator[Backend]:
         )
         audit = ElasticsearchAuditLog(
             client,
-            index=f"{prefix}-audit",
+            index=index_name(prefix, "audit"),
             key=settings.audit_hmac_key(),
             number_of_replicas=config.number_of_replicas,
         )
         leases = LeaseManager(
             client,
-            index=f"{prefix}-leases",
+            index=index_name(prefix, "leases"),
             owner=f"{settings.agent_id}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             ttl_seconds=config.lease_ttl_seconds,
             number_of_replicas=config.number_of_replicas,
