@@ -17,9 +17,8 @@ from typing import Any
 
 from elasticsearch import ApiError, ConflictError, NotFoundError, TransportError
 
-from soc_agent.api._elasticsearch import IndexStore, es_errors
-from soc_agent.api.identity import Principal
-from soc_agent.api.sessions import (
+from soc_agent.api.credentials._elasticsearch import IndexStore, es_errors
+from soc_agent.api.credentials.sessions_base import (
     FLASH_LIMIT,
     Session,
     hash_session_id,
@@ -29,6 +28,7 @@ from soc_agent.api.sessions import (
     principal_from,
     session_expiry,
 )
+from soc_agent.api.identity import Principal
 from soc_agent.elasticsearch_setup import DATE, KEYWORD, STORED_ONLY, UNINDEXED_TEXT, parse_ts, ts
 from soc_agent.errors import StoreError
 
@@ -57,7 +57,7 @@ _SWEEP_BATCH = 500
 
 
 class ElasticsearchSessionStore(IndexStore):
-    """Implements `soc_agent.api.sessions.SessionStore` in `<index_prefix>-api-sessions`."""
+    """Implements `sessions_base.SessionStore` in `<index_prefix>-api-sessions`."""
 
     PROPERTIES = _PROPERTIES
     SUFFIX = "api-sessions"
