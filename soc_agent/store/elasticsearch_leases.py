@@ -37,9 +37,9 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from elasticsearch import (
     ApiError,
@@ -52,7 +52,7 @@ from elasticsearch import (
 from soc_agent.elasticsearch_setup import KEYWORD, LONG, document_id, ensure_index
 from soc_agent.errors import StoreError
 
-__all__ = ["Lease", "LeaseManager", "Lock"]
+__all__ = ["Lease", "LeaseManager"]
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,6 @@ _CONFLICT = 409
 _ES_ERRORS = (ApiError, TransportError)
 
 _Version = tuple[int, int, int]  # seq_no, primary_term, expires_at (epoch ms)
-
-
-class Lock(Protocol):
-    """What `FileLock` (one machine) and `Lease` (several machines) both offer."""
-
-    def hold(self, *, wait: bool = True) -> AbstractAsyncContextManager[bool]:
-        """Hold the lock for the block; with `wait=False`, yield False if someone else has it."""
-        ...
 
 
 @dataclass(eq=False)
@@ -98,7 +90,7 @@ class _Slot:
 
 
 class Lease:
-    """A named lease; get one from `LeaseManager.lock`. Implements `Lock`."""
+    """A named lease; get one from `LeaseManager.lock`. Implements `soc_agent.store.locks.Lock`."""
 
     def __init__(self, manager: LeaseManager, name: str) -> None:
         self._manager = manager
