@@ -564,7 +564,7 @@ def tokens_create(
 ) -> None:
     """Create an API token and print it once; only its hash is stored."""
     from soc_agent.api.config import Role
-    from soc_agent.api.tokens import create_token
+    from soc_agent.api.credentials import create_token
 
     try:
         chosen = Role(role.lower())
@@ -584,7 +584,7 @@ def tokens_revoke(
     config: ConfigOpt = None,
 ) -> None:
     """Revoke a token; its web sessions end at once."""
-    from soc_agent.api.tokens import revoke_token
+    from soc_agent.api.credentials import revoke_token
 
     settings = _settings(config, store)
     _run(lambda: revoke_token(settings, name, actor=analyst))
@@ -594,7 +594,7 @@ def tokens_revoke(
 @tokens_app.command("list")
 def tokens_list(as_json: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """Token names, roles and state (never the secrets)."""
-    from soc_agent.api.tokens import list_tokens
+    from soc_agent.api.credentials import list_tokens
 
     settings = _settings(config, store)
     for t in list_tokens(settings):

@@ -25,11 +25,10 @@ from fastapi.staticfiles import StaticFiles
 
 from soc_agent.api import routes_control, routes_proposals, routes_records, web
 from soc_agent.api.context import ApiContext
+from soc_agent.api.credentials import open_session_store, open_token_store
 from soc_agent.api.errors import ApiError
 from soc_agent.api.oidc import OidcVerifier
 from soc_agent.api.security import SecurityHeaders
-from soc_agent.api.sessions import open_session_store
-from soc_agent.api.tokens import open_token_store
 from soc_agent.api.verdicts import VerdictPublisher
 from soc_agent.config import Settings
 from soc_agent.errors import SocAgentError

@@ -9,9 +9,8 @@ import httpx
 from starlette.requests import HTTPConnection
 
 from soc_agent.api.config import ApiConfig
+from soc_agent.api.credentials import SessionStore, TokenStore
 from soc_agent.api.oidc import OidcVerifier
-from soc_agent.api.sessions import SessionStore
-from soc_agent.api.tokens import TokenStore
 from soc_agent.api.verdicts import VerdictPublisher
 from soc_agent.runtime.components import Components
 

@@ -20,8 +20,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from soc_agent.api import operations
 from soc_agent.api.auth import SESSION_COOKIE, audit_login, authenticate_bearer
 from soc_agent.api.context import ApiContext, get_context
+from soc_agent.api.credentials import Session
 from soc_agent.api.errors import BadRequest, Conflict, Forbidden, Unauthorized
-from soc_agent.api.sessions import Session
 from soc_agent.api.views import (
     action_json,
     actions_page,

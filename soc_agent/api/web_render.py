@@ -19,8 +19,8 @@ from soc_agent.api import operations
 from soc_agent.api.auth import SESSION_COOKIE
 from soc_agent.api.auth import authenticate_session as _session_of
 from soc_agent.api.context import get_context
+from soc_agent.api.credentials import Session
 from soc_agent.api.errors import ApiError, Forbidden
-from soc_agent.api.sessions import Session
 
 __all__ = [
     "Comment",

@@ -23,34 +23,35 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, BadRequestError, ConflictError, NotFoundError
+from elasticsearch import AsyncElasticsearch, ConflictError, NotFoundError
 from pydantic import ValidationError
 
 from soc_agent.audit.chain import GENESIS, VerifyResult, format_at, seal, verify_events
+from soc_agent.elasticsearch_setup import (
+    DATE,
+    KEYWORD,
+    LONG,
+    UNINDEXED_OBJECT,
+    UNINDEXED_TEXT,
+    ensure_index,
+)
 from soc_agent.errors import StoreError
 from soc_agent.models import AuditEvent
 
 __all__ = ["ElasticsearchAuditLog"]
 
-_KW: dict[str, Any] = {"type": "keyword"}
-_TEXT: dict[str, Any] = {"type": "text", "index": False}
-
-_MAPPING: dict[str, Any] = {
-    "dynamic": "strict",
-    "properties": {
-        "seq": {"type": "long"},
-        "at": {"type": "date_nanos"},
-        "actor": _KW,
-        "action": _KW,
-        "subject": _KW,
-        "reason": _TEXT,
-        "outcome": _KW,
-        "evidence_ref": _KW,
-        # Kept verbatim in _source, never indexed: details are arbitrary JSON.
-        "details": {"type": "object", "enabled": False},
-        "prev_hash": _KW,
-        "hash": _KW,
-    },
+_PROPERTIES: dict[str, Any] = {
+    "seq": LONG,
+    "at": DATE,
+    "actor": KEYWORD,
+    "action": KEYWORD,
+    "subject": KEYWORD,
+    "reason": UNINDEXED_TEXT,
+    "outcome": KEYWORD,
+    "evidence_ref": KEYWORD,
+    "details": UNINDEXED_OBJECT,  # arbitrary JSON, kept verbatim
+    "prev_hash": KEYWORD,
+    "hash": KEYWORD,
 }
 
 _PAGE = 500
@@ -95,15 +96,13 @@ class ElasticsearchAuditLog:
 
     async def ensure_index(self) -> None:
         """Create the index with its strict mapping if it does not exist."""
-        try:
-            await self._es.indices.create(
-                index=self._index,
-                settings={"number_of_shards": 1, "number_of_replicas": self._replicas},
-                mappings=_MAPPING,
-            )
-        except BadRequestError as exc:
-            if exc.error != "resource_already_exists_exception":
-                raise StoreError(f"cannot create audit index {self._index}: {exc}") from exc
+        await ensure_index(
+            self._es,
+            self._index,
+            _PROPERTIES,
+            number_of_replicas=self._replicas,
+            what="audit index",
+        )
 
     async def append(self, event: AuditEvent) -> AuditEvent:
         """Append as the next entry; returns it with `seq`, `prev_hash` and `hash` set.

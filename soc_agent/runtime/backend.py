@@ -10,7 +10,8 @@
   `elasticsearch.lease_ttl_seconds`.
 
 Everything above the backend (agent, executor, proposals, API, worker) sees
-the same `StateStore` and `AuditLog` protocols either way.
+the same `StateStore`, `AuditLog` and lock protocols (`soc_agent.store.locks`)
+either way.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from soc_agent.audit import AuditLog, SQLiteAuditLog
 from soc_agent.config import Settings
 from soc_agent.correlate import Correlator
 from soc_agent.errors import StoreError
-from soc_agent.pipeline.agent import IncidentLocks
 from soc_agent.runtime.file_locks import (
     FileIncidentLocks,
     FileLock,
@@ -36,19 +36,14 @@ from soc_agent.runtime.file_locks import (
     lock_path,
 )
 from soc_agent.store import SQLiteStore, StateStore
+from soc_agent.store.locks import IncidentLocks, Lock
 
 if TYPE_CHECKING:
     from elasticsearch import AsyncElasticsearch
 
     from soc_agent.store.elasticsearch_leases import LeaseManager
 
-__all__ = ["Backend", "Lock", "open_backend"]
-
-
-class Lock(Protocol):
-    """An exclusive lock across the processes sharing a backend."""
-
-    def hold(self, *, wait: bool = True) -> AbstractAsyncContextManager[bool]: ...
+__all__ = ["Backend", "open_backend"]
 
 
 @dataclass
@@ -105,6 +100,8 @@ class Backend:
 
 
 class _LeaseIncidentLocks:
+    """`IncidentLocks` on leases: one per incident, so workers on any machine take turns."""
+
     def __init__(self, leases: LeaseManager) -> None:
         self._leases = leases
 
@@ -139,6 +136,7 @@ async def _open_elasticsearch(settings: Settings) -> AsyncIterator[Backend]:
     from elasticsearch import ApiError, TransportError
 
     from soc_agent.audit.elasticsearch_log import ElasticsearchAuditLog
+    from soc_agent.elasticsearch_setup import index_name
     from soc_agent.store.elasticsearch import ElasticsearchStore
     from soc_agent.store.elasticsearch_leases import LeaseManager
 
@@ -155,13 +153,13 @@ async def _open_elasticsearch(settings: Settings) -> AsyncIterator[Backend]:
         )
         audit = ElasticsearchAuditLog(
             client,
-            index=f"{prefix}-audit",
+            index=index_name(prefix, "audit"),
             key=settings.audit_hmac_key(),
             number_of_replicas=config.number_of_replicas,
         )
         leases = LeaseManager(
             client,
-            index=f"{prefix}-leases",
+            index=index_name(prefix, "leases"),
             owner=f"{settings.agent_id}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             ttl_seconds=config.lease_ttl_seconds,
             number_of_replicas=config.number_of_replicas,

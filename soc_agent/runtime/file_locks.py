@@ -38,6 +38,8 @@ _POLL_SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01)
 class FileLock:
     """An exclusive advisory lock on a file, safe to wait for from the event loop.
 
+    Implements `soc_agent.store.locks.Lock` for the processes of one machine.
+
     Waiting polls a non-blocking `flock` with a short backoff instead of
     blocking a thread, so a cancelled waiter never acquires the lock later
     behind everybody's back. The kernel releases it when the process dies.
@@ -109,6 +111,8 @@ def lock_path(store: Path, purpose: str) -> Path:
 
 class FileIncidentLocks:
     """incident id -> an exclusive hold on that incident's lock stripe, across processes.
+
+    Implements `soc_agent.store.locks.IncidentLocks`.
 
     Stands in for the Agent's in-process per-incident locks: `locks[incident_id]`
     is an async context manager, as the Agent uses them. Without it, two

@@ -43,16 +43,28 @@ single-document writes with `op_type=create` (insert-if-absent) and
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, BadRequestError, ConflictError, NotFoundError
+from elasticsearch import AsyncElasticsearch, ConflictError, NotFoundError
 
 from soc_agent.correlate.state import CorrelationState, IncidentChanged
+from soc_agent.elasticsearch_setup import (
+    DATE,
+    KEYWORD,
+    LONG,
+    UNINDEXED_OBJECT,
+    UNINDEXED_TEXT,
+    document_id,
+    ensure_index,
+    index_name,
+    parse_ts,
+    ts,
+    utc,
+)
 from soc_agent.errors import StoreError
 from soc_agent.models import (
     ActionRequest,
@@ -69,110 +81,82 @@ from soc_agent.store.base import ActionRecord, ClaimResult
 
 __all__ = ["ElasticsearchStore"]
 
-_KW: dict[str, Any] = {"type": "keyword"}
-_DATE: dict[str, Any] = {"type": "date_nanos"}
-_LONG: dict[str, Any] = {"type": "long"}
-_DOC: dict[str, Any] = {"type": "object", "enabled": False}
-_TEXT: dict[str, Any] = {"type": "text", "index": False}
-
 _MAPPINGS: dict[str, dict[str, dict[str, Any]]] = {
     "alerts": {
-        "id": _KW,
-        "format": _KW,
-        "created_at": _DATE,
-        "received_at": _DATE,
-        "incident_id": _KW,
-        "inserted": _LONG,
-        "doc": _DOC,
+        "id": KEYWORD,
+        "format": KEYWORD,
+        "created_at": DATE,
+        "received_at": DATE,
+        "incident_id": KEYWORD,
+        "inserted": LONG,
+        "doc": UNINDEXED_OBJECT,
     },
-    "incidents": {"id": _KW, "last_seen": _DATE, "inserted": _LONG, "doc": _DOC},
-    "investigations": {"id": _KW, "incident_id": _KW, "doc": _DOC},
+    "incidents": {"id": KEYWORD, "last_seen": DATE, "inserted": LONG, "doc": UNINDEXED_OBJECT},
+    "investigations": {"id": KEYWORD, "incident_id": KEYWORD, "doc": UNINDEXED_OBJECT},
     "decisions": {
-        "id": _KW,
-        "incident_id": _KW,
-        "created_at": _DATE,
-        "inserted": _LONG,
-        "doc": _DOC,
+        "id": KEYWORD,
+        "incident_id": KEYWORD,
+        "created_at": DATE,
+        "inserted": LONG,
+        "doc": UNINDEXED_OBJECT,
     },
     "decisions-latest": {
-        "incident_id": _KW,
-        "decision_id": _KW,
-        "created_at": _DATE,
-        "inserted": _LONG,
+        "incident_id": KEYWORD,
+        "decision_id": KEYWORD,
+        "created_at": DATE,
+        "inserted": LONG,
     },
     "proposals": {
-        "id": _KW,
-        "decision_id": _KW,
-        "incident_id": _KW,
-        "status": _KW,
+        "id": KEYWORD,
+        "decision_id": KEYWORD,
+        "incident_id": KEYWORD,
+        "status": KEYWORD,
         "urgency": {"type": "double"},
-        "expires_at": _DATE,
-        "version": _LONG,
-        "inserted": _LONG,
-        "doc": _DOC,
+        "expires_at": DATE,
+        "version": LONG,
+        "inserted": LONG,
+        "doc": UNINDEXED_OBJECT,
     },
     "actions": {
-        "idempotency_key": _KW,
-        "action_id": _KW,
-        "incident_id": _KW,
-        "action": _KW,
-        "target": _KW,
-        "connector": _KW,
-        "capability": _KW,
-        "status": _KW,
-        "request": _DOC,
-        "result": _DOC,
-        "error": _TEXT,
-        "claimed_at": _DATE,
-        "executed_at": _DATE,
-        "revert_at": _DATE,
-        "attempts": _LONG,
-        "inserted": _LONG,
+        "idempotency_key": KEYWORD,
+        "action_id": KEYWORD,
+        "incident_id": KEYWORD,
+        "action": KEYWORD,
+        "target": KEYWORD,
+        "connector": KEYWORD,
+        "capability": KEYWORD,
+        "status": KEYWORD,
+        "request": UNINDEXED_OBJECT,
+        "result": UNINDEXED_OBJECT,
+        "error": UNINDEXED_TEXT,
+        "claimed_at": DATE,
+        "executed_at": DATE,
+        "revert_at": DATE,
+        "attempts": LONG,
+        "inserted": LONG,
     },
-    "budgets": {"action": _KW, "claims": _DOC},
+    "budgets": {"action": KEYWORD, "claims": UNINDEXED_OBJECT},
     "dead-letters": {
-        "id": _KW,
-        "source": _KW,
-        "reason": _TEXT,
+        "id": KEYWORD,
+        "source": KEYWORD,
+        "reason": UNINDEXED_TEXT,
         "original": {"type": "binary"},
-        "headers": _DOC,
-        "format_hint": _KW,
-        "received_at": _DATE,
-        "inserted": _LONG,
+        "headers": UNINDEXED_OBJECT,
+        "format_hint": KEYWORD,
+        "received_at": DATE,
+        "inserted": LONG,
     },
-    "flags": {"name": _KW, "value": _TEXT},
-    "corr-entities": {"entity_key": _KW, "incident_id": _KW},
-    "corr-fingerprints": {"fingerprint": _KW, "incident_id": _KW, "last_seen": _DATE},
-    "corr-alerts": {"alert_id": _KW, "incident_id": _KW},
+    "flags": {"name": KEYWORD, "value": UNINDEXED_TEXT},
+    "corr-entities": {"entity_key": KEYWORD, "incident_id": KEYWORD},
+    "corr-fingerprints": {"fingerprint": KEYWORD, "incident_id": KEYWORD, "last_seen": DATE},
+    "corr-alerts": {"alert_id": KEYWORD, "incident_id": KEYWORD},
 }
 
 _MAX_CAS_ATTEMPTS = 200
-_MAX_ID_BYTES = 512
-
-
-def _doc_id(value: str) -> str:
-    """`value` as a document id: itself, or its SHA-256 when Elasticsearch would reject it."""
-    if len(value.encode("utf-8")) <= _MAX_ID_BYTES:
-        return value
-    return "sha256:" + hashlib.sha256(value.encode("utf-8")).hexdigest()
-
-
-def _ts(value: datetime) -> str:
-    """UTC ISO-8601 with microseconds and `Z`; a naive datetime is taken to be UTC."""
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _opt_ts(value: datetime | None) -> str | None:
-    return _ts(value) if value is not None else None
-
-
-def _parse_ts(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+    return ts(value) if value is not None else None
 
 
 class ElasticsearchStore:
@@ -200,7 +184,7 @@ class ElasticsearchStore:
         """The index name of one kind (`alerts`, `proposals`, ...)."""
         if kind not in _MAPPINGS:
             raise ValueError(f"unknown store index kind {kind!r}")
-        return f"{self._prefix}-{kind}"
+        return index_name(self._prefix, kind)
 
     def indices(self) -> list[str]:
         """Every index this store uses."""
@@ -209,19 +193,13 @@ class ElasticsearchStore:
     async def ensure_indices(self) -> None:
         """Create the missing indices with their strict mappings; existing ones are kept."""
         for kind, properties in _MAPPINGS.items():
-            try:
-                await self._es.indices.create(
-                    index=self.index(kind),
-                    settings={
-                        "number_of_shards": 1,
-                        "number_of_replicas": self._replicas,
-                        "refresh_interval": self._refresh_interval,
-                    },
-                    mappings={"dynamic": "strict", "properties": properties},
-                )
-            except BadRequestError as exc:
-                if exc.error != "resource_already_exists_exception":
-                    raise StoreError(f"cannot create index {self.index(kind)}: {exc}") from exc
+            await ensure_index(
+                self._es,
+                self.index(kind),
+                properties,
+                number_of_replicas=self._replicas,
+                refresh_interval=self._refresh_interval,
+            )
 
     # -- alerts, incidents, investigations, decisions ------------------------------------
 
@@ -230,8 +208,8 @@ class ElasticsearchStore:
         body = {
             "id": alert.id,
             "format": alert.format,
-            "created_at": _ts(alert.created_at),
-            "received_at": _ts(alert.received_at),
+            "created_at": ts(alert.created_at),
+            "received_at": ts(alert.received_at),
             "incident_id": incident_id,
             "inserted": self._stamp(),
             "doc": alert.model_dump(mode="json"),
@@ -241,7 +219,7 @@ class ElasticsearchStore:
         if incident_id is not None:
             await self._es.update(
                 index=self.index("alerts"),
-                id=_doc_id(alert.id),
+                id=document_id(alert.id),
                 doc={"incident_id": incident_id},
             )
 
@@ -310,14 +288,14 @@ class ElasticsearchStore:
         body = {
             "id": decision.id,
             "incident_id": decision.incident_id,
-            "created_at": _ts(decision.created_at),
+            "created_at": ts(decision.created_at),
             "inserted": inserted,
             "doc": doc,
         }
         if not await self._create("decisions", decision.id, body):
             resp = await self._es.update(
                 index=self.index("decisions"),
-                id=_doc_id(decision.id),
+                id=document_id(decision.id),
                 doc={"doc": doc},
                 source_includes=["inserted"],
             )
@@ -338,7 +316,7 @@ class ElasticsearchStore:
         return await self.get_decision(str(pointer["decision_id"]))
 
     async def _point_latest(self, decision: Decision, inserted: int) -> None:
-        mine = (_ts(decision.created_at), inserted)
+        mine = (ts(decision.created_at), inserted)
         body = {
             "incident_id": decision.incident_id,
             "decision_id": decision.id,
@@ -357,7 +335,7 @@ class ElasticsearchStore:
             try:
                 await self._es.index(
                     index=self.index("decisions-latest"),
-                    id=_doc_id(decision.incident_id),
+                    id=document_id(decision.incident_id),
                     document=body,
                     if_seq_no=seq_no,
                     if_primary_term=primary_term,
@@ -393,7 +371,7 @@ class ElasticsearchStore:
                 "incident_id": proposal.incident_id,
                 "status": proposal.status.value,
                 "urgency": proposal.urgency,
-                "expires_at": _ts(proposal.expires_at),
+                "expires_at": ts(proposal.expires_at),
                 "version": proposal.version,
                 "inserted": self._stamp(),
                 "doc": proposal.model_dump(mode="json"),
@@ -429,7 +407,7 @@ class ElasticsearchStore:
         try:
             await self._es.index(
                 index=self.index("proposals"),
-                id=_doc_id(proposal.id),
+                id=document_id(proposal.id),
                 document=body,
                 if_seq_no=seq_no,
                 if_primary_term=primary_term,
@@ -487,7 +465,7 @@ class ElasticsearchStore:
             "request": request.model_dump(mode="json"),
             "result": None,
             "error": None,
-            "claimed_at": _ts(now),
+            "claimed_at": ts(now),
             "executed_at": None,
             "revert_at": None,
             "attempts": 1,
@@ -507,7 +485,7 @@ class ElasticsearchStore:
                 **src,
                 "status": "claimed",
                 "attempts": int(src["attempts"]) + 1,
-                "claimed_at": _ts(now),
+                "claimed_at": ts(now),
             }
 
         src = await self._cas_action(key, change)
@@ -530,7 +508,7 @@ class ElasticsearchStore:
                 "status": status.value,
                 "result": result,
                 "error": error,
-                "executed_at": _ts(now),
+                "executed_at": ts(now),
                 "revert_at": _opt_ts(revert_at),
             }
 
@@ -562,7 +540,7 @@ class ElasticsearchStore:
             "bool": {
                 "filter": [
                     {"term": {"status": "executed"}},
-                    {"range": {"revert_at": {"lte": _ts(now)}}},
+                    {"range": {"revert_at": {"lte": ts(now)}}},
                 ]
             }
         }
@@ -578,7 +556,7 @@ class ElasticsearchStore:
                 "bool": {
                     "filter": [
                         {"term": {"action": action}},
-                        {"range": {"claimed_at": {"gte": _ts(since)}}},
+                        {"range": {"claimed_at": {"gte": ts(since)}}},
                     ],
                     "must_not": [{"term": {"status": "failed"}}],
                 }
@@ -600,7 +578,7 @@ class ElasticsearchStore:
                 "original": base64.b64encode(letter.original).decode("ascii"),
                 "headers": letter.headers,
                 "format_hint": letter.format_hint,
-                "received_at": _ts(letter.received_at),
+                "received_at": ts(letter.received_at),
                 "inserted": self._stamp(),
             },
         )
@@ -657,7 +635,7 @@ class ElasticsearchStore:
         await self._put(
             "corr-fingerprints",
             fingerprint,
-            {"fingerprint": fingerprint, "incident_id": incident_id, "last_seen": _ts(seen)},
+            {"fingerprint": fingerprint, "incident_id": incident_id, "last_seen": ts(seen)},
         )
 
     async def get_alert_incident(self, alert_id: str) -> str | None:
@@ -687,13 +665,13 @@ class ElasticsearchStore:
             claims: dict[str, str] = dict(found[0]["claims"]) if found else {}
             if budget is not None:
                 limit, since = budget
-                floor = _utc(since)
+                floor = utc(since)
                 claims = {k: at for k, at in claims.items() if datetime.fromisoformat(at) >= floor}
                 if key not in claims and len(claims) >= limit:
                     return False
             if key in claims:
                 return True  # a concurrent claimer of the same key holds the slot for it
-            claims[key] = _ts(now)
+            claims[key] = ts(now)
             if await self._write_budget(action, claims, found):
                 return True
         raise StoreError(
@@ -709,7 +687,7 @@ class ElasticsearchStore:
                 if claims.pop(key, None) is None:
                     return
             else:
-                claims[key] = _ts(at)
+                claims[key] = ts(at)
             if await self._write_budget(action, claims, found):
                 return
         raise StoreError(
@@ -728,7 +706,7 @@ class ElasticsearchStore:
         try:
             await self._es.index(
                 index=self.index("budgets"),
-                id=_doc_id(action),
+                id=document_id(action),
                 document=body,
                 if_seq_no=found[1],
                 if_primary_term=found[2],
@@ -750,7 +728,7 @@ class ElasticsearchStore:
             try:
                 await self._es.index(
                     index=self.index("actions"),
-                    id=_doc_id(key),
+                    id=document_id(key),
                     document=new,
                     if_seq_no=seq_no,
                     if_primary_term=primary_term,
@@ -765,7 +743,7 @@ class ElasticsearchStore:
     def _incident_body(self, incident: Incident) -> dict[str, Any]:
         return {
             "id": incident.id,
-            "last_seen": _ts(incident.last_seen),
+            "last_seen": ts(incident.last_seen),
             "inserted": self._stamp(),
             "doc": incident.model_dump(mode="json"),
         }
@@ -783,7 +761,7 @@ class ElasticsearchStore:
         self, kind: str, doc_id: str
     ) -> tuple[dict[str, Any], int, int] | None:
         try:
-            resp = await self._es.get(index=self.index(kind), id=_doc_id(doc_id))
+            resp = await self._es.get(index=self.index(kind), id=document_id(doc_id))
         except NotFoundError as exc:
             if exc.body and isinstance(exc.body, Mapping) and "error" in exc.body:
                 raise StoreError(
@@ -796,14 +774,14 @@ class ElasticsearchStore:
         """Insert if absent; false when a document with this id exists."""
         try:
             await self._es.index(
-                index=self.index(kind), id=_doc_id(doc_id), document=body, op_type="create"
+                index=self.index(kind), id=document_id(doc_id), document=body, op_type="create"
             )
         except ConflictError:
             return False
         return True
 
     async def _put(self, kind: str, doc_id: str, body: dict[str, Any]) -> None:
-        await self._es.index(index=self.index(kind), id=_doc_id(doc_id), document=body)
+        await self._es.index(index=self.index(kind), id=document_id(doc_id), document=body)
 
     async def _refresh(self, kind: str) -> None:
         """Make every acknowledged write to `kind` visible to the search that follows."""
@@ -873,7 +851,7 @@ class _CorrelationView:
         try:
             resp = await store._es.index(
                 index=store.index("incidents"),
-                id=_doc_id(incident.id),
+                id=document_id(incident.id),
                 document=body,
                 **options,
             )
@@ -907,7 +885,7 @@ class _CorrelationView:
 
 
 def _action(src: Mapping[str, Any]) -> ActionRecord:
-    claimed = _parse_ts(src["claimed_at"])
+    claimed = parse_ts(src["claimed_at"])
     assert claimed is not None
     return ActionRecord(
         idempotency_key=src["idempotency_key"],
@@ -922,7 +900,7 @@ def _action(src: Mapping[str, Any]) -> ActionRecord:
         result=src.get("result"),
         error=src.get("error"),
         claimed_at=claimed,
-        executed_at=_parse_ts(src.get("executed_at")),
-        revert_at=_parse_ts(src.get("revert_at")),
+        executed_at=parse_ts(src.get("executed_at")),
+        revert_at=parse_ts(src.get("revert_at")),
         attempts=int(src["attempts"]),
     )

@@ -32,32 +32,30 @@ overlapping sets on different machines cannot wait on each other in a cycle.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from elasticsearch import (
     ApiError,
     AsyncElasticsearch,
-    BadRequestError,
     ConflictError,
     NotFoundError,
     TransportError,
 )
 
+from soc_agent.elasticsearch_setup import KEYWORD, LONG, document_id, ensure_index
 from soc_agent.errors import StoreError
 
-__all__ = ["Lease", "LeaseManager", "Lock"]
+__all__ = ["Lease", "LeaseManager"]
 
 log = logging.getLogger(__name__)
 
-_MAX_ID_BYTES = 512
 _BACKOFF_FIRST = 0.002
 _BACKOFF_CAP = 0.1
 _RELEASE_ATTEMPTS = 3
@@ -65,20 +63,6 @@ _CONFLICT = 409
 _ES_ERRORS = (ApiError, TransportError)
 
 _Version = tuple[int, int, int]  # seq_no, primary_term, expires_at (epoch ms)
-
-
-class Lock(Protocol):
-    """What `FileLock` (one machine) and `Lease` (several machines) both offer."""
-
-    def hold(self, *, wait: bool = True) -> AbstractAsyncContextManager[bool]:
-        """Hold the lock for the block; with `wait=False`, yield False if someone else has it."""
-        ...
-
-
-def _doc_id(name: str) -> str:
-    if len(name.encode("utf-8")) <= _MAX_ID_BYTES:
-        return name
-    return "sha256:" + hashlib.sha256(name.encode("utf-8")).hexdigest()
 
 
 @dataclass(eq=False)
@@ -106,7 +90,7 @@ class _Slot:
 
 
 class Lease:
-    """A named lease; get one from `LeaseManager.lock`. Implements `Lock`."""
+    """A named lease; get one from `LeaseManager.lock`. Implements `soc_agent.store.locks.Lock`."""
 
     def __init__(self, manager: LeaseManager, name: str) -> None:
         self._manager = manager
@@ -182,22 +166,13 @@ class LeaseManager:
 
     async def ensure_index(self) -> None:
         """Create the lease index with its strict mapping; an existing one is kept."""
-        try:
-            await self._es.indices.create(
-                index=self._index,
-                settings={"number_of_shards": 1, "number_of_replicas": self._replicas},
-                mappings={
-                    "dynamic": "strict",
-                    "properties": {
-                        "owner": {"type": "keyword"},
-                        "token": {"type": "keyword"},
-                        "expires_at": {"type": "long"},
-                    },
-                },
-            )
-        except BadRequestError as exc:
-            if exc.error != "resource_already_exists_exception":
-                raise StoreError(f"cannot create lease index {self._index}: {exc}") from exc
+        await ensure_index(
+            self._es,
+            self._index,
+            {"owner": KEYWORD, "token": KEYWORD, "expires_at": LONG},
+            number_of_replicas=self._replicas,
+            what="lease index",
+        )
 
     def lock(self, name: str) -> Lease:
         if not name:
@@ -280,7 +255,7 @@ class LeaseManager:
         bulk wrote for us is recognised as ours, and `taken=True` when the bulk
         already reported the document present, to skip a create bound to conflict.
         """
-        doc_id = _doc_id(name)
+        doc_id = document_id(name)
         token = token or uuid.uuid4().hex
         inflight: asyncio.Task[Any] | None = None
         attempt = 0
@@ -383,7 +358,7 @@ class LeaseManager:
         """
         self._check_open()
         expires_at = self._now_ms() + self._ttl_ms
-        entries = [(name, _doc_id(name), tokens[name]) for name in names]
+        entries = [(name, document_id(name), tokens[name]) for name in names]
         operations: list[Mapping[str, Any]] = []
         for _, doc_id, token in entries:
             operations.append({"create": {"_index": self._index, "_id": doc_id}})

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from soc_agent.api.config import Role
-from soc_agent.api.tokens import SQLiteTokenStore
+from soc_agent.api.credentials.tokens_sqlite import SQLiteTokenStore
 
 __all__ = ["ROOT", "Served", "cli", "start_served"]
 

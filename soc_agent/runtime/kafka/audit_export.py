@@ -11,15 +11,11 @@ every entry appended before the call is on the topic.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from soc_agent.audit import AuditLog
 from soc_agent.runtime.kafka.producer import Publisher
 from soc_agent.runtime.kafka.records import audit_record
 from soc_agent.store import Store
-
-if TYPE_CHECKING:
-    from soc_agent.runtime.backend import Lock
+from soc_agent.store.locks import Lock
 
 __all__ = ["AuditExporter"]
 

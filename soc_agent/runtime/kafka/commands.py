@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from soc_agent.runtime.kafka.worker import WorkerReport
+from soc_agent.runtime.kafka.metrics import WorkerReport
 
 __all__ = ["parse_listen", "worker_summary"]
 

@@ -15,16 +15,13 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from soc_agent.runtime.kafka.worker import WorkerReport
 
 __all__ = [
     "CONTENT_TYPE",
     "LATENCY_BUCKETS",
     "BrokerContact",
     "Histogram",
+    "WorkerReport",
     "WorkerSnapshot",
     "process_rss_bytes",
     "render_metrics",
@@ -112,6 +109,22 @@ class BrokerContact:
     def age(self) -> float:
         """Seconds since the state last changed."""
         return max(0.0, self._clock() - self.since)
+
+
+@dataclass
+class WorkerReport:
+    """Counts only, so memory stays flat however long the worker runs."""
+
+    records: int = 0
+    alerts: int = 0
+    dead_letters: int = 0
+    approvals: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[str, int] = field(default_factory=dict)
+    commits: int = 0
+    commit_failures: int = 0
+    pauses: int = 0
+    max_in_flight_seen: int = 0
+    dropped_on_revoke: int = 0
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,6 @@ import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -44,32 +43,21 @@ from soc_agent.runtime.kafka.alerts import AlertProcessor
 from soc_agent.runtime.kafka.approvals import ApprovalProcessor
 from soc_agent.runtime.kafka.audit_export import AuditExporter
 from soc_agent.runtime.kafka.config import KafkaConfig
-from soc_agent.runtime.kafka.metrics import BrokerContact, Histogram, WorkerSnapshot
+from soc_agent.runtime.kafka.metrics import (
+    BrokerContact,
+    Histogram,
+    WorkerReport,
+    WorkerSnapshot,
+)
 from soc_agent.runtime.kafka.offsets import OffsetTracker
 from soc_agent.runtime.kafka.producer import Publisher, Retry, is_transient
 from soc_agent.runtime.kafka.records import OutRecord, Source
 
-__all__ = ["KafkaWorker", "WorkerReport"]
+__all__ = ["KafkaWorker"]
 
 log = logging.getLogger(__name__)
 
 _TP = tuple[str, int]
-
-
-@dataclass
-class WorkerReport:
-    """Counts only, so memory stays flat however long the worker runs."""
-
-    records: int = 0
-    alerts: int = 0
-    dead_letters: int = 0
-    approvals: dict[str, int] = field(default_factory=dict)
-    outcomes: dict[str, int] = field(default_factory=dict)
-    commits: int = 0
-    commit_failures: int = 0
-    pauses: int = 0
-    max_in_flight_seen: int = 0
-    dropped_on_revoke: int = 0
 
 
 class KafkaWorker:

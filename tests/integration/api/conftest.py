@@ -29,7 +29,7 @@ from elasticsearch import Elasticsearch
 
 from soc_agent.api.app import create_app
 from soc_agent.api.config import Role
-from soc_agent.api.tokens import SQLiteTokenStore
+from soc_agent.api.credentials.tokens_sqlite import SQLiteTokenStore
 from soc_agent.config import Settings
 from soc_agent.models import Proposal
 from soc_agent.store import SQLiteStore

@@ -22,11 +22,13 @@ import pytest
 from elasticsearch import AsyncElasticsearch, BadRequestError
 
 from soc_agent.api.config import Role
+from soc_agent.api.credentials.sessions_base import SessionStore
+from soc_agent.api.credentials.sessions_elasticsearch import ElasticsearchSessionStore
+from soc_agent.api.credentials.sessions_sqlite import SQLiteSessionStore
+from soc_agent.api.credentials.tokens_base import TOKEN_PREFIX, TokenError, TokenStore
+from soc_agent.api.credentials.tokens_elasticsearch import ElasticsearchTokenStore
+from soc_agent.api.credentials.tokens_sqlite import SQLiteTokenStore
 from soc_agent.api.identity import Principal
-from soc_agent.api.sessions import SessionStore, SQLiteSessionStore
-from soc_agent.api.sessions_es import ElasticsearchSessionStore
-from soc_agent.api.tokens import TOKEN_PREFIX, SQLiteTokenStore, TokenError, TokenStore
-from soc_agent.api.tokens_es import ElasticsearchTokenStore
 from tests.conftest import Clock
 
 TTL = timedelta(hours=8)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from soc_agent.api.tokens import revoke_token
+from soc_agent.api.credentials import revoke_token
 from tests.integration.api.conftest import BEACON, Api, open_api, running_server
 from tests.integration.conftest import Deployment
 

@@ -20,7 +20,8 @@ import pytest
 from elasticsearch import AsyncElasticsearch, NotFoundError
 
 from soc_agent.errors import StoreError
-from soc_agent.store.elasticsearch_leases import LeaseManager, Lock
+from soc_agent.store.elasticsearch_leases import LeaseManager
+from soc_agent.store.locks import Lock
 from tests.infra.fixtures import needs
 
 pytestmark = needs("elasticsearch")

@@ -14,11 +14,11 @@ from soc_agent.runtime.kafka.health import liveness, readiness
 from soc_agent.runtime.kafka.metrics import (
     BrokerContact,
     Histogram,
+    WorkerReport,
     WorkerSnapshot,
     process_rss_bytes,
     render_metrics,
 )
-from soc_agent.runtime.kafka.worker import WorkerReport
 from tests.unit.runtime.exposition import parse
 
 

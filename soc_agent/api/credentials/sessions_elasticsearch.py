@@ -17,17 +17,8 @@ from typing import Any
 
 from elasticsearch import ApiError, ConflictError, NotFoundError, TransportError
 
-from soc_agent.api._elasticsearch import (
-    DATE,
-    KEYWORD,
-    STORED_ONLY,
-    IndexStore,
-    es_errors,
-    parse_ts,
-    ts,
-)
-from soc_agent.api.identity import Principal
-from soc_agent.api.sessions import (
+from soc_agent.api.credentials._elasticsearch import IndexStore, es_errors
+from soc_agent.api.credentials.sessions_base import (
     FLASH_LIMIT,
     Session,
     hash_session_id,
@@ -37,6 +28,8 @@ from soc_agent.api.sessions import (
     principal_from,
     session_expiry,
 )
+from soc_agent.api.identity import Principal
+from soc_agent.elasticsearch_setup import DATE, KEYWORD, STORED_ONLY, UNINDEXED_TEXT, parse_ts, ts
 from soc_agent.errors import StoreError
 
 __all__ = ["ElasticsearchSessionStore"]
@@ -55,7 +48,7 @@ _PROPERTIES: dict[str, Any] = {
     "csrf": STORED_ONLY,
     "created_at": DATE,
     "expires_at": DATE,  # indexed: the sweep of expired sessions ranges over it
-    "flash": {"type": "text", "index": False},
+    "flash": UNINDEXED_TEXT,
 }
 # Only two writers touch a session at once in practice (a flash set while another
 # tab pops it); a few rereads settle that.
@@ -64,7 +57,7 @@ _SWEEP_BATCH = 500
 
 
 class ElasticsearchSessionStore(IndexStore):
-    """Implements `soc_agent.api.sessions.SessionStore` in `<index_prefix>-api-sessions`."""
+    """Implements `sessions_base.SessionStore` in `<index_prefix>-api-sessions`."""
 
     PROPERTIES = _PROPERTIES
     SUFFIX = "api-sessions"

@@ -25,16 +25,9 @@ from typing import Any
 
 from elasticsearch import ApiError, ConflictError, NotFoundError, TransportError
 
-from soc_agent.api._elasticsearch import (
-    DATE,
-    KEYWORD,
-    IndexStore,
-    es_errors,
-    parse_ts,
-    ts,
-)
 from soc_agent.api.config import Role
-from soc_agent.api.tokens import (
+from soc_agent.api.credentials._elasticsearch import IndexStore, es_errors
+from soc_agent.api.credentials.tokens_base import (
     LAST_USED_RESOLUTION,
     TokenError,
     TokenRecord,
@@ -43,6 +36,7 @@ from soc_agent.api.tokens import (
     new_secret,
     plausible_secret,
 )
+from soc_agent.elasticsearch_setup import DATE, KEYWORD, parse_ts, ts
 from soc_agent.errors import StoreError
 
 __all__ = ["ElasticsearchTokenStore"]
@@ -73,7 +67,7 @@ def _pointer_id(digest: str) -> str:
 
 
 class ElasticsearchTokenStore(IndexStore):
-    """Implements `soc_agent.api.tokens.TokenStore` in `<index_prefix>-api-tokens`."""
+    """Implements `tokens_base.TokenStore` in `<index_prefix>-api-tokens`."""
 
     PROPERTIES = _PROPERTIES
     SUFFIX = "api-tokens"
