@@ -12,10 +12,8 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from soc_agent.actions.executor import Executor
 from soc_agent.audit.base import AuditSink
@@ -56,16 +54,11 @@ from soc_agent.policy import (
     demote_over_budget,
 )
 from soc_agent.store.base import Store
+from soc_agent.store.locks import IncidentLocks
 
 __all__ = ["Agent", "AlertOutcome", "IncidentLocks", "StripedLocks"]
 
 log = logging.getLogger(__name__)
-
-
-class IncidentLocks(Protocol):
-    """Serialises decisions per incident; a runtime with several processes passes its own."""
-
-    def __getitem__(self, incident_id: str) -> AbstractAsyncContextManager[object]: ...
 
 
 class StripedLocks:

@@ -118,6 +118,10 @@ def test_the_graph_sees_the_project() -> None:
     assert "soc_agent.models.ids" in graph["soc_agent.pipeline.deciding"]
 
 
+def test_no_import_cycles() -> None:
+    assert _cycles(_graph()) == []
+
+
 @pytest.mark.parametrize("core", _CORES)
 def test_sibling_cores_never_import_each_other(core: str) -> None:
     bad = sorted(

@@ -20,8 +20,10 @@ from soc_agent.audit.elasticsearch_log import ElasticsearchAuditLog
 from soc_agent.correlate import CorrelationConfig, Correlator
 from soc_agent.models import (
     ActionRequest,
+    ActionStatus,
     Alert,
     Approval,
+    ApprovalVerdict,
     AuditEvent,
     AutonomyLevel,
     DeadLetter,
@@ -272,7 +274,13 @@ async def test_concurrent_updates_with_same_version_exactly_one_wins(store: AnyS
     verdicts = [
         _proposal(
             "prop-1", status=ProposalStatus.APPROVED if i % 2 else ProposalStatus.REJECTED
-        ).model_copy(update={"approvals": [Approval(analyst=f"analyst{i}", verdict="x", at=T0)]})
+        ).model_copy(
+            update={
+                "approvals": [
+                    Approval(analyst=f"analyst{i}", verdict=ApprovalVerdict.APPROVE, at=T0)
+                ]
+            }
+        )
         for i in range(8)
     ]
     results = await asyncio.gather(
@@ -334,7 +342,12 @@ async def test_budget_slides_and_failed_claims_free_their_slot(store: AnyStore) 
     assert (await store.claim_action(c, "inc-1", later, budget=(2, later - window))).over_budget
     # a fails: it no longer counts.
     await store.finish_action(
-        a.idempotency_key, status="failed", result=None, error="timeout", now=later, revert_at=None
+        a.idempotency_key,
+        status=ActionStatus.FAILED,
+        result=None,
+        error="timeout",
+        now=later,
+        revert_at=None,
     )
     assert await store.count_executions("isolate_host", T0 - window) == 1
     assert (await store.claim_action(c, "inc-1", later, budget=(2, later - window))).claimed
@@ -365,7 +378,7 @@ async def test_finish_action_due_reverts_and_lookup_by_action_id(store: AnyStore
         await store.claim_action(r, "inc-1", T0)
     done = T0 + timedelta(minutes=1)
     reverts = [T0 + timedelta(hours=2), T0 + timedelta(hours=1), None, T0 + timedelta(minutes=30)]
-    statuses = ["executed", "executed", "executed", "rolled_back"]
+    statuses = [ActionStatus.EXECUTED] * 3 + [ActionStatus.ROLLED_BACK]
     for r, revert, status in zip(reqs, reverts, statuses, strict=True):
         await store.finish_action(
             r.idempotency_key,
@@ -398,7 +411,7 @@ async def test_count_executions(store: AnyStore) -> None:
     await store.claim_action(_request("block_ip", target="ws-9"), "inc-1", T0)
     await store.finish_action(
         _request(target="ws-2").idempotency_key,
-        status="failed",
+        status=ActionStatus.FAILED,
         result=None,
         error="denied",
         now=T0,
@@ -585,7 +598,12 @@ async def test_writes_never_wait_for_a_refresh_and_searches_still_see_them(
     assert await slow.save_proposal(_proposal("prop-1"))
     assert (await slow.claim_action(request, "inc-1", T0, budget=(3, T0))).claimed
     await slow.finish_action(
-        request.idempotency_key, status="executed", result={}, error=None, now=T0, revert_at=T0
+        request.idempotency_key,
+        status=ActionStatus.EXECUTED,
+        result={},
+        error=None,
+        now=T0,
+        revert_at=T0,
     )
     assert time.perf_counter() - started < 10
     # Every search refreshes its index first: read-your-writes across the store.
