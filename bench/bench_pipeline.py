@@ -32,13 +32,13 @@ from pathlib import Path
 
 from soc_agent_samples.storm import START, Pools, document
 
-from soc_agent.config import Settings, load_settings
 from soc_agent.ingest import parse_payload
 from soc_agent.models import AuditEvent
 from soc_agent.pipeline.agent import AlertOutcome
 from soc_agent.runtime.backend import open_backend
 from soc_agent.runtime.components import open_components
 from soc_agent.runtime.embedded import run_embedded
+from soc_agent.settings import Settings, load_settings
 
 # Wider pools than the Kafka tests use: more, smaller incidents, as in a busy SOC.
 STORM_POOLS = Pools(

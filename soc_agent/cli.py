@@ -14,10 +14,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from soc_agent import render
-from soc_agent.config import Settings, load_settings
 from soc_agent.errors import SocAgentError
 from soc_agent.logs import configure_logging
 from soc_agent.models import ProposalStatus, RunMode
+from soc_agent.settings import Settings, load_settings
 from soc_agent.terminal import TerminalSafeStream
 
 __all__ = ["app", "main"]
@@ -563,8 +563,8 @@ def tokens_create(
     config: ConfigOpt = None,
 ) -> None:
     """Create an API token and print it once; only its hash is stored."""
-    from soc_agent.api.config import Role
     from soc_agent.api.credentials import create_token
+    from soc_agent.models import Role
 
     try:
         chosen = Role(role.lower())

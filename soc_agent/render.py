@@ -6,10 +6,10 @@ import base64
 import json
 from typing import Any
 
-from soc_agent.config import Settings
 from soc_agent.models import DeadLetter, Decision, Proposal, RunMode
 from soc_agent.pipeline.agent import AlertOutcome
 from soc_agent.runtime.embedded import RunReport
+from soc_agent.settings import Settings
 
 __all__ = [
     "connectors_table",

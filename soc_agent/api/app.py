@@ -30,10 +30,10 @@ from soc_agent.api.errors import ApiError
 from soc_agent.api.oidc import OidcVerifier
 from soc_agent.api.security import SecurityHeaders
 from soc_agent.api.verdicts import VerdictPublisher
-from soc_agent.config import Settings
 from soc_agent.errors import SocAgentError
 from soc_agent.pipeline.proposals import ProposalService
 from soc_agent.runtime.components import open_components
+from soc_agent.settings import Settings
 
 __all__ = ["create_app", "serve"]
 

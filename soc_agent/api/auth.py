@@ -14,13 +14,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from soc_agent.api.config import Role
 from soc_agent.api.context import ApiContext, get_context
 from soc_agent.api.credentials import Session
 from soc_agent.api.errors import Forbidden, Unauthorized
 from soc_agent.api.identity import Principal
 from soc_agent.api.oidc import OidcError, looks_like_jwt
-from soc_agent.models import AuditEvent
+from soc_agent.models import AuditEvent, Role
 
 __all__ = [
     "SESSION_COOKIE",

@@ -8,11 +8,11 @@ from datetime import datetime
 import httpx
 from starlette.requests import HTTPConnection
 
-from soc_agent.api.config import ApiConfig
 from soc_agent.api.credentials import SessionStore, TokenStore
 from soc_agent.api.oidc import OidcVerifier
 from soc_agent.api.verdicts import VerdictPublisher
 from soc_agent.runtime.components import Components
+from soc_agent.settings.api import ApiConfig
 
 __all__ = ["ApiContext", "get_context"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from soc_agent.api.config import Role
+from soc_agent.models import Role
 
 __all__ = ["Principal"]
 

@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 import jwt
 
-from soc_agent.api.config import OidcConfig, Role
 from soc_agent.api.identity import Principal
 from soc_agent.errors import SocAgentError
+from soc_agent.models import Role
+from soc_agent.settings.api import OidcConfig
 
 __all__ = ["OidcError", "OidcVerifier", "looks_like_jwt"]
 

@@ -11,12 +11,11 @@ from typing import Any
 
 from soc_agent.actions.executor import ExecutionOutcome
 from soc_agent.api.auth import require_role
-from soc_agent.api.config import Role
 from soc_agent.api.context import ApiContext
 from soc_agent.api.errors import Conflict, Forbidden, NotFound, UpstreamFailed
 from soc_agent.api.identity import Principal
 from soc_agent.errors import SocAgentError
-from soc_agent.models import AutonomyLevel, Proposal, RiskTier
+from soc_agent.models import AutonomyLevel, Proposal, RiskTier, Role
 from soc_agent.pipeline import controls
 from soc_agent.pipeline.proposals import (
     ProposalConflict,

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from soc_agent.api.auth import require
-from soc_agent.api.config import Role
 from soc_agent.api.context import get_context
 from soc_agent.api.identity import Principal
 from soc_agent.api.operations import (
@@ -17,7 +16,7 @@ from soc_agent.api.operations import (
     set_autonomy,
     set_kill_switch,
 )
-from soc_agent.models import AutonomyLevel
+from soc_agent.models import AutonomyLevel, Role
 
 __all__ = ["router"]
 

@@ -8,12 +8,11 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from soc_agent.api.auth import require
-from soc_agent.api.config import Role
 from soc_agent.api.context import get_context
 from soc_agent.api.identity import Principal
 from soc_agent.api.operations import decide, load_proposal
 from soc_agent.api.views import Page, proposal_detail, proposal_json
-from soc_agent.models import ProposalStatus
+from soc_agent.models import ProposalStatus, Role
 
 __all__ = ["DecisionBody", "Limit", "Offset", "clamp", "router"]
 

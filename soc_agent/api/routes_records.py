@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 
 from soc_agent.api.auth import require
-from soc_agent.api.config import Role
 from soc_agent.api.context import get_context
 from soc_agent.api.errors import NotFound
 from soc_agent.api.identity import Principal
@@ -21,6 +20,7 @@ from soc_agent.api.views import (
     decision_json,
     incident_detail,
 )
+from soc_agent.models import Role
 
 __all__ = ["router"]
 

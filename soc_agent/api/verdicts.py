@@ -12,8 +12,8 @@ import logging
 from typing import Any
 
 from soc_agent.runtime.kafka.approvals import Verdict
-from soc_agent.runtime.kafka.config import KafkaConfig
 from soc_agent.runtime.kafka.producer import make_producer
+from soc_agent.settings.kafka import KafkaConfig
 
 __all__ = ["VerdictPublisher"]
 

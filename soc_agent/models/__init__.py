@@ -15,6 +15,7 @@ from soc_agent.models.decision import (
     ScoreContribution,
 )
 from soc_agent.models.evidence import Evidence, EvidenceStatus, Investigation
+from soc_agent.models.identity import Role
 from soc_agent.models.incident import Incident
 from soc_agent.models.proposal import Approval, ApprovalVerdict, Proposal, ProposalStatus
 
@@ -40,6 +41,7 @@ __all__ = [
     "Proposal",
     "ProposalStatus",
     "RiskTier",
+    "Role",
     "Rule",
     "RunMode",
     "ScoreContribution",

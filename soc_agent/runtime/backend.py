@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from soc_agent.audit import AuditLog, SQLiteAuditLog
-from soc_agent.config import Settings
 from soc_agent.correlate import Correlator
 from soc_agent.errors import StoreError
 from soc_agent.runtime.file_locks import (
@@ -35,6 +34,7 @@ from soc_agent.runtime.file_locks import (
     ProcessLockedCorrelator,
     lock_path,
 )
+from soc_agent.settings import Settings
 from soc_agent.store import SQLiteStore, StateStore
 from soc_agent.store.locks import IncidentLocks, Lock
 

@@ -11,7 +11,6 @@ from soc_agent_connectors import Connector, installed_connector_names, load_conn
 
 from soc_agent.actions.executor import Executor
 from soc_agent.audit import AuditLog
-from soc_agent.config import Settings
 from soc_agent.errors import ConfigError
 from soc_agent.gateway import Gateway
 from soc_agent.ingest import FieldMapping, load_mappings
@@ -19,6 +18,7 @@ from soc_agent.pipeline.agent import Agent
 from soc_agent.pipeline.proposals import ProposalService
 from soc_agent.playbooks import Playbook, load_playbooks, shipped_playbooks_dir
 from soc_agent.runtime.backend import Backend, open_backend
+from soc_agent.settings import Settings
 from soc_agent.store import StateStore
 
 __all__ = ["Components", "build_connectors", "load_all_playbooks", "open_components"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from soc_agent_connectors import Connector, load_connector_classes
 
-from soc_agent.config import Settings
+from soc_agent.settings import Settings
 
 __all__ = ["connector_catalog", "describe_connectors"]
 

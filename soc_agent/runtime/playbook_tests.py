@@ -13,7 +13,6 @@ from typing import Any
 
 from soc_agent_connectors import Capability, CapabilityKind, load_connector_classes
 
-from soc_agent.config import Settings
 from soc_agent.ingest import load_mappings, normalize
 from soc_agent.models import (
     ActionCandidate,
@@ -25,6 +24,7 @@ from soc_agent.models import (
 from soc_agent.pipeline.deciding import CatalogFacts, decide_all
 from soc_agent.playbooks import Playbook, load_playbooks, shipped_playbooks_dir
 from soc_agent.playbooks.testing import CaseResult, load_cases, run_case
+from soc_agent.settings import Settings
 
 __all__ = ["run_playbook_tests"]
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import httpx
 
-from soc_agent.api.config import Role
 from soc_agent.api.credentials.tokens_sqlite import SQLiteTokenStore
+from soc_agent.models import Role
 
 __all__ = ["ROOT", "Served", "cli", "start_served"]
 

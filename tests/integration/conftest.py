@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from soc_agent.config import DEFAULT_GRANTS, Settings, load_settings
 from soc_agent.models import ActionRequest, Decision
 from soc_agent.pipeline.agent import AlertOutcome
 from soc_agent.runtime.components import Components, open_components
 from soc_agent.runtime.embedded import run_embedded
+from soc_agent.settings import DEFAULT_GRANTS, Settings, load_settings
 from tests.conftest import Clock
 
 __all__ = [

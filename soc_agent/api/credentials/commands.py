@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from soc_agent.api.config import Role
 from soc_agent.api.credentials.factory import open_token_store
 from soc_agent.api.credentials.tokens_base import TokenRecord
-from soc_agent.config import Settings
-from soc_agent.models import AuditEvent
+from soc_agent.models import AuditEvent, Role
 from soc_agent.runtime.backend import open_backend
+from soc_agent.settings import Settings
 
 __all__ = ["create_token", "list_tokens", "revoke_token", "token_records"]
 

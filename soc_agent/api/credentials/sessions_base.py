@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from soc_agent.api.config import Role
 from soc_agent.api.identity import Principal
+from soc_agent.models import Role
 
 __all__ = [
     "FLASH_LIMIT",

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from soc_agent.api.config import Role
 from soc_agent.errors import SocAgentError
+from soc_agent.models import Role
 
 __all__ = [
     "LAST_USED_RESOLUTION",

@@ -25,7 +25,6 @@ from typing import Any
 
 from elasticsearch import ApiError, ConflictError, NotFoundError, TransportError
 
-from soc_agent.api.config import Role
 from soc_agent.api.credentials._elasticsearch import IndexStore, es_errors
 from soc_agent.api.credentials.tokens_base import (
     LAST_USED_RESOLUTION,
@@ -38,6 +37,7 @@ from soc_agent.api.credentials.tokens_base import (
 )
 from soc_agent.elasticsearch_setup import DATE, KEYWORD, parse_ts, ts
 from soc_agent.errors import StoreError
+from soc_agent.models import Role
 
 __all__ = ["ElasticsearchTokenStore"]
 

@@ -6,7 +6,6 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
-from soc_agent.api.config import Role
 from soc_agent.api.credentials._sqlite import ThreadedSQLite
 from soc_agent.api.credentials.tokens_base import (
     LAST_USED_RESOLUTION,
@@ -17,6 +16,7 @@ from soc_agent.api.credentials.tokens_base import (
     new_secret,
     plausible_secret,
 )
+from soc_agent.models import Role
 
 __all__ = ["SQLiteTokenStore"]
 

@@ -4,6 +4,6 @@ Importing this package needs no Kafka client; the modules that talk to
 brokers import aiokafka themselves.
 """
 
-from soc_agent.runtime.kafka.config import InputTopic, KafkaConfig, TopicLayout, TopicsConfig
+from soc_agent.settings.kafka import InputTopic, KafkaConfig, TopicLayout, TopicsConfig
 
 __all__ = ["InputTopic", "KafkaConfig", "TopicLayout", "TopicsConfig"]

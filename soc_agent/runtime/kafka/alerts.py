@@ -15,7 +15,6 @@ from datetime import datetime
 from soc_agent.ingest import FieldMapping, parse_payload
 from soc_agent.models import ActionStatus, Decision, Disposition
 from soc_agent.pipeline.agent import Agent, AlertOutcome
-from soc_agent.runtime.kafka.config import TopicsConfig
 from soc_agent.runtime.kafka.records import (
     DLQ_PREFIX,
     OutRecord,
@@ -26,6 +25,7 @@ from soc_agent.runtime.kafka.records import (
     decode_headers,
     proposal_record,
 )
+from soc_agent.settings.kafka import TopicsConfig
 from soc_agent.store import Store
 
 __all__ = ["FORMAT_HEADER", "AlertProcessor", "MessageResult"]

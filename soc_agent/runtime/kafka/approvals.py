@@ -26,7 +26,6 @@ from soc_agent.pipeline.proposals import (
     ProposalService,
     ProposalVersionConflict,
 )
-from soc_agent.runtime.kafka.config import TopicsConfig
 from soc_agent.runtime.kafka.records import (
     OutRecord,
     Source,
@@ -35,6 +34,7 @@ from soc_agent.runtime.kafka.records import (
     decode_headers,
     proposal_record,
 )
+from soc_agent.settings.kafka import TopicsConfig
 from soc_agent.store import Store
 
 __all__ = ["ApprovalProcessor", "Verdict"]

@@ -33,7 +33,6 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from soc_agent.errors import ConfigError
-from soc_agent.runtime.kafka.config import KafkaConfig
 from soc_agent.runtime.kafka.metrics import (
     CONTENT_TYPE,
     BrokerContact,
@@ -41,6 +40,7 @@ from soc_agent.runtime.kafka.metrics import (
     process_rss_bytes,
     render_metrics,
 )
+from soc_agent.settings.kafka import KafkaConfig
 
 __all__ = ["build_health_app", "liveness", "probe_brokers", "readiness", "serve_health"]
 

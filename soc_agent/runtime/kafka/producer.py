@@ -20,9 +20,9 @@ from aiokafka.errors import (
     UnknownProducerId,
 )
 
-from soc_agent.runtime.kafka.config import KafkaConfig
 from soc_agent.runtime.kafka.metrics import BrokerContact
 from soc_agent.runtime.kafka.records import OutRecord
+from soc_agent.settings.kafka import KafkaConfig
 
 __all__ = ["Publisher", "RenewableProducer", "Retry", "is_transient", "make_producer"]
 

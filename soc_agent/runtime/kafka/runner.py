@@ -9,12 +9,12 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
 
 from soc_agent import failpoints
-from soc_agent.config import Settings
 from soc_agent.errors import SocAgentError
 from soc_agent.runtime.components import open_components
 from soc_agent.runtime.kafka.metrics import WorkerReport
 from soc_agent.runtime.kafka.producer import RenewableProducer, make_producer
 from soc_agent.runtime.kafka.worker import KafkaWorker, make_consumer
+from soc_agent.settings import Settings
 
 __all__ = ["KafkaUnavailable", "run_worker"]
 

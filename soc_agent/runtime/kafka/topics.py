@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from soc_agent.runtime.kafka.config import KafkaConfig
+from soc_agent.settings.kafka import KafkaConfig
 
 __all__ = ["TopicPlan", "create_topics", "topic_plan"]
 

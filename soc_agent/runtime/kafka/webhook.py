@@ -25,7 +25,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from soc_agent.config import Settings
 from soc_agent.correlate import Correlator, InMemoryCorrelationState
 from soc_agent.errors import ConfigError
 from soc_agent.ingest import load_mappings, parse_payload
@@ -33,6 +32,7 @@ from soc_agent.models import Alert
 from soc_agent.runtime.kafka.alerts import FORMAT_HEADER
 from soc_agent.runtime.kafka.producer import Publisher
 from soc_agent.runtime.kafka.records import OutRecord, dead_letter_record
+from soc_agent.settings import Settings
 
 __all__ = ["build_webhook_app", "partition_key", "serve_webhook"]
 

@@ -42,7 +42,6 @@ from soc_agent.runtime.components import Components
 from soc_agent.runtime.kafka.alerts import AlertProcessor
 from soc_agent.runtime.kafka.approvals import ApprovalProcessor
 from soc_agent.runtime.kafka.audit_export import AuditExporter
-from soc_agent.runtime.kafka.config import KafkaConfig
 from soc_agent.runtime.kafka.metrics import (
     BrokerContact,
     Histogram,
@@ -52,6 +51,7 @@ from soc_agent.runtime.kafka.metrics import (
 from soc_agent.runtime.kafka.offsets import OffsetTracker
 from soc_agent.runtime.kafka.producer import Publisher, Retry, is_transient
 from soc_agent.runtime.kafka.records import OutRecord, Source
+from soc_agent.settings.kafka import KafkaConfig
 
 __all__ = ["KafkaWorker"]
 

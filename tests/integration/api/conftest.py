@@ -28,10 +28,9 @@ import uvicorn
 from elasticsearch import Elasticsearch
 
 from soc_agent.api.app import create_app
-from soc_agent.api.config import Role
 from soc_agent.api.credentials.tokens_sqlite import SQLiteTokenStore
-from soc_agent.config import Settings
-from soc_agent.models import Proposal
+from soc_agent.models import Proposal, Role
+from soc_agent.settings import Settings
 from soc_agent.store import SQLiteStore
 from soc_agent.store.config import ElasticsearchConfig
 from tests.conftest import Clock

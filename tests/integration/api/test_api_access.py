@@ -7,9 +7,9 @@ import sqlite3
 
 import pytest
 
-from soc_agent.api.config import Role
 from soc_agent.api.credentials import TokenError, revoke_token
 from soc_agent.api.credentials.tokens_sqlite import SQLiteTokenStore
+from soc_agent.models import Role
 from tests.integration.api.conftest import Api
 
 # (method, path template, json body); {p} proposal, {i} incident, {a} alert,

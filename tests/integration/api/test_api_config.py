@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from soc_agent.api.config import Role
-from soc_agent.config import Settings, load_settings
 from soc_agent.errors import ConfigError
-from soc_agent.models import RiskTier
+from soc_agent.models import RiskTier, Role
+from soc_agent.settings import Settings, load_settings
 
 
 def _load(tmp_path: Path, text: str) -> Settings:

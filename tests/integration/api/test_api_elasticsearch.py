@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from soc_agent.api.config import Role
 from soc_agent.api.credentials import create_token, list_tokens, revoke_token
-from soc_agent.config import Settings
+from soc_agent.models import Role
+from soc_agent.settings import Settings
 from tests.integration.api.conftest import on_elasticsearch, running_server
 from tests.integration.conftest import Deployment
 

@@ -6,8 +6,7 @@ import asyncio
 
 import httpx
 
-from soc_agent.api.config import Role
-from soc_agent.models import Approval, ProposalStatus
+from soc_agent.models import Approval, ProposalStatus, Role
 from tests.integration.api.conftest import BEACON, Api, open_api, running_server
 from tests.integration.conftest import Deployment
 

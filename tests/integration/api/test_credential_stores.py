@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 from elasticsearch import AsyncElasticsearch, BadRequestError
 
-from soc_agent.api.config import Role
 from soc_agent.api.credentials.sessions_base import SessionStore
 from soc_agent.api.credentials.sessions_elasticsearch import ElasticsearchSessionStore
 from soc_agent.api.credentials.sessions_sqlite import SQLiteSessionStore
@@ -29,6 +28,7 @@ from soc_agent.api.credentials.tokens_base import TOKEN_PREFIX, TokenError, Toke
 from soc_agent.api.credentials.tokens_elasticsearch import ElasticsearchTokenStore
 from soc_agent.api.credentials.tokens_sqlite import SQLiteTokenStore
 from soc_agent.api.identity import Principal
+from soc_agent.models import Role
 from tests.conftest import Clock
 
 TTL = timedelta(hours=8)

@@ -27,11 +27,11 @@ from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_bulk
 from soc_agent_connectors.elasticsearch_siem import ElasticsearchConfig, ElasticsearchSiem
 
-from soc_agent.config import DEFAULT_GRANTS, load_settings
 from soc_agent.errors import ConnectorError
 from soc_agent.models import EvidenceStatus
 from soc_agent.runtime.components import open_components
 from soc_agent.runtime.embedded import run_embedded
+from soc_agent.settings import DEFAULT_GRANTS, load_settings
 from tests.conftest import Clock
 from tests.infra.fixtures import elasticsearch_url, needs
 from tests.integration.conftest import BASE_POLICY, FIXTURES

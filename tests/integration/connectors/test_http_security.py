@@ -22,10 +22,10 @@ from soc_agent_connectors import (
 )
 
 from soc_agent.audit import SQLiteAuditLog
-from soc_agent.config import load_settings
 from soc_agent.errors import ConfigError, ConnectorError, ScopeDeniedError
 from soc_agent.gateway import Gateway
 from soc_agent.runtime.control import describe_connectors
+from soc_agent.settings import load_settings
 from tests.integration.connectors.conftest import FakeTime
 from tests.integration.connectors.intel_api import IntelApi, IntelApiConfig, ip_report, vt_error
 from tests.integration.connectors.vendor_server import RecordedRequest, Reply, VendorServer

@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaError
 
-from soc_agent.runtime.kafka.config import KafkaConfig, TopicsConfig
+from soc_agent.settings.kafka import KafkaConfig, TopicsConfig
 
 REPO = Path(__file__).resolve().parents[3]
 

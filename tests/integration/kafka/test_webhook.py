@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from soc_agent.config import Settings, load_settings
 from soc_agent.runtime.kafka.producer import make_producer
 from soc_agent.runtime.kafka.webhook import serve_webhook
+from soc_agent.settings import Settings, load_settings
 from tests.integration.kafka.alertgen import crowdstrike, malformed, suricata
 from tests.integration.kafka.conftest import KafkaEnv, free_port
 

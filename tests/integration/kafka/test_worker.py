@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from soc_agent.audit import SQLiteAuditLog
-from soc_agent.config import Settings, load_settings
 from soc_agent.models import Approval, Decision, Proposal, ProposalStatus
-from soc_agent.runtime.kafka.config import KafkaConfig
 from soc_agent.runtime.kafka.metrics import WorkerReport
 from soc_agent.runtime.kafka.runner import run_worker
+from soc_agent.settings import Settings, load_settings
+from soc_agent.settings.kafka import KafkaConfig
 from soc_agent.store import SQLiteStore
 from tests.integration.kafka.alertgen import make_stream
 from tests.integration.kafka.conftest import KafkaEnv

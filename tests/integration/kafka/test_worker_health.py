@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from soc_agent.config import load_settings
 from soc_agent.errors import ConfigError
 from soc_agent.runtime.kafka.runner import run_worker
+from soc_agent.settings import load_settings
 from tests.integration.kafka.alertgen import make_stream
 from tests.integration.kafka.conftest import REPO, KafkaEnv, free_port, worker_command
 from tests.unit.runtime.exposition import parse

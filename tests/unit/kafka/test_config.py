@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from soc_agent.config import load_settings
 from soc_agent.errors import ConfigError
 from soc_agent.runtime.kafka.topics import topic_plan
+from soc_agent.settings import load_settings
 
 
 def test_environment_sets_brokers_topics_and_secrets(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from soc_agent.config import load_settings
 from soc_agent.errors import ConfigError
 from soc_agent.runtime.kafka.health import liveness, readiness
 from soc_agent.runtime.kafka.metrics import (
@@ -19,6 +18,7 @@ from soc_agent.runtime.kafka.metrics import (
     process_rss_bytes,
     render_metrics,
 )
+from soc_agent.settings import load_settings
 from tests.unit.runtime.exposition import parse
 
 

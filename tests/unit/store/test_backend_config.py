@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from soc_agent.config import load_settings
 from soc_agent.errors import ConfigError, StoreError
 from soc_agent.runtime.backend import open_backend
+from soc_agent.settings import load_settings
 
 
 def test_sqlite_is_the_default() -> None:

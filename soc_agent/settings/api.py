@@ -1,38 +1,17 @@
 """Settings of the analyst API and web UI: who may do what, and how callers authenticate.
 
-Pure configuration (no FastAPI import), so `soc_agent.config.Settings` can hold it
-without pulling the web stack into every command.
+Pure configuration (no FastAPI import), so `Settings` can hold it without pulling
+the web stack into every command.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from soc_agent.models import RiskTier
+from soc_agent.models.identity import Role
 
 __all__ = ["ApiConfig", "OidcConfig", "Role"]
-
-
-class Role(StrEnum):
-    """Analyst roles, each including everything the ones before it may do."""
-
-    VIEWER = "viewer"
-    ANALYST = "analyst"
-    SENIOR = "senior"
-    ADMIN = "admin"
-
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
-
-    def includes(self, other: Role) -> bool:
-        """True when this role may do what `other` may."""
-        return self.rank >= other.rank
-
-
-_RANK = {role: i for i, role in enumerate(Role)}
 
 
 class OidcConfig(BaseModel):

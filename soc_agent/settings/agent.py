@@ -15,14 +15,14 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from soc_agent.api.config import ApiConfig
 from soc_agent.correlate import CorrelationConfig
 from soc_agent.errors import ConfigError
 from soc_agent.policy import PolicyConfig
-from soc_agent.runtime.kafka.config import KafkaConfig
+from soc_agent.settings.api import ApiConfig
+from soc_agent.settings.kafka import KafkaConfig
 from soc_agent.store.config import ElasticsearchConfig
 
-__all__ = ["DEFAULT_GRANTS", "Settings", "load_settings"]
+__all__ = ["DEFAULT_GRANTS", "ENV_PREFIX", "RuntimeConfig", "Settings", "load_settings"]
 
 ENV_PREFIX = "SOC_AGENT_"
 
