@@ -3,25 +3,17 @@ scoring and candidate actions, and playbook unit tests for responders."""
 
 from __future__ import annotations
 
+from soc_agent.playbooks.checks import CapabilityInfo, CapabilitySpec, Catalog, check_playbook
+from soc_agent.playbooks.context import build_context, incident_context
 from soc_agent.playbooks.expressions import EvaluationError, compile_expression, evaluate
 from soc_agent.playbooks.loader import (
-    CapabilityInfo,
-    CapabilitySpec,
-    Catalog,
     PlaybookValidationError,
-    check_playbook,
     load_playbook_file,
     load_playbooks,
     shipped_playbooks_dir,
 )
-from soc_agent.playbooks.runner import (
-    RecordedCall,
-    RecordedStepExecutor,
-    StepExecutor,
-    build_context,
-    incident_context,
-    investigate,
-)
+from soc_agent.playbooks.recordings import RecordedCall, RecordedStepExecutor
+from soc_agent.playbooks.runner import StepExecutor, investigate
 from soc_agent.playbooks.schema import (
     Budget,
     Playbook,

@@ -10,28 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from soc_agent.errors import ConnectorError, ExpressionError, ScopeDeniedError
 from soc_agent.models import Alert, Evidence, EvidenceStatus, Incident, Investigation
+from soc_agent.playbooks.context import incident_context, step_context
 from soc_agent.playbooks.expressions import evaluate, evaluate_bool
 from soc_agent.playbooks.schema import Playbook, Step
 from soc_agent.playbooks.templates import render
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
-    "RecordedCall",
-    "RecordedStepExecutor",
     "StepExecutor",
-    "build_context",
-    "incident_context",
     "investigate",
-    "step_context",
 ]
 
 DEFAULT_CONCURRENCY = 8
@@ -45,61 +39,6 @@ class StepExecutor(Protocol):
     ) -> dict[str, Any]:
         """Return the capability's output; raise ConnectorError (ScopeDeniedError if denied)."""
         ...
-
-
-# --- expression context ---------------------------------------------------------------
-
-
-# An incident in an alert storm holds hundreds of alerts and entities; expressions see
-# the counts in full but only a bounded slice of the lists, so every evaluation stays cheap.
-CONTEXT_MAX_ALERT_IDS = 50
-CONTEXT_MAX_ENTITIES = 200
-
-
-def incident_context(incident: Incident) -> dict[str, Any]:
-    """The incident as expressions see it (`incident.alert_count`, `incident.entities`, ...).
-
-    `alert_ids` holds the latest 50 and `entities` the first 200; `alert_count` and
-    `entity_count` are exact.
-    """
-    return {
-        "id": incident.id,
-        "title": incident.title,
-        "status": incident.status,
-        "alert_ids": incident.alert_ids[-CONTEXT_MAX_ALERT_IDS:],
-        "alert_count": len(incident.alert_ids),
-        "entity_count": len(incident.entities),
-        "severity": incident.severity.value,
-        "severity_score": incident.severity.score,
-        "duplicate_count": incident.duplicate_count,
-        "entities": [
-            {"type": e.type.value, "value": e.value}
-            for e in incident.entities[:CONTEXT_MAX_ENTITIES]
-        ],
-        "first_seen": incident.first_seen.isoformat(),
-        "last_seen": incident.last_seen.isoformat(),
-    }
-
-
-def step_context(evidence: Evidence) -> dict[str, Any]:
-    """`steps.<id>` for expressions: status, ok, result and error of one step."""
-    return {
-        "status": evidence.status.value,
-        "ok": evidence.status is EvidenceStatus.OK,
-        "result": evidence.result,
-        "error": evidence.error,
-    }
-
-
-def build_context(
-    alert: Alert, incident: Incident, investigation: Investigation | None = None
-) -> dict[str, Any]:
-    """The context scoring and respond rules are evaluated in."""
-    steps = {e.step: step_context(e) for e in investigation.evidence} if investigation else {}
-    return {"alert": alert.context(), "incident": incident_context(incident), "steps": steps}
-
-
-# --- the runner -----------------------------------------------------------------------
 
 
 async def investigate(
@@ -440,99 +379,3 @@ def _aggregate(entries: list[dict[str, Any]]) -> tuple[EvidenceStatus, str | Non
 
 
 # --- recordings -----------------------------------------------------------------------
-
-
-class RecordedCall(BaseModel):
-    """One recorded capability outcome: exactly one of result, error, denied.
-
-    In a list (for_each steps), `item` or `args` pick the call it answers:
-    `args` must be a subset of the call's arguments; `item` must equal one of
-    the argument values. Entries with neither answer calls in order.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    item: Any = Field(default=None, description="the for_each element this entry answers")
-    args: dict[str, Any] | None = Field(default=None, description="arguments this entry answers")
-    result: dict[str, Any] | None = Field(default=None, description="the capability's output")
-    error: str | None = Field(default=None, description="a connector error message")
-    denied: str | None = Field(default=None, description="a gateway denial message")
-
-    @model_validator(mode="after")
-    def _one_outcome(self) -> RecordedCall:
-        given = [k for k in ("result", "error", "denied") if k in self.model_fields_set]
-        if len(given) != 1:
-            raise ValueError("a recording needs exactly one of `result`, `error`, `denied`")
-        return self
-
-    def matches(self, args: Mapping[str, Any]) -> bool | None:
-        """True/False when the entry names its call (`args`/`item`), None when it does not."""
-        if self.args is not None:
-            return all(k in args and _same(args[k], v) for k, v in self.args.items())
-        if "item" in self.model_fields_set:
-            return any(_same(v, self.item) for v in args.values())
-        return None
-
-
-Recording = RecordedCall | list[RecordedCall]
-
-
-class RecordedStepExecutor:
-    """Answers steps from recordings: `{step_id: {"result": ...} | {"error": ...} | [entries]}`.
-
-    Used by playbook unit tests and replay. A step without a recording fails
-    with "no recorded result for step X"; `calls` lists every call made.
-    """
-
-    def __init__(self, recordings: Mapping[str, Any]) -> None:
-        self._recordings: dict[str, Recording] = {}
-        for step_id, raw in recordings.items():
-            if isinstance(raw, list):
-                self._recordings[step_id] = [RecordedCall.model_validate(r) for r in raw]
-            else:
-                self._recordings[step_id] = RecordedCall.model_validate(raw)
-        self._cursor: dict[str, int] = {}
-        self.calls: list[tuple[str, str, str, dict[str, Any]]] = []
-
-    @property
-    def step_ids(self) -> set[str]:
-        return set(self._recordings)
-
-    async def run_step(
-        self, step_id: str, connector: str, capability: str, args: dict[str, Any]
-    ) -> dict[str, Any]:
-        self.calls.append((step_id, connector, capability, dict(args)))
-        recording = self._recordings.get(step_id)
-        if recording is None:
-            raise ConnectorError(f"no recorded result for step {step_id}")
-        entry = (
-            recording
-            if isinstance(recording, RecordedCall)
-            else self._pick(step_id, recording, args)
-        )
-        if entry is None:
-            raise ConnectorError(f"no recorded result for step {step_id} with arguments {args}")
-        if entry.denied is not None:
-            raise ScopeDeniedError(entry.denied)
-        if entry.error is not None:
-            raise ConnectorError(entry.error)
-        return dict(entry.result or {})
-
-    def _pick(
-        self, step_id: str, entries: list[RecordedCall], args: Mapping[str, Any]
-    ) -> RecordedCall | None:
-        for entry in entries:
-            if entry.matches(args):
-                return entry
-        positional = [e for e in entries if e.matches(args) is None]
-        index = self._cursor.get(step_id, 0)
-        if index < len(positional):
-            self._cursor[step_id] = index + 1
-            return positional[index]
-        return None
-
-
-def _same(left: Any, right: Any) -> bool:
-    if isinstance(left, str) and isinstance(right, str):
-        return left.strip().lower() == right.strip().lower()
-    return bool(left == right)

@@ -17,13 +17,13 @@ from pydantic import ValidationError
 
 from soc_agent.errors import ExpressionError
 from soc_agent.models import ActionCandidate, Alert, Entity, Incident, ScoreContribution
+from soc_agent.playbooks.context import incident_context
 from soc_agent.playbooks.expressions import (
     EvaluationError,
     evaluate,
     evaluate_bool,
     step_references,
 )
-from soc_agent.playbooks.runner import incident_context
 from soc_agent.playbooks.schema import Playbook, RespondRule
 from soc_agent.playbooks.templates import render
 

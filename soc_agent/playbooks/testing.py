@@ -51,13 +51,10 @@ from soc_agent.models import (
     Investigation,
     ScoreContribution,
 )
+from soc_agent.playbooks.context import build_context
 from soc_agent.playbooks.loader import PlaybookValidationError, format_path, locate, parse_yaml
-from soc_agent.playbooks.runner import (
-    RecordedCall,
-    RecordedStepExecutor,
-    build_context,
-    investigate,
-)
+from soc_agent.playbooks.recordings import RecordedCall, RecordedStepExecutor
+from soc_agent.playbooks.runner import investigate
 from soc_agent.playbooks.schema import Playbook
 from soc_agent.playbooks.scoring import candidates, match_playbooks, score
 

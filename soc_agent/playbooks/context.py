@@ -1,0 +1,70 @@
+"""What CEL expressions and templates see: the alert, the incident and the steps so far.
+
+`build_context` is the one shape every expression is evaluated against, in the
+runner (`steps.<id>` grows as steps finish), in scoring and in the respond rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from soc_agent.models import Alert, Evidence, EvidenceStatus, Incident, Investigation
+
+__all__ = [
+    "CONTEXT_MAX_ALERT_IDS",
+    "CONTEXT_MAX_ENTITIES",
+    "build_context",
+    "incident_context",
+    "step_context",
+]
+
+# An incident in an alert storm holds hundreds of alerts and entities; expressions see
+# the counts in full but only a bounded slice of the lists, so every evaluation stays cheap.
+CONTEXT_MAX_ALERT_IDS = 50
+CONTEXT_MAX_ENTITIES = 200
+
+
+def incident_context(incident: Incident) -> dict[str, Any]:
+    """The incident as expressions see it (`incident.alert_count`, `incident.entities`, ...).
+
+    `alert_ids` holds the latest 50 and `entities` the first 200; `alert_count` and
+    `entity_count` are exact.
+    """
+    return {
+        "id": incident.id,
+        "title": incident.title,
+        "status": incident.status,
+        "alert_ids": incident.alert_ids[-CONTEXT_MAX_ALERT_IDS:],
+        "alert_count": len(incident.alert_ids),
+        "entity_count": len(incident.entities),
+        "severity": incident.severity.value,
+        "severity_score": incident.severity.score,
+        "duplicate_count": incident.duplicate_count,
+        "entities": [
+            {"type": e.type.value, "value": e.value}
+            for e in incident.entities[:CONTEXT_MAX_ENTITIES]
+        ],
+        "first_seen": incident.first_seen.isoformat(),
+        "last_seen": incident.last_seen.isoformat(),
+    }
+
+
+def step_context(evidence: Evidence) -> dict[str, Any]:
+    """`steps.<id>` for expressions: status, ok, result and error of one step."""
+    return {
+        "status": evidence.status.value,
+        "ok": evidence.status is EvidenceStatus.OK,
+        "result": evidence.result,
+        "error": evidence.error,
+    }
+
+
+def build_context(
+    alert: Alert, incident: Incident, investigation: Investigation | None = None
+) -> dict[str, Any]:
+    """The context scoring and respond rules are evaluated in."""
+    steps = {e.step: step_context(e) for e in investigation.evidence} if investigation else {}
+    return {"alert": alert.context(), "incident": incident_context(incident), "steps": steps}
+
+
+# --- the runner -----------------------------------------------------------------------
