@@ -45,6 +45,8 @@ class MessageResult:
 
 
 class AlertProcessor:
+    """Turns one record of raw alerts into agent outcomes and the records that answer them."""
+
     def __init__(
         self,
         agent: Agent,

@@ -61,6 +61,11 @@ _TP = tuple[str, int]
 
 
 class KafkaWorker:
+    """One consumer-group member: feeds records to the agent, publishes, then commits.
+
+    See the module docstring for the delivery guarantee it keeps.
+    """
+
     def __init__(
         self, components: Components, config: KafkaConfig, consumer: Any, producer: Any
     ) -> None:
