@@ -23,7 +23,7 @@ _BATCH = 1000
 
 
 class AuditExporter:
-    """Publishes the audit chain's new entries to the audit topic, in order, one worker at a time."""
+    """Publishes the audit chain's new entries to the audit topic in order, one worker at once."""
 
     def __init__(
         self, audit: AuditLog, store: Store, publisher: Publisher, topic: str, *, lock: Lock
