@@ -16,7 +16,7 @@ import typer
 from soc_agent import render
 from soc_agent.errors import SocAgentError
 from soc_agent.logs import configure_logging
-from soc_agent.models import ProposalStatus, RunMode
+from soc_agent.models import Approver, ProposalStatus, Role, RunMode
 from soc_agent.settings import Settings, load_settings
 from soc_agent.terminal import TerminalSafeStream
 
@@ -316,11 +316,16 @@ def _decide(
 
     settings = _settings(config, store)
 
+    # Whoever can run this can write the store: the CLI is the local operator's door and
+    # decides with the admin role. The service still refuses the agent's own identity
+    # and counts four-eyes by name.
+    approver = Approver(name=analyst, role=Role.ADMIN)
+
     async def main() -> Any:
         async with open_components(settings) as c:
             if approve:
-                return await c.proposals.approve(proposal_id, analyst, comment)
-            return await c.proposals.reject(proposal_id, analyst, comment)
+                return await c.proposals.approve(proposal_id, approver, comment)
+            return await c.proposals.reject(proposal_id, approver, comment)
 
     outcome = _run(main)
     if as_json:

@@ -15,7 +15,7 @@ from soc_agent.api.context import ApiContext
 from soc_agent.api.errors import Conflict, Forbidden, NotFound, UpstreamFailed
 from soc_agent.api.identity import Principal
 from soc_agent.errors import SocAgentError
-from soc_agent.models import AutonomyLevel, Proposal, RiskTier, Role
+from soc_agent.models import Approver, AutonomyLevel, Proposal, RiskTier, Role
 from soc_agent.pipeline import controls
 from soc_agent.pipeline.proposals import (
     ProposalConflict,
@@ -37,7 +37,7 @@ __all__ = [
 
 def decide_role(ctx: ApiContext, risk: RiskTier) -> Role:
     """The least role that may approve, reject or roll back an action of this risk."""
-    return ctx.config.approve_role(risk)
+    return ctx.components.proposals.required_role(risk)
 
 
 async def load_proposal(ctx: ApiContext, proposal_id: str) -> Proposal:
@@ -50,21 +50,15 @@ async def load_proposal(ctx: ApiContext, proposal_id: str) -> Proposal:
 async def decide(
     ctx: ApiContext, principal: Principal, proposal_id: str, *, approve: bool, comment: str | None
 ) -> ProposalOutcome:
-    """Approve or reject after the role check; the rest is the ProposalService's
-    (the agent's own identity, four-eyes, expiry, concurrency)."""
-    proposal = await load_proposal(ctx, proposal_id)
-    verb = "approving" if approve else "rejecting"
-    require_role(
-        principal,
-        decide_role(ctx, proposal.request.risk),
-        f"{verb} a {proposal.request.risk.value}-risk {proposal.request.action}",
-    )
+    """Approve or reject as the authenticated `principal`; the ProposalService applies every
+    rule (the role for the risk tier, the agent's own identity, four-eyes, expiry)."""
+    approver = Approver(name=principal.name, role=principal.role)
     service = ctx.components.proposals
     try:
         if approve:
-            outcome = await service.approve(proposal_id, principal.name, comment)
+            outcome = await service.approve(proposal_id, approver, comment)
         else:
-            outcome = await service.reject(proposal_id, principal.name, comment)
+            outcome = await service.reject(proposal_id, approver, comment)
     except ProposalForbidden as exc:
         raise Forbidden(str(exc)) from None
     except ProposalNotFound as exc:
@@ -72,7 +66,7 @@ async def decide(
     except ProposalConflict as exc:
         raise Conflict(str(exc)) from None
     if ctx.verdicts is not None:
-        await ctx.verdicts.publish(proposal_id, principal.name, approve=approve, comment=comment)
+        await ctx.verdicts.publish(approver, proposal_id, approve=approve, comment=comment)
     return outcome
 
 

@@ -1,18 +1,23 @@
-"""Analyst verdicts published to Kafka's approvals topic, for the distributed runtime.
+"""Analyst verdicts published to Kafka's approvals topic, signed, for the distributed runtime.
 
 The API decides a proposal through the store first (that decision is the
 record); the verdict is then published so that workers and other clients see
-it. Workers apply verdicts idempotently, so one already applied here is a
-no-op there.
+it, signed with `kafka.approvals_key` over the authenticated analyst's name and
+role (`runtime.kafka.signed_verdicts`), so a worker can tell it from a record
+anyone with produce rights could write. Workers apply verdicts idempotently,
+so one already applied here is a no-op there.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
-from soc_agent.runtime.kafka.approvals import Verdict
+from soc_agent.errors import ConfigError
+from soc_agent.models import ApprovalVerdict, Approver
 from soc_agent.runtime.kafka.producer import make_producer
+from soc_agent.runtime.kafka.signed_verdicts import sign_verdict
 from soc_agent.settings.kafka import KafkaConfig
 
 __all__ = ["VerdictPublisher"]
@@ -21,7 +26,15 @@ log = logging.getLogger(__name__)
 
 
 class VerdictPublisher:
+    """Signs and publishes each verdict the API applied; refuses to start without a key."""
+
     def __init__(self, config: KafkaConfig) -> None:
+        if config.approvals_key is None:
+            raise ConfigError(
+                "api.publish_approvals needs a signing key for the verdicts it publishes",
+                key="kafka.approvals_key",
+            )
+        self._key = config.approvals_key.get_secret_value().encode()
         self._topic = config.topics.approvals
         self._producer: Any = make_producer(config)
 
@@ -32,21 +45,20 @@ class VerdictPublisher:
         await self._producer.stop()
 
     async def publish(
-        self, proposal_id: str, analyst: str, *, approve: bool, comment: str | None
+        self, approver: Approver, proposal_id: str, *, approve: bool, comment: str | None
     ) -> bool:
         """Send and wait for the broker's acknowledgement; False (logged) if it failed."""
-        verdict = Verdict(
+        value = sign_verdict(
             proposal_id=proposal_id,
-            analyst=analyst,
-            verdict="approve" if approve else "reject",
+            analyst=approver.name,
+            role=approver.role,
+            verdict=ApprovalVerdict.APPROVE if approve else ApprovalVerdict.REJECT,
             comment=comment,
+            issued_at=datetime.now(UTC),
+            key=self._key,
         )
         try:
-            await self._producer.send_and_wait(
-                self._topic,
-                value=verdict.model_dump_json().encode(),
-                key=proposal_id.encode(),
-            )
+            await self._producer.send_and_wait(self._topic, value=value, key=proposal_id.encode())
         except Exception as exc:  # the store holds the decision; the copy is best effort
             log.warning("verdict for %s not published to %s: %s", proposal_id, self._topic, exc)
             return False

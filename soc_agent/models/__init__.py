@@ -15,7 +15,7 @@ from soc_agent.models.decision import (
     ScoreContribution,
 )
 from soc_agent.models.evidence import Evidence, EvidenceStatus, Investigation
-from soc_agent.models.identity import Role
+from soc_agent.models.identity import Approver, Role
 from soc_agent.models.incident import Incident
 from soc_agent.models.proposal import Approval, ApprovalVerdict, Proposal, ProposalStatus
 
@@ -26,6 +26,7 @@ __all__ = [
     "Alert",
     "Approval",
     "ApprovalVerdict",
+    "Approver",
     "AuditEvent",
     "AutonomyLevel",
     "DeadLetter",

@@ -1,10 +1,12 @@
-"""Who acts: analyst roles, each including everything the ones before it may do."""
+"""Who acts: analyst roles (each including everything the ones before it may do), approvers."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["Role"]
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Approver", "Role"]
 
 
 class Role(StrEnum):
@@ -25,3 +27,12 @@ class Role(StrEnum):
 
 
 _RANK = {role: i for i, role in enumerate(Role)}
+
+
+class Approver(BaseModel):
+    """Who decides a proposal, as the door that authenticated them vouches: name and role."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(min_length=1, max_length=256)
+    role: Role

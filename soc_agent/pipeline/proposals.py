@@ -1,10 +1,11 @@
 """Proposals: created from PROPOSED dispositions, approved or rejected by analysts.
 
 This is the one place a proposal's lifecycle is decided, whatever the door
-(API, web UI, CLI, Kafka approvals topic): the doors authenticate and
-authorise the caller, then call this service, which enforces the rest:
-the agent never approves its own proposal, four-eyes needs distinct
-approvers, an expired proposal is never executed (it is escalated), and an
+(API, web UI, CLI, Kafka approvals topic): each door authenticates the caller
+and vouches for an `Approver` (name and role); this service enforces every
+rule: the role needed for the action's risk tier (`api.approve_roles`), the
+agent never decides its own proposal, four-eyes needs distinct approvers, an
+expired proposal is never executed (it is escalated), and an
 approved proposal whose execution a crash cut off is resumed by the runtime's
 maintenance (`resume_approved`), not only by a redelivered verdict.
 
@@ -15,7 +16,7 @@ execution goes through the idempotent executor.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,11 +27,14 @@ from soc_agent.models import (
     ActionRequest,
     Approval,
     ApprovalVerdict,
+    Approver,
     AuditEvent,
     Decision,
     ExecutionStatus,
     Proposal,
     ProposalStatus,
+    RiskTier,
+    Role,
     Severity,
 )
 from soc_agent.models.ids import proposal_id as mint_proposal_id
@@ -93,13 +97,19 @@ class ProposalService:
         audit: AuditSink,
         *,
         agent_id: str,
+        approve_roles: Mapping[RiskTier, Role],
         clock: Callable[[], datetime],
     ) -> None:
         self._store = store
         self._executor = executor
         self._audit = audit
         self._agent_id = agent_id
+        self._approve_roles = dict(approve_roles)
         self._clock = clock
+
+    def required_role(self, risk: RiskTier) -> Role:
+        """The least role that may approve, reject or review an action of this risk."""
+        return self._approve_roles[risk]
 
     async def create(
         self,
@@ -148,10 +158,11 @@ class ProposalService:
         return proposal, True
 
     async def approve(
-        self, proposal_id: str, analyst: str, comment: str | None = None
+        self, proposal_id: str, approver: Approver, comment: str | None = None
     ) -> ProposalOutcome:
-        """Record `analyst`'s approval; execute once enough distinct analysts approved."""
-        proposal = await self._load(proposal_id, analyst)
+        """Record `approver`'s approval; execute once enough distinct analysts approved."""
+        proposal = await self._load_for(proposal_id, approver, "approving")
+        analyst = approver.name
         if proposal.status is ProposalStatus.REVIEW:
             return await self._conclude_review(proposal, analyst, comment, uphold=True)
         await self._expire_if_due(proposal)
@@ -250,10 +261,11 @@ class ProposalService:
         return ProposalOutcome(final, f"{proposal.id} {verb}: {outcome.detail}")
 
     async def reject(
-        self, proposal_id: str, analyst: str, comment: str | None = None
+        self, proposal_id: str, approver: Approver, comment: str | None = None
     ) -> ProposalOutcome:
-        """Record `analyst`'s rejection; nothing executes (a review item is rolled back)."""
-        proposal = await self._load(proposal_id, analyst)
+        """Record `approver`'s rejection; nothing executes (a review item is rolled back)."""
+        proposal = await self._load_for(proposal_id, approver, "rejecting")
+        analyst = approver.name
         if proposal.status is ProposalStatus.REVIEW:
             return await self._conclude_review(proposal, analyst, comment, uphold=False)
         await self._expire_if_due(proposal)
@@ -359,14 +371,27 @@ class ProposalService:
         )
         return ProposalOutcome(updated, f"{proposal.id} {status.value.replace('_', ' ')}")
 
-    async def _load(self, proposal_id: str, analyst: str | None = None) -> Proposal:
-        """The proposal, for `analyst` to decide: never the agent's own identity."""
-        if analyst is not None and analyst == self._agent_id:
-            # Nobody approves their own request: the agent raised every proposal.
-            raise ProposalForbidden(f"{analyst} is the agent's own identity; it cannot decide")
+    async def _load(self, proposal_id: str) -> Proposal:
         proposal = await self._store.get_proposal(proposal_id)
         if proposal is None:
             raise ProposalNotFound(f"no proposal with id {proposal_id!r}")
+        return proposal
+
+    async def _load_for(self, proposal_id: str, approver: Approver, verb: str) -> Proposal:
+        """The proposal, if `approver` may decide it: never the agent, and with the role."""
+        if approver.name == self._agent_id:
+            # Nobody approves their own request: the agent raised every proposal.
+            raise ProposalForbidden(
+                f"{approver.name} is the agent's own identity; it cannot decide"
+            )
+        proposal = await self._load(proposal_id)
+        risk, action = proposal.request.risk, proposal.request.action
+        needed = self.required_role(risk)
+        if not approver.role.includes(needed):
+            raise ProposalForbidden(
+                f"{verb} a {risk.value}-risk {action} needs the {needed.value} role; "
+                f"{approver.name} is {approver.role.value}"
+            )
         return proposal
 
     async def _write(self, updated: Proposal, version: int) -> None:

@@ -110,7 +110,14 @@ async def open_components(
             audit_queries=True,
         )
         executor = Executor(store, gateway, audit, actor=settings.agent_id, clock=now)
-        proposals = ProposalService(store, executor, audit, agent_id=settings.agent_id, clock=now)
+        proposals = ProposalService(
+            store,
+            executor,
+            audit,
+            agent_id=settings.agent_id,
+            approve_roles=settings.api.approve_roles,
+            clock=now,
+        )
         agent = Agent(
             agent_id=settings.agent_id,
             store=store,

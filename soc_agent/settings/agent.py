@@ -175,12 +175,24 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     if config is not None:
         _EXPLICIT_CONFIG.append(config)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         raise _explain(exc, config or _config_path()) from None
     finally:
         if config is not None:
             _EXPLICIT_CONFIG.pop()
+    _check_together(settings)
+    return settings
+
+
+def _check_together(settings: Settings) -> None:
+    """Rules that span sections, which no single field's validator can see."""
+    if settings.api.publish_approvals and settings.kafka.approvals_key is None:
+        raise ConfigError(
+            "api.publish_approvals is on, so the verdicts it publishes must be signed: "
+            "set a key of 32+ characters, the same on the API and every worker",
+            key="kafka.approvals_key",
+        )
 
 
 def _explain(exc: ValidationError, path: Path | None) -> ConfigError:

@@ -12,9 +12,17 @@ import ssl
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-__all__ = ["InputTopic", "KafkaConfig", "TopicLayout", "TopicsConfig"]
+__all__ = [
+    "MIN_APPROVALS_KEY_LENGTH",
+    "InputTopic",
+    "KafkaConfig",
+    "TopicLayout",
+    "TopicsConfig",
+]
+
+MIN_APPROVALS_KEY_LENGTH = 32
 
 _DAY_MS = 24 * 3600 * 1000
 
@@ -64,6 +72,8 @@ class TopicLayout(BaseModel):
 
 
 class KafkaConfig(BaseModel):
+    """`kafka:` in the config file: brokers, topics, security, bounds and the worker's doors."""
+
     model_config = ConfigDict(extra="forbid")
 
     bootstrap_servers: str = Field(default="localhost:9092", min_length=1)
@@ -102,6 +112,19 @@ class KafkaConfig(BaseModel):
     request_timeout_ms: int = Field(default=40_000, ge=1000)
     maintenance_interval_seconds: float = Field(
         default=60.0, gt=0, description="proposal expiry and auto-revert sweep"
+    )
+
+    # analysts' verdicts on the approvals topic: signed by the door that authenticated them
+    approvals_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key the API signs verdicts with and workers verify (32+ characters); "
+        "without it every verdict on the approvals topic is dead-lettered",
+    )
+    approvals_previous_key: SecretStr | None = Field(
+        default=None, description="the key before a rotation, still accepted by workers"
+    )
+    approvals_max_age_seconds: int = Field(
+        default=86_400, ge=60, description="verdicts signed longer ago than this are refused"
     )
 
     # webhook ingest (POST /v1/alerts)
@@ -147,6 +170,27 @@ class KafkaConfig(BaseModel):
     @property
     def resume_at(self) -> int:
         return self.low_water if self.low_water is not None else self.max_in_flight // 2
+
+    @field_validator("approvals_key", "approvals_previous_key")
+    @classmethod
+    def _strong_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        key = value.get_secret_value().strip()
+        if len(key) < MIN_APPROVALS_KEY_LENGTH:
+            raise ValueError(
+                f"must have at least {MIN_APPROVALS_KEY_LENGTH} characters "
+                "(e.g. `openssl rand -hex 32`)"
+            )
+        return SecretStr(key)
+
+    def approvals_keys(self) -> list[bytes]:
+        """The keys a verdict's signature may verify with, current first."""
+        return [
+            k.get_secret_value().encode()
+            for k in (self.approvals_key, self.approvals_previous_key)
+            if k is not None
+        ]
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments every aiokafka client gets: brokers and security."""

@@ -20,10 +20,12 @@ from soc_agent.errors import ConfigError
 from soc_agent.ingest import normalize
 from soc_agent.models import (
     Alert,
+    Approver,
     Decision,
     Disposition,
     EvidenceStatus,
     ProposalStatus,
+    Role,
     RunMode,
 )
 from soc_agent.models.ids import decision_id
@@ -46,6 +48,11 @@ C2_LATER = "suricata_c2_later.jsonl"  # a fourth, two hours later
 
 QAKBOT = "9352480738ad28738e1657f72ee748f93470141f80de69705f5cbbcbf129f377"
 BEACON = "63599751f415c860417babb20cb438fdedd55411f2cfcd2ea6c186ed3cf3b91c"
+
+
+def _as(name: str, role: Role = Role.SENIOR) -> Approver:
+    """An analyst as an authenticated door vouches for them."""
+    return Approver(name=name, role=role)
 
 
 async def _audit_actions(components: Components) -> Counter[str]:
@@ -419,7 +426,7 @@ async def test_consultant_executes_samples_for_review_and_rejection_rolls_back(
         assert await c.store.list_proposals(status=ProposalStatus.PENDING) == []
 
         rejected, *upheld = sorted(reviews, key=lambda p: p.request.target.value)
-        undo = await c.proposals.reject(rejected.id, "analyst:tomas", "known partner range")
+        undo = await c.proposals.reject(rejected.id, _as("analyst:tomas"), "known partner range")
         assert undo.proposal.status is ProposalStatus.ROLLED_BACK
         target = rejected.request.target.value
         assert deployment.journal_actions()[-1] == ("unblock_ip", target)
@@ -429,7 +436,7 @@ async def test_consultant_executes_samples_for_review_and_rejection_rolls_back(
         rollback = await c.audit.list(action_prefix="action.rollback")
         assert [(e.actor, e.outcome) for e in rollback] == [("analyst:tomas", "rolled_back")]
         for item in upheld:  # upholding a review changes nothing outside
-            done = await c.proposals.approve(item.id, "analyst:tomas")
+            done = await c.proposals.approve(item.id, _as("analyst:tomas"))
             assert done.proposal.status is ProposalStatus.CONFIRMED
         assert len(deployment.journal()) == 5
         await _assert_chain_ok(c)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from soc_agent.models import Approval, Proposal, ProposalStatus
+from soc_agent.models import Approval, Approver, Proposal, ProposalStatus, Role
 from soc_agent.pipeline.proposals import (
     RESUME_GRACE,
     ProposalConflict,
@@ -31,6 +31,11 @@ from tests.integration.conftest import Deployment
 ALERT = "crowdstrike_ws-eng-007_known_malware_high.json"  # high severity: 1 h to decide
 BEACON = "63599751f415c860417babb20cb438fdedd55411f2cfcd2ea6c186ed3cf3b91c"
 ALICE, BOB = "analyst:alice", "analyst:bob"
+
+
+def _as(name: str, role: Role = Role.SENIOR) -> Approver:
+    """An analyst as an authenticated door vouches for them."""
+    return Approver(name=name, role=role)
 
 
 @asynccontextmanager
@@ -85,16 +90,16 @@ async def test_queued_by_the_pipeline_with_severity_expiry(
 
 async def test_approval_executes_once(queued: Components, deployment: Deployment) -> None:
     proposal = await _proposal(queued, "isolate_host")
-    done = await queued.proposals.approve(proposal.id, ALICE, "beacon confirmed on host")
+    done = await queued.proposals.approve(proposal.id, _as(ALICE), "beacon confirmed on host")
     assert done.proposal.status is ProposalStatus.EXECUTED
     assert deployment.journal_actions() == [("isolate_host", "ws-eng-007")]
     assert deployment.journal()[0]["idempotency_key"] == proposal.request.idempotency_key
 
     for analyst in (ALICE, BOB):  # nothing left to decide; nothing runs again
         with pytest.raises(ProposalConflict, match="not pending"):
-            await queued.proposals.approve(proposal.id, analyst)
+            await queued.proposals.approve(proposal.id, _as(analyst))
     with pytest.raises(ProposalConflict, match="not pending"):
-        await queued.proposals.reject(proposal.id, BOB)
+        await queued.proposals.reject(proposal.id, _as(BOB))
     assert len(deployment.journal()) == 1
 
     stored = await queued.store.get_proposal(proposal.id)
@@ -118,8 +123,8 @@ async def test_concurrent_approvals_execute_once(
 ) -> None:
     proposal = await _proposal(queued, "isolate_host")
     results = await asyncio.gather(
-        queued.proposals.approve(proposal.id, ALICE),
-        queued.proposals.approve(proposal.id, BOB),
+        queued.proposals.approve(proposal.id, _as(ALICE)),
+        queued.proposals.approve(proposal.id, _as(BOB)),
         return_exceptions=True,
     )
     won = [r for r in results if isinstance(r, ProposalOutcome)]
@@ -144,14 +149,14 @@ async def test_four_eyes_needs_two_distinct_analysts(deployment: Deployment) -> 
         assert proposal.request.required_approvals == 2
         assert (await _proposal(c, "quarantine_file")).request.required_approvals == 1
 
-        first = await c.proposals.approve(proposal.id, ALICE)
+        first = await c.proposals.approve(proposal.id, _as(ALICE))
         assert first.proposal.status is ProposalStatus.PENDING
         assert "needs 1 more approver" in first.message
         with pytest.raises(ProposalConflict, match="four-eyes"):
-            await c.proposals.approve(proposal.id, ALICE)
+            await c.proposals.approve(proposal.id, _as(ALICE))
         assert deployment.journal() == []
 
-        second = await c.proposals.approve(proposal.id, BOB)
+        second = await c.proposals.approve(proposal.id, _as(BOB))
         assert second.proposal.status is ProposalStatus.EXECUTED
         assert deployment.journal_actions() == [("isolate_host", "ws-eng-007")]
         assert await _trail(c, proposal) == [
@@ -166,10 +171,10 @@ async def test_four_eyes_needs_two_distinct_analysts(deployment: Deployment) -> 
 
 async def test_rejection_executes_nothing(queued: Components, deployment: Deployment) -> None:
     proposal = await _proposal(queued, "isolate_host")
-    out = await queued.proposals.reject(proposal.id, ALICE, "host is a malware sandbox")
+    out = await queued.proposals.reject(proposal.id, _as(ALICE), "host is a malware sandbox")
     assert out.proposal.status is ProposalStatus.REJECTED
     with pytest.raises(ProposalConflict, match="rejected, not pending"):
-        await queued.proposals.approve(proposal.id, BOB)
+        await queued.proposals.approve(proposal.id, _as(BOB))
 
     assert deployment.journal() == []
     assert await _executions(queued) == []
@@ -191,10 +196,10 @@ async def test_expired_proposal_escalates_and_never_executes(
 
     deployment.clock.advance(minutes=2)  # past the one hour a high-severity proposal gets
     with pytest.raises(ProposalConflict, match="expired"):
-        await queued.proposals.approve(proposal.id, ALICE)
+        await queued.proposals.approve(proposal.id, _as(ALICE))
     assert await _status(queued, proposal) is ProposalStatus.EXPIRED
     with pytest.raises(ProposalConflict, match="expired, not pending"):
-        await queued.proposals.approve(proposal.id, BOB)
+        await queued.proposals.approve(proposal.id, _as(BOB))
 
     assert deployment.journal() == []
     assert await _executions(queued) == []
@@ -244,16 +249,16 @@ async def test_the_agent_never_decides_its_own_proposal(
     proposal = await _proposal(queued, "isolate_host")
     agent = queued.settings.agent_id
     with pytest.raises(ProposalForbidden, match="agent's own identity"):
-        await queued.proposals.approve(proposal.id, agent)
+        await queued.proposals.approve(proposal.id, _as(agent))
     with pytest.raises(ProposalForbidden, match="agent's own identity"):
-        await queued.proposals.reject(proposal.id, agent)
+        await queued.proposals.reject(proposal.id, _as(agent))
     assert await _status(queued, proposal) is ProposalStatus.PENDING
     assert deployment.journal() == []
 
 
 async def test_an_unknown_proposal_raises_a_typed_error(queued: Components) -> None:
     with pytest.raises(ProposalNotFound, match="prop-nope"):
-        await queued.proposals.approve("prop-nope", ALICE)
+        await queued.proposals.approve("prop-nope", _as(ALICE))
     with pytest.raises(ProposalNotFound, match="prop-nope"):
         await queued.proposals.resume("prop-nope")
 
@@ -299,3 +304,18 @@ async def test_resuming_while_another_worker_executes_leaves_it_approved(
     assert "being executed" in outcome.message
     assert await _status(queued, proposal) is ProposalStatus.APPROVED
     assert deployment.journal() == []
+
+
+async def test_the_role_for_the_risk_tier_is_the_services_rule_whatever_the_door(
+    queued: Components, deployment: Deployment
+) -> None:
+    """isolate_host is high risk: `api.approve_roles` wants a senior for it, at every door."""
+    proposal = await _proposal(queued, "isolate_host")
+    assert proposal.request.risk.value == "high"
+    for verb in (queued.proposals.approve, queued.proposals.reject):
+        with pytest.raises(ProposalForbidden, match="needs the senior role; analyst:amy is"):
+            await verb(proposal.id, _as("analyst:amy", Role.ANALYST))
+    assert await _status(queued, proposal) is ProposalStatus.PENDING
+    done = await queued.proposals.approve(proposal.id, _as(ALICE, Role.SENIOR))
+    assert done.proposal.status is ProposalStatus.EXECUTED
+    assert deployment.journal_actions() == [("isolate_host", "ws-eng-007")]

@@ -1,8 +1,10 @@
 """Analyst verdicts from the approvals topic: a thin door to the proposal service.
 
-A verdict is `{"proposal_id", "analyst", "verdict": "approve"|"reject", "comment"}`.
-The proposal service decides (and refuses what is no longer allowed, or the
-agent's own identity); the executor's ledger lets an action take effect once,
+A verdict is signed by the door that authenticated the analyst
+(`signed_verdicts`); an unsigned, forged, altered or stale one is
+dead-lettered before anything else looks at it. The proposal service then
+decides with the same rules as for the API (the role for the risk tier,
+four-eyes, never the agent's own identity); the executor's ledger lets an action take effect once,
 so a verdict delivered twice changes nothing the second time, except that a
 redelivered approval resumes an execution a crash cut off. A verdict that
 cannot apply (bad JSON, unknown proposal, a conflicting verdict) is
@@ -13,9 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from datetime import datetime, timedelta
 
 from soc_agent.errors import SocAgentError
 from soc_agent.models import ActionStatus, ApprovalVerdict, DeadLetter, Proposal
@@ -34,22 +34,19 @@ from soc_agent.runtime.kafka.records import (
     decode_headers,
     proposal_record,
 )
-from soc_agent.settings.kafka import TopicsConfig
+from soc_agent.runtime.kafka.signed_verdicts import (
+    SignedVerdict,
+    UnauthenticatedVerdict,
+    verify_verdict,
+)
+from soc_agent.settings.kafka import KafkaConfig
 from soc_agent.store import Store
 
-__all__ = ["ApprovalProcessor", "Verdict"]
+__all__ = ["ApprovalProcessor"]
 
 log = logging.getLogger(__name__)
 
 _RETRIES = 5
-
-
-class Verdict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    proposal_id: str = Field(min_length=1, max_length=128)
-    analyst: str = Field(min_length=1, max_length=256)
-    verdict: ApprovalVerdict
-    comment: str | None = Field(default=None, max_length=4096)
 
 
 class ApprovalProcessor:
@@ -60,36 +57,40 @@ class ApprovalProcessor:
         agent: Agent,
         store: Store,
         proposals: ProposalService,
-        topics: TopicsConfig,
+        config: KafkaConfig,
         *,
         clock: Callable[[], datetime],
     ) -> None:
         self._agent = agent
         self._store = store
         self._proposals = proposals
-        self._topics = topics
+        self._topics = config.topics
+        self._keys = config.approvals_keys()
+        self._max_age = timedelta(seconds=config.approvals_max_age_seconds)
         self._clock = clock
+        if not self._keys:
+            log.error(
+                "no kafka.approvals_key: verdicts on %s cannot be authenticated and are "
+                "dead-lettered",
+                self._topics.approvals,
+            )
 
     async def process(self, value: bytes | None, source: Source) -> tuple[str, list[OutRecord]]:
         """Apply one verdict; returns what happened and the records to publish."""
         try:
-            verdict = Verdict.model_validate_json(value or b"")
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "message"
-            return "dead_letter", await self._dead(
-                f"invalid approval: {where}: {err['msg']}", value, source
+            verdict = verify_verdict(
+                value or b"", self._keys, now=self._clock(), max_age=self._max_age
             )
+        except UnauthenticatedVerdict as exc:
+            return "dead_letter", await self._dead(str(exc), value, source)
+        decide = (
+            self._proposals.approve
+            if verdict.verdict is ApprovalVerdict.APPROVE
+            else self._proposals.reject
+        )
         for _ in range(_RETRIES):
             try:
-                if verdict.verdict is ApprovalVerdict.APPROVE:
-                    outcome = await self._proposals.approve(
-                        verdict.proposal_id, verdict.analyst, verdict.comment
-                    )
-                else:
-                    outcome = await self._proposals.reject(
-                        verdict.proposal_id, verdict.analyst, verdict.comment
-                    )
+                outcome = await decide(verdict.proposal_id, verdict.approver, verdict.comment)
                 return outcome.proposal.status.value, await self._records(outcome.proposal)
             except ProposalVersionConflict:
                 continue  # a concurrent verdict won the version: reload and retry
@@ -127,7 +128,7 @@ class ApprovalProcessor:
         return [dead_letter_record(self._topics.dlq, letter, source)]
 
 
-def _already_applied(proposal: Proposal, verdict: Verdict) -> bool:
+def _already_applied(proposal: Proposal, verdict: SignedVerdict) -> bool:
     """This analyst's same verdict is already on the proposal: a redelivery."""
     return any(
         a.analyst == verdict.analyst and a.verdict == verdict.verdict for a in proposal.approvals

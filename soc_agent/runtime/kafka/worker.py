@@ -107,7 +107,7 @@ class KafkaWorker:
             components.agent,
             components.store,
             components.proposals,
-            self._topics,
+            config,
             clock=components.clock,
         )
 

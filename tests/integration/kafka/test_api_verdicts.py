@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 
+from soc_agent.errors import ConfigError
+from soc_agent.models import Role
+from soc_agent.runtime.kafka.signed_verdicts import UnauthenticatedVerdict, verify_verdict
 from tests.integration.api.conftest import open_api, running_server
 from tests.integration.conftest import Deployment
 from tests.integration.kafka.conftest import KafkaEnv
+
+KEY = "approvals-signing-key-shared-by-api-and-workers"
 
 
 async def test_api_verdicts_are_published_to_the_approvals_topic(
@@ -16,7 +23,7 @@ async def test_api_verdicts_are_published_to_the_approvals_topic(
 ) -> None:
     await kafka.create_topics(partitions=1)
     settings, tokens = await open_api(deployment, api={"publish_approvals": True})
-    settings = settings.model_copy(update={"kafka": kafka.config()})
+    settings = settings.model_copy(update={"kafka": kafka.config(approvals_key=KEY)})
     with running_server(settings, deployment.clock) as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             listed = await client.get(
@@ -44,6 +51,15 @@ async def test_api_verdicts_are_published_to_the_approvals_topic(
             assert refused.status_code == 409  # no verdict is published for a refusal
     records = await kafka.read_all(kafka.topics.approvals)
     verdicts = [json.loads(r.value) for r in records]
+    for record in records:  # what a worker accepts: signed with the shared key, recent
+        signed = verify_verdict(
+            record.value, [KEY.encode()], now=datetime.now(UTC), max_age=timedelta(minutes=5)
+        )
+        assert (signed.analyst, signed.role) == ("sam", Role.SENIOR)
+    with pytest.raises(UnauthenticatedVerdict, match="signature"):
+        verify_verdict(
+            records[0].value, [b"x" * 32], now=datetime.now(UTC), max_age=timedelta(minutes=5)
+        )
     assert [(v["proposal_id"], v["verdict"]) for v in verdicts] == [
         (first, "approve"),
         (second, "reject"),
@@ -51,3 +67,13 @@ async def test_api_verdicts_are_published_to_the_approvals_topic(
     assert verdicts[0]["analyst"] == "sam"
     assert verdicts[0]["comment"] == "confirmed on the EDR console"
     assert [r.key.decode() for r in records] == [first, second]
+
+
+def test_publishing_verdicts_needs_a_signing_key(kafka: KafkaEnv) -> None:
+    from soc_agent.settings import load_settings
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(api={"publish_approvals": True}, kafka=kafka.config())
+    assert caught.value.key == "kafka.approvals_key"
+    with pytest.raises(ConfigError, match="at least 32 characters"):
+        load_settings(kafka={"approvals_key": "too-short"})

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from soc_agent.audit import SQLiteAuditLog
-from soc_agent.models import Approval, Decision, Proposal, ProposalStatus
+from soc_agent.models import Approval, ApprovalVerdict, Decision, Proposal, ProposalStatus, Role
 from soc_agent.runtime.kafka.metrics import WorkerReport
 from soc_agent.runtime.kafka.runner import run_worker
+from soc_agent.runtime.kafka.signed_verdicts import sign_verdict
 from soc_agent.settings import Settings, load_settings
 from soc_agent.settings.kafka import KafkaConfig
 from soc_agent.store import SQLiteStore
@@ -122,7 +123,7 @@ async def _pending_proposal(kafka: KafkaEnv, tmp_path: Path) -> tuple[Settings, 
     """A worker decides the Falcon sample under collaborator autonomy: everything is proposed."""
     await kafka.create_topics()
     policy = {"agent_autonomy": 2, "four_eyes_actions": [], "four_eyes_min_risk": None}
-    settings = _settings(tmp_path, kafka.config(), policy=policy)
+    settings = _settings(tmp_path, kafka.config(approvals_key=APPROVALS_KEY), policy=policy)
     sample = (SAMPLES / "crowdstrike_malware.json").read_bytes()
     sent = await kafka.produce(kafka.topics.alerts, [(b"host:ws-fin-042", sample)])
     async with worker(settings):
@@ -134,23 +135,35 @@ async def _pending_proposal(kafka: KafkaEnv, tmp_path: Path) -> tuple[Settings, 
     return settings, proposals[0]
 
 
+APPROVALS_KEY = "approvals-signing-key-for-the-worker-tests-01"
+
+
+def _signed(analyst: str, proposal_id: str, comment: str | None = None) -> bytes:
+    """A verdict as the API publishes it: signed over the analyst's name and role."""
+    return sign_verdict(
+        proposal_id=proposal_id,
+        analyst=analyst,
+        role=Role.ADMIN,
+        verdict=ApprovalVerdict.APPROVE,
+        comment=comment,
+        issued_at=datetime.now(UTC),
+        key=APPROVALS_KEY.encode(),
+    )
+
+
 async def test_an_approval_delivered_twice_executes_once_bad_verdicts_are_dead_lettered(
     kafka: KafkaEnv, tmp_path: Path
 ) -> None:
     settings, proposal = await _pending_proposal(kafka, tmp_path)
     assert _journal(tmp_path) == []
-    verdict = json.dumps(
-        {"proposal_id": proposal.id, "analyst": "alice", "verdict": "approve", "comment": "ok"}
-    ).encode()
+    verdict = _signed("alice", proposal.id, comment="ok")
     key = proposal.id.encode()
-    unknown = {"proposal_id": "prop-nope", "analyst": "a", "verdict": "approve"}
-    undecided = {"proposal_id": proposal.id, "analyst": "bob", "verdict": "maybe"}
-    own = {"proposal_id": proposal.id, "analyst": settings.agent_id, "verdict": "approve"}
+    undecided = json.loads(_signed("bob", proposal.id)) | {"verdict": "maybe"}
     bad = [
         b"approve it please",
-        json.dumps(unknown).encode(),
+        _signed("a", "prop-nope"),
         json.dumps(undecided).encode(),
-        json.dumps(own).encode(),
+        _signed(settings.agent_id, proposal.id),
     ]
     records = [(key, bad[3]), (key, verdict), (key, verdict)] + [(key, b) for b in bad[:3]]
     sent = await kafka.produce(kafka.topics.approvals, records)
