@@ -31,6 +31,7 @@ class Evidence(BaseModel):
     error: str | None = None
     latency_ms: float = 0.0
     started_at: datetime
+    overflow: int = 0  # for_each items beyond the step's max_items: not looked up
 
 
 class Investigation(BaseModel):

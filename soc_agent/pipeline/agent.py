@@ -44,6 +44,7 @@ from soc_agent.playbooks import (
     candidates,
     investigate,
     score,
+    score_bound,
     select_playbook,
 )
 from soc_agent.policy import (
@@ -236,6 +237,8 @@ class Agent:
         requests = await decide_all(
             candidates(playbook, ctx),
             self._facts,
+            breakdown=breakdown,
+            score_bound=score_bound(playbook, total, breakdown),
             incident_id=incident.id,
             playbook=playbook.name,
             playbook_autonomy=_level(playbook.autonomy),

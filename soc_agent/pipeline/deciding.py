@@ -12,7 +12,7 @@ through the installed connector classes (`CatalogFacts`), so both decide alike.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from soc_agent.models import (
     EvidenceStatus,
     Investigation,
     RiskTier,
+    ScoreContribution,
 )
 from soc_agent.models.ids import action_id, idempotency_key
 from soc_agent.policy import ActionFacts, PolicyConfig, PolicyInput, PolicyRule, budget_for, decide
@@ -74,11 +75,15 @@ async def decide_all(
     score: float,
     investigation: Investigation,
     policy: PolicyConfig,
+    breakdown: Sequence[ScoreContribution] = (),
+    score_bound: float | None = None,
 ) -> list[ActionRequest]:
     """Every candidate's ActionRequest, in order, each disposition made by `policy.decide`.
 
     Executions planned earlier in the same list count against the budget of later ones.
+    `score_bound` is the score had every unevaluated rule of `breakdown` fired.
     """
+    unevaluated = tuple(f"{c.rule} ({c.reason})" for c in breakdown if not c.evaluated)
     evidence = investigation.by_step()
     planned: Counter[str] = Counter()
     out: list[ActionRequest] = []
@@ -95,6 +100,8 @@ async def decide_all(
                 candidate=cand,
                 facts=found,
                 score=score,
+                score_bound=score_bound if unevaluated else None,
+                unevaluated=unevaluated,
                 investigation_concluded=investigation.concluded,
                 missing_evidence=missing_evidence(cand, evidence),
                 playbook=playbook,

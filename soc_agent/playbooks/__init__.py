@@ -31,6 +31,7 @@ from soc_agent.playbooks.scoring import (
     candidates,
     match_playbooks,
     score,
+    score_bound,
     select_playbook,
 )
 
@@ -65,6 +66,7 @@ __all__ = [
     "load_playbooks",
     "match_playbooks",
     "score",
+    "score_bound",
     "select_playbook",
     "shipped_playbooks_dir",
 ]

@@ -50,12 +50,13 @@ def incident_context(incident: Incident) -> dict[str, Any]:
 
 
 def step_context(evidence: Evidence) -> dict[str, Any]:
-    """`steps.<id>` for expressions: status, ok, result and error of one step."""
+    """`steps.<id>` for expressions: status, ok, result, error and overflow of one step."""
     return {
         "status": evidence.status.value,
         "ok": evidence.status is EvidenceStatus.OK,
         "result": evidence.result,
         "error": evidence.error,
+        "overflow": evidence.overflow,
     }
 
 

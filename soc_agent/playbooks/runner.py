@@ -79,6 +79,7 @@ class _Run:
     concurrency: int
     evidence: dict[str, Evidence] = field(default_factory=dict)
     started: dict[str, _Started] = field(default_factory=dict)
+    overflow: dict[str, int] = field(default_factory=dict)  # step -> for_each items cut
     running: dict[asyncio.Task[Evidence], Step] = field(default_factory=dict)
     pending: list[Step] = field(default_factory=list)
     steps_used: int = 0
@@ -247,6 +248,11 @@ class _Run:
             raise ExpressionError(
                 f"for_each must yield a list, got {type(items).__name__} ({step.for_each})"
             )
+        if len(items) > step.max_items:
+            # Alert content decides how many items there are: look up a bounded number
+            # and record the rest, which makes the rules reading this step unevaluated.
+            self.overflow[step.id] = len(items) - step.max_items
+            items = items[: step.max_items]
         return [_render_call(step, context, item, has_item=True) for item in items]
 
     # -- execution -----------------------------------------------------------------------
@@ -275,6 +281,7 @@ class _Run:
             result=entries,
             error=error,
             latency_ms=(self.monotonic() - t0) * 1000,
+            overflow=self.overflow.get(step.id, 0),
         )
 
     async def _item(self, step: Step, call: _Call) -> dict[str, Any]:
@@ -326,6 +333,7 @@ class _Run:
         result: Any = None,
         error: str | None = None,
         latency_ms: float = 0.0,
+        overflow: int = 0,
     ) -> Evidence:
         return Evidence(
             step=step.id,
@@ -337,6 +345,7 @@ class _Run:
             error=error,
             latency_ms=round(max(latency_ms, 0.0), 3),
             started_at=at,
+            overflow=overflow,
         )
 
     def _not_run(self, step: Step, reason: str) -> Evidence:

@@ -95,6 +95,16 @@ class Step(_Strict):
             "in scope and its result is a list of {item, ok, result, error}."
         ),
     )
+    max_items: int = Field(
+        default=10,
+        ge=1,
+        le=200,
+        description=(
+            "Most for_each elements looked up; the rest are recorded as `overflow` and make "
+            "every score rule reading the step unevaluated, so alert content padded with "
+            "entities cannot spend the budget or hide the one that matters."
+        ),
+    )
     needs: list[str] = Field(
         default_factory=list,
         description=(

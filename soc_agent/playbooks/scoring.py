@@ -33,6 +33,7 @@ __all__ = [
     "candidates",
     "match_playbooks",
     "score",
+    "score_bound",
     "select_playbook",
 ]
 
@@ -116,7 +117,24 @@ def _missing_evidence(
         if status in _MISSING or (include_skipped and not entry.get("ok")):
             detail = f": {entry['error']}" if entry.get("error") else ""
             missing.append(f"step {ref!r} ended {status}{detail}")
+        elif entry.get("overflow"):
+            looked = len(entry.get("result") or [])
+            missing.append(
+                f"step {ref!r} looked up {looked} of {looked + entry['overflow']} items "
+                "(its max_items): the alert names more than the playbook expects"
+            )
     return missing
+
+
+def score_bound(playbook: Playbook, total: float, breakdown: Iterable[ScoreContribution]) -> float:
+    """The highest score the decision could have reached had every unevaluated rule fired.
+
+    Equal to `total` when every rule was evaluated; the policy escalates the actions
+    this bound reaches but the score does not.
+    """
+    points = {rule.id: rule.points for rule in playbook.score.rules}
+    missed = sum(max(0.0, points.get(c.rule, 0.0)) for c in breakdown if not c.evaluated)
+    return max(0.0, min(100.0, total + missed))
 
 
 def candidates(

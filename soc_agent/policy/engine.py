@@ -12,6 +12,9 @@ in this order, stopping at the first step that settles the disposition:
    lacks the scopes -> DENIED `guardrail.not_granted` (naming the missing scopes).
 2. thresholds (candidate's own, else the config defaults; notify_at has no default),
    inclusive: score >= execute_at wants EXECUTE, >= propose_at wants PROPOSE, else
+   if some score rules could not be evaluated and the score bound (the score had they
+   all fired) reaches propose_at -> ESCALATED `investigation.unevaluated`, naming them:
+   partial evidence never quietly lowers what the agent does; else
    >= notify_at -> NOTIFIED `threshold.notify`, else SKIPPED `threshold.below_notify`
    (or `threshold.below_propose` when no notify_at is set).
 3. investigation, when an EXECUTE or PROPOSE is wanted: not concluded -> ESCALATED
@@ -54,7 +57,14 @@ from soc_agent.policy.guardrails import (
 )
 from soc_agent.policy.inputs import ActionFacts, PolicyInput, Verdict
 from soc_agent.policy.rules import PolicyRule
-from soc_agent.policy.thresholds import Band, Thresholds, classify, fmt, resolve_thresholds
+from soc_agent.policy.thresholds import (
+    Band,
+    BandResult,
+    Thresholds,
+    classify,
+    fmt,
+    resolve_thresholds,
+)
 
 __all__ = ["decide"]
 
@@ -164,6 +174,9 @@ def _live_outcome(
         return _Outcome(Disposition.DENIED, denial.rule, denial.reason)
 
     band = classify(inp.score, thresholds)
+    unevaluated = _unevaluated(inp, thresholds, band)
+    if unevaluated is not None:
+        return unevaluated
     if band.band is Band.NOTIFY:
         return _Outcome(Disposition.NOTIFIED, band.rule, band.reason)
     if band.band is Band.BELOW:
@@ -238,6 +251,24 @@ def _live_outcome(
         )
     return _Outcome(
         Disposition.EXECUTED, band.rule, f"{band.reason}; {autonomy}, executes within guardrails"
+    )
+
+
+def _unevaluated(inp: PolicyInput, thresholds: Thresholds, band: BandResult) -> _Outcome | None:
+    """Escalate when rules that could not be evaluated might have called for more."""
+    if band.band not in (Band.NOTIFY, Band.BELOW) or inp.score_bound is None:
+        return None
+    reach = classify(inp.score_bound, thresholds)
+    if reach.band not in (Band.PROPOSE, Band.EXECUTE):
+        return None
+    wanted = "execution" if reach.band is Band.EXECUTE else "a proposal"
+    rules = "; ".join(inp.unevaluated) or "some score rules"
+    return _Outcome(
+        Disposition.ESCALATED,
+        PolicyRule.UNEVALUATED,
+        f"score {fmt(inp.score)}, but these could not be evaluated: {rules}; had they fired "
+        f"the score could reach {fmt(inp.score_bound)}, which would call for {wanted} of "
+        f"{inp.candidate.action} on {inp.candidate.target.key}, so a human must look",
     )
 
 

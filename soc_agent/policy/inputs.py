@@ -41,6 +41,10 @@ class PolicyInput:
     candidate: ActionCandidate
     facts: ActionFacts | None  # None: no configured connector provides the action
     score: float
+    # The highest score had every unevaluated score rule fired (None: every rule was
+    # evaluated), and the rules that could not be evaluated, with why.
+    score_bound: float | None = None
+    unevaluated: tuple[str, ...] = ()
     investigation_concluded: bool  # False: the step/time budget ran out
     missing_evidence: tuple[str, ...] = ()  # steps in candidate.requires that failed/were not run
     playbook: str

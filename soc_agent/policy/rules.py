@@ -32,6 +32,7 @@ class PolicyRule(StrEnum):
     # the investigation could not conclude
     INCOMPLETE = "investigation.incomplete"
     MISSING_EVIDENCE = "investigation.missing_evidence"
+    UNEVALUATED = "investigation.unevaluated"  # the score bound reaches what the score does not
     # guardrails (enforced outside any playbook; they always win)
     DENY_LIST = "guardrail.deny_list"
     NOT_GRANTED = "guardrail.not_granted"

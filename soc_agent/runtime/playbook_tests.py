@@ -22,7 +22,14 @@ from soc_agent.models import (
     Investigation,
 )
 from soc_agent.pipeline.deciding import CatalogFacts, decide_all
-from soc_agent.playbooks import Playbook, load_playbooks, shipped_playbooks_dir
+from soc_agent.playbooks import (
+    Playbook,
+    build_context,
+    load_playbooks,
+    score,
+    score_bound,
+    shipped_playbooks_dir,
+)
 from soc_agent.playbooks.testing import CaseResult, load_cases, run_case
 from soc_agent.settings import Settings
 
@@ -44,16 +51,21 @@ async def run_playbook_tests(path: Path | None, settings: Settings) -> list[Case
         alert: Alert,
         incident: Incident,
         investigation: Investigation,
-        score: float,
+        value: float,
         found: list[ActionCandidate],
     ) -> list[tuple[ActionCandidate, str, str]]:
+        # The same score the runner computed, with its breakdown: the policy needs the
+        # unevaluated rules and the bound they put on the score.
+        total, breakdown = score(playbook, build_context(alert, incident, investigation))
         requests = await decide_all(
             found,
             facts,
+            breakdown=breakdown,
+            score_bound=score_bound(playbook, total, breakdown),
             incident_id=incident.id,
             playbook=playbook.name,
             playbook_autonomy=AutonomyLevel(playbook.autonomy) if playbook.autonomy else None,
-            score=score,
+            score=value,
             investigation=investigation,
             policy=settings.policy,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
@@ -65,3 +66,27 @@ def test_escalation_wins_over_guardrails(make_input: Factory) -> None:
     verdict = decide(make_input(99.0, concluded=False, target_protected=True), config)
     assert verdict.disposition is Disposition.ESCALATED
     assert verdict.rule == "investigation.incomplete"
+
+
+@pytest.mark.parametrize(
+    ("score", "bound", "expected", "rule"),
+    [
+        (45.0, 90.0, Disposition.ESCALATED, "investigation.unevaluated"),  # could execute
+        (45.0, 70.0, Disposition.ESCALATED, "investigation.unevaluated"),  # could propose
+        (45.0, 55.0, Disposition.NOTIFIED, "threshold.notify"),  # bound stays below propose
+        (10.0, 95.0, Disposition.ESCALATED, "investigation.unevaluated"),  # even below notify
+        (75.0, 95.0, Disposition.PROPOSED, "threshold.propose"),  # a human decides anyway
+    ],
+)
+def test_rules_that_could_not_be_evaluated_escalate_what_they_might_have_reached(
+    make_input: Factory, score: float, bound: float, expected: Disposition, rule: str
+) -> None:
+    inp = dataclasses.replace(
+        make_input(score, execute_at=90, propose_at=60, notify_at=30),
+        score_bound=bound,
+        unevaluated=("ip-malicious (not evaluated, evidence missing: step 'ip_intel' ...)",),
+    )
+    verdict = decide(inp, PolicyConfig(agent_autonomy=AutonomyLevel.OBSERVER))
+    assert (verdict.disposition, verdict.rule) == (expected, rule)
+    if rule == "investigation.unevaluated":
+        assert "ip-malicious" in verdict.reason and f"could reach {bound:g}" in verdict.reason

@@ -1,0 +1,65 @@
+"""Alert content cannot force a quiet decision on partial evidence.
+
+The outside review padded the impossible-travel sample with 15 extra source IPs:
+the playbook's per-IP lookup spent the step budget before the sign-in history
+ran, the score fell from 90 to 45 and revoke_sessions was only notified. Now a
+for_each step looks up at most `max_items` items (the rest is recorded), the
+padding is a finding, and every action the decision could have reached had
+the unevaluated rules fired is escalated to a human instead of quietly dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from soc_agent.ingest import normalize
+from soc_agent.models import Disposition
+from soc_agent.runtime.components import open_components
+from soc_agent.settings import load_settings
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "alerts"
+
+
+def _padded(extra: int) -> dict[str, object]:
+    doc = json.loads((SAMPLE / "ms_graph_impossible_travel.json").read_text())
+    evidence = list(doc["evidence"])  # type: ignore[call-overload]
+    # The attacker's padding comes first, so a capped lookup sees only padding.
+    padding = [
+        {"@odata.type": "#microsoft.graph.security.ipEvidence", "ipAddress": f"198.51.100.{i}"}
+        for i in range(1, extra + 1)
+    ]
+    doc["evidence"] = [evidence[0], *padding, *evidence[1:]]
+    return doc
+
+
+async def _decide(tmp_path: Path, doc: dict[str, object]) -> tuple[object, ...]:
+    settings = load_settings(store=tmp_path / "soc-agent.db")
+    async with open_components(settings) as c:
+        outcome = await c.agent.handle(normalize(doc))
+        investigation = await c.store.get_investigation(outcome.decision.investigation_id or "")
+    return outcome.decision, investigation
+
+
+async def test_padding_the_alert_escalates_instead_of_quietly_notifying(tmp_path: Path) -> None:
+    clean, _ = await _decide(tmp_path / "clean", _padded(0))
+    padded, investigation = await _decide(tmp_path / "padded", _padded(15))
+
+    clean_revoke = {a.action: a for a in clean.actions}["revoke_sessions"]  # type: ignore[attr-defined]
+    assert clean_revoke.disposition is Disposition.PROPOSED
+
+    revoke = {a.action: a for a in padded.actions}["revoke_sessions"]  # type: ignore[attr-defined]
+    assert revoke.disposition in (Disposition.ESCALATED, Disposition.PROPOSED), revoke
+    assert revoke.disposition is not Disposition.NOTIFIED
+    if revoke.disposition is Disposition.ESCALATED:
+        assert revoke.rule in ("investigation.unevaluated", "investigation.incomplete")
+        assert "ip_intel" in revoke.reason or "not conclude" in revoke.reason
+
+    # The sign-in history still ran: the fan-out no longer spends the whole budget.
+    steps = {e.step: e for e in investigation.evidence}  # type: ignore[attr-defined]
+    assert steps["signins"].status.value == "ok"
+    intel = steps["ip_intel"]
+    assert intel.overflow == 17 - 10, "the items not looked up are recorded"
+    assert len(intel.result) == 10
+    findings = [b for b in padded.breakdown if not b.evaluated]  # type: ignore[attr-defined]
+    assert any("looked up 10 of 17" in b.reason for b in findings), findings
