@@ -35,6 +35,7 @@ from soc_agent.ingest._fields import (
     severity_from_word,
 )
 from soc_agent.models import Alert, EntityType, Severity
+from soc_agent.yaml_input import compose, safe_load
 
 __all__ = [
     "EntityField",
@@ -254,8 +255,8 @@ def _load_one(path: Path) -> FieldMapping:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read mapping file: {exc}", source=source) from exc
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = safe_load(text)
+        root = compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

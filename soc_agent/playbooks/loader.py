@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from soc_agent.errors import PlaybookError, SocAgentError
 from soc_agent.playbooks.checks import Catalog, Path_, check_playbook
 from soc_agent.playbooks.schema import Playbook
+from soc_agent.yaml_input import NoAliasLoader
 
 __all__ = [
     "PlaybookValidationError",
@@ -104,7 +105,7 @@ def _collect(source: str | Path | Iterable[str | Path]) -> list[Path]:
 
 def parse_yaml(text: str, file: str) -> tuple[Any, yaml.Node | None]:
     """Parse YAML keeping the node tree (for line numbers); rejects duplicate keys."""
-    loader = yaml.SafeLoader(text)
+    loader = NoAliasLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -21,6 +21,7 @@ from soc_agent.policy import PolicyConfig
 from soc_agent.settings.api import ApiConfig
 from soc_agent.settings.kafka import KafkaConfig
 from soc_agent.store.config import ElasticsearchConfig
+from soc_agent.yaml_input import compose, safe_load
 
 __all__ = ["DEFAULT_GRANTS", "ENV_PREFIX", "RuntimeConfig", "Settings", "load_settings"]
 
@@ -154,7 +155,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file: {exc}", source=str(path)) from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError(
@@ -222,7 +223,7 @@ _SECRET_WORDS = ("key", "secret", "token", "password", "credential")
 def _line_of(path: Path, loc: list[str]) -> int | None:
     """The line of the YAML node at `loc`, or of its nearest existing parent."""
     try:
-        node = yaml.compose(path.read_text(encoding="utf-8"))
+        node = compose(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, OSError):
         return None
     line = node.start_mark.line + 1 if node is not None else None
