@@ -171,12 +171,18 @@ class Executor:
         return ExecutionOutcome(key, ExecutionStatus.EXECUTED, True, verified, detail, result)
 
     async def rollback(self, key: str, *, actor: str, reason: str) -> ExecutionOutcome:
-        """Undo an executed reversible action with its declared inverse capability."""
+        """Undo an executed reversible action with its declared inverse, at most once.
+
+        The rollback is claimed like an execution (EXECUTED -> ROLLING_BACK in the
+        ledger) before the inverse is called: concurrent callers find the claim and do
+        not call it again. A failed inverse releases the claim, so it can be retried;
+        one cut off by a crash is taken over once stale.
+        """
         record = await self._store.get_action(key)
         if record is None:
             raise SocAgentError(f"no executed action with key or id {key!r}")
         request = record.request
-        if record.status is not ActionStatus.EXECUTED:
+        if record.status not in (ActionStatus.EXECUTED, ActionStatus.ROLLING_BACK):
             return ExecutionOutcome(
                 record.idempotency_key,
                 ExecutionStatus(record.status),
@@ -186,6 +192,19 @@ class Executor:
             )
         if not request.reversible or not request.rollback_capability:
             raise SocAgentError(f"{request.action} is not reversible; it cannot be rolled back")
+        now = self._clock()
+        if not await self._store.claim_rollback(
+            record.idempotency_key, now, stale_before=now - self._stale
+        ):
+            current = await self._store.get_action(record.idempotency_key)
+            status = current.status if current is not None else record.status
+            return ExecutionOutcome(
+                record.idempotency_key,
+                ExecutionStatus(status),
+                False,
+                None,
+                f"not rolled back again: action is {status} (another rollback claimed it)",
+            )
         args = {
             "target": request.target.value,
             "reason": reason,
@@ -201,6 +220,7 @@ class Executor:
                 actor=actor,
             )
         except SocAgentError as exc:
+            await self._store.release_rollback(record.idempotency_key)
             await self._audit.append(
                 AuditEvent(
                     actor=actor,

@@ -39,6 +39,7 @@ class ActionStatus(StrEnum):
     CLAIMED = "claimed"  # being performed (or orphaned by a crash)
     EXECUTED = "executed"
     FAILED = "failed"
+    ROLLING_BACK = "rolling_back"  # its inverse is being performed (claimed, like an execution)
     ROLLED_BACK = "rolled_back"
 
 
@@ -52,6 +53,7 @@ class ExecutionStatus(StrEnum):
     IN_PROGRESS = "in_progress"  # another worker holds the claim
     OVER_BUDGET = "over_budget"  # the blast-radius budget was spent at execution time
     CLAIMED = "claimed"  # a rollback found the action still being performed
+    ROLLING_BACK = "rolling_back"  # a rollback found another rollback under way
 
 
 class AutonomyLevel(IntEnum):

@@ -25,6 +25,7 @@ from soc_agent.audit.base import AuditSink
 from soc_agent.errors import SocAgentError
 from soc_agent.models import (
     ActionRequest,
+    ActionStatus,
     Approval,
     ApprovalVerdict,
     Approver,
@@ -334,30 +335,28 @@ class ProposalService:
     async def _conclude_review(
         self, proposal: Proposal, analyst: str, comment: str | None, *, uphold: bool
     ) -> ProposalOutcome:
+        """Uphold or undo a sampled execution: the verdict is written first, so of two
+        racing verdicts one wins, and only a rejection that won performs the rollback."""
         now = self._clock()
-        if not uphold:
-            await self._executor.rollback(
-                proposal.request.idempotency_key,
-                actor=analyst,
-                reason=comment or "rejected in review",
-            )
+        key = proposal.request.idempotency_key
+        record = await self._store.get_action(key)
+        if uphold and (record is None or record.status is not ActionStatus.EXECUTED):
+            state = record.status.value if record else "missing"
+            raise ProposalConflict(f"{proposal.id} cannot be upheld: its action is {state}")
         status = ProposalStatus.CONFIRMED if uphold else ProposalStatus.ROLLED_BACK
+        verdict = ApprovalVerdict.APPROVE if uphold else ApprovalVerdict.REJECT
         updated = proposal.model_copy(
             update={
                 "status": status,
                 "updated_at": now,
                 "approvals": [
                     *proposal.approvals,
-                    Approval(
-                        analyst=analyst,
-                        verdict=ApprovalVerdict.APPROVE if uphold else ApprovalVerdict.REJECT,
-                        comment=comment,
-                        at=now,
-                    ),
+                    Approval(analyst=analyst, verdict=verdict, comment=comment, at=now),
                 ],
             }
         )
         await self._write(updated, proposal.version)
+        updated = updated.model_copy(update={"version": proposal.version + 1})
         await self._audit.append(
             AuditEvent(
                 actor=analyst,
@@ -369,7 +368,19 @@ class ProposalService:
                 at=now,
             )
         )
-        return ProposalOutcome(updated, f"{proposal.id} {status.value.replace('_', ' ')}")
+        if uphold:
+            return ProposalOutcome(updated, f"{proposal.id} confirmed")
+        undo = await self._executor.rollback(
+            key, actor=analyst, reason=comment or "rejected in review"
+        )
+        if undo.status in (ExecutionStatus.ROLLED_BACK, ExecutionStatus.ROLLING_BACK):
+            return ProposalOutcome(updated, f"{proposal.id} rolled back")
+        # The inverse failed: the item is open again, so the ledger and it still agree.
+        reopened = updated.model_copy(update={"status": ProposalStatus.REVIEW})
+        await self._write(reopened, updated.version)
+        return ProposalOutcome(
+            reopened, f"{proposal.id} not rolled back ({undo.detail}); still in review"
+        )
 
     async def _load(self, proposal_id: str) -> Proposal:
         proposal = await self._store.get_proposal(proposal_id)

@@ -45,6 +45,7 @@ class ActionRecord:
     executed_at: datetime | None
     revert_at: datetime | None
     attempts: int
+    rollback_claimed_at: datetime | None = None  # while ROLLING_BACK: when it was claimed
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,15 @@ class Store(Protocol):
         budget: tuple[int, datetime] | None = None,
     ) -> ClaimResult: ...
     async def retry_claim(self, key: str, now: datetime) -> None: ...
+    async def claim_rollback(self, key: str, now: datetime, *, stale_before: datetime) -> bool:
+        """Atomically move an EXECUTED action to ROLLING_BACK (or take over a rollback claimed
+        before `stale_before`, which a crash cut off); True if this caller won it."""
+        ...
+
+    async def release_rollback(self, key: str) -> None:
+        """A rollback that failed: the action is EXECUTED again, as before its claim."""
+        ...
+
     async def finish_action(
         self,
         key: str,

@@ -134,6 +134,7 @@ _MAPPINGS: dict[str, dict[str, dict[str, Any]]] = {
         "revert_at": DATE,
         "attempts": LONG,
         "inserted": LONG,
+        "rollback_claimed_at": DATE,
     },
     "budgets": {"action": KEYWORD, "claims": UNINDEXED_OBJECT},
     "dead-letters": {
@@ -191,7 +192,8 @@ class ElasticsearchStore:
         return [self.index(kind) for kind in _MAPPINGS]
 
     async def ensure_indices(self) -> None:
-        """Create the missing indices with their strict mappings; existing ones are kept."""
+        """Create the missing indices with their strict mappings; existing ones are kept and
+        gain the fields added since they were created (a mapping only ever grows)."""
         for kind, properties in _MAPPINGS.items():
             await ensure_index(
                 self._es,
@@ -200,6 +202,7 @@ class ElasticsearchStore:
                 number_of_replicas=self._replicas,
                 refresh_interval=self._refresh_interval,
             )
+            await self._es.indices.put_mapping(index=self.index(kind), properties=properties)
 
     # -- alerts, incidents, investigations, decisions ------------------------------------
 
@@ -491,6 +494,45 @@ class ElasticsearchStore:
         src = await self._cas_action(key, change)
         if src is not None:
             await self._adjust_reservation(str(src["action"]), key, now)
+
+    async def claim_rollback(self, key: str, now: datetime, *, stale_before: datetime) -> bool:
+        for _ in range(_MAX_CAS_ATTEMPTS):
+            found = await self._get_versioned("actions", key)
+            if found is None:
+                return False
+            src, seq_no, primary_term = found
+            claimed = parse_ts(src.get("rollback_claimed_at"))
+            orphaned = (
+                src["status"] == ActionStatus.ROLLING_BACK
+                and claimed is not None
+                and claimed < stale_before
+            )
+            if src["status"] != ActionStatus.EXECUTED and not orphaned:
+                return False
+            try:
+                await self._es.index(
+                    index=self.index("actions"),
+                    id=document_id(key),
+                    document={
+                        **src,
+                        "status": ActionStatus.ROLLING_BACK.value,
+                        "rollback_claimed_at": ts(now),
+                    },
+                    if_seq_no=seq_no,
+                    if_primary_term=primary_term,
+                )
+            except ConflictError:
+                continue  # someone changed it: look again
+            return True
+        return False
+
+    async def release_rollback(self, key: str) -> None:
+        def change(src: dict[str, Any]) -> dict[str, Any]:
+            if src["status"] != ActionStatus.ROLLING_BACK:
+                return src
+            return {**src, "status": ActionStatus.EXECUTED.value, "rollback_claimed_at": None}
+
+        await self._cas_action(key, change)
 
     async def finish_action(
         self,
@@ -903,4 +945,5 @@ def _action(src: Mapping[str, Any]) -> ActionRecord:
         executed_at=parse_ts(src.get("executed_at")),
         revert_at=parse_ts(src.get("revert_at")),
         attempts=int(src["attempts"]),
+        rollback_claimed_at=parse_ts(src.get("rollback_claimed_at")),
     )

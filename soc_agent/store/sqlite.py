@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS actions (
   action TEXT NOT NULL, target TEXT NOT NULL, connector TEXT NOT NULL,
   capability TEXT NOT NULL, status TEXT NOT NULL, request TEXT NOT NULL, result TEXT,
   error TEXT, claimed_at TEXT NOT NULL, executed_at TEXT, revert_at TEXT,
-  attempts INTEGER NOT NULL DEFAULT 1);
+  attempts INTEGER NOT NULL DEFAULT 1, rollback_claimed_at TEXT);
 CREATE INDEX IF NOT EXISTS actions_exec ON actions(action, status, executed_at);
 CREATE TABLE IF NOT EXISTS dead_letters (
   id TEXT PRIMARY KEY, source TEXT NOT NULL, reason TEXT NOT NULL, original BLOB NOT NULL,
@@ -92,6 +92,7 @@ class SQLiteStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
+            _add_missing_columns(db)
             return db
 
         try:
@@ -321,6 +322,27 @@ class SQLiteStore:
             )
         )
 
+    async def claim_rollback(self, key: str, now: datetime, *, stale_before: datetime) -> bool:
+        def claim(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "UPDATE actions SET status='rolling_back', rollback_claimed_at=? "
+                "WHERE idempotency_key=? AND (status='executed' "
+                "OR (status='rolling_back' AND rollback_claimed_at < ?))",
+                (now.isoformat(), key, stale_before.isoformat()),
+            )
+            return cur.rowcount == 1
+
+        return await self._run(claim)
+
+    async def release_rollback(self, key: str) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE actions SET status='executed', rollback_claimed_at=NULL "
+                "WHERE idempotency_key=? AND status='rolling_back'",
+                (key,),
+            )
+        )
+
     async def finish_action(
         self,
         key: str,
@@ -472,6 +494,17 @@ def _claims_since(db: sqlite3.Connection, action: str, since: datetime) -> int:
     return int(row[0])
 
 
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Columns added after a store was created; SQLite appends them, so row order holds."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(actions)")}
+    if "rollback_claimed_at" not in columns:
+        try:
+            db.execute("ALTER TABLE actions ADD COLUMN rollback_claimed_at TEXT")
+        except sqlite3.OperationalError as exc:  # another process added it first
+            if "duplicate column" not in str(exc):
+                raise
+
+
 def _action(row: Any) -> ActionRecord:
     def ts(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value) if value else None
@@ -494,4 +527,5 @@ def _action(row: Any) -> ActionRecord:
         executed_at=ts(row[12]),
         revert_at=ts(row[13]),
         attempts=int(row[14]),
+        rollback_claimed_at=ts(row[15]),
     )

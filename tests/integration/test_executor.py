@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
+from soc_agent_connectors import Connector, ConnectorError, capability
 from soc_agent_connectors.recording_executor import RecordingExecutor, RecordingExecutorConfig
 
 from soc_agent.actions.executor import Executor
@@ -165,6 +167,78 @@ async def test_rollback_calls_the_inverse_once(store, audit, journal, clock) -> 
     assert [e["action"] for e in _journal(journal)] == ["block_ip", "unblock_ip"]
     rb = [e for e in await audit.list(limit=20) if e.action == "action.rollback"]
     assert len(rb) == 1 and rb[0].actor == "alice"
+
+
+async def test_concurrent_rollbacks_call_the_inverse_once(store, audit, journal, clock) -> None:
+    ex = _executor(store, audit, journal, clock)
+    req = _request("block_ip", "203.0.113.77", EntityType.IP)
+    await ex.execute(req, "inc-1")
+    outcomes = await asyncio.gather(
+        *(ex.rollback(req.id, actor=f"analyst-{i}", reason="false positive") for i in range(10))
+    )
+    assert sum(o.performed for o in outcomes) == 1
+    assert [e["action"] for e in _journal(journal)] == ["block_ip", "unblock_ip"]
+    record = await store.get_action(req.idempotency_key)
+    assert record is not None and record.status == "rolled_back"
+    rb = [e for e in await audit.list(limit=50) if e.action == "action.rollback"]
+    assert [e.outcome for e in rb] == ["rolled_back"]
+
+
+class _FirewallConfig(BaseModel):
+    pass
+
+
+class _Blocked(BaseModel):
+    target: str
+    reason: str = ""
+    idempotency_key: str | None = None
+
+
+class _Done(BaseModel):
+    ok: bool = True
+
+
+class _FlakyFirewall(Connector):
+    """A firewall whose unblock fails the first time it is asked."""
+
+    name = "firewall"
+    config_model = _FirewallConfig
+
+    def __init__(self, config: _FirewallConfig) -> None:
+        super().__init__(config)
+        self.unblocks = 0
+
+    @capability(kind="action", scopes=["fw:write"], target="ip", rollback="unblock_ip")
+    async def block_ip(self, args: _Blocked) -> _Done:
+        """Block."""
+        return _Done()
+
+    @capability(kind="action", scopes=["fw:write"], target="ip")
+    async def unblock_ip(self, args: _Blocked) -> _Done:
+        """Unblock; the first attempt times out at the vendor."""
+        self.unblocks += 1
+        if self.unblocks == 1:
+            raise ConnectorError("firewall answered 504")
+        return _Done()
+
+
+async def test_a_failed_rollback_leaves_the_action_executed_for_a_retry(
+    store, audit, clock
+) -> None:
+    firewall = _FlakyFirewall(_FirewallConfig())
+    gateway = Gateway({"firewall": firewall}, {"firewall": ["fw:write"]}, audit, clock=clock)
+    ex = Executor(store, gateway, audit, actor="soc-agent", clock=clock)
+    req = _request("block_ip", "203.0.113.77", EntityType.IP).model_copy(
+        update={"connector": "firewall"}
+    )
+    await ex.execute(req, "inc-1")
+    failed = await ex.rollback(req.id, actor="alice", reason="fp")
+    assert failed.status == "failed" and not failed.performed
+    record = await store.get_action(req.idempotency_key)
+    assert record is not None and record.status == "executed"
+    retried = await ex.rollback(req.id, actor="alice", reason="fp, again")
+    assert retried.status == "rolled_back" and retried.performed
+    assert firewall.unblocks == 2
 
 
 async def test_auto_revert_after_ttl(store, audit, journal, clock) -> None:

@@ -319,3 +319,42 @@ async def test_the_role_for_the_risk_tier_is_the_services_rule_whatever_the_door
     done = await queued.proposals.approve(proposal.id, _as(ALICE, Role.SENIOR))
     assert done.proposal.status is ProposalStatus.EXECUTED
     assert deployment.journal_actions() == [("isolate_host", "ws-eng-007")]
+
+
+async def test_uphold_and_reject_racing_on_a_review_item_leave_state_and_ledger_agreeing(
+    deployment: Deployment,
+) -> None:
+    """The review's verdict is written first (one wins); only a rejection that won undoes."""
+    settings = deployment.settings(
+        "endpoint-malware", policy={"agent_autonomy": 3, "review_sample_rate": 1.0}
+    )
+    for attempt in range(6):  # both orders of arrival, several times
+        deployment.journal_path.unlink(missing_ok=True)
+        settings = settings.model_copy(
+            update={"store": deployment.store_path.with_name(f"race-{attempt}.db")}
+        )
+        async with deployment.open(settings) as c:
+            await deployment.feed(c, ALERT)
+            reviews = await c.store.list_proposals(status=ProposalStatus.REVIEW)
+            item = next(p for p in reviews if p.request.reversible)
+            calls = [
+                c.proposals.approve(item.id, _as(ALICE), "looks right"),
+                c.proposals.reject(item.id, _as(BOB), "false positive"),
+            ]
+            if attempt % 2:
+                calls.reverse()
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            assert sum(isinstance(r, ProposalOutcome) for r in results) == 1, results
+            final = await c.store.get_proposal(item.id)
+            record = await c.store.get_action(item.request.idempotency_key)
+            assert final is not None and record is not None
+            undone = [
+                e
+                for e in deployment.journal()
+                if str(e["action"]).startswith(("release", "unblock"))
+            ]
+            if final.status is ProposalStatus.CONFIRMED:
+                assert record.status.value == "executed" and undone == []
+            else:
+                assert final.status is ProposalStatus.ROLLED_BACK
+                assert record.status.value == "rolled_back" and len(undone) == 1

@@ -372,6 +372,38 @@ async def test_claim_without_budget_still_counts_against_later_budgets(store: An
     assert result.over_budget
 
 
+async def test_a_rollback_is_claimed_once_released_on_failure_and_taken_over_when_stale(
+    store: AnyStore,
+) -> None:
+    request = _request(target="ws-r")
+    key = request.idempotency_key
+    await store.claim_action(request, "inc-1", T0)
+    later = T0 + timedelta(minutes=1)
+    await store.finish_action(
+        key, status=ActionStatus.EXECUTED, result={}, error=None, now=later, revert_at=None
+    )
+    stale_before = later - timedelta(minutes=5)
+    won = await asyncio.gather(
+        *(store.claim_rollback(key, later, stale_before=stale_before) for _ in range(8))
+    )
+    assert sum(won) == 1
+    record = await store.get_action(key)
+    assert record is not None and record.status is ActionStatus.ROLLING_BACK
+    assert record.rollback_claimed_at == later
+
+    await store.release_rollback(key)  # the inverse failed: executed again, claimable
+    record = await store.get_action(key)
+    assert record is not None and record.status is ActionStatus.EXECUTED
+    assert await store.claim_rollback(key, later, stale_before=stale_before)
+
+    # A claim cut off by a crash is taken over only once it is stale.
+    assert not await store.claim_rollback(key, later, stale_before=later - timedelta(minutes=5))
+    much_later = later + timedelta(minutes=10)
+    assert await store.claim_rollback(
+        key, much_later, stale_before=much_later - timedelta(minutes=5)
+    )
+
+
 async def test_finish_action_due_reverts_and_lookup_by_action_id(store: AnyStore) -> None:
     reqs = [_request(target=f"ws-{i}") for i in range(4)]
     for r in reqs:
