@@ -39,7 +39,7 @@ from soc_agent.ingest.mapping import FieldMapping
 from soc_agent.models import Alert, DeadLetter
 from soc_agent.models.ids import dead_letter_id
 
-__all__ = ["IngestResult", "parse_payload"]
+__all__ = ["IngestResult", "TooManyRecords", "parse_payload"]
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -185,6 +185,10 @@ def _valid_unicode(value: Any) -> str | None:
     return None
 
 
+class TooManyRecords(NormalizationError):
+    """The payload holds more records than the caller accepts in one go."""
+
+
 def parse_payload(
     data: bytes,
     *,
@@ -193,9 +197,15 @@ def parse_payload(
     mappings: Sequence[FieldMapping] = (),
     headers: Mapping[str, str] | None = None,
     received_at: datetime | None = None,
+    max_records: int | None = None,
 ) -> IngestResult:
-    """Turn a payload into alerts and dead letters; every input record ends in one of the two."""
+    """Turn a payload into alerts and dead letters; every input record ends in one of the two.
+
+    With `max_records`, a payload holding more records raises TooManyRecords as soon
+    as the count is passed, before the rest is normalised.
+    """
     received = received_at or datetime.now(UTC)
+    seen = 0
     kept_headers = {str(k): str(v) for k, v in (headers or {}).items()}
     result = IngestResult()
 
@@ -212,11 +222,20 @@ def parse_payload(
             )
         )
 
+    def count(n: int) -> None:
+        nonlocal seen
+        seen += n
+        if max_records is not None and seen > max_records:
+            raise TooManyRecords(f"more than {max_records} records in one payload")
+
     for outer in _records(data, source):
         if outer.error is not None:
+            count(1)
             dead(outer.error, outer.raw, outer.source)
             continue
-        for record in _expand(outer):
+        expanded = _expand(outer)
+        count(len(expanded))
+        for record in expanded:
             problem = _valid_unicode(record.value)
             if problem is not None:
                 dead(problem, record.raw, record.source)

@@ -132,6 +132,9 @@ class KafkaConfig(BaseModel):
         default=None, description="shared bearer token the webhook requires"
     )
     webhook_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    webhook_max_records: int = Field(
+        default=1000, ge=1, le=100_000, description="records per request; more is refused (413)"
+    )
 
     # health and metrics (GET /healthz, /readyz, /metrics); off unless a port is set
     health_port: int = Field(

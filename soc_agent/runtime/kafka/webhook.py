@@ -1,10 +1,14 @@
 """Webhook ingest: `POST /v1/alerts` publishes to the alert topic, for sources without Kafka.
 
 The body is anything `soc-agent run` reads (one JSON document, a JSON array,
-JSON lines), at most `kafka.webhook_max_bytes`. Each alert is published as its
+JSON lines), at most `kafka.webhook_max_bytes` and `kafka.webhook_max_records`
+records (more is refused with 413, before anything is published); it is
+parsed off the event loop. Each alert is published as its
 own record, keyed by its first pivot entity (so one host's alerts share a
 partition), with its detected format in the `soc-format` header; each record
-that cannot become an alert goes to the dead-letter topic with its reason.
+that cannot become an alert goes to the dead-letter topic with its reason;
+records of one request that failed the same way share one DLQ record (every
+original kept, one per line; `soc-dlq-count` says how many).
 Authentication is a shared bearer token (`kafka.webhook_token`). The answer
 is 202 with the counts once the brokers acknowledged every record.
 """
@@ -17,6 +21,7 @@ import hmac
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from pydantic import SecretStr
@@ -28,10 +33,12 @@ from starlette.routing import Route
 from soc_agent.correlate import Correlator, InMemoryCorrelationState
 from soc_agent.errors import ConfigError
 from soc_agent.ingest import load_mappings, parse_payload
-from soc_agent.models import Alert
+from soc_agent.ingest.payload import TooManyRecords
+from soc_agent.models import Alert, DeadLetter
+from soc_agent.models.ids import dead_letter_id
 from soc_agent.runtime.kafka.alerts import FORMAT_HEADER
 from soc_agent.runtime.kafka.producer import Publisher
-from soc_agent.runtime.kafka.records import OutRecord, dead_letter_record
+from soc_agent.runtime.kafka.records import DLQ_PREFIX, OutRecord, dead_letter_record
 from soc_agent.settings import Settings
 
 __all__ = ["build_webhook_app", "partition_key", "serve_webhook"]
@@ -95,17 +102,29 @@ def build_webhook_app(settings: Settings, publisher: Publisher) -> Starlette:
             )
         hint = request.query_params.get("format") or None
         client = request.client.host if request.client else "unknown"
-        parsed = parse_payload(
-            body,
-            source=f"webhook:{client}",
-            format_hint=hint,
-            mappings=mappings,
-            headers={"soc-received-via": "webhook"},
-        )
+        try:
+            # CPU-bound: off the event loop, so health checks and other requests go on.
+            parsed = await asyncio.to_thread(
+                parse_payload,
+                body,
+                source=f"webhook:{client}",
+                format_hint=hint,
+                mappings=mappings,
+                headers={"soc-received-via": "webhook"},
+                max_records=config.webhook_max_records,
+            )
+        except TooManyRecords:
+            return JSONResponse(
+                {"error": f"at most {config.webhook_max_records} records per request"},
+                status_code=413,
+            )
         records: list[OutRecord] = [
             _alert_record(topics.alerts, a, pivots(a), hint) for a in parsed.alerts
         ]
-        records += [dead_letter_record(topics.dlq, d) for d in parsed.dead_letters]
+        records += [
+            _dead_letter_record(topics.dlq, letters)
+            for letters in _by_reason(parsed.dead_letters).values()
+        ]
         try:
             await publisher.send_all(records)
         except Exception as exc:  # the broker did not take them: the sender must retry
@@ -146,6 +165,34 @@ def partition_key(alert: Alert, pivots: list[str]) -> bytes:
         return alert.id.encode()
     best = min(pivots, key=lambda k: (rank.get(k.partition(":")[0], len(rank)), k))
     return best.encode()
+
+
+def _by_reason(letters: list[DeadLetter]) -> dict[str, list[DeadLetter]]:
+    groups: dict[str, list[DeadLetter]] = {}
+    for letter in letters:
+        groups.setdefault(letter.reason, []).append(letter)
+    return groups
+
+
+def _dead_letter_record(topic: str, letters: list[DeadLetter]) -> OutRecord:
+    """One DLQ record for the records of a request that failed the same way.
+
+    Its value is every original, one per line (JSON lines, as they came or as the
+    array elements re-serialised), so nothing is lost; `soc-dlq-count` says how many.
+    """
+    if len(letters) == 1:
+        return dead_letter_record(topic, letters[0])
+    first = letters[0]
+    original = b"\n".join(letter.original for letter in letters)
+    merged = first.model_copy(
+        update={
+            "id": dead_letter_id(first.source, original),
+            "original": original,
+            "reason": f"{first.reason} ({len(letters)} records)",
+        }
+    )
+    record = dead_letter_record(topic, merged)
+    return replace(record, headers=[*record.headers, (DLQ_PREFIX + "count", b"%d" % len(letters))])
 
 
 def _alert_record(topic: str, alert: Alert, pivots: list[str], hint: str | None) -> OutRecord:

@@ -99,3 +99,33 @@ async def test_refuses_without_the_token_and_over_the_size_limit(
         r = await client.post(f"{url}/v1/alerts", content=big, headers=ok)
         assert r.status_code == 413
     assert await kafka.read_all(kafka.topics.alerts, idle=0.5) == []
+
+
+async def test_a_flood_of_records_is_refused_and_repeated_dead_letters_are_aggregated(
+    kafka: KafkaEnv, webhook: tuple[str, Settings]
+) -> None:
+    """One request of `{}` lines once became 1.7 M dead letters and GBs of memory."""
+    import random
+
+    url, settings = webhook
+    cap = settings.kafka.webhook_max_records
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(timeout=30) as client:
+        flood = await client.post(f"{url}/v1/alerts", content=b"{}\n" * (cap + 1), headers=headers)
+        assert flood.status_code == 413
+        assert f"at most {cap} records" in flood.json()["error"]
+
+        good = json.dumps(crowdstrike(0, random.Random(5))).encode()
+        junk = [b"{}"] * 300
+        mixed = await client.post(
+            f"{url}/v1/alerts", content=b"\n".join([good, *junk]), headers=headers
+        )
+    assert mixed.status_code == 202
+    assert (mixed.json()["accepted"], mixed.json()["dead_letters"]) == (1, 300)
+    dlq = await kafka.read_all(kafka.topics.dlq)
+    assert len(dlq) == 1, "300 records failing the same way are one dead letter"
+    (letter,) = dlq
+    assert letter.value.splitlines() == junk  # nothing is lost: every original line is kept
+    assert dict(letter.headers)["soc-dlq-count"] == b"300"
+    alerts = await kafka.read_all(kafka.topics.alerts)
+    assert len(alerts) == 1
