@@ -17,6 +17,7 @@ from __future__ import annotations
 from soc_agent.errors import ConfigError, ConnectorError, EgressDeniedError
 from soc_agent_connectors._http import CircuitOpenError, HttpConnector, VendorHTTPError
 from soc_agent_connectors._http_config import HttpConnectorConfig, HttpRuntime
+from soc_agent_connectors._http_guard import configured_host_problem
 from soc_agent_connectors._oauth2 import MicrosoftOAuth2Config, OAuth2Config, OAuth2Connector
 from soc_agent_connectors._rate_limit_reset import ResetHeaderConnector
 from soc_agent_connectors.action_models import (
@@ -76,6 +77,7 @@ __all__ = [
     "StateQuery",
     "VendorHTTPError",
     "capability",
+    "configured_host_problem",
     "installed_connector_names",
     "is_sensitive_key",
     "load_connector_classes",

@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from ipaddress import IPv4Network, IPv6Network
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from soc_agent_connectors._http_guard import Resolver, resolve_host
+from soc_agent_connectors._http_guard import Resolver, configured_host_problem, resolve_host
 from soc_agent_connectors.secrets import SecretRef
 
 __all__ = ["HttpConnectorConfig", "HttpRuntime"]
@@ -71,6 +71,22 @@ class HttpConnectorConfig(BaseModel):
         description="private networks an untrusted-URL capability may reach anyway",
     )
     verify_tls: bool = True
+    allow_private_network: bool = Field(
+        default=False,
+        description="base_url and allowed_hosts may be private addresses (RFC 1918, unique-local); "
+        "metadata and link-local addresses are refused whatever this says",
+    )
+
+    @model_validator(mode="after")
+    def _no_metadata_or_private_hosts(self) -> HttpConnectorConfig:
+        hosts = [("base_url", httpx.URL(self.base_url).host)] + [
+            ("allowed_hosts", h) for h in self.allowed_hosts
+        ]
+        for key, host in hosts:
+            problem = configured_host_problem(host, allow_private=self.allow_private_network)
+            if problem is not None:
+                raise ValueError(f"{key}: {problem}; refused before any credential is sent")
+        return self
 
     @field_validator("base_url")
     @classmethod

@@ -32,6 +32,7 @@ __all__ = [
     "UntrustedTransport",
     "check_host_allowed",
     "check_public_address",
+    "configured_host_problem",
     "resolve_host",
 ]
 
@@ -72,6 +73,47 @@ def check_public_address(address: str, allow: Sequence[IPNetwork] = ()) -> None:
     kind = _non_public_kind(ip)
     if kind is not None:
         raise EgressDeniedError(f"refused to connect to {ip}: {kind} address")
+
+
+# Instance metadata services answer with cloud credentials to whoever asks.
+_METADATA_NAMES = frozenset(
+    {
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "instance-data",
+        "instance-data.ec2.internal",
+    }
+)
+_METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
+)
+
+
+def configured_host_problem(host: str, *, allow_private: bool) -> str | None:
+    """Why a configured host (base URL, allowed host, identity provider) must not be dialled.
+
+    Cloud metadata and link-local addresses never: a credential sent there is lost.
+    Private ranges (RFC 1918, unique-local, shared) only when `allow_private`;
+    loopback is allowed (a sidecar). Names other than the metadata services' are not
+    resolved here: that is the dialler's, on every connection.
+    """
+    name = host.strip("[]").rstrip(".").lower()
+    if name in _METADATA_NAMES:
+        return f"{host} is a cloud metadata service"
+    try:
+        ip: IPAddress = ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip in _METADATA_ADDRESSES:
+        return f"{ip} is a cloud metadata address"
+    if ip.is_link_local:
+        return f"{ip} is a link-local address"
+    if ip.is_loopback or ip.is_global or allow_private:
+        return None
+    return f"{ip} is a private or non-global address (set allow_private_network: true to use it)"
 
 
 def _non_public_kind(ip: IPAddress) -> str | None:

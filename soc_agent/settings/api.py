@@ -6,7 +6,9 @@ the web stack into every command.
 
 from __future__ import annotations
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from soc_agent_connectors import configured_host_problem
 
 from soc_agent.models import RiskTier
 from soc_agent.models.identity import Role
@@ -35,6 +37,22 @@ class OidcConfig(BaseModel):
     leeway_seconds: int = Field(default=30, ge=0, le=300)
     jwks_cache_seconds: int = Field(default=300, ge=0, le=86400)
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    @field_validator("issuer", "jwks_url")
+    @classmethod
+    def _not_metadata_or_private(cls, value: str | None) -> str | None:
+        # The identity provider is dialled with every login: never a metadata service,
+        # a link-local or (these are operator-run IdPs, not sidecars) a private address.
+        if value is None:
+            return None
+        try:
+            host = httpx.URL(value).host
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"not a valid URL: {exc}") from None
+        problem = configured_host_problem(host, allow_private=False)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("algorithms")
     @classmethod
