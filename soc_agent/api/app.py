@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from soc_agent.api import routes_control, routes_proposals, routes_records, web
 from soc_agent.api.context import ApiContext
 from soc_agent.api.credentials import open_session_store, open_token_store
 from soc_agent.api.errors import ApiError
+from soc_agent.api.login_guard import LoginGuard
 from soc_agent.api.oidc import OidcVerifier
 from soc_agent.api.security import SecurityHeaders
 from soc_agent.api.verdicts import VerdictPublisher
@@ -75,7 +76,12 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
             verdicts = VerdictPublisher(settings.kafka) if settings.api.publish_approvals else None
             if verdicts is not None:
                 await verdicts.start()
-            app.state.ctx = ApiContext(components, tokens, sessions, oidc, http, verdicts)
+            guard = LoginGuard(
+                max_failures=settings.api.login_max_failures,
+                window=timedelta(seconds=settings.api.login_window_seconds),
+                clock=components.clock,
+            )
+            app.state.ctx = ApiContext(components, tokens, sessions, oidc, http, verdicts, guard)
             sweeper = asyncio.create_task(
                 _expire_overdue(components.proposals, settings.api.expiry_sweep_seconds)
             )

@@ -95,15 +95,24 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
-async def audit_login(ctx: ApiContext, name: str, outcome: str, detail: str) -> None:
-    """Every web login attempt, successful or not, is on the audit chain."""
+async def audit_login(
+    ctx: ApiContext, name: str, outcome: str, detail: str, *, client: str = ""
+) -> None:
+    """A web login on the audit chain: each success, and each burst of failures once.
+
+    Only an authenticated login names its actor; a failed one is `unauthenticated`,
+    with the username it claimed (capped) and the client as details, so nobody can
+    write an audit entry in another's name.
+    """
+    ok = outcome == "ok"
     await ctx.components.audit.append(
         AuditEvent(
-            actor=name[:128] or "anonymous",
+            actor=name[:128] if ok else "unauthenticated",
             action="api.login",
             subject="web-ui",
             reason=detail[:500],
             outcome=outcome,
+            details={} if ok else {"claimed_username": name[:64], "client": client[:64]},
             at=ctx.now(),
         )
     )

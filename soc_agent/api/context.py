@@ -9,6 +9,7 @@ import httpx
 from starlette.requests import HTTPConnection
 
 from soc_agent.api.credentials import SessionStore, TokenStore
+from soc_agent.api.login_guard import LoginGuard
 from soc_agent.api.oidc import OidcVerifier
 from soc_agent.api.verdicts import VerdictPublisher
 from soc_agent.runtime.components import Components
@@ -25,6 +26,7 @@ class ApiContext:
     oidc: OidcVerifier | None
     http: httpx.AsyncClient
     verdicts: VerdictPublisher | None = None
+    login_guard: LoginGuard | None = None
 
     @property
     def config(self) -> ApiConfig:

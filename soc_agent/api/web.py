@@ -82,16 +82,38 @@ async def login(
     if not expected or not hmac.compare_digest(expected.encode(), csrf.encode()):
         raise Forbidden("the login form's CSRF token is missing or does not match; reload it")
     claimed = username.strip()
-    try:
-        principal = await authenticate_bearer(ctx, token)
-        if claimed and claimed != principal.name:
-            raise Unauthorized("the token does not belong to that user")
-    except Unauthorized as exc:
-        await audit_login(ctx, claimed or "anonymous", "denied", exc.detail)
+    client = request.client.host if request.client else "unknown"
+    guard = ctx.login_guard
+    wait = guard.retry_after(client, claimed) if guard is not None else None
+    status, error = 401, ""
+    if guard is not None and wait is not None:
+        if guard.throttled_first_time(client, claimed):
+            failures = guard.failures(client, claimed)
+            await audit_login(
+                ctx,
+                claimed or "anonymous",
+                "throttled",
+                f"{failures} failed logins within {ctx.config.login_window_seconds}s; "
+                f"further attempts refused for {wait:.0f}s",
+                client=client,
+            )
+        status, error = 429, f"too many failed logins; try again in {max(1, round(wait))}s"
+    else:
+        try:
+            principal = await authenticate_bearer(ctx, token)
+            if claimed and claimed != principal.name:
+                raise Unauthorized("the token does not belong to that user")
+        except Unauthorized as exc:
+            error = exc.detail
+            if guard is None or guard.failed(client, claimed):
+                await audit_login(ctx, claimed or "anonymous", "denied", error, client=client)
+    if error:
         fresh = secrets.token_urlsafe(32)
         page = await render(
-            request, None, "login.html", http_status=401, login_csrf=fresh, error=exc.detail
+            request, None, "login.html", http_status=status, login_csrf=fresh, error=error
         )
+        if status == 429 and wait is not None:
+            page.headers["Retry-After"] = str(max(1, round(wait)))
         page.set_cookie(
             LOGIN_CSRF_COOKIE,
             fresh,

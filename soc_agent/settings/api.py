@@ -93,6 +93,12 @@ class ApiConfig(BaseModel):
         default=False,
         description="also publish each verdict to the Kafka approvals topic (kafka: settings)",
     )
+    login_max_failures: int = Field(
+        default=10, ge=1, le=1000, description="failed web logins per client or username"
+    )
+    login_window_seconds: int = Field(
+        default=300, ge=1, le=86400, description="...within this window, then 429 until it passes"
+    )
     expiry_sweep_seconds: float = Field(
         default=30.0, gt=0, le=3600, description="how often overdue proposals are expired"
     )

@@ -85,10 +85,39 @@ async def test_bad_logins_are_refused_and_audited(
         )
         assert forged.status_code == 403
     logins = await api.audit(action="api.login")
-    assert [(e["actor"], e["outcome"]) for e in logins] == [
-        ("ada", "denied"),
-        ("mallory", "denied"),
-    ]
+    # Nobody writes an audit entry in another's name: a failed login is
+    # `unauthenticated`, with the claimed name as a detail; one burst, one entry.
+    assert [(e["actor"], e["outcome"]) for e in logins] == [("unauthenticated", "denied")]
+    assert logins[0]["details"]["claimed_username"] == "mallory"
+
+
+async def test_a_login_flood_is_throttled_and_audited_once(api: Api) -> None:
+    """Failed logins once answered at 364/s, each a permanent entry with the attacker's actor."""
+    limit = api.settings.api.login_max_failures
+    async with httpx.AsyncClient(timeout=10) as client:
+        form = await client.get(api.url + "/login")
+        csrf = _csrf(form.text)
+        codes = []
+        for i in range(limit + 5):
+            r = await client.post(
+                api.url + "/login",
+                data={"token": f"soc_guess{i}", "username": "A" * 120, "csrf": csrf},
+            )
+            codes.append(r.status_code)
+            csrf = _csrf(r.text)
+        assert codes[:limit] == [401] * limit and codes[limit:] == [429] * 5
+        assert int(r.headers["retry-after"]) > 0
+        # even the right token waits: the throttle is not an oracle
+        r = await client.post(api.url + "/login", data={"token": api.tokens["alice"], "csrf": csrf})
+        assert r.status_code == 429
+    logins = await api.audit(action="api.login")
+    assert [e["outcome"] for e in logins] == ["throttled", "denied"]
+    assert {e["actor"] for e in logins} == {"unauthenticated"}
+    assert all(len(e["details"]["claimed_username"]) <= 64 for e in logins)
+    assert f"{limit} failed logins" in logins[0]["reason"]
+    api.deployment.clock.advance(seconds=api.settings.api.login_window_seconds + 1)
+    async with httpx.AsyncClient(timeout=10) as client:
+        assert (await _login(api, client, "alice", username="alice")).status_code == 303
 
 
 async def test_session_cookie_is_secure_behind_an_https_proxy(api: Api) -> None:
