@@ -12,15 +12,20 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from soc_agent.models import ApprovalVerdict, Proposal, ProposalStatus, Role
+from soc_agent.models import ApprovalVerdict, Proposal, Role
 from soc_agent.runtime.kafka.signed_verdicts import sign_verdict
-from soc_agent.settings import load_settings
+from soc_agent.settings import Settings
 from tests.integration.kafka.conftest import KafkaEnv
-from tests.integration.kafka.test_worker import SAMPLES, _headers, _journal, worker
+from tests.integration.kafka.test_worker import (
+    APPROVALS_KEY,
+    _headers,
+    _journal,
+    _pending_proposal,
+    worker,
+)
 
-KEY = "approvals-signing-key-for-tests-0123456789"
+KEY = APPROVALS_KEY
 OTHER_KEY = "a-key-the-workers-do-not-know-9876543210ab"
 
 
@@ -44,25 +49,13 @@ def _signed(
     )
 
 
-async def _isolation_waiting_for_two(kafka: KafkaEnv, tmp_path: Path) -> tuple[Any, Proposal]:
+async def _isolation_waiting_for_two(kafka: KafkaEnv, tmp_path: Path) -> tuple[Settings, Proposal]:
     """A worker decides the Falcon sample at collaborator autonomy: a four-eyes isolation."""
-    await kafka.create_topics()
     policy = {"agent_autonomy": 2, "four_eyes_actions": ["isolate_host"]}
-    settings = load_settings(
-        store=tmp_path / "soc-agent.db",
-        kafka=kafka.config(approvals_key=KEY),
-        policy=policy,
+    settings, isolation = await _pending_proposal(
+        kafka, tmp_path, policy=policy, action="isolate_host"
     )
-    sample = (SAMPLES / "crowdstrike_malware.json").read_bytes()
-    sent = await kafka.produce(kafka.topics.alerts, [(b"host:ws-fin-042", sample)])
-    async with worker(settings):
-        await kafka.wait_committed(kafka.topics.alerts, sent, within=60)
-    proposals = [
-        Proposal.model_validate_json(r.value) for r in await kafka.read_all(kafka.topics.proposals)
-    ]
-    (isolation,) = [p for p in proposals if p.request.action == "isolate_host"]
     assert isolation.request.required_approvals == 2
-    assert isolation.status is ProposalStatus.PENDING
     return settings, isolation
 
 

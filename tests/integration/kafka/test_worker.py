@@ -119,10 +119,19 @@ async def test_audit_topic_is_the_chain_in_order(kafka: KafkaEnv, tmp_path: Path
     assert by_seq[head_seq]["hash"] == head_hash
 
 
-async def _pending_proposal(kafka: KafkaEnv, tmp_path: Path) -> tuple[Settings, Proposal]:
-    """A worker decides the Falcon sample under collaborator autonomy: everything is proposed."""
+async def _pending_proposal(
+    kafka: KafkaEnv,
+    tmp_path: Path,
+    *,
+    policy: dict[str, Any] | None = None,
+    action: str | None = None,
+) -> tuple[Settings, Proposal]:
+    """A worker decides the Falcon sample under collaborator autonomy: everything is proposed.
+
+    Returns the settings and the proposal of `action` (default: the first one).
+    """
     await kafka.create_topics()
-    policy = {"agent_autonomy": 2, "four_eyes_actions": [], "four_eyes_min_risk": None}
+    policy = policy or {"agent_autonomy": 2, "four_eyes_actions": [], "four_eyes_min_risk": None}
     settings = _settings(tmp_path, kafka.config(approvals_key=APPROVALS_KEY), policy=policy)
     sample = (SAMPLES / "crowdstrike_malware.json").read_bytes()
     sent = await kafka.produce(kafka.topics.alerts, [(b"host:ws-fin-042", sample)])
@@ -132,7 +141,7 @@ async def _pending_proposal(kafka: KafkaEnv, tmp_path: Path) -> tuple[Settings, 
         Proposal.model_validate_json(r.value) for r in await kafka.read_all(kafka.topics.proposals)
     ]
     assert proposals and all(p.status is ProposalStatus.PENDING for p in proposals)
-    return settings, proposals[0]
+    return settings, next(p for p in proposals if action in (None, p.request.action))
 
 
 APPROVALS_KEY = "approvals-signing-key-for-the-worker-tests-01"
