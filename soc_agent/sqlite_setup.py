@@ -1,15 +1,32 @@
-"""Opening SQLite files that several processes may be creating at the same moment."""
+"""Opening SQLite files that several processes may be creating at the same moment.
+
+Stores and audit logs hold what the agent knows about incidents and people: a
+new file is created readable by its owner only (0600); SQLite gives the WAL and
+shared-memory files the same mode as the database.
+"""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["retry_while_busy"]
+__all__ = ["connect_private", "retry_while_busy"]
 
 _T = TypeVar("_T")
+
+
+def connect_private(path: str | os.PathLike[str], *, timeout: float) -> sqlite3.Connection:
+    """A connection for one thread at a time with explicit transactions, creating a
+    missing file with mode 0600 first."""
+    if os.fspath(path) != ":memory:":
+        try:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as exc:  # reported as SQLite would, so callers handle one error type
+            raise sqlite3.OperationalError(f"unable to open database file: {exc}") from exc
+    return sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
 
 
 def retry_while_busy(setup: Callable[[], _T], *, seconds: float = 30.0) -> _T:

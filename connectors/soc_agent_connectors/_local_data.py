@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 
 from soc_agent.errors import ConfigError
 
-__all__ = ["load_jsonl", "load_yaml", "resolve_data_path"]
+__all__ = ["load_jsonl", "load_yaml", "open_private_for_append", "resolve_data_path"]
 
 
 def resolve_data_path(path: str | None, default_sample: str) -> Path:
@@ -53,3 +54,9 @@ def load_jsonl(path: Path, *, connector: str) -> list[dict[str, Any]]:
             f"data file not found: {path}", key=f"connectors.{connector}.path"
         ) from None
     return out
+
+
+def open_private_for_append(path: Path) -> TextIO:
+    """A journal opened for appending, created readable by its owner only (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    return os.fdopen(fd, "a", encoding="utf-8")

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from soc_agent_connectors import Connector, capability
+from soc_agent_connectors._local_data import open_private_for_append
 
 __all__ = ["LocalNotifier"]
 
@@ -52,5 +53,5 @@ class LocalNotifier(Connector):
 
     def _append(self, line: str) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        with self._path.open("a", encoding="utf-8") as fh:
+        with open_private_for_append(self._path) as fh:
             fh.write(line)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from soc_agent.errors import ConnectorError
 from soc_agent_connectors import Connector, capability
+from soc_agent_connectors._local_data import open_private_for_append
 
 __all__ = ["RecordingExecutor"]
 
@@ -123,7 +124,7 @@ class RecordingExecutor(Connector):
 
     def _append(self, entry: dict[str, object]) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        with self._path.open("a", encoding="utf-8") as fh:
+        with open_private_for_append(self._path) as fh:
             fh.write(json.dumps(entry) + "\n")
             fh.flush()
             os.fsync(fh.fileno())

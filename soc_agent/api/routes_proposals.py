@@ -11,7 +11,7 @@ from soc_agent.api.auth import require
 from soc_agent.api.context import get_context
 from soc_agent.api.identity import Principal
 from soc_agent.api.operations import decide, load_proposal
-from soc_agent.api.views import Page, proposal_detail, proposal_json
+from soc_agent.api.views import MAX_OFFSET, Page, proposal_detail, proposal_json
 from soc_agent.models import ProposalStatus, Role
 
 __all__ = ["DecisionBody", "Limit", "Offset", "clamp", "router"]
@@ -19,7 +19,7 @@ __all__ = ["DecisionBody", "Limit", "Offset", "clamp", "router"]
 router = APIRouter(prefix="/api/v1", tags=["proposals"])
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size (capped by api.max_page_size)")]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
 Analyst = Annotated[Principal, Depends(require(Role.ANALYST))]
 

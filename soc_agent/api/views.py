@@ -20,6 +20,7 @@ from soc_agent.models import AuditEvent, Decision, Proposal, ProposalStatus
 from soc_agent.store.base import ActionRecord
 
 __all__ = [
+    "MAX_OFFSET",
     "SCAN_LIMIT",
     "Page",
     "action_json",
@@ -30,6 +31,9 @@ __all__ = [
     "proposal_detail",
     "proposal_json",
 ]
+
+# Paging past this is refused (422) rather than sent to a database that would overflow.
+MAX_OFFSET = 1_000_000
 
 SCAN_LIMIT = 10_000
 

@@ -23,6 +23,7 @@ from soc_agent.api.context import ApiContext, get_context
 from soc_agent.api.credentials import Session
 from soc_agent.api.errors import BadRequest, Conflict, Forbidden, Unauthorized
 from soc_agent.api.views import (
+    MAX_OFFSET,
     action_json,
     actions_page,
     audit_json,
@@ -163,7 +164,7 @@ async def proposals_page(
     request: Request,
     session: SessionDep,
     status: Annotated[str, Query(max_length=20)] = "pending",
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> HTMLResponse:
     ctx = get_context(request)
     try:
@@ -225,7 +226,7 @@ async def reject(
 
 @router.get("/incidents")
 async def incidents_page(
-    request: Request, session: SessionDep, offset: Annotated[int, Query(ge=0)] = 0
+    request: Request, session: SessionDep, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0
 ) -> HTMLResponse:
     rows = await get_context(request).components.store.list_incidents(limit=PAGE, offset=offset)
     return await render(
@@ -241,7 +242,7 @@ async def incident_page(request: Request, incident_id: str, session: SessionDep)
 
 @router.get("/actions")
 async def actions_list(
-    request: Request, session: SessionDep, offset: Annotated[int, Query(ge=0)] = 0
+    request: Request, session: SessionDep, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0
 ) -> HTMLResponse:
     ctx = get_context(request)
     rows = await actions_page(ctx, status=None, incident_id=None, limit=PAGE, offset=offset)
@@ -277,7 +278,7 @@ async def audit_page(
     session: SessionDep,
     subject: Annotated[str, Query(max_length=256)] = "",
     action: Annotated[str, Query(max_length=64)] = "",
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> HTMLResponse:
     log = get_context(request).components.audit
     events = await log.list(

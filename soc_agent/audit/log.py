@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from soc_agent.audit.chain import GENESIS, VerifyResult, format_at, seal, verify_events
 from soc_agent.errors import StoreError
 from soc_agent.models import AuditEvent
-from soc_agent.sqlite_setup import retry_while_busy
+from soc_agent.sqlite_setup import connect_private, retry_while_busy
 
 __all__ = ["SQLiteAuditLog"]
 
@@ -178,12 +178,7 @@ class SQLiteAuditLog:
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            return sqlite3.connect(
-                self._path,
-                timeout=_BUSY_TIMEOUT_SECONDS,
-                isolation_level=None,  # transactions are explicit
-                check_same_thread=False,  # used from worker threads, one at a time
-            )
+            return connect_private(self._path, timeout=_BUSY_TIMEOUT_SECONDS)
         except sqlite3.Error as exc:
             raise StoreError(f"{self._path}: cannot open the audit log: {exc}") from exc
 

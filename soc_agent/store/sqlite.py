@@ -29,7 +29,7 @@ from soc_agent.models import (
     Proposal,
     ProposalStatus,
 )
-from soc_agent.sqlite_setup import retry_while_busy
+from soc_agent.sqlite_setup import connect_private, retry_while_busy
 from soc_agent.store.base import ActionRecord, ClaimResult
 
 __all__ = ["SQLiteStore"]
@@ -85,7 +85,7 @@ class SQLiteStore:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
 
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        db = connect_private(self.path, timeout=30)
 
         def setup() -> sqlite3.Connection:
             db.execute("PRAGMA busy_timeout=30000")

@@ -362,3 +362,15 @@ def test_control_and_bidi_characters_never_reach_the_terminal(tmp_path: Path) ->
     assert "\\u001b" in outputs[0].stdout  # shown, escaped, so the analyst sees the attempt
     json_lines = [line for line in outputs[1].stdout.splitlines() if line.startswith("{")]
     assert json_lines and all(json.loads(line) for line in json_lines)
+
+
+def test_the_store_its_wal_and_the_journals_are_private_to_their_owner(tmp_path: Path) -> None:
+    import stat
+
+    done = cli("run", "--store", "s.db", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    made = [p for p in tmp_path.iterdir() if p.is_file() and not p.name.endswith(".lock")]
+    assert any(p.name == "s.db" for p in made)
+    assert any(p.name.endswith(".jsonl") for p in made), [p.name for p in made]
+    loose = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in made if p.stat().st_mode & 0o077}
+    assert loose == {}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from soc_agent.errors import StoreError
+from soc_agent.sqlite_setup import connect_private
 
 __all__ = ["ThreadedSQLite"]
 
@@ -33,7 +34,7 @@ class ThreadedSQLite:
             raise StoreError(f"cannot open {self.path}: {exc}") from None
 
     def _open(self, schema: str) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        db = connect_private(self.path, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=30000")
