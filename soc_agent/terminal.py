@@ -32,9 +32,7 @@ def _escape(ch: str) -> str:
 
 def terminal_safe(text: str) -> str:
     """`text` with every control, format and separator character escaped (newline and tab kept)."""
-    if text.isprintable() or all(
-        ch in _KEEP or unicodedata.category(ch) not in _ESCAPED for ch in text
-    ):
+    if text.isprintable():
         return text
     return "".join(
         _escape(ch) if ch not in _KEEP and unicodedata.category(ch) in _ESCAPED else ch

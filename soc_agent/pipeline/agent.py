@@ -35,6 +35,7 @@ from soc_agent.models import (
     RunMode,
 )
 from soc_agent.models.ids import decision_id, investigation_id
+from soc_agent.pipeline.controls import runtime_flags
 from soc_agent.pipeline.deciding import GatewayFacts, decide_all
 from soc_agent.pipeline.proposals import ProposalService
 from soc_agent.pipeline.steps import GatewayStepExecutor
@@ -48,7 +49,6 @@ from soc_agent.playbooks import (
     select_playbook,
 )
 from soc_agent.policy import (
-    RUNTIME_FLAGS,
     PolicyConfig,
     apply_runtime_flags,
     budget_for,
@@ -125,8 +125,7 @@ class Agent:
 
     async def effective_policy(self) -> PolicyConfig:
         """The configured policy with the runtime flags (kill switch, autonomy) applied."""
-        flags = {name: await self._store.get_flag(name) for name in RUNTIME_FLAGS}
-        return apply_runtime_flags(self._policy, flags)
+        return apply_runtime_flags(self._policy, await runtime_flags(self._store))
 
     async def dead_letter(self, letter: DeadLetter) -> None:
         await self._store.save_dead_letter(letter)

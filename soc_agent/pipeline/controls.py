@@ -24,7 +24,18 @@ from soc_agent.policy import (
 )
 from soc_agent.store.base import Store
 
-__all__ = ["autonomy_state", "kill_switch_state", "set_autonomy", "set_kill_switch"]
+__all__ = [
+    "autonomy_state",
+    "kill_switch_state",
+    "runtime_flags",
+    "set_autonomy",
+    "set_kill_switch",
+]
+
+
+async def runtime_flags(store: Store) -> dict[str, object]:
+    """The runtime flags as every process sees them (for `policy.apply_runtime_flags`)."""
+    return {name: await store.get_flag(name) for name in RUNTIME_FLAGS}
 
 
 async def kill_switch_state(store: Store, configured: PolicyConfig) -> dict[str, bool]:
@@ -62,7 +73,7 @@ async def set_kill_switch(
 
 async def autonomy_state(store: Store, configured: PolicyConfig) -> dict[str, Any]:
     """The configured level, the runtime override and the level in effect."""
-    flags = {name: await store.get_flag(name) for name in RUNTIME_FLAGS}
+    flags = await runtime_flags(store)
     effective = apply_runtime_flags(configured, flags).agent_autonomy
     return {
         "configured": int(configured.agent_autonomy),

@@ -33,7 +33,15 @@ from soc_agent.models import (
     ScoreContribution,
 )
 from soc_agent.models.ids import action_id, idempotency_key
-from soc_agent.policy import ActionFacts, PolicyConfig, PolicyInput, PolicyRule, budget_for, decide
+from soc_agent.policy import (
+    IN_EFFECT,
+    ActionFacts,
+    PolicyConfig,
+    PolicyInput,
+    PolicyRule,
+    budget_for,
+    decide,
+)
 from soc_agent.store.base import ActionRecord, Store
 
 __all__ = [
@@ -91,8 +99,9 @@ async def decide_all(
         key = idempotency_key(incident_id, cand.action, cand.target)
         found = await facts.action(cand)
         held = await facts.ledger(key)
+        in_effect = held is not None and held.status in IN_EFFECT
         used = 0
-        if found is not None:
+        if found is not None and not in_effect:  # an action in effect spends no budget
             window = budget_for(cand.action, policy).window_seconds
             used = await facts.executions(cand.action, window)
         verdict = decide(
@@ -100,7 +109,7 @@ async def decide_all(
                 candidate=cand,
                 facts=found,
                 score=score,
-                score_bound=score_bound if unevaluated else None,
+                score_bound=score_bound,
                 unevaluated=unevaluated,
                 investigation_concluded=investigation.concluded,
                 missing_evidence=missing_evidence(cand, evidence),

@@ -64,7 +64,7 @@ class ProposalNotFound(SocAgentError):
 
 
 class ProposalForbidden(SocAgentError):
-    """This identity may never decide this proposal (the agent's own identity)."""
+    """This identity may not decide this proposal: the agent's own, or a role too low."""
 
 
 class ProposalConflict(SocAgentError):
@@ -210,9 +210,7 @@ class ProposalService:
                 f"{proposal.request.required_approvals - len(approvers)} "
                 "more approver(s)",
             )
-        return await self._execute(
-            updated.model_copy(update={"version": proposal.version + 1}), approvers
-        )
+        return await self._execute(updated.model_copy(update={"version": proposal.version + 1}))
 
     async def resume(self, proposal_id: str) -> ProposalOutcome:
         """Carry out an APPROVED proposal whose execution may have been cut off by a crash.
@@ -224,8 +222,7 @@ class ProposalService:
         proposal = await self._load(proposal_id)
         if proposal.status is not ProposalStatus.APPROVED:
             return ProposalOutcome(proposal, f"{proposal_id} is {proposal.status.value}")
-        approvers = proposal.approvers
-        return await self._execute(proposal, approvers)
+        return await self._execute(proposal)
 
     async def resume_approved(
         self, *, older_than: timedelta = RESUME_GRACE
@@ -241,9 +238,9 @@ class ProposalService:
             if p.updated_at <= cutoff
         ]
 
-    async def _execute(self, proposal: Proposal, approvers: list[str]) -> ProposalOutcome:
+    async def _execute(self, proposal: Proposal) -> ProposalOutcome:
         outcome = await self._executor.execute(
-            proposal.request, proposal.incident_id, approved_by=approvers
+            proposal.request, proposal.incident_id, approved_by=proposal.approvers
         )
         if outcome.status is ExecutionStatus.IN_PROGRESS:
             # Another worker holds the claim (or a crash left it, and it is not stale yet):

@@ -72,7 +72,15 @@ __all__ = [
 
 Normalize = Callable[[Any, str | None], Alert]
 Decide = Callable[
-    [Playbook, Alert, Incident, Investigation, float, list[ActionCandidate]],
+    [
+        Playbook,
+        Alert,
+        Incident,
+        Investigation,
+        float,
+        list[ScoreContribution],
+        list[ActionCandidate],
+    ],
     Awaitable[list[tuple[ActionCandidate, str, str]]],
 ]
 Band = Literal["execute", "propose", "notify", "below"]
@@ -270,7 +278,9 @@ async def run_case(
     found = candidates(playbook, ctx, diagnostics=result.diagnostics)
     result.score, result.breakdown, result.candidates = value, breakdown, found
     if decide is not None:
-        result.dispositions = await decide(playbook, alert, incident, investigation, value, found)
+        result.dispositions = await decide(
+            playbook, alert, incident, investigation, value, breakdown, found
+        )
 
     _check_score(case.expect, value, breakdown, fail)
     if case.expect.concluded is not None and investigation.concluded != case.expect.concluded:

@@ -18,7 +18,7 @@ from soc_agent.policy.config import (
     proposal_expiry,
 )
 from soc_agent.policy.demotion import demote_over_budget
-from soc_agent.policy.engine import decide
+from soc_agent.policy.engine import IN_EFFECT, decide
 from soc_agent.policy.flags import (
     AUTONOMY_FLAG,
     KILL_SWITCH_FLAG,
@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_BLAST_RADIUS",
     "DEFAULT_BUDGET_KEY",
     "DEFAULT_PROPOSAL_EXPIRY_SECONDS",
+    "IN_EFFECT",
     "KILL_SWITCH_FLAG",
     "RUNTIME_FLAGS",
     "ActionFacts",

@@ -66,11 +66,12 @@ from soc_agent.policy.thresholds import (
     resolve_thresholds,
 )
 
-__all__ = ["decide"]
+__all__ = ["IN_EFFECT", "decide"]
 
 _NEEDS_HUMAN = frozenset({Disposition.PROPOSED, Disposition.ESCALATED})
 _MODE_RULES = {RunMode.DRY_RUN: PolicyRule.DRY_RUN, RunMode.SHADOW: PolicyRule.SHADOW}
-_IN_EFFECT = frozenset({ActionStatus.CLAIMED, ActionStatus.EXECUTED})
+# Ledger statuses that settle a re-decided action as already in effect (step 0).
+IN_EFFECT = frozenset({ActionStatus.CLAIMED, ActionStatus.EXECUTED})
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def decide(inp: PolicyInput, config: PolicyConfig) -> Verdict:
     )
     thresholds = resolve_thresholds(inp.candidate, config)
     facts = inp.facts
-    if facts is None or inp.ledger_status in _IN_EFFECT:
+    if facts is None or inp.ledger_status in IN_EFFECT:
         settled = _no_connector(inp) if facts is None else _in_effect(inp)
         return Verdict(
             disposition=settled.disposition,

@@ -20,13 +20,12 @@ from soc_agent.models import (
     AutonomyLevel,
     Incident,
     Investigation,
+    ScoreContribution,
 )
 from soc_agent.pipeline.deciding import CatalogFacts, decide_all
 from soc_agent.playbooks import (
     Playbook,
-    build_context,
     load_playbooks,
-    score,
     score_bound,
     shipped_playbooks_dir,
 )
@@ -52,16 +51,14 @@ async def run_playbook_tests(path: Path | None, settings: Settings) -> list[Case
         incident: Incident,
         investigation: Investigation,
         value: float,
+        breakdown: list[ScoreContribution],
         found: list[ActionCandidate],
     ) -> list[tuple[ActionCandidate, str, str]]:
-        # The same score the runner computed, with its breakdown: the policy needs the
-        # unevaluated rules and the bound they put on the score.
-        total, breakdown = score(playbook, build_context(alert, incident, investigation))
         requests = await decide_all(
             found,
             facts,
             breakdown=breakdown,
-            score_bound=score_bound(playbook, total, breakdown),
+            score_bound=score_bound(playbook, value, breakdown),
             incident_id=incident.id,
             playbook=playbook.name,
             playbook_autonomy=AutonomyLevel(playbook.autonomy) if playbook.autonomy else None,

@@ -119,6 +119,3 @@ class ApiConfig(BaseModel):
         if value is Role.VIEWER:
             raise ValueError("a viewer may not operate the kill switch")
         return value
-
-    def approve_role(self, risk: RiskTier) -> Role:
-        return self.approve_roles[risk]
