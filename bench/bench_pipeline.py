@@ -101,6 +101,7 @@ def _settings(workdir: Path, name: str, es_url: str | None) -> Settings:
     return load_settings(
         store=workdir / f"{name}.db",
         store_backend="elasticsearch",
+        audit_key="bench-key-shared-by-every-worker-0123",
         elasticsearch={
             "hosts": [es_url],
             "index_prefix": f"bench-{name}-{uuid.uuid4().hex[:8]}",

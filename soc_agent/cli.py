@@ -292,7 +292,7 @@ def proposals_list(
     settings = _settings(config, store)
 
     async def main() -> list[Any]:
-        async with open_backend(settings) as backend:
+        async with open_backend(settings, writer=False) as backend:
             return await backend.store.list_proposals(status=None if all_ else status, limit=1000)
 
     proposals = _run(main)
@@ -370,11 +370,19 @@ def audit_verify(
         str | None, typer.Option(help="head hash recorded elsewhere (detects truncation)")
     ] = None,
     expect_count: Annotated[int | None, typer.Option(help="entry count recorded elsewhere")] = None,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            help="heads published elsewhere: an anchor file (audit_anchor_file) or `kafka` "
+            "(the last entry on the audit topic)"
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Check the hash chain; exit 1 and name the first bad entry if tampered with."""
+    from soc_agent.audit.anchors import read_anchors
     from soc_agent.runtime.backend import open_backend
 
     settings = _settings(config, store)
@@ -382,9 +390,19 @@ def audit_verify(
         raise _fail(f"no store at {settings.store}")
 
     async def main() -> Any:
-        async with open_backend(settings) as backend:
+        anchors: dict[int, str] = {}
+        if against == "kafka":
+            from soc_agent.runtime.kafka.audit_head import published_head
+
+            head = await published_head(settings.kafka)
+            if head is None:
+                raise _fail(f"the audit topic {settings.kafka.topics.audit} holds no entry")
+            anchors[head[0]] = head[1]
+        elif against is not None:
+            anchors = read_anchors(Path(against))
+        async with open_backend(settings, writer=False) as backend:
             return await backend.audit.verify(
-                expected_head=expect_head, expected_count=expect_count
+                expected_head=expect_head, expected_count=expect_count, anchors=anchors
             )
 
     result = _run(main)
@@ -395,6 +413,7 @@ def audit_verify(
                     "ok": result.ok,
                     "count": result.count,
                     "head": result.head,
+                    "keyed": result.keyed,
                     "first_bad_seq": result.first_bad_seq,
                     "problem": result.problem,
                 }
@@ -405,6 +424,13 @@ def audit_verify(
     else:
         typer.echo(
             f"AUDIT CHAIN BROKEN at entry {result.first_bad_seq}: {result.problem}", err=True
+        )
+    if result.ok and result.count and not result.keyed:
+        typer.echo(
+            "WARNING: the audit chain is not keyed: anyone who can write the store could "
+            "rebuild it. Configure audit_key, or let the agent key it (any run, serve or "
+            "worker does)",
+            err=True,
         )
     if not result.ok:
         raise typer.Exit(1)
@@ -423,7 +449,7 @@ def audit_list(
     settings = _settings(config, store)
 
     async def main() -> Any:
-        async with open_backend(settings) as backend:
+        async with open_backend(settings, writer=False) as backend:
             events = await backend.audit.list(limit=limit, newest_first=True)
             return list(reversed(events))
 
@@ -447,7 +473,7 @@ def actions_list(
     settings = _settings(config, store)
 
     async def main() -> list[Any]:
-        async with open_backend(settings) as backend:
+        async with open_backend(settings, writer=False) as backend:
             return await backend.store.list_actions(limit=1000)
 
     for r in _run(main):

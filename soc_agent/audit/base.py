@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Mapping
 from typing import Protocol
 
 from soc_agent.audit.chain import VerifyResult
@@ -34,5 +35,9 @@ class AuditLog(Protocol):
     async def entries_after(self, seq: int, *, limit: int) -> builtins.list[AuditEvent]: ...
     async def head(self) -> tuple[int, str]: ...
     async def verify(
-        self, *, expected_head: str | None = None, expected_count: int | None = None
+        self,
+        *,
+        expected_head: str | None = None,
+        expected_count: int | None = None,
+        anchors: Mapping[int, str] | None = None,
     ) -> VerifyResult: ...

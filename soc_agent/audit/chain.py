@@ -8,6 +8,12 @@ seen from the chain alone; pass an anchor (`expected_count`, `expected_head`)
 recorded elsewhere to catch it. With an HMAC key, someone who can write the
 database but does not hold the key cannot rebuild a consistent chain.
 
+A chain is keyed from its first `audit.keyed` entry on (see `keying`): entries
+before it may be plain SHA-256 (a chain begun before keys were the default),
+entries from it on must carry the key's HMAC. Verifying without the key stops
+at the marker, loudly; verifying with the key rejects plain entries that no
+marker follows, since anyone could have written them.
+
 Pure: no I/O. Storage backends (SQLite here, Elasticsearch later) share it.
 """
 
@@ -16,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,16 +31,25 @@ from soc_agent.models import AuditEvent
 
 __all__ = [
     "GENESIS",
+    "KEYED_ACTION",
     "VerifyResult",
     "canonical",
     "canonical_details",
     "compute_hash",
     "format_at",
+    "key_id",
     "seal",
     "verify_events",
 ]
 
 GENESIS = "0" * 64
+KEYED_ACTION = "audit.keyed"
+"""The entry from which a chain is HMAC-sealed (see `keying`)."""
+
+
+def key_id(key: bytes) -> str:
+    """A short public name for a key: lets a verifier say "wrong key" without revealing it."""
+    return hashlib.sha256(b"soc-agent audit key id\x00" + key).hexdigest()[:16]
 
 
 def format_at(at: datetime) -> str:
@@ -113,6 +128,8 @@ class VerifyResult:
     head: str
     first_bad_seq: int | None
     problem: str | None
+    keyed: bool = False
+    """Whether the last verified entry was checked with the key (False for an empty chain)."""
 
 
 def verify_events(
@@ -121,6 +138,7 @@ def verify_events(
     key: bytes | None = None,
     expected_head: str | None = None,
     expected_count: int | None = None,
+    anchors: Mapping[int, str] | None = None,
 ) -> VerifyResult:
     """Check a chain given in storage order; stop at the first bad entry.
 
@@ -128,16 +146,23 @@ def verify_events(
     entries the chain had then and `expected_head` the hash of its last entry
     (entry `expected_count`). The chain may have grown since; it must still
     contain the checkpoint unchanged. With only `expected_head`, some entry
-    must carry that hash.
+    must carry that hash. `anchors` are more checkpoints (`seq` to hash), e.g.
+    heads published over time: each must be in the chain unchanged.
     """
     if expected_count is not None and expected_count < 0:
         raise ValueError("expected_count must be >= 0")
+    pending = dict(anchors or {})
+    if expected_count is not None and expected_head is not None:
+        pending[expected_count] = expected_head
     count = 0
     head = GENESIS
     anchor_seen = expected_head is None or (expected_head == GENESIS and not expected_count)
+    sealed_seen = False
+    unsealed_from: int | None = None  # first plain entry (with a key) that no marker covers yet
+    last_keyed = False
 
     def fail(seq: int, problem: str) -> VerifyResult:
-        return VerifyResult(False, count, head, seq, problem)
+        return VerifyResult(False, count, head, seq, problem, last_keyed)
 
     for event in events:
         want = count + 1
@@ -167,36 +192,73 @@ def verify_events(
                 f"entry {seq} does not link to {before}: an entry was inserted, deleted, "
                 "reordered or rewritten before it, or its prev_hash was altered",
             )
+        if event.action == KEYED_ACTION:
+            named = event.details.get("key_id")
+            if key is None:
+                return fail(
+                    seq,
+                    f"the chain is keyed from entry {seq} (key id {named}): it cannot be "
+                    "verified without the audit key (audit_key, or the key file beside "
+                    "the store)",
+                )
+            if named != key_id(key):
+                return fail(
+                    seq,
+                    f"entry {seq} keys the chain with key id {named}, but the key given has "
+                    f"id {key_id(key)}: wrong key",
+                )
+            sealed_seen, unsealed_from = True, None
         try:
-            actual = compute_hash(event, key=key)
+            keyed = key is not None and hmac.compare_digest(
+                compute_hash(event, key=key), event.hash
+            )
+            plain = not keyed and hmac.compare_digest(compute_hash(event), event.hash)
         except ValueError as exc:
             return fail(seq, f"entry {seq} cannot be canonicalised: {exc}")
-        if not hmac.compare_digest(actual, event.hash):
+        # Once an entry is sealed with the key, a plain one after it is a forgery.
+        if not keyed and (sealed_seen or not plain):
             return fail(
                 seq,
                 f"entry {seq} was modified: its stored hash does not match its content "
-                "(or the chain is being verified with the wrong key)",
+                "(or the chain is being verified with the wrong key, or without its key)",
             )
+        if plain and key is not None and unsealed_from is None:
+            unsealed_from = seq
+        last_keyed = keyed
+        sealed_seen = sealed_seen or keyed
         count, head = seq, event.hash
-        if expected_count is not None and count == expected_count:
-            if expected_head is not None and head != expected_head:
-                return fail(
-                    seq,
-                    f"entry {seq} is the anchored head but its hash {head[:16]}... differs "
-                    f"from the anchor {expected_head[:16]}...: the chain was rewritten",
-                )
-            anchor_seen = True
-        elif expected_count is None and head == expected_head:
-            anchor_seen = True
+        if count in pending and pending.pop(count) != head:
+            return fail(
+                seq,
+                f"entry {seq} is an anchored head but its hash {head[:16]}... differs "
+                "from the anchor: the chain was rewritten",
+            )
+        at_anchor = count == expected_count if expected_count is not None else head == expected_head
+        anchor_seen = anchor_seen or at_anchor
 
+    if unsealed_from is not None:
+        return VerifyResult(
+            False,
+            count,
+            head,
+            unsealed_from,
+            f"entries {unsealed_from} to {count} are not sealed with the audit key and no "
+            "keyed entry follows them: they were written or rebuilt without the key",
+            False,
+        )
     if expected_count is not None and count < expected_count:
+        pending.setdefault(expected_count, "")
+    if pending:
+        missing = max(pending)
         return VerifyResult(
             False,
             count,
             head,
             count + 1,
-            f"the chain ends at entry {count} but the anchor records {expected_count} "
-            f"entries: entry {count + 1} onwards was removed (tail truncated)",
+            f"the chain ends at entry {count} but an anchor records {missing} "
+            "entries: "
+            f"entry {count + 1} onwards was removed (tail truncated)",
+            last_keyed,
         )
     if not anchor_seen:
         return VerifyResult(
@@ -206,5 +268,6 @@ def verify_events(
             None,
             f"no entry has the anchored head hash {expected_head}: "
             "the chain was truncated or rewritten",
+            last_keyed,
         )
-    return VerifyResult(True, count, head, None, None)
+    return VerifyResult(True, count, head, None, None, last_keyed)

@@ -202,7 +202,11 @@ class ElasticsearchAuditLog:
             seq, hash_ = seq + 1, str(nxt["hash"])
 
     async def verify(
-        self, *, expected_head: str | None = None, expected_count: int | None = None
+        self,
+        *,
+        expected_head: str | None = None,
+        expected_count: int | None = None,
+        anchors: Mapping[int, str] | None = None,
     ) -> VerifyResult:
         """Verify the whole chain, streaming pages in seq order (see `verify_events`).
 
@@ -233,6 +237,7 @@ class ElasticsearchAuditLog:
             key=self._key,
             expected_head=expected_head,
             expected_count=expected_count,
+            anchors=anchors,
         )
         if unreadable:
             bad = unreadable[0]

@@ -17,7 +17,7 @@ import builtins
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -150,10 +150,14 @@ class SQLiteAuditLog:
         return await asyncio.to_thread(self._head_sync)
 
     async def verify(
-        self, *, expected_head: str | None = None, expected_count: int | None = None
+        self,
+        *,
+        expected_head: str | None = None,
+        expected_count: int | None = None,
+        anchors: Mapping[int, str] | None = None,
     ) -> VerifyResult:
         """Verify the whole chain, streaming rows in seq order (see `verify_events`)."""
-        return await asyncio.to_thread(self._verify_sync, expected_head, expected_count)
+        return await asyncio.to_thread(self._verify_sync, expected_head, expected_count, anchors)
 
     def close(self) -> None:
         """Close the writer connection (waits for an append in flight). Idempotent."""
@@ -237,7 +241,12 @@ class SQLiteAuditLog:
             conn.close()
         return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
-    def _verify_sync(self, expected_head: str | None, expected_count: int | None) -> VerifyResult:
+    def _verify_sync(
+        self,
+        expected_head: str | None,
+        expected_count: int | None,
+        anchors: Mapping[int, str] | None,
+    ) -> VerifyResult:
         conn = self._read()
         unreadable: list[_Unreadable] = []
         try:
@@ -247,6 +256,7 @@ class SQLiteAuditLog:
                 key=self._key,
                 expected_head=expected_head,
                 expected_count=expected_count,
+                anchors=anchors,
             )
         except sqlite3.Error as exc:
             raise StoreError(f"{self._path}: cannot read the audit log: {exc}") from exc

@@ -26,6 +26,13 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from soc_agent.audit import AuditLog, SQLiteAuditLog
+from soc_agent.audit.keying import (
+    chain_key_id,
+    ensure_keyed,
+    key_file_for,
+    read_key_file,
+    write_new_key_file,
+)
 from soc_agent.correlate import Correlator
 from soc_agent.errors import StoreError
 from soc_agent.runtime.file_locks import (
@@ -110,15 +117,20 @@ class _LeaseIncidentLocks:
 
 
 @asynccontextmanager
-async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
-    """Open (and on the way out close) the configured backend's store, audit log and locks."""
+async def open_backend(settings: Settings, *, writer: bool = True) -> AsyncIterator[Backend]:
+    """Open (and on the way out close) the configured backend's store, audit log and locks.
+
+    A `writer` will append to the audit chain, so it holds a key and the chain
+    is keyed before it returns (see `audit.keying`); readers (listing,
+    verifying) use whatever key exists and create none.
+    """
     if settings.store_backend == "elasticsearch":
-        async with _open_elasticsearch(settings) as backend:
+        async with _open_elasticsearch(settings, writer=writer) as backend:
             yield backend
         return
     store = SQLiteStore(settings.store)
     try:
-        audit = SQLiteAuditLog(settings.store, key=settings.audit_hmac_key())
+        audit = await _open_sqlite_audit(settings, writer=writer)
     except BaseException:
         store.close()
         raise
@@ -131,8 +143,35 @@ async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
         store.close()
 
 
+async def _open_sqlite_audit(settings: Settings, *, writer: bool) -> SQLiteAuditLog:
+    """The SQLite audit log with its key: configured, or the key file beside the store."""
+    key, where = settings.audit_hmac_key(), "audit_key"
+    key_file = key_file_for(settings.store)
+    if key is None:
+        key, where = read_key_file(key_file), str(key_file)
+    audit = SQLiteAuditLog(settings.store, key=key)
+    if not writer:
+        return audit
+    try:
+        if key is None:
+            keyed_with = await chain_key_id(audit)
+            if keyed_with is not None:
+                raise StoreError(
+                    f"the audit chain is keyed (key id {keyed_with}) but its key file "
+                    f"{key_file} is missing: restore it, or configure audit_key"
+                )
+            audit.close()
+            key = write_new_key_file(key_file)
+            audit = SQLiteAuditLog(settings.store, key=key)
+        await ensure_keyed(audit, key, actor=settings.agent_id, where=where)
+    except BaseException:
+        audit.close()
+        raise
+    return audit
+
+
 @asynccontextmanager
-async def _open_elasticsearch(settings: Settings) -> AsyncIterator[Backend]:
+async def _open_elasticsearch(settings: Settings, *, writer: bool) -> AsyncIterator[Backend]:
     from elasticsearch import ApiError, TransportError
 
     from soc_agent.audit.elasticsearch_log import ElasticsearchAuditLog
@@ -142,6 +181,14 @@ async def _open_elasticsearch(settings: Settings) -> AsyncIterator[Backend]:
 
     config = settings.elasticsearch
     prefix = config.index_prefix
+    key = settings.audit_hmac_key()
+    if writer and key is None:
+        # Workers on several machines share one chain: a key generated here would
+        # differ per machine, so it must come from one configured secret.
+        raise StoreError(
+            "store_backend elasticsearch needs audit_key (SOC_AGENT_AUDIT_KEY): the shared "
+            "audit chain is HMAC-sealed with one key every worker holds"
+        )
     async with AsyncExitStack() as stack:
         client = config.client()
         stack.push_async_callback(client.close)
@@ -154,7 +201,7 @@ async def _open_elasticsearch(settings: Settings) -> AsyncIterator[Backend]:
         audit = ElasticsearchAuditLog(
             client,
             index=index_name(prefix, "audit"),
-            key=settings.audit_hmac_key(),
+            key=key,
             number_of_replicas=config.number_of_replicas,
         )
         leases = LeaseManager(
@@ -168,6 +215,8 @@ async def _open_elasticsearch(settings: Settings) -> AsyncIterator[Backend]:
             await store.ensure_indices()
             await audit.ensure_index()
             await leases.ensure_index()
+            if key is not None and writer:
+                await ensure_keyed(audit, key, actor=settings.agent_id, where="audit_key")
         except ApiError as exc:
             raise StoreError(
                 f"cannot use Elasticsearch at {_hosts(config.hosts)}: "

@@ -11,6 +11,7 @@ from soc_agent_connectors import Connector, installed_connector_names, load_conn
 
 from soc_agent.actions.executor import Executor
 from soc_agent.audit import AuditLog
+from soc_agent.audit.anchors import AnchorWriter
 from soc_agent.errors import ConfigError
 from soc_agent.gateway import Gateway
 from soc_agent.ingest import FieldMapping, load_mappings
@@ -132,9 +133,19 @@ async def open_components(
             notify_channel=settings.runtime.notify_channel,
             incident_locks=backend.incident_locks(shared=shared),
         )
+        anchors = None
+        if settings.audit_anchor_file is not None:
+            anchors = AnchorWriter(
+                audit, settings.audit_anchor_file, interval_seconds=settings.audit_anchor_seconds
+            )
+            anchors.start()
         try:
             yield Components(
                 settings, store, audit, gateway, executor, proposals, agent, mappings, now, backend
             )
         finally:
-            await gateway.aclose()
+            try:
+                if anchors is not None:
+                    await anchors.stop()
+            finally:
+                await gateway.aclose()

@@ -83,7 +83,17 @@ class Settings(BaseSettings):
     )
     grants: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_GRANTS))
     audit_key: SecretStr | None = Field(
-        default=None, description="HMAC key for the audit chain (recommended in production)"
+        default=None,
+        description="HMAC key for the audit chain; without one the embedded store generates "
+        "`<store>.audit-key` (0600), and Elasticsearch requires one",
+    )
+    audit_anchor_file: Path | None = Field(
+        default=None,
+        description="append the audit chain's head here (keep it append-only, off the store's "
+        "disk); `audit verify --against FILE` checks it",
+    )
+    audit_anchor_seconds: float = Field(
+        default=60.0, gt=0, le=86_400, description="how often the head is appended"
     )
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)

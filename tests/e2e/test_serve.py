@@ -49,6 +49,7 @@ def test_tokens_are_shown_once_stored_hashed_and_revocable(tmp_path: Path) -> No
     audit = cli("audit", "list", "--json", *store, cwd=tmp_path)
     events = [json.loads(line) for line in audit.stdout.splitlines()]
     assert [(e["action"], e["actor"], e["subject"]) for e in events] == [
+        ("audit.keyed", "soc-agent", "audit"),
         ("api.token_create", "ops-test", "carol"),
         ("api.token_revoke", "ops-test", "carol"),
     ]

@@ -130,4 +130,12 @@ store, so a second pod would act on alerts and proposals the others cannot see.
 {{- if and (gt (int $pods) 1) (ne $backend "elasticsearch") -}}
 {{- fail (printf "%d pods need config.store_backend: elasticsearch (with %s each pod keeps its own store)" (int $pods) $backend) -}}
 {{- end -}}
+{{- /* Every pod seals the one shared audit chain with the same key: it must come from a Secret. */ -}}
+{{- if eq $backend "elasticsearch" -}}
+{{- $keyed := false -}}
+{{- range .Values.secretEnv }}{{ if eq .name "SOC_AGENT_AUDIT_KEY" }}{{ $keyed = true }}{{ end }}{{ end -}}
+{{- if not $keyed -}}
+{{- fail "config.store_backend elasticsearch needs the audit chain's HMAC key: add SOC_AGENT_AUDIT_KEY to secretEnv (a secretKeyRef)" -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}

@@ -26,6 +26,7 @@ import httpx
 import pytest
 import uvicorn
 from elasticsearch import Elasticsearch
+from pydantic import SecretStr
 
 from soc_agent.api.app import create_app
 from soc_agent.api.credentials.tokens_sqlite import SQLiteTokenStore
@@ -195,4 +196,10 @@ def on_elasticsearch(settings: Settings, url: str, prefix: str) -> Settings:
     config = ElasticsearchConfig(
         hosts=[url], index_prefix=prefix, number_of_replicas=0, refresh_interval="100ms"
     )
-    return settings.model_copy(update={"store_backend": "elasticsearch", "elasticsearch": config})
+    return settings.model_copy(
+        update={
+            "store_backend": "elasticsearch",
+            "elasticsearch": config,
+            "audit_key": SecretStr("the-key-every-worker-shares-0123"),
+        }
+    )

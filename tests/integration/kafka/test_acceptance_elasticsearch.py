@@ -67,6 +67,7 @@ def machine_env(tmp_path: Path, elasticsearch_url: str, prefix: str) -> MachineE
             "SOC_AGENT_CONFIG": str(config),
             "SOC_AGENT_STORE": str(home / "local.db"),
             "SOC_AGENT_STORE_BACKEND": "elasticsearch",
+            "SOC_AGENT_AUDIT_KEY": "one-key-all-machines-share-0123456",
             "SOC_AGENT_ELASTICSEARCH__HOSTS": f'["{elasticsearch_url}"]',
             "SOC_AGENT_ELASTICSEARCH__INDEX_PREFIX": prefix,
             "SOC_AGENT_ELASTICSEARCH__NUMBER_OF_REPLICAS": "0",

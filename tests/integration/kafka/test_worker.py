@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from soc_agent.audit import SQLiteAuditLog
+from soc_agent.audit.keying import key_file_for, read_key_file
 from soc_agent.models import Approval, ApprovalVerdict, Decision, Proposal, ProposalStatus, Role
+from soc_agent.runtime.kafka.audit_head import published_head
 from soc_agent.runtime.kafka.metrics import WorkerReport
 from soc_agent.runtime.kafka.runner import run_worker
 from soc_agent.runtime.kafka.signed_verdicts import sign_verdict
@@ -117,6 +120,21 @@ async def test_audit_topic_is_the_chain_in_order(kafka: KafkaEnv, tmp_path: Path
     for seq in range(2, head_seq + 1):
         assert by_seq[seq]["prev_hash"] == by_seq[seq - 1]["hash"]
     assert by_seq[head_seq]["hash"] == head_hash
+    # The topic is a head the store's writer cannot rewrite: `audit verify --against kafka`.
+    published = await published_head(settings.kafka)
+    assert published == (head_seq, head_hash)
+    conn = sqlite3.connect(settings.store)
+    conn.execute("DROP TRIGGER audit_log_no_delete")
+    conn.execute("DELETE FROM audit_log WHERE seq > ?", (head_seq - 2,))
+    conn.commit()
+    conn.close()
+    audit = SQLiteAuditLog(settings.store, key=read_key_file(key_file_for(settings.store)))
+    try:
+        assert (await audit.verify()).ok  # the cut chain alone looks fine
+        cut = await audit.verify(anchors={published[0]: published[1]})
+    finally:
+        audit.close()
+    assert (cut.ok, cut.first_bad_seq) == (False, head_seq - 1)
 
 
 async def _pending_proposal(

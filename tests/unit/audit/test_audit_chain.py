@@ -12,6 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from soc_agent.audit import GENESIS, canonical, compute_hash, seal, verify_events
+from soc_agent.audit.chain import KEYED_ACTION, key_id
 from soc_agent.models import AuditEvent
 
 T0 = datetime(2024, 11, 5, 9, 14, 27, 123456, tzinfo=UTC)
@@ -380,3 +381,66 @@ def test_any_single_field_mutation_is_detected(
     assert result.count == index
     assert result.problem is not None
     assert f"entry {index + 1}" in result.problem
+
+
+def marker(key: bytes) -> AuditEvent:
+    return AuditEvent(
+        actor="soc-agent",
+        action=KEYED_ACTION,
+        subject="audit",
+        outcome="keyed",
+        details={"key_id": key_id(key), "algorithm": "hmac-sha256"},
+        at=T0,
+    )
+
+
+def keyed_after_legacy(key: bytes) -> list[AuditEvent]:
+    """A chain begun unkeyed (entries 1-2), keyed from its marker (entry 3) on."""
+    out: list[AuditEvent] = []
+    prev = GENESIS
+    for seq, (event, sealing) in enumerate(
+        [(EVENTS[0], None), (EVENTS[1], None), (marker(key), key), (EVENTS[2], key)], start=1
+    ):
+        out.append(seal(event, seq=seq, prev_hash=prev, key=sealing))
+        prev = out[-1].hash or ""
+    return out
+
+
+def test_a_chain_keyed_from_its_marker_verifies_with_the_key_only() -> None:
+    events = keyed_after_legacy(KEY)
+    result = verify_events(events, key=KEY)
+    assert (result.ok, result.count, result.keyed) == (True, 4, True)
+    without = verify_events(events)
+    assert (without.ok, without.first_bad_seq) == (False, 3)
+    assert without.problem is not None and "without the audit key" in without.problem
+    wrong = verify_events(events, key=b"another key of thirty-two bytes!")
+    assert (wrong.ok, wrong.first_bad_seq) == (False, 3)
+    assert wrong.problem is not None and "wrong key" in wrong.problem
+
+
+def test_a_chain_rebuilt_without_the_key_fails_even_when_it_drops_the_marker() -> None:
+    # The forger holds no key: they rebuild the whole chain as plain SHA-256.
+    forged = chain([EVENTS[0], EVENTS[1], EVENTS[2].model_copy(update={"outcome": "skipped"})])
+    assert verify_events(forged).ok  # the unkeyed verifier cannot tell ...
+    assert not verify_events(forged).keyed  # ... and says so
+    result = verify_events(forged, key=KEY)
+    assert (result.ok, result.first_bad_seq) == (False, 1)
+    assert result.problem is not None and "not sealed with the audit key" in result.problem
+
+
+def test_plain_entries_after_the_marker_are_forgeries() -> None:
+    events = keyed_after_legacy(KEY)
+    events.append(seal(EVENTS[3], seq=5, prev_hash=events[-1].hash or ""))
+    result = verify_events(events, key=KEY)
+    assert (result.ok, result.first_bad_seq) == (False, 5)
+
+
+def test_every_anchor_is_checked() -> None:
+    events = chain(EVENTS)
+    anchors = {2: events[1].hash or "", len(events): events[-1].hash or ""}
+    assert verify_events(events, anchors=anchors).ok
+    rebuilt = chain([EVENTS[0], EVENTS[1].model_copy(update={"outcome": "x"}), *EVENTS[2:]])
+    assert verify_events(rebuilt, anchors=anchors).first_bad_seq == 2
+    truncated = verify_events(events[:3], anchors=anchors)
+    assert (truncated.ok, truncated.first_bad_seq) == (False, 4)
+    assert truncated.problem is not None and "truncated" in truncated.problem

@@ -12,8 +12,15 @@ import yaml
 CHART = Path(__file__).resolve().parents[3] / "helm" / "soc-agent"
 
 
+AUDIT_KEY_REF = {
+    "name": "SOC_AGENT_AUDIT_KEY",
+    "secretKeyRef": {"name": "soc-secrets", "key": "audit"},
+}
+
+
 def render(values: dict[str, Any] | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Rendered manifests grouped by kind."""
+    """Rendered manifests by kind (with the required audit key unless `secretEnv` is set)."""
+    values = {"secretEnv": [AUDIT_KEY_REF], **(values or {})}
     out = helm.Chart.load(CHART).render(values, name="soc", namespace="security")
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for text in out.values():
@@ -124,16 +131,7 @@ def test_config_values_become_the_mounted_config_file() -> None:
 
 
 def test_secrets_come_from_secret_refs_never_values() -> None:
-    manifests = render(
-        {
-            "secretEnv": [
-                {
-                    "name": "SOC_AGENT_AUDIT_KEY",
-                    "secretKeyRef": {"name": "soc-secrets", "key": "audit"},
-                }
-            ]
-        }
-    )
+    manifests = render({"secretEnv": [AUDIT_KEY_REF]})
     container = deployment(manifests, "worker")["spec"]["template"]["spec"]["containers"][0]
     (ref,) = [e for e in container["env"] if e["name"] == "SOC_AGENT_AUDIT_KEY"]
     assert ref["valueFrom"]["secretKeyRef"] == {"name": "soc-secrets", "key": "audit"}
@@ -201,3 +199,11 @@ def test_more_than_one_pod_on_per_pod_sqlite_stores_is_refused() -> None:
         }
     )
     assert deployment(alone, "worker")["spec"]["replicas"] == 1
+
+
+def test_the_shared_audit_chain_needs_its_key_from_a_secret() -> None:
+    with pytest.raises(Exception, match="SOC_AGENT_AUDIT_KEY"):
+        render({"secretEnv": []})
+    # one pod on its own SQLite store generates its key beside the store
+    alone = {"config": {"store_backend": "sqlite"}, "worker": {"replicas": 1}}
+    assert render({**alone, "secretEnv": [], "api": {"enabled": False}})["Deployment"]

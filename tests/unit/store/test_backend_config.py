@@ -58,6 +58,7 @@ def test_bad_elasticsearch_settings_fail_fast(
 async def test_an_unreachable_cluster_names_the_hosts_but_not_the_credentials() -> None:
     settings = load_settings(
         store_backend="elasticsearch",
+        audit_key="a-key-the-workers-share-0123456789",
         elasticsearch={
             # Port 9 (discard) on loopback: nothing listens, the connection is refused.
             "hosts": ["http://admin:hunter2@127.0.0.1:9"],
@@ -71,3 +72,10 @@ async def test_an_unreachable_cluster_names_the_hosts_but_not_the_credentials() 
     assert "127.0.0.1:9" in message
     assert "hunter2" not in message
     assert "admin" not in message
+
+
+async def test_elasticsearch_writers_need_the_shared_audit_key() -> None:
+    settings = load_settings(store_backend="elasticsearch")
+    with pytest.raises(StoreError, match="needs audit_key"):
+        async with open_backend(settings):
+            pass

@@ -1,0 +1,58 @@
+"""The audit chain's head as published on the audit topic: an anchor the store cannot rewrite.
+
+Workers export every audit entry to the topic in chain order (`audit_export`).
+Whoever can rewrite the store cannot rewrite what the broker already holds, so
+the newest entry on the topic is a head `audit verify --against kafka` checks.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from soc_agent.errors import SocAgentError
+from soc_agent.settings.kafka import KafkaConfig
+
+__all__ = ["published_head"]
+
+_WINDOW = 1000
+_IDLE_MS = 2000
+
+
+async def published_head(config: KafkaConfig) -> tuple[int, str] | None:
+    """`(seq, hash)` of the newest entry on the audit topic, or None when it is empty."""
+    topic = config.topics.audit
+    consumer = AIOKafkaConsumer(**config.client_options(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        if topic not in await consumer.topics():  # also refreshes the metadata read below
+            raise SocAgentError(f"the audit topic {topic} does not exist")
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise SocAgentError(f"the audit topic {topic} does not exist")
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        ends = await consumer.end_offsets(assigned)
+        best: tuple[int, str] | None = None
+        for tp in assigned:
+            # Read a window before the reported end up to the last record, not just the
+            # record at end - 1: some brokers report end offsets a little off.
+            consumer.seek(tp, max(0, ends[tp] - _WINDOW))
+            while batch := await consumer.getmany(tp, timeout_ms=_IDLE_MS):
+                for record in batch.get(tp, []):
+                    head = _head(record.value)
+                    if head is not None and (best is None or head[0] > best[0]):
+                        best = head
+        return best
+    finally:
+        await consumer.stop()
+
+
+def _head(value: bytes | None) -> tuple[int, str] | None:
+    try:
+        doc = json.loads(value or b"")
+        seq, digest = doc["seq"], doc["hash"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return (seq, digest) if isinstance(seq, int) and isinstance(digest, str) else None
