@@ -31,6 +31,7 @@ from soc_agent.api.login_guard import LoginGuard
 from soc_agent.api.oidc import OidcVerifier
 from soc_agent.api.security import SecurityHeaders
 from soc_agent.api.verdicts import VerdictPublisher
+from soc_agent.audit.monitor import ChainMonitor
 from soc_agent.errors import SocAgentError
 from soc_agent.pipeline.proposals import ProposalService
 from soc_agent.runtime.components import open_components
@@ -81,7 +82,12 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
                 window=timedelta(seconds=settings.api.login_window_seconds),
                 clock=components.clock,
             )
-            app.state.ctx = ApiContext(components, tokens, sessions, oidc, http, verdicts, guard)
+            chain = ChainMonitor(
+                components.audit, full_every_seconds=settings.api.audit_full_verify_seconds
+            )
+            app.state.ctx = ApiContext(
+                components, tokens, sessions, oidc, http, chain, verdicts, guard
+            )
             sweeper = asyncio.create_task(
                 _expire_overdue(components.proposals, settings.api.expiry_sweep_seconds)
             )

@@ -12,6 +12,7 @@ from soc_agent.api.credentials import SessionStore, TokenStore
 from soc_agent.api.login_guard import LoginGuard
 from soc_agent.api.oidc import OidcVerifier
 from soc_agent.api.verdicts import VerdictPublisher
+from soc_agent.audit.monitor import ChainMonitor
 from soc_agent.runtime.components import Components
 from soc_agent.settings.api import ApiConfig
 
@@ -25,6 +26,7 @@ class ApiContext:
     sessions: SessionStore
     oidc: OidcVerifier | None
     http: httpx.AsyncClient
+    chain: ChainMonitor
     verdicts: VerdictPublisher | None = None
     login_guard: LoginGuard | None = None
 

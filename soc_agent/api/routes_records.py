@@ -154,12 +154,19 @@ async def list_audit(
 
 
 @router.get("/audit/verify", tags=["audit"], summary="Verify the hash chain")
-async def verify_audit(request: Request, _: Viewer) -> dict[str, Any]:
-    result = await get_context(request).components.audit.verify()
+async def verify_audit(
+    request: Request,
+    _: Viewer,
+    full: Annotated[bool, Query(description="re-read every entry now")] = False,
+) -> dict[str, Any]:
+    status = await get_context(request).chain.status(full=full)
+    result = status.result
     return {
         "ok": result.ok,
         "count": result.count,
         "head": result.head,
+        "keyed": result.keyed,
         "first_bad_seq": result.first_bad_seq,
         "problem": result.problem,
+        "full_verified_seconds_ago": round(status.full_age_seconds, 1),
     }

@@ -280,21 +280,22 @@ async def audit_page(
     action: Annotated[str, Query(max_length=64)] = "",
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> HTMLResponse:
-    log = get_context(request).components.audit
-    events = await log.list(
+    ctx = get_context(request)
+    events = await ctx.components.audit.list(
         subject=subject or None,
         action_prefix=action or None,
         limit=PAGE,
         offset=offset,
         newest_first=True,
     )
-    verify = await log.verify()
+    chain = await ctx.chain.status()
     return await render(
         request,
         session,
         "audit.html",
         events=[audit_json(e) for e in events],
-        verify=verify,
+        verify=chain.result,
+        full_age_minutes=int(chain.full_age_seconds // 60),
         subject=subject,
         action=action,
         offset=offset,

@@ -40,4 +40,5 @@ class AuditLog(Protocol):
         expected_head: str | None = None,
         expected_count: int | None = None,
         anchors: Mapping[int, str] | None = None,
+        since: VerifyResult | None = None,
     ) -> VerifyResult: ...

@@ -139,8 +139,14 @@ def verify_events(
     expected_head: str | None = None,
     expected_count: int | None = None,
     anchors: Mapping[int, str] | None = None,
+    since: VerifyResult | None = None,
 ) -> VerifyResult:
     """Check a chain given in storage order; stop at the first bad entry.
+
+    `since` is an earlier successful verification: `events` then starts at the
+    entry after it, and only what was appended since is checked (entries it
+    covered are not re-read: a full verification is still needed, now and then,
+    to catch an old entry rewritten in place).
 
     The anchor is a checkpoint taken earlier: `expected_count` is how many
     entries the chain had then and `expected_head` the hash of its last entry
@@ -151,15 +157,16 @@ def verify_events(
     """
     if expected_count is not None and expected_count < 0:
         raise ValueError("expected_count must be >= 0")
+    if since is not None and not since.ok:
+        raise ValueError("an incremental verification starts from a successful one")
     pending = dict(anchors or {})
     if expected_count is not None and expected_head is not None:
         pending[expected_count] = expected_head
-    count = 0
-    head = GENESIS
+    count, head = (since.count, since.head) if since is not None else (0, GENESIS)
     anchor_seen = expected_head is None or (expected_head == GENESIS and not expected_count)
-    sealed_seen = False
+    last_keyed = since is not None and since.keyed
+    sealed_seen = last_keyed
     unsealed_from: int | None = None  # first plain entry (with a key) that no marker covers yet
-    last_keyed = False
 
     def fail(seq: int, problem: str) -> VerifyResult:
         return VerifyResult(False, count, head, seq, problem, last_keyed)

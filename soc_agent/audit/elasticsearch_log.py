@@ -207,8 +207,11 @@ class ElasticsearchAuditLog:
         expected_head: str | None = None,
         expected_count: int | None = None,
         anchors: Mapping[int, str] | None = None,
+        since: VerifyResult | None = None,
     ) -> VerifyResult:
-        """Verify the whole chain, streaming pages in seq order (see `verify_events`).
+        """Verify the chain (after `since`, if given), streaming pages in seq order.
+
+        See `verify_events` for the arguments.
 
         `verify_events` is synchronous, so it runs in a worker thread pulling
         pages fetched on the event loop: memory stays at one page.
@@ -218,7 +221,7 @@ class ElasticsearchAuditLog:
         unreadable: builtins.list[_Unreadable] = []
 
         def events() -> Iterator[AuditEvent]:
-            after: builtins.list[Any] | None = None
+            after: builtins.list[Any] | None = [since.count] if since is not None else None
             while True:
                 hits = asyncio.run_coroutine_threadsafe(self._page(after), loop).result()
                 for hit in hits:
@@ -238,6 +241,7 @@ class ElasticsearchAuditLog:
             expected_head=expected_head,
             expected_count=expected_count,
             anchors=anchors,
+            since=since,
         )
         if unreadable:
             bad = unreadable[0]

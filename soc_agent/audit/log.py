@@ -155,9 +155,15 @@ class SQLiteAuditLog:
         expected_head: str | None = None,
         expected_count: int | None = None,
         anchors: Mapping[int, str] | None = None,
+        since: VerifyResult | None = None,
     ) -> VerifyResult:
-        """Verify the whole chain, streaming rows in seq order (see `verify_events`)."""
-        return await asyncio.to_thread(self._verify_sync, expected_head, expected_count, anchors)
+        """Verify the chain (after `since`, if given), streaming rows in seq order.
+
+        See `verify_events` for the arguments.
+        """
+        return await asyncio.to_thread(
+            self._verify_sync, expected_head, expected_count, anchors, since
+        )
 
     def close(self) -> None:
         """Close the writer connection (waits for an append in flight). Idempotent."""
@@ -246,17 +252,22 @@ class SQLiteAuditLog:
         expected_head: str | None,
         expected_count: int | None,
         anchors: Mapping[int, str] | None,
+        since: VerifyResult | None,
     ) -> VerifyResult:
         conn = self._read()
         unreadable: list[_Unreadable] = []
         try:
-            rows = conn.execute(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq")  # noqa: S608
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq",  # noqa: S608
+                (since.count if since is not None else 0,),
+            )
             result = verify_events(
                 _decode(rows, unreadable),
                 key=self._key,
                 expected_head=expected_head,
                 expected_count=expected_count,
                 anchors=anchors,
+                since=since,
             )
         except sqlite3.Error as exc:
             raise StoreError(f"{self._path}: cannot read the audit log: {exc}") from exc

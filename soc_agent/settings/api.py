@@ -102,6 +102,13 @@ class ApiConfig(BaseModel):
     expiry_sweep_seconds: float = Field(
         default=30.0, gt=0, le=3600, description="how often overdue proposals are expired"
     )
+    audit_full_verify_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        le=86400,
+        description="the audit page re-reads the whole chain at most this often (new entries "
+        "are checked on every load)",
+    )
 
     @field_validator("approve_roles")
     @classmethod

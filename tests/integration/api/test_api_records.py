@@ -98,4 +98,6 @@ async def test_audit_is_newest_first_filterable_and_verifiable(api: Api) -> None
     page = (await api.get("/api/v1/audit", params={"limit": 2, "offset": 1})).json()
     assert [e["seq"] for e in page["items"]] == seqs[1:3]
     verify = (await api.get("/api/v1/audit/verify")).json()
-    assert verify["ok"] is True and verify["count"] == len(events)
+    assert verify["ok"] is True and verify["count"] == len(events) and verify["keyed"] is True
+    full = (await api.get("/api/v1/audit/verify", params={"full": "true"})).json()
+    assert (full["ok"], full["count"], full["full_verified_seconds_ago"]) == (True, len(events), 0)
