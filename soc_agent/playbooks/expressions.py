@@ -21,6 +21,12 @@ import cel
 from cel.stdlib import STDLIB_FUNCTIONS
 
 from soc_agent.errors import ExpressionError
+from soc_agent.playbooks.expression_cost import (
+    comprehension_depth,
+    largest_list,
+    runtime_cost_problem,
+    static_cost_problem,
+)
 
 __all__ = [
     "EvaluationError",
@@ -78,9 +84,16 @@ def _compile(expression: str) -> Any:
 
 
 def compile_expression(expression: str) -> Any:
-    """Compile (cached) or raise ExpressionError naming line, column and cause."""
+    """Compile (cached) or raise ExpressionError naming line, column and cause.
+
+    An expression that could cost too much whatever the data is refused here
+    (see `expression_cost`), so loading a playbook fails fast on it.
+    """
     if not expression.strip():
         raise ExpressionError("empty expression")
+    problem = static_cost_problem(expression, _blank_strings(expression))
+    if problem is not None:
+        raise ExpressionError(problem)
     try:
         return _compile(expression)
     except ValueError as exc:
@@ -104,6 +117,7 @@ class _Base:
     shared: tuple[Any, ...]  # the objects converted, held so their ids stay unique
     context: Any
     extra: set[str] = field(default_factory=set)
+    largest: dict[str, int] = field(default_factory=dict)  # longest list per shared name
 
 
 def _cel_context(context: Mapping[str, Any]) -> Any:
@@ -128,10 +142,21 @@ def _cel_context(context: Mapping[str, Any]) -> Any:
 
 
 def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
-    """Evaluate against a context of plain JSON-like data; errors become EvaluationError."""
+    """Evaluate against a context of plain JSON-like data; errors become EvaluationError.
+
+    An expression whose cost on this data could exceed the bound is not run
+    (EvaluationError, not missing data: see `expression_cost`).
+    """
     program = compile_expression(expression)
+    cel_context = _cel_context(context)
+    depth, _ = comprehension_depth(_blank_strings(expression))
+    if depth >= 2:
+        names = {str(v) for v in program.variables()}
+        problem = runtime_cost_problem(depth, _largest_list(context, names))
+        if problem is not None:
+            raise EvaluationError(expression, problem, missing_data=False)
     try:
-        return program.execute(_cel_context(context))
+        return program.execute(cel_context)
     except KeyError as exc:
         raise EvaluationError(expression, f"no such key: {exc}", missing_data=True) from None
     except IndexError as exc:
@@ -147,6 +172,23 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
         raise EvaluationError(
             expression, f"{type(exc).__name__}: {exc}", missing_data=False
         ) from None
+
+
+def _largest_list(context: Mapping[str, Any], names: set[str]) -> int:
+    """The longest list among the context variables the expression reads."""
+    shared = tuple(context.get(name) for name in _SHARED)
+    base = _BASES.get((id(shared[0]), id(shared[1])))
+    largest = 0
+    for name in names & context.keys():
+        if base is not None and name in _SHARED:
+            # Measured once per decision: the alert and incident do not change within one.
+            if name not in base.largest:
+                base.largest[name] = largest_list([context[name]])
+            size = base.largest[name]
+        else:
+            size = largest_list([context[name]])
+        largest = max(largest, size)
+    return largest
 
 
 def evaluate_bool(expression: str, context: Mapping[str, Any]) -> bool:

@@ -63,3 +63,47 @@ async def test_padding_the_alert_escalates_instead_of_quietly_notifying(tmp_path
     assert len(intel.result) == 10
     findings = [b for b in padded.breakdown if not b.evaluated]  # type: ignore[attr-defined]
     assert any("looked up 10 of 17" in b.reason for b in findings), findings
+
+
+COSTLY = """\
+name: costly-pairs
+priority: 10000
+match: alert.format == "suricata"
+steps: []
+score:
+  base: 40
+  rules:
+    - id: repeated-pair
+      # Nested over data the alert controls: fine on a normal alert, not on a padded one.
+      when: >
+        alert.original.http_hosts.exists(a,
+          alert.original.http_hosts.exists(b, a != b && a + b == "evil.example"))
+      points: 50
+      reason: two hosts form the known pair
+respond:
+  - id: block
+    action: block_ip
+    target: {type: ip, value: "${alert.ips[0]}"}
+    execute_at: 80
+    propose_at: 60
+    notify_at: 20
+"""
+
+
+async def test_a_costly_rule_on_padded_data_is_not_run_and_escalates(tmp_path: Path) -> None:
+    (tmp_path / "pb").mkdir()
+    (tmp_path / "pb" / "costly.yaml").write_text(COSTLY)
+    line = (SAMPLE / "suricata_c2.jsonl").read_text().splitlines()[0]
+    doc = json.loads(line)
+    doc["http_hosts"] = [f"h{i}.example" for i in range(5000)]
+    settings = load_settings(store=tmp_path / "soc-agent.db", playbooks=[tmp_path / "pb"])
+    async with open_components(settings) as c:
+        outcome = await c.agent.handle(normalize(doc))
+    decision = outcome.decision
+    assert decision.playbook == "costly-pairs"
+    (rule,) = [b for b in decision.breakdown if b.rule == "repeated-pair"]
+    assert not rule.evaluated and "not evaluated" in rule.reason and "5000 items" in rule.reason
+    (block,) = decision.actions
+    # 40 scored, 90 reachable had the rule run: a human decides, nothing is quietly notified
+    assert block.disposition is Disposition.ESCALATED, block
+    assert "repeated-pair" in block.reason
