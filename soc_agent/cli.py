@@ -16,7 +16,8 @@ import typer
 from soc_agent import render
 from soc_agent.errors import SocAgentError
 from soc_agent.logs import configure_logging
-from soc_agent.models import Approver, ProposalStatus, Role, RunMode
+from soc_agent.models import ProposalStatus, Role, RunMode
+from soc_agent.models.identity import LOCAL_OPERATOR, identity
 from soc_agent.settings import Settings, load_settings
 from soc_agent.terminal import TerminalSafeStream
 
@@ -54,13 +55,19 @@ ConfigOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 AnalystOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--analyst",
-        help="who is deciding (recorded in the audit log)",
-        default_factory=lambda: (
-            os.environ.get("SOC_AGENT_ANALYST") or os.environ.get("USER") or "analyst"
-        ),
+        help="who is deciding: must match the token's holder; without a token, recorded "
+        "as an unauthenticated local name (local:NAME)",
+        default_factory=lambda: os.environ.get("SOC_AGENT_ANALYST") or os.environ.get("USER"),
+    ),
+]
+TokenFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--token-file",
+        help="file holding your API token (or set SOC_AGENT_TOKEN): who you are",
     ),
 ]
 
@@ -305,27 +312,32 @@ def proposals_list(
 
 def _decide(
     proposal_id: str,
-    analyst: str,
+    analyst: str | None,
+    token_file: Path | None,
     comment: str | None,
     approve: bool,
     store: Path | None,
     config: Path | None,
     as_json: bool,
 ) -> None:
+    from soc_agent.api.credentials.operator import cli_approver, read_cli_token
     from soc_agent.runtime.components import open_components
 
     settings = _settings(config, store)
-
-    # Whoever can run this can write the store: the CLI is the local operator's door and
-    # decides with the admin role. The service still refuses the agent's own identity
-    # and counts four-eyes by name.
-    approver = Approver(name=analyst, role=Role.ADMIN)
+    token = read_cli_token(token_file, dict(os.environ))
 
     async def main() -> Any:
         async with open_components(settings) as c:
+            approver = await cli_approver(
+                c.backend, token=token, claimed=analyst, local_operator=settings.local_operator
+            )
+            comment_ = comment
+            if approver.name == LOCAL_OPERATOR and analyst:
+                note = f"[local operator, typed as {analyst}]"
+                comment_ = f"{comment} {note}" if comment else note
             if approve:
-                return await c.proposals.approve(proposal_id, approver, comment)
-            return await c.proposals.reject(proposal_id, approver, comment)
+                return await c.proposals.approve(proposal_id, approver, comment_)
+            return await c.proposals.reject(proposal_id, approver, comment_)
 
     outcome = _run(main)
     if as_json:
@@ -342,26 +354,30 @@ def _decide(
 def proposals_approve(
     proposal_id: str,
     analyst: AnalystOpt,
+    token_file: TokenFileOpt = None,
     comment: Annotated[str | None, typer.Option(help="why")] = None,
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Approve a proposal; it executes once enough distinct analysts approved."""
-    _decide(proposal_id, analyst, comment, True, store, config, as_json)
+    """Approve a proposal as your API token's holder; it executes once enough distinct
+    analysts approved."""
+    _decide(proposal_id, analyst, token_file, comment, True, store, config, as_json)
 
 
 @proposals_app.command("reject")
 def proposals_reject(
     proposal_id: str,
     analyst: AnalystOpt,
+    token_file: TokenFileOpt = None,
     comment: Annotated[str | None, typer.Option(help="why")] = None,
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Reject a proposal; nothing is executed (a review item is rolled back)."""
-    _decide(proposal_id, analyst, comment, False, store, config, as_json)
+    """Reject a proposal as your API token's holder; nothing is executed (a review item
+    is rolled back)."""
+    _decide(proposal_id, analyst, token_file, comment, False, store, config, as_json)
 
 
 @audit_app.command("verify")
@@ -499,19 +515,23 @@ def actions_list(
 def actions_rollback(
     action_id: str,
     analyst: AnalystOpt,
+    token_file: TokenFileOpt = None,
     comment: Annotated[str | None, typer.Option(help="why")] = None,
     store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Undo an executed reversible action with its declared inverse."""
+    from soc_agent.api.credentials.operator import cli_actor, read_cli_token
     from soc_agent.runtime.components import open_components
 
     settings = _settings(config, store)
+    token = read_cli_token(token_file, dict(os.environ))
 
     async def main() -> Any:
         async with open_components(settings) as c:
+            actor = await cli_actor(c.backend, token=token, claimed=analyst)
             return await c.executor.rollback(
-                action_id, actor=analyst, reason=comment or "manual rollback"
+                action_id, actor=actor, reason=comment or "manual rollback"
             )
 
     outcome = _run(main)
@@ -524,16 +544,19 @@ def actions_rollback(
 def kill_switch(
     analyst: AnalystOpt,
     state: Annotated[str, typer.Argument(help="on | off | status")] = "status",
+    token_file: TokenFileOpt = None,
     store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Turn every execution into a proposal (on), or let policy decide again (off)."""
+    from soc_agent.api.credentials.operator import cli_actor, read_cli_token
     from soc_agent.pipeline import controls
     from soc_agent.runtime.backend import open_backend
 
     if state not in ("on", "off", "status"):
         raise _fail("state must be on, off or status", 2)
     settings = _settings(config, store)
+    token = read_cli_token(token_file, dict(os.environ))
 
     async def main() -> dict[str, bool]:
         async with open_backend(settings) as b:
@@ -544,7 +567,7 @@ def kill_switch(
                 b.audit,
                 settings.policy,
                 state == "on",
-                actor=analyst,
+                actor=await cli_actor(b, token=token, claimed=analyst),
                 at=datetime.now(UTC),
             )
 
@@ -595,14 +618,15 @@ def tokens_create(
 ) -> None:
     """Create an API token and print it once; only its hash is stored."""
     from soc_agent.api.credentials import create_token
-    from soc_agent.models import Role
 
     try:
         chosen = Role(role.lower())
     except ValueError:
         raise _fail(f"unknown role {role!r} (viewer, analyst, senior or admin)", 2) from None
     settings = _settings(config, store)
-    secret = _run(lambda: create_token(settings, name, chosen, actor=analyst))
+    secret = _run(
+        lambda: create_token(settings, name, chosen, actor=identity("local", analyst or "operator"))
+    )
     typer.echo(secret)
     typer.echo(f"token for {name} ({chosen.value}) created; it is shown only this once", err=True)
 
@@ -618,7 +642,7 @@ def tokens_revoke(
     from soc_agent.api.credentials import revoke_token
 
     settings = _settings(config, store)
-    _run(lambda: revoke_token(settings, name, actor=analyst))
+    _run(lambda: revoke_token(settings, name, actor=identity("local", analyst or "operator")))
     typer.echo(f"token {name} revoked")
 
 

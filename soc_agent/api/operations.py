@@ -15,7 +15,7 @@ from soc_agent.api.context import ApiContext
 from soc_agent.api.errors import Conflict, Forbidden, NotFound, UpstreamFailed
 from soc_agent.api.identity import Principal
 from soc_agent.errors import SocAgentError
-from soc_agent.models import Approver, AutonomyLevel, Proposal, RiskTier, Role
+from soc_agent.models import AutonomyLevel, Proposal, RiskTier, Role
 from soc_agent.pipeline import controls
 from soc_agent.pipeline.proposals import (
     ProposalConflict,
@@ -52,7 +52,7 @@ async def decide(
 ) -> ProposalOutcome:
     """Approve or reject as the authenticated `principal`; the ProposalService applies every
     rule (the role for the risk tier, the agent's own identity, four-eyes, expiry)."""
-    approver = Approver(name=principal.name, role=principal.role)
+    approver = principal.approver
     service = ctx.components.proposals
     try:
         if approve:
@@ -84,7 +84,9 @@ async def rollback(
     )
     try:
         outcome = await ctx.components.executor.rollback(
-            record.idempotency_key, actor=principal.name, reason=comment or "rolled back by analyst"
+            record.idempotency_key,
+            actor=principal.identity,
+            reason=comment or "rolled back by analyst",
         )
     except SocAgentError as exc:  # not reversible
         raise Conflict(str(exc)) from None
@@ -105,7 +107,7 @@ async def set_kill_switch(ctx: ApiContext, principal: Principal, on: bool) -> di
     require_role(principal, role, f"turning the kill switch {'on' if on else 'off'}")
     c = ctx.components
     return await controls.set_kill_switch(
-        c.store, c.audit, c.settings.policy, on, actor=principal.name, at=ctx.now()
+        c.store, c.audit, c.settings.policy, on, actor=principal.identity, at=ctx.now()
     )
 
 
@@ -124,7 +126,7 @@ async def set_autonomy(
         c.audit,
         c.settings.policy,
         level,
-        actor=principal.name,
+        actor=principal.identity,
         reason=reason,
         at=ctx.now(),
     )

@@ -43,6 +43,7 @@ async def me(request: Request, principal: Viewer) -> dict[str, Any]:
     cfg = get_context(request).config
     return {
         "name": principal.name,
+        "identity": principal.identity,
         "role": principal.role.value,
         "source": principal.source,
         "may_approve": [t.value for t, r in cfg.approve_roles.items() if principal.may(r)],

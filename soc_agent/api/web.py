@@ -43,6 +43,7 @@ from soc_agent.api.web_render import (
     render_error,
 )
 from soc_agent.models import AutonomyLevel, ProposalStatus
+from soc_agent.models.identity import canonical_name
 
 __all__ = ["LoginRequired", "render_error", "router"]
 
@@ -102,7 +103,7 @@ async def login(
     else:
         try:
             principal = await authenticate_bearer(ctx, token)
-            if claimed and claimed != principal.name:
+            if claimed and canonical_name(claimed) != canonical_name(principal.name):
                 raise Unauthorized("the token does not belong to that user")
         except Unauthorized as exc:
             error = exc.detail
@@ -126,7 +127,9 @@ async def login(
         return page
     ttl = timedelta(seconds=ctx.config.session_ttl_seconds)
     session_id = await ctx.sessions.create(principal, ttl, ctx.now())
-    await audit_login(ctx, principal.name, "ok", f"{principal.source} login as {principal.role}")
+    await audit_login(
+        ctx, principal.identity, "ok", f"{principal.source} login as {principal.role}"
+    )
     response = RedirectResponse("/proposals", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,

@@ -38,6 +38,7 @@ from soc_agent.models import (
     Role,
     Severity,
 )
+from soc_agent.models.identity import canonical_name
 from soc_agent.models.ids import proposal_id as mint_proposal_id
 from soc_agent.models.proposal import approvers_of
 from soc_agent.policy import PolicyConfig, proposal_expiry, urgency
@@ -387,7 +388,7 @@ class ProposalService:
 
     async def _load_for(self, proposal_id: str, approver: Approver, verb: str) -> Proposal:
         """The proposal, if `approver` may decide it: never the agent, and with the role."""
-        if approver.name == self._agent_id:
+        if approver.bare_name == canonical_name(self._agent_id):
             # Nobody approves their own request: the agent raised every proposal.
             raise ProposalForbidden(
                 f"{approver.name} is the agent's own identity; it cannot decide"

@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     audit_anchor_seconds: float = Field(
         default=60.0, gt=0, le=86_400, description="how often the head is appended"
     )
+    local_operator: bool = Field(
+        default=False,
+        description="let the CLI decide proposals without an API token, as the one identity "
+        "local:operator (four-eyes counts it once)",
+    )
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)

@@ -146,6 +146,14 @@ def test_store_from_environment_and_default(tmp_path: Path) -> None:
     assert "brute-force" in default_run.stdout
 
 
+def _token(tmp_path: Path, name: str, role: str) -> Path:
+    made = cli("tokens", "create", "--name", name, "--role", role, "--store", "s.db", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    path = tmp_path / f"{name}.token"
+    path.write_text(made.stdout)
+    return path
+
+
 def test_approve_and_reject_from_the_cli(tmp_path: Path) -> None:
     cli("run", "--store", "s.db", cwd=tmp_path)
     proposals = [
@@ -156,38 +164,35 @@ def test_approve_and_reject_from_the_cli(tmp_path: Path) -> None:
     ]
     single = next(p for p in proposals if p["request"]["required_approvals"] == 1)
     double = next(p for p in proposals if p["request"]["required_approvals"] == 2)
-    own = cli(
-        "proposals", "approve", single["id"], "--analyst", "soc-agent", "--store", "s.db",
-        cwd=tmp_path,
-    )  # fmt: skip
+    alice, bob = _token(tmp_path, "alice", "senior"), _token(tmp_path, "bob", "senior")
+    agent = _token(tmp_path, "soc-agent", "admin")
+    viewer = _token(tmp_path, "val", "viewer")
+
+    def approve(pid: str, *who: str, verb: str = "approve") -> subprocess.CompletedProcess[str]:
+        return cli("proposals", verb, pid, *who, "--store", "s.db", cwd=tmp_path)
+
+    # A name typed at the command line proves nothing: no token, no decision.
+    typed = approve(single["id"], "--analyst", "alice")
+    assert typed.returncode == 1 and "needs an API token" in typed.stderr
+    own = approve(single["id"], "--token-file", str(agent))
     assert own.returncode == 1 and "agent's own identity" in own.stderr
-    ok = cli(
-        "proposals", "approve", single["id"], "--analyst", "alice", "--store", "s.db", cwd=tmp_path
-    )
+    low = approve(single["id"], "--token-file", str(viewer))
+    assert low.returncode == 1 and "val is viewer" in low.stderr
+    liar = approve(single["id"], "--token-file", str(bob), "--analyst", "alice")
+    assert liar.returncode == 1 and "does not belong" in liar.stderr
+    ok = approve(single["id"], "--token-file", str(alice))
     assert ok.returncode == 0 and "executed" in ok.stdout
-    again = cli(
-        "proposals", "approve", single["id"], "--analyst", "bob", "--store", "s.db", cwd=tmp_path
-    )
+    again = approve(single["id"], "--token-file", str(bob))
     assert again.returncode == 1 and "not pending" in again.stderr
-    first = cli(
-        "proposals", "approve", double["id"], "--analyst", "alice", "--store", "s.db", cwd=tmp_path
-    )
+    first = approve(double["id"], "--token-file", str(alice))
     assert "needs 1 more" in first.stdout
     same = cli(
-        "proposals", "approve", double["id"], "--analyst", "alice", "--store", "s.db", cwd=tmp_path
-    )
+        "proposals", "approve", double["id"], "--store", "s.db", cwd=tmp_path,
+        env={"SOC_AGENT_TOKEN": alice.read_text().strip(), "SOC_AGENT_ANALYST": "ALICE"},
+    )  # fmt: skip
     assert same.returncode == 1 and "different approver" in same.stderr
-    rejected = cli(
-        "proposals",
-        "reject",
-        double["id"],
-        "--analyst",
-        "bob",
-        "--comment",
-        "host is a honeypot",
-        "--store",
-        "s.db",
-        cwd=tmp_path,
+    rejected = approve(
+        double["id"], "--token-file", str(bob), "--comment", "host is a honeypot", verb="reject"
     )
     assert rejected.returncode == 0 and "rejected" in rejected.stdout
     audit = [
@@ -197,7 +202,49 @@ def test_approve_and_reject_from_the_cli(tmp_path: Path) -> None:
         ).stdout.splitlines()
     ]
     actors = {(e["action"], e["actor"]) for e in audit}
-    assert ("proposal.approve", "alice") in actors and ("proposal.reject", "bob") in actors
+    assert ("proposal.approve", "token:alice") in actors
+    assert ("proposal.reject", "token:bob") in actors
+    assert alice.read_text().strip() not in json.dumps(audit)
+
+
+def test_the_local_operator_counts_once_for_four_eyes(tmp_path: Path) -> None:
+    (tmp_path / "cfg.yaml").write_text("local_operator: true\n")
+    cli("run", "--store", "s.db", cwd=tmp_path)
+    proposals = [
+        json.loads(line)
+        for line in cli(
+            "proposals", "list", "--json", "--store", "s.db", cwd=tmp_path
+        ).stdout.splitlines()
+    ]
+    double = next(p for p in proposals if p["request"]["required_approvals"] == 2)
+
+    def approve(name: str) -> subprocess.CompletedProcess[str]:
+        return cli(
+            "proposals", "approve", double["id"], "--analyst", name,
+            "--config", "cfg.yaml", "--store", "s.db", cwd=tmp_path,
+        )  # fmt: skip
+
+    first = approve("alice")
+    assert first.returncode == 0 and "needs 1 more" in first.stdout
+    # one shell, two typed names: still one person
+    second = approve("bob")
+    assert second.returncode == 1 and "different approver" in second.stderr
+    # a real second person, with a token, completes it
+    token = _token(tmp_path, "carol", "senior")
+    done = cli(
+        "proposals", "approve", double["id"], "--token-file", str(token),
+        "--config", "cfg.yaml", "--store", "s.db", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0 and "executed" in done.stdout
+    audit = [
+        json.loads(line)
+        for line in cli(
+            "audit", "list", "--json", "--store", "s.db", cwd=tmp_path
+        ).stdout.splitlines()
+    ]
+    approvals = [e for e in audit if e["action"] == "proposal.approve"]
+    assert {e["actor"] for e in approvals} == {"local:operator", "token:carol"}
+    assert any("typed as alice" in e["reason"] for e in approvals)
 
 
 def test_kill_switch_turns_executions_into_proposals(tmp_path: Path) -> None:

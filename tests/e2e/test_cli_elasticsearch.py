@@ -58,9 +58,15 @@ def test_two_machines_share_decisions_proposals_and_the_audit_chain(
     assert listed.returncode == 0, listed.stderr
     proposals = [json.loads(line) for line in listed.stdout.splitlines()]
     single = next(p for p in proposals if p["request"]["required_approvals"] == 1)
-    approved = cli("proposals", "approve", single["id"], "--analyst", "alice", cwd=two, env=es_env)
+    # A token made on one machine authenticates on the other: tokens live in the cluster.
+    made = cli("tokens", "create", "--name", "alice", "--role", "senior", cwd=one, env=es_env)
+    assert made.returncode == 0, made.stderr
+    bob = cli("tokens", "create", "--name", "bob", "--role", "senior", cwd=two, env=es_env)
+    alice_env = {**es_env, "SOC_AGENT_TOKEN": made.stdout.strip()}
+    approved = cli("proposals", "approve", single["id"], cwd=two, env=alice_env)
     assert approved.returncode == 0 and "executed" in approved.stdout, approved.stderr
-    twice = cli("proposals", "approve", single["id"], "--analyst", "bob", cwd=one, env=es_env)
+    bob_env = {**es_env, "SOC_AGENT_TOKEN": bob.stdout.strip()}
+    twice = cli("proposals", "approve", single["id"], cwd=one, env=bob_env)
     assert twice.returncode == 1 and "not pending" in twice.stderr
 
     on = cli("kill-switch", "on", "--analyst", "lead", cwd=one, env=es_env)
@@ -77,8 +83,8 @@ def test_two_machines_share_decisions_proposals_and_the_audit_chain(
         ).stdout.splitlines()
     ]
     actions_seen = {(e["action"], e["actor"]) for e in audit}
-    assert ("proposal.approve", "alice") in actions_seen
-    assert ("control.kill_switch", "lead") in actions_seen
+    assert ("proposal.approve", "token:alice") in actions_seen
+    assert ("control.kill_switch", "local:lead") in actions_seen
     verify = cli("audit", "verify", "--json", cwd=two, env=es_env)
     assert verify.returncode == 0, verify.stderr
     assert json.loads(verify.stdout)["ok"] is True

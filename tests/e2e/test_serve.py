@@ -50,8 +50,8 @@ def test_tokens_are_shown_once_stored_hashed_and_revocable(tmp_path: Path) -> No
     events = [json.loads(line) for line in audit.stdout.splitlines()]
     assert [(e["action"], e["actor"], e["subject"]) for e in events] == [
         ("audit.keyed", "soc-agent", "audit"),
-        ("api.token_create", "ops-test", "carol"),
-        ("api.token_revoke", "ops-test", "carol"),
+        ("api.token_create", "local:ops-test", "carol"),
+        ("api.token_revoke", "local:ops-test", "carol"),
     ]
     assert secret not in audit.stdout
 

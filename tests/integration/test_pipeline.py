@@ -426,7 +426,7 @@ async def test_consultant_executes_samples_for_review_and_rejection_rolls_back(
         assert await c.store.list_proposals(status=ProposalStatus.PENDING) == []
 
         rejected, *upheld = sorted(reviews, key=lambda p: p.request.target.value)
-        undo = await c.proposals.reject(rejected.id, _as("analyst:tomas"), "known partner range")
+        undo = await c.proposals.reject(rejected.id, _as("token:tomas"), "known partner range")
         assert undo.proposal.status is ProposalStatus.ROLLED_BACK
         target = rejected.request.target.value
         assert deployment.journal_actions()[-1] == ("unblock_ip", target)
@@ -434,9 +434,9 @@ async def test_consultant_executes_samples_for_review_and_rejection_rolls_back(
             f"{rejected.request.idempotency_key}:rollback"
         )
         rollback = await c.audit.list(action_prefix="action.rollback")
-        assert [(e.actor, e.outcome) for e in rollback] == [("analyst:tomas", "rolled_back")]
+        assert [(e.actor, e.outcome) for e in rollback] == [("token:tomas", "rolled_back")]
         for item in upheld:  # upholding a review changes nothing outside
-            done = await c.proposals.approve(item.id, _as("analyst:tomas"))
+            done = await c.proposals.approve(item.id, _as("token:tomas"))
             assert done.proposal.status is ProposalStatus.CONFIRMED
         assert len(deployment.journal()) == 5
         await _assert_chain_ok(c)

@@ -30,7 +30,7 @@ from tests.integration.conftest import Deployment
 
 ALERT = "crowdstrike_ws-eng-007_known_malware_high.json"  # high severity: 1 h to decide
 BEACON = "63599751f415c860417babb20cb438fdedd55411f2cfcd2ea6c186ed3cf3b91c"
-ALICE, BOB = "analyst:alice", "analyst:bob"
+ALICE, BOB = "token:alice", "token:bob"
 
 
 def _as(name: str, role: Role = Role.SENIOR) -> Approver:
@@ -169,6 +169,31 @@ async def test_four_eyes_needs_two_distinct_analysts(deployment: Deployment) -> 
         assert (await c.audit.verify()).ok
 
 
+async def test_identities_are_namespaced_and_compared_canonically(
+    deployment: Deployment,
+) -> None:
+    async with _queued(deployment, four_eyes_min_risk="high") as c:
+        proposal = await _proposal(c, "isolate_host")
+        await c.proposals.approve(proposal.id, _as("token:Senior-1"))
+        # the same person, however the name is cased
+        with pytest.raises(ProposalConflict, match="four-eyes"):
+            await c.proposals.approve(proposal.id, _as("token:senior-1"))
+        assert deployment.journal() == []
+        # an OIDC user who happens to be called like a token holder is someone else
+        done = await c.proposals.approve(proposal.id, _as("oidc:senior-1"))
+        assert set(done.proposal.approvers) == {"token:senior-1", "oidc:senior-1"}
+        assert done.proposal.status is ProposalStatus.EXECUTED
+        trail = await _trail(c, proposal)
+        assert [actor for _, actor, _ in trail[1:]] == ["token:senior-1", "oidc:senior-1"]
+
+
+def test_an_approver_is_always_a_namespaced_identity() -> None:
+    for bare in ("alice", "analyst:alice", "token:", "token:   "):
+        with pytest.raises(ValueError, match="namespaced identity"):
+            Approver(name=bare, role=Role.SENIOR)
+    assert Approver.of("token", " Alice ", Role.SENIOR).name == "token:alice"
+
+
 async def test_rejection_executes_nothing(queued: Components, deployment: Deployment) -> None:
     proposal = await _proposal(queued, "isolate_host")
     out = await queued.proposals.reject(proposal.id, _as(ALICE), "host is a malware sandbox")
@@ -248,10 +273,13 @@ async def test_the_agent_never_decides_its_own_proposal(
 ) -> None:
     proposal = await _proposal(queued, "isolate_host")
     agent = queued.settings.agent_id
-    with pytest.raises(ProposalForbidden, match="agent's own identity"):
-        await queued.proposals.approve(proposal.id, _as(agent))
-    with pytest.raises(ProposalForbidden, match="agent's own identity"):
-        await queued.proposals.reject(proposal.id, _as(agent))
+    # through any door, in any case or Unicode look-alike (full-width letters)
+    full_width = "".join(chr(ord(c) + 0xFEE0) if c.isalpha() else c for c in agent)
+    for name in (f"token:{agent}", f"oidc:{agent.upper()}", f"token:{full_width}"):
+        with pytest.raises(ProposalForbidden, match="agent's own identity"):
+            await queued.proposals.approve(proposal.id, _as(name))
+        with pytest.raises(ProposalForbidden, match="agent's own identity"):
+            await queued.proposals.reject(proposal.id, _as(name))
     assert await _status(queued, proposal) is ProposalStatus.PENDING
     assert deployment.journal() == []
 
@@ -313,8 +341,8 @@ async def test_the_role_for_the_risk_tier_is_the_services_rule_whatever_the_door
     proposal = await _proposal(queued, "isolate_host")
     assert proposal.request.risk.value == "high"
     for verb in (queued.proposals.approve, queued.proposals.reject):
-        with pytest.raises(ProposalForbidden, match="needs the senior role; analyst:amy is"):
-            await verb(proposal.id, _as("analyst:amy", Role.ANALYST))
+        with pytest.raises(ProposalForbidden, match="needs the senior role; token:amy is"):
+            await verb(proposal.id, _as("token:amy", Role.ANALYST))
     assert await _status(queued, proposal) is ProposalStatus.PENDING
     done = await queued.proposals.approve(proposal.id, _as(ALICE, Role.SENIOR))
     assert done.proposal.status is ProposalStatus.EXECUTED

@@ -20,7 +20,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from soc_agent.errors import SocAgentError
 from soc_agent.models import ApprovalVerdict, Approver, Role
@@ -46,6 +46,12 @@ class SignedVerdict(BaseModel):
     comment: str | None = Field(default=None, max_length=4096)
     issued_at: datetime
     signature: str = Field(default="", max_length=200)
+
+    @field_validator("analyst")
+    @classmethod
+    def _namespaced(cls, value: str) -> str:
+        # The identity as the signing door vouched for it (token:NAME or oidc:NAME).
+        return Approver(name=value, role=Role.VIEWER).name
 
     @property
     def approver(self) -> Approver:

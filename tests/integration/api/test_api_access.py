@@ -121,6 +121,7 @@ async def test_deciding_or_rolling_back_unknown_objects_is_404(api: Api) -> None
 async def test_revoked_token_is_refused_and_only_hashes_are_stored(api: Api) -> None:
     assert (await api.get("/api/v1/me", who="alice")).json() == {
         "name": "alice",
+        "identity": "token:alice",
         "role": "analyst",
         "source": "token",
         "may_approve": ["low", "medium"],
@@ -163,7 +164,10 @@ async def test_kill_switch_roles_and_audit(api: Api) -> None:
     off = await api.put("/api/v1/kill-switch", "sam", {"on": False})
     assert off.json()["active"] is False
     trail = await api.audit(action="control.kill_switch")
-    assert [(e["actor"], e["outcome"]) for e in trail] == [("sam", "off"), ("alice", "on")]
+    assert [(e["actor"], e["outcome"]) for e in trail] == [
+        ("token:sam", "off"),
+        ("token:alice", "on"),
+    ]
     bad = await api.put("/api/v1/kill-switch", "sam", {"on": "maybe"})
     assert bad.status_code == 422
 
@@ -186,9 +190,9 @@ async def test_autonomy_is_admin_only_lowers_only_and_is_audited(api: Api) -> No
     assert (await api.put("/api/v1/agent/autonomy", "ada", {"level": 9})).status_code == 422
     trail = await api.audit(action="control.autonomy")
     assert [(e["actor"], e["details"]["requested"]) for e in trail] == [
-        ("ada", None),
-        ("ada", 5),
-        ("ada", 1),
+        ("token:ada", None),
+        ("token:ada", 5),
+        ("token:ada", 1),
     ]
     assert trail[-1]["reason"] == "incident"
 

@@ -94,12 +94,12 @@ async def test_analyst_approval_executes_once_and_is_audited_with_identity(api: 
     trail = await api.audit(subject=proposal.id)
     approve = next(e for e in trail if e["action"] == "proposal.approve")
     assert (approve["actor"], approve["reason"], approve["outcome"]) == (
-        "alice",
+        "token:alice",
         "known beacon",
         "approved",
     )
     executed = await api.audit(action="action.execute")
-    assert [e["details"]["approved_by"] for e in executed] == [["alice"]]
+    assert [e["details"]["approved_by"] for e in executed] == [["token:alice"]]
 
 
 async def test_approve_without_a_body_and_reject_with_one(api: Api) -> None:
@@ -116,7 +116,7 @@ async def test_approve_without_a_body_and_reject_with_one(api: Api) -> None:
     assert r.status_code == 200
     assert _executions(api) == []
     (rejected,) = [e for e in await api.audit(subject=isolate.id) if e["action"].endswith("reject")]
-    assert (rejected["actor"], rejected["reason"]) == ("sam", "lab host")
+    assert (rejected["actor"], rejected["reason"]) == ("token:sam", "lab host")
 
 
 async def test_four_eyes_needs_two_distinct_seniors(api: Api) -> None:
@@ -140,10 +140,10 @@ async def test_four_eyes_needs_two_distinct_seniors(api: Api) -> None:
     second = await api.post(path, "sue")
     assert second.status_code == 200
     assert second.json()["proposal"]["status"] == "executed"
-    assert second.json()["proposal"]["approvers"] == ["sam", "sue"]
+    assert second.json()["proposal"]["approvers"] == ["token:sam", "token:sue"]
     assert _executions(api) == [("isolate_host", "ws-eng-007")]
     executed = await api.audit(action="action.execute")
-    assert [e["details"]["approved_by"] for e in executed] == [["sam", "sue"]]
+    assert [e["details"]["approved_by"] for e in executed] == [["token:sam", "token:sue"]]
 
 
 async def test_admin_may_approve_what_a_senior_may(api: Api) -> None:

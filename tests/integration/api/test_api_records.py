@@ -26,8 +26,10 @@ async def test_incident_detail_has_alerts_decision_proposals_and_a_timeline(api:
     steps = [(e["action"], e["actor"]) for e in d["timeline"]]
     assert steps[0] == ("alert.correlate", "soc-agent")
     assert ("decision.make", "soc-agent") in steps
-    assert ("proposal.approve", "alice") in steps
-    assert steps.index(("proposal.approve", "alice")) < steps.index(("action.execute", "soc-agent"))
+    assert ("proposal.approve", "token:alice") in steps
+    assert steps.index(("proposal.approve", "token:alice")) < steps.index(
+        ("action.execute", "soc-agent")
+    )
     seqs = [e["seq"] for e in d["timeline"]]
     assert seqs == sorted(seqs)
     alerts = (await api.get(f"/api/v1/incidents/{incident_id}/alerts")).json()["items"]
@@ -69,7 +71,7 @@ async def test_rollback_of_an_executed_action_by_role(api: Api) -> None:
     assert "nothing to roll back" in again.json()["detail"]
     (event,) = await api.audit(action="action.rollback")
     assert (event["actor"], event["reason"], event["outcome"]) == (
-        "amy",
+        "token:amy",
         "false positive",
         "rolled_back",
     )

@@ -130,6 +130,7 @@ async def test_a_valid_token_authenticates_and_its_user_is_audited(
     assert r.status_code == 200, r.text
     assert r.json() == {
         "name": "olivia",
+        "identity": "oidc:olivia",
         "role": "analyst",
         "source": "oidc",
         "may_approve": ["low", "medium"],
@@ -142,7 +143,7 @@ async def test_a_valid_token_authenticates_and_its_user_is_audited(
     )
     assert approve.status_code == 200
     (event,) = [e for e in await oidc_api.audit(subject=proposal.id) if e["action"].endswith("ve")]
-    assert (event["actor"], event["reason"]) == ("olivia", "via sso")
+    assert (event["actor"], event["reason"]) == ("oidc:olivia", "via sso")
     # A role below the one the risk tier needs is still refused.
     isolate = await oidc_api.proposal("isolate_host")
     refused = await oidc_api.client.post(

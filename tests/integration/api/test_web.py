@@ -56,7 +56,7 @@ async def test_login_opens_a_strict_httponly_session_and_is_audited(
     assert page.status_code == 200
     assert 'id="whoami">alice<' in page.text
     logins = await api.audit(action="api.login")
-    assert [(e["actor"], e["outcome"]) for e in logins] == [("alice", "ok")]
+    assert [(e["actor"], e["outcome"]) for e in logins] == [("token:alice", "ok")]
     assert api.tokens["alice"] not in str(logins)
 
 
@@ -282,4 +282,4 @@ async def test_kill_switch_from_the_ui_shows_on_every_page(
     assert refused.status_code == 403
     assert (await api.get("/api/v1/kill-switch")).json()["active"] is True
     (event,) = await api.audit(action="control.kill_switch")
-    assert (event["actor"], event["outcome"]) == ("alice", "on")
+    assert (event["actor"], event["outcome"]) == ("token:alice", "on")

@@ -55,7 +55,7 @@ async def test_api_verdicts_are_published_to_the_approvals_topic(
         signed = verify_verdict(
             record.value, [KEY.encode()], now=datetime.now(UTC), max_age=timedelta(minutes=5)
         )
-        assert (signed.analyst, signed.role) == ("sam", Role.SENIOR)
+        assert (signed.analyst, signed.role) == ("token:sam", Role.SENIOR)
     with pytest.raises(UnauthenticatedVerdict, match="signature"):
         verify_verdict(
             records[0].value, [b"x" * 32], now=datetime.now(UTC), max_age=timedelta(minutes=5)
@@ -64,7 +64,7 @@ async def test_api_verdicts_are_published_to_the_approvals_topic(
         (first, "approve"),
         (second, "reject"),
     ]
-    assert verdicts[0]["analyst"] == "sam"
+    assert verdicts[0]["analyst"] == "token:sam"
     assert verdicts[0]["comment"] == "confirmed on the EDR console"
     assert [r.key.decode() for r in records] == [first, second]
 

@@ -40,7 +40,7 @@ def _signed(
 ) -> bytes:
     return sign_verdict(
         proposal_id=proposal.id,
-        analyst=analyst,
+        analyst=f"token:{analyst}",  # as the API vouches for a token holder
         role=role,
         verdict=verdict,
         comment=f"{analyst} checked the host",

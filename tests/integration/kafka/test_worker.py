@@ -169,7 +169,7 @@ def _signed(analyst: str, proposal_id: str, comment: str | None = None) -> bytes
     """A verdict as the API publishes it: signed over the analyst's name and role."""
     return sign_verdict(
         proposal_id=proposal_id,
-        analyst=analyst,
+        analyst=f"token:{analyst}",
         role=Role.ADMIN,
         verdict=ApprovalVerdict.APPROVE,
         comment=comment,
@@ -295,7 +295,7 @@ async def test_the_maintenance_sweep_resumes_an_approval_a_crash_cut_off(
         crashed = proposal.model_copy(
             update={
                 "status": ProposalStatus.APPROVED,
-                "approvals": [Approval(analyst="alice", verdict="approve", at=before)],
+                "approvals": [Approval(analyst="token:alice", verdict="approve", at=before)],
                 "updated_at": before,
             }
         )
