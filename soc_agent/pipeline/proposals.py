@@ -188,7 +188,7 @@ class ProposalService:
                 "status": ProposalStatus.APPROVED if ready else ProposalStatus.PENDING,
             }
         )
-        await self._write(updated, proposal.version)
+        updated = await self._write(updated, proposal.version)
         await self._audit.append(
             AuditEvent(
                 actor=analyst,
@@ -211,7 +211,7 @@ class ProposalService:
                 f"{proposal.request.required_approvals - len(approvers)} "
                 "more approver(s)",
             )
-        return await self._execute(updated.model_copy(update={"version": proposal.version + 1}))
+        return await self._execute(updated)
 
     async def resume(self, proposal_id: str) -> ProposalOutcome:
         """Carry out an APPROVED proposal whose execution may have been cut off by a crash.
@@ -282,7 +282,7 @@ class ProposalService:
                 ],
             }
         )
-        await self._write(updated, proposal.version)
+        updated = await self._write(updated, proposal.version)
         await self._audit.append(
             AuditEvent(
                 actor=analyst,
@@ -353,8 +353,7 @@ class ProposalService:
                 ],
             }
         )
-        await self._write(updated, proposal.version)
-        updated = updated.model_copy(update={"version": proposal.version + 1})
+        updated = await self._write(updated, proposal.version)
         await self._audit.append(
             AuditEvent(
                 actor=analyst,
@@ -375,7 +374,7 @@ class ProposalService:
             return ProposalOutcome(updated, f"{proposal.id} rolled back")
         # The inverse failed: the item is open again, so the ledger and it still agree.
         reopened = updated.model_copy(update={"status": ProposalStatus.REVIEW})
-        await self._write(reopened, updated.version)
+        reopened = await self._write(reopened, updated.version)
         return ProposalOutcome(
             reopened, f"{proposal.id} not rolled back ({undo.detail}); still in review"
         )
@@ -403,9 +402,11 @@ class ProposalService:
             )
         return proposal
 
-    async def _write(self, updated: Proposal, version: int) -> None:
+    async def _write(self, updated: Proposal, version: int) -> Proposal:
+        """Store `updated` over `version`; returns it as stored (with the next version)."""
         if not await self._store.update_proposal(updated, expected_version=version):
             raise ProposalVersionConflict(f"{updated.id} was changed by someone else; reload it")
+        return updated.model_copy(update={"version": version + 1})
 
     @staticmethod
     def _require_pending(proposal: Proposal) -> None:

@@ -386,3 +386,21 @@ async def test_uphold_and_reject_racing_on_a_review_item_leave_state_and_ledger_
             else:
                 assert final.status is ProposalStatus.ROLLED_BACK
                 assert record.status.value == "rolled_back" and len(undone) == 1
+
+
+async def test_every_outcome_carries_the_version_it_was_stored_with(
+    deployment: Deployment,
+) -> None:
+    async with _queued(deployment, four_eyes_min_risk="high") as c:
+        isolate = await _proposal(c, "isolate_host")
+        first = await c.proposals.approve(isolate.id, _as(ALICE))
+        stored = await c.store.get_proposal(isolate.id)
+        assert stored is not None and first.proposal.version == stored.version
+        quarantine = await _proposal(c, "quarantine_file")
+        rejected = await c.proposals.reject(quarantine.id, _as(BOB))
+        stored = await c.store.get_proposal(quarantine.id)
+        assert stored is not None and rejected.proposal.version == stored.version
+        # so a client may decide again with what it was given
+        second = await c.proposals.approve(isolate.id, _as(BOB))
+        stored = await c.store.get_proposal(isolate.id)
+        assert stored is not None and second.proposal.version == stored.version
