@@ -167,6 +167,20 @@ class Gateway:
         scrubbed: dict[str, Any] = scrub_known(result, self._connectors[connector].secret_values())
         return scrubbed
 
+    async def audit_refusal(self, requested: str, *, actor: str, ref: str | None) -> None:
+        """Record a call that never reached a connector: a tool `actor` was not offered."""
+        await self._audit.append(
+            AuditEvent(
+                actor=actor,
+                action="connector.denied",
+                subject=requested[:200],
+                reason="not a lookup offered to this identity",
+                outcome="denied",
+                evidence_ref=ref,
+                at=self._clock(),
+            )
+        )
+
     def status(self) -> dict[str, dict[str, Any]]:
         """Live state per connector (an HTTP connector's breaker, cache, base URL)."""
         return {name: conn.status() for name, conn in self._connectors.items()}

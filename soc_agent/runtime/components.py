@@ -96,6 +96,13 @@ async def open_components(
     cross-process locks. With Elasticsearch they always do.
     """
     now = clock or (lambda: datetime.now(UTC))
+    if settings.llm is not None:
+        # Accepting a model and then not using it would quietly do less than configured.
+        raise ConfigError(
+            "the reasoning investigator is not wired into playbooks yet: remove llm: "
+            "(the loop exists, see soc_agent/investigator)",
+            key="llm",
+        )
     playbooks = load_all_playbooks(settings)
     mappings = load_mappings(settings.mappings)
     connectors = build_connectors(settings, connector_classes)

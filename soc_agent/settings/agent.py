@@ -20,6 +20,7 @@ from soc_agent.errors import ConfigError
 from soc_agent.policy import PolicyConfig
 from soc_agent.settings.api import ApiConfig
 from soc_agent.settings.kafka import KafkaConfig
+from soc_agent.settings.llm import LlmConfig
 from soc_agent.store.config import ElasticsearchConfig
 from soc_agent.yaml_input import compose, safe_load
 
@@ -103,6 +104,9 @@ class Settings(BaseSettings):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    llm: LlmConfig | None = Field(
+        default=None, description="the reasoning investigator's model (none: steps only)"
+    )
     log_level: str = Field(default="WARNING", pattern="(?i)^(debug|info|warning|error)$")
 
     @classmethod

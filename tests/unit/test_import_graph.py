@@ -28,7 +28,7 @@ _SHIMS = {
 # The sibling cores: composed only by the pipeline, never importing each other.
 _CORES = ("ingest", "correlate", "playbooks", "policy", "audit")
 # The core's other layers; none of them imports what sits above them.
-_LOWER = ("models", *_CORES, "actions", "store", "gateway", "settings")
+_LOWER = ("models", *_CORES, "actions", "store", "gateway", "settings", "investigator")
 _UPPER = ("pipeline", "runtime", "api", "cli")
 
 
