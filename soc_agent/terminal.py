@@ -11,15 +11,11 @@ valid JSON escape, so `--json` output stays parseable and unchanged in meaning.
 from __future__ import annotations
 
 import io
-import unicodedata
 from typing import TextIO
 
-__all__ = ["TerminalSafeStream", "terminal_safe"]
+from soc_agent.text_controls import replace_controls
 
-_KEEP = frozenset("\n\t")
-# Control (Cc: C0, DEL, C1), format (Cf: bidi overrides and isolates, zero-width
-# characters) and the Unicode line and paragraph separators.
-_ESCAPED = frozenset({"Cc", "Cf", "Zl", "Zp"})
+__all__ = ["TerminalSafeStream", "terminal_safe"]
 
 
 def _escape(ch: str) -> str:
@@ -32,12 +28,7 @@ def _escape(ch: str) -> str:
 
 def terminal_safe(text: str) -> str:
     """`text` with every control, format and separator character escaped (newline and tab kept)."""
-    if text.isprintable():
-        return text
-    return "".join(
-        _escape(ch) if ch not in _KEEP and unicodedata.category(ch) in _ESCAPED else ch
-        for ch in text
-    )
+    return replace_controls(text, _escape)
 
 
 class TerminalSafeStream(io.TextIOBase):

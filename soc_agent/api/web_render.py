@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from soc_agent.api import operations
 from soc_agent.api.auth import SESSION_COOKIE
@@ -21,6 +22,7 @@ from soc_agent.api.auth import authenticate_session as _session_of
 from soc_agent.api.context import get_context
 from soc_agent.api.credentials import Session
 from soc_agent.api.errors import ApiError, Forbidden
+from soc_agent.text_controls import replace_controls
 
 __all__ = [
     "Comment",
@@ -37,6 +39,19 @@ __all__ = [
 ]
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def _shown(value: Any) -> Any:
+    """Every value a template prints: control and bidi characters become visible `[U+XXXX]`
+    (plain text, so it is as safe in an attribute as in an element)."""
+    if isinstance(value, str):
+        marked = replace_controls(value, lambda ch: f"[U+{ord(ch):04X}]")
+        # Already-safe HTML stays safe: only text characters were replaced, by plain text.
+        return Markup(marked) if isinstance(value, Markup) else marked  # noqa: S704
+    return value
+
+
+templates.env.finalize = _shown
 
 
 def _ts(value: str | datetime | None) -> str:

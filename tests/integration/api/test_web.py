@@ -7,16 +7,20 @@ header, refused forged posts, audit of logins.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from soc_agent.api.credentials import revoke_token
+from soc_agent.ingest import normalize
 from tests.integration.api.conftest import BEACON, Api, open_api, running_server
 from tests.integration.conftest import Deployment
 
+SAMPLES = Path(__file__).resolve().parents[3] / "samples" / "alerts"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -283,3 +287,25 @@ async def test_kill_switch_from_the_ui_shows_on_every_page(
     assert (await api.get("/api/v1/kill-switch")).json()["active"] is True
     (event,) = await api.audit(action="control.kill_switch")
     assert (event["actor"], event["outcome"]) == ("token:alice", "on")
+
+
+async def test_bidi_controls_in_alert_content_are_shown_not_obeyed(
+    api: Api, browser_like: httpx.AsyncClient
+) -> None:
+    doc = json.loads((SAMPLES / "crowdstrike_malware.json").read_text())
+    # "invoice_2026\u202eexe.pdf" displays as "invoice_2026fdp.exe" once reversed
+    doc["event"]["Name"] = "Known Malware in invoice_2026\u202efdp.exe"
+    doc["event"]["Hostname"] = "WS-FIN-042\u2067\u200f"
+    doc["event"]["CompositeId"] += "-bidi"
+    async with api.deployment.open(api.settings) as c:
+        outcome = await c.agent.handle(normalize(doc))
+    await _login(api, browser_like, "vic")
+    for path in (f"/incidents/{outcome.decision.incident_id}", "/incidents", "/audit"):
+        page = await browser_like.get(api.url + path)
+        assert page.status_code == 200, path
+        for ch in ("\u202e", "\u2067", "\u200f"):
+            assert ch not in page.text, (path, hex(ord(ch)))
+    page = await browser_like.get(api.url + f"/incidents/{outcome.decision.incident_id}")
+    assert "invoice_2026[U+202E]fdp.exe" in page.text
+    css = (await browser_like.get(api.url + "/static/style.css")).text
+    assert "unicode-bidi: isolate" in css
