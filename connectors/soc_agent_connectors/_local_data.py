@@ -12,7 +12,13 @@ import yaml
 
 from soc_agent.errors import ConfigError
 
-__all__ = ["load_jsonl", "load_yaml", "open_private_for_append", "resolve_data_path"]
+__all__ = [
+    "load_jsonl",
+    "load_records",
+    "load_yaml",
+    "open_private_for_append",
+    "resolve_data_path",
+]
 
 
 def resolve_data_path(path: str | None, default_sample: str) -> Path:
@@ -32,6 +38,28 @@ def load_yaml(path: Path, *, connector: str) -> Any:
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", source=str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", source=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the data file: {exc.strerror}", source=str(path)) from None
+
+
+def load_records(path: Path, key: str, *, connector: str, needs: tuple[str, ...]) -> list[Any]:
+    """The mappings listed under `key` in a YAML data file, each holding `needs`; a file of
+    another shape names itself and the entry at fault."""
+    raw = load_yaml(path, connector=connector)
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        raise ConfigError(f"expected a mapping with `{key}:`", source=str(path))
+    items = raw.get(key, [])
+    if not isinstance(items, list):
+        raise ConfigError("expected a list", source=str(path), key=key)
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or any(item.get(n) in (None, "") for n in needs):
+            wanted = " and ".join(f"`{n}`" for n in needs)
+            raise ConfigError(f"each entry needs {wanted}", source=str(path), key=f"{key}[{i}]")
+    return items
 
 
 def load_jsonl(path: Path, *, connector: str) -> list[dict[str, Any]]:

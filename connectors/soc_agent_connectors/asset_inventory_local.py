@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from soc_agent_connectors import Connector, capability
-from soc_agent_connectors._local_data import load_yaml, resolve_data_path
+from soc_agent_connectors._local_data import load_records, resolve_data_path
 
 __all__ = ["LocalAssetInventory"]
 
@@ -49,9 +49,10 @@ class LocalAssetInventory(Connector):
 
     def __init__(self, config: LocalAssetInventoryConfig) -> None:
         super().__init__(config)
-        raw = load_yaml(resolve_data_path(config.path, "inventory.yaml"), connector=self.name)
+        path = resolve_data_path(config.path, "inventory.yaml")
+        items = load_records(path, "assets", connector=self.name, needs=("type", "value"))
         self._assets: dict[tuple[str, str], dict[str, Any]] = {}
-        for item in (raw or {}).get("assets", []):
+        for item in items:
             self._assets[(str(item["type"]), str(item["value"]).strip().lower())] = item
 
     @capability(kind="query", scopes=["assets:read"])

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from soc_agent.errors import ConfigError
 from soc_agent_connectors import Connector, capability
-from soc_agent_connectors._local_data import load_yaml, resolve_data_path
+from soc_agent_connectors._local_data import load_records, resolve_data_path
 
 __all__ = ["LocalThreatIntel"]
 
@@ -50,22 +50,23 @@ class LocalThreatIntel(Connector):
     def __init__(self, config: LocalThreatIntelConfig) -> None:
         super().__init__(config)
         path = resolve_data_path(config.path, "intel.yaml")
-        raw = load_yaml(path, connector=self.name) or {}
+        items = load_records(path, "indicators", connector=self.name, needs=("type", "indicator"))
         self._exact: dict[tuple[str, str], dict[str, Any]] = {}
         self._networks: list[
             tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, dict[str, Any]]
         ] = []
-        for i, item in enumerate(raw.get("indicators", [])):
-            try:
-                kind, value = str(item["type"]), str(item["indicator"]).strip().lower()
-            except (KeyError, TypeError):
-                raise ConfigError(
-                    "each indicator needs `type` and `indicator`",
-                    source=str(path),
-                    key=f"indicators[{i}]",
-                ) from None
+        for i, item in enumerate(items):
+            kind, value = str(item["type"]), str(item["indicator"]).strip().lower()
             if kind == "ip" and "/" in value:
-                self._networks.append((ipaddress.ip_network(value, strict=False), item))
+                try:
+                    network = ipaddress.ip_network(value, strict=False)
+                except ValueError:
+                    raise ConfigError(
+                        f"not an IP network: {value[:64]!r}",
+                        source=str(path),
+                        key=f"indicators[{i}]",
+                    ) from None
+                self._networks.append((network, item))
             else:
                 self._exact[(kind, value)] = item
 
