@@ -18,6 +18,7 @@ from soc_agent.errors import ConfigError, ConnectorError, EgressDeniedError
 from soc_agent_connectors._http import CircuitOpenError, HttpConnector, VendorHTTPError
 from soc_agent_connectors._http_config import HttpConnectorConfig, HttpRuntime
 from soc_agent_connectors._http_guard import configured_host_problem
+from soc_agent_connectors._local_data import DATA_PATH
 from soc_agent_connectors._oauth2 import MicrosoftOAuth2Config, OAuth2Config, OAuth2Connector
 from soc_agent_connectors._rate_limit_reset import ResetHeaderConnector
 from soc_agent_connectors.action_models import (
@@ -49,6 +50,7 @@ from soc_agent_connectors.redact import (
 from soc_agent_connectors.secrets import SecretRef, SecretUnavailableError
 
 __all__ = [
+    "DATA_PATH",
     "ENTRY_POINT_GROUP",
     "HOSTNAME",
     "REDACTED",

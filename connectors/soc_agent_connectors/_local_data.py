@@ -12,7 +12,12 @@ import yaml
 
 from soc_agent.errors import ConfigError
 
+# Marks a connector setting that names a file the connector reads or writes, so the agent
+# can confine it to the configured data directories: `Field(..., json_schema_extra=DATA_PATH)`.
+DATA_PATH: dict[str, Any] = {"x-soc-agent-data-path": True}
+
 __all__ = [
+    "DATA_PATH",
     "load_jsonl",
     "load_records",
     "load_yaml",

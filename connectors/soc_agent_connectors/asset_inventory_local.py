@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from soc_agent_connectors import Connector, capability
-from soc_agent_connectors._local_data import load_records, resolve_data_path
+from soc_agent_connectors._local_data import DATA_PATH, load_records, resolve_data_path
 
 __all__ = ["LocalAssetInventory"]
 
@@ -16,7 +16,9 @@ Criticality = Literal["low", "medium", "high", "critical"]
 
 class LocalAssetInventoryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: str | None = Field(default=None, description="YAML file of assets")
+    path: str | None = Field(
+        default=None, description="YAML file of assets", json_schema_extra=DATA_PATH
+    )
 
 
 class AssetInput(BaseModel):

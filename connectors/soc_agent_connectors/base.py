@@ -145,9 +145,18 @@ class Connector:
 
     @classmethod
     def from_settings(
-        cls, raw: dict[str, Any], *, source: str = "config", configured_as: str | None = None
+        cls,
+        raw: dict[str, Any],
+        *,
+        source: str = "config",
+        configured_as: str | None = None,
+        check: Callable[[BaseModel], None] | None = None,
     ) -> Connector:
-        """Build from the raw `connectors.<name>` settings, naming the bad key on error."""
+        """Build from the raw `connectors.<name>` settings, naming the bad key on error.
+
+        `check` sees the validated settings before the connector opens any file or
+        connection (the agent confines file settings with it).
+        """
         try:
             config = cls.config_model.model_validate(raw)
         except ValidationError as exc:
@@ -155,6 +164,8 @@ class Connector:
             name = configured_as or cls.name
             key = ".".join(["connectors", name, *(str(p) for p in err["loc"])])
             raise ConfigError(err["msg"], source=source, key=key) from None
+        if check is not None:
+            check(config)
         return cls(config)
 
     @classmethod

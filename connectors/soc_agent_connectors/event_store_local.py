@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from soc_agent_connectors import Connector, capability
-from soc_agent_connectors._local_data import load_jsonl, resolve_data_path
+from soc_agent_connectors._local_data import DATA_PATH, load_jsonl, resolve_data_path
 
 __all__ = ["LocalEventStore"]
 
@@ -28,7 +28,9 @@ _FIELDS: dict[str, tuple[str, ...]] = {
 
 class LocalEventStoreConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: str | None = Field(default=None, description="JSON lines file of ECS events")
+    path: str | None = Field(
+        default=None, description="JSON lines file of ECS events", json_schema_extra=DATA_PATH
+    )
 
 
 class SearchInput(BaseModel):

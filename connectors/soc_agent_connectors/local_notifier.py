@@ -11,14 +11,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from soc_agent_connectors import Connector, capability
-from soc_agent_connectors._local_data import open_private_for_append
+from soc_agent_connectors._local_data import DATA_PATH, open_private_for_append
 
 __all__ = ["LocalNotifier"]
 
 
 class LocalNotifierConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    outbox: str = Field(default="soc-agent-notifications.jsonl")
+    outbox: str = Field(default="soc-agent-notifications.jsonl", json_schema_extra=DATA_PATH)
 
 
 class NotifyInput(BaseModel):

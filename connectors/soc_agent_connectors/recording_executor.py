@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from soc_agent.errors import ConnectorError
 from soc_agent_connectors import Connector, capability
-from soc_agent_connectors._local_data import open_private_for_append
+from soc_agent_connectors._local_data import DATA_PATH, open_private_for_append
 
 __all__ = ["RecordingExecutor"]
 
@@ -31,6 +31,7 @@ class RecordingExecutorConfig(BaseModel):
     journal: str = Field(
         default="soc-agent-containment.jsonl",
         description="JSON lines file the recorded actions are appended to",
+        json_schema_extra=DATA_PATH,
     )
 
 

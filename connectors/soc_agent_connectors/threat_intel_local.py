@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from soc_agent.errors import ConfigError
 from soc_agent_connectors import Connector, capability
-from soc_agent_connectors._local_data import load_records, resolve_data_path
+from soc_agent_connectors._local_data import DATA_PATH, load_records, resolve_data_path
 
 __all__ = ["LocalThreatIntel"]
 
@@ -19,7 +19,9 @@ Verdict = Literal["malicious", "suspicious", "benign", "unknown"]
 
 class LocalThreatIntelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: str | None = Field(default=None, description="YAML file of indicators")
+    path: str | None = Field(
+        default=None, description="YAML file of indicators", json_schema_extra=DATA_PATH
+    )
 
 
 class LookupInput(BaseModel):

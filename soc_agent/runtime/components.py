@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from soc_agent.pipeline.agent import Agent
 from soc_agent.pipeline.proposals import ProposalService
 from soc_agent.playbooks import Playbook, load_playbooks, shipped_playbooks_dir
 from soc_agent.runtime.backend import Backend, open_backend
+from soc_agent.runtime.confinement import check_confined
 from soc_agent.settings import Settings
 from soc_agent.store import StateStore
 
@@ -63,7 +65,11 @@ def build_connectors(
                 f"(installed: {', '.join(sorted(installed_connector_names()))})",
                 key=f"connectors.{name}" + (".use" if "use" in raw else ""),
             )
-        out[name] = cls.from_settings(options, configured_as=name)
+        out[name] = cls.from_settings(
+            options,
+            configured_as=name,
+            check=functools.partial(check_confined, settings, name),
+        )
     for name in settings.grants:
         if name not in out:
             raise ConfigError(

@@ -96,6 +96,16 @@ class Settings(BaseSettings):
     audit_anchor_seconds: float = Field(
         default=60.0, gt=0, le=86_400, description="how often the head is appended"
     )
+    secret_dirs: list[Path] = Field(
+        default_factory=lambda: [Path("/run/secrets"), Path("/var/run/secrets")],
+        description="where file: credential references may point (also the config file's "
+        "directory)",
+    )
+    data_dirs: list[Path] = Field(
+        default_factory=list,
+        description="where connector data files may be (also the store's and the config "
+        "file's directories and the shipped samples)",
+    )
     local_operator: bool = Field(
         default=False,
         description="let the CLI decide proposals without an API token, as the one identity "
@@ -201,6 +211,10 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     finally:
         if config is not None:
             _EXPLICIT_CONFIG.pop()
+    source = config or _config_path()
+    if settings.config is None and source is not None:
+        # Where the settings came from: file settings may sit beside it (confinement).
+        settings = settings.model_copy(update={"config": source})
     _check_together(settings)
     return settings
 

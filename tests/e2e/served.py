@@ -114,6 +114,7 @@ def _config(root: Path) -> str:
             "notifier": {"outbox": str(root / "notifications.jsonl")},
         },
         "policy": {"agent_autonomy": 2, "four_eyes_min_risk": "high"},
+        "data_dirs": [str(FIXTURES)],
     }
     return json.dumps(doc)  # JSON is YAML
 

@@ -86,6 +86,7 @@ class Deployment:
                 "notifier": {"outbox": str(self.outbox_path)},
             },
             grants={**DEFAULT_GRANTS, **(grants or {})},
+            data_dirs=[FIXTURES],
             policy={**BASE_POLICY, **(policy or {})},
             runtime={"max_concurrent_alerts": max_concurrent_alerts},
         )

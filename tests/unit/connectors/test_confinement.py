@@ -1,0 +1,106 @@
+"""Files named in connector settings stay in the directories configured for them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from soc_agent.errors import ConfigError
+from soc_agent.runtime.components import build_connectors
+from soc_agent.settings import load_settings
+
+
+def _settings(tmp: Path, connectors: dict[str, Any], **extra: Any) -> Any:
+    store = tmp / "state" / "s.db"
+    store.parent.mkdir(exist_ok=True)
+    grants = {"threat_intel": ["intel:read"], "case_hook": ["notify:send"], "notifier": []}
+    return load_settings(
+        store=store,
+        connectors=connectors,
+        grants={k: v for k, v in grants.items() if k in connectors},
+        **extra,
+    )
+
+
+def _hook(secret: str) -> dict[str, Any]:
+    return {
+        "use": "webhook",
+        "base_url": "https://cases.example.com/hooks",
+        "credentials": "env:CASE_TOKEN",
+        "signing_secret": secret,
+    }
+
+
+def test_a_file_secret_outside_the_secret_directories_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        build_connectors(_settings(tmp_path, {"case_hook": _hook("file:/etc/passwd")}))
+    assert err.value.key == "connectors.case_hook.signing_secret"
+    assert "file:/etc/passwd is outside the secret directories" in str(err.value)
+
+
+def test_a_symlink_out_of_a_secret_directory_is_followed_and_refused(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "hook").symlink_to("/etc/passwd")
+    with pytest.raises(ConfigError, match="outside the secret directories"):
+        build_connectors(
+            _settings(
+                tmp_path, {"case_hook": _hook(f"file:{secrets / 'hook'}")}, secret_dirs=[secrets]
+            )
+        )
+    (secrets / "real").write_text("a-signing-secret-of-some-length")
+    built = build_connectors(
+        _settings(tmp_path, {"case_hook": _hook(f"file:{secrets / 'real'}")}, secret_dirs=[secrets])
+    )
+    assert "case_hook" in built
+
+
+@pytest.mark.parametrize(
+    ("connector", "key", "where"),
+    [
+        ("threat_intel", "path", "../../../../etc/hosts"),
+        ("notifier", "outbox", "/etc/soc-agent-outbox.jsonl"),
+    ],
+)
+def test_a_data_file_outside_the_data_directories_is_refused(
+    tmp_path: Path, connector: str, key: str, where: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        build_connectors(_settings(tmp_path, {connector: {key: where}}))
+    assert err.value.key == f"connectors.{connector}.{key}"
+    assert "outside the data directories" in str(err.value)
+
+
+def test_data_files_beside_the_store_or_in_data_dirs_are_fine(tmp_path: Path) -> None:
+    intel = tmp_path / "feeds" / "intel.yaml"
+    intel.parent.mkdir()
+    intel.write_text("indicators: []\n")
+    with pytest.raises(ConfigError, match="outside the data directories"):
+        build_connectors(_settings(tmp_path, {"threat_intel": {"path": str(intel)}}))
+    built = build_connectors(
+        _settings(tmp_path, {"threat_intel": {"path": str(intel)}}, data_dirs=[intel.parent])
+    )
+    assert "threat_intel" in built
+    # the defaults: the shipped samples, and the journal and outbox beside the store
+    assert len(build_connectors(_settings(tmp_path, {"notifier": {}}))) == 1
+    assert len(build_connectors(load_settings(store=tmp_path / "s.db"))) >= 5
+
+
+def test_files_beside_the_config_file_are_fine(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "intel.yaml").write_text("indicators: []\n")
+    (etc / "hook.secret").write_text("a-signing-secret-of-some-length")
+    config = etc / "soc-agent.yaml"
+    config.write_text(
+        "connectors:\n"
+        f"  threat_intel: {{path: {etc / 'intel.yaml'}}}\n"
+        f"  case_hook: {{use: webhook, base_url: 'https://cases.example.com/h',"
+        f" credentials: 'env:CASE_TOKEN', signing_secret: 'file:{etc / 'hook.secret'}'}}\n"
+        "grants: {threat_intel: [intel:read], case_hook: [notify:send]}\n"
+    )
+    settings = load_settings(config, store=tmp_path / "var" / "s.db")
+    assert settings.config == config
+    assert set(build_connectors(settings)) == {"threat_intel", "case_hook"}
