@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from soc_agent.errors import NormalizationError
 from soc_agent.models import Alert, Entity, EntityType, Rule, Severity
+from soc_agent.models.alert import ENTITIES_TRUNCATED, MAX_ENTITIES
 
 __all__ = [
     "MAX_ATTRIBUTE_CHARS",
@@ -52,7 +53,6 @@ __all__ = [
 MAX_ID_CHARS = 256
 MAX_TITLE_CHARS = 1024
 MAX_DESCRIPTION_CHARS = 16384
-MAX_ENTITIES = 256
 MAX_LABEL_CHARS = 1024
 MAX_ATTRIBUTE_CHARS = 1024
 TRUNCATION_MARKER = "…[truncated]"
@@ -427,7 +427,7 @@ class AlertDraft:
         if self.entities.dropped:
             self.labels["ingest.entities_dropped"] = self.entities.dropped
         if self.entities.overflow:
-            self.labels["ingest.entities_truncated"] = self.entities.overflow
+            self.labels[ENTITIES_TRUNCATED] = self.entities.overflow
         labels = {
             truncate(str(k), 128): truncate(str(v), MAX_LABEL_CHARS) for k, v in self.labels.items()
         }

@@ -79,9 +79,12 @@ def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Al
     draft.techniques += [t for t in as_list(doc.get("mitreTechniques")) if isinstance(t, str)]
     category = opt_str(doc, "category", f)
     draft.tactic(category)
-    for evidence in as_list(doc.get("evidence"))[:_MAX_EVIDENCE]:
+    evidences = as_list(doc.get("evidence"))
+    for evidence in evidences[:_MAX_EVIDENCE]:
         if isinstance(evidence, dict):
             _evidence(draft.entities, evidence)
+    # Evidence past the cap is not read: count it as entities not kept, never silently.
+    draft.entities.overflow += max(0, len(evidences) - _MAX_EVIDENCE)
 
     for key in (
         "providerAlertId",

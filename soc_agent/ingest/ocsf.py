@@ -145,7 +145,10 @@ def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Al
                 draft.tactic(tactic.get("name") or tactic.get("uid"))
 
     _entities(draft.entities, doc)
-    for evidence in as_list(doc.get("evidences"))[:_MAX_EVIDENCES]:
+    evidences = as_list(doc.get("evidences"))
+    # Evidence past the cap is not read: count it as entities not kept, never silently.
+    draft.entities.overflow += max(0, len(evidences) - _MAX_EVIDENCES)
+    for evidence in evidences[:_MAX_EVIDENCES]:
         if isinstance(evidence, dict):
             _entities(draft.entities, evidence)
             _email(draft.entities, evidence.get("email"))

@@ -198,11 +198,13 @@ def parse_payload(
     headers: Mapping[str, str] | None = None,
     received_at: datetime | None = None,
     max_records: int | None = None,
+    max_record_bytes: int | None = None,
 ) -> IngestResult:
     """Turn a payload into alerts and dead letters; every input record ends in one of the two.
 
     With `max_records`, a payload holding more records raises TooManyRecords as soon
-    as the count is passed, before the rest is normalised.
+    as the count is passed, before the rest is normalised. A record larger than
+    `max_record_bytes` is dead-lettered (whole) instead of normalised.
     """
     received = received_at or datetime.now(UTC)
     seen = 0
@@ -232,6 +234,15 @@ def parse_payload(
         if outer.error is not None:
             count(1)
             dead(outer.error, outer.raw, outer.source)
+            continue
+        if max_record_bytes is not None and len(outer.raw) > max_record_bytes:
+            count(1)
+            dead(
+                f"record of {len(outer.raw):,} bytes is over the {max_record_bytes:,} one alert "
+                "may have (runtime.max_alert_bytes): not normalised",
+                outer.raw,
+                outer.source,
+            )
             continue
         expanded = _expand(outer)
         count(len(expanded))

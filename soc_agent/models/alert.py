@@ -10,7 +10,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["Alert", "Entity", "EntityType", "Rule", "Severity"]
+__all__ = [
+    "ENTITIES_TRUNCATED",
+    "MAX_ENTITIES",
+    "Alert",
+    "Entity",
+    "EntityType",
+    "Rule",
+    "Severity",
+]
+
+MAX_ENTITIES = 256
+"""Entities kept per alert; more are counted under the `ENTITIES_TRUNCATED` label."""
+ENTITIES_TRUNCATED = "ingest.entities_truncated"
 
 
 class Severity(StrEnum):

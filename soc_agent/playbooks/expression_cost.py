@@ -27,8 +27,10 @@ __all__ = [
     "MAX_EXPRESSION_CHARS",
     "MAX_ITERATIONS",
     "MAX_NESTING",
+    "MAX_ORIGINAL_VALUES",
     "MAX_RANGE",
     "comprehension_depth",
+    "count_values",
     "largest_list",
     "runtime_cost_problem",
     "static_cost_problem",
@@ -38,6 +40,7 @@ MAX_EXPRESSION_CHARS = 2000
 MAX_NESTING = 2
 MAX_COMPREHENSIONS = 8
 MAX_RANGE = 10_000
+MAX_ORIGINAL_VALUES = 50_000  # an alert's source document larger than this is not read
 MAX_ITERATIONS = 200_000  # about 0.2 s of the CEL engine on the reference machine (measured)
 
 _MACRO = re.compile(r"\.\s*(?:all|exists_one|exists|map|filter)\s*\(")
@@ -101,6 +104,20 @@ def largest_list(values: Iterable[Any]) -> int:
             largest = max(largest, len(value))
             stack.extend(value)
     return largest
+
+
+def count_values(value: Any, *, stop_after: int) -> int:
+    """How many values (scalars, lists, maps) `value` holds, counting at most `stop_after + 1`."""
+    count = 0
+    stack = [value]
+    while stack and count <= stop_after:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return count
 
 
 def _closing(text: str, open_at: int) -> int:

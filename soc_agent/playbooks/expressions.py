@@ -22,7 +22,9 @@ from cel.stdlib import STDLIB_FUNCTIONS
 
 from soc_agent.errors import ExpressionError
 from soc_agent.playbooks.expression_cost import (
+    MAX_ORIGINAL_VALUES,
     comprehension_depth,
+    count_values,
     largest_list,
     runtime_cost_problem,
     static_cost_problem,
@@ -115,30 +117,61 @@ _BASE_CACHE_SIZE = 32
 @dataclass
 class _Base:
     shared: tuple[Any, ...]  # the objects converted, held so their ids stay unique
-    context: Any
-    extra: set[str] = field(default_factory=set)
+    # One CEL context with the alert's original document, one without: most expressions
+    # never read `alert.original`, and converting a large one dominated each evaluation
+    # (the CEL binding re-converts every variable whenever one changes).
+    contexts: dict[bool, Any] = field(default_factory=dict)
+    extra: dict[bool, set[str]] = field(default_factory=dict)
     largest: dict[str, int] = field(default_factory=dict)  # longest list per shared name
+    original_values: int | None = None  # how many values alert.original holds (capped count)
+
+    def context(self, with_original: bool) -> Any:
+        if with_original not in self.contexts:
+            variables = {n: v for n, v in zip(_SHARED, self.shared, strict=True) if v is not None}
+            alert = variables.get("alert")
+            if not with_original and isinstance(alert, dict) and "original" in alert:
+                variables["alert"] = {k: v for k, v in alert.items() if k != "original"}
+            self.contexts[with_original] = cel.Context(
+                variables=variables, functions=STDLIB_FUNCTIONS
+            )
+            self.extra[with_original] = set()
+        return self.contexts[with_original]
 
 
-def _cel_context(context: Mapping[str, Any]) -> Any:
+def _base(context: Mapping[str, Any]) -> _Base:
     shared = tuple(context.get(name) for name in _SHARED)
     key = (id(shared[0]), id(shared[1]))
     base = _BASES.get(key)
     if base is None or any(a is not b for a, b in zip(base.shared, shared, strict=True)):
-        variables = {n: v for n, v in zip(_SHARED, shared, strict=True) if v is not None}
-        base = _Base(shared, cel.Context(variables=variables, functions=STDLIB_FUNCTIONS))
+        base = _Base(shared)
         _BASES[key] = base
         if len(_BASES) > _BASE_CACHE_SIZE:
             _BASES.popitem(last=False)
     else:
         _BASES.move_to_end(key)
+    return base
+
+
+def _cel_context(context: Mapping[str, Any], *, with_original: bool = True) -> Any:
+    base = _base(context)
+    cel_context = base.context(with_original)
     extra = {name for name in context if name not in _SHARED}
-    for stale in base.extra - extra:
-        base.context.add_variable(stale, None)  # no leftovers from an earlier expression
+    for stale in base.extra[with_original] - extra:
+        cel_context.add_variable(stale, None)  # no leftovers from an earlier expression
     for name in extra:
-        base.context.add_variable(name, context[name])
-    base.extra = extra
-    return base.context
+        cel_context.add_variable(name, context[name])
+    base.extra[with_original] = extra
+    return cel_context
+
+
+def _original_too_large(context: Mapping[str, Any]) -> int | None:
+    """How many values alert.original holds, when that is more than expressions may read."""
+    base = _base(context)
+    if base.original_values is None:
+        alert = context.get("alert")
+        original = alert.get("original") if isinstance(alert, dict) else None
+        base.original_values = count_values(original, stop_after=MAX_ORIGINAL_VALUES)
+    return base.original_values if base.original_values > MAX_ORIGINAL_VALUES else None
 
 
 def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
@@ -148,11 +181,21 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
     (EvaluationError, not missing data: see `expression_cost`).
     """
     program = compile_expression(expression)
-    cel_context = _cel_context(context)
-    depth, _ = comprehension_depth(_blank_strings(expression))
+    blanked = _blank_strings(expression)
+    reads_original = "original" in blanked
+    if reads_original and (values := _original_too_large(context)) is not None:
+        raise EvaluationError(
+            expression,
+            f"not evaluated: alert.original holds more than {values - 1:,} values, over the "
+            f"{MAX_ORIGINAL_VALUES:,} expressions may read",
+            missing_data=False,
+        )
+    cel_context = _cel_context(context, with_original=reads_original)
+    depth, _ = comprehension_depth(blanked)
     if depth >= 2:
         names = {str(v) for v in program.variables()}
-        problem = runtime_cost_problem(depth, _largest_list(context, names))
+        largest = _largest_list(context, names, with_original=reads_original)
+        problem = runtime_cost_problem(depth, largest)
         if problem is not None:
             raise EvaluationError(expression, problem, missing_data=False)
     try:
@@ -174,19 +217,22 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
         ) from None
 
 
-def _largest_list(context: Mapping[str, Any], names: set[str]) -> int:
+def _largest_list(context: Mapping[str, Any], names: set[str], *, with_original: bool) -> int:
     """The longest list among the context variables the expression reads."""
-    shared = tuple(context.get(name) for name in _SHARED)
-    base = _BASES.get((id(shared[0]), id(shared[1])))
+    base = _base(context)
     largest = 0
     for name in names & context.keys():
-        if base is not None and name in _SHARED:
+        value = context[name]
+        if name in _SHARED:
             # Measured once per decision: the alert and incident do not change within one.
-            if name not in base.largest:
-                base.largest[name] = largest_list([context[name]])
-            size = base.largest[name]
+            key = f"{name}:{with_original}"
+            if key not in base.largest:
+                if name == "alert" and not with_original and isinstance(value, dict):
+                    value = {k: v for k, v in value.items() if k != "original"}
+                base.largest[key] = largest_list([value])
+            size = base.largest[key]
         else:
-            size = largest_list([context[name]])
+            size = largest_list([value])
         largest = max(largest, size)
     return largest
 

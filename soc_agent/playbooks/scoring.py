@@ -17,11 +17,13 @@ from pydantic import ValidationError
 
 from soc_agent.errors import ExpressionError
 from soc_agent.models import ActionCandidate, Alert, Entity, Incident, ScoreContribution
+from soc_agent.models.alert import ENTITIES_TRUNCATED, MAX_ENTITIES
 from soc_agent.playbooks.context import incident_context
 from soc_agent.playbooks.expressions import (
     EvaluationError,
     evaluate,
     evaluate_bool,
+    free_variables,
     step_references,
 )
 from soc_agent.playbooks.schema import Playbook, RespondRule
@@ -56,6 +58,18 @@ def score(playbook: Playbook, ctx: Mapping[str, Any]) -> tuple[float, list[Score
         breakdown.append(
             ScoreContribution(rule="base", points=playbook.score.base, reason="playbook base score")
         )
+    truncated = _entities_truncated(ctx)
+    if truncated:
+        kept = len(ctx["alert"].get("entities") or [])
+        breakdown.append(
+            ScoreContribution(
+                rule=ENTITIES_TRUNCATED,
+                points=0,
+                reason=f"the alert named more entities than are kept: kept {kept} of "
+                f"{kept + truncated}; rules saw only those",
+                evaluated=False,
+            )
+        )
     for rule in playbook.score.rules:
         try:
             fired = evaluate_bool(rule.when, ctx)
@@ -71,6 +85,8 @@ def score(playbook: Playbook, ctx: Mapping[str, Any]) -> tuple[float, list[Score
             continue
         if not fired:
             missing = _missing_evidence(rule.when, ctx)
+            if truncated and "alert" in free_variables(rule.when):
+                missing.append(f"the rule saw {MAX_ENTITIES} entities at most of the alert's")
             if missing:
                 # Did not fire, but could not have: say so instead of a silent zero.
                 breakdown.append(
@@ -89,6 +105,16 @@ def score(playbook: Playbook, ctx: Mapping[str, Any]) -> tuple[float, list[Score
         total += rule.points
         breakdown.append(ScoreContribution(rule=rule.id, points=rule.points, reason=reason))
     return max(0.0, min(100.0, float(total))), breakdown
+
+
+def _entities_truncated(ctx: Mapping[str, Any]) -> int:
+    """How many entities normalisation dropped past its cap (0 when none)."""
+    alert = ctx.get("alert")
+    labels = alert.get("labels") if isinstance(alert, Mapping) else None
+    try:
+        return int((labels or {}).get(ENTITIES_TRUNCATED, 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _not_evaluated(expression: str, ctx: Mapping[str, Any], exc: ExpressionError) -> str:

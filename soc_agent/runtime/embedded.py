@@ -12,12 +12,12 @@ from pathlib import Path
 
 from soc_agent.ingest import parse_payload
 from soc_agent.models import Alert, DeadLetter
+from soc_agent.models.ids import dead_letter_id
 from soc_agent.pipeline.agent import AlertOutcome
 from soc_agent.runtime.components import Components
 
 __all__ = ["RunReport", "default_alert_sources", "run_embedded"]
 
-MAX_INPUT_BYTES = 256 * 1024 * 1024
 MAX_REPORTED_DEAD_LETTERS = 100
 
 
@@ -60,12 +60,19 @@ def _expand(sources: Iterable[str | Path]) -> list[str | Path]:
     return out
 
 
-async def _read(src: str | Path) -> tuple[str, bytes]:
+async def _read(src: str | Path, limit: int) -> tuple[str, bytes | None]:
+    """The input's bytes, or None when it is larger than `limit` (read up to it only)."""
     if src == "-":
-        data = await asyncio.to_thread(sys.stdin.buffer.read, MAX_INPUT_BYTES)
-        return "stdin", data
+        data = await asyncio.to_thread(sys.stdin.buffer.read, limit + 1)
+        return "stdin", data if len(data) <= limit else None
     path = Path(src)
-    return str(path), await asyncio.to_thread(path.read_bytes)
+
+    def read() -> bytes | None:
+        with path.open("rb") as fh:
+            data = fh.read(limit + 1)
+        return data if len(data) <= limit else None
+
+    return str(path), await asyncio.to_thread(read)
 
 
 async def run_embedded(
@@ -122,10 +129,26 @@ async def run_embedded(
 async def _ingest(
     components: Components, sources: Iterable[str | Path]
 ) -> AsyncIterator[Alert | DeadLetter]:
+    bounds = components.settings.runtime
     for src in _expand(sources):
-        name, data = await _read(src)
+        name, data = await _read(src, bounds.max_input_bytes)
+        if data is None:
+            # Nothing is lost: the input stays where it is, and the dead letter says why.
+            yield DeadLetter(
+                id=dead_letter_id(name, name.encode()),
+                reason=f"input is over the {bounds.max_input_bytes:,} bytes read at once "
+                "(runtime.max_input_bytes): split it, nothing in it was processed",
+                source=name,
+                original=b"",
+                received_at=components.clock(),
+            )
+            continue
         result = parse_payload(
-            data, source=name, mappings=components.mappings, received_at=components.clock()
+            data,
+            source=name,
+            mappings=components.mappings,
+            received_at=components.clock(),
+            max_record_bytes=bounds.max_alert_bytes,
         )
         for letter in result.dead_letters:
             yield letter

@@ -53,6 +53,18 @@ class RuntimeConfig(BaseModel):
     max_concurrent_alerts: int = Field(default=8, ge=1, le=1024)
     connector_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     notify_channel: str = "soc"
+    max_alert_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="one alert record read from a file or stdin (as the webhook's body limit)",
+    )
+    max_input_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        le=4 * 1024 * 1024 * 1024,
+        description="one input file or stdin as read at once; split larger files",
+    )
 
 
 class Settings(BaseSettings):

@@ -421,3 +421,24 @@ def test_the_store_its_wal_and_the_journals_are_private_to_their_owner(tmp_path:
     assert any(p.name.endswith(".jsonl") for p in made), [p.name for p in made]
     loose = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in made if p.stat().st_mode & 0o077}
     assert loose == {}
+
+
+def test_oversized_alerts_and_inputs_are_dead_lettered_whole(tmp_path: Path) -> None:
+    doc = json.loads((SAMPLES / "crowdstrike_malware.json").read_text())
+    big = dict(doc, padding="x" * (6 * 1024 * 1024))  # over the 5 MiB an alert may have
+    lines = [json.dumps(big), (SAMPLES / "suricata_c2.jsonl").read_text().splitlines()[0]]
+    (tmp_path / "mixed.jsonl").write_text("\n".join(lines) + "\n")
+    run = cli("run", "--alerts", "mixed.jsonl", "--json", "--store", "s.db", cwd=tmp_path)
+    assert len(decisions(run.stdout)) == 1, run.stderr  # the normal alert is decided
+    assert "runtime.max_alert_bytes" in run.stderr
+    db = sqlite3.connect(tmp_path / "s.db")
+    (reason, original) = db.execute("SELECT reason, original FROM dead_letters").fetchone()
+    db.close()
+    assert f"{len(lines[0]):,} bytes" in reason and original == lines[0].encode()  # nothing lost
+
+    small = {"SOC_AGENT_RUNTIME__MAX_INPUT_BYTES": "2048"}
+    refused = cli(
+        "run", "--alerts", "mixed.jsonl", "--store", "t.db", cwd=tmp_path, env=small
+    )  # fmt: skip
+    said = refused.stdout + refused.stderr
+    assert "runtime.max_input_bytes" in said and "split it" in said and "mixed.jsonl" in said

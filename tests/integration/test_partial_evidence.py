@@ -107,3 +107,21 @@ async def test_a_costly_rule_on_padded_data_is_not_run_and_escalates(tmp_path: P
     # 40 scored, 90 reachable had the rule run: a human decides, nothing is quietly notified
     assert block.disposition is Disposition.ESCALATED, block
     assert "repeated-pair" in block.reason
+
+
+async def test_an_alert_with_more_entities_than_kept_is_a_finding_and_escalates(
+    tmp_path: Path,
+) -> None:
+    # The attacker pads the sign-in alert with 2,000 IPs: only the first 256 entities
+    # are kept, so a rule that did not fire on them might have fired on the rest.
+    doc = _padded(2000)
+    decision, _ = await _decide(tmp_path, doc)
+    truncated = [b for b in decision.breakdown if b.rule == "ingest.entities_truncated"]  # type: ignore[attr-defined]
+    assert truncated and not truncated[0].evaluated
+    assert "of 2003; rules saw only those" in truncated[0].reason
+    others = [b for b in decision.breakdown if not b.evaluated and b.rule != truncated[0].rule]  # type: ignore[attr-defined]
+    assert others, "the rules that could not see every entity are named"
+    for action in decision.actions:  # type: ignore[attr-defined]
+        assert action.disposition is not Disposition.NOTIFIED or action.rule != "threshold.notify"
+    revoke = {a.action: a for a in decision.actions}["revoke_sessions"]  # type: ignore[attr-defined]
+    assert revoke.disposition in (Disposition.ESCALATED, Disposition.PROPOSED)

@@ -88,3 +88,14 @@ def test_the_bound_counts_the_lists_the_expression_can_read() -> None:
     pairs = "steps.siem.result.exists(a, steps.siem.result.exists(b, a == b + 5000))"
     with pytest.raises(EvaluationError, match="3000 items"):
         evaluate(pairs, {"alert": _alert(3), "steps": steps})
+
+
+def test_a_huge_original_is_never_read_and_only_refused_to_those_who_ask() -> None:
+    original = {"evidence": [{"ip": f"10.0.{i // 256}.{i % 256}"} for i in range(30_000)]}
+    alert = {"severity": "high", "entities": [], "original": original}
+    # most expressions never touch the source document: they run as if it were small
+    assert evaluate("alert.severity == 'high'", {"alert": alert}) is True
+    assert evaluate("alert.severity + '${x}'", {"alert": alert, "item": 1}) == "high${x}"
+    # one that reads it is refused, by name, rather than converting 60,000 values
+    with pytest.raises(EvaluationError, match="alert.original holds more than 50,000 values"):
+        evaluate("size(alert.original.evidence) > 0", {"alert": alert})
