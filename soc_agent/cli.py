@@ -60,7 +60,7 @@ AnalystOpt = Annotated[
         "--analyst",
         help="who is deciding: must match the token's holder; without a token, recorded "
         "as an unauthenticated local name (local:NAME)",
-        default_factory=lambda: os.environ.get("SOC_AGENT_ANALYST") or os.environ.get("USER"),
+        default_factory=lambda: os.environ.get("SOC_AGENT_ANALYST"),
     ),
 ]
 TokenFileOpt = Annotated[
@@ -70,6 +70,11 @@ TokenFileOpt = Annotated[
         help="file holding your API token (or set SOC_AGENT_TOKEN): who you are",
     ),
 ]
+
+
+def _local_name(analyst: str | None) -> str:
+    """Who an unauthenticated CLI change is audited as: the name given, else the login."""
+    return identity("local", analyst or os.environ.get("USER") or "operator")
 
 
 def _settings(config: Path | None, store: Path | None, **extra: Any) -> Settings:
@@ -624,9 +629,7 @@ def tokens_create(
     except ValueError:
         raise _fail(f"unknown role {role!r} (viewer, analyst, senior or admin)", 2) from None
     settings = _settings(config, store)
-    secret = _run(
-        lambda: create_token(settings, name, chosen, actor=identity("local", analyst or "operator"))
-    )
+    secret = _run(lambda: create_token(settings, name, chosen, actor=_local_name(analyst)))
     typer.echo(secret)
     typer.echo(f"token for {name} ({chosen.value}) created; it is shown only this once", err=True)
 
@@ -642,7 +645,7 @@ def tokens_revoke(
     from soc_agent.api.credentials import revoke_token
 
     settings = _settings(config, store)
-    _run(lambda: revoke_token(settings, name, actor=identity("local", analyst or "operator")))
+    _run(lambda: revoke_token(settings, name, actor=_local_name(analyst)))
     typer.echo(f"token {name} revoked")
 
 

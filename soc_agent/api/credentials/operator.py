@@ -10,6 +10,7 @@ counts once however many names are typed.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -69,4 +70,4 @@ async def cli_actor(backend: Backend, *, token: str | None, claimed: str | None)
     holder, or the name typed, marked as an unauthenticated local claim."""
     if token is not None:
         return (await _token_identity(backend, token, claimed)).name
-    return identity("local", claimed or "operator")
+    return identity("local", claimed or os.environ.get("USER") or "operator")
