@@ -83,6 +83,7 @@ class ScoreContribution(BaseModel):
     points: float
     reason: str
     evaluated: bool = True
+    model_derived: bool = False  # the rule reads the model's assessment (`agent.*`)
 
 
 class ActionRequest(BaseModel):

@@ -232,7 +232,7 @@ class Agent:
         )
         await self._store.save_investigation(investigation)
         ctx = build_context(alert, incident, investigation)
-        total, breakdown = score(playbook, ctx)
+        total, breakdown = score(playbook, ctx, max_model_points=self._policy.model.max_points)
         requests = await decide_all(
             candidates(playbook, ctx),
             self._facts,

@@ -92,6 +92,7 @@ async def decide_all(
     `score_bound` is the score had every unevaluated rule of `breakdown` fired.
     """
     unevaluated = tuple(f"{c.rule} ({c.reason})" for c in breakdown if not c.evaluated)
+    model_points = sum(c.points for c in breakdown if c.model_derived)
     evidence = investigation.by_step()
     planned: Counter[str] = Counter()
     out: list[ActionRequest] = []
@@ -109,6 +110,7 @@ async def decide_all(
                 candidate=cand,
                 facts=found,
                 score=score,
+                model_points=model_points,
                 score_bound=score_bound,
                 unevaluated=unevaluated,
                 investigation_concluded=investigation.concluded,

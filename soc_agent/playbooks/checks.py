@@ -124,8 +124,10 @@ def _check_scoring(playbook: Playbook, problems: Problems) -> None:
         if rule.id in seen:
             problems.append(((*base, "id"), f"score rule id {rule.id!r} is already used"))
         seen.add(rule.id)
-        _check_expression(rule.when, (*base, "when"), _STEP_VARS, steps, problems)
-        _check_templates(rule.reason, (*base, "reason"), _STEP_VARS, steps, problems)
+        # The model's assessment exists only when a model investigates.
+        variables = _STEP_VARS | ({"agent"} if playbook.investigator != "steps" else set())
+        _check_expression(rule.when, (*base, "when"), variables, steps, problems)
+        _check_templates(rule.reason, (*base, "reason"), variables, steps, problems)
 
 
 def _check_respond(playbook: Playbook, problems: Problems) -> None:

@@ -8,7 +8,7 @@ connector catalog) are checked by the loader, which can name file and line.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -228,6 +228,12 @@ class Playbook(_Strict):
         ge=0,
         le=10000,
         description="When several playbooks match, the highest priority wins (ties: name order).",
+    )
+    investigator: Literal["steps", "agent", "hybrid"] = Field(
+        default="steps",
+        description="steps: the listed steps only; hybrid: the steps, then the model's own "
+        "read-only lookups; agent: the model plans from the alert. Score rules of the last two "
+        "may read its assessment as `agent` (verdict, confidence).",
     )
     autonomy: AutonomyLevel | None = Field(
         default=None, description="Autonomy cap for every action of this playbook (1-5)."

@@ -42,8 +42,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def score(playbook: Playbook, ctx: Mapping[str, Any]) -> tuple[float, list[ScoreContribution]]:
+def score(
+    playbook: Playbook, ctx: Mapping[str, Any], *, max_model_points: float = 20.0
+) -> tuple[float, list[ScoreContribution]]:
     """Base plus the points of every rule whose `when` holds, clamped to [0, 100].
+
+    A rule that reads the model's assessment (`agent.*`) is model-derived: together
+    such rules add (or take away) at most `max_model_points` (policy.model.max_points),
+    and each says so in its reason.
 
     The breakdown lists the base (when non-zero), every rule that fired, and
     every rule that could not be evaluated (`evaluated=False`, 0 points, with
@@ -58,6 +64,7 @@ def score(playbook: Playbook, ctx: Mapping[str, Any]) -> tuple[float, list[Score
         breakdown.append(
             ScoreContribution(rule="base", points=playbook.score.base, reason="playbook base score")
         )
+    model_total = 0.0
     truncated = _entities_truncated(ctx)
     if truncated:
         kept = len(ctx["alert"].get("entities") or [])
@@ -102,8 +109,16 @@ def score(playbook: Playbook, ctx: Mapping[str, Any]) -> tuple[float, list[Score
             reason = str(render(rule.reason, ctx))
         except ExpressionError as exc:
             reason = f"{rule.reason} (reason could not be rendered: {exc})"
-        total += rule.points
-        breakdown.append(ScoreContribution(rule=rule.id, points=rule.points, reason=reason))
+        points, derived = float(rule.points), "agent" in free_variables(rule.when)
+        if derived:
+            capped = max(-max_model_points, min(max_model_points, model_total + points))
+            points, model_total = capped - model_total, capped
+            capping = f", capped: {points:g} of {rule.points:g}" if points != rule.points else ""
+            reason = f"{reason} (model-derived{capping})"
+        total += points
+        breakdown.append(
+            ScoreContribution(rule=rule.id, points=points, reason=reason, model_derived=derived)
+        )
     return max(0.0, min(100.0, float(total))), breakdown
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_BUDGET_KEY",
     "DEFAULT_PROPOSAL_EXPIRY_SECONDS",
     "BlastRadiusBudget",
+    "ModelPolicy",
     "PolicyConfig",
     "ProtectedAssets",
     "budget_for",
@@ -184,6 +185,24 @@ def _coerce_autonomy(value: Any) -> Any:
     return value
 
 
+class ModelPolicy(BaseModel):
+    """How far a language model's assessment may move a decision (`policy.model`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_points: float = Field(
+        default=20.0,
+        ge=0,
+        le=100,
+        description="the most model-derived score rules may add (or take away) together",
+    )
+    may_execute: bool = Field(
+        default=False,
+        description="may an action execute when only model-derived points reach execute_at "
+        "(false: it is proposed instead)",
+    )
+
+
 class PolicyConfig(BaseModel):
     """Deployment-wide policy: the knobs a SOC sets, and the guardrails playbooks cannot loosen."""
 
@@ -202,6 +221,7 @@ class PolicyConfig(BaseModel):
     deny_actions: list[str] = Field(default_factory=list)
     edge_margin: float = Field(default=5.0, ge=0)
     review_sample_rate: float = Field(default=0.2, ge=0, le=1)
+    model: ModelPolicy = Field(default_factory=ModelPolicy)
     default_propose_at: float = 60.0
     default_execute_at: float = 90.0
     proposal_expiry_seconds: dict[Severity, int] = Field(

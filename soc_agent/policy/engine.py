@@ -174,7 +174,7 @@ def _live_outcome(
     if denial is not None:
         return _Outcome(Disposition.DENIED, denial.rule, denial.reason)
 
-    band = classify(inp.score, thresholds)
+    band = _without_model_execution(inp, classify(inp.score, thresholds), thresholds, config)
     unevaluated = _unevaluated(inp, thresholds, band)
     if unevaluated is not None:
         return unevaluated
@@ -223,11 +223,13 @@ def _live_outcome(
             hits,
         )
     edge_limit = thresholds.execute_at + config.edge_margin
-    if level is AutonomyLevel.APPROVER and inp.score < edge_limit:
+    # The model may not lift a score out of the edge-case band either.
+    judged = inp.score if config.model.may_execute else inp.score - max(0.0, inp.model_points)
+    if level is AutonomyLevel.APPROVER and judged < edge_limit:
         return _Outcome(
             Disposition.ESCALATED,
             PolicyRule.APPROVER_EDGE_CASE,
-            f"{autonomy}, escalates edge cases: score {fmt(inp.score)} is within "
+            f"{autonomy}, escalates edge cases: score {fmt(judged)} is within "
             f"edge_margin {fmt(config.edge_margin)} of execute_at {fmt(thresholds.execute_at)} "
             f"(below {fmt(edge_limit)}){also}",
             hits,
@@ -252,6 +254,24 @@ def _live_outcome(
         )
     return _Outcome(
         Disposition.EXECUTED, band.rule, f"{band.reason}; {autonomy}, executes within guardrails"
+    )
+
+
+def _without_model_execution(
+    inp: PolicyInput, band: BandResult, thresholds: Thresholds, config: PolicyConfig
+) -> BandResult:
+    """An execution the model's points alone reach is a proposal (unless policy.model allows)."""
+    if band.band is not Band.EXECUTE or config.model.may_execute or inp.model_points <= 0:
+        return band
+    without = inp.score - inp.model_points
+    if without >= thresholds.execute_at:
+        return band
+    return BandResult(
+        band=Band.PROPOSE,
+        rule=PolicyRule.MODEL_NO_EXECUTE,
+        reason=f"score {fmt(inp.score)} reaches execute_at {fmt(thresholds.execute_at)} only "
+        f"with {fmt(inp.model_points)} model-derived points ({fmt(without)} without them), and "
+        "policy.model.may_execute is off: proposed",
     )
 
 

@@ -41,6 +41,9 @@ class PolicyInput:
     candidate: ActionCandidate
     facts: ActionFacts | None  # None: no configured connector provides the action
     score: float
+    # Points in `score` that came from score rules reading the model's assessment
+    # (`agent.*`), already capped at policy.model.max_points.
+    model_points: float = 0.0
     # The highest score had every unevaluated score rule fired (None: every rule was
     # evaluated), and the rules that could not be evaluated, with why.
     score_bound: float | None = None

@@ -33,6 +33,7 @@ class PolicyRule(StrEnum):
     INCOMPLETE = "investigation.incomplete"
     MISSING_EVIDENCE = "investigation.missing_evidence"
     UNEVALUATED = "investigation.unevaluated"  # the score bound reaches what the score does not
+    MODEL_NO_EXECUTE = "model.no_execute"  # only model-derived points reach execute_at
     # guardrails (enforced outside any playbook; they always win)
     DENY_LIST = "guardrail.deny_list"
     NOT_GRANTED = "guardrail.not_granted"

@@ -110,6 +110,15 @@ async def open_components(
             key="llm",
         )
     playbooks = load_all_playbooks(settings)
+    for playbook in playbooks:
+        if playbook.investigator != "steps":
+            # Without a model such a playbook would quietly investigate less than it says.
+            raise ConfigError(
+                f"playbook {playbook.name!r} asks for investigator: {playbook.investigator}, "
+                "which needs a configured model; the reasoning investigator is not wired into "
+                "playbooks yet",
+                key="investigator",
+            )
     mappings = load_mappings(settings.mappings)
     connectors = build_connectors(settings, connector_classes)
     async with open_backend(settings) as backend:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from soc_agent.errors import PlaybookError
 from soc_agent.models import (
     AutonomyLevel,
     Evidence,
@@ -13,6 +14,7 @@ from soc_agent.models import (
     Investigation,
 )
 from soc_agent.playbooks import build_context, candidates, match_playbooks, score, select_playbook
+from soc_agent.playbooks.context import incident_context
 from tests.unit.playbooks.pb_helpers import (
     BAD_HASH,
     OTHER_HASH,
@@ -245,3 +247,44 @@ def test_templates_keep_type_or_interpolate(template: str, expected: Any) -> Non
     from soc_agent.playbooks.templates import render
 
     assert render({"x": [template]}, _ctx()) == {"x": [expected]}
+
+
+MODEL_PB = """
+name: model-scored
+investigator: hybrid
+match: "true"
+steps: []
+score:
+  base: 50
+  rules:
+    - {id: model-malicious, when: 'agent.verdict == "malicious"', points: 40, reason: malicious}
+    - {id: model-confident, when: agent.confidence >= 0.8, points: 15, reason: it is confident}
+    - {id: severity, when: alert.severity == "critical", points: 10, reason: critical}
+respond: []
+"""
+
+
+def test_model_derived_points_are_marked_and_capped_together() -> None:
+    pb = playbook(MODEL_PB)
+    alert = make_alert()
+    ctx = {
+        "alert": alert.context(),
+        "incident": incident_context(make_incident(alert)),
+        "steps": {},
+        "agent": {"verdict": "malicious", "confidence": 0.9},
+    }
+    total, breakdown = score(pb, ctx, max_model_points=20)
+    by_rule = {c.rule: c for c in breakdown}
+    assert (by_rule["model-malicious"].points, by_rule["model-malicious"].model_derived) == (
+        20,
+        True,
+    )
+    assert "model-derived, capped: 20 of 40" in by_rule["model-malicious"].reason
+    assert by_rule["model-confident"].points == 0  # the cap is shared
+    assert by_rule["severity"].model_derived is False
+    assert total == 50 + 20 + 10
+
+
+def test_only_model_investigated_playbooks_may_read_the_assessment() -> None:
+    with pytest.raises(PlaybookError, match="unknown variable 'agent'"):
+        playbook(MODEL_PB.replace("investigator: hybrid\n", ""))

@@ -57,7 +57,8 @@ def _rules_reached() -> set[str]:
         for variant in variants:
             inp = dataclasses.replace(build_input(score, **variant), ledger_status=ledger)
             partial = dataclasses.replace(inp, score_bound=100.0, unevaluated=("r (why)",))
-            for candidate in (inp, partial, dataclasses.replace(inp, facts=None)):
+            modelled = dataclasses.replace(inp, model_points=20.0)
+            for candidate in (inp, partial, modelled, dataclasses.replace(inp, facts=None)):
                 verdict = decide(candidate, config)
                 seen.add(verdict.rule)
                 if verdict.intended_rule is not None:
