@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,20 +53,33 @@ def read_key_file(path: Path) -> bytes | None:
 
 
 def write_new_key_file(path: Path) -> bytes:
-    """Create `path` (mode 0600, never overwriting) with a fresh 256-bit key and return it."""
+    """Create `path` (mode 0600, never overwriting) with a fresh 256-bit key and return it.
+
+    The key is written to a private temporary file first and linked into place, so a
+    process starting at the same moment never reads a half-written key: it either
+    finds no file or the whole one, and whoever links second uses the first's key.
+    """
     key = secrets.token_hex(32)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        # Another process starting at the same moment won the race: use its key.
-        existing = read_key_file(path)
-        if existing is None:  # pragma: no cover - deleted between the two calls
-            raise StoreError(f"{path}: the audit key file vanished while being created") from None
-        return existing
+        fd, tmp = tempfile.mkstemp(prefix=".audit-key-", dir=path.parent)
     except OSError as exc:
         raise StoreError(f"{path}: cannot create the audit key file: {exc.strerror}") from None
-    with os.fdopen(fd, "w", encoding="ascii") as out:
-        out.write(key + "\n")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as out:  # mkstemp files are 0600
+            out.write(key + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            existing = read_key_file(path)
+            if existing is None:  # pragma: no cover - deleted between the two calls
+                raise StoreError(f"{path}: the audit key file vanished while created") from None
+            return existing
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create the audit key file: {exc.strerror}") from None
+    finally:
+        os.unlink(tmp)
     return key.encode("ascii")
 
 

@@ -178,3 +178,19 @@ def test_sealing_is_not_what_the_forger_can_redo(tmp_path: Path) -> None:
     conn.close()
     broken = cli("audit", "verify", "--store", "s.db", cwd=tmp_path)
     assert broken.returncode == 1 and f"entry {extra.seq}" in broken.stderr
+
+
+def test_writers_starting_together_share_one_key(tmp_path: Path) -> None:
+    """Workers on one store start at once: none may read a half-written key file."""
+    import concurrent.futures
+
+    from soc_agent.audit.keying import key_file_for, write_new_key_file
+
+    path = key_file_for(tmp_path / "s.db")
+    for round_ in range(20):
+        path.unlink(missing_ok=True)
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            keys = set(pool.map(lambda _: write_new_key_file(path), range(8)))
+        assert len(keys) == 1, round_
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert not list(tmp_path.glob(".audit-key-*"))
