@@ -29,6 +29,8 @@ __all__ = ["elasticsearch_url"]
 
 pytestmark = needs("elasticsearch")
 
+AUDIT_KEY = "one-key-all-machines-share-0123456"  # every worker seals the one chain with it
+
 ALERTS = 600
 WORKERS = 3
 
@@ -67,7 +69,7 @@ def machine_env(tmp_path: Path, elasticsearch_url: str, prefix: str) -> MachineE
             "SOC_AGENT_CONFIG": str(config),
             "SOC_AGENT_STORE": str(home / "local.db"),
             "SOC_AGENT_STORE_BACKEND": "elasticsearch",
-            "SOC_AGENT_AUDIT_KEY": "one-key-all-machines-share-0123456",
+            "SOC_AGENT_AUDIT_KEY": AUDIT_KEY,
             "SOC_AGENT_ELASTICSEARCH__HOSTS": f'["{elasticsearch_url}"]',
             "SOC_AGENT_ELASTICSEARCH__INDEX_PREFIX": prefix,
             "SOC_AGENT_ELASTICSEARCH__NUMBER_OF_REPLICAS": "0",
@@ -103,9 +105,9 @@ async def _check_shared_state(
     await check_outputs(kafka, stream, [tmp_path / "edr" / "containment.jsonl"])
     _no_shared_files(tmp_path)
     async with AsyncElasticsearch(es_url) as client:
-        log = ElasticsearchAuditLog(client, index=f"{prefix}-audit")
+        log = ElasticsearchAuditLog(client, index=f"{prefix}-audit", key=AUDIT_KEY.encode())
         verified = await log.verify()
-    assert verified.ok, verified.problem
+    assert verified.ok and verified.keyed, verified.problem
     exported = {
         int(dict(r.headers)["soc-audit-seq"]) for r in await kafka.read_all(kafka.topics.audit)
     }
