@@ -659,6 +659,7 @@ async def test_pipeline_records_elasticsearch_search_as_ok_evidence(
             "elasticsearch": {"hosts": [seeded], "index": INDEX},
         },
         grants={**DEFAULT_GRANTS, "elasticsearch": ["siem:read"]},
+        data_dirs=[FIXTURES],
         policy=BASE_POLICY,
     )
     alert_time = datetime(2026, 11, 19, 12, 0, tzinfo=START.tzinfo)
