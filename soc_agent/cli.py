@@ -17,7 +17,7 @@ from soc_agent import render
 from soc_agent.errors import SocAgentError
 from soc_agent.logs import configure_logging
 from soc_agent.models import ProposalStatus, Role, RunMode
-from soc_agent.models.identity import LOCAL_OPERATOR, identity
+from soc_agent.models.identity import LOCAL_OPERATOR
 from soc_agent.settings import Settings, load_settings
 from soc_agent.terminal import TerminalSafeStream
 
@@ -70,11 +70,6 @@ TokenFileOpt = Annotated[
         help="file holding your API token (or set SOC_AGENT_TOKEN): who you are",
     ),
 ]
-
-
-def _local_name(analyst: str | None) -> str:
-    """Who an unauthenticated CLI change is audited as: the name given, else the login."""
-    return identity("local", analyst or os.environ.get("USER") or "operator")
 
 
 def _settings(config: Path | None, store: Path | None, **extra: Any) -> Settings:
@@ -623,13 +618,14 @@ def tokens_create(
 ) -> None:
     """Create an API token and print it once; only its hash is stored."""
     from soc_agent.api.credentials import create_token
+    from soc_agent.api.credentials.operator import local_identity
 
     try:
         chosen = Role(role.lower())
     except ValueError:
         raise _fail(f"unknown role {role!r} (viewer, analyst, senior or admin)", 2) from None
     settings = _settings(config, store)
-    secret = _run(lambda: create_token(settings, name, chosen, actor=_local_name(analyst)))
+    secret = _run(lambda: create_token(settings, name, chosen, actor=local_identity(analyst)))
     typer.echo(secret)
     typer.echo(f"token for {name} ({chosen.value}) created; it is shown only this once", err=True)
 
@@ -643,9 +639,10 @@ def tokens_revoke(
 ) -> None:
     """Revoke a token; its web sessions end at once."""
     from soc_agent.api.credentials import revoke_token
+    from soc_agent.api.credentials.operator import local_identity
 
     settings = _settings(config, store)
-    _run(lambda: revoke_token(settings, name, actor=_local_name(analyst)))
+    _run(lambda: revoke_token(settings, name, actor=local_identity(analyst)))
     typer.echo(f"token {name} revoked")
 
 

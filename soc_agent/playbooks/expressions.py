@@ -80,9 +80,34 @@ class EvaluationError(ExpressionError):
         super().__init__(f"{message} (in `{_shorten(expression)}`)")
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """What evaluating an expression needs to know about it, worked out once."""
+
+    program: Any
+    names: frozenset[str]  # top-level context names it reads (macro variables excluded)
+    reads_original: bool  # may read alert.original
+    depth: int  # how deeply its comprehensions nest
+
+
 @lru_cache(maxsize=4096)
-def _compile(expression: str) -> Any:
-    return cel.compile(expression)
+def _shape(expression: str) -> _Shape:
+    """Compile and analyse (cached); errors are raised, so never cached."""
+    if not expression.strip():
+        raise ExpressionError("empty expression")
+    blanked = _blank_strings(expression)
+    problem = static_cost_problem(expression, blanked)
+    if problem is not None:
+        raise ExpressionError(problem)
+    try:
+        program = cel.compile(expression)
+    except ValueError as exc:
+        raise ExpressionError(_syntax_message(str(exc))) from None
+    except Exception as exc:  # the CEL binding may raise other types for odd input
+        raise ExpressionError(f"cannot compile: {type(exc).__name__}: {exc}") from None
+    names = frozenset(str(v) for v in program.variables()) - comprehension_variables(expression)
+    depth, _ = comprehension_depth(blanked)
+    return _Shape(program, names, "original" in blanked, depth)
 
 
 def compile_expression(expression: str) -> Any:
@@ -91,17 +116,7 @@ def compile_expression(expression: str) -> Any:
     An expression that could cost too much whatever the data is refused here
     (see `expression_cost`), so loading a playbook fails fast on it.
     """
-    if not expression.strip():
-        raise ExpressionError("empty expression")
-    problem = static_cost_problem(expression, _blank_strings(expression))
-    if problem is not None:
-        raise ExpressionError(problem)
-    try:
-        return _compile(expression)
-    except ValueError as exc:
-        raise ExpressionError(_syntax_message(str(exc))) from None
-    except Exception as exc:  # the CEL binding may raise other types for odd input
-        raise ExpressionError(f"cannot compile: {type(exc).__name__}: {exc}") from None
+    return _shape(expression).program
 
 
 # Converting a context into CEL values costs far more than evaluating a rule: the alert
@@ -180,9 +195,8 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
     An expression whose cost on this data could exceed the bound is not run
     (EvaluationError, not missing data: see `expression_cost`).
     """
-    program = compile_expression(expression)
-    blanked = _blank_strings(expression)
-    reads_original = "original" in blanked
+    shape = _shape(expression)
+    reads_original = shape.reads_original
     if reads_original and (values := _original_too_large(context)) is not None:
         raise EvaluationError(
             expression,
@@ -191,15 +205,13 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
             missing_data=False,
         )
     cel_context = _cel_context(context, with_original=reads_original)
-    depth, _ = comprehension_depth(blanked)
-    if depth >= 2:
-        names = {str(v) for v in program.variables()}
-        largest = _largest_list(context, names, with_original=reads_original)
-        problem = runtime_cost_problem(depth, largest)
+    if shape.depth >= 2:
+        largest = _largest_list(context, shape.names, with_original=reads_original)
+        problem = runtime_cost_problem(shape.depth, largest)
         if problem is not None:
             raise EvaluationError(expression, problem, missing_data=False)
     try:
-        return program.execute(cel_context)
+        return shape.program.execute(cel_context)
     except KeyError as exc:
         raise EvaluationError(expression, f"no such key: {exc}", missing_data=True) from None
     except IndexError as exc:
@@ -217,7 +229,7 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
         ) from None
 
 
-def _largest_list(context: Mapping[str, Any], names: set[str], *, with_original: bool) -> int:
+def _largest_list(context: Mapping[str, Any], names: frozenset[str], *, with_original: bool) -> int:
     """The longest list among the context variables the expression reads."""
     base = _base(context)
     largest = 0
@@ -263,9 +275,7 @@ def comprehension_variables(expression: str) -> set[str]:
 
 def free_variables(expression: str) -> set[str]:
     """Top-level names the expression reads from its context (macro variables excluded)."""
-    program = compile_expression(expression)
-    names = {str(v) for v in program.variables()}
-    return names - comprehension_variables(expression)
+    return set(_shape(expression).names)
 
 
 def unknown_functions(expression: str) -> set[str]:

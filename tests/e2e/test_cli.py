@@ -146,6 +146,16 @@ def test_store_from_environment_and_default(tmp_path: Path) -> None:
     assert "brute-force" in default_run.stdout
 
 
+def _proposals(tmp_path: Path) -> list[dict[str, Any]]:
+    listed = cli("proposals", "list", "--json", "--store", "s.db", cwd=tmp_path)
+    return [json.loads(line) for line in listed.stdout.splitlines()]
+
+
+def _audit(tmp_path: Path) -> list[dict[str, Any]]:
+    listed = cli("audit", "list", "--json", "--store", "s.db", cwd=tmp_path)
+    return [json.loads(line) for line in listed.stdout.splitlines()]
+
+
 def _token(tmp_path: Path, name: str, role: str) -> Path:
     made = cli("tokens", "create", "--name", name, "--role", role, "--store", "s.db", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
@@ -156,12 +166,7 @@ def _token(tmp_path: Path, name: str, role: str) -> Path:
 
 def test_approve_and_reject_from_the_cli(tmp_path: Path) -> None:
     cli("run", "--store", "s.db", cwd=tmp_path)
-    proposals = [
-        json.loads(line)
-        for line in cli(
-            "proposals", "list", "--json", "--store", "s.db", cwd=tmp_path
-        ).stdout.splitlines()
-    ]
+    proposals = _proposals(tmp_path)
     single = next(p for p in proposals if p["request"]["required_approvals"] == 1)
     double = next(p for p in proposals if p["request"]["required_approvals"] == 2)
     alice, bob = _token(tmp_path, "alice", "senior"), _token(tmp_path, "bob", "senior")
@@ -195,12 +200,7 @@ def test_approve_and_reject_from_the_cli(tmp_path: Path) -> None:
         double["id"], "--token-file", str(bob), "--comment", "host is a honeypot", verb="reject"
     )
     assert rejected.returncode == 0 and "rejected" in rejected.stdout
-    audit = [
-        json.loads(line)
-        for line in cli(
-            "audit", "list", "--json", "--store", "s.db", cwd=tmp_path
-        ).stdout.splitlines()
-    ]
+    audit = _audit(tmp_path)
     actors = {(e["action"], e["actor"]) for e in audit}
     assert ("proposal.approve", "token:alice") in actors
     assert ("proposal.reject", "token:bob") in actors
@@ -210,12 +210,7 @@ def test_approve_and_reject_from_the_cli(tmp_path: Path) -> None:
 def test_the_local_operator_counts_once_for_four_eyes(tmp_path: Path) -> None:
     (tmp_path / "cfg.yaml").write_text("local_operator: true\n")
     cli("run", "--store", "s.db", cwd=tmp_path)
-    proposals = [
-        json.loads(line)
-        for line in cli(
-            "proposals", "list", "--json", "--store", "s.db", cwd=tmp_path
-        ).stdout.splitlines()
-    ]
+    proposals = _proposals(tmp_path)
     double = next(p for p in proposals if p["request"]["required_approvals"] == 2)
 
     def approve(name: str) -> subprocess.CompletedProcess[str]:
@@ -236,12 +231,7 @@ def test_the_local_operator_counts_once_for_four_eyes(tmp_path: Path) -> None:
         "--config", "cfg.yaml", "--store", "s.db", cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0 and "executed" in done.stdout
-    audit = [
-        json.loads(line)
-        for line in cli(
-            "audit", "list", "--json", "--store", "s.db", cwd=tmp_path
-        ).stdout.splitlines()
-    ]
+    audit = _audit(tmp_path)
     approvals = [e for e in audit if e["action"] == "proposal.approve"]
     assert {e["actor"] for e in approvals} == {"local:operator", "token:carol"}
     assert any("typed as alice" in e["reason"] for e in approvals)

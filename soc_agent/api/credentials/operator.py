@@ -20,7 +20,7 @@ from soc_agent.models import Approver, Role
 from soc_agent.models.identity import LOCAL_OPERATOR, canonical_name, identity
 from soc_agent.runtime.backend import Backend
 
-__all__ = ["OperatorRefused", "cli_actor", "cli_approver", "read_cli_token"]
+__all__ = ["OperatorRefused", "cli_actor", "cli_approver", "local_identity", "read_cli_token"]
 
 TOKEN_ENV = "SOC_AGENT_TOKEN"  # noqa: S105 - the variable's name, not a secret
 
@@ -65,9 +65,14 @@ async def cli_approver(
     )
 
 
+def local_identity(claimed: str | None) -> str:
+    """An unauthenticated local claim: the name given, else the login, as local:NAME."""
+    return identity("local", claimed or os.environ.get("USER") or "operator")
+
+
 async def cli_actor(backend: Backend, *, token: str | None, claimed: str | None) -> str:
     """Who a CLI state change other than a proposal decision is audited as: the token's
     holder, or the name typed, marked as an unauthenticated local claim."""
     if token is not None:
         return (await _token_identity(backend, token, claimed)).name
-    return identity("local", claimed or os.environ.get("USER") or "operator")
+    return local_identity(claimed)
