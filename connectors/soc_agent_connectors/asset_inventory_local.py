@@ -21,8 +21,25 @@ class LocalAssetInventoryConfig(BaseModel):
     )
 
 
+AssetType = Literal["host", "user", "ip", "domain", "email", "cloud_resource"]
+
+
+class AssetEntry(BaseModel):
+    """One asset in the file; keys beyond these come back as `attributes`. Checked at
+    start-up, so a bad entry never fails a lookup."""
+
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+    type: AssetType
+    value: str = Field(min_length=1)
+    criticality: Criticality = "medium"
+    owner: str | None = None
+    protected: bool = False
+    tags: list[str] = Field(default_factory=list)
+    dependents: int = Field(default=0, ge=0)
+
+
 class AssetInput(BaseModel):
-    type: Literal["host", "user", "ip", "domain", "email", "cloud_resource"]
+    type: AssetType
     value: str = Field(min_length=1, max_length=2048)
 
 
@@ -52,10 +69,8 @@ class LocalAssetInventory(Connector):
     def __init__(self, config: LocalAssetInventoryConfig) -> None:
         super().__init__(config)
         path = resolve_data_path(config.path, "inventory.yaml")
-        items = load_records(path, "assets", connector=self.name, needs=("type", "value"))
-        self._assets: dict[tuple[str, str], dict[str, Any]] = {}
-        for item in items:
-            self._assets[(str(item["type"]), str(item["value"]).strip().lower())] = item
+        items = load_records(path, "assets", connector=self.name, entry=AssetEntry)
+        self._assets = {(item.type, item.value.strip().lower()): item for item in items}
 
     @capability(kind="query", scopes=["assets:read"])
     async def lookup_asset(self, args: AssetInput) -> AssetOutput:
@@ -63,15 +78,14 @@ class LocalAssetInventory(Connector):
         item = self._assets.get((args.type, args.value.strip().lower()))
         if item is None:
             return AssetOutput(type=args.type, value=args.value, found=False)
-        known = {"type", "value", "criticality", "owner", "protected", "tags", "dependents"}
         return AssetOutput(
             type=args.type,
             value=args.value,
             found=True,
-            criticality=item.get("criticality", "medium"),
-            owner=item.get("owner"),
-            protected=bool(item.get("protected", False)),
-            tags=list(item.get("tags", [])),
-            dependents=int(item.get("dependents", 0)),
-            attributes={k: v for k, v in item.items() if k not in known},
+            criticality=item.criticality,
+            owner=item.owner,
+            protected=item.protected,
+            tags=list(item.tags),
+            dependents=item.dependents,
+            attributes=dict(item.model_extra or {}),
         )

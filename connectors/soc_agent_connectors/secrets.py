@@ -12,6 +12,9 @@ from a file ends with a newline, which would otherwise be sent, refused by the
 HTTP client and echoed escaped in its error), and a value with control or
 format characters inside is refused: no credential contains them, and they
 defeat exact-value scrubbing.
+
+The agent confines `file:` references to its secret directories (`confine`);
+the check is repeated at every read, as the file itself is.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import os
 import threading
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +44,7 @@ class SecretUnavailableError(ConnectorError):
 class SecretRef:
     """A reference to a credential: `env:NAME`, `file:/path`, or (if allowed) a literal."""
 
-    __slots__ = ("_key", "_kind", "_lock", "_source", "_stamp", "_value")
+    __slots__ = ("_dirs", "_key", "_kind", "_lock", "_source", "_stamp", "_value")
 
     def __init__(self, spec: str) -> None:
         spec = spec.strip()
@@ -69,6 +73,7 @@ class SecretRef:
                     "a literal credential must not contain control characters"
                 ) from None
         self._stamp: tuple[int, int, int] | None = None
+        self._dirs: tuple[Path, ...] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -79,6 +84,24 @@ class SecretRef:
     def reference(self) -> str:
         """What can be shown: `env:NAME`, `file:/path`, or `literal` (never the value)."""
         return "literal" if self._kind == "literal" else self._key
+
+    def confine(self, dirs: Sequence[Path]) -> None:
+        """Read a `file:` reference only while it resolves (symlinks followed) inside one
+        of `dirs`; raises SecretUnavailableError if it does not now. Checked at every read,
+        since the file is re-read when it changes: a symlink swapped in later is refused too."""
+        self._dirs = tuple(Path(os.path.realpath(d)) for d in dirs)
+        if self._kind == "file":
+            self._check_inside()
+
+    def _check_inside(self) -> None:
+        if self._dirs is None:
+            return
+        real = Path(os.path.realpath(self._source))
+        if not any(real == d or d in real.parents for d in self._dirs):
+            raise SecretUnavailableError(
+                f"credentials {self._key}: the file is outside the secret directories "
+                f"({', '.join(map(str, self._dirs))})"
+            )
 
     def get(self) -> str:
         """The current value; a file is re-read when it changed on disk."""
@@ -115,6 +138,7 @@ class SecretRef:
         return value
 
     def _read_file(self, *, force: bool) -> str:
+        self._check_inside()
         path = Path(self._source)
         try:
             st = path.stat()

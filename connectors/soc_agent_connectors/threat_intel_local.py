@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from soc_agent.errors import ConfigError
 from soc_agent_connectors import Connector, capability
 from soc_agent_connectors._local_data import DATA_PATH, load_records, resolve_data_path
 
@@ -22,6 +21,35 @@ class LocalThreatIntelConfig(BaseModel):
     path: str | None = Field(
         default=None, description="YAML file of indicators", json_schema_extra=DATA_PATH
     )
+
+
+class IntelEntry(BaseModel):
+    """One indicator in the file; checked at start-up, so a bad entry never fails a lookup."""
+
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+    type: IndicatorType  # before `indicator`, whose check depends on it
+    indicator: str = Field(min_length=1)
+    verdict: Verdict = "unknown"
+    score: int = Field(default=0, ge=0, le=100)
+    sources: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("indicator")
+    @classmethod
+    def _network_parses(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("type") == "ip" and "/" in value:
+            try:
+                ipaddress.ip_network(value.strip(), strict=False)
+            except ValueError:
+                raise ValueError("not an IP network") from None
+        return value
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+        """The CIDR range an `ip` indicator names, if it names one."""
+        if self.type != "ip" or "/" not in self.indicator:
+            return None
+        return ipaddress.ip_network(self.indicator.strip(), strict=False)
 
 
 class LookupInput(BaseModel):
@@ -52,25 +80,15 @@ class LocalThreatIntel(Connector):
     def __init__(self, config: LocalThreatIntelConfig) -> None:
         super().__init__(config)
         path = resolve_data_path(config.path, "intel.yaml")
-        items = load_records(path, "indicators", connector=self.name, needs=("type", "indicator"))
-        self._exact: dict[tuple[str, str], dict[str, Any]] = {}
-        self._networks: list[
-            tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, dict[str, Any]]
-        ] = []
-        for i, item in enumerate(items):
-            kind, value = str(item["type"]), str(item["indicator"]).strip().lower()
-            if kind == "ip" and "/" in value:
-                try:
-                    network = ipaddress.ip_network(value, strict=False)
-                except ValueError:
-                    raise ConfigError(
-                        f"not an IP network: {value[:64]!r}",
-                        source=str(path),
-                        key=f"indicators[{i}]",
-                    ) from None
+        items = load_records(path, "indicators", connector=self.name, entry=IntelEntry)
+        self._exact: dict[tuple[str, str], IntelEntry] = {}
+        self._networks: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, IntelEntry]] = []
+        for item in items:
+            network = item.network
+            if network is not None:
                 self._networks.append((network, item))
             else:
-                self._exact[(kind, value)] = item
+                self._exact[(item.type, item.indicator.strip().lower())] = item
 
     @capability(kind="query", scopes=["intel:read"])
     async def lookup(self, args: LookupInput) -> LookupOutput:
@@ -92,8 +110,8 @@ class LocalThreatIntel(Connector):
             indicator=args.indicator,
             type=args.type,
             found=True,
-            verdict=item.get("verdict", "unknown"),
-            score=int(item.get("score", 0)),
-            sources=list(item.get("sources", [])),
-            tags=list(item.get("tags", [])),
+            verdict=item.verdict,
+            score=item.score,
+            sources=list(item.sources),
+            tags=list(item.tags),
         )

@@ -44,11 +44,15 @@ templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 def _shown(value: Any) -> Any:
     """Every value a template prints: control and bidi characters become visible `[U+XXXX]`
     (plain text, so it is as safe in an attribute as in an element)."""
-    if isinstance(value, str):
-        marked = replace_controls(value, lambda ch: f"[U+{ord(ch):04X}]")
-        # Already-safe HTML stays safe: only text characters were replaced, by plain text.
-        return Markup(marked) if isinstance(value, Markup) else marked  # noqa: S704
-    return value
+    if value is None or isinstance(value, int | float):
+        return value
+    # Anything else prints as str(value), whose text an alert may choose (an exception's
+    # message, an enum's value): it is shown through the same replacement.
+    html = hasattr(value, "__html__")
+    text = str(value.__html__() if html else value)
+    marked = replace_controls(text, lambda ch: f"[U+{ord(ch):04X}]")
+    # Already-safe HTML stays safe: only text characters were replaced, by plain text.
+    return Markup(marked) if html else marked  # noqa: S704
 
 
 templates.env.finalize = _shown

@@ -20,7 +20,7 @@ from soc_agent.pipeline.agent import Agent
 from soc_agent.pipeline.proposals import ProposalService
 from soc_agent.playbooks import Playbook, load_playbooks, shipped_playbooks_dir
 from soc_agent.runtime.backend import Backend, open_backend
-from soc_agent.runtime.confinement import check_confined
+from soc_agent.runtime.confinement import check_confined, check_settings_confined
 from soc_agent.settings import Settings
 from soc_agent.store import StateStore
 
@@ -102,6 +102,7 @@ async def open_components(
     cross-process locks. With Elasticsearch they always do.
     """
     now = clock or (lambda: datetime.now(UTC))
+    check_settings_confined(settings)
     if settings.llm is not None:
         # Accepting a model and then not using it would quietly do less than configured.
         raise ConfigError(

@@ -6,7 +6,9 @@ anywhere the agent's user can read or write: `file:/etc/shadow` as an "API
 key" that a connector then sends to its vendor, or a journal appended to a
 system file. After following symlinks, each must lie in one of
 `secret_dirs` or `data_dirs`; otherwise start-up fails naming the setting
-(never the secret).
+(never the secret). The agent's own `file:` credentials (`llm.api_key`) are
+held to `secret_dirs` the same way, and a `file:` credential is re-checked at
+every read, since it is re-read whenever the file changes.
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from soc_agent_connectors import DATA_PATH, SecretRef
+from soc_agent_connectors import DATA_PATH, SecretRef, SecretUnavailableError
 
 from soc_agent.errors import ConfigError
 from soc_agent.settings import Settings
 
-__all__ = ["allowed_data_dirs", "allowed_secret_dirs", "check_confined"]
+__all__ = [
+    "allowed_data_dirs",
+    "allowed_secret_dirs",
+    "check_confined",
+    "check_settings_confined",
+]
 
 _MARK = next(iter(DATA_PATH))
 
@@ -48,16 +55,28 @@ def allowed_data_dirs(settings: Settings) -> list[Path]:
 def check_confined(settings: Settings, name: str, config: BaseModel) -> None:
     """Raise ConfigError for the first file setting of connector `name` outside its
     allowed directories."""
+    _check(settings, config, f"connectors.{name}")
+
+
+def check_settings_confined(settings: Settings) -> None:
+    """The same for `file:` credentials in the agent's own settings (`llm.api_key`)."""
+    _check(settings, settings, "")
+
+
+def _check(settings: Settings, config: Any, prefix: str) -> None:
     secret_dirs = _real(allowed_secret_dirs(settings))
     data_dirs = _real(allowed_data_dirs(settings))
-    for key, value, is_data in _files(config, f"connectors.{name}"):
+    for key, value, is_data in _files(config, prefix):
         if isinstance(value, SecretRef):
-            if not _inside(Path(value.reference[len("file:") :]), secret_dirs):
+            try:
+                # Also re-checked at every read: the file may later become a symlink out.
+                value.confine(secret_dirs)
+            except SecretUnavailableError:
                 raise ConfigError(
                     f"{value.reference} is outside the secret directories "
                     f"({', '.join(map(str, secret_dirs))}); add its directory to secret_dirs",
                     key=key,
-                )
+                ) from None
         elif is_data and not _inside(Path(value), data_dirs):
             raise ConfigError(
                 f"{value} is outside the data directories "
@@ -72,7 +91,7 @@ def _files(model: Any, prefix: str) -> Iterator[tuple[str, Any, bool]]:
         return
     for field_name, info in type(model).model_fields.items():
         value = getattr(model, field_name)
-        key = f"{prefix}.{field_name}"
+        key = f"{prefix}.{field_name}" if prefix else field_name
         extra = info.json_schema_extra
         if isinstance(value, SecretRef) and value.kind == "file":
             yield key, value, False

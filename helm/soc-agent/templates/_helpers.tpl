@@ -77,6 +77,9 @@ containers:
       - {name: config, mountPath: /etc/soc-agent, readOnly: true}
       - {name: data, mountPath: /var/lib/soc-agent}
       - {name: tmp, mountPath: /tmp}
+      {{- range $i, $s := .root.Values.secretFiles }}
+      - {name: {{ printf "secret-files-%d" $i }}, mountPath: {{ printf "/run/secrets/%s" $s.secretName }}, readOnly: true}
+      {{- end }}
     {{- if .ports }}
     ports:
       {{- toYaml .ports | nindent 6 }}
@@ -104,6 +107,12 @@ volumes:
     emptyDir: {}
   - name: tmp
     emptyDir: {}
+  {{- range $i, $s := .root.Values.secretFiles }}
+  - name: {{ printf "secret-files-%d" $i }}
+    secret:
+      secretName: {{ $s.secretName }}
+      defaultMode: 0440
+  {{- end }}
 {{- with .root.Values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}

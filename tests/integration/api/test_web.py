@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import AsyncIterator
+from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
@@ -17,8 +19,15 @@ import pytest
 
 from soc_agent.api.credentials import revoke_token
 from soc_agent.ingest import normalize
-from tests.integration.api.conftest import BEACON, Api, open_api, running_server
-from tests.integration.conftest import Deployment
+from tests.integration.api.conftest import (
+    ALERT,
+    BEACON,
+    Api,
+    open_api,
+    running_server,
+    seed_tokens,
+)
+from tests.integration.conftest import ALERTS, Deployment
 
 SAMPLES = Path(__file__).resolve().parents[3] / "samples" / "alerts"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -309,3 +318,104 @@ async def test_bidi_controls_in_alert_content_are_shown_not_obeyed(
     assert "invoice_2026[U+202E]fdp.exe" in page.text
     css = (await browser_like.get(api.url + "/static/style.css")).text
     assert "unicode-bidi: isolate" in css
+
+
+class _Page(HTMLParser):
+    """A page as a tree of (tag, children), each child a text or an element."""
+
+    _VOID = frozenset({"area", "br", "col", "embed", "hr", "img", "input", "link", "meta", "wbr"})
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root: tuple[str, list[object]] = ("#document", [])
+        self._open = [self.root]
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        element: tuple[str, list[object]] = (tag, [])
+        self._open[-1][1].append(element)
+        if tag not in self._VOID:
+            self._open.append(element)
+
+    def handle_endtag(self, tag: str) -> None:
+        while len(self._open) > 1 and self._open.pop()[0] != tag:
+            pass
+
+    def handle_data(self, data: str) -> None:
+        self._open[-1][1].append(data)
+
+    def unisolated(self, isolating: frozenset[str]) -> list[str]:
+        """Right-to-left text that is not the only content of an isolating element."""
+        out: list[str] = []
+
+        def walk(tag: str, children: list[object]) -> None:
+            content = [c for c in children if not isinstance(c, str) or c.strip()]
+            for child in children:
+                if isinstance(child, tuple):
+                    walk(*child)
+                # The document title holds no markup, and the browser lays it out alone.
+                elif (
+                    tag != "title"
+                    and any(_rtl(ch) for ch in child)
+                    and (tag not in isolating or len(content) != 1)
+                ):
+                    out.append(f"<{tag}> {content!r}")
+
+        walk(*self.root)
+        return out
+
+
+def _rtl(ch: str) -> bool:
+    return unicodedata.bidirectional(ch) in ("R", "AL")
+
+
+# A block element is a bidi paragraph of its own: its only content reorders nothing else.
+_BLOCKS = frozenset({"h1", "h2", "h3", "p", "pre", "td", "th", "dd", "dt", "li"})
+
+
+async def test_right_to_left_values_cannot_reorder_the_text_around_them(
+    deployment: Deployment,
+) -> None:
+    doc = json.loads((ALERTS / ALERT).read_text())
+    # Unisolated, a Hebrew value and the page's words after it swap places on screen:
+    # "<title> · rule X" reads "rule X · <title>" once the neutral " · " joins the RTL run.
+    title = "\u05e9\u05dc\u05d5\u05dd 2026"
+    doc["event"]["Name"] = title
+    doc["event"]["Description"] = "\u05ea\u05d9\u05d0\u05d5\u05e8 1"
+    doc["event"]["FileName"] = "\u05e7\u05d5\u05d1\u05e5.exe"
+    doc["event"]["UserName"] = "\u05d3\u05e0\u05d9"
+    settings = deployment.settings("endpoint-malware", policy={"agent_autonomy": 2})
+    async with deployment.open(settings) as c:
+        outcome = await c.agent.handle(normalize(doc))
+    incident = outcome.decision.incident_id
+    tokens = await seed_tokens(settings)
+    with running_server(settings, deployment.clock) as url:
+        async with httpx.AsyncClient(timeout=10) as client:
+            form = await client.get(url + "/login")
+            await client.post(
+                url + "/login", data={"token": tokens["ada"], "csrf": _csrf(form.text)}
+            )
+            css = (await client.get(url + "/static/style.css")).text
+            (rule,) = re.findall(r"([^{}]+)\{\s*unicode-bidi: isolate;\s*\}", css)
+            isolating = _BLOCKS | {"bdi", *(s.split()[-1] for s in rule.split(",") if s.strip())}
+            bearer = {"Authorization": f"Bearer {tokens['ada']}"}
+            listed = await client.get(url + "/api/v1/proposals", headers=bearer)
+            proposals = [p["id"] for p in listed.json()["items"]]
+            assert proposals, "the malicious hash should have led to proposals"
+            for proposal in proposals:  # approved with a comment in Hebrew
+                approved = await client.post(
+                    f"{url}/api/v1/proposals/{proposal}/approve",
+                    headers=bearer,
+                    json={"comment": "\u05d1\u05e1\u05d3\u05e8 2"},
+                )
+                assert approved.status_code == 200, approved.text
+            details = [f"/incidents/{incident}", *(f"/proposals/{p}" for p in proposals)]
+            missing = "/incidents/\u05d0\u05d9\u05df"
+            unisolated: list[str] = []
+            for path in ["/proposals", "/incidents", "/audit", "/actions", *details, missing]:
+                page = await client.get(url + path)
+                assert page.status_code == (404 if path == missing else 200), path
+                assert path not in details or title in page.text, path
+                unisolated += [f"{path}: {t}" for t in _Page(page.text).unisolated(isolating)]
+    assert unisolated == []

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from soc_agent_connectors import SecretUnavailableError
 
 from soc_agent.errors import ConfigError
-from soc_agent.runtime.components import build_connectors
+from soc_agent.runtime.components import build_connectors, open_components
 from soc_agent.settings import load_settings
 
 
@@ -104,3 +105,36 @@ def test_files_beside_the_config_file_are_fine(tmp_path: Path) -> None:
     settings = load_settings(config, store=tmp_path / "var" / "s.db")
     assert settings.config == config
     assert set(build_connectors(settings)) == {"threat_intel", "case_hook"}
+
+
+def test_a_file_secret_swapped_for_a_symlink_out_after_start_up_is_not_read(
+    tmp_path: Path,
+) -> None:
+    secrets, outside = tmp_path / "secrets", tmp_path / "elsewhere"
+    secrets.mkdir()
+    outside.mkdir()
+    (secrets / "hook").write_text("a-signing-secret-of-some-length")
+    (outside / "shadow").write_text("root:$6$not-for-a-vendor")
+    built = build_connectors(
+        _settings(tmp_path, {"case_hook": _hook(f"file:{secrets / 'hook'}")}, secret_dirs=[secrets])
+    )
+    ref = built["case_hook"].config.signing_secret
+    assert ref.get() == "a-signing-secret-of-some-length"
+    # start-up checked the path once; the file is re-read whenever it changes
+    (secrets / "hook").unlink()
+    (secrets / "hook").symlink_to(outside / "shadow")
+    with pytest.raises(SecretUnavailableError) as err:
+        ref.get()
+    assert "outside the secret directories" in str(err.value)
+    assert "not-for-a-vendor" not in str(err.value)
+
+
+async def test_a_file_secret_in_the_agents_own_settings_is_confined(tmp_path: Path) -> None:
+    settings = load_settings(
+        store=tmp_path / "s.db", llm={"model": "local", "api_key": "file:/etc/passwd"}
+    )
+    with pytest.raises(ConfigError) as err:
+        async with open_components(settings):
+            pass
+    assert err.value.key == "llm.api_key"
+    assert "outside the secret directories" in str(err.value)

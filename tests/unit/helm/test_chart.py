@@ -9,6 +9,9 @@ import helm_python as helm
 import pytest
 import yaml
 
+from soc_agent.runtime.confinement import allowed_secret_dirs
+from soc_agent.settings import load_settings
+
 CHART = Path(__file__).resolve().parents[3] / "helm" / "soc-agent"
 
 
@@ -173,6 +176,8 @@ def test_components_can_be_disabled() -> None:
         {"config": {"policy": {"agent_autonomy": 9}}},
         {"config": {"policy": {"mode": "yolo"}}},
         {"secretEnv": [{"name": "bad name", "secretKeyRef": {"name": "s", "key": "k"}}]},
+        {"secretFiles": [{"secretName": "../etc"}]},
+        {"secretFiles": [{"name": "forgot-secret-name"}]},
     ],
 )
 def test_invalid_values_are_refused_by_the_schema(values: dict[str, Any]) -> None:
@@ -207,3 +212,25 @@ def test_the_shared_audit_chain_needs_its_key_from_a_secret() -> None:
     # one pod on its own SQLite store generates its key beside the store
     alone = {"config": {"store_backend": "sqlite"}, "worker": {"replicas": 1}}
     assert render({**alone, "secretEnv": [], "api": {"enabled": False}})["Deployment"]
+
+
+def test_secret_files_are_mounted_where_file_credentials_may_point(tmp_path: Path) -> None:
+    credential = "file:/run/secrets/vendor-keys/vt-api-key"
+    manifests = render(
+        {
+            "secretFiles": [{"secretName": "vendor-keys"}],
+            "config": {"connectors": {"vt": {"use": "virustotal", "credentials": credential}}},
+        }
+    )
+    for component in ("worker", "api"):
+        pod = deployment(manifests, component)["spec"]["template"]["spec"]
+        (volume,) = [v for v in pod["volumes"] if "secret" in v]
+        assert volume["secret"] == {"secretName": "vendor-keys", "defaultMode": 0o440}
+        (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
+        assert (mount["mountPath"], mount["readOnly"]) == ("/run/secrets/vendor-keys", True)
+    # the rendered configuration allows the credential there, with the default secret_dirs
+    (config_map,) = manifests["ConfigMap"]
+    config = tmp_path / "config.yaml"
+    config.write_text(config_map["data"]["config.yaml"])
+    allowed = allowed_secret_dirs(load_settings(config))
+    assert any(Path(mount["mountPath"]).is_relative_to(d) for d in allowed)
