@@ -37,6 +37,7 @@ from soc_agent.ingest import guardduty
 from soc_agent.ingest.detect import normalize
 from soc_agent.ingest.mapping import FieldMapping
 from soc_agent.models import Alert, DeadLetter
+from soc_agent.models.alert import MAX_ENTITIES
 from soc_agent.models.ids import dead_letter_id
 
 __all__ = ["IngestResult", "TooManyRecords", "parse_payload"]
@@ -199,12 +200,14 @@ def parse_payload(
     received_at: datetime | None = None,
     max_records: int | None = None,
     max_record_bytes: int | None = None,
+    max_entities: int = MAX_ENTITIES,
 ) -> IngestResult:
     """Turn a payload into alerts and dead letters; every input record ends in one of the two.
 
     With `max_records`, a payload holding more records raises TooManyRecords as soon
     as the count is passed, before the rest is normalised. A record larger than
-    `max_record_bytes` is dead-lettered (whole) instead of normalised.
+    `max_record_bytes` is dead-lettered (whole) instead of normalised. An alert keeps
+    its first `max_entities` entities and counts the rest in its labels.
     """
     received = received_at or datetime.now(UTC)
     seen = 0
@@ -257,6 +260,7 @@ def parse_payload(
                     format_hint=format_hint,
                     mappings=mappings,
                     received_at=received,
+                    max_entities=max_entities,
                 )
             except NormalizationError as exc:
                 dead(str(exc), record.raw, record.source)

@@ -149,6 +149,7 @@ async def _ingest(
             mappings=components.mappings,
             received_at=components.clock(),
             max_record_bytes=bounds.max_alert_bytes,
+            max_entities=bounds.max_entities_per_alert,
         )
         for letter in result.dead_letters:
             yield letter

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from soc_agent.correlate import CorrelationConfig
 from soc_agent.errors import ConfigError
+from soc_agent.models.alert import MAX_ENTITIES
 from soc_agent.policy import PolicyConfig
 from soc_agent.settings.api import ApiConfig
 from soc_agent.settings.kafka import KafkaConfig
@@ -48,7 +49,9 @@ DEFAULT_GRANTS: dict[str, list[str]] = {
 
 
 class RuntimeConfig(BaseModel):
-    """Bounds for the pipeline: how much work runs at once."""
+    """Bounds for the pipeline: how much work runs at once, and how large one alert may be."""
+
+    model_config = ConfigDict(extra="forbid")
 
     max_concurrent_alerts: int = Field(default=8, ge=1, le=1024)
     connector_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
@@ -64,6 +67,13 @@ class RuntimeConfig(BaseModel):
         ge=1024,
         le=4 * 1024 * 1024 * 1024,
         description="one input file or stdin as read at once; split larger files",
+    )
+    max_entities_per_alert: int = Field(
+        default=MAX_ENTITIES,
+        ge=8,
+        le=4096,
+        description="entities one alert keeps (the first ones); the rest are counted by type "
+        "and make the decision's rules that did not fire unevaluated",
     )
 
 
