@@ -166,6 +166,52 @@ def first_decision(work: Path, megabytes: float, env: dict[str, str]) -> None:
     )
 
 
+def for_each_renders(items: int) -> None:
+    """A for_each step's args rendered for `items` items: per item over everything, or not."""
+    try:
+        from soc_agent.ingest import normalize
+        from soc_agent.models import Incident
+        from soc_agent.playbooks.context import build_context
+        from soc_agent.playbooks.templates import ItemTemplates, render
+    except ImportError:
+        return  # a checkout from before ItemTemplates: nothing to compare
+    alert = normalize(c2(2 * items))
+    incident = Incident(
+        id="inc-bench",
+        title=alert.title,
+        severity=alert.severity,
+        alert_ids=[alert.id],
+        entities=alert.entities,
+        first_seen=alert.created_at,
+        last_seen=alert.created_at,
+    )
+    ctx = build_context(alert, incident)
+    lookups = [
+        {"item": ip, "ok": True, "result": {"verdict": "unknown"}} for ip in ctx["alert"]["ips"]
+    ]
+    ctx["steps"] = {"intel": {"ok": True, "result": lookups}}
+    args = {
+        "indicator": "${item}",
+        "type": "ip",
+        "around": "${alert.created_at}",
+        "host": "${alert.hosts[0]}",
+        "why": "${alert.severity} ${size(steps.intel.result)}",
+    }
+    hosts = [f"ws-{i:06d}" for i in range(items)]
+    start = time.perf_counter()
+    every = [render(args, {**ctx, "item": item}) for item in hosts]
+    per_item = time.perf_counter() - start
+    start = time.perf_counter()
+    templates = ItemTemplates(args, ctx)
+    shared = [templates.render(item) for item in hosts]
+    once = time.perf_counter() - start
+    assert shared == every
+    print(
+        f"{'for_each args, ' + format(items, ',') + ' items':<38} {'':>9} {once:7.2f} s "
+        f"{'':>11}  rendering the whole context per item took {per_item:.2f} s"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entities", type=int, default=100_000)
@@ -188,6 +234,7 @@ def main() -> None:
                 seconds = measure(f"{name}, cap raised", doc, work, raised)
                 print(f"{'':<38} {'':>9} {seconds / reference:6.1f}x the normal alert's time")
         first_decision(work, args.lines_mb, env)
+    for_each_renders(200)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ evaluated puts nothing forward and is reported in `diagnostics`.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from soc_agent.playbooks.expressions import (
     step_references,
 )
 from soc_agent.playbooks.schema import Playbook, RespondRule
-from soc_agent.playbooks.templates import render
+from soc_agent.playbooks.templates import ItemTemplates, render
 
 __all__ = [
     "MatchError",
@@ -211,27 +212,29 @@ def _rule_candidates(
         if diagnostics is not None:
             diagnostics.append(f"respond rule {rule.id!r}: {message}")
 
+    # Rendered in this order, so the first failure is the one reported.
+    parts = [rule.target.type, rule.target.value, rule.args]
     try:
         if rule.when is not None and not evaluate_bool(rule.when, ctx):
             return []
         if rule.for_each is None:
-            scopes: list[Mapping[str, Any]] = [ctx]
+            renders: list[Callable[[], Any]] = [lambda: render(parts, ctx)]
         else:
             items = evaluate(rule.for_each, ctx)
             if not isinstance(items, list):
                 note(f"for_each must yield a list, got {type(items).__name__}")
                 return []
-            scopes = [{**ctx, "item": item} for item in items]
+            # The part no item reads is rendered once for the rule, not once per item.
+            templates = ItemTemplates(parts, ctx)
+            renders = [functools.partial(templates.render, item) for item in items]
     except ExpressionError as exc:
         note(f"not applied: {exc}")
         return []
     out: list[ActionCandidate] = []
     seen: set[str] = set()
-    for scope in scopes:
+    for rendering in renders:
         try:
-            kind = render(rule.target.type, scope)
-            value = render(rule.target.value, scope)
-            args = render(rule.args, scope)
+            kind, value, args = rendering()
         except ExpressionError as exc:
             note(f"target not rendered: {exc}")
             continue
