@@ -12,8 +12,9 @@ import ipaddress
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import Any, Literal
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 
 from soc_agent.errors import NormalizationError
 from soc_agent.models import Alert, Entity, EntityType, Rule, Severity
-from soc_agent.models.alert import ENTITIES_TRUNCATED, MAX_ENTITIES
+from soc_agent.models.alert import ENTITIES_TRUNCATED, ENTITIES_TRUNCATED_TYPES, MAX_ENTITIES
 
 __all__ = [
     "MAX_ATTRIBUTE_CHARS",
@@ -284,14 +285,18 @@ class EntitySet:
     """Collects entities, silently dropping values the model rejects.
 
     Invalid values (a "-" as IP, an empty string, a bracketed hostname, a value past
-    the model's length limit) are counted in `dropped` rather than failing the alert;
-    past `MAX_ENTITIES` further entities are counted in `overflow`.
+    the model's length limit) are counted in `dropped` rather than failing the alert.
+    The first `limit` entities are kept; every value offered after that is counted in
+    `overflow` by entity type without being validated (so a padded alert costs little
+    more than a normal one), unless the same value is kept already.
     """
 
+    limit: int = MAX_ENTITIES
     items: list[Entity] = field(default_factory=list)
     dropped: int = 0
-    overflow: int = 0
+    overflow: Counter[str] = field(default_factory=Counter)
     _seen: set[tuple[str, str | None]] = field(default_factory=set)
+    _kept: set[tuple[EntityType, str]] = field(default_factory=set)
 
     def add(
         self,
@@ -309,6 +314,9 @@ class EntitySet:
         self, kind: EntityType, value: Any, role: str | None, attributes: dict[str, Any]
     ) -> None:
         if isinstance(value, bool) or value is None:
+            return
+        if len(self.items) >= self.limit:
+            self._past_limit(kind, value)
             return
         if isinstance(value, int) and kind is EntityType.USER:
             value = str(value)
@@ -339,11 +347,29 @@ class EntitySet:
         marker = (entity.key, entity.role)
         if marker in self._seen:
             return
-        if len(self.items) >= MAX_ENTITIES:
-            self.overflow += 1
-            return
         self._seen.add(marker)
+        self._kept.add((entity.type, entity.value))
         self.items.append(entity)
+
+    def unread(self, what: str, count: int) -> None:
+        """Count `count` vendor records a normalizer did not read (past its own cap)."""
+        if count > 0:
+            self.overflow[what] += count
+
+    def _past_limit(self, kind: EntityType, value: Any) -> None:
+        # Counted, not validated: padding must not cost a model validation per value.
+        # A value kept already (in any role) is not lost; the rest, repeats included, is.
+        if isinstance(value, str):
+            text = value.strip()
+            if not text or text in {"-", "N/A", "n/a", "null", "unknown"}:
+                return
+            if kind.case_insensitive:
+                text = text.lower()
+            if kind is EntityType.DOMAIN:
+                text = text.rstrip(".")
+            if (kind, text) in self._kept:
+                return
+        self.overflow[kind.value] += 1
 
     def add_ip_or_host(self, value: Any, role: str | None = None, /, **attributes: Any) -> None:
         """Splunk/CIM `src`/`dest` hold an IP or a hostname; pick the right type."""
@@ -369,7 +395,8 @@ class AlertDraft:
     `build()` applies the shared limits: titles and descriptions are truncated with
     `TRUNCATION_MARKER`, an over-long id is an error (it would not be stable), labels
     are cut to `MAX_LABEL_CHARS`, and model validation errors become
-    `NormalizationError`.
+    `NormalizationError`. Entities past `max_entities` are counted in the
+    `ENTITIES_TRUNCATED` and `ENTITIES_TRUNCATED_TYPES` labels.
     """
 
     format: str
@@ -389,6 +416,10 @@ class AlertDraft:
     techniques: list[Any] = field(default_factory=list)  # filtered to valid T-ids in build()
     tactics: list[str] = field(default_factory=list)
     labels: dict[str, Any] = field(default_factory=dict)
+    max_entities: InitVar[int] = MAX_ENTITIES
+
+    def __post_init__(self, max_entities: int) -> None:
+        self.entities.limit = max_entities
 
     def label(self, key: str, value: Any) -> None:
         if value is None or isinstance(value, dict) or value == "" or value == []:
@@ -426,8 +457,11 @@ class AlertDraft:
             risk = None
         if self.entities.dropped:
             self.labels["ingest.entities_dropped"] = self.entities.dropped
-        if self.entities.overflow:
-            self.labels[ENTITIES_TRUNCATED] = self.entities.overflow
+        overflow = self.entities.overflow
+        if overflow:
+            self.labels[ENTITIES_TRUNCATED] = overflow.total()
+            by_count = sorted(overflow.items(), key=lambda kv: (-kv[1], kv[0]))
+            self.labels[ENTITIES_TRUNCATED_TYPES] = ",".join(f"{k}={n}" for k, n in by_count)
         labels = {
             truncate(str(k), 128): truncate(str(v), MAX_LABEL_CHARS) for k, v in self.labels.items()
         }

@@ -17,6 +17,7 @@ from typing import Any
 
 from soc_agent.errors import NormalizationError
 from soc_agent.ingest._fields import (
+    MAX_ENTITIES,
     AlertDraft,
     TimeUnit,
     as_list,
@@ -60,7 +61,9 @@ def matches(doc: dict[str, Any]) -> bool:
     )
 
 
-def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Alert:
+def normalize(
+    doc: dict[str, Any], *, received_at: datetime | None = None, max_entities: int = MAX_ENTITIES
+) -> Alert:
     f = FORMAT
     event_type = opt_str(doc, "metadata.eventType", f) or ""
     kind = event_type.lower()
@@ -74,7 +77,9 @@ def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Al
     if not isinstance(event, dict):
         raise NormalizationError("missing required object 'event'", format=f)
     legacy = kind == _LEGACY
-    draft = AlertDraft(format=f, vendor="CrowdStrike", product="Falcon", original=doc)
+    draft = AlertDraft(
+        format=f, vendor="CrowdStrike", product="Falcon", original=doc, max_entities=max_entities
+    )
 
     id_fields = ("event.DetectId",) if legacy else ("event.CompositeId", "event.DetectId")
     for path in id_fields:
@@ -190,7 +195,7 @@ def _entities(draft: AlertDraft, event: dict[str, Any]) -> None:
     if isinstance(ioc_type, str) and ioc_type.lower() in _IOC_TYPES:
         ioc_kind, ioc_algo = _IOC_TYPES[ioc_type.lower()]
         ents.add(ioc_kind, ioc_value, algorithm=ioc_algo)
-    for access in as_list(event.get("NetworkAccesses"))[:64]:
+    for access in as_list(event.get("NetworkAccesses")):
         if not isinstance(access, dict):
             continue
         inbound = access.get("ConnectionDirection") == 1

@@ -24,6 +24,7 @@ from soc_agent.ingest import (
 )
 from soc_agent.ingest.mapping import FieldMapping
 from soc_agent.models import Alert
+from soc_agent.models.alert import MAX_ENTITIES
 
 __all__ = ["FORMATS", "detect_format", "normalize"]
 
@@ -79,25 +80,33 @@ def normalize(
     format_hint: str | None = None,
     mappings: Sequence[FieldMapping] = (),
     received_at: datetime | None = None,
+    max_entities: int = MAX_ENTITIES,
 ) -> Alert:
-    """Turn one parsed record into an `Alert`, or raise `NormalizationError` saying why."""
+    """Turn one parsed record into an `Alert`, or raise `NormalizationError` saying why.
+
+    The alert keeps the first `max_entities` entities; the rest are counted in its labels.
+    """
     if not isinstance(doc, dict):
         raise NormalizationError(f"record is {_json_kind(doc)}, not a JSON object")
     try:
         if format_hint and format_hint != "auto":
             if format_hint in _BY_NAME:
-                return _BY_NAME[format_hint].normalize(doc, received_at=received_at)
+                return _BY_NAME[format_hint].normalize(
+                    doc, received_at=received_at, max_entities=max_entities
+                )
             for mapping in mappings:
                 if mapping.name == format_hint:
-                    return mapping.normalize(doc, received_at=received_at)
+                    return mapping.normalize(
+                        doc, received_at=received_at, max_entities=max_entities
+                    )
             known = ", ".join([*FORMATS, *(m.name for m in mappings)])
             raise NormalizationError(f"unknown format hint {format_hint[:60]!r} (known: {known})")
         name = detect_format(doc)
         if name is not None:
-            return _BY_NAME[name].normalize(doc, received_at=received_at)
+            return _BY_NAME[name].normalize(doc, received_at=received_at, max_entities=max_entities)
         for mapping in mappings:
             if mapping.matches(doc):
-                return mapping.normalize(doc, received_at=received_at)
+                return mapping.normalize(doc, received_at=received_at, max_entities=max_entities)
     except RecursionError as exc:
         raise NormalizationError("record is nested too deeply to normalise") from exc
     raise NormalizationError(

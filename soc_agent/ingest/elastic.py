@@ -13,6 +13,7 @@ from typing import Any
 
 from soc_agent.errors import NormalizationError
 from soc_agent.ingest._fields import (
+    MAX_ENTITIES,
     AlertDraft,
     as_list,
     get,
@@ -42,10 +43,18 @@ def matches(doc: dict[str, Any]) -> bool:
     )
 
 
-def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Alert:
+def normalize(
+    doc: dict[str, Any], *, received_at: datetime | None = None, max_entities: int = MAX_ENTITIES
+) -> Alert:
     body = _body(doc)
     f = FORMAT
-    draft = AlertDraft(format=f, vendor="Elastic", product="Elastic Security", original=doc)
+    draft = AlertDraft(
+        format=f,
+        vendor="Elastic",
+        product="Elastic Security",
+        original=doc,
+        max_entities=max_entities,
+    )
     draft.vendor_id = opt_str(body, "kibana.alert.uuid", f) or opt_str(doc, "_id", f)
     if draft.vendor_id is None:
         raise NormalizationError("missing required field 'kibana.alert.uuid'", format=f)

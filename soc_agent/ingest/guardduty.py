@@ -21,6 +21,7 @@ from typing import Any
 
 from soc_agent.errors import NormalizationError
 from soc_agent.ingest._fields import (
+    MAX_ENTITIES,
     AlertDraft,
     EntitySet,
     as_list,
@@ -108,10 +109,14 @@ def _severity_for(score: float) -> Severity:
     return Severity.LOW
 
 
-def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Alert:
+def normalize(
+    doc: dict[str, Any], *, received_at: datetime | None = None, max_entities: int = MAX_ENTITIES
+) -> Alert:
     f = FORMAT
     fd = _lower_keys(_finding(doc))
-    draft = AlertDraft(format=f, vendor="AWS", product="GuardDuty", original=doc)
+    draft = AlertDraft(
+        format=f, vendor="AWS", product="GuardDuty", original=doc, max_entities=max_entities
+    )
     draft.vendor_id = req_str(fd, "id", f)
     finding_type = opt_str(fd, "type", f)
     draft.title = opt_str(fd, "title", f) or finding_type
@@ -172,7 +177,7 @@ def _resource(
     instance = res.get("instanceDetails")
     if isinstance(instance, dict):
         _cloud(ents, instance.get("instanceId"), role, "AWS::EC2::Instance", account, region)
-        for nic in as_list(instance.get("networkInterfaces"))[:16]:
+        for nic in as_list(instance.get("networkInterfaces")):
             if not isinstance(nic, dict):
                 continue
             ents.add(EntityType.IP, nic.get("privateIpAddress"), role)
@@ -210,7 +215,7 @@ def _resource(
         arn = rds.get("dbInstanceArn") or rds.get("dbInstanceIdentifier")
         _cloud(ents, arn, role, "AWS::RDS::DBInstance", account, region)
     ents.add(EntityType.USER, get(res, "rdsDbUserDetails.user"), "actor")
-    for bucket in as_list(res.get("s3BucketDetails"))[:16]:
+    for bucket in as_list(res.get("s3BucketDetails")):
         if isinstance(bucket, dict):
             arn = bucket.get("arn") or bucket.get("name")
             _cloud(ents, arn, role, "AWS::S3::Bucket", account, region)
@@ -246,7 +251,7 @@ def _action(draft: AlertDraft, action: Any, resource_role: str) -> None:
         draft.label("api_service", api.get("serviceName"))
         draft.label("caller_type", api.get("callerType"))
     ents.add(EntityType.DOMAIN, get(action, "dnsRequestAction.domain"), "destination")
-    for probe in as_list(get(action, "portProbeAction.portProbeDetails"))[:32]:
+    for probe in as_list(get(action, "portProbeAction.portProbeDetails")):
         _remote_ip(ents, probe, "source")
     k8s = action.get("kubernetesApiCallAction")
     if isinstance(k8s, dict):

@@ -25,6 +25,7 @@ from pydantic import (
 
 from soc_agent.errors import ConfigError, NormalizationError
 from soc_agent.ingest._fields import (
+    MAX_ENTITIES,
     AlertDraft,
     as_list,
     get,
@@ -164,9 +165,21 @@ class FieldMapping(_Strict):
     def matches(self, doc: dict[str, Any]) -> bool:
         return all(cond.holds(doc) for cond in self.match)
 
-    def normalize(self, doc: dict[str, Any], *, received_at: datetime | None = None) -> Alert:
+    def normalize(
+        self,
+        doc: dict[str, Any],
+        *,
+        received_at: datetime | None = None,
+        max_entities: int = MAX_ENTITIES,
+    ) -> Alert:
         f, spec = self.name, self.fields
-        draft = AlertDraft(format=f, vendor=self.vendor, product=self.product, original=doc)
+        draft = AlertDraft(
+            format=f,
+            vendor=self.vendor,
+            product=self.product,
+            original=doc,
+            max_entities=max_entities,
+        )
         if spec.id is not None:
             draft.vendor_id = req_str(doc, spec.id, f)
         draft.title = req_str(doc, spec.title, f)

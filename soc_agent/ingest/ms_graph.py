@@ -12,6 +12,7 @@ from typing import Any
 
 from soc_agent.errors import NormalizationError
 from soc_agent.ingest._fields import (
+    MAX_ENTITIES,
     AlertDraft,
     EntitySet,
     as_list,
@@ -36,7 +37,6 @@ _ROLES = {
     "destination": "destination",
     "policyviolator": "actor",
 }
-_MAX_EVIDENCE = 256
 
 
 def matches(doc: dict[str, Any]) -> bool:
@@ -50,13 +50,16 @@ def matches(doc: dict[str, Any]) -> bool:
     )
 
 
-def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Alert:
+def normalize(
+    doc: dict[str, Any], *, received_at: datetime | None = None, max_entities: int = MAX_ENTITIES
+) -> Alert:
     f = FORMAT
     draft = AlertDraft(
         format=f,
         vendor="Microsoft",
         product=opt_str(doc, "serviceSource", f) or "Microsoft Graph Security",
         original=doc,
+        max_entities=max_entities,
     )
     draft.vendor_id = req_str(doc, "id", f)
     draft.title = opt_str(doc, "title", f)
@@ -79,12 +82,10 @@ def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Al
     draft.techniques += [t for t in as_list(doc.get("mitreTechniques")) if isinstance(t, str)]
     category = opt_str(doc, "category", f)
     draft.tactic(category)
-    evidences = as_list(doc.get("evidence"))
-    for evidence in evidences[:_MAX_EVIDENCE]:
+    # Every evidence record is read: past the entity cap its entities are only counted.
+    for evidence in as_list(doc.get("evidence")):
         if isinstance(evidence, dict):
             _evidence(draft.entities, evidence)
-    # Evidence past the cap is not read: count it as entities not kept, never silently.
-    draft.entities.overflow += max(0, len(evidences) - _MAX_EVIDENCE)
 
     for key in (
         "providerAlertId",
@@ -155,7 +156,7 @@ def _evidence(ents: EntitySet, ev: dict[str, Any]) -> None:
             azure_ad_device_id=ev.get("azureAdDeviceId"),
             os=ev.get("osPlatform"),
         )
-        for user in as_list(ev.get("loggedOnUsers"))[:32]:
+        for user in as_list(ev.get("loggedOnUsers")):
             if isinstance(user, dict):
                 ents.add(EntityType.USER, user.get("accountName"), domain=user.get("domainName"))
     elif kind == "userEvidence":

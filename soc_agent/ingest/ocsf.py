@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from soc_agent.errors import NormalizationError
 from soc_agent.ingest._fields import (
+    MAX_ENTITIES,
     AlertDraft,
     EntitySet,
     as_list,
@@ -101,7 +102,9 @@ def _class_uid(doc: dict[str, Any]) -> int:
     return value
 
 
-def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Alert:
+def normalize(
+    doc: dict[str, Any], *, received_at: datetime | None = None, max_entities: int = MAX_ENTITIES
+) -> Alert:
     f = FORMAT
     class_uid = _class_uid(doc)
     info_key = "finding_info" if isinstance(doc.get("finding_info"), dict) else "finding"
@@ -110,6 +113,7 @@ def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Al
         vendor=opt_str(doc, "metadata.product.vendor_name", f) or "unknown",
         product=opt_str(doc, "metadata.product.name", f) or "unknown",
         original=doc,
+        max_entities=max_entities,
     )
     draft.vendor_id = opt_str(doc, f"{info_key}.uid", f) or opt_str(doc, "metadata.uid", f)
     if draft.vendor_id is None:
@@ -146,8 +150,8 @@ def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Al
 
     _entities(draft.entities, doc)
     evidences = as_list(doc.get("evidences"))
-    # Evidence past the cap is not read: count it as entities not kept, never silently.
-    draft.entities.overflow += max(0, len(evidences) - _MAX_EVIDENCES)
+    # Reading one evidence costs as much as a small alert: past the cap they are counted.
+    draft.entities.unread("ocsf_evidence", len(evidences) - _MAX_EVIDENCES)
     for evidence in evidences[:_MAX_EVIDENCES]:
         if isinstance(evidence, dict):
             _entities(draft.entities, evidence)
@@ -267,7 +271,7 @@ def _observable_role(name: Any) -> str | None:
 
 
 def _observables(ents: EntitySet, doc: dict[str, Any]) -> None:
-    for observable in as_list(doc.get("observables"))[:256]:
+    for observable in as_list(doc.get("observables")):
         if not isinstance(observable, dict):
             continue
         type_id = observable.get("type_id")
@@ -293,7 +297,7 @@ def _entities(ents: EntitySet, doc: dict[str, Any]) -> None:
     _file(ents, doc.get("file"), None)
     _url(ents, doc.get("url"), None)
     ents.add(EntityType.DOMAIN, get(doc, "query.hostname"), "destination")
-    for resource in as_list(doc.get("resources"))[:64]:
+    for resource in as_list(doc.get("resources")):
         if isinstance(resource, dict):
             ents.add(
                 EntityType.CLOUD_RESOURCE,

@@ -9,7 +9,9 @@ others still become alerts. Decisions the rest of the pipeline relies on:
 - Dead-letter `original`: the exact input bytes for a whole payload or a JSON
   line (re-encoded as UTF-8 when the payload was UTF-16/32); for an element of a
   JSON array, the element re-serialised as compact UTF-8 JSON (the array's bytes
-  cannot be cut per element).
+  cannot be cut per element). A record larger than one alert may be
+  (`max_record_bytes`) is too large to keep whole: its dead letter keeps the first
+  `DEAD_LETTER_HEAD_BYTES` and names the record's length and sha256.
 - An empty payload is a dead letter; an empty JSON array holds no record and
   yields nothing.
 - A payload that is not one JSON document is read as JSON lines only if more
@@ -26,8 +28,9 @@ others still become alerts. Decisions the rest of the pipeline relies on:
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,9 +40,18 @@ from soc_agent.ingest import guardduty
 from soc_agent.ingest.detect import normalize
 from soc_agent.ingest.mapping import FieldMapping
 from soc_agent.models import Alert, DeadLetter
+from soc_agent.models.alert import MAX_ENTITIES
 from soc_agent.models.ids import dead_letter_id
 
-__all__ = ["IngestResult", "TooManyRecords", "parse_payload"]
+__all__ = [
+    "DEAD_LETTER_HEAD_BYTES",
+    "IngestResult",
+    "Letters",
+    "Normalising",
+    "TooManyRecords",
+    "iter_payload",
+    "parse_payload",
+]
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -189,6 +201,122 @@ class TooManyRecords(NormalizationError):
     """The payload holds more records than the caller accepts in one go."""
 
 
+DEAD_LETTER_HEAD_BYTES = 64 * 1024
+"""What a dead letter keeps of a record too large to be an alert: its first bytes."""
+
+
+@dataclass(frozen=True)
+class Letters:
+    """How dead letters are made for one input: its headers, format hint and clock."""
+
+    received_at: Callable[[], datetime]
+    headers: dict[str, str] = field(default_factory=dict)
+    format_hint: str | None = None
+
+    def dead(self, reason: str, raw: bytes, where: str) -> DeadLetter:
+        return DeadLetter(
+            id=dead_letter_id(where, raw),
+            reason=reason,
+            source=where,
+            original=raw,
+            headers=self.headers,
+            format_hint=self.format_hint,
+            received_at=self.received_at(),
+        )
+
+    def oversized(
+        self, where: str, head: bytes, length: int, sha256: str, limit: int
+    ) -> DeadLetter:
+        """A record over the alert size: too large to keep whole, so its head, size and hash."""
+        kept = head[:DEAD_LETTER_HEAD_BYTES]
+        letter = self.dead(
+            f"record of {length:,} bytes is over the {limit:,} one alert may have "
+            f"(runtime.max_alert_bytes): not normalised, and too large to keep whole: the "
+            f"dead letter keeps its first {len(kept):,} bytes; sha256 of the record {sha256}",
+            kept,
+            where,
+        )
+        # The id stands for the whole record, as for any other dead letter.
+        return letter.model_copy(
+            update={"id": dead_letter_id(where, f"{length}:{sha256}".encode())}
+        )
+
+
+@dataclass(frozen=True)
+class Normalising:
+    """What the caller decided about turning records into alerts."""
+
+    format_hint: str | None = None
+    mappings: Sequence[FieldMapping] = ()
+    max_record_bytes: int | None = None
+    max_entities: int = MAX_ENTITIES
+
+    def items(self, record: _Record, letters: Letters) -> Iterator[Alert | DeadLetter]:
+        """One outer record as alerts and dead letters (a GetFindings envelope is several)."""
+        letter = self.rejected(record, letters)
+        if letter is not None:
+            yield letter
+            return
+        for one in _expand(record):
+            yield self.normalised(one, letters)
+
+    def rejected(self, record: _Record, letters: Letters) -> DeadLetter | None:
+        """The dead letter of a record that is not even read: unparsable or too large."""
+        if record.error is not None:
+            return letters.dead(record.error, record.raw, record.source)
+        limit = self.max_record_bytes
+        if limit is not None and len(record.raw) > limit:
+            digest = hashlib.sha256(record.raw).hexdigest()
+            return letters.oversized(record.source, record.raw, len(record.raw), digest, limit)
+        return None
+
+    def normalised(self, record: _Record, letters: Letters) -> Alert | DeadLetter:
+        problem = _valid_unicode(record.value)
+        if problem is not None:
+            return letters.dead(problem, record.raw, record.source)
+        try:
+            return normalize(
+                record.value,
+                format_hint=self.format_hint,
+                mappings=self.mappings,
+                received_at=letters.received_at(),
+                max_entities=self.max_entities,
+            )
+        except NormalizationError as exc:
+            return letters.dead(str(exc), record.raw, record.source)
+
+
+def iter_payload(
+    data: bytes,
+    *,
+    source: str,
+    format_hint: str | None = None,
+    mappings: Sequence[FieldMapping] = (),
+    headers: Mapping[str, str] | None = None,
+    received_at: datetime | None = None,
+    max_records: int | None = None,
+    max_record_bytes: int | None = None,
+    max_entities: int = MAX_ENTITIES,
+) -> Iterator[Alert | DeadLetter]:
+    """`parse_payload`, one alert or dead letter at a time, in input order."""
+    received = received_at or datetime.now(UTC)
+    letters = Letters(
+        lambda: received, {str(k): str(v) for k, v in (headers or {}).items()}, format_hint
+    )
+    how = Normalising(format_hint, mappings, max_record_bytes, max_entities)
+    seen = 0
+    for outer in _records(data, source):
+        letter = how.rejected(outer, letters)
+        expanded = [] if letter is not None else _expand(outer)
+        seen += len(expanded) or 1
+        if max_records is not None and seen > max_records:
+            raise TooManyRecords(f"more than {max_records} records in one payload")
+        if letter is not None:
+            yield letter
+        for record in expanded:
+            yield how.normalised(record, letters)
+
+
 def parse_payload(
     data: bytes,
     *,
@@ -199,67 +327,30 @@ def parse_payload(
     received_at: datetime | None = None,
     max_records: int | None = None,
     max_record_bytes: int | None = None,
+    max_entities: int = MAX_ENTITIES,
 ) -> IngestResult:
     """Turn a payload into alerts and dead letters; every input record ends in one of the two.
 
     With `max_records`, a payload holding more records raises TooManyRecords as soon
     as the count is passed, before the rest is normalised. A record larger than
-    `max_record_bytes` is dead-lettered (whole) instead of normalised.
+    `max_record_bytes` is dead-lettered instead of normalised, keeping its first
+    `DEAD_LETTER_HEAD_BYTES` bytes and naming its length and sha256. An alert keeps
+    its first `max_entities` entities and counts the rest in its labels.
     """
-    received = received_at or datetime.now(UTC)
-    seen = 0
-    kept_headers = {str(k): str(v) for k, v in (headers or {}).items()}
     result = IngestResult()
-
-    def dead(reason: str, raw: bytes, where: str) -> None:
-        result.dead_letters.append(
-            DeadLetter(
-                id=dead_letter_id(where, raw),
-                reason=reason,
-                source=where,
-                original=raw,
-                headers=kept_headers,
-                format_hint=format_hint,
-                received_at=received,
-            )
-        )
-
-    def count(n: int) -> None:
-        nonlocal seen
-        seen += n
-        if max_records is not None and seen > max_records:
-            raise TooManyRecords(f"more than {max_records} records in one payload")
-
-    for outer in _records(data, source):
-        if outer.error is not None:
-            count(1)
-            dead(outer.error, outer.raw, outer.source)
-            continue
-        if max_record_bytes is not None and len(outer.raw) > max_record_bytes:
-            count(1)
-            dead(
-                f"record of {len(outer.raw):,} bytes is over the {max_record_bytes:,} one alert "
-                "may have (runtime.max_alert_bytes): not normalised",
-                outer.raw,
-                outer.source,
-            )
-            continue
-        expanded = _expand(outer)
-        count(len(expanded))
-        for record in expanded:
-            problem = _valid_unicode(record.value)
-            if problem is not None:
-                dead(problem, record.raw, record.source)
-                continue
-            try:
-                alert = normalize(
-                    record.value,
-                    format_hint=format_hint,
-                    mappings=mappings,
-                    received_at=received,
-                )
-            except NormalizationError as exc:
-                dead(str(exc), record.raw, record.source)
-            else:
-                result.alerts.append(alert)
+    for item in iter_payload(
+        data,
+        source=source,
+        format_hint=format_hint,
+        mappings=mappings,
+        headers=headers,
+        received_at=received_at,
+        max_records=max_records,
+        max_record_bytes=max_record_bytes,
+        max_entities=max_entities,
+    ):
+        if isinstance(item, Alert):
+            result.alerts.append(item)
+        else:
+            result.dead_letters.append(item)
     return result

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from soc_agent.ingest._fields import (
+    MAX_ENTITIES,
     AlertDraft,
     as_list,
     get,
@@ -56,10 +57,18 @@ def _text(result: dict[str, Any], key: str) -> str | None:
     return opt_str({key: value}, key, FORMAT)
 
 
-def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Alert:
+def normalize(
+    doc: dict[str, Any], *, received_at: datetime | None = None, max_entities: int = MAX_ENTITIES
+) -> Alert:
     f = FORMAT
     r = _result(doc)
-    draft = AlertDraft(format=f, vendor="Splunk", product="Enterprise Security", original=doc)
+    draft = AlertDraft(
+        format=f,
+        vendor="Splunk",
+        product="Enterprise Security",
+        original=doc,
+        max_entities=max_entities,
+    )
     draft.vendor_id = _text(r, "event_id")
     search_name = _text(r, "search_name") or _text(doc, "search_name")
     draft.rule_name = _text(r, "rule_name") or search_name

@@ -13,6 +13,7 @@ from typing import Any
 
 from soc_agent.errors import NormalizationError
 from soc_agent.ingest._fields import (
+    MAX_ENTITIES,
     AlertDraft,
     as_list,
     get,
@@ -49,7 +50,9 @@ def _stable_id(doc: dict[str, Any]) -> str | None:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Alert:
+def normalize(
+    doc: dict[str, Any], *, received_at: datetime | None = None, max_entities: int = MAX_ENTITIES
+) -> Alert:
     f = FORMAT
     event_type = req_str(doc, "event_type", f)
     if event_type != "alert":
@@ -59,7 +62,9 @@ def normalize(doc: dict[str, Any], *, received_at: datetime | None = None) -> Al
         )
     if not isinstance(doc.get("alert"), dict):
         raise NormalizationError("missing required object 'alert'", format=f)
-    draft = AlertDraft(format=f, vendor="OISF", product="Suricata", original=doc)
+    draft = AlertDraft(
+        format=f, vendor="OISF", product="Suricata", original=doc, max_entities=max_entities
+    )
     draft.vendor_id = _stable_id(doc)
     draft.title = req_str(doc, "alert.signature", f)
     sid = opt_number(doc, "alert.signature_id", f)

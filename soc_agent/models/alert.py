@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "ENTITIES_TRUNCATED",
+    "ENTITIES_TRUNCATED_TYPES",
     "MAX_ENTITIES",
     "Alert",
     "Entity",
@@ -21,8 +22,11 @@ __all__ = [
 ]
 
 MAX_ENTITIES = 256
-"""Entities kept per alert; more are counted under the `ENTITIES_TRUNCATED` label."""
+"""Entities kept per alert by default (runtime.max_entities_per_alert); more are counted."""
 ENTITIES_TRUNCATED = "ingest.entities_truncated"
+"""Label: how many entity values the alert named past the cap (not kept)."""
+ENTITIES_TRUNCATED_TYPES = "ingest.entities_truncated_types"
+"""Label: the same count by entity type, most first: `ip=99744,user=3`."""
 
 
 class Severity(StrEnum):
@@ -78,8 +82,12 @@ class EntityType(StrEnum):
     EMAIL = "email"
     CLOUD_RESOURCE = "cloud_resource"
 
+    @property
+    def case_insensitive(self) -> bool:
+        """Values of this type compare case-insensitively, so they are stored lower-case."""
+        return self in _CASE_INSENSITIVE
 
-# Values of these types compare case-insensitively, so they are stored lower-case.
+
 _CASE_INSENSITIVE = {
     EntityType.HOST,
     EntityType.DOMAIN,
@@ -109,7 +117,7 @@ class Entity(BaseModel):
     @model_validator(mode="after")
     def _normalise(self) -> Entity:
         value = self.value.strip()
-        if self.type in _CASE_INSENSITIVE:
+        if self.type.case_insensitive:
             value = value.lower()
         if self.type is EntityType.DOMAIN:
             value = value.rstrip(".")

@@ -20,7 +20,7 @@ from soc_agent.models import Alert, Evidence, EvidenceStatus, Incident, Investig
 from soc_agent.playbooks.context import incident_context, step_context
 from soc_agent.playbooks.expressions import evaluate, evaluate_bool
 from soc_agent.playbooks.schema import Playbook, Step
-from soc_agent.playbooks.templates import render
+from soc_agent.playbooks.templates import ItemTemplates, render
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -242,7 +242,10 @@ class _Run:
 
     def _calls(self, step: Step, context: dict[str, Any]) -> list[_Call]:
         if step.for_each is None:
-            return [_render_call(step, context, None, has_item=False)]
+            try:
+                return [_Call(None, render(step.args, context))]
+            except ExpressionError as exc:
+                return [_Call(None, {}, f"args: {exc}")]
         items = evaluate(step.for_each, context)
         if not isinstance(items, list):
             raise ExpressionError(
@@ -253,7 +256,9 @@ class _Run:
             # and record the rest, which makes the rules reading this step unevaluated.
             self.overflow[step.id] = len(items) - step.max_items
             items = items[: step.max_items]
-        return [_render_call(step, context, item, has_item=True) for item in items]
+        # The args' shared part is rendered once for the step, not once per item.
+        args = ItemTemplates(step.args, context)
+        return [_render_item(args, item) for item in items]
 
     # -- execution -----------------------------------------------------------------------
 
@@ -366,13 +371,12 @@ class _Call:
     error: str | None = None
 
 
-def _render_call(step: Step, context: dict[str, Any], item: Any, *, has_item: bool) -> _Call:
-    scope = {**context, "item": item} if has_item else context
+def _render_item(args: ItemTemplates, item: Any) -> _Call:
     try:
-        args = render(step.args, scope)
+        rendered: dict[str, Any] = args.render(item)
     except ExpressionError as exc:
         return _Call(item, {}, f"args: {exc}")
-    return _Call(item, args)
+    return _Call(item, rendered)
 
 
 def _aggregate(entries: list[dict[str, Any]]) -> tuple[EvidenceStatus, str | None]:

@@ -8,8 +8,9 @@ evaluated puts nothing forward and is reported in `diagnostics`.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 
 from soc_agent.errors import ExpressionError
 from soc_agent.models import ActionCandidate, Alert, Entity, Incident, ScoreContribution
-from soc_agent.models.alert import ENTITIES_TRUNCATED, MAX_ENTITIES
+from soc_agent.models.alert import ENTITIES_TRUNCATED, ENTITIES_TRUNCATED_TYPES
 from soc_agent.playbooks.context import incident_context
 from soc_agent.playbooks.expressions import (
     EvaluationError,
@@ -27,7 +28,7 @@ from soc_agent.playbooks.expressions import (
     step_references,
 )
 from soc_agent.playbooks.schema import Playbook, RespondRule
-from soc_agent.playbooks.templates import render
+from soc_agent.playbooks.templates import ItemTemplates, render
 
 __all__ = [
     "MatchError",
@@ -65,15 +66,16 @@ def score(
             ScoreContribution(rule="base", points=playbook.score.base, reason="playbook base score")
         )
     model_total = 0.0
-    truncated = _entities_truncated(ctx)
+    truncated, kept, types = _entities_truncated(ctx)
     if truncated:
-        kept = len(ctx["alert"].get("entities") or [])
         breakdown.append(
             ScoreContribution(
                 rule=ENTITIES_TRUNCATED,
                 points=0,
                 reason=f"the alert named more entities than are kept: kept {kept} of "
-                f"{kept + truncated}; rules saw only those",
+                f"{kept + truncated}"
+                + (f" (not kept: {types})" if types else "")
+                + "; rules saw only those",
                 evaluated=False,
             )
         )
@@ -92,8 +94,10 @@ def score(
             continue
         if not fired:
             missing = _missing_evidence(rule.when, ctx)
-            if truncated and "alert" in free_variables(rule.when):
-                missing.append(f"the rule saw {MAX_ENTITIES} entities at most of the alert's")
+            if truncated:
+                # Whatever it reads (the alert, the lookups of its entities, the incident it
+                # joined) came from the kept entities only: it might have fired on the rest.
+                missing.append(f"the rule saw {kept} of the alert's {kept + truncated} entities")
             if missing:
                 # Did not fire, but could not have: say so instead of a silent zero.
                 breakdown.append(
@@ -122,14 +126,21 @@ def score(
     return max(0.0, min(100.0, float(total))), breakdown
 
 
-def _entities_truncated(ctx: Mapping[str, Any]) -> int:
-    """How many entities normalisation dropped past its cap (0 when none)."""
+def _entities_truncated(ctx: Mapping[str, Any]) -> tuple[int, int, str]:
+    """(entities normalisation did not keep past its cap, entities kept, by type)."""
     alert = ctx.get("alert")
-    labels = alert.get("labels") if isinstance(alert, Mapping) else None
+    if not isinstance(alert, Mapping):
+        return 0, 0, ""
+    labels = alert.get("labels") or {}
     try:
-        return int((labels or {}).get(ENTITIES_TRUNCATED, 0))
+        truncated = int(labels.get(ENTITIES_TRUNCATED, 0))
     except (TypeError, ValueError):
-        return 0
+        truncated = 0
+    return (
+        truncated,
+        len(alert.get("entities") or []),
+        str(labels.get(ENTITIES_TRUNCATED_TYPES, "")),
+    )
 
 
 def _not_evaluated(expression: str, ctx: Mapping[str, Any], exc: ExpressionError) -> str:
@@ -201,27 +212,29 @@ def _rule_candidates(
         if diagnostics is not None:
             diagnostics.append(f"respond rule {rule.id!r}: {message}")
 
+    # Rendered in this order, so the first failure is the one reported.
+    parts = [rule.target.type, rule.target.value, rule.args]
     try:
         if rule.when is not None and not evaluate_bool(rule.when, ctx):
             return []
         if rule.for_each is None:
-            scopes: list[Mapping[str, Any]] = [ctx]
+            renders: list[Callable[[], Any]] = [lambda: render(parts, ctx)]
         else:
             items = evaluate(rule.for_each, ctx)
             if not isinstance(items, list):
                 note(f"for_each must yield a list, got {type(items).__name__}")
                 return []
-            scopes = [{**ctx, "item": item} for item in items]
+            # The part no item reads is rendered once for the rule, not once per item.
+            templates = ItemTemplates(parts, ctx)
+            renders = [functools.partial(templates.render, item) for item in items]
     except ExpressionError as exc:
         note(f"not applied: {exc}")
         return []
     out: list[ActionCandidate] = []
     seen: set[str] = set()
-    for scope in scopes:
+    for rendering in renders:
         try:
-            kind = render(rule.target.type, scope)
-            value = render(rule.target.value, scope)
-            args = render(rule.args, scope)
+            kind, value, args = rendering()
         except ExpressionError as exc:
             note(f"target not rendered: {exc}")
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -10,9 +11,8 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-from soc_agent.ingest import parse_payload
+from soc_agent.ingest import ByteStream, read_records
 from soc_agent.models import Alert, DeadLetter
-from soc_agent.models.ids import dead_letter_id
 from soc_agent.pipeline.agent import AlertOutcome
 from soc_agent.runtime.components import Components
 
@@ -58,21 +58,6 @@ def _expand(sources: Iterable[str | Path]) -> list[str | Path]:
         else:
             out.append(path)
     return out
-
-
-async def _read(src: str | Path, limit: int) -> tuple[str, bytes | None]:
-    """The input's bytes, or None when it is larger than `limit` (read up to it only)."""
-    if src == "-":
-        data = await asyncio.to_thread(sys.stdin.buffer.read, limit + 1)
-        return "stdin", data if len(data) <= limit else None
-    path = Path(src)
-
-    def read() -> bytes | None:
-        with path.open("rb") as fh:
-            data = fh.read(limit + 1)
-        return data if len(data) <= limit else None
-
-    return str(path), await asyncio.to_thread(read)
 
 
 async def run_embedded(
@@ -131,26 +116,22 @@ async def _ingest(
 ) -> AsyncIterator[Alert | DeadLetter]:
     bounds = components.settings.runtime
     for src in _expand(sources):
-        name, data = await _read(src, bounds.max_input_bytes)
-        if data is None:
-            # Nothing is lost: the input stays where it is, and the dead letter says why.
-            yield DeadLetter(
-                id=dead_letter_id(name, name.encode()),
-                reason=f"input is over the {bounds.max_input_bytes:,} bytes read at once "
-                "(runtime.max_input_bytes): split it, nothing in it was processed",
+        name = "stdin" if src == "-" else str(src)
+        with contextlib.ExitStack() as stack:
+            if src == "-":
+                stream: ByteStream = sys.stdin.buffer
+            else:
+                stream = stack.enter_context(await asyncio.to_thread(Path(src).open, "rb"))
+            records = read_records(
+                stream,
                 source=name,
-                original=b"",
-                received_at=components.clock(),
+                clock=components.clock,
+                max_record_bytes=bounds.max_alert_bytes,
+                max_document_bytes=bounds.max_input_bytes,
+                mappings=components.mappings,
+                max_entities=bounds.max_entities_per_alert,
             )
-            continue
-        result = parse_payload(
-            data,
-            source=name,
-            mappings=components.mappings,
-            received_at=components.clock(),
-            max_record_bytes=bounds.max_alert_bytes,
-        )
-        for letter in result.dead_letters:
-            yield letter
-        for alert in result.alerts:
-            yield alert
+            # One record at a time, read and normalised off the event loop: the pipeline's
+            # backpressure reaches the file, and a large input is never held whole.
+            while (item := await asyncio.to_thread(next, records, None)) is not None:
+                yield item

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from soc_agent.correlate import CorrelationConfig
 from soc_agent.errors import ConfigError
+from soc_agent.models.alert import MAX_ENTITIES
 from soc_agent.policy import PolicyConfig
 from soc_agent.settings.api import ApiConfig
 from soc_agent.settings.kafka import KafkaConfig
@@ -48,7 +49,9 @@ DEFAULT_GRANTS: dict[str, list[str]] = {
 
 
 class RuntimeConfig(BaseModel):
-    """Bounds for the pipeline: how much work runs at once."""
+    """Bounds for the pipeline: how much work runs at once, and how large one alert may be."""
+
+    model_config = ConfigDict(extra="forbid")
 
     max_concurrent_alerts: int = Field(default=8, ge=1, le=1024)
     connector_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
@@ -57,14 +60,32 @@ class RuntimeConfig(BaseModel):
         default=5 * 1024 * 1024,
         ge=1024,
         le=256 * 1024 * 1024,
-        description="one alert record read from a file or stdin (as the webhook's body limit)",
+        description="one alert record read from a file or stdin (as the webhook's body limit); "
+        "a larger one is dead-lettered with its first 64 KiB, its length and sha256",
     )
     max_input_bytes: int = Field(
-        default=256 * 1024 * 1024,
+        default=64 * 1024 * 1024,
         ge=1024,
         le=4 * 1024 * 1024 * 1024,
-        description="one input file or stdin as read at once; split larger files",
+        description="a file or stdin that must be parsed whole (a JSON array, a pretty-printed "
+        "document); JSON lines are read one record at a time, whatever their size",
     )
+    max_entities_per_alert: int = Field(
+        default=MAX_ENTITIES,
+        ge=8,
+        le=4096,
+        description="entities one alert keeps (the first ones); the rest are counted by type "
+        "and make the decision's rules that did not fire unevaluated",
+    )
+
+    @model_validator(mode="after")
+    def _one_alert_fits_in_an_input(self) -> RuntimeConfig:
+        if self.max_input_bytes < self.max_alert_bytes:
+            raise ValueError(
+                f"max_input_bytes ({self.max_input_bytes}) must be at least max_alert_bytes "
+                f"({self.max_alert_bytes}): an input read at once holds at least one alert"
+            )
+        return self
 
 
 class Settings(BaseSettings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -413,7 +414,7 @@ def test_the_store_its_wal_and_the_journals_are_private_to_their_owner(tmp_path:
     assert loose == {}
 
 
-def test_oversized_alerts_and_inputs_are_dead_lettered_whole(tmp_path: Path) -> None:
+def test_an_oversized_alert_is_dead_lettered_by_its_head_length_and_hash(tmp_path: Path) -> None:
     doc = json.loads((SAMPLES / "crowdstrike_malware.json").read_text())
     big = dict(doc, padding="x" * (6 * 1024 * 1024))  # over the 5 MiB an alert may have
     lines = [json.dumps(big), (SAMPLES / "suricata_c2.jsonl").read_text().splitlines()[0]]
@@ -422,13 +423,36 @@ def test_oversized_alerts_and_inputs_are_dead_lettered_whole(tmp_path: Path) -> 
     assert len(decisions(run.stdout)) == 1, run.stderr  # the normal alert is decided
     assert "runtime.max_alert_bytes" in run.stderr
     db = sqlite3.connect(tmp_path / "s.db")
-    (reason, original) = db.execute("SELECT reason, original FROM dead_letters").fetchone()
+    (source, reason, original) = db.execute(
+        "SELECT source, reason, original FROM dead_letters"
+    ).fetchone()
     db.close()
-    assert f"{len(lines[0]):,} bytes" in reason and original == lines[0].encode()  # nothing lost
+    # Too large to keep whole: where it is, its first 64 KiB, its length and its hash.
+    assert source == "mixed.jsonl:line 1"
+    assert original == lines[0].encode()[: 64 * 1024]
+    assert f"{len(lines[0]):,} bytes" in reason
+    assert hashlib.sha256(lines[0].encode()).hexdigest() in reason
 
-    small = {"SOC_AGENT_RUNTIME__MAX_INPUT_BYTES": "2048"}
+
+def test_a_document_too_large_to_parse_at_once_is_refused_and_json_lines_are_not(
+    tmp_path: Path,
+) -> None:
+    docs = [json.loads(line) for line in (SAMPLES / "suricata_c2.jsonl").read_text().splitlines()]
+    (tmp_path / "array.json").write_text(json.dumps(docs, indent=2))
+    (tmp_path / "lines.jsonl").write_text("\n".join(json.dumps(d) for d in docs) + "\n")
+    small = {
+        "SOC_AGENT_RUNTIME__MAX_INPUT_BYTES": "2048",
+        "SOC_AGENT_RUNTIME__MAX_ALERT_BYTES": "2048",
+    }
     refused = cli(
-        "run", "--alerts", "mixed.jsonl", "--store", "t.db", cwd=tmp_path, env=small
+        "run", "--alerts", "array.json", "--store", "t.db", cwd=tmp_path, env=small
     )  # fmt: skip
     said = refused.stdout + refused.stderr
-    assert "runtime.max_input_bytes" in said and "split it" in said and "mixed.jsonl" in said
+    assert "runtime.max_input_bytes" in said and "split it" in said and "array.json" in said
+    assert "0 alert(s), 1 dead letter(s)" in said
+    # The same records as JSON lines are read one at a time: no bound on the whole.
+    read = cli(
+        "run", "--alerts", "lines.jsonl", "--json", "--store", "u.db", cwd=tmp_path, env=small
+    )
+    assert len(decisions(read.stdout)) > 1, read.stderr
+    assert "dead_letter" not in read.stderr

@@ -14,9 +14,11 @@ import json
 from pathlib import Path
 
 from soc_agent.ingest import normalize
-from soc_agent.models import Disposition
+from soc_agent.models import Disposition, EntityType, Evidence
+from soc_agent.pipeline.agent import AlertOutcome
 from soc_agent.runtime.components import open_components
-from soc_agent.settings import load_settings
+from soc_agent.runtime.embedded import run_embedded
+from soc_agent.settings import Settings, load_settings
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "alerts"
 
@@ -118,10 +120,48 @@ async def test_an_alert_with_more_entities_than_kept_is_a_finding_and_escalates(
     decision, _ = await _decide(tmp_path, doc)
     truncated = [b for b in decision.breakdown if b.rule == "ingest.entities_truncated"]  # type: ignore[attr-defined]
     assert truncated and not truncated[0].evaluated
-    assert "of 2003; rules saw only those" in truncated[0].reason
+    assert "kept 256 of 2003 (not kept: ip=1747); rules saw only those" in truncated[0].reason
     others = [b for b in decision.breakdown if not b.evaluated and b.rule != truncated[0].rule]  # type: ignore[attr-defined]
     assert others, "the rules that could not see every entity are named"
     for action in decision.actions:  # type: ignore[attr-defined]
         assert action.disposition is not Disposition.NOTIFIED or action.rule != "threshold.notify"
     revoke = {a.action: a for a in decision.actions}["revoke_sessions"]  # type: ignore[attr-defined]
     assert revoke.disposition in (Disposition.ESCALATED, Disposition.PROPOSED)
+
+
+async def test_the_entity_cap_is_a_setting_and_every_rule_that_did_not_fire_says_so(
+    tmp_path: Path,
+) -> None:
+    # 40 padding IPs past a cap of 8: the user is kept (it comes first) with 7 IPs, few
+    # enough for the lookups to take them all; a rule on those lookups that did not fire
+    # could have fired on the 35 IPs no one looked up.
+    alerts = tmp_path / "padded.json"
+    alerts.write_text(json.dumps(_padded(40)))
+    settings = load_settings(store=tmp_path / "soc-agent.db", runtime={"max_entities_per_alert": 8})
+    outcomes: list[AlertOutcome] = []
+
+    async def keep(outcome: AlertOutcome) -> None:
+        outcomes.append(outcome)
+
+    async with open_components(settings) as c:
+        await run_embedded(c, [alerts], on_outcome=keep)
+    [outcome] = outcomes
+    assert [e.type for e in outcome.alert.entities] == [EntityType.USER] + [EntityType.IP] * 7
+    assert outcome.alert.labels["ingest.entities_truncated_types"] == "ip=35"
+    breakdown = {b.rule: b for b in outcome.decision.breakdown}
+    finding = breakdown["ingest.entities_truncated"]
+    assert not finding.evaluated
+    assert "kept 8 of 43 (not kept: ip=35)" in finding.reason
+    intel = await _evidence(settings, outcome, "ip_intel")
+    assert intel.overflow == 0 and len(intel.result) == 7  # every kept IP was looked up
+    anonymizer = breakdown["ip-anonymizer"]  # reads only the lookups: no silent zero either
+    assert not anonymizer.evaluated
+    assert anonymizer.reason.endswith("the rule saw 8 of the alert's 43 entities")
+
+
+async def _evidence(settings: Settings, outcome: AlertOutcome, step: str) -> Evidence:
+    async with open_components(settings) as c:
+        investigation = await c.store.get_investigation(outcome.decision.investigation_id or "")
+    assert investigation is not None
+    [evidence] = [e for e in investigation.evidence if e.step == step]
+    return evidence

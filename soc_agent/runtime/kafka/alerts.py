@@ -14,6 +14,7 @@ from datetime import datetime
 
 from soc_agent.ingest import FieldMapping, parse_payload
 from soc_agent.models import ActionStatus, Decision, Disposition
+from soc_agent.models.alert import MAX_ENTITIES
 from soc_agent.pipeline.agent import Agent, AlertOutcome
 from soc_agent.runtime.kafka.records import (
     DLQ_PREFIX,
@@ -56,6 +57,7 @@ class AlertProcessor:
         mappings: list[FieldMapping],
         clock: Callable[[], datetime],
         max_concurrent_alerts: int,
+        max_entities: int = MAX_ENTITIES,
     ) -> None:
         self._agent = agent
         self._store = store
@@ -64,6 +66,7 @@ class AlertProcessor:
         self._mappings = mappings
         self._clock = clock
         self._running = asyncio.Semaphore(max_concurrent_alerts)
+        self._max_entities = max_entities
 
     async def process(
         self, value: bytes | None, source: Source
@@ -78,6 +81,7 @@ class AlertProcessor:
             mappings=self._mappings,
             headers=headers,
             received_at=self._clock(),
+            max_entities=self._max_entities,
         )
         result = MessageResult()
         out: list[OutRecord] = []

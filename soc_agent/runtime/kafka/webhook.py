@@ -112,6 +112,7 @@ def build_webhook_app(settings: Settings, publisher: Publisher) -> Starlette:
                 mappings=mappings,
                 headers={"soc-received-via": "webhook"},
                 max_records=config.webhook_max_records,
+                max_entities=settings.runtime.max_entities_per_alert,
             )
         except TooManyRecords:
             return JSONResponse(

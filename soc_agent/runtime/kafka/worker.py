@@ -102,6 +102,7 @@ class KafkaWorker:
             mappings=components.mappings,
             clock=components.clock,
             max_concurrent_alerts=components.settings.runtime.max_concurrent_alerts,
+            max_entities=components.settings.runtime.max_entities_per_alert,
         )
         self._approvals = ApprovalProcessor(
             components.agent,

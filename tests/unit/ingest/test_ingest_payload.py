@@ -12,7 +12,13 @@ import pytest
 
 from soc_agent.errors import NormalizationError
 from soc_agent.ingest import IngestResult, normalize, parse_payload
-from soc_agent.ingest._fields import MAX_ENTITIES, MAX_TITLE_CHARS, TRUNCATION_MARKER
+from soc_agent.ingest._fields import (
+    MAX_ENTITIES,
+    MAX_TITLE_CHARS,
+    TRUNCATION_MARKER,
+    EntitySet,
+)
+from soc_agent.models import EntityType
 from soc_agent.models.ids import dead_letter_id
 
 ALERTS = Path(__file__).resolve().parents[2] / "fixtures" / "alerts"
@@ -272,6 +278,68 @@ def test_too_many_entities_are_capped_and_counted() -> None:
     [alert] = parse(compact(record)).alerts
     assert len(alert.entities) == MAX_ENTITIES
     assert int(alert.labels["ingest.entities_truncated"]) > 700
+
+
+def test_entities_past_the_cap_are_counted_by_type_and_the_first_kept() -> None:
+    ips = [f"10.{i // 256}.{i % 256}.1" for i in range(1000)]
+    hosts = [f"ws-{i:04d}" for i in range(300)]
+    record = dict(ELASTIC, source={"ip": ips}, host={"name": hosts})
+    [alert] = parse(compact(record), max_entities=40).alerts
+    assert len(alert.entities) == 40
+    # deterministic: the first ones the normaliser met are the ones kept
+    [again] = parse(compact(record), max_entities=40).alerts
+    assert again.entities == alert.entities
+    by_type = dict(p.split("=") for p in alert.labels["ingest.entities_truncated_types"].split(","))
+    kept = {t: sum(e.type.value == t for e in alert.entities) for t in ("ip", "host")}
+    assert int(by_type["ip"]) == 1000 - kept["ip"]
+    assert int(by_type["host"]) == 300 - kept["host"]
+    assert int(alert.labels["ingest.entities_truncated"]) == sum(int(n) for n in by_type.values())
+
+
+def test_past_the_cap_a_value_already_kept_is_not_counted_as_dropped() -> None:
+    ents = EntitySet(limit=2)
+    for value in ("10.0.0.1", "WS-1", "10.0.0.1", "10.0.0.3", "10.0.0.3"):
+        ents.add(EntityType.HOST if value.startswith("WS") else EntityType.IP, value)
+    ents.add(EntityType.HOST, "ws-1", "source")  # kept already, in another role
+    assert [e.key for e in ents.items] == ["ip:10.0.0.1", "host:ws-1"]
+    assert ents.overflow == {"ip": 2}  # values not kept are counted, repeats too
+
+
+@pytest.mark.parametrize(
+    ("relative", "field", "make"),
+    [
+        (
+            "ms_graph/mdo_phish.json",
+            "evidence",
+            lambda i: {
+                "@odata.type": "#microsoft.graph.security.ipEvidence",
+                "ipAddress": f"198.51.{i // 256}.{i % 256}",
+            },
+        ),
+        (
+            "ocsf/detection_finding_phish_evidences.json",
+            "observables",
+            lambda i: {
+                "name": "dst_endpoint.ip",
+                "type_id": 2,
+                "value": f"198.51.{i // 256}.{i % 256}",
+            },
+        ),
+        (
+            "ocsf/detection_finding_phish_evidences.json",
+            "resources",
+            lambda i: {"uid": f"arn:aws:s3:::bucket-{i}", "type": "AWS::S3::Bucket"},
+        ),
+    ],
+)
+def test_vendor_lists_past_the_cap_are_counted_not_skipped(
+    relative: str, field: str, make: Any
+) -> None:
+    record = doc(relative)
+    record[field] = [*record.get(field, []), *(make(i) for i in range(2000))]
+    [alert] = parse(compact(record)).alerts
+    assert len(alert.entities) == MAX_ENTITIES
+    assert int(alert.labels["ingest.entities_truncated"]) >= 2000 - MAX_ENTITIES
 
 
 def test_invalid_entity_values_are_dropped_not_fatal() -> None:
