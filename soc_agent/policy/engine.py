@@ -27,9 +27,10 @@ in this order, stopping at the first step that settles the disposition:
    level 2 collaborator, wanted EXECUTE -> PROPOSED `autonomy.collaborator`;
    level 4 approver, score < execute_at + edge_margin -> ESCALATED
    `autonomy.approver.edge_case`.
-5. execution guardrails, which always win over an EXECUTE (at levels 3-5): protected
-   asset, irreversible (or no rollback capability), four-eyes, blast-radius budget,
-   kill switch -> PROPOSED, the first one naming the rule; all that fired are listed
+5. execution guardrails, which always win over an EXECUTE (at levels 3-5): text that
+   tried to instruct the investigating model (`guardrail.injection`), protected asset,
+   irreversible (or no rollback capability), four-eyes, blast-radius budget, kill
+   switch -> PROPOSED, the first one naming the rule; all that fired are listed
    in `Verdict.guardrails` and the reason.
 6. otherwise EXECUTED: `autonomy.consultant.sample` at level 3 when the idempotency
    key falls in the review sample (review_sample=True), else `threshold.execute`.
@@ -43,7 +44,7 @@ is sampled. In LIVE, `intended` is None.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from soc_agent.models.decision import ActionStatus, AutonomyLevel, Disposition, RunMode
 from soc_agent.policy.autonomy import describe_level, effective_autonomy, review_sampled
@@ -112,6 +113,10 @@ def decide(inp: PolicyInput, config: PolicyConfig) -> Verdict:
     needs_two = (
         outcome.disposition in _NEEDS_HUMAN and four_eyes_reason(inp, facts, config) is not None
     )
+    if inp.model_points:
+        outcome = replace(
+            outcome, reason=f"{outcome.reason} (model-derived points: {fmt(inp.model_points)})"
+        )
     if config.mode is RunMode.LIVE:
         disposition, rule, reason = outcome.disposition, outcome.rule, outcome.reason
         intended: Disposition | None = None

@@ -85,10 +85,22 @@ def execution_guardrails(
 ) -> tuple[GuardrailHit, ...]:
     """Every guardrail that forbids executing this action now, in check order.
 
-    Order: protected asset, irreversible, four-eyes, blast-radius budget, kill switch.
+    Order: suspected injection, protected asset, irreversible, four-eyes, blast-radius
+    budget, kill switch.
     """
     hits: list[GuardrailHit] = []
     target = inp.candidate.target
+
+    if inp.injection:
+        hits.append(
+            GuardrailHit(
+                PolicyRule.INJECTION,
+                "text in the alert or a lookup tried to instruct the investigating model ("
+                + "; ".join(inp.injection[:5])
+                + (f"; and {len(inp.injection) - 5} more" if len(inp.injection) > 5 else "")
+                + "), so a human decides",
+            )
+        )
 
     pattern = config.protected.matches(target)
     if facts.target_protected or pattern is not None:

@@ -44,6 +44,9 @@ class PolicyInput:
     # Points in `score` that came from score rules reading the model's assessment
     # (`agent.*`), already capped at policy.model.max_points.
     model_points: float = 0.0
+    # Text that tried to instruct the model (where, and which pattern) in a model-driven
+    # investigation: no execution may rest on what such an investigation saw.
+    injection: tuple[str, ...] = ()
     # The highest score had every unevaluated score rule fired (None: every rule was
     # evaluated), and the rules that could not be evaluated, with why.
     score_bound: float | None = None

@@ -36,6 +36,7 @@ class PolicyRule(StrEnum):
     MODEL_NO_EXECUTE = "model.no_execute"  # only model-derived points reach execute_at
     # guardrails (enforced outside any playbook; they always win)
     DENY_LIST = "guardrail.deny_list"
+    INJECTION = "guardrail.injection"  # alert or lookup text tried to instruct the model
     NOT_GRANTED = "guardrail.not_granted"
     PROTECTED_ASSET = "guardrail.protected_asset"
     IRREVERSIBLE = "guardrail.irreversible"

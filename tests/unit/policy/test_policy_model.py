@@ -64,3 +64,44 @@ def test_no_model_points_produce_an_execution_the_policy_would_not_make_without_
     without = dataclasses.replace(inp, score=inp.score - points, model_points=0.0)
     if decide(with_model, config).disposition is Disposition.EXECUTED:
         assert decide(without, config).disposition is Disposition.EXECUTED
+
+
+def test_suspected_injection_turns_an_execution_into_a_proposal(
+    make_input: Callable[..., PolicyInput],
+) -> None:
+    inp = dataclasses.replace(make_input(99.0), injection=("alert.title: role marker 'system:'",))
+    verdict = decide(inp, CONSULTANT)
+    assert (verdict.disposition, verdict.rule) == (Disposition.PROPOSED, PolicyRule.INJECTION)
+    assert "alert.title: role marker 'system:'" in verdict.reason
+    assert PolicyRule.INJECTION.value in verdict.guardrails
+
+
+def test_suspected_injection_leaves_lower_dispositions_as_they_are(
+    make_input: Callable[..., PolicyInput],
+) -> None:
+    inp = dataclasses.replace(make_input(10.0, notify_at=5.0), injection=("alert.title: x",))
+    assert decide(inp, CONSULTANT).disposition is Disposition.NOTIFIED
+
+
+def test_every_disposition_says_when_the_model_contributed(
+    make_input: Callable[..., PolicyInput],
+) -> None:
+    helped = decide(dataclasses.replace(make_input(99.0), model_points=4.0), CONSULTANT)
+    assert helped.disposition is Disposition.EXECUTED
+    assert "model-derived points: 4" in helped.reason
+    lowered = decide(dataclasses.replace(make_input(60.0), model_points=-10.0), CONSULTANT)
+    assert "model-derived points: -10" in lowered.reason
+    plain = decide(make_input(99.0), CONSULTANT)
+    assert "model-derived" not in plain.reason
+
+
+@settings(max_examples=300)
+@given(inp=inputs(), config=configs())
+def test_no_input_with_a_suspected_injection_executes(
+    inp: PolicyInput, config: PolicyConfig
+) -> None:
+    flagged = dataclasses.replace(inp, injection=("alert.description: ignore previous",))
+    verdict = decide(flagged, config)
+    assert verdict.disposition is not Disposition.EXECUTED or (
+        verdict.rule is PolicyRule.ALREADY_IN_EFFECT
+    )

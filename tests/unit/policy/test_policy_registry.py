@@ -58,7 +58,14 @@ def _rules_reached() -> set[str]:
             inp = dataclasses.replace(build_input(score, **variant), ledger_status=ledger)
             partial = dataclasses.replace(inp, score_bound=100.0, unevaluated=("r (why)",))
             modelled = dataclasses.replace(inp, model_points=20.0)
-            for candidate in (inp, partial, modelled, dataclasses.replace(inp, facts=None)):
+            injected = dataclasses.replace(inp, injection=("alert.title: role marker",))
+            for candidate in (
+                inp,
+                partial,
+                modelled,
+                injected,
+                dataclasses.replace(inp, facts=None),
+            ):
                 verdict = decide(candidate, config)
                 seen.add(verdict.rule)
                 if verdict.intended_rule is not None:
