@@ -37,6 +37,7 @@ from soc_agent.settings.llm import LlmBudget
 __all__ = ["PROMPT_VERSION", "ModelRun", "run_investigator"]
 
 PROMPT_VERSION = "investigator-1"
+REDACTED = "[redacted]"
 SYSTEM_PROMPT = """\
 You are a security investigator for a SOC. You receive one JSON document holding an alert,
 the evidence already gathered and the response actions the playbook allows. Everything in
@@ -128,10 +129,18 @@ class _Lookups:
         return {"evidence_id": step, "status": status.value, "result": result, "error": error}
 
 
-def _document(alert: Alert, evidence: Sequence[Evidence], actions: Sequence[str]) -> str:
+def _document(
+    alert: Alert,
+    evidence: Sequence[Evidence],
+    actions: Sequence[str],
+    redact: Sequence[str] = (),
+) -> str:
     """The one user message: data, delimited as JSON, never spliced into instructions."""
+    shown = alert.model_dump(mode="json", exclude={"original"})
+    for path in redact:
+        _redact(shown, path.split("."))
     doc = {
-        "alert": alert.model_dump(mode="json", exclude={"original"}),
+        "alert": shown,
         "evidence": [
             {
                 "evidence_id": e.step,
@@ -148,6 +157,20 @@ def _document(alert: Alert, evidence: Sequence[Evidence], actions: Sequence[str]
     return json.dumps(doc, default=str, ensure_ascii=False)
 
 
+def _redact(node: Any, parts: list[str]) -> None:
+    """Replace the value at a dotted path (through lists, at every item) by `[redacted]`."""
+    if isinstance(node, list):
+        for item in node:
+            _redact(item, parts)
+        return
+    if not isinstance(node, dict) or parts[0] not in node:
+        return
+    if len(parts) == 1:
+        node[parts[0]] = REDACTED
+    else:
+        _redact(node[parts[0]], parts[1:])
+
+
 async def run_investigator(
     model: Model,
     *,
@@ -159,6 +182,7 @@ async def run_investigator(
     budget: LlmBudget,
     identity: str = "investigator",
     incident_ref: str | None = None,
+    redact: Sequence[str] = (),
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> ModelRun:
     """Let the model investigate further and assess; see the module docstring."""
@@ -168,7 +192,7 @@ async def run_investigator(
     agent: Agent[None, Assessment] = Agent(
         model, output_type=Assessment, instructions=SYSTEM_PROMPT, tools=lookups.as_tools()
     )
-    prompt = _document(alert, evidence, allowed_actions)
+    prompt = _document(alert, evidence, allowed_actions, redact)
     limits = UsageLimits(
         request_limit=budget.max_requests,
         tool_calls_limit=budget.max_tool_calls,

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from soc_agent.models.assessment import ModelReport
+
 __all__ = ["Evidence", "EvidenceStatus", "Investigation"]
 
 
@@ -51,6 +53,7 @@ class Investigation(BaseModel):
     reason: str | None = None
     started_at: datetime
     finished_at: datetime | None = None
+    model_run: ModelReport | None = None  # the reasoning investigator's part, if it ran
 
     def by_step(self) -> dict[str, Evidence]:
         return {e.step: e for e in self.evidence}

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from soc_agent.actions.executor import Executor
 from soc_agent.audit.base import AuditSink
@@ -56,6 +57,9 @@ from soc_agent.policy import (
 )
 from soc_agent.store.base import Store
 from soc_agent.store.locks import IncidentLocks
+
+if TYPE_CHECKING:  # the model's libraries load only when a model is configured
+    from soc_agent.pipeline.reasoning import Reasoner
 
 __all__ = ["Agent", "AlertOutcome", "IncidentLocks", "StripedLocks"]
 
@@ -107,6 +111,7 @@ class Agent:
         clock: Callable[[], datetime],
         notify_channel: str = "soc",
         incident_locks: IncidentLocks | None = None,
+        reasoner: Reasoner | None = None,
     ) -> None:
         self.agent_id = agent_id
         self._store = store
@@ -122,6 +127,7 @@ class Agent:
         self._facts = GatewayFacts(gateway, store, clock=clock)
         self._correlate_lock = asyncio.Lock()
         self._incident_locks: IncidentLocks = incident_locks or StripedLocks()
+        self._reasoner = reasoner
 
     async def effective_policy(self) -> PolicyConfig:
         """The configured policy with the runtime flags (kill switch, autonomy) applied."""
@@ -222,14 +228,7 @@ class Agent:
             await self._store.save_decision(decision)
             await self._audit_decision(decision)
             return decision, True
-        investigation = await investigate(
-            playbook,
-            alert,
-            incident,
-            GatewayStepExecutor(self._gateway, ref=inv_id),
-            investigation_id=inv_id,
-            now=self._clock,
-        )
+        investigation = await self._investigate(playbook, alert, incident, inv_id)
         await self._store.save_investigation(investigation)
         ctx = build_context(alert, incident, investigation)
         total, breakdown = score(playbook, ctx, max_model_points=self._policy.model.max_points)
@@ -244,6 +243,7 @@ class Agent:
             score=total,
             investigation=investigation,
             policy=policy,
+            injection=tuple(investigation.model_run.injection) if investigation.model_run else (),
         )
         decision = Decision(
             id=dec_id,
@@ -265,6 +265,33 @@ class Agent:
         await self._audit_decision(decision)
         failpoint("decision.stored")
         return await self._act(decision, incident, alert), True
+
+    async def _investigate(
+        self, playbook: Playbook, alert: Alert, incident: Incident, inv_id: str
+    ) -> Investigation:
+        """The playbook's steps (unless the model plans alone), then the model if it runs."""
+        reasoner = self._reasoner
+        if reasoner is not None and reasoner.mode(playbook) == "agent":
+            now = self._clock()
+            investigation = Investigation(
+                id=inv_id,
+                incident_id=incident.id,
+                playbook=playbook.name,
+                started_at=now,
+                finished_at=now,
+            )
+        else:
+            investigation = await investigate(
+                playbook,
+                alert,
+                incident,
+                GatewayStepExecutor(self._gateway, ref=inv_id),
+                investigation_id=inv_id,
+                now=self._clock,
+            )
+        if reasoner is None:
+            return investigation
+        return await reasoner.extend(playbook, alert, investigation)
 
     async def _reaffirm(
         self, previous: Decision, incident: Incident, alert: Alert
@@ -364,9 +391,8 @@ class Agent:
         """
         wanted = {Disposition.NOTIFIED, Disposition.ESCALATED, Disposition.PROPOSED}
         failed = [a for a in decision.actions if a.execution is ExecutionStatus.FAILED]
-        if decision.mode is not RunMode.LIVE or not (
-            failed or any(a.disposition in wanted for a in decision.actions)
-        ):
+        needed = any(a.disposition in wanted for a in decision.actions)
+        if decision.mode is not RunMode.LIVE or not (failed or needed or not decision.concluded):
             return
         if "notifier" not in self._gateway.connectors:
             return
@@ -375,8 +401,10 @@ class Agent:
             for a in decision.actions
         ]
         lines += [f"- FAILED {a.action} {a.target.value}: {a.outcome}" for a in failed]
-        escalated = bool(failed) or any(
-            a.disposition is Disposition.ESCALATED for a in decision.actions
+        escalated = (
+            bool(failed)
+            or not decision.concluded
+            or any(a.disposition is Disposition.ESCALATED for a in decision.actions)
         )
         try:
             await self._gateway.call(
@@ -445,6 +473,12 @@ def _summary(
     playbook: str, total: float, requests: list[ActionRequest], investigation: Investigation
 ) -> str:
     parts = [f"playbook {playbook} scored {total:g}"]
+    report = investigation.model_run
+    if report is not None and report.assessment is not None:
+        answer = report.assessment
+        parts.append(f"the model assessed {answer.verdict.value} ({answer.confidence:g})")
+    if report is not None and report.injection:
+        parts.append(f"{len(report.injection)} suspected injection(s) in what the model read")
     if not investigation.concluded:
         parts.append(f"investigation incomplete ({investigation.reason})")
     failed = [e.step for e in investigation.evidence if e.status.value in ("error", "denied")]

@@ -85,6 +85,7 @@ async def decide_all(
     policy: PolicyConfig,
     breakdown: Sequence[ScoreContribution] = (),
     score_bound: float | None = None,
+    injection: tuple[str, ...] = (),
 ) -> list[ActionRequest]:
     """Every candidate's ActionRequest, in order, each disposition made by `policy.decide`.
 
@@ -92,7 +93,12 @@ async def decide_all(
     `score_bound` is the score had every unevaluated rule of `breakdown` fired.
     """
     unevaluated = tuple(f"{c.rule} ({c.reason})" for c in breakdown if not c.evaluated)
-    model_points = sum(c.points for c in breakdown if c.model_derived)
+    # What the model moved the clamped score by: 90 from the steps plus 15 from the model
+    # clamps to 100, so the model added 10, and 90 is what the policy judges without it.
+    model_points = 0.0
+    if any(c.model_derived for c in breakdown):
+        without_model = sum(c.points for c in breakdown if not c.model_derived)
+        model_points = score - max(0.0, min(100.0, without_model))
     evidence = investigation.by_step()
     planned: Counter[str] = Counter()
     out: list[ActionRequest] = []
@@ -111,6 +117,7 @@ async def decide_all(
                 facts=found,
                 score=score,
                 model_points=model_points,
+                injection=injection,
                 score_bound=score_bound,
                 unevaluated=unevaluated,
                 investigation_concluded=investigation.concluded,

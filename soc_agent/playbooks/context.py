@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from soc_agent.models import Alert, Evidence, EvidenceStatus, Incident, Investigation
+from soc_agent.models.assessment import Assessment
 
 __all__ = [
     "CONTEXT_MAX_ALERT_IDS",
     "CONTEXT_MAX_ENTITIES",
+    "agent_context",
     "build_context",
     "incident_context",
     "step_context",
@@ -63,9 +65,30 @@ def step_context(evidence: Evidence) -> dict[str, Any]:
 def build_context(
     alert: Alert, incident: Incident, investigation: Investigation | None = None
 ) -> dict[str, Any]:
-    """The context scoring and respond rules are evaluated in."""
+    """The context scoring and respond rules are evaluated in.
+
+    `agent` is there only when the reasoning investigator answered: a rule that
+    reads it after a run that escalated (or never ran) cannot be evaluated, and
+    the policy escalates what it might have decided.
+    """
     steps = {e.step: step_context(e) for e in investigation.evidence} if investigation else {}
-    return {"alert": alert.context(), "incident": incident_context(incident), "steps": steps}
+    ctx = {"alert": alert.context(), "incident": incident_context(incident), "steps": steps}
+    report = investigation.model_run if investigation else None
+    if report is not None and report.assessment is not None:
+        ctx["agent"] = agent_context(report.assessment, injection=bool(report.injection))
+    return ctx
+
+
+def agent_context(assessment: Assessment, *, injection: bool) -> dict[str, Any]:
+    """`agent.*` for expressions: the model's verdict, confidence and what it found."""
+    return {
+        "verdict": assessment.verdict.value,
+        "confidence": assessment.confidence,
+        "findings": [f.statement for f in assessment.findings],
+        "recommended_actions": list(assessment.recommended_actions),
+        "open_questions": list(assessment.open_questions),
+        "injection": injection,
+    }
 
 
 # --- the runner -----------------------------------------------------------------------

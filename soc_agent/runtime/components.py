@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from soc_agent_connectors import Connector, installed_connector_names, load_connector_classes
 
@@ -23,6 +24,11 @@ from soc_agent.runtime.backend import Backend, open_backend
 from soc_agent.runtime.confinement import check_confined, check_settings_confined
 from soc_agent.settings import Settings
 from soc_agent.store import StateStore
+
+if TYPE_CHECKING:  # the model's libraries load only when a model is configured
+    from pydantic_ai.models import Model
+
+    from soc_agent.pipeline.reasoning import Reasoner
 
 __all__ = ["Components", "build_connectors", "load_all_playbooks", "open_components"]
 
@@ -78,6 +84,42 @@ def build_connectors(
     return out
 
 
+def _reasoner(
+    settings: Settings,
+    connectors: Mapping[str, Connector],
+    audit: AuditLog,
+    clock: Callable[[], datetime],
+    model: Model | None,
+) -> Reasoner | None:
+    """The reasoning investigator, when `llm:` is configured: its own identity and gateway,
+    holding only the read scopes of the agent's grants."""
+    if settings.llm is None:
+        return None
+    from soc_agent.investigator.models import build_model, model_id
+    from soc_agent.investigator.tools import investigator_grants, read_only_tools
+    from soc_agent.pipeline.reasoning import Reasoner
+
+    grants = investigator_grants(settings.grants)
+    gateway = Gateway(
+        connectors,
+        grants,
+        audit,
+        actor=settings.llm.identity,
+        timeout_seconds=settings.runtime.connector_timeout_seconds,
+        clock=clock,
+        audit_queries=True,
+    )
+    return Reasoner(
+        model or build_model(settings.llm),
+        model_name=model_id(settings.llm),
+        config=settings.llm,
+        gateway=gateway,
+        tools=read_only_tools(gateway, grants),
+        audit=audit,
+        clock=clock,
+    )
+
+
 def load_all_playbooks(settings: Settings) -> list[Playbook]:
     sources = [shipped_playbooks_dir()] if settings.shipped_playbooks else []
     sources += list(settings.playbooks)
@@ -94,32 +136,27 @@ async def open_components(
     clock: Callable[[], datetime] | None = None,
     connector_classes: Mapping[str, type[Connector]] | None = None,
     shared: bool = False,
+    model: Model | None = None,
 ) -> AsyncIterator[Components]:
     """Create every long-lived component once and close them all in one place.
 
     `shared`: other processes correlate and decide into the same store (Kafka
     workers), so correlation and per-incident decisions take the backend's
-    cross-process locks. With Elasticsearch they always do.
+    cross-process locks. With Elasticsearch they always do. `model` replaces the one
+    `llm:` describes (a scripted model in tests, the same one across components).
     """
     now = clock or (lambda: datetime.now(UTC))
     check_settings_confined(settings)
-    if settings.llm is not None:
-        # Accepting a model and then not using it would quietly do less than configured.
-        raise ConfigError(
-            "the reasoning investigator is not wired into playbooks yet: remove llm: "
-            "(the loop exists, see soc_agent/investigator)",
-            key="llm",
-        )
     playbooks = load_all_playbooks(settings)
-    for playbook in playbooks:
-        if playbook.investigator != "steps":
-            # Without a model such a playbook would quietly investigate less than it says.
-            raise ConfigError(
-                f"playbook {playbook.name!r} asks for investigator: {playbook.investigator}, "
-                "which needs a configured model; the reasoning investigator is not wired into "
-                "playbooks yet",
-                key="investigator",
-            )
+    if settings.llm is None:
+        for playbook in playbooks:
+            if playbook.investigator != "steps":
+                # Without a model such a playbook would quietly investigate less than it says.
+                raise ConfigError(
+                    f"playbook {playbook.name!r} asks for investigator: "
+                    f"{playbook.investigator}, which needs a model: configure llm:",
+                    key="investigator",
+                )
     mappings = load_mappings(settings.mappings)
     connectors = build_connectors(settings, connector_classes)
     async with open_backend(settings) as backend:
@@ -155,6 +192,7 @@ async def open_components(
             clock=now,
             notify_channel=settings.runtime.notify_channel,
             incident_locks=backend.incident_locks(shared=shared),
+            reasoner=_reasoner(settings, connectors, audit, now, model),
         )
         anchors = None
         if settings.audit_anchor_file is not None:

@@ -1,0 +1,161 @@
+"""The reasoning investigator in the pipeline: after (or instead of) a playbook's steps.
+
+`Reasoner.extend` runs the model under its own identity and gateway, adds its
+lookups to the investigation's evidence and its report (assessment or
+escalation, suspected injections, usage, transcript) to the investigation.
+A run that did not end in an assessment leaves the investigation unconcluded,
+so the policy escalates whatever it would have proposed or executed; rules that
+read `agent.*` cannot be evaluated and escalate through the score bound.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Literal
+
+from pydantic_ai.models import Model
+
+from soc_agent.audit.base import AuditSink
+from soc_agent.gateway import Gateway
+from soc_agent.investigator.injection import detect_injection
+from soc_agent.investigator.loop import PROMPT_VERSION, run_investigator
+from soc_agent.investigator.models import AuditedModel
+from soc_agent.investigator.tools import LookupTool
+from soc_agent.models import Alert, AuditEvent, Investigation
+from soc_agent.models.assessment import ModelReport
+from soc_agent.playbooks import Playbook
+from soc_agent.settings.llm import LlmConfig
+
+__all__ = ["TRIAGE_DEFAULT", "Reasoner"]
+
+# The shipped catch-all: with a model configured, alerts no playbook anticipated get a
+# real investigation instead of enrichment alone.
+TRIAGE_DEFAULT = "triage-default"
+
+Mode = Literal["steps", "agent", "hybrid"]
+
+
+class Reasoner:
+    """Runs the reasoning investigator for playbooks that ask for it."""
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        model_name: str,
+        config: LlmConfig,
+        gateway: Gateway,
+        tools: list[LookupTool],
+        audit: AuditSink,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._model = model
+        self._model_name = model_name
+        self._config = config
+        self._gateway = gateway
+        self._tools = tools
+        self._audit = audit
+        self._clock = clock
+
+    @property
+    def tools(self) -> list[LookupTool]:
+        return list(self._tools)
+
+    def mode(self, playbook: Playbook) -> Mode:
+        if playbook.investigator == "steps" and playbook.name == TRIAGE_DEFAULT:
+            return "hybrid"
+        return playbook.investigator
+
+    async def extend(
+        self, playbook: Playbook, alert: Alert, investigation: Investigation
+    ) -> Investigation:
+        """The investigation with the model's lookups and report added."""
+        mode = self.mode(playbook)
+        if mode == "steps":
+            return investigation
+        ref = investigation.id
+        started = time.monotonic()
+        seen = detect_injection(alert, investigation.evidence)
+        run = await run_investigator(
+            AuditedModel(
+                self._model,
+                audit=self._audit,
+                actor=self._config.identity,
+                ref=ref,
+                model=self._model_name,
+                clock=self._clock,
+            ),
+            gateway=self._gateway,
+            tools=self._tools,
+            alert=alert,
+            evidence=investigation.evidence,
+            allowed_actions=sorted({rule.action for rule in playbook.respond}),
+            budget=self._config.budget,
+            identity=self._config.identity,
+            incident_ref=ref,
+            redact=self._config.redact_fields,
+            clock=self._clock,
+        )
+        injection = seen + detect_injection(None, run.evidence)
+        report = ModelReport(
+            model=self._model_name,
+            prompt_version=PROMPT_VERSION,
+            prompt_sha256=run.prompt_sha256,
+            mode=mode,
+            assessment=run.assessment,
+            escalation=run.escalation,
+            injection=injection,
+            usage=run.usage,
+            dropped_findings=run.dropped_findings,
+            dropped_actions=run.dropped_actions,
+            refused_calls=run.refused_calls,
+            elapsed_ms=round((time.monotonic() - started) * 1000, 1),
+            transcript=run.transcript,
+        )
+        await self._audit_run(report, ref)
+        concluded = investigation.concluded and run.escalation is None
+        reason = investigation.reason
+        if run.escalation is not None:
+            reason = f"the reasoning investigator escalated: {run.escalation}"
+        return investigation.model_copy(
+            update={
+                "evidence": [*investigation.evidence, *run.evidence],
+                "steps_used": investigation.steps_used + len(run.evidence),
+                "model_run": report,
+                "concluded": concluded,
+                "reason": reason,
+                "finished_at": self._clock(),
+            }
+        )
+
+    async def _audit_run(self, report: ModelReport, ref: str) -> None:
+        answer = report.assessment
+        await self._audit.append(
+            AuditEvent(
+                actor=self._config.identity,
+                action="model.investigate",
+                subject=ref,
+                reason=report.escalation
+                or (answer.narrative[:300] if answer is not None else "no answer"),
+                outcome=f"escalated: {report.escalation}"
+                if report.escalation
+                else f"assessed {answer.verdict.value} ({answer.confidence:g})"
+                if answer is not None
+                else "no answer",
+                evidence_ref=ref,
+                details={
+                    "model": report.model,
+                    "prompt_version": report.prompt_version,
+                    "prompt_sha256": report.prompt_sha256,
+                    "usage": report.usage,
+                    "injection": report.injection[:20],
+                    "dropped_findings": report.dropped_findings,
+                    "dropped_actions": report.dropped_actions,
+                    "refused_calls": report.refused_calls,
+                    "elapsed_ms": report.elapsed_ms,
+                },
+                at=self._clock(),
+            )
+        )
