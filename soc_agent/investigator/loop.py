@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic_ai import Agent, Tool, UsageLimits
+from pydantic_ai import Agent, Tool, ToolOutput, UsageLimits
 from pydantic_ai.exceptions import AgentRunError, UnexpectedModelBehavior, UsageLimitExceeded
 from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelResponse, ToolCallPart
 from pydantic_ai.models import Model
+from pydantic_ai.settings import ModelSettings
 
 from soc_agent.errors import ConnectorError, ScopeDeniedError
 from soc_agent.gateway import Gateway
@@ -190,7 +191,14 @@ async def run_investigator(
         gateway, tools, identity, incident_ref or alert.id, budget.max_repeats, clock
     )
     agent: Agent[None, Assessment] = Agent(
-        model, output_type=Assessment, instructions=SYSTEM_PROMPT, tools=lookups.as_tools()
+        model,
+        # Always a tool call, whatever the provider prefers: one shape for every wire format,
+        # and the one constrained mode turns replies into.
+        output_type=ToolOutput(Assessment, name="final_result"),
+        instructions=SYSTEM_PROMPT,
+        tools=lookups.as_tools(),
+        # No single reply may spend more than the run's whole output budget.
+        model_settings=ModelSettings(max_tokens=budget.max_output_tokens),
     )
     prompt = _document(alert, evidence, allowed_actions, redact)
     limits = UsageLimits(

@@ -16,7 +16,8 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -47,7 +48,7 @@ from soc_agent.errors import ConfigError
 from soc_agent.models import AuditEvent
 from soc_agent.settings.llm import LlmConfig
 
-__all__ = ["AuditedModel", "ConstrainedToolsModel", "build_model", "model_id"]
+__all__ = ["AuditedModel", "BuiltModel", "ConstrainedToolsModel", "build_model", "model_id"]
 
 # Local servers (llama.cpp, vLLM, Ollama) take no key, but the OpenAI client insists on
 # one and would otherwise read OPENAI_API_KEY from the environment behind our back.
@@ -58,16 +59,24 @@ def model_id(config: LlmConfig) -> str:
     return f"{config.provider}:{config.model}"
 
 
-def build_model(config: LlmConfig) -> Model:
+@dataclass(frozen=True)
+class BuiltModel:
+    """The model, and how to close its HTTP client at shutdown."""
+
+    model: Model
+    aclose: Callable[[], Awaitable[None]]
+
+
+def build_model(config: LlmConfig) -> BuiltModel:
     """The configured model, with retries and the concurrency cap (audit is per run)."""
     key = config.api_key.get() if config.api_key is not None else None
-    model = _openai(config, key) if config.provider == "openai" else _anthropic(config, key)
+    model, aclose = _openai(config, key) if config.provider == "openai" else _anthropic(config, key)
     if config.tool_calling == "constrained":
         model = ConstrainedToolsModel(model)
-    return ConcurrencyLimitedModel(model, limiter=config.max_concurrency)
+    return BuiltModel(ConcurrencyLimitedModel(model, limiter=config.max_concurrency), aclose)
 
 
-def _openai(config: LlmConfig, key: str | None) -> Model:
+def _openai(config: LlmConfig, key: str | None) -> tuple[Model, Callable[[], Awaitable[None]]]:
     from openai import AsyncOpenAI
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
@@ -79,12 +88,11 @@ def _openai(config: LlmConfig, key: str | None) -> Model:
         timeout=config.timeout_seconds,
     )
     provider = OpenAIProvider(openai_client=client)
-    return OpenAIChatModel(
-        config.model, provider=provider, profile=_profile(config, provider.model_profile)
-    )
+    profile = _profile(config, provider.model_profile)
+    return OpenAIChatModel(config.model, provider=provider, profile=profile), client.close
 
 
-def _anthropic(config: LlmConfig, key: str | None) -> Model:
+def _anthropic(config: LlmConfig, key: str | None) -> tuple[Model, Callable[[], Awaitable[None]]]:
     from anthropic import AsyncAnthropic
     from pydantic_ai.models.anthropic import AnthropicModel
     from pydantic_ai.providers.anthropic import AnthropicProvider
@@ -98,9 +106,8 @@ def _anthropic(config: LlmConfig, key: str | None) -> Model:
         timeout=config.timeout_seconds,
     )
     provider = AnthropicProvider(anthropic_client=client)
-    return AnthropicModel(
-        config.model, provider=provider, profile=_profile(config, provider.model_profile)
-    )
+    profile = _profile(config, provider.model_profile)
+    return AnthropicModel(config.model, provider=provider, profile=profile), client.close
 
 
 def _profile(

@@ -11,7 +11,7 @@ read `agent.*` cannot be evaluated and escalate through the score bound.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Literal
 
@@ -50,14 +50,21 @@ class Reasoner:
         tools: list[LookupTool],
         audit: AuditSink,
         clock: Callable[[], datetime],
+        aclose: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._model = model
+        self._aclose = aclose
         self._model_name = model_name
         self._config = config
         self._gateway = gateway
         self._tools = tools
         self._audit = audit
         self._clock = clock
+
+    async def aclose(self) -> None:
+        """Close the model's HTTP client (a model passed in is its owner's to close)."""
+        if self._aclose is not None:
+            await self._aclose()
 
     @property
     def tools(self) -> list[LookupTool]:

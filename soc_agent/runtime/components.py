@@ -109,14 +109,19 @@ def _reasoner(
         clock=clock,
         audit_queries=True,
     )
+    aclose = None
+    if model is None:
+        built = build_model(settings.llm)
+        model, aclose = built.model, built.aclose
     return Reasoner(
-        model or build_model(settings.llm),
+        model,
         model_name=model_id(settings.llm),
         config=settings.llm,
         gateway=gateway,
         tools=read_only_tools(gateway, grants),
         audit=audit,
         clock=clock,
+        aclose=aclose,
     )
 
 
@@ -171,6 +176,7 @@ async def open_components(
             audit_queries=True,
         )
         executor = Executor(store, gateway, audit, actor=settings.agent_id, clock=now)
+        reasoner = _reasoner(settings, connectors, audit, now, model)
         proposals = ProposalService(
             store,
             executor,
@@ -192,7 +198,7 @@ async def open_components(
             clock=now,
             notify_channel=settings.runtime.notify_channel,
             incident_locks=backend.incident_locks(shared=shared),
-            reasoner=_reasoner(settings, connectors, audit, now, model),
+            reasoner=reasoner,
         )
         anchors = None
         if settings.audit_anchor_file is not None:
@@ -209,4 +215,6 @@ async def open_components(
                 if anchors is not None:
                     await anchors.stop()
             finally:
+                if reasoner is not None:
+                    await reasoner.aclose()
                 await gateway.aclose()
