@@ -34,6 +34,10 @@ def decision_json(decision: Decision) -> str:
             "mode": decision.mode.value,
             "summary": decision.summary,
             "breakdown": [b.model_dump(mode="json") for b in decision.breakdown],
+            "assessment": decision.assessment.model_dump(mode="json")
+            if decision.assessment
+            else None,
+            "model_escalation": decision.model_escalation,
             "actions": [
                 {
                     "action": a.action,
@@ -85,6 +89,7 @@ def outcome_text(o: AlertOutcome) -> str:
         f"    incident {d.incident_id} ({label}), playbook {d.playbook or '-'}, score {d.score:g}"
         + ("" if d.concluded else ", INVESTIGATION INCOMPLETE")
     )
+    lines += _assessment_lines(d)
     for act in d.actions:
         intended = f" (would be {act.intended.value})" if act.intended else ""
         lines.append(
@@ -95,6 +100,29 @@ def outcome_text(o: AlertOutcome) -> str:
     if not d.actions:
         lines.append("    - no action")
     return "\n".join(lines)
+
+
+def _assessment_lines(d: Decision) -> list[str]:
+    """The model's verdict, its narrative and each finding with what it cites."""
+    if d.model_escalation:
+        return [f"    model: ESCALATED ({d.model_escalation[:160]})"]
+    answer = d.assessment
+    if answer is None:
+        return []
+    lines = [
+        f"    model: {answer.verdict.value.upper()} ({answer.confidence:g}) "
+        + _one_line(answer.narrative)[:300]
+    ]
+    lines += [
+        f"      * {_one_line(f.statement)[:160]} [{_one_line(', '.join(f.cites))}]"
+        for f in answer.findings
+    ]
+    return lines
+
+
+def _one_line(text: str) -> str:
+    """Model text on one line (the stream already escapes control characters)."""
+    return " ".join(text.split())
 
 
 def run_footer(report: RunReport, settings: Settings, *, store_kept: bool = True) -> str:

@@ -157,6 +157,11 @@ async def incident_detail(ctx: ApiContext, incident_id: str) -> dict[str, Any]:
         raise NotFound(f"no incident with id {incident_id!r}")
     alerts = await store.alerts_of(incident_id)
     latest = await store.latest_decision(incident_id)
+    investigation = (
+        await store.get_investigation(latest.investigation_id)
+        if latest and latest.investigation_id
+        else None
+    )
     proposals = await proposals_of(ctx, incident_id)
     actions = await actions_page(
         ctx, status=None, incident_id=incident_id, limit=SCAN_LIMIT, offset=0
@@ -177,6 +182,7 @@ async def incident_detail(ctx: ApiContext, incident_id: str) -> dict[str, Any]:
         "incident": incident.model_dump(mode="json"),
         "alerts": [a.model_dump(mode="json", exclude={"original"}) for a in alerts],
         "latest_decision": decision_json(latest) if latest else None,
+        "investigation": investigation.model_dump(mode="json") if investigation else None,
         "proposals": [proposal_json(p, ctx.now()) for p in proposals],
         "actions": [action_json(r) for r in actions],
         "timeline": [audit_json(events[s]) for s in sorted(events)],

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field, model_validator
 
 from soc_agent.models.alert import Entity
+from soc_agent.models.assessment import Assessment
 
 __all__ = [
     "ActionCandidate",
@@ -157,6 +158,10 @@ class Decision(BaseModel):
     mode: RunMode = RunMode.LIVE
     summary: str = ""
     created_at: datetime
+    # The reasoning investigator's answer, when it ran (its full report, transcript
+    # included, is on the investigation), or why it could not answer.
+    assessment: Assessment | None = None
+    model_escalation: str | None = None
 
 
 class ActionCandidate(BaseModel):

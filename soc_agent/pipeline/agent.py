@@ -260,6 +260,10 @@ class Agent:
             mode=policy.mode,
             summary=_summary(playbook.name, total, requests, investigation),
             created_at=now,
+            assessment=investigation.model_run.assessment if investigation.model_run else None,
+            model_escalation=investigation.model_run.escalation
+            if investigation.model_run
+            else None,
         )
         await self._store.save_decision(decision)
         await self._audit_decision(decision)

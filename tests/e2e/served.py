@@ -102,10 +102,10 @@ class Served:
         return self.process.returncode
 
 
-def _config(root: Path) -> str:
-    doc = {
+def _config(root: Path, playbook: str, llm: dict[str, Any] | None) -> str:
+    doc: dict[str, Any] = {
         "shipped_playbooks": False,
-        "playbooks": [str(FIXTURES / "playbooks" / "endpoint-malware.yaml")],
+        "playbooks": [str(FIXTURES / "playbooks" / f"{playbook}.yaml")],
         "connectors": {
             "threat_intel": {"path": str(FIXTURES / "intel.yaml")},
             "asset_inventory": {"path": str(FIXTURES / "inventory.yaml")},
@@ -116,6 +116,8 @@ def _config(root: Path) -> str:
         "policy": {"agent_autonomy": 2, "four_eyes_min_risk": "high"},
         "data_dirs": [str(FIXTURES)],
     }
+    if llm is not None:
+        doc["llm"] = llm
     return json.dumps(doc)  # JSON is YAML
 
 
@@ -127,9 +129,14 @@ async def _make_tokens(path: Path, names: list[str]) -> dict[str, str]:
         store.close()
 
 
-def start_served(root: Path) -> Served:
-    """Fill a store with `soc-agent run`, create a token per role, start `soc-agent serve`."""
-    (root / "soc.yaml").write_text(_config(root), encoding="utf-8")
+def start_served(
+    root: Path, *, playbook: str = "endpoint-malware", llm: dict[str, Any] | None = None
+) -> Served:
+    """Fill a store with `soc-agent run`, create a token per role, start `soc-agent serve`.
+
+    `llm`: the `llm:` settings (a model on loopback) for a playbook that uses one.
+    """
+    (root / "soc.yaml").write_text(_config(root, playbook, llm), encoding="utf-8")
     store = ["--store", str(root / "soc.db"), "--config", str(root / "soc.yaml")]
     ran = cli("run", "--alerts", str(ALERT), *store, cwd=root)
     assert ran.returncode == 0, ran.stderr
