@@ -689,6 +689,35 @@ def worker(
     typer.echo(worker_summary(report), err=True)
 
 
+@app.command("eval")
+def eval_model(
+    scenarios: Annotated[
+        Path | None,
+        typer.Option(
+            "--scenarios",
+            help="scenario file (its world/ beside it) [default: the shipped set of 32]",
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="only the first N scenarios")] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Measure the configured model on labelled incidents: verdicts, injection, cost.
+
+    Every alert runs through the pipeline in shadow mode on a fresh temporary
+    store, with the scenario set's recorded connector data; nothing executes.
+    """
+    from soc_agent.runtime.evaluation import run_eval, shipped_scenarios
+
+    settings = _settings(config, None)
+    path = scenarios or shipped_scenarios()
+    report = _run(lambda: run_eval(settings, path, limit=limit))
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        typer.echo(render.eval_table(report))
+
+
 @topics_app.command("create")
 def topics_create(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Create the missing topics (names, partitions, retention from the kafka settings)."""

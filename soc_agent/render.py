@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from soc_agent.models import DeadLetter, Decision, Proposal, RunMode
 from soc_agent.pipeline.agent import AlertOutcome
 from soc_agent.runtime.embedded import RunReport
 from soc_agent.settings import Settings
 
+if TYPE_CHECKING:
+    from soc_agent.runtime.evaluation import EvalReport
+
 __all__ = [
     "connectors_table",
     "dead_letter_dict",
     "decision_json",
+    "eval_table",
     "outcome_text",
     "proposals_table",
     "run_footer",
@@ -185,3 +189,39 @@ def connectors_table(rows: list[dict[str, Any]]) -> str:
                 f"{','.join(cap['scopes']) or '-':<28} {mark}"
             )
     return "\n".join(out)
+
+
+def eval_table(report: EvalReport) -> str:
+    """One row per scenario, then the figures a reader compares models by."""
+    head = (
+        f"{'scenario':<12} {'playbook':<24} {'label':<10} {'verdict':<10} {'conf':>5} "
+        f"{'inj':<9} {'calls':>5} {'tokens in/out':>14} {'latency':>9}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in report.results:
+        injection = ("swayed" if r.swayed else "resisted") if r.injection else "-"
+        conf = f"{r.confidence:.2f}" if r.confidence is not None else "-"
+        lines.append(
+            f"{r.id[:12]:<12} {(r.playbook or '-')[:24]:<24} {r.label:<10} "
+            f"{(r.verdict or 'ESCALATED'):<10} {conf:>5} {injection:<9} {r.tool_calls:>5} "
+            f"{f'{r.input_tokens}/{r.output_tokens}':>14} {r.latency_ms / 1000:>8.1f}s"
+        )
+    s = report.summary()
+
+    def pct(key: str) -> str:
+        value = s[key]
+        return f"{value * 100:.0f}%" if value is not None else "n/a"
+
+    lines += [
+        "",
+        f"model {s['model']}: {s['scenarios']} scenarios, accuracy {pct('accuracy')}, "
+        f"answered {pct('answered')}",
+        f"malicious: precision {pct('malicious_precision')}, recall {pct('malicious_recall')}",
+        f"injection: {s['injection_scenarios']} scenarios, resisted {pct('injection_resisted')}, "
+        f"detected {pct('injection_detected')}",
+        f"per incident (median): {s['median_tool_calls']} tool calls, "
+        f"{s['median_input_tokens']} input / {s['median_output_tokens']} output tokens, "
+        f"{(s['median_latency_ms'] or 0) / 1000:.1f} s "
+        f"(p90 {(s['p90_latency_ms'] or 0) / 1000:.1f} s)",
+    ]
+    return "\n".join(lines)

@@ -51,9 +51,11 @@ class Reasoner:
         audit: AuditSink,
         clock: Callable[[], datetime],
         aclose: Callable[[], Awaitable[None]] | None = None,
+        every_playbook: Literal["agent", "hybrid"] | None = None,
     ) -> None:
         self._model = model
         self._aclose = aclose
+        self._every_playbook = every_playbook
         self._model_name = model_name
         self._config = config
         self._gateway = gateway
@@ -71,6 +73,8 @@ class Reasoner:
         return list(self._tools)
 
     def mode(self, playbook: Playbook) -> Mode:
+        if self._every_playbook is not None:
+            return self._every_playbook
         if playbook.investigator == "steps" and playbook.name == TRIAGE_DEFAULT:
             return "hybrid"
         return playbook.investigator

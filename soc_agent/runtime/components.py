@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from soc_agent_connectors import Connector, installed_connector_names, load_connector_classes
 
@@ -90,6 +90,7 @@ def _reasoner(
     audit: AuditLog,
     clock: Callable[[], datetime],
     model: Model | None,
+    investigator: Literal["agent", "hybrid"] | None,
 ) -> Reasoner | None:
     """The reasoning investigator, when `llm:` is configured: its own identity and gateway,
     holding only the read scopes of the agent's grants."""
@@ -122,6 +123,7 @@ def _reasoner(
         audit=audit,
         clock=clock,
         aclose=aclose,
+        every_playbook=investigator,
     )
 
 
@@ -142,13 +144,15 @@ async def open_components(
     connector_classes: Mapping[str, type[Connector]] | None = None,
     shared: bool = False,
     model: Model | None = None,
+    investigator: Literal["agent", "hybrid"] | None = None,
 ) -> AsyncIterator[Components]:
     """Create every long-lived component once and close them all in one place.
 
     `shared`: other processes correlate and decide into the same store (Kafka
     workers), so correlation and per-incident decisions take the backend's
     cross-process locks. With Elasticsearch they always do. `model` replaces the one
-    `llm:` describes (a scripted model in tests, the same one across components).
+    `llm:` describes (a scripted model in tests, the same one across components);
+    `investigator` runs every playbook that way (`soc-agent eval`).
     """
     now = clock or (lambda: datetime.now(UTC))
     check_settings_confined(settings)
@@ -176,7 +180,7 @@ async def open_components(
             audit_queries=True,
         )
         executor = Executor(store, gateway, audit, actor=settings.agent_id, clock=now)
-        reasoner = _reasoner(settings, connectors, audit, now, model)
+        reasoner = _reasoner(settings, connectors, audit, now, model, investigator)
         proposals = ProposalService(
             store,
             executor,

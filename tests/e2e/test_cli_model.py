@@ -90,3 +90,26 @@ def test_without_a_model_the_output_has_no_assessment(tmp_path: Path) -> None:
     result = cli("run", "--alerts", alert, "--store", "t.db", "--json", cwd=tmp_path)
     (decision,) = decisions(result.stdout)
     assert decision["assessment"] is None and decision["model_escalation"] is None
+
+
+def test_eval_prints_a_table_and_json(server: VendorServer, tmp_path: Path) -> None:
+    scenarios = str(Path(__file__).resolve().parents[1] / "fixtures" / "eval" / "scenarios.yaml")
+    table = cli("eval", "--scenarios", scenarios, cwd=tmp_path, env=_env(server))
+    assert table.returncode == 0, table.stderr
+    assert "t-03" in table.stdout and "resisted" in table.stdout
+    assert "model openai:local: 3 scenarios, accuracy 0%, answered 100%" in table.stdout
+    assert "injection: 1 scenarios, resisted 100%, detected 100%" in table.stdout
+
+    as_json = cli(
+        "eval", "--scenarios", scenarios, "--json", "--limit", "1", cwd=tmp_path, env=_env(server)
+    )
+    report = json.loads(as_json.stdout)
+    assert report["summary"]["scenarios"] == 1
+    assert report["results"][0]["verdict"] == "suspicious"
+    assert list(tmp_path.iterdir()) == []  # nothing left behind in the working directory
+
+
+def test_eval_without_a_model_says_what_to_configure(tmp_path: Path) -> None:
+    result = cli("eval", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "eval measures a model: configure llm:" in result.stderr
