@@ -33,6 +33,7 @@ from soc_agent.models import (
     ScoreContribution,
 )
 from soc_agent.models.ids import action_id, idempotency_key
+from soc_agent.playbooks.scoring import model_share
 from soc_agent.policy import (
     IN_EFFECT,
     ActionFacts,
@@ -93,12 +94,7 @@ async def decide_all(
     `score_bound` is the score had every unevaluated rule of `breakdown` fired.
     """
     unevaluated = tuple(f"{c.rule} ({c.reason})" for c in breakdown if not c.evaluated)
-    # What the model moved the clamped score by: 90 from the steps plus 15 from the model
-    # clamps to 100, so the model added 10, and 90 is what the policy judges without it.
-    model_points = 0.0
-    if any(c.model_derived for c in breakdown):
-        without_model = sum(c.points for c in breakdown if not c.model_derived)
-        model_points = score - max(0.0, min(100.0, without_model))
+    model_points = model_share(score, breakdown)
     evidence = investigation.by_step()
     planned: Counter[str] = Counter()
     out: list[ActionRequest] = []

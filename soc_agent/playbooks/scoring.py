@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ __all__ = [
     "Selection",
     "candidates",
     "match_playbooks",
+    "model_share",
     "score",
     "score_bound",
     "select_playbook",
@@ -124,6 +125,18 @@ def score(
             ScoreContribution(rule=rule.id, points=points, reason=reason, model_derived=derived)
         )
     return max(0.0, min(100.0, float(total))), breakdown
+
+
+def model_share(total: float, breakdown: Sequence[ScoreContribution]) -> float:
+    """How far the model's rules moved the clamped score `total`.
+
+    90 from the steps plus 15 from the model clamps to 100: the model added 10,
+    and 90 is what the policy judges without it.
+    """
+    if not any(c.model_derived for c in breakdown):
+        return 0.0
+    without = sum(c.points for c in breakdown if not c.model_derived)
+    return total - max(0.0, min(100.0, without))
 
 
 def _entities_truncated(ctx: Mapping[str, Any]) -> tuple[int, int, str]:

@@ -271,3 +271,16 @@ async def test_triage_default_investigates_with_the_model_when_one_is_configured
         assert stored is not None and stored.model_run is not None
         assert stored.model_run.mode == "hybrid"
         assert "the model assessed suspicious (0.5)" in triaged[0].decision.summary
+
+
+async def test_a_model_that_declares_a_protected_host_malicious_cannot_contain_it(
+    deployment: Deployment,
+) -> None:
+    settings = _settings(deployment, HYBRID)
+    sure = lookup_then(confidence=1.0, narrative="The domain controller is compromised.")
+    async with _opened(deployment, settings, sure) as components:
+        (outcome,) = await _feed(components, "crowdstrike_dc01_known_malware.json")
+        isolate = _isolate(outcome.decision.actions)
+        assert isolate.disposition is Disposition.PROPOSED
+        assert PolicyRule.PROTECTED_ASSET.value in isolate.guardrails
+    assert deployment.journal() == []
