@@ -12,6 +12,8 @@ steps:                       # recordings, shaped like the connectors' outputs
   hash_intel:                # a for_each step: one entry per item
     - {item: "<sha256>", result: {indicator: "<sha256>", verdict: malicious, ...}}
   related_events: {error: "event_store.search: timed out after 30s"}
+assessment:                  # investigator: hybrid|agent only: the model's recorded answer
+  {verdict: malicious, confidence: 0.9, narrative: "...", findings: []}
 expect:
   playbook: malware-on-endpoint          # defaults to the folder name
   score: 95                              # or score_min / score_max
@@ -29,6 +31,8 @@ expect:
 `threshold` is the band the score reaches on the action's own thresholds
 (execute/propose/notify/below), checked always; `disposition` and `rule` are
 what the policy decided and are checked only when a `decide` callable is given.
+A playbook that uses the model reads `assessment` as `agent.*`; without one, its
+`agent.*` rules are not evaluated, as after a model run that escalated.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from soc_agent.models import (
     Investigation,
     ScoreContribution,
 )
+from soc_agent.models.assessment import Assessment, ModelReport
 from soc_agent.playbooks.context import build_context
 from soc_agent.playbooks.loader import PlaybookValidationError, format_path, locate, parse_yaml
 from soc_agent.playbooks.recordings import RecordedCall, RecordedStepExecutor
@@ -126,6 +131,10 @@ class Case(_Strict):
     format_hint: str | None = None
     incident: dict[str, Any] = Field(default_factory=dict)
     steps: dict[str, RecordedCall | list[RecordedCall]] = Field(default_factory=dict)
+    assessment: Assessment | None = Field(
+        default=None,
+        description="the reasoning investigator's recorded answer (investigator: hybrid|agent)",
+    )
     expect: Expectation
     _name: str = PrivateAttr(default="case")
     _folder: str | None = PrivateAttr(default=None)
@@ -252,19 +261,37 @@ async def run_case(
         )
         return result
 
-    known = {s.id for s in playbook.steps}
+    known = {s.id for s in playbook.steps} if playbook.investigator != "agent" else set()
     for step_id in sorted(set(case.steps) - known):
-        fail(f"recording for {step_id!r}, which is not a step of {playbook.name}")
+        fail(f"recording for {step_id!r}, which is not a step {playbook.name} runs")
+    if case.assessment is not None and playbook.investigator == "steps":
+        fail(f"an assessment is recorded, but {playbook.name} does not use the model")
     executor = RecordedStepExecutor({k: _dump(v) for k, v in case.steps.items()})
-    investigation = await investigate(
-        playbook,
-        alert,
-        incident,
-        executor,
-        investigation_id=f"test:{case.name}",
-        now=lambda: alert.created_at,
-        monotonic=lambda: 0.0,
+    investigation = Investigation(
+        id=f"test:{case.name}",
+        incident_id=incident.id,
+        playbook=playbook.name,
+        started_at=alert.created_at,
     )
+    if playbook.investigator != "agent":  # the model plans alone: the steps do not run
+        investigation = await investigate(
+            playbook,
+            alert,
+            incident,
+            executor,
+            investigation_id=f"test:{case.name}",
+            now=lambda: alert.created_at,
+            monotonic=lambda: 0.0,
+        )
+    if playbook.investigator != "steps" and case.assessment is not None:
+        report = ModelReport(
+            model="recorded",
+            prompt_version="recorded",
+            prompt_sha256="",
+            mode=playbook.investigator,
+            assessment=case.assessment,
+        )
+        investigation = investigation.model_copy(update={"model_run": report})
     result.investigation = investigation
     unrecorded = sorted({c[0] for c in executor.calls} - executor.step_ids)
     for step_id in unrecorded:
