@@ -143,18 +143,20 @@ class Reasoner:
 
     async def _audit_run(self, report: ModelReport, ref: str) -> None:
         answer = report.assessment
+        if report.escalation is not None:
+            outcome, reason = f"escalated: {report.escalation}", report.escalation
+        elif answer is not None:
+            outcome = f"assessed {answer.verdict.value} ({answer.confidence:g})"
+            reason = answer.narrative[:300]
+        else:  # unreachable: a run ends in an answer or an escalation
+            outcome = reason = "no answer"
         await self._audit.append(
             AuditEvent(
                 actor=self._config.identity,
                 action="model.investigate",
                 subject=ref,
-                reason=report.escalation
-                or (answer.narrative[:300] if answer is not None else "no answer"),
-                outcome=f"escalated: {report.escalation}"
-                if report.escalation
-                else f"assessed {answer.verdict.value} ({answer.confidence:g})"
-                if answer is not None
-                else "no answer",
+                reason=reason,
+                outcome=outcome,
                 evidence_ref=ref,
                 details={
                     "model": report.model,
