@@ -190,9 +190,15 @@ class ConstrainedToolsModel(WrapperModel):
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
         params = model_request_parameters
-        tools = [*params.function_tools, *params.output_tools]
+        # `required`: a lookup now, not the answer; the schema then offers only the lookups.
+        required = (model_settings or {}).get("tool_choice") == "required"
+        tools = [*params.function_tools, *([] if required else params.output_tools)]
         if not tools:
             return await super().request(messages, model_settings, params)
+        if model_settings is not None:  # no tools are declared, so none may be required
+            model_settings = ModelSettings(
+                **{k: v for k, v in model_settings.items() if k != "tool_choice"}  # type: ignore[typeddict-item]
+            )
         constrained = dataclasses.replace(
             params,
             function_tools=[],

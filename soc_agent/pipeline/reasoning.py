@@ -107,6 +107,7 @@ class Reasoner:
             identity=self._config.identity,
             incident_ref=ref,
             redact=self._config.redact_fields,
+            temperature=self._config.temperature,
             clock=self._clock,
         )
         injection = seen + detect_injection(None, run.evidence)

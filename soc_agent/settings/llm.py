@@ -48,6 +48,13 @@ class LlmConfig(BaseModel):
         description="native tool calls, or a reply constrained to a JSON schema of "
         "{name, arguments} for small local models that write calls as text",
     )
+    temperature: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=2.0,
+        description="sampling temperature; 0 for the most repeatable answers "
+        "(default: the provider's)",
+    )
     timeout_seconds: float = Field(default=60.0, gt=0, le=600, description="per model request")
     max_retries: int = Field(default=2, ge=0, le=10, description="on 429 and 5xx, with backoff")
     max_concurrency: int = Field(default=2, ge=1, le=64, description="requests in flight")

@@ -12,11 +12,13 @@ import pytest
 from pydantic_ai import ModelResponse, TextPart, ToolCallPart, ToolReturnPart, UserPromptPart
 from pydantic_ai.messages import ModelMessage
 from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.profiles import ModelProfile
 
 from soc_agent.audit import SQLiteAuditLog
 from soc_agent.gateway import Gateway
 from soc_agent.ingest import normalize
 from soc_agent.investigator import ModelRun, read_only_tools, run_investigator
+from soc_agent.investigator.models import ConstrainedToolsModel
 from soc_agent.investigator.tools import investigator_grants
 from soc_agent.models import Alert, Evidence, EvidenceStatus
 from soc_agent.runtime.components import build_connectors
@@ -225,3 +227,58 @@ async def test_redacted_fields_never_reach_the_model(world: World) -> None:
     assert {e["value"] for e in shown["entities"]} == {"[redacted]"}
     assert {e["type"] for e in shown["entities"]} >= {"host", "user"}  # the shape stays
     assert shown["title"] == world.alert.title  # what was not named is sent as it is
+
+
+async def test_with_no_evidence_the_first_turn_must_be_a_lookup(world: World) -> None:
+    asked: list[object] = []
+
+    def script(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        asked.append((info.model_settings or {}).get("tool_choice"))
+        if not returned(messages):
+            return ModelResponse(parts=[ToolCallPart("asset_inventory__lookup_asset", LOOKUP)])
+        return answer(info, findings=[])
+
+    world.given = []
+    run = await world.run(script)
+    assert run.assessment is not None
+    assert asked == ["required", None]  # a lookup first; then the answer is on offer
+
+
+async def test_constrained_mode_offers_only_lookups_when_one_is_required(world: World) -> None:
+    schemas: list[str] = []
+
+    def script(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        output = info.model_request_parameters.output_object
+        schemas.append(json.dumps(output.json_schema if output else None))
+        assert not info.function_tools and not info.output_tools  # tools travel in the schema
+        name, args = (
+            ("final_result", {"verdict": "benign", "confidence": 0.5, "narrative": "n"})
+            if returned_text(messages)
+            else ("asset_inventory__lookup_asset", LOOKUP)
+        )
+        return ModelResponse(parts=[TextPart(json.dumps({"name": name, "arguments": args}))])
+
+    world.given = []
+    run = await run_investigator(
+        ConstrainedToolsModel(
+            FunctionModel(script, profile=ModelProfile(supports_json_schema_output=True))
+        ),
+        gateway=world.gateway,
+        tools=world.tools,
+        alert=world.alert,
+        evidence=[],
+        allowed_actions=[],
+        budget=LlmBudget(),
+    )
+    assert run.assessment is not None and [e.step for e in run.evidence] == ["agent.1"]
+    first, second = schemas
+    assert '"final_result"' not in first and '"asset_inventory__lookup_asset"' in first
+    assert '"final_result"' in second
+
+
+def returned_text(messages: list[ModelMessage]) -> bool:
+    """A tool result came back, as constrained mode sends it: a user turn."""
+    return any("Result of " in str(getattr(p, "content", "")) for p in messages[-1].parts)
+
+
+LOOKUP = {"type": "host", "value": "ws-fin-042"}
