@@ -45,6 +45,7 @@ from soc_agent.models.ids import dead_letter_id
 
 __all__ = [
     "DEAD_LETTER_HEAD_BYTES",
+    "JSON_SPACE_BYTES",
     "IngestResult",
     "Letters",
     "Normalising",
@@ -52,6 +53,11 @@ __all__ = [
     "iter_payload",
     "parse_payload",
 ]
+
+# What JSON calls whitespace (RFC 8259); Python's strip() also takes U+001C-U+001F,
+# U+00A0 and more, which would skip a garbage line instead of dead-lettering it.
+_JSON_SPACE = " \t\r\n"
+JSON_SPACE_BYTES = _JSON_SPACE.encode()
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -136,7 +142,7 @@ def _undecodable(data: bytes, source: str, exc: UnicodeDecodeError) -> Iterator[
     """Bad bytes: in JSON lines only the lines holding them are lost."""
     lines: list[_Line] = []
     for n, raw in enumerate(data.split(b"\n"), 1):
-        if not raw.strip():
+        if not raw.strip(JSON_SPACE_BYTES):
             continue
         try:
             text = raw.decode("utf-8")
@@ -153,7 +159,7 @@ def _records(data: bytes, source: str) -> Iterator[_Record]:
     except UnicodeDecodeError as exc:
         yield from _undecodable(data, source, exc)
         return
-    if not text.strip():
+    if not text.strip(_JSON_SPACE):
         yield _Record(source, data, error="empty payload: no JSON record in it")
         return
     whole, error = _loads(text)
@@ -170,7 +176,7 @@ def _records(data: bytes, source: str) -> Iterator[_Record]:
     lines: list[_Line] = [
         (n, line.encode("utf-8"), *_loads(line))
         for n, line in enumerate(text.split("\n"), 1)
-        if line.strip()
+        if line.strip(_JSON_SPACE)
     ]
     yield from _from_lines(lines, source, _Record(source, data, error=error))
 

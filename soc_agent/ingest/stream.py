@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from soc_agent.ingest.mapping import FieldMapping
 from soc_agent.ingest.payload import (
     DEAD_LETTER_HEAD_BYTES,
+    JSON_SPACE_BYTES,
     Letters,
     Normalising,
     _encoding_reason,
@@ -39,7 +40,6 @@ from soc_agent.models.alert import MAX_ENTITIES
 __all__ = ["ByteStream", "read_records"]
 
 _CHUNK = 1024 * 1024
-_JSON_SPACE = b" \t\r\n"
 
 
 class ByteStream(Protocol):
@@ -64,16 +64,8 @@ class _Line:
 
     @property
     def blank(self) -> bool:
-        # As parse_payload sees it: whitespace in the decoded text, or in the bytes.
-        if not self.complete:
-            return False
-        head = self.raw[:64].lstrip()
-        if head and 0x21 <= head[0] <= 0x7E:
-            return False  # printable ASCII is whitespace in no encoding: no need to decode
-        try:
-            return not self.raw.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            return not self.raw.strip()
+        # JSON whitespace only: a line of U+001C or U+00A0 is garbage to keep, not blank.
+        return self.complete and not self.content.strip(JSON_SPACE_BYTES)
 
 
 class _Reader:
@@ -142,7 +134,7 @@ def read_records(
             yield letters.oversized(source, first.content, *cut, max_record_bytes)
             return
         data = bytes(consumed + first.raw + trailing) if consumed or trailing else first.raw
-        if consumed.strip(_JSON_SPACE) or trailing.strip(_JSON_SPACE):
+        if consumed.strip(JSON_SPACE_BYTES) or trailing.strip(JSON_SPACE_BYTES):
             # Blank to the eye but not to JSON (a no-break space): parse_payload decides.
             yield from iter_payload(
                 data,

@@ -118,6 +118,16 @@ def test_any_mix_of_lines_gives_the_records_parse_payload_gives(lines: list[byte
     assert as_parsed(read(data)) == expected(data)
 
 
+@pytest.mark.parametrize("bad", [b"\x80", b"{}"], ids=["an undecodable line", "all decodable"])
+@pytest.mark.parametrize("junk", [b"\x1c", b"\xc2\xa0", b"\xe2\x80\xa8"], ids=["FS", "NBSP", "LS"])
+def test_a_line_of_non_json_whitespace_is_a_dead_letter_either_way(bad: bytes, junk: bytes) -> None:
+    # Python calls these whitespace; JSON does not. Such a line is garbage, kept as a dead
+    # letter, whether or not another line of the file fails to decode (found by hypothesis).
+    data = b"\n".join([line(FIXTURES[0]), junk, bad])
+    for _, letters in (as_parsed(read(data)), expected(data)):
+        assert any(d["original"] == junk for d in letters), letters
+
+
 class _Served(io.RawIOBase):
     """A file that counts what the reader took from it."""
 
