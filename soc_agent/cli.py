@@ -695,7 +695,7 @@ def eval_model(
         Path | None,
         typer.Option(
             "--scenarios",
-            help="scenario file (its world/ beside it) [default: the shipped set of 32]",
+            help="scenario file, its world/ beside it [default: the set shipped with the package]",
         ),
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="only the first N scenarios")] = None,
