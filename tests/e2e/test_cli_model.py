@@ -110,6 +110,15 @@ def test_eval_prints_a_table_and_json(server: VendorServer, tmp_path: Path) -> N
 
 
 def test_eval_without_a_model_says_what_to_configure(tmp_path: Path) -> None:
-    result = cli("eval", cwd=tmp_path)
+    scenarios = str(Path(__file__).resolve().parents[1] / "fixtures" / "eval" / "scenarios.yaml")
+    result = cli("eval", "--scenarios", scenarios, cwd=tmp_path)
     assert result.returncode == 1
     assert "eval measures a model: configure llm:" in result.stderr
+
+
+def test_eval_without_a_scenario_set_says_what_to_pass(
+    server: VendorServer, tmp_path: Path
+) -> None:
+    result = cli("eval", cwd=tmp_path, env=_env(server))
+    assert result.returncode == 1
+    assert "pass --scenarios FILE" in result.stderr
