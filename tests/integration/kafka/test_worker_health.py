@@ -12,9 +12,10 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -47,12 +48,14 @@ async def wait_status(
     *,
     within: float,
     proc: subprocess.Popen[bytes],
+    until: Callable[[dict[str, Any]], bool] = lambda _: True,
 ) -> httpx.Response:
-    """Poll `url` until it answers `status`; fails early if the worker process exits."""
+    """Poll `url` until it answers `status` with a body `until` accepts; fails early if
+    the worker process exits."""
     deadline = time.monotonic() + within
     while True:
         response = await _get(client, url)
-        if response is not None and response.status_code == status:
+        if response is not None and response.status_code == status and until(response.json()):
             return response
         assert proc.poll() is None, f"the worker exited with {proc.returncode}"
         if time.monotonic() > deadline:
@@ -103,9 +106,17 @@ async def test_a_running_worker_reports_health_readiness_and_true_metrics(
             live = await wait_status(client, f"{base}/healthz", 200, within=60, proc=proc)
             assert live.json()["status"] == "ok"
             assert live.json()["loop_age_seconds"] < 5
-            ready = await wait_status(client, f"{base}/readyz", 200, within=60, proc=proc)
+            # A member of its group is ready before the assignment lands (a worker with
+            # no partitions to own is still ready), so wait for the assignment itself:
             # 6 alert partitions and 6 approval partitions, all this one worker's.
-            assert ready.json()["assigned_partitions"] == 12
+            ready = await wait_status(
+                client,
+                f"{base}/readyz",
+                200,
+                within=60,
+                proc=proc,
+                until=lambda body: body["assigned_partitions"] == 12,
+            )
             assert ready.json()["in_group"] is True
 
             stream = make_stream(150, malformed_share=0.1)
