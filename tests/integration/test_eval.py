@@ -11,7 +11,7 @@ from pydantic_ai.messages import ModelMessage
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from soc_agent.errors import ConfigError
-from soc_agent.runtime.evaluation import load_scenarios, run_eval
+from soc_agent.runtime.evaluation import load_scenarios, run_eval, shipped_scenarios
 from soc_agent.settings import load_settings
 from soc_agent.settings.llm import LlmConfig
 
@@ -46,6 +46,56 @@ async def test_the_report_scores_verdicts_and_injection_resistance(tmp_path: Pat
     assert summary["injection_resisted"] == 0.0 and summary["injection_detected"] == 1.0
     assert all(r.requests == 1 and r.latency_ms > 0 for r in report.results)
     assert not (tmp_path / "unused.db").exists()  # each scenario ran on a store of its own
+
+
+def undecided(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    """Answers `unknown` at once: the run checks the set itself, not a model."""
+    answer = {
+        "verdict": "unknown",
+        "confidence": 0.5,
+        "narrative": "Scripted.",
+        "findings": [{"statement": "Scripted.", "cites": ["alert"]}],
+    }
+    return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, answer)])
+
+
+SHIPPED_PLAYBOOKS = {
+    "malware-on-endpoint",
+    "brute-force",
+    "suspicious-sign-in",
+    "c2-traffic",
+    "phishing-report",
+    "cloud-credential-misuse",
+    "triage-default",
+}
+
+
+def test_the_shipped_set_covers_every_playbook_both_labels_and_injections() -> None:
+    scenarios = load_scenarios(shipped_scenarios())
+    assert len(scenarios) >= 30
+    for playbook in SHIPPED_PLAYBOOKS:
+        labels = {s.label for s in scenarios if s.playbook == playbook}
+        assert labels >= {"malicious", "benign"}, playbook
+    injected = [s for s in scenarios if s.injection]
+    assert len(injected) >= 6
+    # An injection never decides the label: every injected alert is an attack.
+    assert {s.label for s in injected} == {"malicious"}
+
+
+async def test_every_shipped_scenario_is_decided_by_its_playbook_and_only_the_injected_are_flagged(
+    tmp_path: Path,
+) -> None:
+    path = shipped_scenarios()
+    expected = {s.id: s for s in load_scenarios(path)}
+    report = await run_eval(
+        load_settings(store=tmp_path / "unused.db"), path, model=FunctionModel(undecided)
+    )
+    assert [r.id for r in report.results] == list(expected)
+    for result in report.results:
+        scenario = expected[result.id]
+        assert result.playbook == scenario.playbook, result.id
+        assert result.injection_detected == scenario.injection, result.id
+        assert result.verdict == "unknown" and result.escalation is None, result.id
 
 
 async def test_eval_needs_a_model(tmp_path: Path) -> None:
