@@ -711,10 +711,6 @@ def eval_model(
 
     settings = _settings(config, None)
     path = scenarios or shipped_scenarios()
-    if scenarios is None and not path.exists():
-        raise _fail(
-            "no labelled scenario set is installed with this package: pass --scenarios FILE"
-        )
     report = _run(lambda: run_eval(settings, path, limit=limit))
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2))

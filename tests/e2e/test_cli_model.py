@@ -116,9 +116,11 @@ def test_eval_without_a_model_says_what_to_configure(tmp_path: Path) -> None:
     assert "eval measures a model: configure llm:" in result.stderr
 
 
-def test_eval_without_a_scenario_set_says_what_to_pass(
+def test_eval_defaults_to_the_set_shipped_with_the_package(
     server: VendorServer, tmp_path: Path
 ) -> None:
-    result = cli("eval", cwd=tmp_path, env=_env(server))
-    assert result.returncode == 1
-    assert "pass --scenarios FILE" in result.stderr
+    result = cli("eval", "--limit", "2", "--json", cwd=tmp_path, env=_env(server))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [r["id"] for r in report["results"]] == ["eval-01", "eval-02"]
+    assert [r["playbook"] for r in report["results"]] == ["malware-on-endpoint"] * 2
