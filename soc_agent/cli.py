@@ -92,6 +92,14 @@ def _run(coro_fn: Callable[[], Awaitable[_T]]) -> _T:
         raise typer.Exit(1) from None
 
 
+def _announce_connectors(settings: Settings) -> None:
+    """Which connectors run with which grants, on stderr: a smaller set is seen at once."""
+    from soc_agent.runtime.control import active_connectors
+
+    for line in active_connectors(settings):
+        typer.echo(line, err=True)
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
@@ -162,6 +170,7 @@ def _process(
     for src in sources:
         if src != "-" and not Path(src).exists():
             raise _fail(f"alert source not found: {src}")
+    _announce_connectors(settings)
 
     async def main() -> RunReport:
         async with open_components(settings) as c:
@@ -256,18 +265,28 @@ def playbooks_test(
     config: ConfigOpt = None,
 ) -> None:
     """Run each case: fixture alert + recorded step results -> expected decision."""
-    from soc_agent.runtime.playbook_tests import run_playbook_tests
+    from soc_agent.runtime.playbook_tests import decision_summary, run_playbook_tests
 
     settings = _settings(config, None)
     results = _run(lambda: run_playbook_tests(path, settings))
     failed = [r for r in results if not r.ok]
     if as_json:
         typer.echo(
-            json.dumps([{"case": r.name, "ok": r.ok, "failures": r.failures} for r in results])
+            json.dumps(
+                [
+                    {
+                        "case": r.name,
+                        "ok": r.ok,
+                        "failures": r.failures,
+                        "decision": decision_summary(r),
+                    }
+                    for r in results
+                ]
+            )
         )
     else:
         for r in results:
-            typer.echo(f"{'PASS' if r.ok else 'FAIL'} {r.name}")
+            typer.echo(f"{'PASS' if r.ok else 'FAIL'} {r.name}: {decision_summary(r)}")
             for f in r.failures:
                 typer.echo(f"    {f}")
         typer.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
@@ -605,6 +624,7 @@ def serve(
         else f"store {settings.store}"
     )
     typer.echo(f"soc-agent API and UI on http://{host}:{port}/ ({where})", err=True)
+    _announce_connectors(settings)
     serve_api(settings, host, port)
 
 
@@ -685,6 +705,7 @@ def worker(
         listen = parse_listen(webhook) if webhook else None
     except ValueError as exc:
         raise _fail(str(exc), 2) from None
+    _announce_connectors(settings)
     report = _run(lambda: run_worker(settings, webhook=listen))
     typer.echo(worker_summary(report), err=True)
 

@@ -6,7 +6,7 @@ import base64
 import json
 from typing import TYPE_CHECKING, Any
 
-from soc_agent.models import DeadLetter, Decision, Proposal, RunMode
+from soc_agent.models import DeadLetter, Decision, ExecutionStatus, Proposal, RunMode
 from soc_agent.pipeline.agent import AlertOutcome
 from soc_agent.runtime.embedded import RunReport
 from soc_agent.settings import Settings
@@ -96,9 +96,12 @@ def outcome_text(o: AlertOutcome) -> str:
     lines += _assessment_lines(d)
     for act in d.actions:
         intended = f" (would be {act.intended.value})" if act.intended else ""
+        decided = f"{act.disposition.value.upper()}{intended} by {act.rule}"
+        if act.execution is ExecutionStatus.FAILED:
+            # Decided to execute is not executed: the failure leads the line.
+            decided = f"FAILED (decided {act.disposition.value} by {act.rule})"
         lines.append(
-            f"    - {act.action} {act.target.value}: "
-            f"{act.disposition.value.upper()}{intended} by {act.rule}"
+            f"    - {act.action} {act.target.value}: {decided}"
             + (f" -> {act.outcome}" if act.outcome else "")
         )
     if not d.actions:

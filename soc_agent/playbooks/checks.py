@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import difflib
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from pydantic import BaseModel, ValidationError
 
 from soc_agent.errors import ExpressionError
 from soc_agent.models import EntityType
@@ -31,6 +33,7 @@ __all__ = [
     "Catalog",
     "Path_",
     "Problems",
+    "check_configured",
     "check_playbook",
 ]
 
@@ -278,6 +281,11 @@ def _ancestors(playbook: Playbook) -> dict[str, set[str]]:
 
 
 def _check_catalog(playbook: Playbook, catalog: Catalog, problems: list[tuple[Path_, str]]) -> None:
+    _check_step_capabilities(playbook, catalog, problems)
+    _check_action_capabilities(playbook, catalog, problems)
+
+
+def _check_step_capabilities(playbook: Playbook, catalog: Catalog, problems: Problems) -> None:
     for i, step in enumerate(playbook.steps):
         caps = catalog.get(step.connector)
         if caps is None:
@@ -301,6 +309,18 @@ def _check_catalog(playbook: Playbook, catalog: Catalog, problems: list[tuple[Pa
                     "investigation steps may only use queries",
                 )
             )
+        else:
+            model = _input_model(cap)
+            if model is not None:
+                where = f"{step.connector}.{step.capability}"
+                problems.extend(_check_args(step.args, [model], ("steps", i, "args"), where))
+
+
+# The executor sets these on every action call; a respond rule's args cannot.
+_EXECUTOR_ARGS = ("target", "reason", "idempotency_key")
+
+
+def _check_action_capabilities(playbook: Playbook, catalog: Catalog, problems: Problems) -> None:
     for i, rule in enumerate(playbook.respond):
         providers = [
             _info(caps[rule.action])
@@ -313,6 +333,17 @@ def _check_catalog(playbook: Playbook, catalog: Catalog, problems: list[tuple[Pa
             }
             problems.append((("respond", i, "action"), _unknown("action", rule.action, actions)))
             continue
+        models = [
+            m
+            for caps in catalog.values()
+            if _offers(caps, rule.action) and (m := _input_model(caps[rule.action])) is not None
+        ]
+        if models:
+            problems.extend(
+                _check_args(
+                    rule.args, models, ("respond", i, "args"), rule.action, set_by=_EXECUTOR_ARGS
+                )
+            )
         if "${" in rule.target.type:
             continue
         targets = {target for _, target in providers}
@@ -324,6 +355,103 @@ def _check_catalog(playbook: Playbook, catalog: Catalog, problems: list[tuple[Pa
                     f"not {rule.target.type}",
                 )
             )
+
+
+def check_configured(playbook: Playbook, catalog: Catalog, configured: Collection[str]) -> Problems:
+    """Connectors a step names and actions a respond rule takes that no connector configured
+    (of `configured`, the names in `catalog` the deployment runs) provides."""
+    problems: Problems = []
+    for i, step in enumerate(playbook.steps):
+        if step.connector in catalog and step.connector not in configured:
+            problems.append(
+                (("steps", i, "connector"), f"connector {step.connector!r} is not configured")
+            )
+    for i, rule in enumerate(playbook.respond):
+        offered = sorted(n for n, caps in catalog.items() if _offers(caps, rule.action))
+        if offered and not any(name in configured for name in offered):
+            problems.append(
+                (
+                    ("respond", i, "action"),
+                    f"no configured connector provides the action {rule.action!r} "
+                    f"(offered by {', '.join(offered)}, which is not configured)",
+                )
+            )
+    return problems
+
+
+def _check_args(
+    args: Mapping[str, Any],
+    models: Sequence[type[BaseModel]],
+    base: Path_,
+    capability: str,
+    *,
+    set_by: Sequence[str] = (),
+) -> Problems:
+    """`args` against the capability's input model(s): a name none of them knows, a
+    required argument left out, a literal value of the wrong type. Templated values
+    are checked when they are rendered. With several providers of an action, an
+    argument is wrong only if every provider rejects it."""
+    problems: Problems = []
+    for key in args:
+        path: Path_ = (*base, key)
+        if key in set_by:
+            problems.append((path, f"{key!r} is set by the executor, not by the playbook"))
+            continue
+        names = [_arg_names(m) for m in models]
+        if all(not allows_extra and key not in known for known, allows_extra in names):
+            known = sorted({n for found, _ in names for n in found})
+            problems.append((path, _unknown(f"argument of {capability}", key, known)))
+            continue
+        literal = args[key]
+        if not _templated(literal):
+            errors = [_value_error(m, key, literal) for m in models]
+            if all(errors) and errors[0] is not None:
+                problems.append((path, f"{capability}: {errors[0]}"))
+    for model in models[:1]:
+        for name, info in model.model_fields.items():
+            given = name in args or (info.alias is not None and info.alias in args)
+            if info.is_required() and not given and name not in set_by:
+                problems.append((base, f"{capability} needs the argument {name!r}"))
+    return problems
+
+
+def _arg_names(model: type[BaseModel]) -> tuple[set[str], bool]:
+    names = {n for n in model.model_fields} | {
+        f.alias for f in model.model_fields.values() if f.alias
+    }
+    return names, model.model_config.get("extra") == "allow"
+
+
+def _value_error(model: type[BaseModel], key: str, value: Any) -> str | None:
+    """What the model says of `key: value` alone (other fields' errors ignored)."""
+    try:
+        model.model_validate({key: value})
+    except ValidationError as exc:
+        for error in exc.errors():
+            if error["loc"] and error["loc"][0] == key and error["type"] != "missing":
+                return str(error["msg"])
+    return None
+
+
+def _templated(value: Any) -> bool:
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, Mapping):
+        return any(_templated(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_templated(v) for v in value)
+    return False
+
+
+def _input_model(cap: CapabilityInfo | Mapping[str, Any]) -> type[BaseModel] | None:
+    model = (
+        cap.get("input_model") if isinstance(cap, Mapping) else getattr(cap, "input_model", None)
+    )
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _offers(caps: Mapping[str, CapabilityInfo | Mapping[str, Any]], action: str) -> bool:
+    return action in caps and _info(caps[action])[0] == "action"
 
 
 def _info(cap: CapabilityInfo | Mapping[str, Any]) -> tuple[str, str | None]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Union
@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from soc_agent.errors import PlaybookError, SocAgentError
-from soc_agent.playbooks.checks import Catalog, Path_, check_playbook
+from soc_agent.playbooks.checks import Catalog, Path_, check_configured, check_playbook
 from soc_agent.playbooks.schema import Playbook
 from soc_agent.yaml_input import NoAliasLoader
 
@@ -29,7 +29,9 @@ __all__ = [
     "load_playbooks",
     "locate",
     "parse_yaml",
+    "playbook_files",
     "shipped_playbooks_dir",
+    "unconfigured_references",
 ]
 
 
@@ -92,6 +94,29 @@ def load_playbooks(
 def load_playbook_file(path: str | Path, *, catalog: Catalog | None = None) -> Playbook:
     """Load one playbook file; raises PlaybookValidationError."""
     return load_playbooks([path], catalog=catalog)[0]
+
+
+def playbook_files(sources: Iterable[str | Path]) -> list[Path]:
+    """The playbook files of several sources (directories or files), in order."""
+    return [path for source in sources for path in _collect(source)]
+
+
+def unconfigured_references(
+    source: str | Path | Iterable[str | Path], catalog: Catalog, configured: Collection[str]
+) -> list[PlaybookError]:
+    """Steps naming, and respond rules needing, a connector the deployment does not run;
+    each names file, line and field. The files must already load."""
+    found: list[PlaybookError] = []
+    for path in _collect(source):
+        data, root = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+        playbook = Playbook.model_validate(data)
+        found.extend(
+            PlaybookError(
+                message, file=str(path), line=locate(root, where), field=format_path(where)
+            )
+            for where, message in check_configured(playbook, catalog, configured)
+        )
+    return found
 
 
 def _collect(source: str | Path | Iterable[str | Path]) -> list[Path]:

@@ -70,6 +70,7 @@ __all__ = [
     "Expectation",
     "ExpectedAction",
     "Normalize",
+    "OutputModel",
     "load_cases",
     "run_case",
     "threshold_band",
@@ -89,6 +90,8 @@ Decide = Callable[
     Awaitable[list[tuple[ActionCandidate, str, str]]],
 ]
 Band = Literal["execute", "propose", "notify", "below"]
+# connector, capability -> the capability's output model (None: not known here)
+OutputModel = Callable[[str, str], type[BaseModel] | None]
 
 
 class _Strict(BaseModel):
@@ -231,8 +234,10 @@ async def run_case(
     *,
     normalize: Normalize,
     decide: Decide | None = None,
+    output_model: OutputModel | None = None,
 ) -> CaseResult:
-    """Run one case end to end through the real engine with recorded connector results."""
+    """Run one case end to end through the real engine with recorded connector results;
+    with `output_model`, each recorded result must be what its capability returns."""
     result = CaseResult(name=case.name, ok=False)
     fail = result.failures.append
     try:
@@ -266,6 +271,8 @@ async def run_case(
         fail(f"recording for {step_id!r}, which is not a step {playbook.name} runs")
     if case.assessment is not None and playbook.investigator == "steps":
         fail(f"an assessment is recorded, but {playbook.name} does not use the model")
+    if output_model is not None:
+        _check_recorded_results(case, playbook, output_model, fail)
     executor = RecordedStepExecutor({k: _dump(v) for k, v in case.steps.items()})
     investigation = Investigation(
         id=f"test:{case.name}",
@@ -324,6 +331,30 @@ async def run_case(
     _check_actions(case.expect, value, found, result.dispositions, decide is not None, fail)
     result.ok = not result.failures
     return result
+
+
+def _check_recorded_results(
+    case: Case, playbook: Playbook, output_model: OutputModel, fail: Callable[[str], None]
+) -> None:
+    """A recording the real capability could never return would test a fiction."""
+    for step in playbook.steps:
+        recorded = case.steps.get(step.id)
+        model = output_model(step.connector, step.capability)
+        if recorded is None or model is None:
+            continue
+        entries = recorded if isinstance(recorded, list) else [recorded]
+        for n, entry in enumerate(entries):
+            if entry.result is None:
+                continue
+            try:
+                model.model_validate(entry.result)
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                at = f"{step.id}[{n}]" if isinstance(recorded, list) else step.id
+                fail(
+                    f"recording for {at!r} is not what {step.connector}.{step.capability} "
+                    f"returns: {format_path(tuple(error['loc']))}: {error['msg']}"
+                )
 
 
 def _alert(case: Case, normalize: Normalize) -> Alert:

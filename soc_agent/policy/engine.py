@@ -3,11 +3,12 @@
 `decide` is a pure function of its input and the config (no I/O, no clock) and checks,
 in this order, stopping at the first step that settles the disposition:
 
-0. facts, which no mode or level changes: no configured connector provides the
-   action -> DENIED `config.no_connector`; the executor's ledger already holds the
-   action's idempotency key as claimed or executed (a grown incident decided again)
-   -> EXECUTED `ledger.already_in_effect`: it is in effect, not a choice, and costs
-   no new budget.
+0. facts: no configured connector provides the action -> by the thresholds alone,
+   ESCALATED `config.no_connector` from propose_at up (a human must act), else
+   NOTIFIED or SKIPPED as in 2; the executor's ledger already holds the action's
+   idempotency key as claimed or executed (a grown incident decided again)
+   -> EXECUTED `ledger.already_in_effect` whatever the mode: it is in effect, not a
+   choice, and costs no new budget.
 1. access: the action is on the deny list -> DENIED `guardrail.deny_list`; the agent
    lacks the scopes -> DENIED `guardrail.not_granted` (naming the missing scopes).
 2. thresholds (candidate's own, else the config defaults; notify_at has no default),
@@ -93,8 +94,8 @@ def decide(inp: PolicyInput, config: PolicyConfig) -> Verdict:
     )
     thresholds = resolve_thresholds(inp.candidate, config)
     facts = inp.facts
-    if facts is None or inp.ledger_status in IN_EFFECT:
-        settled = _no_connector(inp) if facts is None else _in_effect(inp)
+    if facts is not None and inp.ledger_status in IN_EFFECT:
+        settled = _in_effect(inp)
         return Verdict(
             disposition=settled.disposition,
             rule=settled.rule,
@@ -109,10 +110,14 @@ def decide(inp: PolicyInput, config: PolicyConfig) -> Verdict:
             propose_at=thresholds.propose_at,
             notify_at=thresholds.notify_at,
         )
-    outcome = _live_outcome(inp, facts, config, level, source, thresholds)
-    needs_two = (
-        outcome.disposition in _NEEDS_HUMAN and four_eyes_reason(inp, facts, config) is not None
-    )
+    if facts is None:
+        outcome = _no_connector(inp, thresholds)
+        needs_two = False
+    else:
+        outcome = _live_outcome(inp, facts, config, level, source, thresholds)
+        needs_two = (
+            outcome.disposition in _NEEDS_HUMAN and four_eyes_reason(inp, facts, config) is not None
+        )
     if inp.model_points:
         outcome = replace(
             outcome, reason=f"{outcome.reason} (model-derived points: {fmt(inp.model_points)})"
@@ -139,7 +144,7 @@ def decide(inp: PolicyInput, config: PolicyConfig) -> Verdict:
         autonomy=level,
         required_approvals=2 if needs_two else 1,
         review_sample=review_sample,
-        blast_radius=blast_radius_info(inp, facts, config),
+        blast_radius=blast_radius_info(inp, facts, config) if facts is not None else {},
         autonomy_source=source,
         guardrails=tuple(hit.rule.value for hit in outcome.guardrails),
         intended_rule=intended_rule,
@@ -159,11 +164,27 @@ def _in_effect(inp: PolicyInput) -> _Outcome:
     )
 
 
-def _no_connector(inp: PolicyInput) -> _Outcome:
+def _no_connector(inp: PolicyInput, thresholds: Thresholds) -> _Outcome:
+    """Nothing configured can perform the action: what the score calls for goes to a human.
+
+    A playbook's action quietly denied for want of a connector looked like a decision;
+    the score still says how urgent it is, so it is escalated from propose_at up.
+    """
+    band = classify(inp.score, thresholds)
+    unevaluated = _unevaluated(inp, thresholds, band)
+    if unevaluated is not None:
+        return unevaluated
+    if band.band is Band.NOTIFY:
+        return _Outcome(Disposition.NOTIFIED, band.rule, band.reason)
+    if band.band is Band.BELOW:
+        return _Outcome(Disposition.SKIPPED, band.rule, band.reason)
+    action, target = inp.candidate.action, inp.candidate.target.key
+    wanted = "execution" if band.band is Band.EXECUTE else "a proposal"
     return _Outcome(
-        Disposition.DENIED,
+        Disposition.ESCALATED,
         PolicyRule.NO_CONNECTOR,
-        f"no configured connector provides the action {inp.candidate.action!r}",
+        f"no configured connector provides the action {action!r}; {band.reason}, which would "
+        f"call for {wanted} of {action} on {target}, so a human must act",
     )
 
 

@@ -9,7 +9,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from soc_agent_connectors import Connector, installed_connector_names, load_connector_classes
+from soc_agent_connectors import (
+    CapabilityKind,
+    Connector,
+    installed_connector_names,
+    load_connector_classes,
+)
 
 from soc_agent.actions.executor import Executor
 from soc_agent.audit import AuditLog
@@ -19,9 +24,9 @@ from soc_agent.gateway import Gateway
 from soc_agent.ingest import FieldMapping, load_mappings
 from soc_agent.pipeline.agent import Agent
 from soc_agent.pipeline.proposals import ProposalService
-from soc_agent.playbooks import Playbook, load_playbooks, shipped_playbooks_dir
 from soc_agent.runtime.backend import Backend, open_backend
 from soc_agent.runtime.confinement import check_confined, check_settings_confined
+from soc_agent.runtime.playbook_set import load_all_playbooks
 from soc_agent.settings import Settings
 from soc_agent.store import StateStore
 
@@ -81,7 +86,32 @@ def build_connectors(
             raise ConfigError(
                 f"grants name a connector that is not configured: {name!r}", key=f"grants.{name}"
             )
+    _one_provider_per_action(out, settings.grants)
     return out
+
+
+def _one_provider_per_action(
+    connectors: Mapping[str, Connector], grants: Mapping[str, list[str]]
+) -> None:
+    """Two granted connectors offering one action: which one acts would be a guess.
+
+    Connectors add to the defaults, so a real EDR configured beside the recording
+    `containment` would otherwise leave isolations to whichever came first.
+    """
+    providers: dict[str, list[str]] = {}
+    for name, connector in connectors.items():
+        granted = set(grants.get(name, []))
+        for cap in connector.capabilities().values():
+            if cap.kind is CapabilityKind.ACTION and set(cap.scopes) <= granted:
+                providers.setdefault(cap.name, []).append(name)
+    for action, names in providers.items():
+        if len(names) > 1:
+            raise ConfigError(
+                f"the action {action!r} is granted on {' and '.join(names)}: keep one, "
+                f"turn the other off (connectors.{names[0]}.enabled: false) or narrow its "
+                "grants",
+                key="connectors",
+            )
 
 
 def _reasoner(
@@ -127,15 +157,6 @@ def _reasoner(
     )
 
 
-def load_all_playbooks(settings: Settings) -> list[Playbook]:
-    sources = [shipped_playbooks_dir()] if settings.shipped_playbooks else []
-    sources += list(settings.playbooks)
-    playbooks: list[Playbook] = []
-    for source in sources:
-        playbooks.extend(load_playbooks(source))
-    return playbooks
-
-
 @asynccontextmanager
 async def open_components(
     settings: Settings,
@@ -156,7 +177,8 @@ async def open_components(
     """
     now = clock or (lambda: datetime.now(UTC))
     check_settings_confined(settings)
-    playbooks = load_all_playbooks(settings)
+    connectors = build_connectors(settings, connector_classes)
+    playbooks = load_all_playbooks(settings, live=connectors)
     if settings.llm is None:
         for playbook in playbooks:
             if playbook.investigator != "steps":
@@ -167,7 +189,6 @@ async def open_components(
                     key="investigator",
                 )
     mappings = load_mappings(settings.mappings)
-    connectors = build_connectors(settings, connector_classes)
     async with open_backend(settings) as backend:
         store, audit = backend.store, backend.audit
         gateway = Gateway(

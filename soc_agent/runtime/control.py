@@ -9,7 +9,7 @@ from soc_agent_connectors import Connector, load_connector_classes
 
 from soc_agent.settings import Settings
 
-__all__ = ["connector_catalog", "describe_connectors"]
+__all__ = ["active_connectors", "connector_catalog", "describe_connectors"]
 
 
 def describe_connectors(
@@ -48,12 +48,48 @@ def describe_connectors(
     return out
 
 
-def connector_catalog() -> dict[str, dict[str, dict[str, Any]]]:
-    """connector -> capability -> {kind, target}: lets playbook validation check names."""
+def connector_catalog(
+    settings: Settings | None = None, live: Mapping[str, Connector] | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """connector -> capability -> {kind, target, input_model, output_model}: lets playbook
+    validation check names and arguments.
+
+    The installed connectors under their own names, plus, given `settings`, those
+    configured under another (`use:`) and, given `live`, a runtime's own instances.
+    """
+    installed = load_connector_classes()
+    classes: dict[str, type[Connector]] = dict(installed)
+    if settings is not None:
+        for name, raw in settings.connectors.items():
+            if str(raw.get("use", name)) in installed:
+                classes[name] = installed[str(raw.get("use", name))]
+    classes.update({name: type(connector) for name, connector in (live or {}).items()})
     return {
         name: {
-            cap.name: {"kind": cap.kind.value, "target": cap.target.value if cap.target else None}
+            cap.name: {
+                "kind": cap.kind.value,
+                "target": cap.target.value if cap.target else None,
+                "input_model": cap.input_model,
+                "output_model": cap.output_model,
+            }
             for cap in cls.capabilities().values()
         }
-        for name, cls in load_connector_classes().items()
+        for name, cls in classes.items()
     }
+
+
+def active_connectors(settings: Settings) -> list[str]:
+    """One line per connector: what runs with which grants, and which defaults are off.
+
+    Printed at start-up, so a configuration that quietly does less is seen at once.
+    """
+    lines = []
+    for name, raw in settings.connectors.items():
+        use = f" (use: {raw['use']})" if "use" in raw and raw["use"] != name else ""
+        scopes = ", ".join(settings.grants.get(name, [])) or "nothing"
+        lines.append(f"connector {name}{use}: grants {scopes}")
+    lines += [
+        f"connector {name}: off (connectors.{name}.enabled: false)"
+        for name in settings.disabled_connectors()
+    ]
+    return lines

@@ -12,7 +12,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from soc_agent.ingest import ByteStream, read_records
-from soc_agent.models import Alert, DeadLetter
+from soc_agent.models import Alert, DeadLetter, ExecutionStatus
 from soc_agent.pipeline.agent import AlertOutcome
 from soc_agent.runtime.components import Components
 
@@ -37,7 +37,10 @@ class RunReport:
         self.alerts += 1
         self.counts[outcome.correlation] += 1
         if outcome.fresh:
-            self.counts.update(a.disposition.value for a in outcome.decision.actions)
+            self.counts.update(
+                "failed" if a.execution is ExecutionStatus.FAILED else a.disposition.value
+                for a in outcome.decision.actions
+            )
 
 
 def default_alert_sources() -> list[Path]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from soc_agent_connectors import Capability, CapabilityKind, load_connector_classes
 
 from soc_agent.ingest import load_mappings, normalize
@@ -23,22 +24,21 @@ from soc_agent.models import (
     ScoreContribution,
 )
 from soc_agent.pipeline.deciding import CatalogFacts, decide_all
-from soc_agent.playbooks import (
-    Playbook,
-    load_playbooks,
-    score_bound,
-    shipped_playbooks_dir,
-)
+from soc_agent.playbooks import Playbook, score_bound, shipped_playbooks_dir
 from soc_agent.playbooks.testing import CaseResult, load_cases, run_case
+from soc_agent.runtime.control import connector_catalog
+from soc_agent.runtime.playbook_set import load_all_playbooks
 from soc_agent.settings import Settings
 
-__all__ = ["run_playbook_tests"]
+__all__ = ["decision_summary", "run_playbook_tests"]
 
 
 async def run_playbook_tests(path: Path | None, settings: Settings) -> list[CaseResult]:
-    """Run every case under `<dir>/tests/`; the playbooks are those of `<dir>`."""
+    """Run every case under `<dir>/tests/` against the playbooks production would load
+    (shipped and configured, as `settings` say) together with those of `<dir>`: a case
+    passes only if production would select the playbook it expects."""
     root = path or shipped_playbooks_dir()
-    playbooks = load_playbooks(root)
+    playbooks = load_all_playbooks(settings, extra=[root])
     facts = CatalogFacts(_action_capabilities(settings), settings.grants)
     mappings = load_mappings(settings.mappings)
 
@@ -71,10 +71,20 @@ async def run_playbook_tests(path: Path | None, settings: Settings) -> list[Case
             for cand, req in zip(found, requests, strict=True)
         ]
 
+    catalog = connector_catalog(settings)
+
+    def output_model(connector: str, capability: str) -> type[BaseModel] | None:
+        model = catalog.get(connector, {}).get(capability, {}).get("output_model")
+        return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
     tests_dir = root / "tests" if (root / "tests").is_dir() else root
     results: list[CaseResult] = []
     for case in load_cases(tests_dir):
-        results.append(await run_case(case, playbooks, normalize=norm, decide=decide))
+        results.append(
+            await run_case(
+                case, playbooks, normalize=norm, decide=decide, output_model=output_model
+            )
+        )
     return results
 
 
@@ -88,3 +98,15 @@ def _action_capabilities(settings: Settings) -> dict[str, tuple[str, Capability]
             if cap.kind is CapabilityKind.ACTION:
                 found.setdefault(cap.name, (name, cap))
     return found
+
+
+def decision_summary(result: CaseResult) -> str:
+    """The decision a case checked, in one line: playbook, score and each action's outcome."""
+    if result.playbook is None or result.score is None:
+        return "no decision"
+    decided = result.dispositions or [(c, "not decided", "") for c in result.candidates]
+    actions = "; ".join(
+        f"{c.action} {c.target.key} {disposition}" + (f" ({rule})" if rule else "")
+        for c, disposition, rule in decided
+    )
+    return f"{result.playbook} score {result.score:g}: {actions or 'no actions'}"

@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -46,6 +56,19 @@ DEFAULT_GRANTS: dict[str, list[str]] = {
     ],
     "notifier": ["notify:send"],
 }
+
+
+def _checked_enabled(raw: dict[str, Any]) -> dict[str, Any]:
+    """`enabled: false` opts a connector out; anything but a boolean is an error, never "on"."""
+    if "enabled" in raw:
+        try:
+            TypeAdapter(bool).validate_python(raw["enabled"])
+        except ValidationError:
+            raise ValueError(f"enabled must be true or false, not {raw['enabled']!r}") from None
+    return raw
+
+
+ConnectorEntry = Annotated[dict[str, Any], AfterValidator(_checked_enabled)]
 
 
 class RuntimeConfig(BaseModel):
@@ -112,10 +135,20 @@ class Settings(BaseSettings):
     mappings: list[Path] = Field(default_factory=list, description="declarative field mappings")
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     correlation: CorrelationConfig = Field(default_factory=CorrelationConfig)
-    connectors: dict[str, dict[str, Any]] = Field(
-        default_factory=lambda: {name: dict[str, Any]() for name in DEFAULT_GRANTS}
+    connectors: dict[str, ConnectorEntry] = Field(
+        default_factory=dict,
+        description="connectors added to (or configuring) the defaults; `enabled: false` "
+        "turns a default one off",
     )
-    grants: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_GRANTS))
+    grants: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="scopes per connector; a default connector not named keeps its default grants",
+    )
+    missing_connectors: Literal["fail", "escalate"] = Field(
+        default="fail",
+        description="a loaded playbook names a connector or action that nothing configured "
+        "provides: refuse to start, or start and escalate what it cannot do",
+    )
     audit_key: SecretStr | None = Field(
         default=None,
         description="HMAC key for the audit chain; without one the embedded store generates "
@@ -151,6 +184,31 @@ class Settings(BaseSettings):
         default=None, description="the reasoning investigator's model (none: steps only)"
     )
     log_level: str = Field(default="WARNING", pattern="(?i)^(debug|info|warning|error)$")
+
+    @field_validator("connectors", mode="after")
+    @classmethod
+    def _add_to_the_defaults(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        # Configuring one connector once replaced the whole default set and quietly turned
+        # off intel, inventory, SIEM, containment and notifier; now only `enabled: false` does.
+        merged: dict[str, dict[str, Any]] = {name: {} for name in DEFAULT_GRANTS}
+        merged.update(value)
+        out: dict[str, dict[str, Any]] = {}
+        for name, raw in merged.items():
+            options = {k: v for k, v in raw.items() if k != "enabled"}
+            if TypeAdapter(bool).validate_python(raw.get("enabled", True)):
+                out[name] = options
+        return out
+
+    @model_validator(mode="after")
+    def _default_grants_for_default_connectors(self) -> Settings:
+        for name, scopes in DEFAULT_GRANTS.items():
+            if name in self.connectors and name not in self.grants:
+                self.grants[name] = list(scopes)
+        return self
+
+    def disabled_connectors(self) -> list[str]:
+        """The default connectors this configuration turned off."""
+        return [name for name in DEFAULT_GRANTS if name not in self.connectors]
 
     @classmethod
     def settings_customise_sources(

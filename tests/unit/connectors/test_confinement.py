@@ -10,7 +10,7 @@ from soc_agent_connectors import SecretUnavailableError
 
 from soc_agent.errors import ConfigError
 from soc_agent.runtime.components import build_connectors, open_components
-from soc_agent.settings import load_settings
+from soc_agent.settings import DEFAULT_GRANTS, load_settings
 
 
 def _settings(tmp: Path, connectors: dict[str, Any], **extra: Any) -> Any:
@@ -20,7 +20,9 @@ def _settings(tmp: Path, connectors: dict[str, Any], **extra: Any) -> Any:
     return load_settings(
         store=store,
         connectors=connectors,
-        grants={k: v for k, v in grants.items() if k in connectors},
+        # The default connectors are always there; the notifier's grant is withdrawn so
+        # that the case hook alone sends notifications.
+        grants={k: v for k, v in grants.items() if k in connectors or k in DEFAULT_GRANTS},
         **extra,
     )
 
@@ -85,7 +87,7 @@ def test_data_files_beside_the_store_or_in_data_dirs_are_fine(tmp_path: Path) ->
     )
     assert "threat_intel" in built
     # the defaults: the shipped samples, and the journal and outbox beside the store
-    assert len(build_connectors(_settings(tmp_path, {"notifier": {}}))) == 1
+    assert len(build_connectors(_settings(tmp_path, {"notifier": {}}))) == len(DEFAULT_GRANTS)
     assert len(build_connectors(load_settings(store=tmp_path / "s.db"))) >= 5
 
 
@@ -100,11 +102,12 @@ def test_files_beside_the_config_file_are_fine(tmp_path: Path) -> None:
         f"  threat_intel: {{path: {etc / 'intel.yaml'}}}\n"
         f"  case_hook: {{use: webhook, base_url: 'https://cases.example.com/h',"
         f" credentials: 'env:CASE_TOKEN', signing_secret: 'file:{etc / 'hook.secret'}'}}\n"
+        "  notifier: {enabled: false}\n"
         "grants: {threat_intel: [intel:read], case_hook: [notify:send]}\n"
     )
     settings = load_settings(config, store=tmp_path / "var" / "s.db")
     assert settings.config == config
-    assert set(build_connectors(settings)) == {"threat_intel", "case_hook"}
+    assert set(build_connectors(settings)) == {*DEFAULT_GRANTS, "case_hook"} - {"notifier"}
 
 
 def test_a_file_secret_swapped_for_a_symlink_out_after_start_up_is_not_read(

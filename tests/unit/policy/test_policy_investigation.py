@@ -90,3 +90,33 @@ def test_rules_that_could_not_be_evaluated_escalate_what_they_might_have_reached
     assert (verdict.disposition, verdict.rule) == (expected, rule)
     if rule == "investigation.unevaluated":
         assert "ip-malicious" in verdict.reason and f"could reach {bound:g}" in verdict.reason
+
+
+@pytest.mark.parametrize("level", ALL_LEVELS)
+@pytest.mark.parametrize("score", [72.0, 92.0, 99.0])
+def test_an_action_nothing_configured_provides_escalates_from_propose_at(
+    make_input: Factory, level: AutonomyLevel, score: float
+) -> None:
+    inp = dataclasses.replace(make_input(score), facts=None)
+    verdict = decide(inp, PolicyConfig(agent_autonomy=level))
+    assert (verdict.disposition, verdict.rule) == (Disposition.ESCALATED, "config.no_connector")
+    assert "no configured connector provides the action 'isolate_host'" in verdict.reason
+    assert "a human must act" in verdict.reason
+
+
+def test_below_propose_an_action_nothing_provides_is_only_notified(make_input: Factory) -> None:
+    inp = dataclasses.replace(make_input(40.0, notify_at=30.0), facts=None)
+    verdict = decide(inp, PolicyConfig())
+    assert (verdict.disposition, verdict.rule) == (Disposition.NOTIFIED, "threshold.notify")
+
+
+def test_in_shadow_mode_the_escalation_is_only_intended(make_input: Factory) -> None:
+    from soc_agent.models import RunMode
+
+    inp = dataclasses.replace(make_input(92.0), facts=None)
+    verdict = decide(inp, PolicyConfig(mode=RunMode.SHADOW))
+    assert verdict.disposition is Disposition.SKIPPED
+    assert (verdict.intended, verdict.intended_rule) == (
+        Disposition.ESCALATED,
+        "config.no_connector",
+    )

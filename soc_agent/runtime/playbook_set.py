@@ -1,0 +1,60 @@
+"""The playbooks production loads: shipped and configured, checked against the connectors.
+
+One load over every file, so a configured playbook that reuses a shipped
+playbook's name is an error naming both files, never a second playbook beside
+the first. Each step's connector and each respond rule's action must be
+provided by a configured connector; `missing_connectors: escalate` starts anyway,
+and what those playbooks cannot do is escalated (their steps fail, so the rules
+reading them are unevaluated; their actions are escalated `config.no_connector`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from soc_agent_connectors import Connector
+
+from soc_agent.errors import ConfigError
+from soc_agent.playbooks import Playbook, load_playbooks, shipped_playbooks_dir
+from soc_agent.playbooks.loader import playbook_files, unconfigured_references
+from soc_agent.runtime.control import connector_catalog
+from soc_agent.settings import Settings
+
+__all__ = ["load_all_playbooks", "playbook_sources"]
+
+logger = logging.getLogger(__name__)
+
+
+def playbook_sources(settings: Settings) -> list[Path]:
+    """Where production reads playbooks from: the shipped ones (unless turned off), then
+    `playbooks:`."""
+    shipped = [shipped_playbooks_dir()] if settings.shipped_playbooks else []
+    return [*shipped, *settings.playbooks]
+
+
+def load_all_playbooks(
+    settings: Settings,
+    *,
+    live: Mapping[str, Connector] | None = None,
+    extra: Sequence[Path] = (),
+) -> list[Playbook]:
+    """Every playbook production runs (plus `extra` sources, for `playbooks test`)."""
+    sources = playbook_sources(settings)
+    sources += [p for p in extra if p.resolve() not in {s.resolve() for s in sources}]
+    files = playbook_files(sources)
+    catalog = connector_catalog(settings, live)
+    playbooks = load_playbooks(files, catalog=catalog)
+    gaps = unconfigured_references(files, catalog, settings.connectors.keys())
+    if gaps and settings.missing_connectors == "fail":
+        listed = "\n".join(str(gap) for gap in gaps)
+        raise ConfigError(
+            f"playbooks need connectors that are not configured:\n{listed}\n"
+            "configure them under connectors:, or set missing_connectors: escalate to start "
+            "anyway and escalate what they cannot do",
+            key="missing_connectors",
+        )
+    for gap in gaps:
+        logger.warning("%s (missing_connectors: escalate)", gap)
+    return playbooks
