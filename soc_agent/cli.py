@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import os
 import sys
@@ -605,6 +606,29 @@ def connectors_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
         typer.echo(json.dumps(rows, indent=2))
     else:
         typer.echo(render.connectors_table(rows))
+
+
+@connectors_app.command("show")
+def connectors_show(
+    name: Annotated[str, typer.Argument(help="connector name, as configured or installed")],
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """One connector: each capability's arguments and result schemas, scopes and grants."""
+    from soc_agent.runtime.control import describe_connectors
+
+    settings = _settings(config, None)
+    rows = {row["name"]: row for row in describe_connectors(settings)}
+    if name not in rows:
+        hint = difflib.get_close_matches(name, list(rows), n=1)
+        raise _fail(
+            f"no connector named {name!r}"
+            + (f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(rows)})")
+        )
+    if as_json:
+        typer.echo(json.dumps(rows[name], indent=2))
+    else:
+        typer.echo(render.connector_detail(rows[name], settings.grants.get(name, [])))
 
 
 @app.command()

@@ -194,6 +194,55 @@ def connectors_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def connector_detail(c: dict[str, Any], grants: list[str]) -> str:
+    """One connector for `connectors show`: each capability with its arguments and result."""
+    state = "configured" if c["configured"] else "not configured"
+    out = [f"{c['name']} ({state}; grants {', '.join(grants) or 'nothing'}): {c['description']}"]
+    for cap in c["capabilities"]:
+        mark = "granted" if cap["granted"] else "NOT granted"
+        out.append(
+            f"  {cap['kind']} {cap['name']}: {cap['description']} "
+            f"[scopes {', '.join(cap['scopes']) or '-'}; {mark}]"
+        )
+        if cap["kind"] == "action":
+            undo = f"reversible by {cap['rollback']}" if cap["reversible"] else "irreversible"
+            out.append(
+                f"    target {cap['target'] or 'any'}, risk {cap['risk']}, {undo}, "
+                f"verified by {cap['verify'] or 'nothing'}"
+            )
+        out.append("    arguments:")
+        out += _schema_lines(cap["input_schema"])
+        out.append("    result:")
+        out += _schema_lines(cap["output_schema"])
+    return "\n".join(out)
+
+
+def _schema_lines(schema: dict[str, Any]) -> list[str]:
+    required = set(schema.get("required", []))
+    lines = []
+    for name, prop in schema.get("properties", {}).items():
+        if name in required:
+            need = "required"
+        else:
+            need = f"default {json.dumps(prop['default'])}" if "default" in prop else "optional"
+        about = f"  {prop['description']}" if prop.get("description") else ""
+        lines.append(f"      {name}: {_schema_type(prop)}, {need}{about}")
+    return lines or ["      (none)"]
+
+
+def _schema_type(prop: dict[str, Any]) -> str:
+    if "enum" in prop:
+        return " | ".join(json.dumps(v) for v in prop["enum"])
+    if "anyOf" in prop:
+        return " | ".join(_schema_type(p) for p in prop["anyOf"])
+    if "$ref" in prop:
+        return str(prop["$ref"]).rsplit("/", 1)[-1]
+    kind = str(prop.get("type", "any"))
+    if kind == "array":
+        return f"list of {_schema_type(prop.get('items', {}))}"
+    return f"{kind} ({prop['format']})" if "format" in prop else kind
+
+
 def eval_table(report: EvalReport) -> str:
     """One row per scenario, then the figures a reader compares models by."""
     head = (

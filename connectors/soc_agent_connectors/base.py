@@ -74,6 +74,8 @@ class Capability:
             "idempotent": self.idempotent,
             "cache_ttl": self.cache_ttl,
             "fetches_untrusted_urls": self.fetches_untrusted_urls,
+            "input_schema": self.input_model.model_json_schema(),
+            "output_schema": self.output_model.model_json_schema(),
         }
 
 

@@ -8,6 +8,7 @@ decisions with and without such a block, as a user runs the CLI.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,22 @@ def test_a_failed_action_prints_as_failed_not_executed(tmp_path: Path) -> None:
     assert ": FAILED (decided executed by threshold.execute) -> failed: " in line
     assert "EXECUTED" not in line
     assert "1 failed" in result.stdout and "executed" not in result.stdout.splitlines()[-2]
+
+
+def test_connectors_show_prints_each_capabilitys_arguments_and_result(tmp_path: Path) -> None:
+    shown = cli("connectors", "show", "event_store", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "event_store (configured; grants siem:read)" in shown.stdout
+    assert "window_minutes: integer, default 60" in shown.stdout
+    assert "around: string (date-time), required" in shown.stdout
+    assert "total: integer, required" in shown.stdout
+
+    action = cli("connectors", "show", "containment", "--json", cwd=tmp_path)
+    isolate = next(
+        c for c in json.loads(action.stdout)["capabilities"] if c["name"] == "isolate_host"
+    )
+    assert isolate["input_schema"]["required"] == ["target"]
+    assert "in_effect" not in isolate["output_schema"]["properties"]
+
+    typo = cli("connectors", "show", "evnt_store", cwd=tmp_path)
+    assert typo.returncode == 1 and "did you mean 'event_store'?" in typo.stderr
