@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import regex
 import yaml
 from pydantic import (
     BaseModel,
@@ -34,6 +35,7 @@ from soc_agent.ingest._fields import (
     parse_time,
     req_str,
     severity_from_word,
+    tactic_name,
 )
 from soc_agent.models import Alert, EntityType, Severity
 from soc_agent.yaml_input import compose, safe_load
@@ -45,7 +47,9 @@ __all__ = [
     "MatchCondition",
     "RuleFields",
     "SeverityField",
+    "TacticField",
     "TimeField",
+    "ValueField",
     "load_mappings",
 ]
 
@@ -63,32 +67,109 @@ def _opt_path() -> Any:
 
 Scalar = str | int | float | bool
 
+# A pattern is the responder's, the text it runs on the attacker's: each search is
+# bounded in time (the `regex` library's timeout), and only the first characters are read.
+_PATTERN_SECONDS = 0.05
+_PATTERN_INPUT_CHARS = 8192
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _compiled(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            compiled = regex.compile(value)
+        except regex.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+        if compiled.groups > 1:
+            raise ValueError("a pattern may capture at most one group (the value to keep)")
+    return value
+
+
+def _extract(pattern: str | None, value: Any, where: str, fmt: str) -> Any:
+    """`value` (each element of a list) through `pattern`: the captured group, or the
+    whole match; values that do not match are dropped."""
+    if pattern is None or value is None:
+        return value
+    if isinstance(value, list):
+        found = [_extract(pattern, v, where, fmt) for v in value]
+        return [v for v in found if v is not None]
+    if isinstance(value, dict):
+        return None
+    text = str(value)[:_PATTERN_INPUT_CHARS]
+    try:
+        match = regex.search(pattern, text, timeout=_PATTERN_SECONDS)
+    except TimeoutError:
+        raise NormalizationError(
+            f"the pattern of {where} took longer than {_PATTERN_SECONDS}s on this record",
+            format=fmt,
+        ) from None
+    if match is None:
+        return None
+    return match.group(1) if match.re.groups else match.group(0)
+
+
 class MatchCondition(_Strict):
-    """`field` equals a value, or exists (`exists: true`) / is absent (`exists: false`)."""
+    """One test of `field`: `equals` a value, `one_of` several, `exists` (true/false),
+    `at_least` a number (a numeric string counts), or `matches` a regular expression."""
 
     field: str = _path()
     equals: Scalar | None = None
+    one_of: list[Scalar] | None = Field(default=None, min_length=1, max_length=256)
     exists: bool | None = None
+    at_least: float | None = None
+    matches: str | None = Field(default=None, max_length=1024)
+
+    _check_pattern = field_validator("matches")(_compiled)
 
     @model_validator(mode="after")
     def _one_test(self) -> MatchCondition:
-        if (self.equals is None) == (self.exists is None):
-            raise ValueError("give exactly one of 'equals' or 'exists'")
+        tests = (self.equals, self.one_of, self.exists, self.at_least, self.matches)
+        if sum(t is not None for t in tests) != 1:
+            raise ValueError(
+                "give exactly one of 'equals', 'one_of', 'exists', 'at_least' or 'matches'"
+            )
         return self
 
     def holds(self, doc: dict[str, Any]) -> bool:
         value = get(doc, self.field)
         if self.exists is not None:
             return (value is not None) is self.exists
-        # bool is an int in Python: `equals: true` must not match 1, nor `equals: 1` true.
-        if isinstance(value, bool) or isinstance(self.equals, bool):
-            return value is self.equals
-        return bool(value == self.equals)
+        if self.at_least is not None:
+            number = _number(value)
+            return number is not None and number >= self.at_least
+        if self.matches is not None:
+            if value is None or isinstance(value, dict | list):
+                return False
+            text = str(value)[:_PATTERN_INPUT_CHARS]
+            try:
+                return regex.search(self.matches, text, timeout=_PATTERN_SECONDS) is not None
+            except TimeoutError:
+                return False
+        wanted = self.one_of if self.one_of is not None else [self.equals]
+        return any(_same(value, w) for w in wanted)
+
+
+def _same(value: Any, wanted: Any) -> bool:
+    # bool is an int in Python: `equals: true` must not match 1, nor `equals: 1` true.
+    if isinstance(value, bool) or isinstance(wanted, bool):
+        return value is wanted
+    return bool(value == wanted)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
 
 
 class RuleFields(_Strict):
@@ -122,9 +203,40 @@ class TimeField(_Strict):
 
 
 class EntityField(_Strict):
+    """An entity at `path`; `pattern` keeps the captured group (or the match) of each value,
+    e.g. an IP inside a log line."""
+
     type: EntityType
     path: str = _path()
     role: str | None = Field(default=None, max_length=64)
+    pattern: str | None = Field(default=None, max_length=1024)
+
+    _check_pattern = field_validator("pattern")(_compiled)
+
+
+class ValueField(_Strict):
+    """A label or technique list read at `path`, optionally through `pattern`."""
+
+    path: str = _path()
+    pattern: str | None = Field(default=None, max_length=1024)
+
+    _check_pattern = field_validator("pattern")(_compiled)
+
+
+class TacticField(_Strict):
+    """ATT&CK tactics at `path`: names or TA ids as ATT&CK writes them, or the vendor's
+    words through `map` (each mapped to a name or id ATT&CK knows)."""
+
+    path: str = _path()
+    map: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("map")
+    @classmethod
+    def _known_tactics(cls, value: dict[str, str]) -> dict[str, str]:
+        for vendor, tactic in value.items():
+            if tactic_name(tactic) is None:
+                raise ValueError(f"{tactic!r} (for {vendor!r}) is not an ATT&CK tactic")
+        return {_key(k): v for k, v in value.items()}
 
 
 class MappedFields(_Strict):
@@ -136,8 +248,22 @@ class MappedFields(_Strict):
     risk_score: str | None = _opt_path()
     created_at: TimeField
     entities: list[EntityField] = Field(default_factory=list, max_length=256)
-    techniques: str | None = _opt_path()
-    labels: dict[str, str] = Field(default_factory=dict)
+    techniques: ValueField | None = None
+    tactics: TacticField | None = None
+    labels: dict[str, ValueField] = Field(default_factory=dict)
+
+    @field_validator("techniques", "tactics", mode="before")
+    @classmethod
+    def _path_alone(cls, value: Any) -> Any:
+        """`techniques: rule.mitre.id` is short for `{path: rule.mitre.id}`."""
+        return {"path": value} if isinstance(value, str) else value
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _label_paths_alone(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: {"path": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
 
 
 class FieldMapping(_Strict):
@@ -197,15 +323,27 @@ class FieldMapping(_Strict):
         draft.created_at = parse_time(
             when, unit=spec.created_at.format, fmt=f, path=spec.created_at.path
         )
-        for entity in spec.entities:
-            draft.entities.add(entity.type, get(doc, entity.path), entity.role)
-        if spec.techniques:
-            draft.techniques += [t for t in as_list(get(doc, spec.techniques)) if t]
-        for label, path in spec.labels.items():
-            value = get(doc, path)
-            if not isinstance(value, dict | list):
+        for i, entity in enumerate(spec.entities):
+            value = _extract(entity.pattern, get(doc, entity.path), f"entities[{i}]", f)
+            for one in as_list(value):
+                draft.entities.add(entity.type, one, entity.role)
+        if spec.techniques is not None:
+            techniques = _read(doc, spec.techniques, "techniques", f)
+            draft.techniques += [t for t in as_list(techniques) if t]
+        if spec.tactics is not None:
+            for raw in as_list(get(doc, spec.tactics.path)):
+                draft.tactic(spec.tactics.map.get(_key(raw), raw))
+        for label, source in spec.labels.items():
+            value = _read(doc, source, f"labels.{label}", f)
+            if isinstance(value, list):  # kept, joined with commas (labels are text)
+                value = [v for v in value if not isinstance(v, dict | list)]
+            if not isinstance(value, dict):
                 draft.label(label, value)
         return draft.build(received_at)
+
+
+def _read(doc: dict[str, Any], source: ValueField, where: str, fmt: str) -> Any:
+    return _extract(source.pattern, get(doc, source.path), where, fmt)
 
 
 def _key(value: Any) -> str:

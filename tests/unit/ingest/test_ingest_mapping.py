@@ -148,7 +148,9 @@ def test_match_condition_needs_exactly_one_test(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_mappings([path])
     assert caught.value.key == "match.0"
-    assert "exactly one of 'equals' or 'exists'" in str(caught.value)
+    assert "exactly one of 'equals', 'one_of', 'exists', 'at_least' or 'matches'" in str(
+        caught.value
+    )
 
 
 def test_equals_does_not_confuse_booleans_and_numbers(acme: list[FieldMapping]) -> None:

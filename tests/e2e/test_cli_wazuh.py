@@ -1,0 +1,40 @@
+"""Wazuh alerts through the shipped mapping and the shipped playbooks, as a user runs them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.test_cli import ROOT, cli, decisions
+
+FIXTURES = ROOT / "tests" / "fixtures" / "wazuh"
+
+
+def _decide(tmp_path: Path, name: str) -> dict[str, Any]:
+    """One Wazuh alert on a store of its own (alerts on one host would correlate)."""
+    config = tmp_path / "c.yaml"
+    config.write_text(f"mappings: [{ROOT / 'samples' / 'mappings' / 'wazuh.yaml'}]\n")
+    result = cli(
+        "run",
+        "--json",
+        "--store",
+        f"{name}.db",
+        "--alerts",
+        str(FIXTURES / name),
+        cwd=tmp_path,
+        env={"SOC_AGENT_CONFIG": str(config)},
+    )
+    assert result.returncode == 0, result.stderr
+    (decision,) = decisions(result.stdout)
+    return decision
+
+
+def test_wazuh_alerts_reach_the_right_playbooks(tmp_path: Path) -> None:
+    brute = _decide(tmp_path, "sshd-brute-force.json")
+    assert brute["playbook"] == "brute-force"
+    assert brute["alert_ids"] == ["wazuh:1763629200.1180421"]
+    # A level-3 "authentication success" is routine: the catch-all notifies, nobody's
+    # sessions are revoked (suspicious-sign-in used to take it for a risky sign-in).
+    login = _decide(tmp_path, "sshd-login-success.json")
+    assert login["playbook"] == "triage-default"
+    assert {a["action"] for a in login["actions"]} <= {"notify"}
