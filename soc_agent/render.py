@@ -44,6 +44,7 @@ def decision_json(decision: Decision) -> str:
             "model_escalation": decision.model_escalation,
             "actions": [
                 {
+                    "id": a.id,  # what `actions rollback` and the API take
                     "action": a.action,
                     "target": a.target.value,
                     "target_type": a.target.type.value,
@@ -52,6 +53,7 @@ def decision_json(decision: Decision) -> str:
                     "reason": a.reason,
                     "intended": a.intended.value if a.intended else None,
                     "outcome": a.outcome,
+                    "execution": a.execution.value if a.execution else None,
                     "required_approvals": a.required_approvals,
                 }
                 for a in decision.actions

@@ -209,6 +209,8 @@ class Executor:
             "target": request.target.value,
             "reason": reason,
             "idempotency_key": f"{record.idempotency_key}:rollback",
+            # What the action answered (a case id, a rule id) is often what undoing it needs.
+            "original": record.result or {},
         }
         try:
             result = await self._gateway.call(

@@ -9,12 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from soc_agent_connectors import (
-    CapabilityKind,
-    Connector,
-    installed_connector_names,
-    load_connector_classes,
-)
+from soc_agent_connectors import CapabilityKind, Connector
 
 from soc_agent.actions.executor import Executor
 from soc_agent.audit import AuditLog
@@ -26,6 +21,7 @@ from soc_agent.pipeline.agent import Agent
 from soc_agent.pipeline.proposals import ProposalService
 from soc_agent.runtime.backend import Backend, open_backend
 from soc_agent.runtime.confinement import check_confined, check_settings_confined
+from soc_agent.runtime.declarative import available_connector_classes
 from soc_agent.runtime.playbook_set import load_all_playbooks
 from soc_agent.settings import Settings
 from soc_agent.store import StateStore
@@ -64,7 +60,7 @@ def build_connectors(
     """
     configured = settings.connector_defaults()
     wanted = {str(raw.get("use", name)) for name, raw in configured.items()}
-    classes = {**load_connector_classes(wanted), **(extra_classes or {})}
+    classes = {**available_connector_classes(settings, wanted), **(extra_classes or {})}
     out: dict[str, Connector] = {}
     for name, raw in configured.items():
         options = {k: v for k, v in raw.items() if k != "use"}
@@ -73,7 +69,7 @@ def build_connectors(
         if cls is None:
             raise ConfigError(
                 f"no installed connector is named {implementation!r} "
-                f"(installed: {', '.join(sorted(installed_connector_names()))})",
+                f"(installed: {', '.join(sorted(available_connector_classes(settings)))})",
                 key=f"connectors.{name}" + (".use" if "use" in raw else ""),
             )
         out[name] = cls.from_settings(

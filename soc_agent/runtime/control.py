@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from soc_agent_connectors import Connector, load_connector_classes
+from soc_agent_connectors import Connector
 
+from soc_agent.runtime.declarative import available_connector_classes
 from soc_agent.settings import Settings
 
 __all__ = ["active_connectors", "connector_catalog", "describe_connectors"]
@@ -18,7 +19,7 @@ def describe_connectors(
     """Installed connectors, their capabilities and grants; with `live` (a running
     runtime's connectors) also their state, e.g. an HTTP connector's circuit breaker."""
     out: list[dict[str, Any]] = []
-    installed = load_connector_classes()
+    installed = available_connector_classes(settings)
     aliases = {  # connectors configured under another name (`use:`)
         name: installed[str(raw["use"])]
         for name, raw in settings.connectors.items()
@@ -57,7 +58,7 @@ def connector_catalog(
     The installed connectors under their own names, plus, given `settings`, those
     configured under another (`use:`) and, given `live`, a runtime's own instances.
     """
-    installed = load_connector_classes()
+    installed = available_connector_classes(settings)
     classes: dict[str, type[Connector]] = dict(installed)
     if settings is not None:
         for name, raw in settings.connectors.items():

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from soc_agent_connectors import Capability, CapabilityKind, load_connector_classes
+from soc_agent_connectors import Capability, CapabilityKind
 
 from soc_agent.ingest import load_mappings, normalize
 from soc_agent.models import (
@@ -27,6 +27,7 @@ from soc_agent.pipeline.deciding import CatalogFacts, decide_all
 from soc_agent.playbooks import Playbook, score_bound, shipped_playbooks_dir
 from soc_agent.playbooks.testing import CaseResult, load_cases, run_case
 from soc_agent.runtime.control import connector_catalog
+from soc_agent.runtime.declarative import available_connector_classes
 from soc_agent.runtime.playbook_set import load_all_playbooks
 from soc_agent.settings import Settings
 
@@ -91,7 +92,7 @@ async def run_playbook_tests(path: Path | None, settings: Settings) -> list[Case
 def _action_capabilities(settings: Settings) -> dict[str, tuple[str, Capability]]:
     found: dict[str, tuple[str, Capability]] = {}
     uses = {name: str(raw.get("use", name)) for name, raw in settings.connectors.items()}
-    classes = load_connector_classes(set(uses.values()))
+    classes = available_connector_classes(settings, set(uses.values()))
     for name, implementation in uses.items():
         cls = classes.get(implementation)
         for cap in cls.capabilities().values() if cls else ():

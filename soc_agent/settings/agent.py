@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     elasticsearch: ElasticsearchConfig = Field(default_factory=ElasticsearchConfig)
     agent_id: str = Field(default="soc-agent", min_length=1, max_length=128)
     playbooks: list[Path] = Field(default_factory=list, description="extra playbook dirs/files")
+    connector_definitions: list[Path] = Field(
+        default_factory=list,
+        description="declarative HTTP connector files (or dirs of them), beside the shipped ones",
+    )
     shipped_playbooks: bool = Field(default=True, description="load the shipped playbooks")
     mappings: list[Path] = Field(default_factory=list, description="declarative field mappings")
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
