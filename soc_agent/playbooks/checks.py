@@ -392,12 +392,12 @@ def _check_args(
     are checked when they are rendered. With several providers of an action, an
     argument is wrong only if every provider rejects it."""
     problems: Problems = []
+    names = [_arg_names(m) for m in models]
     for key in args:
         path: Path_ = (*base, key)
         if key in set_by:
             problems.append((path, f"{key!r} is set by the executor, not by the playbook"))
             continue
-        names = [_arg_names(m) for m in models]
         if all(not allows_extra and key not in known for known, allows_extra in names):
             known = sorted({n for found, _ in names for n in found})
             problems.append((path, _unknown(f"argument of {capability}", key, known)))

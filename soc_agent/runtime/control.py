@@ -19,14 +19,7 @@ def describe_connectors(
     """Installed connectors, their capabilities and grants; with `live` (a running
     runtime's connectors) also their state, e.g. an HTTP connector's circuit breaker."""
     out: list[dict[str, Any]] = []
-    installed = available_connector_classes(settings)
-    aliases = {  # connectors configured under another name (`use:`)
-        name: installed[str(raw["use"])]
-        for name, raw in settings.connectors.items()
-        if "use" in raw and str(raw["use"]) in installed
-    }
-    classes = {**installed, **aliases, **{n: type(c) for n, c in (live or {}).items()}}
-    for name, cls in sorted(classes.items()):
+    for name, cls in sorted(_classes(settings, live).items()):
         granted = set(settings.grants.get(name, []))
         status = live[name].status() if live and name in live else {}
         base_url = status.get("base_url") or settings.connectors.get(name, {}).get("base_url")
@@ -58,13 +51,7 @@ def connector_catalog(
     The installed connectors under their own names, plus, given `settings`, those
     configured under another (`use:`) and, given `live`, a runtime's own instances.
     """
-    installed = available_connector_classes(settings)
-    classes: dict[str, type[Connector]] = dict(installed)
-    if settings is not None:
-        for name, raw in settings.connectors.items():
-            if str(raw.get("use", name)) in installed:
-                classes[name] = installed[str(raw.get("use", name))]
-    classes.update({name: type(connector) for name, connector in (live or {}).items()})
+    classes = _classes(settings, live)
     return {
         name: {
             cap.name: {
@@ -77,6 +64,20 @@ def connector_catalog(
         }
         for name, cls in classes.items()
     }
+
+
+def _classes(
+    settings: Settings | None, live: Mapping[str, Connector] | None
+) -> dict[str, type[Connector]]:
+    """Installed classes by name, those configured under another name (`use:`), and a
+    running runtime's own instances."""
+    installed = available_connector_classes(settings)
+    aliases = {
+        name: installed[str(raw["use"])]
+        for name, raw in (settings.connectors.items() if settings else ())
+        if "use" in raw and str(raw["use"]) in installed
+    }
+    return {**installed, **aliases, **{n: type(c) for n, c in (live or {}).items()}}
 
 
 def active_connectors(settings: Settings) -> list[str]:
