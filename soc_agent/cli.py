@@ -223,6 +223,8 @@ def normalize(
     )
     for alert in result.alerts:
         sys.stdout.write(alert.model_dump_json() + "\n")
+    for left_out in result.filtered:
+        typer.echo(f"filtered: {left_out.source}: {left_out.mapping}: {left_out.reason}", err=True)
     letters = [render.dead_letter_dict(d) for d in result.dead_letters]
     for letter in letters:
         typer.echo(f"dead letter: {letter['source']}: {letter['reason']}", err=True)

@@ -62,6 +62,15 @@ class NormalizationError(SocAgentError):
         super().__init__(reason if format is None else f"{format}: {reason}")
 
 
+class RecordFiltered(SocAgentError):
+    """A record a mapping recognises but its `keep` conditions leave out: not an alert,
+    not a dead letter, counted as filtered."""
+
+    def __init__(self, mapping: str, reason: str) -> None:
+        self.mapping, self.reason = mapping, reason
+        super().__init__(f"{mapping}: {reason}")
+
+
 class ConnectorError(SocAgentError):
     """A connector call failed (transport, vendor error, bad output)."""
 

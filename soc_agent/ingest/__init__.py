@@ -13,6 +13,7 @@ from soc_agent.ingest.detect import FORMATS, detect_format, normalize
 from soc_agent.ingest.mapping import FieldMapping, load_mappings
 from soc_agent.ingest.payload import (
     DEAD_LETTER_HEAD_BYTES,
+    Filtered,
     IngestResult,
     iter_payload,
     parse_payload,
@@ -24,6 +25,7 @@ __all__ = [
     "FORMATS",
     "ByteStream",
     "FieldMapping",
+    "Filtered",
     "IngestResult",
     "detect_format",
     "iter_payload",

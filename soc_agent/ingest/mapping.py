@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from soc_agent.errors import ConfigError, NormalizationError
+from soc_agent.errors import ConfigError, NormalizationError, RecordFiltered
 from soc_agent.ingest._fields import (
     MAX_ENTITIES,
     AlertDraft,
@@ -151,6 +151,19 @@ class MatchCondition(_Strict):
         wanted = self.one_of if self.one_of is not None else [self.equals]
         return any(_same(value, w) for w in wanted)
 
+    def describe(self, doc: dict[str, Any]) -> str:
+        """Why `doc` fails this condition, for a filtered record's reason."""
+        value = get(doc, self.field)
+        shown = "absent" if value is None else f"{str(value)[:60]!r}"
+        if self.exists is not None:
+            return f"{self.field} is {shown}, must {'exist' if self.exists else 'be absent'}"
+        if self.at_least is not None:
+            return f"{self.field} is {shown}, below {self.at_least:g}"
+        if self.matches is not None:
+            return f"{self.field} is {shown}, does not match {self.matches!r}"
+        wanted = self.one_of if self.one_of is not None else [self.equals]
+        return f"{self.field} is {shown}, not {' or '.join(repr(w) for w in wanted)}"
+
 
 def _same(value: Any, wanted: Any) -> bool:
     # bool is an int in Python: `equals: true` must not match 1, nor `equals: 1` true.
@@ -273,6 +286,11 @@ class FieldMapping(_Strict):
     vendor: str = Field(min_length=1, max_length=256)
     product: str = Field(min_length=1, max_length=256)
     match: list[MatchCondition] = Field(min_length=1)
+    keep: list[MatchCondition] = Field(
+        default_factory=list,
+        description="records this mapping recognises are kept only if these hold too; the "
+        "rest are counted as filtered (not alerts, not dead letters)",
+    )
     fields: MappedFields
     _source: str | None = PrivateAttr(default=None)
 
@@ -299,6 +317,9 @@ class FieldMapping(_Strict):
         max_entities: int = MAX_ENTITIES,
     ) -> Alert:
         f, spec = self.name, self.fields
+        for condition in self.keep:
+            if not condition.holds(doc):
+                raise RecordFiltered(f, condition.describe(doc))
         draft = AlertDraft(
             format=f,
             vendor=self.vendor,

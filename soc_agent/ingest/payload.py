@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from soc_agent.errors import NormalizationError
+from soc_agent.errors import NormalizationError, RecordFiltered
 from soc_agent.ingest import guardduty
 from soc_agent.ingest.detect import normalize
 from soc_agent.ingest.mapping import FieldMapping
@@ -68,12 +68,23 @@ _BOMS = (
 )
 
 
+@dataclass(frozen=True)
+class Filtered:
+    """A record a mapping's `keep` conditions left out: counted, neither decided nor kept."""
+
+    source: str
+    mapping: str
+    reason: str
+
+
 @dataclass
 class IngestResult:
-    """What one payload produced: alerts and dead letters, one per input record."""
+    """What one payload produced, one per input record: alerts, dead letters, and records
+    a mapping filtered out."""
 
     alerts: list[Alert] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    filtered: list[Filtered] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -257,7 +268,7 @@ class Normalising:
     max_record_bytes: int | None = None
     max_entities: int = MAX_ENTITIES
 
-    def items(self, record: _Record, letters: Letters) -> Iterator[Alert | DeadLetter]:
+    def items(self, record: _Record, letters: Letters) -> Iterator[Alert | DeadLetter | Filtered]:
         """One outer record as alerts and dead letters (a GetFindings envelope is several)."""
         letter = self.rejected(record, letters)
         if letter is not None:
@@ -276,7 +287,7 @@ class Normalising:
             return letters.oversized(record.source, record.raw, len(record.raw), digest, limit)
         return None
 
-    def normalised(self, record: _Record, letters: Letters) -> Alert | DeadLetter:
+    def normalised(self, record: _Record, letters: Letters) -> Alert | DeadLetter | Filtered:
         problem = _valid_unicode(record.value)
         if problem is not None:
             return letters.dead(problem, record.raw, record.source)
@@ -290,6 +301,8 @@ class Normalising:
             )
         except NormalizationError as exc:
             return letters.dead(str(exc), record.raw, record.source)
+        except RecordFiltered as exc:
+            return Filtered(record.source, exc.mapping, exc.reason)
 
 
 def iter_payload(
@@ -303,8 +316,8 @@ def iter_payload(
     max_records: int | None = None,
     max_record_bytes: int | None = None,
     max_entities: int = MAX_ENTITIES,
-) -> Iterator[Alert | DeadLetter]:
-    """`parse_payload`, one alert or dead letter at a time, in input order."""
+) -> Iterator[Alert | DeadLetter | Filtered]:
+    """`parse_payload`, one alert, dead letter or filtered record at a time, in input order."""
     received = received_at or datetime.now(UTC)
     letters = Letters(
         lambda: received, {str(k): str(v) for k, v in (headers or {}).items()}, format_hint
@@ -335,7 +348,8 @@ def parse_payload(
     max_record_bytes: int | None = None,
     max_entities: int = MAX_ENTITIES,
 ) -> IngestResult:
-    """Turn a payload into alerts and dead letters; every input record ends in one of the two.
+    """Turn a payload into alerts and dead letters; every input record ends in one of the
+    two, or, when a mapping's `keep` conditions leave it out, is counted as filtered.
 
     With `max_records`, a payload holding more records raises TooManyRecords as soon
     as the count is passed, before the rest is normalised. A record larger than
@@ -357,6 +371,8 @@ def parse_payload(
     ):
         if isinstance(item, Alert):
             result.alerts.append(item)
+        elif isinstance(item, Filtered):
+            result.filtered.append(item)
         else:
             result.dead_letters.append(item)
     return result

@@ -27,6 +27,7 @@ from soc_agent.ingest.mapping import FieldMapping
 from soc_agent.ingest.payload import (
     DEAD_LETTER_HEAD_BYTES,
     JSON_SPACE_BYTES,
+    Filtered,
     Letters,
     Normalising,
     _encoding_reason,
@@ -107,7 +108,7 @@ def read_records(
     format_hint: str | None = None,
     mappings: Sequence[FieldMapping] = (),
     max_entities: int = MAX_ENTITIES,
-) -> Iterator[Alert | DeadLetter]:
+) -> Iterator[Alert | DeadLetter | Filtered]:
     """Every record of `stream` as an alert or a dead letter, in input order, read lazily."""
     how = Normalising(format_hint, mappings, max_record_bytes, max_entities)
     letters = Letters(clock, {}, format_hint)
@@ -180,7 +181,7 @@ def _object(content: bytes) -> dict[str, Any] | None:
 
 def _line_items(
     reader: _Reader, line: _Line, source: str, how: Normalising, letters: Letters
-) -> Iterator[Alert | DeadLetter]:
+) -> Iterator[Alert | DeadLetter | Filtered]:
     where, n = f"{source}:line {line.number}", line.number
     limit = how.max_record_bytes or 0
     if not line.complete:
@@ -205,7 +206,7 @@ def _whole(
     how: Normalising,
     clock: Callable[[], datetime],
     limit: int,
-) -> Iterator[Alert | DeadLetter]:
+) -> Iterator[Alert | DeadLetter | Filtered]:
     """An input that is not JSON lines: parsed whole if it fits in `limit` bytes."""
     data = consumed + (first.raw if first is not None else b"")
     data += reader.read(limit + 1 - len(data))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-from soc_agent.ingest import ByteStream, read_records
+from soc_agent.ingest import ByteStream, Filtered, read_records
 from soc_agent.models import Alert, DeadLetter, ExecutionStatus
 from soc_agent.pipeline.agent import AlertOutcome
 from soc_agent.runtime.components import Components
@@ -94,6 +94,9 @@ async def run_embedded(
 
     try:
         async for item in _ingest(components, sources):
+            if isinstance(item, Filtered):
+                report.counts["filtered"] += 1
+                continue
             if isinstance(item, DeadLetter):
                 await agent.dead_letter(item)
                 report.dead_letter_count += 1
@@ -116,7 +119,7 @@ async def run_embedded(
 
 async def _ingest(
     components: Components, sources: Iterable[str | Path]
-) -> AsyncIterator[Alert | DeadLetter]:
+) -> AsyncIterator[Alert | DeadLetter | Filtered]:
     bounds = components.settings.runtime
     for src in _expand(sources):
         name = "stdin" if src == "-" else str(src)

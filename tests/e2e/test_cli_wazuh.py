@@ -38,3 +38,26 @@ def test_wazuh_alerts_reach_the_right_playbooks(tmp_path: Path) -> None:
     login = _decide(tmp_path, "sshd-login-success.json")
     assert login["playbook"] == "triage-default"
     assert {a["action"] for a in login["actions"]} <= {"notify"}
+
+
+def test_records_a_keep_condition_leaves_out_are_counted_not_dead_lettered(
+    tmp_path: Path,
+) -> None:
+    mapping = (ROOT / "samples" / "mappings" / "wazuh.yaml").read_text()
+    strict = tmp_path / "wazuh.yaml"
+    strict.write_text(
+        mapping.replace("\nfields:\n", "\nkeep:\n  - {field: rule.level, at_least: 5}\n\nfields:\n")
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text(f"mappings: [{strict}]\n")
+    login = str(FIXTURES / "sshd-login-success.json")
+    run = cli(
+        "run", "--store", "s.db", "--alerts", login,
+        cwd=tmp_path, env={"SOC_AGENT_CONFIG": str(config)},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "0 alert(s), 0 dead letter(s); 1 filtered" in run.stdout
+
+    shown = cli("normalize", login, "--mapping", str(strict), cwd=tmp_path)
+    assert shown.returncode == 0 and shown.stdout == ""
+    assert "filtered: " in shown.stderr and "wazuh: rule.level is '3', below 5" in shown.stderr

@@ -37,11 +37,12 @@ FORMAT_HEADER = "soc-format"
 class MessageResult:
     """What one input record became; only counts are kept."""
 
-    __slots__ = ("alerts", "dead_letters", "outcomes")
+    __slots__ = ("alerts", "dead_letters", "filtered", "outcomes")
 
     def __init__(self) -> None:
         self.alerts = 0
         self.dead_letters = 0
+        self.filtered = 0  # left out by a mapping's `keep` conditions
         self.outcomes: dict[str, int] = {}
 
 
@@ -84,6 +85,7 @@ class AlertProcessor:
             max_entities=self._max_entities,
         )
         result = MessageResult()
+        result.filtered = len(parsed.filtered)
         out: list[OutRecord] = []
         for letter in parsed.dead_letters:
             result.dead_letters += 1

@@ -20,5 +20,6 @@ def worker_summary(report: WorkerReport) -> str:
     return (
         f"worker stopped: {report.records} record(s), {report.alerts} alert(s)"
         f"{f' ({outcomes})' if outcomes else ''}, {report.dead_letters} dead letter(s), "
+        f"{report.filtered} filtered, "
         f"{sum(report.approvals.values())} verdict(s), {report.commits} commit(s)"
     )

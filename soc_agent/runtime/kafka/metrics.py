@@ -118,6 +118,7 @@ class WorkerReport:
     records: int = 0
     alerts: int = 0
     dead_letters: int = 0
+    filtered: int = 0
     approvals: dict[str, int] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
     commits: int = 0
@@ -165,6 +166,11 @@ def render_metrics(s: WorkerSnapshot, *, rss_bytes: int | None = None) -> str:
     out.counter("soc_worker_records_consumed_total", "Input records taken in.", r.records)
     out.counter("soc_worker_alerts_processed_total", "Alerts decided.", r.alerts)
     out.counter("soc_worker_dead_letters_total", "Records dead-lettered.", r.dead_letters)
+    out.counter(
+        "soc_worker_records_filtered_total",
+        "Records a mapping's keep conditions left out (not alerts, not dead letters).",
+        r.filtered,
+    )
     out.family(
         "soc_worker_decisions_total",
         "counter",

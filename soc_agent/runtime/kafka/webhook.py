@@ -135,6 +135,7 @@ def build_webhook_app(settings: Settings, publisher: Publisher) -> Starlette:
             {
                 "accepted": len(parsed.alerts),
                 "dead_letters": len(parsed.dead_letters),
+                "filtered": len(parsed.filtered),
                 "dead_letter_reasons": [
                     {"source": d.source, "reason": d.reason}
                     for d in parsed.dead_letters[:MAX_REASONS]

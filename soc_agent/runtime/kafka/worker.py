@@ -206,6 +206,7 @@ class KafkaWorker:
         await self._alerts.mark_published(records)
         self.report.alerts += result.alerts
         self.report.dead_letters += result.dead_letters
+        self.report.filtered += result.filtered
         for name, n in result.outcomes.items():
             self.report.outcomes[name] = self.report.outcomes.get(name, 0) + n
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from soc_agent.errors import ConfigError, NormalizationError
-from soc_agent.ingest import FieldMapping, load_mappings, normalize
+from soc_agent.ingest import FieldMapping, load_mappings, normalize, parse_payload
 from soc_agent.models import Alert, Severity
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -125,3 +125,22 @@ def test_a_tactic_map_turns_vendor_words_into_attack_names(
     path.write_text(text)
     alert = _alert("sshd-brute-force.json", load_mappings([path]))
     assert alert.tactics == ["Credential Access"]
+
+
+def test_keep_conditions_filter_records_without_dead_letters(tmp_path: Path) -> None:
+    text = WAZUH.read_text().replace(
+        "\nfields:\n", "\nkeep:\n  - {field: rule.level, at_least: 5}\n\nfields:\n", 1
+    )
+    path = tmp_path / "wazuh.yaml"
+    path.write_text(text)
+    mappings = load_mappings([path])
+    lines = [
+        (FIXTURES / name).read_text().strip()
+        for name in ("sshd-brute-force.json", "sshd-login-success.json")
+    ]
+    result = parse_payload("\n".join(lines).encode(), source="alerts.json", mappings=mappings)
+    assert [a.id for a in result.alerts] == ["wazuh:1763629200.1180421"]
+    assert result.dead_letters == []
+    (left_out,) = result.filtered
+    assert left_out.mapping == "wazuh" and left_out.source == "alerts.json:line 2"
+    assert left_out.reason == "rule.level is '3', below 5"
