@@ -42,6 +42,11 @@ app.add_typer(proposals_app, name="proposals")
 app.add_typer(audit_app, name="audit")
 app.add_typer(actions_app, name="actions")
 app.add_typer(connectors_app, name="connectors")
+packs_app = typer.Typer(
+    help="Packs: playbooks, tests, mappings and YAML connectors in one bundle.",
+    no_args_is_help=True,
+)
+app.add_typer(packs_app, name="packs")
 tokens_app = typer.Typer(help="API tokens for the analyst API and web UI.", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
 topics_app = typer.Typer(help="Kafka topics of the worker's contract.", no_args_is_help=True)
@@ -608,6 +613,90 @@ def connectors_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
         typer.echo(json.dumps(rows, indent=2))
     else:
         typer.echo(render.connectors_table(rows))
+
+
+PackArg = Annotated[str, typer.Argument(help="an installed pack's name or a pack directory")]
+
+
+@packs_app.command("list")
+def packs_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Installed packs and the ones `packs:` enables."""
+    from soc_agent.runtime.pack_tools import list_packs
+
+    rows = list_packs(_settings(config, None))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = "enabled" if row["enabled"] else "installed, not enabled"
+        typer.echo(f"{row['name']} {row['version']} ({state}): {row['description']}")
+    if not rows:
+        typer.echo("no packs installed or enabled")
+
+
+@packs_app.command("show")
+def packs_show(pack: PackArg, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """What a pack carries: playbooks, test cases, mappings, connectors, requirements."""
+    from soc_agent.runtime.pack_tools import describe_pack, find_pack
+
+    try:
+        info = describe_pack(find_pack(pack, _settings(config, None)))
+    except SocAgentError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"{info['name']} {info['version']}: {info['description']}")
+    typer.echo(f"  from {info['root']}")
+    for key in ("playbooks", "mappings", "connectors"):
+        typer.echo(f"  {key}: {', '.join(info[key]) or '-'}")
+    typer.echo(f"  test cases: {info['test_cases']}")
+    typer.echo(f"  requires connectors: {', '.join(info['requires']['connectors']) or '-'}")
+
+
+@packs_app.command("validate")
+def packs_validate(pack: PackArg, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Load the pack as start-up would, beside the deployment's own playbooks and connectors."""
+    from soc_agent.runtime.pack_tools import find_pack, validate_pack
+
+    settings = _settings(config, None)
+    try:
+        info = validate_pack(find_pack(pack, settings), settings)
+    except SocAgentError as exc:
+        if as_json:
+            typer.echo(json.dumps({"ok": False, "errors": str(exc).splitlines()}))
+            raise typer.Exit(1) from None
+        raise _fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps({"ok": True, **info}))
+    else:
+        typer.echo(
+            f"pack {info['name']} {info['version']} valid: {len(info['playbooks'])} playbook(s), "
+            f"{info['test_cases']} test case(s), {len(info['mappings'])} mapping(s), "
+            f"{len(info['connectors'])} connector(s)"
+        )
+
+
+@packs_app.command("test")
+def packs_test(pack: PackArg, config: ConfigOpt = None) -> None:
+    """Run the pack's playbook test cases against the playbooks production would load."""
+    from soc_agent.runtime.pack_tools import find_pack, test_pack
+    from soc_agent.runtime.playbook_tests import decision_summary
+
+    settings = _settings(config, None)
+    try:
+        found = find_pack(pack, settings)
+    except SocAgentError as exc:
+        raise _fail(str(exc)) from None
+    results = _run(lambda: test_pack(found, settings))
+    failed = [r for r in results if not r.ok]
+    for r in results:
+        typer.echo(f"{'PASS' if r.ok else 'FAIL'} {r.name}: {decision_summary(r)}")
+        for f in r.failures:
+            typer.echo(f"    {f}")
+    typer.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed or not results:
+        raise typer.Exit(1)
 
 
 @connectors_app.command("show")

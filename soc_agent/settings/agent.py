@@ -32,6 +32,7 @@ from soc_agent.policy import PolicyConfig
 from soc_agent.settings.api import ApiConfig
 from soc_agent.settings.kafka import KafkaConfig
 from soc_agent.settings.llm import LlmConfig
+from soc_agent.settings.packs import resolve as resolve_pack
 from soc_agent.store.config import ElasticsearchConfig
 from soc_agent.yaml_input import compose, safe_load
 
@@ -131,6 +132,11 @@ class Settings(BaseSettings):
     elasticsearch: ElasticsearchConfig = Field(default_factory=ElasticsearchConfig)
     agent_id: str = Field(default="soc-agent", min_length=1, max_length=128)
     playbooks: list[Path] = Field(default_factory=list, description="extra playbook dirs/files")
+    packs: list[str] = Field(
+        default_factory=list,
+        description="packs to enable: an installed pack's name or a pack directory; each adds "
+        "its playbooks, mappings and connector definitions",
+    )
     connector_definitions: list[Path] = Field(
         default_factory=list,
         description="declarative HTTP connector files (or dirs of them), beside the shipped ones",
@@ -311,7 +317,44 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
         # Where the settings came from: file settings may sit beside it (confinement).
         settings = settings.model_copy(update={"config": source})
     _check_together(settings)
-    return settings
+    return with_packs(settings)
+
+
+def with_packs(settings: Settings) -> Settings:
+    """The settings with each enabled pack's folders added to playbooks, mappings and
+    connector definitions; a pack's required connectors must be configured."""
+    if not settings.packs:
+        return settings
+    base = settings.config.parent if settings.config else None
+    playbooks, mappings = list(settings.playbooks), list(settings.mappings)
+    definitions = list(settings.connector_definitions)
+    seen: dict[str, Path] = {}
+    for entry in settings.packs:
+        pack = resolve_pack(entry, base)
+        if pack.name in seen:
+            raise ConfigError(
+                f"pack {pack.name!r} is enabled twice ({seen[pack.name]} and {pack.root})",
+                key="packs",
+            )
+        seen[pack.name] = pack.root
+        missing = [c for c in pack.manifest.requires.connectors if c not in settings.connectors]
+        if missing:
+            raise ConfigError(
+                f"pack {pack.name!r} needs connectors that are not configured: "
+                f"{', '.join(missing)}",
+                key="packs",
+            )
+        for folder, into in (
+            ("playbooks", playbooks),
+            ("mappings", mappings),
+            ("connectors", definitions),
+        ):
+            found = pack.folder(folder)
+            if found is not None:
+                into.append(found)
+    return settings.model_copy(
+        update={"playbooks": playbooks, "mappings": mappings, "connector_definitions": definitions}
+    )
 
 
 def _check_together(settings: Settings) -> None:

@@ -1,0 +1,131 @@
+"""Packs: playbooks with their tests, field mappings and YAML connectors in one bundle.
+
+A pack is a directory holding `pack.yaml` and any of `playbooks/` (with
+`playbooks/tests/<playbook>/*.yaml`), `mappings/` and `connectors/` (declarative
+HTTP connector definitions). It is installed as a directory named in `packs:`, or
+as a Python distribution registering the package that holds it under the
+`soc_agent.packs` entry point, then named by its pack name. Enabling a pack adds
+its folders to `playbooks:`, `mappings:` and `connector_definitions:`, so
+everything it carries goes through the same validation, tests and start-up checks
+as one's own files, and its `requires.connectors` must be configured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from soc_agent.errors import ConfigError
+from soc_agent.yaml_input import compose, safe_load
+
+__all__ = ["ENTRY_POINT_GROUP", "Pack", "PackManifest", "installed_packs", "load_pack"]
+
+ENTRY_POINT_GROUP = "soc_agent.packs"
+MANIFEST = "pack.yaml"
+
+
+class Requirements(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connectors: list[str] = Field(
+        default_factory=list, description="connectors the deployment must configure"
+    )
+
+
+class PackManifest(BaseModel):
+    """`pack.yaml`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+([.-][0-9A-Za-z.-]+)?$")
+    description: str = Field(min_length=1, max_length=500)
+    requires: Requirements = Field(default_factory=Requirements)
+
+
+@dataclass(frozen=True)
+class Pack:
+    manifest: PackManifest
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    def folder(self, name: str) -> Path | None:
+        """One of the pack's folders (playbooks, mappings, connectors), if it has it."""
+        path = self.root / name
+        return path if path.is_dir() else None
+
+
+def load_pack(root: Path) -> Pack:
+    """The pack in `root`; a bad manifest names the file, line and field."""
+    manifest = root / MANIFEST
+    source = str(manifest)
+    try:
+        text = manifest.read_text(encoding="utf-8")
+        data, node = safe_load(text), compose(text)
+    except FileNotFoundError:
+        raise ConfigError(f"not a pack: no {MANIFEST} in {root}", source=str(root)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the pack manifest: {exc}", source=source) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(f"invalid YAML: {exc}", source=source, line=line) from None
+    try:
+        parsed = PackManifest.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = [str(p) for p in error["loc"]]
+        raise ConfigError(
+            error["msg"], source=source, key=".".join(loc) or None, line=_line(node, loc)
+        ) from None
+    return Pack(parsed, root)
+
+
+def installed_packs() -> dict[str, Path]:
+    """Packs registered by installed distributions: name -> directory."""
+    found: dict[str, Path] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            module = ep.load()
+            found[ep.name] = Path(next(iter(module.__path__)))
+        except Exception as exc:  # a third-party distribution's error, reported by name
+            raise ConfigError(
+                f"pack {ep.name} ({ep.value}) cannot be found: {type(exc).__name__}: {exc}"
+            ) from None
+    return found
+
+
+def resolve(entry: str, base: Path | None) -> Pack:
+    """A `packs:` entry: an installed pack's name, or a directory (relative to `base`)."""
+    installed = installed_packs()
+    if entry in installed:
+        return load_pack(installed[entry])
+    path = Path(entry)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    if not path.is_dir():
+        known = ", ".join(sorted(installed)) or "none"
+        raise ConfigError(
+            f"no pack named {entry!r} is installed (installed: {known}) and no such directory",
+            key="packs",
+        )
+    return load_pack(path)
+
+
+def _line(node: yaml.Node | None, loc: list[str]) -> int | None:
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        match = next(((k, v) for k, v in node.value if k.value == part), None)
+        if match is None:
+            break
+        line, node = match[0].start_mark.line + 1, match[1]
+    return line

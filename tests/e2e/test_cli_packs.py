@@ -1,0 +1,115 @@
+"""A responder's pack end to end: validate, test, and run it, as a user does.
+
+The pack is a copy of the shipped example (a DLP mapping with a keep condition, a YAML
+case connector, a playbook and its test cases). Its case API is a real HTTP server on
+loopback answering as TheHive 5's v1 API documents.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.test_cli import ROOT, cli, decisions
+from tests.integration.connectors.vendor_server import RecordedRequest, Reply, VendorServer
+
+EXAMPLE = ROOT / "samples" / "packs" / "data_exfiltration"
+API_KEY = "case-api-key-never-shown-0c4e"
+CASE = {"_id": "~52000", "_type": "Case", "number": 77, "status": "New", "severity": 3}
+
+
+def _created(request: RecordedRequest) -> Reply:
+    if request.header("authorization") != f"Bearer {API_KEY}":
+        return Reply(401, {"type": "AuthenticationError", "message": "Authentication failure"})
+    return Reply(201, {**CASE, "title": request.json()["title"]})
+
+
+@pytest.fixture
+def cases() -> Iterator[VendorServer]:
+    server = VendorServer()
+    server.route("POST", "/api/v1/case", _created)
+    yield server
+    server.close()
+
+
+def _my_pack(tmp_path: Path) -> Path:
+    pack = tmp_path / "my-pack"
+    shutil.copytree(EXAMPLE, pack)
+    manifest = pack / "pack.yaml"
+    manifest.write_text(manifest.read_text().replace("name: data-exfiltration", "name: my-exfil"))
+    return pack
+
+
+def _dlp(severity: int, incident: str) -> dict[str, Any]:
+    """The DLP record of the pack's own true-positive case, at another severity."""
+    case = (
+        EXAMPLE
+        / "playbooks"
+        / "tests"
+        / "data-exfiltration"
+        / "confidential-to-personal-cloud.yaml"
+    )
+    alert: dict[str, Any] = yaml.safe_load(case.read_text())["alert"]
+    alert["incident"] = {**alert["incident"], "severity": severity, "id": incident}
+    return alert
+
+
+def test_a_pack_is_validated_tested_and_run(cases: VendorServer, tmp_path: Path) -> None:
+    pack = _my_pack(tmp_path)
+
+    bare = cli("packs", "validate", str(pack), cwd=tmp_path)
+    assert bare.returncode == 1
+    assert "pack 'my-exfil' needs connectors that are not configured: case_api" in bare.stderr
+
+    config = tmp_path / "soc-agent.yaml"
+    config.write_text(
+        "connectors:\n"
+        f"  case_api: {{base_url: '{cases.url}/api/v1', credentials: 'env:CASE_API_KEY'}}\n"
+        "grants:\n"
+        "  case_api: [case:write]\n",
+        encoding="utf-8",
+    )
+    env = {"SOC_AGENT_CONFIG": str(config), "CASE_API_KEY": API_KEY}
+    valid = cli("packs", "validate", str(pack), cwd=tmp_path, env=env)
+    assert valid.returncode == 0, valid.stderr
+    assert (
+        "pack my-exfil 1.0.0 valid: 1 playbook(s), 2 test case(s), 1 mapping(s), 1 connector(s)"
+        in (valid.stdout)
+    )
+    tested = cli("packs", "test", str(pack), cwd=tmp_path, env=env)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "2 passed, 0 failed" in tested.stdout
+
+    config.write_text(config.read_text() + f"packs: [{pack}]\n", encoding="utf-8")
+    alerts = tmp_path / "dlp.jsonl"
+    alerts.write_text(
+        json.dumps(_dlp(4, "DLP-9001")) + "\n" + json.dumps(_dlp(1, "DLP-9002")) + "\n"
+    )
+    run = cli("run", "--json", "--store", "s.db", "--alerts", str(alerts), cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "connector case_api: grants case:write" in run.stderr
+    (decision,) = decisions(run.stdout)
+    assert decision["playbook"] == "data-exfiltration"
+    (opened,) = [a for a in decision["actions"] if a["action"] == "create_case"]
+    assert opened["disposition"] == "executed", opened
+    (created,) = cases.calls("POST", "/api/v1/case")
+    assert created.json()["title"].startswith("Data exfiltration: Confidential data uploaded")
+
+    text = cli("run", "--store", "t.db", "--alerts", str(alerts), cwd=tmp_path, env=env)
+    assert "1 filtered" in text.stdout  # the audit-only (severity 1) DLP record
+    assert API_KEY not in run.stdout + run.stderr + text.stdout + text.stderr
+
+
+def test_packs_list_shows_installed_and_enabled_packs(tmp_path: Path) -> None:
+    listed = cli("packs", "list", "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    (example,) = [r for r in json.loads(listed.stdout) if r["name"] == "data-exfiltration"]
+    assert example["installed"] is True and example["enabled"] is False
+    missing = cli("packs", "show", "no-such-pack", cwd=tmp_path)
+    assert missing.returncode == 1 and "no pack named 'no-such-pack' is installed" in missing.stderr

@@ -1,0 +1,59 @@
+"""Pack manifests and enabling packs: errors name the file, line and field."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from soc_agent.errors import ConfigError
+from soc_agent.settings import load_settings
+from soc_agent.settings.packs import load_pack
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "samples" / "packs" / "data_exfiltration"
+CASE_API = "connectors:\n  case_api: {base_url: 'https://cases.acme.example/api/v1'}\n"
+
+
+def _copy(tmp_path: Path, name: str = "pack") -> Path:
+    return Path(shutil.copytree(EXAMPLE, tmp_path / name))
+
+
+def test_a_bad_manifest_names_file_line_and_field(tmp_path: Path) -> None:
+    pack = _copy(tmp_path)
+    manifest = pack / "pack.yaml"
+    manifest.write_text(manifest.read_text().replace("version: 1.0.0", "version: one"))
+    with pytest.raises(ConfigError) as caught:
+        load_pack(pack)
+    assert caught.value.source == str(manifest) and caught.value.key == "version"
+    assert caught.value.line == 5
+
+
+def test_a_directory_without_a_manifest_is_not_a_pack(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"not a pack: no pack\.yaml"):
+        load_pack(tmp_path)
+
+
+def test_enabling_a_pack_adds_its_folders(tmp_path: Path) -> None:
+    pack = _copy(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text(CASE_API + "packs: [pack]\n")  # relative to the config file
+    settings = load_settings(config, store=tmp_path / "s.db")
+    assert settings.playbooks == [pack / "playbooks"]
+    assert settings.mappings == [pack / "mappings"]
+    assert settings.connector_definitions == [pack / "connectors"]
+
+
+def test_a_pack_enabled_twice_is_an_error(tmp_path: Path) -> None:
+    first, second = _copy(tmp_path, "a"), _copy(tmp_path, "b")
+    config = tmp_path / "c.yaml"
+    config.write_text(CASE_API + f"packs: [{first}, {second}]\n")
+    with pytest.raises(ConfigError, match="pack 'data-exfiltration' is enabled twice"):
+        load_settings(config, store=tmp_path / "s.db")
+
+
+def test_an_unknown_pack_lists_the_installed_ones(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("packs: [no-such-pack]\n")
+    with pytest.raises(ConfigError, match=r"installed: data-exfiltration\)"):
+        load_settings(config, store=tmp_path / "s.db")
