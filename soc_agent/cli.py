@@ -652,6 +652,9 @@ def packs_show(pack: PackArg, as_json: JsonOpt = False, config: ConfigOpt = None
         typer.echo(f"  {key}: {', '.join(info[key]) or '-'}")
     typer.echo(f"  test cases: {info['test_cases']}")
     typer.echo(f"  requires connectors: {', '.join(info['requires']['connectors']) or '-'}")
+    for name, spec in info["settings"].items():
+        default = "required" if spec["required"] else f"default {json.dumps(spec['default'])}"
+        typer.echo(f"  setting {name}: {spec['type']}, {default}  {spec['description']}")
 
 
 @packs_app.command("validate")

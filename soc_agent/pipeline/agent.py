@@ -230,7 +230,7 @@ class Agent:
             return decision, True
         investigation = await self._investigate(playbook, alert, incident, inv_id)
         await self._store.save_investigation(investigation)
-        ctx = build_context(alert, incident, investigation)
+        ctx = build_context(alert, incident, investigation, playbook.settings)
         total, breakdown = score(playbook, ctx, max_model_points=self._policy.model.max_points)
         requests = await decide_all(
             candidates(playbook, ctx),

@@ -61,7 +61,7 @@ class CapabilitySpec:
 Catalog = Mapping[str, Mapping[str, CapabilityInfo | Mapping[str, Any]]]
 
 
-_STEP_VARS = {"alert", "incident", "steps"}
+_STEP_VARS = {"alert", "incident", "steps", "settings"}
 _MATCH_VARS = {"alert", "incident"}
 _ENTITY_TYPES = [e.value for e in EntityType]
 Problems = list[tuple[Path_, str]]

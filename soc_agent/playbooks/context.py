@@ -63,7 +63,10 @@ def step_context(evidence: Evidence) -> dict[str, Any]:
 
 
 def build_context(
-    alert: Alert, incident: Incident, investigation: Investigation | None = None
+    alert: Alert,
+    incident: Incident,
+    investigation: Investigation | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The context scoring and respond rules are evaluated in.
 
@@ -72,7 +75,12 @@ def build_context(
     the policy escalates what it might have decided.
     """
     steps = {e.step: step_context(e) for e in investigation.evidence} if investigation else {}
-    ctx = {"alert": alert.context(), "incident": incident_context(incident), "steps": steps}
+    ctx = {
+        "alert": alert.context(),
+        "incident": incident_context(incident),
+        "steps": steps,
+        "settings": settings or {},
+    }
     report = investigation.model_run if investigation else None
     if report is not None and report.assessment is not None:
         ctx["agent"] = agent_context(report.assessment, injection=bool(report.injection))

@@ -95,6 +95,7 @@ class _Run:
         self.base = {
             "alert": self.alert.context(),
             "incident": incident_context(self.incident),
+            "settings": self.playbook.settings,
         }
         self.pending = list(self.playbook.steps)
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from soc_agent.models import AutonomyLevel
 
@@ -255,6 +255,19 @@ class Playbook(_Strict):
         return (
             str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
         )
+
+    # A pack's settings (pack.yaml `settings:`, values from `pack_settings:`), which its
+    # steps, score and respond rules read as `settings`; empty outside a pack.
+    _settings: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self._settings
+
+    def with_settings(self, values: dict[str, Any]) -> Playbook:
+        copy = self.model_copy()
+        copy._settings = dict(values)
+        return copy
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:

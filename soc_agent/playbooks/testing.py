@@ -307,7 +307,7 @@ async def run_case(
             "(record an `error:` to test a failure)"
         )
 
-    ctx = build_context(alert, incident, investigation)
+    ctx = build_context(alert, incident, investigation, playbook.settings)
     value, breakdown = score(playbook, ctx)
     found = candidates(playbook, ctx, diagnostics=result.diagnostics)
     result.score, result.breakdown, result.candidates = value, breakdown, found

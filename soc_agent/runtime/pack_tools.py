@@ -51,6 +51,7 @@ def describe_pack(pack: Pack) -> dict[str, Any]:
     return {
         **_row(pack, enabled=None, installed=None),
         "requires": pack.manifest.requires.model_dump(),
+        "settings": {n: s.model_dump() for n, s in pack.manifest.settings.items()},
         "playbooks": [p.stem for p in playbook_files([playbooks])] if playbooks else [],
         "test_cases": len(load_cases(tests)) if tests is not None and tests.is_dir() else 0,
         "mappings": [m.name for m in load_mappings([mappings])] if mappings else [],

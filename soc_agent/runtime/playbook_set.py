@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from soc_agent_connectors import Connector
 
 from soc_agent.errors import ConfigError
 from soc_agent.playbooks import Playbook, load_playbooks, shipped_playbooks_dir
-from soc_agent.playbooks.loader import playbook_files, unconfigured_references
+from soc_agent.playbooks.loader import parse_yaml, playbook_files, unconfigured_references
 from soc_agent.runtime.control import connector_catalog
 from soc_agent.settings import Settings
 
@@ -57,4 +58,14 @@ def load_all_playbooks(
         )
     for gap in gaps:
         logger.warning("%s (missing_connectors: escalate)", gap)
-    return playbooks
+    return _with_pack_settings(playbooks, settings)
+
+
+def _with_pack_settings(playbooks: list[Playbook], settings: Settings) -> list[Playbook]:
+    """Each pack's playbooks read its settings; the others read an empty `settings`."""
+    by_name: dict[str, dict[str, Any]] = {}
+    for folder, values in settings.playbook_settings.items():
+        for path in playbook_files([Path(folder)]):
+            data, _ = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+            by_name[str(data["name"])] = values
+    return [p.with_settings(by_name[p.name]) if p.name in by_name else p for p in playbooks]

@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     TypeAdapter,
     ValidationError,
@@ -32,6 +33,7 @@ from soc_agent.policy import PolicyConfig
 from soc_agent.settings.api import ApiConfig
 from soc_agent.settings.kafka import KafkaConfig
 from soc_agent.settings.llm import LlmConfig
+from soc_agent.settings.packs import Pack
 from soc_agent.settings.packs import resolve as resolve_pack
 from soc_agent.store.config import ElasticsearchConfig
 from soc_agent.yaml_input import compose, safe_load
@@ -137,6 +139,10 @@ class Settings(BaseSettings):
         description="packs to enable: an installed pack's name or a pack directory; each adds "
         "its playbooks, mappings and connector definitions",
     )
+    pack_settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="values of each enabled pack's settings, by pack name (see its pack.yaml)",
+    )
     connector_definitions: list[Path] = Field(
         default_factory=list,
         description="declarative HTTP connector files (or dirs of them), beside the shipped ones",
@@ -194,6 +200,13 @@ class Settings(BaseSettings):
         default=None, description="the reasoning investigator's model (none: steps only)"
     )
     log_level: str = Field(default="WARNING", pattern="(?i)^(debug|info|warning|error)$")
+
+    # Set by `with_packs`, never configured: each pack's playbooks folder -> its settings.
+    _playbook_settings: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def playbook_settings(self) -> dict[str, dict[str, Any]]:
+        return self._playbook_settings
 
     @field_validator("connectors", mode="after")
     @classmethod
@@ -323,11 +336,12 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
 def with_packs(settings: Settings) -> Settings:
     """The settings with each enabled pack's folders added to playbooks, mappings and
     connector definitions; a pack's required connectors must be configured."""
-    if not settings.packs:
+    if not settings.packs and not settings.pack_settings:
         return settings
     base = settings.config.parent if settings.config else None
     playbooks, mappings = list(settings.playbooks), list(settings.mappings)
     definitions = list(settings.connector_definitions)
+    values: dict[str, dict[str, Any]] = {}
     seen: dict[str, Path] = {}
     for entry in settings.packs:
         pack = resolve_pack(entry, base)
@@ -344,6 +358,9 @@ def with_packs(settings: Settings) -> Settings:
                 f"{', '.join(missing)}",
                 key="packs",
             )
+        pack_values = _pack_values(pack, settings.pack_settings.get(pack.name, {}))
+        if pack.folder("playbooks") is not None:
+            values[str(pack.folder("playbooks"))] = pack_values
         for folder, into in (
             ("playbooks", playbooks),
             ("mappings", mappings),
@@ -352,9 +369,35 @@ def with_packs(settings: Settings) -> Settings:
             found = pack.folder(folder)
             if found is not None:
                 into.append(found)
-    return settings.model_copy(
+    for name in settings.pack_settings:
+        if name not in seen:
+            raise ConfigError(
+                f"settings for a pack that is not enabled: {name!r} "
+                f"(enabled: {', '.join(seen) or 'none'})",
+                key=f"pack_settings.{name}",
+            )
+    updated = settings.model_copy(
         update={"playbooks": playbooks, "mappings": mappings, "connector_definitions": definitions}
     )
+    updated._playbook_settings = {**settings.playbook_settings, **values}
+    return updated
+
+
+def _pack_values(pack: Pack, given: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return pack.manifest.settings_model().model_validate(given).model_dump()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(["pack_settings", pack.name, *(str(p) for p in error["loc"])])
+        declared = ", ".join(pack.manifest.settings) or "none"
+        raise ConfigError(
+            f"{error['msg']} (the pack declares: {declared})", source=_config_source(), key=key
+        ) from None
+
+
+def _config_source() -> str | None:
+    path = _config_path()
+    return str(path) if path is not None else None
 
 
 def _check_together(settings: Settings) -> None:

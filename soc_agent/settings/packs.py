@@ -15,9 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 
 from soc_agent.errors import ConfigError
 from soc_agent.yaml_input import compose, safe_load
@@ -36,6 +44,34 @@ class Requirements(BaseModel):
     )
 
 
+_SETTING_TYPES: dict[str, Any] = {
+    "string": str,
+    "integer": int,
+    "number": float,
+    "boolean": bool,
+    "list": list[Any],
+}
+
+
+class SettingSpec(BaseModel):
+    """One setting a pack's playbooks read as `settings.<name>`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["string", "integer", "number", "boolean", "list"]
+    default: Any = None
+    required: bool = False
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _default_fits(self) -> SettingSpec:
+        if self.required and self.default is not None:
+            raise ValueError("a required setting has no default")
+        if not self.required and self.default is None:
+            raise ValueError("an optional setting needs a default")
+        return self
+
+
 class PackManifest(BaseModel):
     """`pack.yaml`."""
 
@@ -45,6 +81,22 @@ class PackManifest(BaseModel):
     version: str = Field(pattern=r"^\d+\.\d+\.\d+([.-][0-9A-Za-z.-]+)?$")
     description: str = Field(min_length=1, max_length=500)
     requires: Requirements = Field(default_factory=Requirements)
+    settings: dict[str, SettingSpec] = Field(
+        default_factory=dict, description="the pack's settings schema; values in pack_settings"
+    )
+
+    def settings_model(self) -> type[BaseModel]:
+        """The settings schema as a model: unknown names are errors, types are checked."""
+        fields: dict[str, Any] = {
+            name: (
+                _SETTING_TYPES[spec.type],
+                Field(... if spec.required else spec.default, description=spec.description),
+            )
+            for name, spec in self.settings.items()
+        }
+        return create_model(
+            f"{self.name}-settings", __config__=ConfigDict(extra="forbid"), **fields
+        )
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,19 @@ def test_a_pack_is_validated_tested_and_run(cases: VendorServer, tmp_path: Path)
 
     text = cli("run", "--store", "t.db", "--alerts", str(alerts), cwd=tmp_path, env=env)
     assert "1 filtered" in text.stdout  # the audit-only (severity 1) DLP record
+    # 90: the demo SIEM knows no earlier uploads by the user, unlike the test case (100)
+    assert decision["score"] == 90
+    assert "large" in {b["rule"] for b in decision["breakdown"] if b["points"]}
+
+    # The pack's settings: 700 MB is no longer "large" once the threshold is 1 GB.
+    config.write_text(
+        config.read_text() + "pack_settings:\n  my-exfil: {large_bytes: 1000000000}\n"
+    )
+    tuned = cli("run", "--json", "--store", "u.db", "--alerts", str(alerts), cwd=tmp_path, env=env)
+    assert tuned.returncode == 0, tuned.stderr
+    (retuned,) = decisions(tuned.stdout)
+    assert retuned["score"] == 75
+    assert "large" not in {b["rule"] for b in retuned["breakdown"] if b["points"]}
     assert API_KEY not in run.stdout + run.stderr + text.stdout + text.stderr
 
 

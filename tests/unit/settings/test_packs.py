@@ -57,3 +57,28 @@ def test_an_unknown_pack_lists_the_installed_ones(tmp_path: Path) -> None:
     config.write_text("packs: [no-such-pack]\n")
     with pytest.raises(ConfigError, match=r"installed: data-exfiltration\)"):
         load_settings(config, store=tmp_path / "s.db")
+
+
+def test_pack_settings_are_checked_against_the_packs_schema(tmp_path: Path) -> None:
+    _copy(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text(CASE_API + "packs: [pack]\npack_settings:\n  data-exfiltration: {big: 5}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, store=tmp_path / "s.db")
+    assert caught.value.key == "pack_settings.data-exfiltration.big"
+    assert "the pack declares: large_bytes, personal_services" in str(caught.value)
+
+    config.write_text(
+        CASE_API + "packs: [pack]\npack_settings:\n  data-exfiltration: {large_bytes: lots}\n"
+    )
+    with pytest.raises(ConfigError, match="valid integer"):
+        load_settings(config, store=tmp_path / "s.db")
+
+
+def test_settings_for_a_pack_not_enabled_are_an_error(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("pack_settings:\n  data-exfiltration: {large_bytes: 5}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, store=tmp_path / "s.db")
+    assert caught.value.key == "pack_settings.data-exfiltration"
+    assert "settings for a pack that is not enabled" in str(caught.value)
