@@ -79,9 +79,10 @@ async def test_pack(pack: Pack, settings: Settings) -> list[CaseResult]:
 
 
 def _enabled(pack: Pack, settings: Settings) -> Settings:
+    """The deployment's settings with `pack` enabled too (its other packs stay enabled)."""
     if pack.name in settings.packs or str(pack.root) in settings.packs:
         return settings
-    return with_packs(settings.model_copy(update={"packs": [str(pack.root)]}))
+    return with_packs(settings.model_copy(update={"packs": [*settings.packs, str(pack.root)]}))
 
 
 def _row(pack: Pack, *, enabled: bool | None, installed: bool | None) -> dict[str, Any]:

@@ -358,7 +358,8 @@ def with_packs(settings: Settings) -> Settings:
                 f"{', '.join(missing)}",
                 key="packs",
             )
-        pack_values = _pack_values(pack, settings.pack_settings.get(pack.name, {}))
+        source = str(settings.config) if settings.config else None
+        pack_values = _pack_values(pack, settings.pack_settings.get(pack.name, {}), source)
         if pack.folder("playbooks") is not None:
             values[str(pack.folder("playbooks"))] = pack_values
         for folder, into in (
@@ -367,7 +368,7 @@ def with_packs(settings: Settings) -> Settings:
             ("connectors", definitions),
         ):
             found = pack.folder(folder)
-            if found is not None:
+            if found is not None and found not in into:  # idempotent: enabled settings again
                 into.append(found)
     for name in settings.pack_settings:
         if name not in seen:
@@ -383,7 +384,7 @@ def with_packs(settings: Settings) -> Settings:
     return updated
 
 
-def _pack_values(pack: Pack, given: dict[str, Any]) -> dict[str, Any]:
+def _pack_values(pack: Pack, given: dict[str, Any], source: str | None) -> dict[str, Any]:
     try:
         return pack.manifest.settings_model().model_validate(given).model_dump()
     except ValidationError as exc:
@@ -391,13 +392,8 @@ def _pack_values(pack: Pack, given: dict[str, Any]) -> dict[str, Any]:
         key = ".".join(["pack_settings", pack.name, *(str(p) for p in error["loc"])])
         declared = ", ".join(pack.manifest.settings) or "none"
         raise ConfigError(
-            f"{error['msg']} (the pack declares: {declared})", source=_config_source(), key=key
+            f"{error['msg']} (the pack declares: {declared})", source=source, key=key
         ) from None
-
-
-def _config_source() -> str | None:
-    path = _config_path()
-    return str(path) if path is not None else None
 
 
 def _check_together(settings: Settings) -> None:

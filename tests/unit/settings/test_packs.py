@@ -66,6 +66,7 @@ def test_pack_settings_are_checked_against_the_packs_schema(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as caught:
         load_settings(config, store=tmp_path / "s.db")
     assert caught.value.key == "pack_settings.data-exfiltration.big"
+    assert caught.value.source == str(config)
     assert "the pack declares: large_bytes, personal_services" in str(caught.value)
 
     config.write_text(
@@ -82,3 +83,20 @@ def test_settings_for_a_pack_not_enabled_are_an_error(tmp_path: Path) -> None:
         load_settings(config, store=tmp_path / "s.db")
     assert caught.value.key == "pack_settings.data-exfiltration"
     assert "settings for a pack that is not enabled" in str(caught.value)
+
+
+def test_enabling_one_more_pack_keeps_the_others_and_their_settings(tmp_path: Path) -> None:
+    from soc_agent.settings.agent import with_packs
+
+    first, second = _copy(tmp_path, "a"), _copy(tmp_path, "b")
+    manifest = second / "pack.yaml"
+    manifest.write_text(manifest.read_text().replace("name: data-exfiltration", "name: other"))
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        CASE_API + "packs: [a]\npack_settings:\n  data-exfiltration: {large_bytes: 7}\n"
+    )
+    settings = load_settings(config, store=tmp_path / "s.db")
+    both = with_packs(settings.model_copy(update={"packs": [*settings.packs, str(second)]}))
+    assert both.playbooks == [first / "playbooks", second / "playbooks"]
+    assert both.playbook_settings[str(first / "playbooks")]["large_bytes"] == 7
+    assert both.playbook_settings[str(second / "playbooks")]["large_bytes"] == 100_000_000
