@@ -63,3 +63,28 @@ def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path: Path) -> None
     )
     names = {c["name"] for c in json.loads(listed.stdout)}
     assert {"threat_intel", "asset_inventory", "event_store", "containment", "notifier"} <= names
+    # The YAML connectors, the example pack and the eval set travel in the wheel too.
+    assert {"thehive", "servicenow_cmdb"} <= names
+    shown = subprocess.run(
+        [str(bin_dir / "soc-agent"), "packs", "show", "data-exfiltration", "--json"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    pack = json.loads(shown.stdout)
+    assert pack["playbooks"] == ["data-exfiltration"] and pack["test_cases"] == 2
+    assert pack["mappings"] == ["acme-dlp"] and pack["connectors"] == ["case_api"]
+    scenarios = subprocess.run(
+        [str(bin_dir / "python"), "-c", "from soc_agent.runtime.evaluation import "
+         "load_scenarios, shipped_scenarios; print(len(load_scenarios(shipped_scenarios())))"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )  # fmt: skip
+    assert scenarios.stdout.strip() == "39"
