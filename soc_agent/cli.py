@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -21,6 +21,9 @@ from soc_agent.models import ProposalStatus, Role, RunMode
 from soc_agent.models.identity import LOCAL_OPERATOR
 from soc_agent.settings import Settings, load_settings
 from soc_agent.terminal import TerminalSafeStream
+
+if TYPE_CHECKING:  # the CLI imports what a command needs only when it runs
+    from soc_agent.playbooks.testing import CaseResult
 
 __all__ = ["app", "main"]
 
@@ -293,13 +296,21 @@ def playbooks_test(
             )
         )
     else:
-        for r in results:
-            typer.echo(f"{'PASS' if r.ok else 'FAIL'} {r.name}: {decision_summary(r)}")
-            for f in r.failures:
-                typer.echo(f"    {f}")
-        typer.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+        _print_cases(results)
     if failed or not results:
         raise typer.Exit(1)
+
+
+def _print_cases(results: list[CaseResult]) -> None:
+    """PASS/FAIL with the decision each case checked, its failures, then the totals."""
+    from soc_agent.runtime.playbook_tests import decision_summary
+
+    for r in results:
+        typer.echo(f"{'PASS' if r.ok else 'FAIL'} {r.name}: {decision_summary(r)}")
+        for f in r.failures:
+            typer.echo(f"    {f}")
+    failed = sum(not r.ok for r in results)
+    typer.echo(f"{len(results) - failed} passed, {failed} failed")
 
 
 @playbooks_app.command("schema")
@@ -684,7 +695,6 @@ def packs_validate(pack: PackArg, as_json: JsonOpt = False, config: ConfigOpt = 
 def packs_test(pack: PackArg, config: ConfigOpt = None) -> None:
     """Run the pack's playbook test cases against the playbooks production would load."""
     from soc_agent.runtime.pack_tools import find_pack, test_pack
-    from soc_agent.runtime.playbook_tests import decision_summary
 
     settings = _settings(config, None)
     try:
@@ -692,13 +702,8 @@ def packs_test(pack: PackArg, config: ConfigOpt = None) -> None:
     except SocAgentError as exc:
         raise _fail(str(exc)) from None
     results = _run(lambda: test_pack(found, settings))
-    failed = [r for r in results if not r.ok]
-    for r in results:
-        typer.echo(f"{'PASS' if r.ok else 'FAIL'} {r.name}: {decision_summary(r)}")
-        for f in r.failures:
-            typer.echo(f"    {f}")
-    typer.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
-    if failed or not results:
+    _print_cases(results)
+    if not results or any(not r.ok for r in results):
         raise typer.Exit(1)
 
 

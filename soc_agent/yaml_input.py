@@ -9,13 +9,16 @@ the core reads (the config file, playbooks, field mappings) goes through
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
 from yaml.composer import ComposerError
 from yaml.nodes import Node
 
-__all__ = ["NoAliasLoader", "compose", "safe_load"]
+from soc_agent.errors import ConfigError
+
+__all__ = ["NoAliasLoader", "compose", "read_yaml", "safe_load"]
 
 
 class NoAliasLoader(yaml.SafeLoader):
@@ -42,3 +45,18 @@ def safe_load(text: str) -> Any:
 def compose(text: str) -> Node | None:
     """`yaml.compose` (the node tree, for line numbers), refusing aliases."""
     return yaml.compose(text, Loader=NoAliasLoader)
+
+
+def read_yaml(path: Path, what: str) -> tuple[Any, Node | None]:
+    """A file's data and node tree (for line numbers); ConfigError naming the file, and the
+    line of a YAML error, when it cannot be read or parsed. `what` names the file's kind."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        return safe_load(text), compose(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the {what}: {exc}", source=source) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(f"invalid YAML: {exc}", source=source, line=line) from exc

@@ -171,13 +171,9 @@ def _no_connector(inp: PolicyInput, thresholds: Thresholds) -> _Outcome:
     the score still says how urgent it is, so it is escalated from propose_at up.
     """
     band = classify(inp.score, thresholds)
-    unevaluated = _unevaluated(inp, thresholds, band)
-    if unevaluated is not None:
-        return unevaluated
-    if band.band is Band.NOTIFY:
-        return _Outcome(Disposition.NOTIFIED, band.rule, band.reason)
-    if band.band is Band.BELOW:
-        return _Outcome(Disposition.SKIPPED, band.rule, band.reason)
+    below = _below_propose(inp, thresholds, band)
+    if below is not None:
+        return below
     action, target = inp.candidate.action, inp.candidate.target.key
     wanted = "execution" if band.band is Band.EXECUTE else "a proposal"
     return _Outcome(
@@ -201,13 +197,9 @@ def _live_outcome(
         return _Outcome(Disposition.DENIED, denial.rule, denial.reason)
 
     band = _without_model_execution(inp, classify(inp.score, thresholds), thresholds, config)
-    unevaluated = _unevaluated(inp, thresholds, band)
-    if unevaluated is not None:
-        return unevaluated
-    if band.band is Band.NOTIFY:
-        return _Outcome(Disposition.NOTIFIED, band.rule, band.reason)
-    if band.band is Band.BELOW:
-        return _Outcome(Disposition.SKIPPED, band.rule, band.reason)
+    below = _below_propose(inp, thresholds, band)
+    if below is not None:
+        return below
 
     action = inp.candidate.action
     target = inp.candidate.target.key
@@ -299,6 +291,19 @@ def _without_model_execution(
         f"with {fmt(inp.model_points)} model-derived points ({fmt(without)} without them), and "
         "policy.model.may_execute is off: proposed",
     )
+
+
+def _below_propose(inp: PolicyInput, thresholds: Thresholds, band: BandResult) -> _Outcome | None:
+    """The outcome when the score calls for no proposal: escalated when unevaluated rules
+    might have called for one, else notified or skipped; None from propose_at up."""
+    unevaluated = _unevaluated(inp, thresholds, band)
+    if unevaluated is not None:
+        return unevaluated
+    if band.band is Band.NOTIFY:
+        return _Outcome(Disposition.NOTIFIED, band.rule, band.reason)
+    if band.band is Band.BELOW:
+        return _Outcome(Disposition.SKIPPED, band.rule, band.reason)
+    return None
 
 
 def _unevaluated(inp: PolicyInput, thresholds: Thresholds, band: BandResult) -> _Outcome | None:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from soc_agent_connectors import (
     Capability,
@@ -40,7 +39,7 @@ from soc_agent.playbooks.expressions import evaluate, free_variables
 from soc_agent.playbooks.loader import format_path, locate
 from soc_agent.playbooks.templates import iter_templates, parse_template, render
 from soc_agent.settings import Settings
-from soc_agent.yaml_input import compose, safe_load
+from soc_agent.yaml_input import read_yaml
 
 __all__ = [
     "HttpDefinition",
@@ -246,15 +245,7 @@ def load_definitions(paths: Iterable[Path]) -> list[HttpDefinition]:
 
 def _load_one(file: Path) -> HttpDefinition:
     source = str(file)
-    try:
-        text = file.read_text(encoding="utf-8")
-        data, root = safe_load(text), compose(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the connector definition: {exc}", source=source) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError(f"invalid YAML: {exc}", source=source, line=line) from exc
+    data, root = read_yaml(file, "connector definition")
     try:
         definition = HttpDefinition.model_validate(data)
     except ValidationError as exc:

@@ -20,7 +20,6 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from soc_agent.errors import ConfigError
@@ -31,7 +30,7 @@ from soc_agent.runtime.components import open_components
 from soc_agent.runtime.embedded import run_embedded
 from soc_agent.settings import Settings
 from soc_agent.settings.llm import LlmConfig
-from soc_agent.yaml_input import compose, safe_load
+from soc_agent.yaml_input import read_yaml
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
@@ -163,15 +162,7 @@ def shipped_scenarios() -> Path:
 def load_scenarios(path: Path) -> list[Scenario]:
     """The scenarios in `path`, each alert file checked to exist; errors name file and line."""
     source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        data, root = safe_load(text), compose(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the scenario file: {exc}", source=source) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError(f"invalid YAML: {exc}", source=source, line=line) from exc
+    data, root = read_yaml(path, "scenario file")
     try:
         scenarios = _ScenarioFile.model_validate(data).scenarios
     except ValidationError as exc:

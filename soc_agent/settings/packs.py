@@ -17,7 +17,6 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,7 +27,8 @@ from pydantic import (
 )
 
 from soc_agent.errors import ConfigError
-from soc_agent.yaml_input import compose, safe_load
+from soc_agent.playbooks.loader import locate
+from soc_agent.yaml_input import read_yaml
 
 __all__ = ["ENTRY_POINT_GROUP", "Pack", "PackManifest", "installed_packs", "load_pack"]
 
@@ -117,25 +117,19 @@ class Pack:
 def load_pack(root: Path) -> Pack:
     """The pack in `root`; a bad manifest names the file, line and field."""
     manifest = root / MANIFEST
-    source = str(manifest)
-    try:
-        text = manifest.read_text(encoding="utf-8")
-        data, node = safe_load(text), compose(text)
-    except FileNotFoundError:
-        raise ConfigError(f"not a pack: no {MANIFEST} in {root}", source=str(root)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the pack manifest: {exc}", source=source) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError(f"invalid YAML: {exc}", source=source, line=line) from None
+    if not manifest.is_file():
+        raise ConfigError(f"not a pack: no {MANIFEST} in {root}", source=str(root))
+    data, node = read_yaml(manifest, "pack manifest")
     try:
         parsed = PackManifest.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
-        loc = [str(p) for p in error["loc"]]
+        loc = tuple(error["loc"])
         raise ConfigError(
-            error["msg"], source=source, key=".".join(loc) or None, line=_line(node, loc)
+            error["msg"],
+            source=str(manifest),
+            key=".".join(str(p) for p in loc) or None,
+            line=locate(node, loc),
         ) from None
     return Pack(parsed, root)
 
@@ -169,15 +163,3 @@ def resolve(entry: str, base: Path | None) -> Pack:
             key="packs",
         )
     return load_pack(path)
-
-
-def _line(node: yaml.Node | None, loc: list[str]) -> int | None:
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if not isinstance(node, yaml.MappingNode):
-            break
-        match = next(((k, v) for k, v in node.value if k.value == part), None)
-        if match is None:
-            break
-        line, node = match[0].start_mark.line + 1, match[1]
-    return line
