@@ -245,16 +245,23 @@ def normalize(
 
 @playbooks_app.command("validate")
 def playbooks_validate(
-    path: Annotated[Path | None, typer.Argument(help="dir or file [default: shipped]")] = None,
+    path: Annotated[
+        Path | None, typer.Argument(help="dir or file [default: every playbook production loads]")
+    ] = None,
     as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Check playbooks against the schema; errors name file, line and field."""
-    from soc_agent.playbooks import load_playbooks, shipped_playbooks_dir
+    from soc_agent.playbooks import load_playbooks
     from soc_agent.runtime.control import connector_catalog
+    from soc_agent.runtime.playbook_set import load_all_playbooks
 
-    target = path or shipped_playbooks_dir()
     try:
-        loaded = load_playbooks(target, catalog=connector_catalog())
+        settings = _settings(config, None)
+        if path is None:
+            loaded = load_all_playbooks(settings)
+        else:
+            loaded = load_playbooks(path, catalog=connector_catalog(settings))
     except SocAgentError as exc:
         if as_json:
             typer.echo(json.dumps({"ok": False, "errors": str(exc).splitlines()}))
@@ -687,7 +694,7 @@ def packs_validate(pack: PackArg, as_json: JsonOpt = False, config: ConfigOpt = 
         typer.echo(
             f"pack {info['name']} {info['version']} valid: {len(info['playbooks'])} playbook(s), "
             f"{info['test_cases']} test case(s), {len(info['mappings'])} mapping(s), "
-            f"{len(info['connectors'])} connector(s)"
+            f"{len(info['connectors']) + len(info['python_connectors'])} connector(s)"
         )
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from soc_agent_connectors import load_connector_classes
+
 from soc_agent.ingest import load_mappings
 from soc_agent.playbooks.loader import playbook_files
 from soc_agent.playbooks.testing import CaseResult, load_cases
@@ -18,7 +20,7 @@ from soc_agent.runtime.declarative import load_definitions
 from soc_agent.runtime.playbook_set import load_all_playbooks
 from soc_agent.runtime.playbook_tests import run_playbook_tests
 from soc_agent.settings import Settings
-from soc_agent.settings.agent import with_packs
+from soc_agent.settings.agent import enabled_packs, with_packs
 from soc_agent.settings.packs import Pack, installed_packs, load_pack, resolve
 
 __all__ = ["describe_pack", "find_pack", "list_packs", "test_pack", "validate_pack"]
@@ -31,13 +33,12 @@ def find_pack(entry: str, settings: Settings) -> Pack:
 
 def list_packs(settings: Settings) -> list[dict[str, Any]]:
     """Installed and configured packs, each marked enabled or not."""
-    base = settings.config.parent if settings.config else None
+    enabled = {pack.name: pack for pack in enabled_packs(settings)}
     rows: dict[str, dict[str, Any]] = {}
     for name, root in sorted(installed_packs().items()):
         pack = load_pack(root)
-        rows[name] = _row(pack, enabled=name in settings.packs, installed=True)
-    for entry in settings.packs:
-        pack = resolve(entry, base)
+        rows[name] = _row(pack, enabled=name in enabled, installed=True)
+    for pack in enabled.values():
         rows.setdefault(pack.name, _row(pack, enabled=True, installed=False))
     return list(rows.values())
 
@@ -56,6 +57,7 @@ def describe_pack(pack: Pack) -> dict[str, Any]:
         "test_cases": len(load_cases(tests)) if tests is not None and tests.is_dir() else 0,
         "mappings": [m.name for m in load_mappings([mappings])] if mappings else [],
         "connectors": [d.name for d in load_definitions([connectors])] if connectors else [],
+        "python_connectors": list(pack.manifest.provides.connectors),
     }
 
 
@@ -64,6 +66,7 @@ def validate_pack(pack: Pack, settings: Settings) -> dict[str, Any]:
     enabled = _enabled(pack, settings)
     playbooks = load_all_playbooks(enabled)
     load_mappings(enabled.mappings)
+    load_connector_classes(pack.manifest.provides.connectors)
     return {
         **describe_pack(pack),
         "playbooks_loaded": len(playbooks),
@@ -80,7 +83,7 @@ async def test_pack(pack: Pack, settings: Settings) -> list[CaseResult]:
 
 def _enabled(pack: Pack, settings: Settings) -> Settings:
     """The deployment's settings with `pack` enabled too (its other packs stay enabled)."""
-    if pack.name in settings.packs or str(pack.root) in settings.packs:
+    if any(p.root.resolve() == pack.root.resolve() for p in enabled_packs(settings)):
         return settings
     return with_packs(settings.model_copy(update={"packs": [*settings.packs, str(pack.root)]}))
 

@@ -22,6 +22,7 @@ from soc_agent.playbooks import Playbook, load_playbooks, shipped_playbooks_dir
 from soc_agent.playbooks.loader import parse_yaml, playbook_files, unconfigured_references
 from soc_agent.runtime.control import connector_catalog
 from soc_agent.settings import Settings
+from soc_agent.settings.agent import enabled_packs
 
 __all__ = ["load_all_playbooks", "playbook_sources"]
 
@@ -47,11 +48,14 @@ def load_all_playbooks(
     files = playbook_files(sources)
     catalog = connector_catalog(settings, live)
     playbooks = load_playbooks(files, catalog=catalog)
-    gaps = unconfigured_references(files, catalog, settings.connectors.keys())
+    gaps = [
+        *map(str, unconfigured_references(files, catalog, settings.connectors.keys())),
+        *_pack_gaps(settings),
+    ]
     if gaps and settings.missing_connectors == "fail":
-        listed = "\n".join(str(gap) for gap in gaps)
+        listed = "\n".join(gaps)
         raise ConfigError(
-            f"playbooks need connectors that are not configured:\n{listed}\n"
+            f"playbooks and packs need connectors that are not configured:\n{listed}\n"
             "configure them under connectors:, or set missing_connectors: escalate to start "
             "anyway and escalate what they cannot do",
             key="missing_connectors",
@@ -59,6 +63,18 @@ def load_all_playbooks(
     for gap in gaps:
         logger.warning("%s (missing_connectors: escalate)", gap)
     return _with_pack_settings(playbooks, settings)
+
+
+def _pack_gaps(settings: Settings) -> list[str]:
+    """Each enabled pack whose `requires.connectors` are not all configured."""
+    gaps = []
+    for pack in enabled_packs(settings):
+        missing = [c for c in pack.manifest.requires.connectors if c not in settings.connectors]
+        if missing:
+            gaps.append(
+                f"pack {pack.name!r} needs connectors that are not configured: {', '.join(missing)}"
+            )
+    return gaps
 
 
 def _with_pack_settings(playbooks: list[Playbook], settings: Settings) -> list[Playbook]:

@@ -24,11 +24,11 @@ from soc_agent.models import (
     ScoreContribution,
 )
 from soc_agent.pipeline.deciding import CatalogFacts, decide_all
-from soc_agent.playbooks import Playbook, score_bound, shipped_playbooks_dir
+from soc_agent.playbooks import Playbook, score_bound
 from soc_agent.playbooks.testing import CaseResult, load_cases, run_case
 from soc_agent.runtime.control import connector_catalog
 from soc_agent.runtime.declarative import available_connector_classes
-from soc_agent.runtime.playbook_set import load_all_playbooks
+from soc_agent.runtime.playbook_set import load_all_playbooks, playbook_sources
 from soc_agent.settings import Settings
 
 __all__ = ["decision_summary", "run_playbook_tests"]
@@ -36,10 +36,10 @@ __all__ = ["decision_summary", "run_playbook_tests"]
 
 async def run_playbook_tests(path: Path | None, settings: Settings) -> list[CaseResult]:
     """Run every case under `<dir>/tests/` against the playbooks production would load
-    (shipped and configured, as `settings` say) together with those of `<dir>`: a case
-    passes only if production would select the playbook it expects."""
-    root = path or shipped_playbooks_dir()
-    playbooks = load_all_playbooks(settings, extra=[root])
+    (shipped, packs' and configured, as `settings` say) together with those of `<dir>`: a
+    case passes only if production would select the playbook it expects. Without a
+    directory, the cases of every folder production loads playbooks from."""
+    playbooks = load_all_playbooks(settings, extra=[path] if path else [])
     facts = CatalogFacts(_action_capabilities(settings), settings.grants)
     mappings = load_mappings(settings.mappings)
 
@@ -78,14 +78,18 @@ async def run_playbook_tests(path: Path | None, settings: Settings) -> list[Case
         model = catalog.get(connector, {}).get(capability, {}).get("output_model")
         return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
-    tests_dir = root / "tests" if (root / "tests").is_dir() else root
+    if path is not None:
+        folders = [path / "tests" if (path / "tests").is_dir() else path]
+    else:
+        folders = [s / "tests" for s in playbook_sources(settings) if (s / "tests").is_dir()]
     results: list[CaseResult] = []
-    for case in load_cases(tests_dir):
-        results.append(
-            await run_case(
-                case, playbooks, normalize=norm, decide=decide, output_model=output_model
+    for folder in folders:
+        for case in load_cases(folder):
+            results.append(
+                await run_case(
+                    case, playbooks, normalize=norm, decide=decide, output_model=output_model
+                )
             )
-        )
     return results
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from soc_agent_connectors import installed_connector_names
 
 from soc_agent.correlate import CorrelationConfig
 from soc_agent.errors import ConfigError
@@ -33,12 +34,19 @@ from soc_agent.policy import PolicyConfig
 from soc_agent.settings.api import ApiConfig
 from soc_agent.settings.kafka import KafkaConfig
 from soc_agent.settings.llm import LlmConfig
-from soc_agent.settings.packs import Pack
+from soc_agent.settings.packs import Pack, shipped_packs
 from soc_agent.settings.packs import resolve as resolve_pack
 from soc_agent.store.config import ElasticsearchConfig
 from soc_agent.yaml_input import compose, safe_load
 
-__all__ = ["DEFAULT_GRANTS", "ENV_PREFIX", "RuntimeConfig", "Settings", "load_settings"]
+__all__ = [
+    "DEFAULT_GRANTS",
+    "ENV_PREFIX",
+    "RuntimeConfig",
+    "Settings",
+    "enabled_packs",
+    "load_settings",
+]
 
 ENV_PREFIX = "SOC_AGENT_"
 
@@ -333,31 +341,35 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     return with_packs(settings)
 
 
+def enabled_packs(settings: Settings) -> list[Pack]:
+    """The shipped packs (unless `shipped_playbooks: false`), then those of `packs:`.
+
+    Naming a shipped pack in `packs:` as well is harmless; two different packs of
+    one name are an error naming both.
+    """
+    base = settings.config.parent if settings.config else None
+    shipped = shipped_packs() if settings.shipped_playbooks else []
+    chosen: dict[str, Pack] = {}
+    for pack in [*shipped, *(resolve_pack(entry, base) for entry in settings.packs)]:
+        first = chosen.setdefault(pack.name, pack)
+        if first.root.resolve() != pack.root.resolve():
+            raise ConfigError(
+                f"two packs are named {pack.name!r}: {first.root} and {pack.root}", key="packs"
+            )
+    return list(chosen.values())
+
+
 def with_packs(settings: Settings) -> Settings:
     """The settings with each enabled pack's folders added to playbooks, mappings and
-    connector definitions; a pack's required connectors must be configured."""
-    if not settings.packs and not settings.pack_settings:
-        return settings
-    base = settings.config.parent if settings.config else None
+    connector definitions (whether its required connectors are configured is checked
+    with the playbooks', at start-up)."""
     playbooks, mappings = list(settings.playbooks), list(settings.mappings)
     definitions = list(settings.connector_definitions)
     values: dict[str, dict[str, Any]] = {}
-    seen: dict[str, Path] = {}
-    for entry in settings.packs:
-        pack = resolve_pack(entry, base)
-        if pack.name in seen:
-            raise ConfigError(
-                f"pack {pack.name!r} is enabled twice ({seen[pack.name]} and {pack.root})",
-                key="packs",
-            )
-        seen[pack.name] = pack.root
-        missing = [c for c in pack.manifest.requires.connectors if c not in settings.connectors]
-        if missing:
-            raise ConfigError(
-                f"pack {pack.name!r} needs connectors that are not configured: "
-                f"{', '.join(missing)}",
-                key="packs",
-            )
+    packs = enabled_packs(settings)
+    installed = set(installed_connector_names())
+    for pack in packs:
+        _check_provided(pack, installed)
         source = str(settings.config) if settings.config else None
         pack_values = _pack_values(pack, settings.pack_settings.get(pack.name, {}), source)
         if pack.folder("playbooks") is not None:
@@ -370,18 +382,34 @@ def with_packs(settings: Settings) -> Settings:
             found = pack.folder(folder)
             if found is not None and found not in into:  # idempotent: enabled settings again
                 into.append(found)
+    names = [pack.name for pack in packs]
     for name in settings.pack_settings:
-        if name not in seen:
+        if name not in names:
             raise ConfigError(
                 f"settings for a pack that is not enabled: {name!r} "
-                f"(enabled: {', '.join(seen) or 'none'})",
+                f"(enabled: {', '.join(names) or 'none'})",
                 key=f"pack_settings.{name}",
             )
     updated = settings.model_copy(
-        update={"playbooks": playbooks, "mappings": mappings, "connector_definitions": definitions}
+        update={
+            "playbooks": playbooks,
+            "mappings": mappings,
+            "connector_definitions": definitions,
+        }
     )
     updated._playbook_settings = {**settings.playbook_settings, **values}
     return updated
+
+
+def _check_provided(pack: Pack, installed: set[str]) -> None:
+    """The Python connectors a pack says it provides are installed."""
+    absent = [c for c in pack.manifest.provides.connectors if c not in installed]
+    if absent:
+        raise ConfigError(
+            f"pack {pack.name!r} provides connectors that no installed distribution "
+            f"registers under soc_agent.connectors: {', '.join(absent)}",
+            key="packs",
+        )
 
 
 def _pack_values(pack: Pack, given: dict[str, Any], source: str | None) -> dict[str, Any]:

@@ -4,7 +4,9 @@ A pack is a directory holding `pack.yaml` and any of `playbooks/` (with
 `playbooks/tests/<playbook>/*.yaml`), `mappings/` and `connectors/` (declarative
 HTTP connector definitions). It is installed as a directory named in `packs:`, or
 as a Python distribution registering the package that holds it under the
-`soc_agent.packs` entry point, then named by its pack name. Enabling a pack adds
+`soc_agent.packs` entry point, then named by its pack name; such a distribution
+may also carry Python connectors, registered under `soc_agent.connectors` and listed
+in the manifest's `provides.connectors`. Enabling a pack adds
 its folders to `playbooks:`, `mappings:` and `connector_definitions:`, so
 everything it carries goes through the same validation, tests and start-up checks
 as one's own files, and its `requires.connectors` must be configured.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +33,14 @@ from soc_agent.errors import ConfigError
 from soc_agent.playbooks.loader import locate
 from soc_agent.yaml_input import read_yaml
 
-__all__ = ["ENTRY_POINT_GROUP", "Pack", "PackManifest", "installed_packs", "load_pack"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Pack",
+    "PackManifest",
+    "installed_packs",
+    "load_pack",
+    "shipped_packs",
+]
 
 ENTRY_POINT_GROUP = "soc_agent.packs"
 MANIFEST = "pack.yaml"
@@ -41,6 +51,16 @@ class Requirements(BaseModel):
 
     connectors: list[str] = Field(
         default_factory=list, description="connectors the deployment must configure"
+    )
+
+
+class Provides(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connectors: list[str] = Field(
+        default_factory=list,
+        description="Python connectors the pack's distribution registers under the "
+        "soc_agent.connectors entry point",
     )
 
 
@@ -81,6 +101,7 @@ class PackManifest(BaseModel):
     version: str = Field(pattern=r"^\d+\.\d+\.\d+([.-][0-9A-Za-z.-]+)?$")
     description: str = Field(min_length=1, max_length=500)
     requires: Requirements = Field(default_factory=Requirements)
+    provides: Provides = Field(default_factory=Provides)
     settings: dict[str, SettingSpec] = Field(
         default_factory=dict, description="the pack's settings schema; values in pack_settings"
     )
@@ -109,9 +130,11 @@ class Pack:
         return self.manifest.name
 
     def folder(self, name: str) -> Path | None:
-        """One of the pack's folders (playbooks, mappings, connectors), if it has it."""
+        """One of the pack's folders (playbooks, mappings, connectors), if it holds YAML
+        files (a distribution's `connectors/` may hold only its Python connectors)."""
         path = self.root / name
-        return path if path.is_dir() else None
+        holds_yaml = path.is_dir() and any(path.glob("*.y*ml"))
+        return path if holds_yaml else None
 
 
 def load_pack(root: Path) -> Pack:
@@ -146,6 +169,12 @@ def installed_packs() -> dict[str, Path]:
                 f"pack {ep.name} ({ep.value}) cannot be found: {type(exc).__name__}: {exc}"
             ) from None
     return found
+
+
+def shipped_packs() -> list[Pack]:
+    """The packs shipped with soc-agent (package `soc_agent_packs`)."""
+    root = Path(str(files("soc_agent_packs")))
+    return [load_pack(d) for d in sorted(root.iterdir()) if (d / MANIFEST).is_file()]
 
 
 def resolve(entry: str, base: Path | None) -> Pack:

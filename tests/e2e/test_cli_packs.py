@@ -126,3 +126,30 @@ def test_packs_list_shows_installed_and_enabled_packs(tmp_path: Path) -> None:
     assert example["installed"] is True and example["enabled"] is False
     missing = cli("packs", "show", "no-such-pack", cwd=tmp_path)
     assert missing.returncode == 1 and "no pack named 'no-such-pack' is installed" in missing.stderr
+
+
+def test_the_shipped_identity_pack_runs_by_default_and_reads_its_settings(
+    tmp_path: Path,
+) -> None:
+    shown = cli("packs", "show", "identity", "--json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    pack = json.loads(shown.stdout)
+    assert pack["python_connectors"] == ["okta", "entra"] and pack["test_cases"] == 8
+    listed = cli("packs", "list", cwd=tmp_path)
+    assert any(line.startswith("identity 1.0.0 (enabled)") for line in listed.stdout.splitlines())
+
+    tested = cli("packs", "test", "identity", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout
+    assert tested.stdout.splitlines()[-1] == "8 passed, 0 failed"
+
+    # Twelve denied prompts are no storm when the deployment says a storm is fifty.
+    config = tmp_path / "soc-agent.yaml"
+    config.write_text("pack_settings:\n  identity: {mfa_storm_prompts: 50}\n", encoding="utf-8")
+    strict = cli("packs", "test", "identity", cwd=tmp_path, env={"SOC_AGENT_CONFIG": str(config)})
+    assert strict.returncode == 1
+    assert "FAIL mfa-fatigue/push-storm-approved: mfa-fatigue score 55:" in strict.stdout
+
+    # Without the shipped playbooks the pack is off, until named.
+    config.write_text("shipped_playbooks: false\n", encoding="utf-8")
+    alone = cli("packs", "list", cwd=tmp_path, env={"SOC_AGENT_CONFIG": str(config)})
+    assert "identity 1.0.0 (installed, not enabled)" in alone.stdout

@@ -13,12 +13,14 @@ import yaml
 
 from tests.e2e.test_cli import ROOT, cli
 
-SHIPPED = ROOT / "playbooks"
+SHIPPED = ROOT / "packs" / "soc_agent_packs" / "identity" / "playbooks"
 
 
 def _responder_dir(tmp_path: Path, *, name: str, priority: int) -> Path:
-    """The shipped brute-force playbook, renamed, with its SSH case under the new name."""
-    book = yaml.safe_load((SHIPPED / "brute-force.yaml").read_text(encoding="utf-8"))
+    """The shipped brute-force playbook, renamed and out of its pack (so with the pack's
+    setting written in), with its SSH case under the new name."""
+    text = (SHIPPED / "brute-force.yaml").read_text(encoding="utf-8")
+    book = yaml.safe_load(text.replace("settings.brute_force_burst", "20"))
     book.update(name=name, priority=priority)
     folder = tmp_path / "mine"
     (folder / "tests" / name).mkdir(parents=True)
@@ -66,9 +68,7 @@ def test_a_playbook_reusing_a_shipped_name_is_an_error_naming_both_files(tmp_pat
     assert result.returncode == 1
     assert f"{folder / 'brute-force.yaml'}" in result.stderr
     assert "playbook name 'brute-force' is already used by" in result.stderr
-    assert str(SHIPPED / "brute-force.yaml") in result.stderr or "soc_agent_playbooks" in (
-        result.stderr
-    )
+    assert str(SHIPPED / "brute-force.yaml") in result.stderr
     tested = cli("playbooks", "test", str(folder), cwd=tmp_path)
     assert tested.returncode == 1 and "is already used by" in tested.stderr
 

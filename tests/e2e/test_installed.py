@@ -42,6 +42,7 @@ def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path: Path) -> None
     assert run.returncode == 0, run.stderr
     playbooks = {json.loads(line)["playbook"] for line in run.stdout.splitlines()}
     assert "malware-on-endpoint" in playbooks and "triage-default" in playbooks
+    assert "suspicious-sign-in" in playbooks  # from the shipped identity pack
     tested = subprocess.run(
         [str(bin_dir / "soc-agent"), "playbooks", "test"],
         cwd=work,
@@ -52,6 +53,7 @@ def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path: Path) -> None
         check=False,
     )
     assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert tested.stdout.splitlines()[-1] == "18 passed, 0 failed"  # identity's cases too
     listed = subprocess.run(
         [str(bin_dir / "soc-agent"), "connectors", "list", "--json"],
         cwd=work,
@@ -77,6 +79,19 @@ def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path: Path) -> None
     pack = json.loads(shown.stdout)
     assert pack["playbooks"] == ["data-exfiltration"] and pack["test_cases"] == 2
     assert pack["mappings"] == ["acme-dlp"] and pack["connectors"] == ["case_api"]
+    identity = subprocess.run(
+        [str(bin_dir / "soc-agent"), "packs", "show", "identity", "--json"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    pack = json.loads(identity.stdout)
+    assert pack["playbooks"] == ["brute-force", "mfa-fatigue", "suspicious-sign-in"]
+    assert pack["test_cases"] == 8 and pack["python_connectors"] == ["okta", "entra"]
+    assert {"okta", "entra"} <= names
     scenarios = subprocess.run(
         [str(bin_dir / "python"), "-c", "from soc_agent.runtime.evaluation import "
          "load_scenarios, shipped_scenarios; print(len(load_scenarios(shipped_scenarios())))"],

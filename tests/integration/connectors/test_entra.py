@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from soc_agent_connectors.entra import Entra, EntraConfig
+from soc_agent_packs.identity.connectors.entra import Entra, EntraConfig
 
 from soc_agent.errors import ConnectorError
 from tests.integration.connectors.conftest import FakeTime

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from soc_agent_connectors.okta import Okta, OktaConfig
+from soc_agent_packs.identity.connectors.okta import Okta, OktaConfig
 
 from soc_agent.errors import ConnectorError
 from tests.integration.connectors.conftest import FakeTime

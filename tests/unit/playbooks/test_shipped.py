@@ -11,11 +11,21 @@ from soc_agent_connectors import load_connector_classes
 
 from soc_agent.ingest import normalize
 from soc_agent.models import Alert
-from soc_agent.playbooks import json_schema_text, load_playbooks, shipped_playbooks_dir
+from soc_agent.playbooks import Playbook, json_schema_text, load_playbooks
+from soc_agent.playbooks.loader import playbook_files
 from soc_agent.playbooks.testing import Case, load_cases, run_case
+from soc_agent.runtime.playbook_set import load_all_playbooks, playbook_sources
+from soc_agent.settings import Settings
+from soc_agent.settings.agent import with_packs
 
-PLAYBOOKS = shipped_playbooks_dir()
-CASES = load_cases(PLAYBOOKS / "tests")
+# The default deployment: the shipped playbooks and the shipped packs' (identity).
+SETTINGS = with_packs(Settings())
+FOLDERS = playbook_sources(SETTINGS)
+CASES = [case for folder in FOLDERS for case in load_cases(folder / "tests")]
+
+
+def _shipped() -> list[Playbook]:
+    return load_all_playbooks(SETTINGS)
 
 
 def _normalize(doc: Any, hint: str | None) -> Alert:
@@ -27,7 +37,7 @@ def _catalog() -> dict[str, Any]:
 
 
 def test_every_shipped_playbook_loads_against_the_connector_catalog() -> None:
-    books = load_playbooks(PLAYBOOKS, catalog=_catalog())
+    books = load_playbooks(playbook_files(FOLDERS), catalog=_catalog())
     names = {b.name for b in books}
     assert {
         "malware-on-endpoint",
@@ -48,13 +58,13 @@ def test_every_playbook_has_a_containing_and_a_benign_case() -> None:
     by_book: dict[str, list[Case]] = {}
     for case in CASES:
         by_book.setdefault(case.expected_playbook or "", []).append(case)
-    for book in load_playbooks(PLAYBOOKS):
+    for book in _shipped():
         assert len(by_book.get(book.name, [])) >= 2, book.name
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_shipped_case_passes(case: Case) -> None:
-    books = load_playbooks(PLAYBOOKS)
+    books = _shipped()
     result = await run_case(case, books, normalize=_normalize, decide=None)
     assert result.ok, "\n".join(result.failures)
 
@@ -65,7 +75,7 @@ async def test_a_wrong_expectation_is_reported(tmp_path: Path) -> None:
     wrong.expect.score_max = 10
     wrong.expect.no_actions = [type(wrong.expect.actions[0])(action="isolate_host")]
     del wrong.steps["host_asset"]
-    result = await run_case(wrong, load_playbooks(PLAYBOOKS), normalize=_normalize)
+    result = await run_case(wrong, _shipped(), normalize=_normalize)
     assert not result.ok
     text = "\n".join(result.failures)
     assert "expected at most 10" in text
@@ -74,7 +84,7 @@ async def test_a_wrong_expectation_is_reported(tmp_path: Path) -> None:
 
 
 def test_committed_json_schema_is_up_to_date() -> None:
-    committed = (PLAYBOOKS / "playbook.schema.json").read_text(encoding="utf-8")
+    committed = (FOLDERS[0] / "playbook.schema.json").read_text(encoding="utf-8")
     assert committed == json_schema_text(), (
         "playbooks/playbook.schema.json is stale; regenerate it with "
         "`soc-agent playbooks schema > playbooks/playbook.schema.json`"

@@ -16,8 +16,6 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field
-
-from soc_agent.errors import ConnectorError
 from soc_agent_connectors import (
     ActionDone,
     ActionInput,
@@ -27,6 +25,8 @@ from soc_agent_connectors import (
     capability,
 )
 from soc_agent_connectors._oauth2 import MicrosoftOAuth2Config, OAuth2Connector
+
+from soc_agent.errors import ConnectorError
 
 __all__ = ["Entra", "EntraConfig"]
 

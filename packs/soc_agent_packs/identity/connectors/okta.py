@@ -16,8 +16,6 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field
-
-from soc_agent.errors import ConnectorError
 from soc_agent_connectors import (
     ActionDone,
     ActionInput,
@@ -28,6 +26,8 @@ from soc_agent_connectors import (
     StateQuery,
     capability,
 )
+
+from soc_agent.errors import ConnectorError
 
 __all__ = ["Okta", "OktaConfig"]
 

@@ -1,0 +1,1 @@
+"""The identity pack's Python connectors, registered under `soc_agent.connectors`."""
