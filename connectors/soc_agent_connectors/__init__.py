@@ -47,6 +47,7 @@ from soc_agent_connectors.redact import (
     redact_text,
     scrub_known,
 )
+from soc_agent_connectors.risk_ledger import RiskLedgerConnector, RiskSource
 from soc_agent_connectors.secrets import SecretRef, SecretUnavailableError
 
 __all__ = [
@@ -73,6 +74,8 @@ __all__ = [
     "OAuth2Connector",
     "RedactingFilter",
     "ResetHeaderConnector",
+    "RiskLedgerConnector",
+    "RiskSource",
     "SecretRef",
     "SecretUnavailableError",
     "StateAnswer",

@@ -19,6 +19,7 @@ from soc_agent.ingest import (
     guardduty,
     ms_graph,
     ocsf,
+    soc_risk,
     splunk,
     suricata,
 )
@@ -37,11 +38,20 @@ class _Normalizer:
 
 _BY_NAME: dict[str, _Normalizer] = {
     module.FORMAT: _Normalizer(module.matches, module.normalize)
-    for module in (elastic, ocsf, suricata, guardduty, ms_graph, crowdstrike, splunk)
+    for module in (elastic, ocsf, suricata, guardduty, ms_graph, crowdstrike, splunk, soc_risk)
 }
 FORMATS: tuple[str, ...] = tuple(_BY_NAME)
 # Detection order: formats with unmistakable markers first, loose shapes last.
-_DETECTION_ORDER = ("elastic", "ocsf", "crowdstrike", "ms_graph", "guardduty", "splunk", "suricata")
+_DETECTION_ORDER = (
+    "soc_risk",
+    "elastic",
+    "ocsf",
+    "crowdstrike",
+    "ms_graph",
+    "guardduty",
+    "splunk",
+    "suricata",
+)
 
 
 def detect_format(doc: dict[str, Any]) -> str | None:

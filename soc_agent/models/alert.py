@@ -227,6 +227,8 @@ _PLURAL = {
     EntityType.EMAIL: "emails",
     EntityType.CLOUD_RESOURCE: "cloud_resources",
 }
+# The top-level fields of `Alert.context()`, for checking expressions before they run.
+ALERT_CONTEXT_FIELDS = frozenset({*Alert.model_fields, "severity_score", *_PLURAL.values()})
 
 
 @lru_cache(maxsize=65536)

@@ -32,6 +32,7 @@ from soc_agent.playbooks.expression_cost import (
 
 __all__ = [
     "EvaluationError",
+    "attribute_references",
     "compile_expression",
     "comprehension_variables",
     "evaluate",
@@ -266,6 +267,12 @@ def step_references(expression: str) -> set[str]:
     found = {m.group(2) for m in _STEP_INDEX.finditer(expression)}
     found.update(m.group(1) for m in _STEP_ATTR.finditer(_blank_strings(expression)))
     return found
+
+
+def attribute_references(expression: str, name: str) -> set[str]:
+    """Fields the expression reads as `<name>.<field>` (string contents ignored)."""
+    pattern = re.compile(rf"(?<![\w.]){re.escape(name)}\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+    return {m.group(1) for m in pattern.finditer(_blank_strings(expression))}
 
 
 def comprehension_variables(expression: str) -> set[str]:

@@ -19,10 +19,12 @@ from soc_agent.gateway import Gateway
 from soc_agent.ingest import FieldMapping, load_mappings
 from soc_agent.pipeline.agent import Agent
 from soc_agent.pipeline.proposals import ProposalService
+from soc_agent.risk import RiskLedger
 from soc_agent.runtime.backend import Backend, open_backend
 from soc_agent.runtime.confinement import check_confined, check_settings_confined
 from soc_agent.runtime.declarative import available_connector_classes
 from soc_agent.runtime.playbook_set import load_all_playbooks
+from soc_agent.runtime.risk import build_ledger
 from soc_agent.settings import Settings
 from soc_agent.store import StateStore
 
@@ -46,6 +48,7 @@ class Components:
     mappings: list[FieldMapping]
     clock: Callable[[], datetime]
     backend: Backend
+    risk: RiskLedger | None = None  # entity risk, in-process (the embedded runtime)
 
 
 def build_connectors(
@@ -174,6 +177,9 @@ async def open_components(
     now = clock or (lambda: datetime.now(UTC))
     check_settings_confined(settings)
     connectors = build_connectors(settings, connector_classes)
+    # Workers leave entity risk to the stream app: an in-process ledger no alert feeds
+    # would answer "no risk" for everyone.
+    ledger = build_ledger(settings, connectors, in_process=not shared)
     playbooks = load_all_playbooks(settings, live=connectors)
     if settings.llm is None:
         for playbook in playbooks:
@@ -229,7 +235,17 @@ async def open_components(
             anchors.start()
         try:
             yield Components(
-                settings, store, audit, gateway, executor, proposals, agent, mappings, now, backend
+                settings,
+                store,
+                audit,
+                gateway,
+                executor,
+                proposals,
+                agent,
+                mappings,
+                now,
+                backend,
+                ledger,
             )
         finally:
             try:

@@ -15,6 +15,7 @@ from soc_agent.ingest import ByteStream, Filtered, read_records
 from soc_agent.models import Alert, DeadLetter, ExecutionStatus
 from soc_agent.pipeline.agent import AlertOutcome
 from soc_agent.runtime.components import Components
+from soc_agent.runtime.risk import raised_alerts
 
 __all__ = ["RunReport", "default_alert_sources", "run_embedded"]
 
@@ -75,7 +76,8 @@ async def run_embedded(
     report.resumed_proposals = len(await components.proposals.resume_approved())
     report.reverted_actions = len(await components.executor.revert_due())
     agent = components.agent
-    limit = components.settings.runtime.max_concurrent_alerts
+    bounds = components.settings.runtime
+    limit = bounds.max_concurrent_alerts
     running = asyncio.Semaphore(limit)
     # Outcomes are emitted in input order; the window of unemitted tasks is bounded too.
     window: deque[asyncio.Task[AlertOutcome]] = deque()
@@ -103,12 +105,16 @@ async def run_embedded(
                 if len(report.dead_letters) < MAX_REPORTED_DEAD_LETTERS:
                     report.dead_letters.append(item)
                 continue
-            # Backpressure: reading waits while `limit` alerts are in flight. Correlation
-            # inside agent.handle is serialised in arrival order (FIFO tasks, fair lock).
-            await running.acquire()
-            window.append(asyncio.create_task(one(item)))
-            while window and (window[0].done() or len(window) > 4 * limit):
-                await emit_head()
+            # A risk alert follows the alert that made its entity cross the threshold.
+            raised = raised_alerts(components.risk, item, bounds.max_entities_per_alert)
+            report.counts["risk alerts"] += len(raised)
+            for alert in (item, *raised):
+                # Backpressure: reading waits while `limit` alerts are in flight. Correlation
+                # inside agent.handle is serialised in arrival order (FIFO tasks, fair lock).
+                await running.acquire()
+                window.append(asyncio.create_task(one(alert)))
+                while window and (window[0].done() or len(window) > 4 * limit):
+                    await emit_head()
         while window:
             await emit_head()
     finally:

@@ -31,6 +31,7 @@ from soc_agent.correlate import CorrelationConfig
 from soc_agent.errors import ConfigError
 from soc_agent.models.alert import MAX_ENTITIES
 from soc_agent.policy import PolicyConfig
+from soc_agent.risk.config import RiskConfig
 from soc_agent.settings.api import ApiConfig
 from soc_agent.settings.kafka import KafkaConfig
 from soc_agent.settings.llm import LlmConfig
@@ -66,6 +67,7 @@ DEFAULT_GRANTS: dict[str, list[str]] = {
         "email:quarantine",
     ],
     "notifier": ["notify:send"],
+    "risk": ["risk:read"],
 }
 
 
@@ -159,6 +161,10 @@ class Settings(BaseSettings):
     mappings: list[Path] = Field(default_factory=list, description="declarative field mappings")
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     correlation: CorrelationConfig = Field(default_factory=CorrelationConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    risk_rules: list[Path] = Field(
+        default_factory=list, description="risk rule files (or dirs of them), beside the shipped"
+    )
     connectors: dict[str, ConnectorEntry] = Field(
         default_factory=dict,
         description="connectors added to (or configuring) the defaults; `enabled: false` "
@@ -364,7 +370,7 @@ def with_packs(settings: Settings) -> Settings:
     connector definitions (whether its required connectors are configured is checked
     with the playbooks', at start-up)."""
     playbooks, mappings = list(settings.playbooks), list(settings.mappings)
-    definitions = list(settings.connector_definitions)
+    definitions, risk_rules = list(settings.connector_definitions), list(settings.risk_rules)
     values: dict[str, dict[str, Any]] = {}
     packs = enabled_packs(settings)
     installed = set(installed_connector_names())
@@ -378,6 +384,7 @@ def with_packs(settings: Settings) -> Settings:
             ("playbooks", playbooks),
             ("mappings", mappings),
             ("connectors", definitions),
+            ("risk_rules", risk_rules),
         ):
             found = pack.folder(folder)
             if found is not None and found not in into:  # idempotent: enabled settings again
@@ -395,6 +402,7 @@ def with_packs(settings: Settings) -> Settings:
             "playbooks": playbooks,
             "mappings": mappings,
             "connector_definitions": definitions,
+            "risk_rules": risk_rules,
         }
     )
     updated._playbook_settings = {**settings.playbook_settings, **values}

@@ -292,7 +292,7 @@ def test_normalize_contract(tmp_path: Path) -> None:
 
 def test_playbooks_validate_and_test(tmp_path: Path) -> None:
     ok = cli("playbooks", "validate", cwd=tmp_path)
-    assert ok.returncode == 0 and "8 playbook(s) valid" in ok.stdout
+    assert ok.returncode == 0 and "9 playbook(s) valid" in ok.stdout
     tested = cli("playbooks", "test", cwd=tmp_path)
     assert tested.returncode == 0, tested.stdout
     assert tested.stdout.strip().endswith("0 failed")

@@ -53,7 +53,7 @@ def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path: Path) -> None
         check=False,
     )
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert tested.stdout.splitlines()[-1] == "18 passed, 0 failed"  # identity's cases too
+    assert tested.stdout.splitlines()[-1] == "20 passed, 0 failed"  # the packs' cases too
     listed = subprocess.run(
         [str(bin_dir / "soc-agent"), "connectors", "list", "--json"],
         cwd=work,
