@@ -107,7 +107,8 @@ async def run_embedded(
                 continue
             # A risk alert follows the alert that made its entity cross the threshold.
             raised = raised_alerts(components.risk, item, bounds.max_entities_per_alert)
-            report.counts["risk alerts"] += len(raised)
+            if raised:
+                report.counts["risk alerts"] += len(raised)
             for alert in (item, *raised):
                 # Backpressure: reading waits while `limit` alerts are in flight. Correlation
                 # inside agent.handle is serialised in arrival order (FIFO tasks, fair lock).
