@@ -1,20 +1,23 @@
 """Entity risk in hopping windows, exact under redelivery, and the risk alerts it raises.
 
-Each alert adds the points the risk rules give each entity it names to every
-window that holds the alert's event time (`window_seconds / hop_seconds` of
-them). A window keeps its contributions by alert id, so an alert seen twice
-adds nothing the second time, and at-least-once delivery still gives exact
-totals. When an entity's total in a window reaches the threshold, one risk
-record is raised for that entity and window (its id derived from both); the
-overlapping windows that follow do not raise it again, a window starting a
-whole window later may.
+Each entity keeps the contributions of the alerts that named it, by alert id,
+each with its event time: an alert seen twice adds nothing the second time, so
+at-least-once delivery still gives exact totals. A window's total is the sum
+of the contributions whose time it holds; windows are `window_seconds` long
+and one starts every `hop_seconds`. When an entity's total in a window reaches
+the threshold, one risk record is raised for that entity and window (its id
+derived from both); the overlapping windows that follow do not raise it
+again, a window starting a whole window later may.
+
+`EntityRisk` is one entity's state, serialisable, so the embedded runtime
+keeps it in memory and the stream app in a Kafka table, with the same code.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +26,14 @@ from soc_agent.models import Alert, Entity, EntityType
 from soc_agent.risk.config import RiskConfig
 from soc_agent.risk.rules import RiskRules
 
-__all__ = ["RISK_FORMAT", "Contribution", "RiskLedger", "RiskWindow", "risk_record_id"]
+__all__ = [
+    "RISK_FORMAT",
+    "Contribution",
+    "EntityRisk",
+    "RiskLedger",
+    "risk_entities",
+    "risk_record_id",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +45,7 @@ RECORD_CONTRIBUTIONS = 50  # contributions a risk record lists (the highest-scor
 @dataclass(frozen=True)
 class Contribution:
     alert_id: str
-    at: datetime
+    at: int  # event time, epoch seconds
     title: str
     points: int
     rules: tuple[tuple[str, int], ...]
@@ -45,7 +55,7 @@ class Contribution:
     def to_json(self) -> dict[str, Any]:
         return {
             "alert_id": self.alert_id,
-            "at": self.at.isoformat(),
+            "at": _iso(self.at),
             "title": self.title,
             "points": self.points,
             "rules": [{"id": rule, "points": points} for rule, points in self.rules],
@@ -53,28 +63,17 @@ class Contribution:
             "techniques": list(self.techniques),
         }
 
-
-@dataclass
-class RiskWindow:
-    """One entity's contributions in one window, each alert at most once."""
-
-    start: int  # epoch seconds
-    contributions: dict[str, Contribution] = field(default_factory=dict)
-    dropped: int = 0  # alerts past max_contributions: not added, counted
-
-    @property
-    def total(self) -> int:
-        return max(0, sum(c.points for c in self.contributions.values()))
-
-    def history(self) -> dict[str, Any]:
-        """What a rule sees of the entity's past in this window."""
-        return {
-            "alerts": len(self.contributions),
-            "total": self.total,
-            "tactics": _distinct(t for c in self.contributions.values() for t in c.tactics),
-            "techniques": _distinct(t for c in self.contributions.values() for t in c.techniques),
-            "rules": _distinct(r for c in self.contributions.values() for r, _ in c.rules),
-        }
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Contribution:
+        return cls(
+            alert_id=str(data["alert_id"]),
+            at=int(datetime.fromisoformat(str(data["at"])).timestamp()),
+            title=str(data["title"]),
+            points=int(data["points"]),
+            rules=tuple((str(r["id"]), int(r["points"])) for r in data["rules"]),
+            tactics=tuple(str(t) for t in data["tactics"]),
+            techniques=tuple(str(t) for t in data["techniques"]),
+        )
 
 
 def _distinct(values: Iterator[str]) -> list[str]:
@@ -100,146 +99,222 @@ def _iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
+def window_starts(moment: int, config: RiskConfig) -> list[int]:
+    """The starts of the windows that hold `moment`, oldest first."""
+    hop, size = config.hop_seconds, config.window_seconds
+    last = moment - moment % hop
+    return list(range(last - size + hop, last + 1, hop))
+
+
+def risk_entities(alert: Alert, config: RiskConfig) -> list[Entity]:
+    """The distinct entities of the alert that gather risk (none for a risk alert)."""
+    if alert.format == RISK_FORMAT:
+        return []  # risk alerts never add risk of their own
+    kinds = set(config.entity_types)
+    seen: dict[str, Entity] = {}
+    for entity in alert.entities:
+        if entity.type in kinds:
+            seen.setdefault(entity.key, entity)
+    return list(seen.values())
+
+
+@dataclass
+class EntityRisk:
+    """One entity's contributions (within three windows of its newest alert)."""
+
+    key: str
+    contributions: dict[str, Contribution] = field(default_factory=dict)
+    raised: int | None = None  # start of the last window a risk record was raised for
+    watermark: int = 0  # the newest event time seen for this entity
+    dropped: int = 0  # alerts past max_contributions: not added, counted
+    late: int = 0  # alerts older than every window still kept
+    unevaluated: int = 0  # rule evaluations that failed
+
+    def total(self, start: int, config: RiskConfig) -> int:
+        end = start + config.window_seconds
+        return max(0, sum(c.points for c in self._within(start, end)))
+
+    def _within(self, start: int, end: int) -> Iterable[Contribution]:
+        return (c for c in self.contributions.values() if start <= c.at < end)
+
+    def history(self, start: int, config: RiskConfig) -> dict[str, Any]:
+        """What a rule sees of the entity's past in the window starting at `start`."""
+        held = list(self._within(start, start + config.window_seconds))
+        return {
+            "alerts": len(held),
+            "total": max(0, sum(c.points for c in held)),
+            "tactics": _distinct(t for c in held for t in c.tactics),
+            "techniques": _distinct(t for c in held for t in c.techniques),
+            "rules": _distinct(r for c in held for r, _ in c.rules),
+        }
+
+    def add(
+        self, alert: Alert, context: dict[str, Any], entity: Entity, rules: RiskRules,
+        config: RiskConfig,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Add the alert's risk to this entity; the risk records it raises (usually none)."""
+        if alert.id in self.contributions:
+            return []  # seen before: redelivered or replayed
+        moment = _epoch(alert.created_at)
+        if moment < self.watermark - 2 * config.window_seconds:
+            self.late += 1
+            return []
+        starts = window_starts(moment, config)
+        score = rules.score(
+            context,
+            {"type": entity.type.value, "value": entity.value, "role": entity.role},
+            self.history(starts[0], config),
+        )
+        if score.unevaluated:
+            self.unevaluated += len(score.unevaluated)
+            logger.warning(
+                "risk rules not evaluated for %s on alert %s: %s",
+                self.key,
+                alert.id,
+                "; ".join(score.unevaluated),
+            )
+        if not score.fired:
+            return []
+        if len(self.contributions) >= config.max_contributions:
+            self.dropped += 1
+            return []
+        self.contributions[alert.id] = Contribution(
+            alert_id=alert.id,
+            at=moment,
+            title=alert.title[:200],
+            points=score.points,
+            rules=score.fired,
+            tactics=tuple(alert.tactics),
+            techniques=tuple(alert.techniques),
+        )
+        raised: list[dict[str, Any]] = []
+        for start in starts:
+            if self.total(start, config) >= config.threshold and self._may_raise(start, config):
+                self.raised = start
+                raised.append(self._record(entity, start, alert.created_at, config))
+        if moment > self.watermark:
+            self.watermark = moment
+            horizon = moment - 3 * config.window_seconds
+            self.contributions = {k: c for k, c in self.contributions.items() if c.at >= horizon}
+        return raised
+
+    def _may_raise(self, start: int, config: RiskConfig) -> bool:
+        return self.raised is None or start >= self.raised + config.window_seconds
+
+    def lookup(self, start: int, config: RiskConfig) -> dict[str, Any]:
+        """The entity's risk in the window starting at `start`."""
+        held = sorted(
+            self._within(start, start + config.window_seconds), key=lambda c: (-c.points, c.at)
+        )
+        history = self.history(start, config)
+        return {
+            "entity": self.key,
+            "total": history["total"],
+            "threshold": config.threshold,
+            "window_start": _iso(start),
+            "window_end": _iso(start + config.window_seconds),
+            "alert_count": history["alerts"],
+            "dropped": self.dropped,
+            "tactics": history["tactics"],
+            "techniques": history["techniques"],
+            "contributions": [c.to_json() for c in held[:RECORD_CONTRIBUTIONS]],
+        }
+
+    def _record(
+        self, entity: Entity, start: int, crossed_at: datetime, config: RiskConfig
+    ) -> dict[str, Any]:
+        found = self.lookup(start, config)
+        return {
+            RISK_FORMAT: {
+                "version": 1,
+                "id": risk_record_id(self.key, start),
+                "entity": {"type": entity.type.value, "value": entity.value},
+                "window": {"start": found["window_start"], "end": found["window_end"]},
+                "total": found["total"],
+                "threshold": config.threshold,
+                "created_at": crossed_at.isoformat(),
+                "alert_count": found["alert_count"],
+                "dropped": self.dropped,
+                "tactics": found["tactics"],
+                "techniques": found["techniques"],
+                "contributions": found["contributions"],
+            }
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "contributions": [c.to_json() for c in self.contributions.values()],
+            "raised": self.raised,
+            "watermark": self.watermark,
+            "dropped": self.dropped,
+            "late": self.late,
+            "unevaluated": self.unevaluated,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EntityRisk:
+        contributions = [Contribution.from_json(c) for c in data.get("contributions", [])]
+        raised = data.get("raised")
+        return cls(
+            key=str(data["key"]),
+            contributions={c.alert_id: c for c in contributions},
+            raised=int(raised) if raised is not None else None,
+            watermark=int(data.get("watermark", 0)),
+            dropped=int(data.get("dropped", 0)),
+            late=int(data.get("late", 0)),
+            unevaluated=int(data.get("unevaluated", 0)),
+        )
+
+
 class RiskLedger:
-    """The embedded runtime's risk state (the stream app keeps the same in Kafka tables)."""
+    """The embedded runtime's risk state: every entity's `EntityRisk`, in memory."""
 
     def __init__(self, rules: RiskRules, config: RiskConfig) -> None:
         self.rules, self.config = rules, config
-        self._windows: dict[tuple[str, int], RiskWindow] = {}
-        self._raised: dict[str, int] = {}  # entity key -> start of the last window raised
-        self._watermark = 0  # the latest event time seen
-        self._swept = 0  # the watermark at the last eviction
-        self.late = 0  # alerts older than every window still kept
-        self.unevaluated = 0  # rule evaluations that failed
+        self._entities: dict[str, EntityRisk] = {}
+        self._newest = 0  # the newest event time of any alert
+        self._swept = 0  # `_newest` at the last sweep
 
     def starts(self, moment: int) -> list[int]:
-        """The starts of the windows that hold `moment`, oldest first."""
-        hop, size = self.config.hop_seconds, self.config.window_seconds
-        last = moment - moment % hop
-        return list(range(last - size + hop, last + 1, hop))
+        return window_starts(moment, self.config)
 
     def add(self, alert: Alert) -> list[dict[str, Any]]:
-        """Add the alert's risk; the risk records it raises (usually none)."""
-        if alert.format == RISK_FORMAT:
-            return []  # risk alerts never add risk of their own
-        moment = _epoch(alert.created_at)
-        if moment < self._watermark - 2 * self.config.window_seconds:
-            self.late += 1
+        """Add the alert's risk to each entity it names; the risk records it raises."""
+        entities = risk_entities(alert, self.config)
+        if not entities:
             return []
-        self._watermark = max(self._watermark, moment)
-        starts = self.starts(moment)
         context = alert.context()
         raised: list[dict[str, Any]] = []
-        for entity in self._entities(alert):
-            key = entity.key
-            oldest = self._window(key, starts[0])
-            if alert.id in oldest.contributions:
-                continue  # seen before: redelivered or replayed
-            score = self.rules.score(
-                context,
-                {"type": entity.type.value, "value": entity.value, "role": entity.role},
-                oldest.history(),
-            )
-            if score.unevaluated:
-                self.unevaluated += len(score.unevaluated)
-                logger.warning(
-                    "risk rules not evaluated for %s on alert %s: %s",
-                    key,
-                    alert.id,
-                    "; ".join(score.unevaluated),
-                )
-            if not score.fired:
-                continue
-            contribution = Contribution(
-                alert_id=alert.id,
-                at=alert.created_at,
-                title=alert.title[:200],
-                points=score.points,
-                rules=score.fired,
-                tactics=tuple(alert.tactics),
-                techniques=tuple(alert.techniques),
-            )
-            for start in starts:
-                window = self._window(key, start)
-                if len(window.contributions) >= self.config.max_contributions:
-                    window.dropped += 1
-                    continue
-                window.contributions[alert.id] = contribution
-                if window.total >= self.config.threshold and self._may_raise(key, start):
-                    self._raised[key] = start
-                    raised.append(self._record(entity, window, alert.created_at))
-        self._evict()
+        for entity in entities:
+            state = self._entities.get(entity.key)
+            if state is None:
+                state = self._entities[entity.key] = EntityRisk(entity.key)
+            raised += state.add(alert, context, entity, self.rules, self.config)
+        self._sweep(_epoch(alert.created_at))
         return raised
+
+    def _sweep(self, moment: int) -> None:
+        """Forget entities quiet for three windows (memory follows the alert rate); once
+        per hop of event time, not per alert."""
+        self._newest = max(self._newest, moment)
+        if self._newest - self._swept < self.config.hop_seconds:
+            return
+        self._swept = self._newest
+        horizon = self._newest - 3 * self.config.window_seconds
+        self._entities = {k: s for k, s in self._entities.items() if s.watermark >= horizon}
+
+    @property
+    def late(self) -> int:
+        return sum(s.late for s in self._entities.values())
 
     def lookup(
         self, entity_type: str, value: str, moment: datetime | None = None
     ) -> dict[str, Any]:
-        """An entity's risk in the window ending soonest after `moment` (default: the latest
-        event time seen), i.e. about the last `window_seconds`. A value that is no valid
-        entity raises ValueError."""
-        entity_key = Entity(type=EntityType(entity_type), value=value).key
-        at = _epoch(moment) if moment is not None else self._watermark
-        start = self.starts(at)[0]
-        window = self._windows.get((entity_key, start), RiskWindow(start))
-        top = sorted(window.contributions.values(), key=lambda c: -c.points)
-        return {
-            "entity": entity_key,
-            "total": window.total,
-            "threshold": self.config.threshold,
-            "window_start": _iso(start),
-            "window_end": _iso(start + self.config.window_seconds),
-            "alert_count": len(window.contributions),
-            "dropped": window.dropped,
-            **{k: v for k, v in window.history().items() if k in ("tactics", "techniques")},
-            "contributions": [c.to_json() for c in top[:RECORD_CONTRIBUTIONS]],
-        }
-
-    def _entities(self, alert: Alert) -> list[Entity]:
-        kinds = set(self.config.entity_types)
-        seen: dict[str, Entity] = {}
-        for entity in alert.entities:
-            if entity.type in kinds:
-                seen.setdefault(entity.key, entity)
-        return list(seen.values())
-
-    def _window(self, key: str, start: int) -> RiskWindow:
-        window = self._windows.get((key, start))
-        if window is None:
-            window = self._windows[(key, start)] = RiskWindow(start)
-        return window
-
-    def _may_raise(self, key: str, start: int) -> bool:
-        last = self._raised.get(key)
-        return last is None or start >= last + self.config.window_seconds
-
-    def _evict(self) -> None:
-        """Drop windows no alert can reach any more (memory follows the alert rate)."""
-        if self._watermark - self._swept < self.config.hop_seconds:
-            return  # once per hop of event time, not per alert
-        self._swept = self._watermark
-        horizon = self._watermark - 3 * self.config.window_seconds
-        self._windows = {k: w for k, w in self._windows.items() if k[1] >= horizon}
-        self._raised = {k: s for k, s in self._raised.items() if s >= horizon}
-
-    def _record(self, entity: Entity, window: RiskWindow, crossed_at: datetime) -> dict[str, Any]:
-        top = sorted(window.contributions.values(), key=lambda c: -c.points)
-        history = window.history()
-        return {
-            RISK_FORMAT: {
-                "version": 1,
-                "id": risk_record_id(entity.key, window.start),
-                "entity": {"type": entity.type.value, "value": entity.value},
-                "window": {
-                    "start": _iso(window.start),
-                    "end": _iso(window.start + self.config.window_seconds),
-                },
-                "total": window.total,
-                "threshold": self.config.threshold,
-                "created_at": crossed_at.isoformat(),
-                "alert_count": len(window.contributions),
-                "dropped": window.dropped,
-                "tactics": history["tactics"],
-                "techniques": history["techniques"],
-                "contributions": [c.to_json() for c in top[:RECORD_CONTRIBUTIONS]],
-            }
-        }
+        """An entity's risk in the window ending soonest after `moment` (default: the
+        entity's newest alert), i.e. about the last `window_seconds`. A value that is no
+        valid entity raises ValueError."""
+        key = Entity(type=EntityType(entity_type), value=value).key
+        state = self._entities.get(key) or EntityRisk(key)
+        at = _epoch(moment) if moment is not None else state.watermark
+        return state.lookup(window_starts(at, self.config)[0], self.config)

@@ -47,6 +47,11 @@ class TopicsConfig(BaseModel):
     actions: str = "soc.actions"
     audit: str = "soc.audit"
     dlq: str = "soc.alerts.dlq"
+    alerts_normalized: str = Field(
+        default="soc.alerts.normalized",
+        description="every canonical alert the workers decided, for the stream app",
+    )
+    risk: str = Field(default="soc.risk", description="entity risk updates from the stream app")
     extra_inputs: list[InputTopic] = Field(default_factory=list)
 
     def inputs(self) -> dict[str, str | None]:

@@ -24,6 +24,7 @@ from soc_agent.runtime.kafka.records import (
     dead_letter_record,
     decision_record,
     decode_headers,
+    normalized_record,
     proposal_record,
 )
 from soc_agent.settings.kafka import TopicsConfig
@@ -126,7 +127,8 @@ class AlertProcessor:
                 correlation=outcome.correlation,
                 fresh=outcome.fresh,
                 source=source,
-            )
+            ),
+            normalized_record(self._topics.alerts_normalized, outcome.alert, source),
         ]
         out.extend(await self.action_records(decision))
         return out

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from soc_agent.models import AuditEvent, DeadLetter, Decision, Proposal
+from soc_agent.models import Alert, AuditEvent, DeadLetter, Decision, Proposal
 from soc_agent.store.base import ActionRecord
 
 __all__ = [
@@ -79,6 +79,16 @@ def decision_record(
             _h("soc-fresh", "true" if fresh else "false"),
             _h("soc-source", source),
         ],
+    )
+
+
+def normalized_record(topic: str, alert: Alert, source: Source) -> OutRecord:
+    """Key: alert id. Value: the canonical Alert, for the stream app's entity risk."""
+    return OutRecord(
+        topic,
+        alert.id.encode(),
+        alert.model_dump_json().encode(),
+        [JSON, _h("soc-source", source)],
     )
 
 

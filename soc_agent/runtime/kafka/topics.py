@@ -32,6 +32,8 @@ def topic_plan(config: KafkaConfig) -> list[TopicPlan]:
         TopicPlan(t.actions, layout.partitions, rf, normal),
         TopicPlan(t.audit, layout.audit_partitions, rf, long),
         TopicPlan(t.dlq, layout.partitions, rf, long),
+        TopicPlan(t.alerts_normalized, layout.partitions, rf, normal),
+        TopicPlan(t.risk, layout.partitions, rf, normal),
     ]
     return plans
 

@@ -121,6 +121,8 @@ class KafkaEnv:
             actions=f"{p}.actions",
             audit=f"{p}.audit",
             dlq=f"{p}.alerts.dlq",
+            alerts_normalized=f"{p}.alerts.normalized",
+            risk=f"{p}.risk",
         )
 
     def config(self, **extra: Any) -> KafkaConfig:
@@ -155,6 +157,8 @@ class KafkaEnv:
                 "SOC_AGENT_KAFKA__TOPICS__ACTIONS": t.actions,
                 "SOC_AGENT_KAFKA__TOPICS__AUDIT": t.audit,
                 "SOC_AGENT_KAFKA__TOPICS__DLQ": t.dlq,
+                "SOC_AGENT_KAFKA__TOPICS__ALERTS_NORMALIZED": t.alerts_normalized,
+                "SOC_AGENT_KAFKA__TOPICS__RISK": t.risk,
                 "SOC_AGENT_LOG_LEVEL": "INFO",
             }
         )
@@ -166,7 +170,16 @@ class KafkaEnv:
         await admin.start()
         try:
             t = self.topics
-            names = [t.alerts, t.approvals, t.decisions, t.proposals, t.actions, t.dlq]
+            names = [
+                t.alerts,
+                t.approvals,
+                t.decisions,
+                t.proposals,
+                t.actions,
+                t.dlq,
+                t.alerts_normalized,
+                t.risk,
+            ]
             await admin.create_topics(
                 [NewTopic(n, partitions, 1) for n in names] + [NewTopic(t.audit, 1, 1)]
             )

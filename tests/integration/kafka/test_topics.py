@@ -32,6 +32,7 @@ async def test_topics_create_makes_the_missing_topics_then_finds_them(
     first = _create(kafka, tmp_path)
     t = kafka.topics
     names = {t.alerts, t.approvals, t.decisions, t.proposals, t.actions, t.audit, t.dlq}
+    names |= {t.alerts_normalized, t.risk}
     assert first == dict.fromkeys(names, "created")
     assert _create(kafka, tmp_path) == dict.fromkeys(names, "exists")
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.broker.bootstrap)

@@ -45,7 +45,7 @@ def test_topic_plan_keeps_dlq_and_audit_longer_and_audit_in_one_partition() -> N
     plan = {p.name: p for p in topic_plan(kafka)}
     assert set(plan) == {
         "soc.alerts", "ids.eve", "soc.approvals", "soc.decisions", "soc.proposals",
-        "soc.actions", "soc.audit", "soc.alerts.dlq",
+        "soc.actions", "soc.audit", "soc.alerts.dlq", "soc.alerts.normalized", "soc.risk",
     }  # fmt: skip
     assert plan["soc.audit"].partitions == 1
     long = int(plan["soc.alerts.dlq"].configs["retention.ms"])
