@@ -840,6 +840,22 @@ def worker(
     typer.echo(worker_summary(report), err=True)
 
 
+@app.command()
+def stream(
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="health and metrics on 127.0.0.1:PORT")
+    ] = 6066,
+    config: ConfigOpt = None,
+) -> None:
+    """Entity risk over Kafka: a faust app beside the workers (soc.alerts.normalized in)."""
+    from soc_agent.runtime.stream import run_stream
+
+    settings = _settings(config, None)
+    if not settings.risk.enabled:
+        raise _fail("risk.enabled is false: the stream app has nothing to do", 2)
+    run_stream(settings, web_port=port)
+
+
 @app.command("eval")
 def eval_model(
     scenarios: Annotated[

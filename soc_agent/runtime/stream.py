@@ -1,0 +1,186 @@
+"""`soc-agent stream`: entity risk over Kafka, a faust-streaming app beside the workers.
+
+Workers publish every canonical alert they decided to `soc.alerts.normalized`
+(keyed by alert id). The app re-keys each alert by the entities that gather
+risk (an internal topic keyed by entity, co-partitioned with the table), keeps
+each entity's `EntityRisk` in a table whose changelog is a compacted Kafka
+topic, and publishes every update to `soc.risk` and every risk record raised
+to `soc.alerts`, where the workers decide it like any alert.
+
+At-least-once, on purpose: faust's exactly-once mode lost and double-counted
+records after SIGKILL. The state is idempotent instead (contributions keyed
+by alert id), so a redelivered alert adds nothing and a re-raised risk record
+carries the same id, recognised as a redelivery downstream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.types import StreamT
+from pydantic import ValidationError
+
+from soc_agent.models import Alert
+from soc_agent.risk import RiskConfig, load_risk_rules
+from soc_agent.risk.ledger import EntityRisk, risk_entities, risk_record_id, window_starts
+from soc_agent.runtime.risk import risk_rule_sources
+from soc_agent.settings import Settings
+from soc_agent.settings.kafka import KafkaConfig
+
+__all__ = ["StreamCounters", "build_stream_app", "run_stream"]
+
+logger = logging.getLogger(__name__)
+
+
+class StreamCounters:
+    """What the app did since it started, for its metrics page."""
+
+    def __init__(self) -> None:
+        self.alerts = 0
+        self.updates = 0
+        self.raised = 0
+        self.rejected = 0  # records on the input topic that are no canonical alert
+
+
+def _credentials(kafka: KafkaConfig) -> Any:
+    """The broker security of the workers' settings, as faust takes it."""
+    options = kafka.client_options()
+    context = options.get("ssl_context")
+    if kafka.sasl_mechanism is not None:
+        return faust.SASLCredentials(
+            username=options.get("sasl_plain_username"),
+            password=options.get("sasl_plain_password"),
+            ssl_context=context,
+            mechanism=kafka.sasl_mechanism,
+        )
+    return faust.SSLCredentials(context) if context is not None else None
+
+
+def build_stream_app(
+    settings: Settings,
+    *,
+    data_dir: Path,
+    web_port: int = 6066,
+    counters: StreamCounters | None = None,
+) -> faust.App:
+    """The faust app; its web server (health, metrics) binds to loopback only."""
+    kafka, config = settings.kafka, settings.risk
+    rules = load_risk_rules(risk_rule_sources(settings))
+    counters = counters or StreamCounters()
+    partitions = kafka.layout.partitions
+    app = faust.App(
+        f"{kafka.group_id}-stream",
+        broker=[f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
+        broker_credentials=_credentials(kafka),
+        store="memory://",  # rebuilt from the changelog topic on start and on rebalance
+        datadir=str(data_dir),
+        processing_guarantee="at_least_once",
+        topic_partitions=partitions,
+        topic_replication_factor=kafka.layout.replication_factor,
+        table_standby_replicas=1,
+        web_enabled=True,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        web_port=web_port,
+        producer_acks=-1,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    normalized = app.topic(kafka.topics.alerts_normalized)
+    by_entity = app.topic(f"{app.conf.id}-by-entity", partitions=partitions, internal=True)
+    alerts_out = app.topic(kafka.topics.alerts)
+    risk_out = app.topic(kafka.topics.risk)
+    table = app.Table(
+        "entity-risk",
+        default=None,
+        partitions=partitions,
+        schema=faust.Schema(key_serializer="raw", value_serializer="json"),
+    )
+
+    @app.agent(normalized)
+    async def fan_out(stream: StreamT[Any]) -> None:
+        """Each alert to every entity that gathers risk, keyed by the entity."""
+        async for event in stream.events():
+            alert = _alert(event.value, counters)
+            if alert is None:
+                continue
+            counters.alerts += 1
+            for entity in risk_entities(alert, config):
+                await by_entity.send(key=entity.key.encode(), value=event.value)
+
+    @app.agent(by_entity)
+    async def accumulate(stream: StreamT[Any]) -> None:
+        """One entity's risk: add the alert, keep the state, publish what changed."""
+        async for event in stream.events():
+            raw_key = bytes(event.key)
+            key = raw_key.decode()
+            alert = _alert(event.value, counters)
+            if alert is None:
+                continue
+            entity = next((e for e in risk_entities(alert, config) if e.key == key), None)
+            if entity is None:
+                continue
+            stored = table.get(raw_key)
+            state = EntityRisk.from_json(stored) if stored else EntityRisk(key)
+            raised = state.add(alert, alert.context(), entity, rules, config)
+            table[raw_key] = state.to_json()
+            counters.updates += 1
+            for record in raised:
+                counters.raised += 1
+                body = json.dumps(record).encode()
+                await alerts_out.send(key=record["soc_risk"]["id"].encode(), value=body)
+            update = _update(state, alert, config)
+            await risk_out.send(key=key.encode(), value=json.dumps(update).encode())
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        lines = [
+            f"soc_stream_alerts_total {counters.alerts}",
+            f"soc_stream_risk_updates_total {counters.updates}",
+            f"soc_stream_risk_alerts_total {counters.raised}",
+            f"soc_stream_records_rejected_total {counters.rejected}",
+        ]
+        return web.text("\n".join(lines) + "\n")
+
+    del fan_out, accumulate, metrics  # registered on the app
+    return app
+
+
+def _alert(value: bytes | None, counters: StreamCounters) -> Alert | None:
+    try:
+        return Alert.model_validate_json(value or b"")
+    except ValidationError as exc:
+        counters.rejected += 1
+        logger.warning("not a canonical alert on the input topic: %s", exc.errors()[0]["msg"])
+        return None
+
+
+def _update(state: EntityRisk, alert: Alert, config: RiskConfig) -> dict[str, Any]:
+    """The `soc.risk` record: the entity's risk in the window the alert counted toward."""
+    start = window_starts(int(alert.created_at.timestamp()), config)[0]
+    found = state.lookup(start, config)
+    return {
+        "entity": state.key,
+        "alert_id": alert.id,
+        "window_start": found["window_start"],
+        "window_end": found["window_end"],
+        "total": found["total"],
+        "threshold": config.threshold,
+        "alert_count": found["alert_count"],
+        "raised": risk_record_id(state.key, state.raised) if state.raised is not None else None,
+        "contributions": found["contributions"][:10],
+    }
+
+
+def run_stream(settings: Settings, *, web_port: int) -> None:
+    """Run the app until SIGINT/SIGTERM (faust's worker owns the event loop). Its data
+    directory is private and temporary: the state lives in the changelog topic."""
+    data_dir = Path(tempfile.mkdtemp(prefix="soc-agent-stream-"))
+    app = build_stream_app(settings, data_dir=data_dir, web_port=web_port)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), redirect_stdouts=False)
+    worker.execute_from_commandline()
