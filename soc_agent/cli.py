@@ -853,7 +853,10 @@ def stream(
     settings = _settings(config, None)
     if not settings.risk.enabled:
         raise _fail("risk.enabled is false: the stream app has nothing to do", 2)
-    run_stream(settings, web_port=port)
+    try:
+        run_stream(settings, web_port=port)
+    except SocAgentError as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command("eval")

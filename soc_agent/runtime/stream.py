@@ -15,24 +15,29 @@ carries the same id, recognised as a redelivery downstream.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import StreamT
 from pydantic import ValidationError
 
 from soc_agent.models import Alert
 from soc_agent.risk import RiskConfig, load_risk_rules
 from soc_agent.risk.ledger import EntityRisk, risk_entities, risk_record_id, window_starts
+from soc_agent.runtime.kafka.runner import KafkaUnavailable
+from soc_agent.runtime.kafka.topics import create_topics, stream_app_id, stream_topics
 from soc_agent.runtime.risk import risk_rule_sources
 from soc_agent.settings import Settings
 from soc_agent.settings.kafka import KafkaConfig
 
-__all__ = ["StreamCounters", "build_stream_app", "run_stream"]
+__all__ = ["StreamCounters", "build_stream_app", "ensure_stream_topics", "run_stream"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +79,7 @@ def build_stream_app(
     counters = counters or StreamCounters()
     partitions = kafka.layout.partitions
     app = faust.App(
-        f"{kafka.group_id}-stream",
+        stream_app_id(kafka),
         broker=[f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
         broker_credentials=_credentials(kafka),
         store="memory://",  # rebuilt from the changelog topic on start and on rebalance
@@ -93,6 +98,8 @@ def build_stream_app(
     )
     normalized = app.topic(kafka.topics.alerts_normalized)
     by_entity = app.topic(f"{app.conf.id}-by-entity", partitions=partitions, internal=True)
+    # The table's changelog is `<id>-entity-risk-changelog` (faust's naming), as planned
+    # in stream_topics.
     alerts_out = app.topic(kafka.topics.alerts)
     risk_out = app.topic(kafka.topics.risk)
     table = app.Table(
@@ -137,6 +144,24 @@ def build_stream_app(
             update = _update(state, alert, config)
             await risk_out.send(key=key.encode(), value=json.dumps(update).encode())
 
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        """Ready once its partitions are assigned and its table recovered from the
+        changelog, and not while a rebalance moves them."""
+        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+        ready = recovered and not app.rebalancing and not app.in_recovery
+        body = {
+            "status": "ready" if ready else "not ready",
+            "recovered": recovered,
+            "rebalancing": bool(app.rebalancing),
+            "assigned_partitions": len(app.consumer.assignment()) if ready else 0,
+        }
+        return web.json(body, status=200 if ready else 503)
+
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         lines = [
@@ -147,7 +172,7 @@ def build_stream_app(
         ]
         return web.text("\n".join(lines) + "\n")
 
-    del fan_out, accumulate, metrics  # registered on the app
+    del fan_out, accumulate, healthz, readyz, metrics  # registered on the app
     return app
 
 
@@ -177,9 +202,28 @@ def _update(state: EntityRisk, alert: Alert, config: RiskConfig) -> dict[str, An
     }
 
 
+async def ensure_stream_topics(kafka: KafkaConfig, *, within: float = 30.0) -> None:
+    """Create the app's own topics before it subscribes, and wait until the broker lists
+    them: faust assigns no partitions of a topic that was missing at its first rebalance,
+    and would then report ready while never reading it."""
+    plans = stream_topics(kafka)
+    await create_topics(kafka, plans)
+    deadline = time.monotonic() + within
+    admin = AIOKafkaAdminClient(**kafka.client_options())
+    await admin.start()
+    try:
+        while not {p.name for p in plans} <= set(await admin.list_topics()):
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable("the stream app's topics were created but not listed")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
 def run_stream(settings: Settings, *, web_port: int) -> None:
     """Run the app until SIGINT/SIGTERM (faust's worker owns the event loop). Its data
     directory is private and temporary: the state lives in the changelog topic."""
+    asyncio.run(ensure_stream_topics(settings.kafka))
     data_dir = Path(tempfile.mkdtemp(prefix="soc-agent-stream-"))
     app = build_stream_app(settings, data_dir=data_dir, web_port=web_port)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), redirect_stdouts=False)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from soc_agent.settings.kafka import KafkaConfig
 
-__all__ = ["TopicPlan", "create_topics", "topic_plan"]
+__all__ = ["TopicPlan", "create_topics", "stream_app_id", "stream_topics", "topic_plan"]
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,35 @@ def topic_plan(config: KafkaConfig) -> list[TopicPlan]:
         TopicPlan(t.dlq, layout.partitions, rf, long),
         TopicPlan(t.alerts_normalized, layout.partitions, rf, normal),
         TopicPlan(t.risk, layout.partitions, rf, normal),
+        *stream_topics(config),
     ]
     return plans
 
 
-async def create_topics(config: KafkaConfig) -> dict[str, str]:
-    """Create the missing topics; returns topic -> "created" | "exists"."""
+def stream_app_id(config: KafkaConfig) -> str:
+    """The stream app's faust id: its consumer group and the prefix of its own topics."""
+    return f"{config.group_id}-stream"
+
+
+def stream_topics(config: KafkaConfig) -> list[TopicPlan]:
+    """The stream app's own topics: alerts re-keyed by entity, and its table's changelog
+    (compacted: the latest state of each entity is all a recovering app needs)."""
+    layout, app_id = config.layout, stream_app_id(config)
+    rf = layout.replication_factor
+    keyed = {"retention.ms": str(layout.retention_ms), "cleanup.policy": "delete"}
+    return [
+        TopicPlan(f"{app_id}-by-entity", layout.partitions, rf, keyed),
+        TopicPlan(
+            f"{app_id}-entity-risk-changelog", layout.partitions, rf, {"cleanup.policy": "compact"}
+        ),
+    ]
+
+
+async def create_topics(
+    config: KafkaConfig, plans: list[TopicPlan] | None = None
+) -> dict[str, str]:
+    """Create the missing topics (of the contract, or `plans`); returns topic ->
+    "created" | "exists"."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError
 
@@ -54,7 +77,7 @@ async def create_topics(config: KafkaConfig) -> dict[str, str]:
         ) from None
     try:
         existing = set(await admin.list_topics())
-        plans = topic_plan(config)
+        plans = plans if plans is not None else topic_plan(config)
         missing = [p for p in plans if p.name not in existing]
         result = {p.name: "exists" for p in plans if p.name in existing}
         if missing:

@@ -129,7 +129,9 @@ async def test_risk_totals_are_exact_and_each_risk_alert_is_raised_once(
             await asyncio.sleep(1)
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            ready = await client.get(f"http://127.0.0.1:{port}/readyz")
         assert f"soc_stream_risk_updates_total {pairs}" in metrics
+        assert ready.status_code == 200 and ready.json()["recovered"] is True
     finally:
         proc.terminate()
         proc.wait(30)

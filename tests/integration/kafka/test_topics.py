@@ -33,6 +33,7 @@ async def test_topics_create_makes_the_missing_topics_then_finds_them(
     t = kafka.topics
     names = {t.alerts, t.approvals, t.decisions, t.proposals, t.actions, t.audit, t.dlq}
     names |= {t.alerts_normalized, t.risk}
+    names |= {f"{kafka.group}-stream-by-entity", f"{kafka.group}-stream-entity-risk-changelog"}
     assert first == dict.fromkeys(names, "created")
     assert _create(kafka, tmp_path) == dict.fromkeys(names, "exists")
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.broker.bootstrap)

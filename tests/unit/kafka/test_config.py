@@ -46,7 +46,9 @@ def test_topic_plan_keeps_dlq_and_audit_longer_and_audit_in_one_partition() -> N
     assert set(plan) == {
         "soc.alerts", "ids.eve", "soc.approvals", "soc.decisions", "soc.proposals",
         "soc.actions", "soc.audit", "soc.alerts.dlq", "soc.alerts.normalized", "soc.risk",
+        "soc-agent-stream-by-entity", "soc-agent-stream-entity-risk-changelog",
     }  # fmt: skip
+    assert plan["soc-agent-stream-entity-risk-changelog"].configs == {"cleanup.policy": "compact"}
     assert plan["soc.audit"].partitions == 1
     long = int(plan["soc.alerts.dlq"].configs["retention.ms"])
     assert long == int(plan["soc.audit"].configs["retention.ms"])
