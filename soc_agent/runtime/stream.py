@@ -93,6 +93,11 @@ def build_stream_app(
         web_host="127.0.0.1",
         web_port=web_port,
         producer_acks=-1,
+        # The workers' group timing, so a dead member's partitions move as fast.
+        broker_session_timeout=kafka.session_timeout_ms / 1000,
+        broker_heartbeat_interval=kafka.heartbeat_interval_ms / 1000,
+        broker_max_poll_interval=kafka.max_poll_interval_ms / 1000,
+        broker_commit_interval=kafka.commit_interval_seconds,
         key_serializer="raw",
         value_serializer="raw",
     )
@@ -106,7 +111,9 @@ def build_stream_app(
         "entity-risk",
         default=None,
         partitions=partitions,
-        schema=faust.Schema(key_serializer="raw", value_serializer="json"),
+        # JSON keys and values: faust's recovery reads the changelog with the table's
+        # serializers, and raw keys came back as JSON parse errors.
+        schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
     )
 
     @app.agent(normalized)
@@ -124,18 +131,17 @@ def build_stream_app(
     async def accumulate(stream: StreamT[Any]) -> None:
         """One entity's risk: add the alert, keep the state, publish what changed."""
         async for event in stream.events():
-            raw_key = bytes(event.key)
-            key = raw_key.decode()
+            key = bytes(event.key).decode()
             alert = _alert(event.value, counters)
             if alert is None:
                 continue
             entity = next((e for e in risk_entities(alert, config) if e.key == key), None)
             if entity is None:
                 continue
-            stored = table.get(raw_key)
+            stored = table.get(key)
             state = EntityRisk.from_json(stored) if stored else EntityRisk(key)
             raised = state.add(alert, alert.context(), entity, rules, config)
-            table[raw_key] = state.to_json()
+            table[key] = state.to_json()
             counters.updates += 1
             for record in raised:
                 counters.raised += 1

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+from aiokafka import AIOKafkaConsumer
 
 from soc_agent.models import Alert, Entity, EntityType, Rule, Severity
 from soc_agent.risk import RiskConfig
@@ -103,7 +104,7 @@ async def _changelog(kafka: KafkaEnv) -> dict[str, EntityRisk]:
     topic = f"{kafka.group}-stream-entity-risk-changelog"
     state: dict[str, EntityRisk] = {}
     for record in await kafka.read_all(topic, idle=2.0):
-        state[record.key.decode()] = EntityRisk.from_json(json.loads(record.value))
+        state[json.loads(record.key)] = EntityRisk.from_json(json.loads(record.value))
     return state
 
 
@@ -154,3 +155,118 @@ async def test_risk_totals_are_exact_and_each_risk_alert_is_raised_once(
         assert state[key].total(start, CONFIG) >= CONFIG.threshold
     crossing = {k for (k, _), total in _reference(alerts).items() if total >= CONFIG.threshold}
     assert crossing == {f"{r['entity']['type']}:{r['entity']['value']}" for r in raised}
+
+
+async def _seen(kafka: KafkaEnv, topic: str, count: int, *, within: float) -> None:
+    """Until `count` records are on the topic, read as they arrive."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka.broker.bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    seen, deadline = 0, time.monotonic() + within
+    try:
+        while seen < count:
+            assert time.monotonic() < deadline, f"only {seen} records on {topic}"
+            batch = await consumer.getmany(timeout_ms=100)
+            seen += sum(len(records) for records in batch.values())
+    finally:
+        await consumer.stop()
+
+
+def _kept_from(state: EntityRisk) -> int:
+    """The first window start whose contributions the state still holds in full (it keeps
+    three windows behind the entity's newest alert)."""
+    return state.watermark - 3 * CONFIG.window_seconds
+
+
+async def _ready(port: int, proc: subprocess.Popen[bytes], log: Path, *, within: float) -> None:
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient() as client:
+        while True:
+            assert proc.poll() is None, f"stream app on {port} exited (see {log})"
+            try:
+                answer = await client.get(f"http://127.0.0.1:{port}/readyz")
+                if answer.status_code == 200 and answer.json()["assigned_partitions"] > 0:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"stream app on {port} not ready"
+            await asyncio.sleep(0.5)
+
+
+async def test_two_workers_one_killed_agree_with_the_embedded_ledger(
+    apache_kafka: HasBootstrap, tmp_path: Path
+) -> None:
+    """Two stream workers share six partitions; one is SIGKILLed mid-stream. The other
+    takes its partitions over (from its standby copy of the table), and the totals and
+    the risk records raised are exactly those of the embedded runtime's ledger."""
+    from soc_agent.risk import RiskLedger, load_risk_rules
+
+    kafka = new_env(apache_kafka)
+    await kafka.create_topics()
+    env = _env(kafka, tmp_path)
+    procs: list[subprocess.Popen[bytes]] = []
+    logs: list[Path] = []
+    ports = [free_port(), free_port()]
+    try:
+        for n, port in enumerate(ports):
+            logs.append(tmp_path / f"stream-{n}.log")
+            with logs[n].open("wb") as log:
+                procs.append(_start_stream(port, env, log))
+            await _ready(port, procs[n], logs[n], within=90)
+        await _ready(ports[0], procs[0], logs[0], within=60)  # after the second joined
+
+        # One input partition keeps the alerts in time order through any failover, so
+        # both runtimes see the same order; every fifth alert is delivered twice.
+        alerts = _alerts(3000, seed=11)
+        stream = [a for n, a in enumerate(alerts) for _ in range(2 if n % 5 == 0 else 1)]
+        records = [(a.id.encode(), a.model_dump_json().encode()) for a in stream]
+        await kafka.produce(kafka.topics.alerts_normalized, records, partition=0)
+        pairs = sum(len({e.key for e in a.entities}) for a in stream)
+
+        await _seen(kafka, kafka.topics.risk, pairs // 10, within=60)
+        procs[0].kill()  # SIGKILL: no leave-group, no flush, no commit
+        procs[0].wait(10)
+        at_kill = len(await kafka.read_all(kafka.topics.risk, idle=0.3))
+        assert at_kill < pairs, "the stream was over before the kill"
+
+        deadline = time.monotonic() + 120
+        while True:
+            state = await _changelog(kafka)
+            wrong = {
+                (key, start): (state[key].total(start, CONFIG) if key in state else None, total)
+                for (key, start), total in _reference(alerts).items()
+                if key not in state
+                or (start >= _kept_from(state[key]) and state[key].total(start, CONFIG) != total)
+            }
+            if not wrong:
+                break
+            assert procs[1].poll() is None, f"the survivor exited (see {logs[1]})"
+            first = sorted(wrong.items())[:8]
+            assert time.monotonic() < deadline, f"(got, expected) totals: {first}"
+            await asyncio.sleep(2)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
+
+    survivor = logs[1].read_text()
+    assert "Starting standby partitions" in survivor  # it kept a copy of the other's table
+    assert survivor.count("Setting newly assigned partitions") >= 2  # and took them over
+
+    rules_file = tmp_path / "rules.yaml"
+    embedded = RiskLedger(load_risk_rules([rules_file]), CONFIG)
+    expected = {r["soc_risk"]["id"] for a in stream for r in embedded.add(a)}
+    raised = [
+        json.loads(r.value)["soc_risk"]
+        for r in await kafka.read_all(kafka.topics.alerts)
+        if b"soc_risk" in r.value
+    ]
+    assert expected and {r["id"] for r in raised} == expected
+    # A record raised again after the kill is the same record: recognised downstream.
+    by_id: dict[str, list[dict[str, object]]] = {}
+    for record in raised:
+        by_id.setdefault(str(record["id"]), []).append(record)
+    for copies in by_id.values():
+        assert all(c["window"] == copies[0]["window"] for c in copies)
