@@ -842,19 +842,28 @@ def worker(
 
 @app.command()
 def stream(
-    port: Annotated[
-        int, typer.Option("--port", min=1, max=65535, help="health and metrics on 127.0.0.1:PORT")
-    ] = 6066,
+    host: Annotated[
+        str, typer.Option("--host", help="address of health and metrics (never a wildcard)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 6066,
     config: ConfigOpt = None,
 ) -> None:
     """Entity risk over Kafka: a faust app beside the workers (soc.alerts.normalized in)."""
+    import ipaddress
+
     from soc_agent.runtime.stream import run_stream
 
+    try:
+        wildcard = ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        raise _fail(f"--host must be an IP address, not {host!r}", 2) from None
+    if wildcard:
+        raise _fail("--host must be one address (e.g. the pod's IP), not a wildcard", 2)
     settings = _settings(config, None)
     if not settings.risk.enabled:
         raise _fail("risk.enabled is false: the stream app has nothing to do", 2)
     try:
-        run_stream(settings, web_port=port)
+        run_stream(settings, web_host=host, web_port=port)
     except SocAgentError as exc:
         raise _fail(str(exc)) from None
 

@@ -70,10 +70,12 @@ def build_stream_app(
     settings: Settings,
     *,
     data_dir: Path,
+    web_host: str = "127.0.0.1",
     web_port: int = 6066,
     counters: StreamCounters | None = None,
 ) -> faust.App:
-    """The faust app; its web server (health, metrics) binds to loopback only."""
+    """The faust app; its web server (health, metrics) binds to `web_host` only (loopback
+    unless told otherwise)."""
     kafka, config = settings.kafka, settings.risk
     rules = load_risk_rules(risk_rule_sources(settings))
     counters = counters or StreamCounters()
@@ -89,8 +91,8 @@ def build_stream_app(
         topic_replication_factor=kafka.layout.replication_factor,
         table_standby_replicas=1,
         web_enabled=True,
-        web_bind="127.0.0.1",
-        web_host="127.0.0.1",
+        web_bind=web_host,
+        web_host=web_host,
         web_port=web_port,
         producer_acks=-1,
         # The workers' group timing, so a dead member's partitions move as fast.
@@ -226,11 +228,11 @@ async def ensure_stream_topics(kafka: KafkaConfig, *, within: float = 30.0) -> N
         await admin.close()
 
 
-def run_stream(settings: Settings, *, web_port: int) -> None:
+def run_stream(settings: Settings, *, web_host: str, web_port: int) -> None:
     """Run the app until SIGINT/SIGTERM (faust's worker owns the event loop). Its data
     directory is private and temporary: the state lives in the changelog topic."""
     asyncio.run(ensure_stream_topics(settings.kafka))
     data_dir = Path(tempfile.mkdtemp(prefix="soc-agent-stream-"))
-    app = build_stream_app(settings, data_dir=data_dir, web_port=web_port)
+    app = build_stream_app(settings, data_dir=data_dir, web_host=web_host, web_port=web_port)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), redirect_stdouts=False)
     worker.execute_from_commandline()

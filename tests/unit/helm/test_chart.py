@@ -160,8 +160,28 @@ def test_scrapers_named_in_values_may_reach_only_the_worker_health_port() -> Non
     assert api_rule == {"ports": [{"port": 8080, "protocol": "TCP"}]}
 
 
+def test_the_stream_app_binds_its_pod_ip_never_a_wildcard_and_is_probed() -> None:
+    manifests = render({"networkPolicy": {"metricsFrom": [{"podSelector": {}}]}})
+    stream = deployment(manifests, "stream")
+    pod = stream["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    assert container["args"] == ["stream", "--host", "$(POD_IP)", "--port", "6066"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert container["ports"] == [{"name": "health", "containerPort": 6066}]
+    policies = {p["metadata"]["name"]: p for p in manifests["NetworkPolicy"]}
+    (rule,) = policies["soc-soc-agent-stream"]["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 6066, "protocol": "TCP"}]
+    assert stream["spec"]["replicas"] == 2
+
+
 def test_components_can_be_disabled() -> None:
-    manifests = render({"api": {"enabled": False}})
+    manifests = render(
+        {"api": {"enabled": False}, "stream": {"enabled": False, "replicas": 0, "port": 6066}}
+    )
     assert [d["metadata"]["name"] for d in manifests["Deployment"]] == ["soc-soc-agent-worker"]
     assert "Service" not in manifests
 
@@ -172,6 +192,7 @@ def test_components_can_be_disabled() -> None:
         {"worker": {"replicas": -1}},
         {"worker": {"replicas": 1, "health": {"port": 0}}},
         {"worker": {"replicas": 1, "health": {"port": 70000}}},
+        {"stream": {"replicas": 1, "port": 80}},
         {"networkPolicy": {"metricsFrom": "everyone"}},
         {"config": {"policy": {"agent_autonomy": 9}}},
         {"config": {"policy": {"mode": "yolo"}}},
