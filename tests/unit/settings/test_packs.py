@@ -148,3 +148,22 @@ def test_enabling_one_more_pack_keeps_the_others_and_their_settings(tmp_path: Pa
     assert both.playbooks == [IDENTITY / "playbooks", first / "playbooks", second / "playbooks"]
     assert both.playbook_settings[str(first / "playbooks")]["large_bytes"] == 7
     assert both.playbook_settings[str(second / "playbooks")]["large_bytes"] == 100_000_000
+
+
+def test_a_packs_risk_rules_join_the_configured_ones(tmp_path: Path) -> None:
+    from soc_agent.risk import load_risk_rules
+    from soc_agent.runtime.risk import risk_rule_sources
+
+    pack = _copy(tmp_path)
+    (pack / "risk_rules").mkdir()
+    (pack / "risk_rules" / "dlp.yaml").write_text(
+        "rules:\n  - {id: big-upload, description: a large upload, "
+        "when: 'alert.labels.bytes != \"\"', points: 30, entities: [user]}\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text(CASE_API + "packs: [pack]\n")
+    settings = load_settings(config, store=tmp_path / "s.db")
+    assert settings.risk_rules == [pack / "risk_rules"]
+    ids = [rule.id for rule in load_risk_rules(risk_rule_sources(settings)).rules]
+    assert ids[-1] == "big-upload" and "severity" in ids  # beside the shipped rules
