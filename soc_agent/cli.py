@@ -666,8 +666,8 @@ def packs_show(pack: PackArg, as_json: JsonOpt = False, config: ConfigOpt = None
         return
     typer.echo(f"{info['name']} {info['version']}: {info['description']}")
     typer.echo(f"  from {info['root']}")
-    for key in ("playbooks", "mappings", "connectors"):
-        typer.echo(f"  {key}: {', '.join(info[key]) or '-'}")
+    for key in ("playbooks", "mappings", "connectors", "python_connectors", "risk_rules"):
+        typer.echo(f"  {key.replace('_', ' ')}: {', '.join(info[key]) or '-'}")
     typer.echo(f"  test cases: {info['test_cases']}")
     typer.echo(f"  requires connectors: {', '.join(info['requires']['connectors']) or '-'}")
     for name, spec in info["settings"].items():

@@ -16,6 +16,7 @@ from soc_agent_connectors import load_connector_classes
 from soc_agent.ingest import load_mappings
 from soc_agent.playbooks.loader import playbook_files
 from soc_agent.playbooks.testing import CaseResult, load_cases
+from soc_agent.risk import load_risk_rules
 from soc_agent.runtime.declarative import load_definitions
 from soc_agent.runtime.playbook_set import load_all_playbooks
 from soc_agent.runtime.playbook_tests import run_playbook_tests
@@ -48,6 +49,7 @@ def describe_pack(pack: Pack) -> dict[str, Any]:
     playbooks = pack.folder("playbooks")
     mappings = pack.folder("mappings")
     connectors = pack.folder("connectors")
+    risk_rules = pack.folder("risk_rules")
     tests = playbooks / "tests" if playbooks is not None else None
     return {
         **_row(pack, enabled=None, installed=None),
@@ -58,6 +60,7 @@ def describe_pack(pack: Pack) -> dict[str, Any]:
         "mappings": [m.name for m in load_mappings([mappings])] if mappings else [],
         "connectors": [d.name for d in load_definitions([connectors])] if connectors else [],
         "python_connectors": list(pack.manifest.provides.connectors),
+        "risk_rules": [r.id for r in load_risk_rules([risk_rules]).rules] if risk_rules else [],
     }
 
 

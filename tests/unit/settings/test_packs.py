@@ -167,3 +167,7 @@ def test_a_packs_risk_rules_join_the_configured_ones(tmp_path: Path) -> None:
     assert settings.risk_rules == [pack / "risk_rules"]
     ids = [rule.id for rule in load_risk_rules(risk_rule_sources(settings)).rules]
     assert ids[-1] == "big-upload" and "severity" in ids  # beside the shipped rules
+    from soc_agent.runtime.pack_tools import describe_pack
+    from soc_agent.settings.packs import load_pack
+
+    assert describe_pack(load_pack(pack))["risk_rules"] == ["big-upload"]
