@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack, suppress
 
 from soc_agent import failpoints
 from soc_agent.errors import SocAgentError
-from soc_agent.runtime.components import open_components
+from soc_agent.runtime.components import Components, open_components
 from soc_agent.runtime.kafka.metrics import WorkerReport
 from soc_agent.runtime.kafka.producer import RenewableProducer, make_producer
 from soc_agent.runtime.kafka.worker import KafkaWorker, make_consumer
@@ -58,6 +58,8 @@ async def run_worker(
             ) from None
         worker = KafkaWorker(components, config, consumer, producer)
         worker.subscribe()
+        if settings.risk.enabled:
+            follow_risk(components, settings, stop, stack)
         if config.health_port:
             from soc_agent.runtime.kafka.health import serve_health
 
@@ -79,6 +81,21 @@ async def run_worker(
         finally:
             stop.set()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def follow_risk(
+    components: Components, settings: Settings, stop: asyncio.Event, stack: AsyncExitStack
+) -> None:
+    """Answer `risk.lookup` from the stream app's table (its changelog, read here)."""
+    from soc_agent_connectors import RiskLedgerConnector
+
+    from soc_agent.runtime.kafka.risk_view import RiskView
+
+    view = RiskView(settings.kafka, settings.risk)
+    for connector in components.gateway.connectors.values():
+        if isinstance(connector, RiskLedgerConnector):
+            connector.attach(view)
+    stack.push_async_callback(_await, asyncio.create_task(view.run(stop)))
 
 
 async def _await(task: asyncio.Task[None]) -> None:

@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaConsumer
 
+from soc_agent.errors import ConnectorError
 from soc_agent.models import Alert, Entity, EntityType, Rule, Severity
 from soc_agent.risk import RiskConfig
 from soc_agent.risk.ledger import EntityRisk, window_starts
+from soc_agent.runtime.kafka.risk_view import RiskView
 from tests.integration.kafka.conftest import REPO, HasBootstrap, KafkaEnv, free_port, new_env
 
 T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
@@ -141,6 +144,23 @@ async def test_risk_totals_are_exact_and_each_risk_alert_is_raised_once(
     state = await _changelog(kafka)
     for (key, start), total in _reference(alerts).items():
         assert state[key].total(start, CONFIG) == total, (key, start)
+
+    # A worker answers risk.lookup from the same changelog, once it has read it all.
+    view = RiskView(kafka.config(), CONFIG)
+    with pytest.raises(ConnectorError, match="not read yet"):
+        view.lookup("host", "srv-db")
+    stop = asyncio.Event()
+    following = asyncio.create_task(view.run(stop))
+    deadline = time.monotonic() + 30
+    while not view.caught_up:
+        assert time.monotonic() < deadline, "the risk view did not catch up"
+        await asyncio.sleep(0.2)
+    found = view.lookup("host", "SRV-DB")
+    start = window_starts(state["host:srv-db"].watermark, CONFIG)[0]
+    assert found["total"] == _reference(alerts)[("host:srv-db", start)] > 0
+    assert view.lookup("user", "nobody")["total"] == 0
+    stop.set()
+    await following
 
     raised = [
         json.loads(r.value)["soc_risk"]
