@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from soc_agent_connectors import DATA_PATH
 
 from soc_agent.models import EntityType
 from soc_agent.risk.rules import DEFAULT_ENTITY_TYPES
@@ -34,6 +37,12 @@ class RiskConfig(BaseModel):
         "counted as dropped",
     )
     shipped_rules: bool = Field(default=True, description="load the shipped risk rules")
+    asset_file: Path | None = Field(
+        default=None,
+        description="assets with their criticality (the local inventory's YAML format), read "
+        "at start-up: rules see it as entity.criticality (unknown without one)",
+        json_schema_extra=DATA_PATH,
+    )
 
     @model_validator(mode="after")
     def _hops_divide_the_window(self) -> RiskConfig:

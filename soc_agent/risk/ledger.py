@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 RISK_FORMAT = "soc_risk"
 HISTORY_LIMIT = 100  # distinct tactics, techniques and rules a rule sees in `history`
 RECORD_CONTRIBUTIONS = 50  # contributions a risk record lists (the highest-scoring)
+UNKNOWN = "unknown"  # the criticality of an entity the asset file does not list
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ class EntityRisk:
 
     def add(
         self, alert: Alert, context: dict[str, Any], entity: Entity, rules: RiskRules,
-        config: RiskConfig,
+        config: RiskConfig, *, criticality: str = UNKNOWN,
     ) -> list[dict[str, Any]]:  # fmt: skip
         """Add the alert's risk to this entity; the risk records it raises (usually none)."""
         if alert.id in self.contributions:
@@ -162,7 +163,12 @@ class EntityRisk:
         starts = window_starts(moment, config)
         score = rules.score(
             context,
-            {"type": entity.type.value, "value": entity.value, "role": entity.role},
+            {
+                "type": entity.type.value,
+                "value": entity.value,
+                "role": entity.role,
+                "criticality": criticality,
+            },
             self.history(starts[0], config),
         )
         if score.unevaluated:
@@ -270,8 +276,10 @@ class EntityRisk:
 class RiskLedger:
     """The embedded runtime's risk state: every entity's `EntityRisk`, in memory."""
 
-    def __init__(self, rules: RiskRules, config: RiskConfig) -> None:
-        self.rules, self.config = rules, config
+    def __init__(
+        self, rules: RiskRules, config: RiskConfig, assets: Mapping[str, str] | None = None
+    ) -> None:
+        self.rules, self.config, self.assets = rules, config, dict(assets or {})
         self._entities: dict[str, EntityRisk] = {}
         self._newest = 0  # the newest event time of any alert
         self._swept = 0  # `_newest` at the last sweep
@@ -290,7 +298,10 @@ class RiskLedger:
             state = self._entities.get(entity.key)
             if state is None:
                 state = self._entities[entity.key] = EntityRisk(entity.key)
-            raised += state.add(alert, context, entity, self.rules, self.config)
+            criticality = self.assets.get(entity.key, UNKNOWN)
+            raised += state.add(
+                alert, context, entity, self.rules, self.config, criticality=criticality
+            )
         self._sweep(_epoch(alert.created_at))
         return raised
 

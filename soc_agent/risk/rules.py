@@ -92,7 +92,7 @@ class RiskRuleFile(BaseModel):
 
 _FIELDS: dict[str, frozenset[str]] = {
     "alert": ALERT_CONTEXT_FIELDS,
-    "entity": frozenset({"type", "value", "role"}),
+    "entity": frozenset({"type", "value", "role", "criticality"}),
     "history": frozenset({"alerts", "total", "tactics", "techniques", "rules"}),
 }
 

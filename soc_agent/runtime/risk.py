@@ -10,9 +10,10 @@ from soc_agent_connectors import Connector, RiskLedgerConnector
 from soc_agent.ingest import normalize
 from soc_agent.models import Alert
 from soc_agent.risk import RISK_FORMAT, RiskLedger, load_risk_rules, shipped_risk_rules_dir
+from soc_agent.risk.assets import load_asset_criticality
 from soc_agent.settings import Settings
 
-__all__ = ["build_ledger", "raised_alerts", "risk_rule_sources"]
+__all__ = ["build_ledger", "raised_alerts", "risk_assets", "risk_rule_sources"]
 
 
 def risk_rule_sources(settings: Settings) -> list[Path]:
@@ -22,6 +23,12 @@ def risk_rule_sources(settings: Settings) -> list[Path]:
     return [*shipped, *settings.risk_rules]
 
 
+def risk_assets(settings: Settings) -> dict[str, str]:
+    """Entity key -> criticality from `risk.asset_file` (none configured: empty)."""
+    path = settings.risk.asset_file
+    return load_asset_criticality(path) if path is not None else {}
+
+
 def build_ledger(
     settings: Settings, connectors: Mapping[str, Connector], *, in_process: bool
 ) -> RiskLedger | None:
@@ -29,9 +36,10 @@ def build_ledger(
     when not `in_process`. Bad rule files stop start-up either way, naming file, line and
     field."""
     rules = load_risk_rules(risk_rule_sources(settings))
+    assets = risk_assets(settings)
     if not (settings.risk.enabled and in_process):
         return None
-    ledger = RiskLedger(rules, settings.risk)
+    ledger = RiskLedger(rules, settings.risk, assets)
     for connector in connectors.values():
         if isinstance(connector, RiskLedgerConnector):
             connector.attach(ledger)

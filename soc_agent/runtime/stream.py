@@ -30,10 +30,17 @@ from pydantic import ValidationError
 
 from soc_agent.models import Alert
 from soc_agent.risk import RiskConfig, load_risk_rules
-from soc_agent.risk.ledger import EntityRisk, risk_entities, risk_record_id, window_starts
+from soc_agent.risk.ledger import (
+    UNKNOWN,
+    EntityRisk,
+    risk_entities,
+    risk_record_id,
+    window_starts,
+)
+from soc_agent.runtime.confinement import check_settings_confined
 from soc_agent.runtime.kafka.runner import KafkaUnavailable
 from soc_agent.runtime.kafka.topics import create_topics, stream_app_id, stream_topics
-from soc_agent.runtime.risk import risk_rule_sources
+from soc_agent.runtime.risk import risk_assets, risk_rule_sources
 from soc_agent.settings import Settings
 from soc_agent.settings.kafka import KafkaConfig
 
@@ -78,6 +85,7 @@ def build_stream_app(
     unless told otherwise)."""
     kafka, config = settings.kafka, settings.risk
     rules = load_risk_rules(risk_rule_sources(settings))
+    assets = risk_assets(settings)
     counters = counters or StreamCounters()
     partitions = kafka.layout.partitions
     app = faust.App(
@@ -142,7 +150,10 @@ def build_stream_app(
                 continue
             stored = table.get(key)
             state = EntityRisk.from_json(stored) if stored else EntityRisk(key)
-            raised = state.add(alert, alert.context(), entity, rules, config)
+            criticality = assets.get(key, UNKNOWN)
+            raised = state.add(
+                alert, alert.context(), entity, rules, config, criticality=criticality
+            )
             table[key] = state.to_json()
             counters.updates += 1
             for record in raised:
@@ -231,6 +242,7 @@ async def ensure_stream_topics(kafka: KafkaConfig, *, within: float = 30.0) -> N
 def run_stream(settings: Settings, *, web_host: str, web_port: int) -> None:
     """Run the app until SIGINT/SIGTERM (faust's worker owns the event loop). Its data
     directory is private and temporary: the state lives in the changelog topic."""
+    check_settings_confined(settings)  # the asset file, as the workers check theirs
     asyncio.run(ensure_stream_topics(settings.kafka))
     data_dir = Path(tempfile.mkdtemp(prefix="soc-agent-stream-"))
     app = build_stream_app(settings, data_dir=data_dir, web_host=web_host, web_port=web_port)

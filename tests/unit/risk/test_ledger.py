@@ -7,9 +7,11 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from soc_agent.errors import ConfigError
 from soc_agent.ingest import normalize
 from soc_agent.models import Alert, Entity, EntityType, Rule, Severity
 from soc_agent.risk import RiskConfig, RiskLedger, load_risk_rules, risk_record_id
@@ -168,3 +170,28 @@ def test_totals_are_exact_under_any_order_and_redelivery(
         kind, value = entity.split(":", 1)
         moment = datetime.fromtimestamp(start + config.window_seconds - 1, UTC)
         assert ledger.lookup(kind, value, moment)["total"] == total
+
+
+def test_an_important_asset_weighs_more_when_the_asset_file_says_so(tmp_path: Path) -> None:
+    from soc_agent.risk import shipped_risk_rules_dir
+    from soc_agent.risk.assets import load_asset_criticality
+
+    inventory = tmp_path / "assets.yaml"
+    inventory.write_text(
+        "assets:\n  - {type: host, value: DC01, criticality: critical, owner: it}\n"
+        "  - {type: host, value: ws-1, criticality: low}\n",
+        encoding="utf-8",
+    )
+    assets = load_asset_criticality(inventory)
+    assert assets == {"host:dc01": "critical", "host:ws-1": "low"}
+    ledger = RiskLedger(load_risk_rules([shipped_risk_rules_dir()]), RiskConfig(), assets)
+    ledger.add(_alert(1, at=T0, hosts=("dc01", "ws-1")))
+    dc = ledger.lookup("host", "dc01")["contributions"][0]["rules"]
+    assert {r["id"] for r in dc} == {"severity", "important-asset"}
+    ws = ledger.lookup("host", "ws-1")["contributions"][0]["rules"]
+    assert {r["id"] for r in ws} == {"severity"}
+
+    inventory.write_text("assets:\n  - {type: host, value: dc01, criticality: vital}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_asset_criticality(inventory)
+    assert caught.value.line == 2 and caught.value.key == "assets.0.criticality"

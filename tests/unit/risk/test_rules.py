@@ -10,7 +10,7 @@ import pytest
 from soc_agent.errors import ConfigError
 from soc_agent.risk import load_risk_rules, shipped_risk_rules_dir
 
-HOST = {"type": "host", "value": "ws-fin-031", "role": None}
+HOST = {"type": "host", "value": "ws-fin-031", "role": None, "criticality": "unknown"}
 EMPTY = {"alerts": 0, "total": 0, "tactics": [], "techniques": [], "rules": []}
 
 
@@ -132,5 +132,5 @@ def test_rules_score_only_their_entity_types(tmp_path: Path) -> None:
     )
     rules = load_risk_rules([path])
     assert rules.score(_alert(), HOST, EMPTY).points == 0
-    user = {"type": "user", "value": "d.okafor", "role": None}
+    user = {"type": "user", "value": "d.okafor", "role": None, "criticality": "unknown"}
     assert rules.score(_alert(), user, EMPTY).points == 7
