@@ -2,9 +2,10 @@
 consume of the same records, measured in the same run on the same broker.
 
 The real Apache Kafka that the tests build (tests/infra/kafka.py) is started on
-loopback; N canonical alerts (each naming one or two of 50 hosts and one of 20 users)
-go onto the normalized topic's six partitions. The ceiling is one aiokafka consumer
-reading them all; then one stream app processes them, and its own counters (served on
+loopback; N canonical alerts (each naming one or two hosts and one user) go onto the
+normalized topic's six partitions (`--hosts`/`--users` set how many alerts each entity
+gathers: the state an update rewrites grows with them). The ceiling is one aiokafka
+consumer reading them all; then one stream app processes them, and its own counters (served on
 /metrics) give the rate from its first update to its last. The broker, the app and
 this script share the machine's cores.
 
@@ -39,11 +40,11 @@ TOPIC = "bench.alerts.normalized"
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 
 
-def _alerts(count: int) -> list[bytes]:
+def _alerts(count: int, hosts: int, users: int) -> list[bytes]:
     rng = random.Random(1)
     out = []
     for n in range(count):
-        hosts = rng.sample(range(50), rng.randint(1, 2))
+        named = rng.sample(range(hosts), rng.randint(1, 2))
         alert = Alert(
             id=f"bench:{n}",
             format="elastic",
@@ -53,8 +54,8 @@ def _alerts(count: int) -> list[bytes]:
             title=f"alert {n}",
             severity=rng.choice(list(Severity)),
             created_at=T0 + timedelta(seconds=20 * n),
-            entities=[Entity(type=EntityType.HOST, value=f"ws-{h}") for h in hosts]
-            + [Entity(type=EntityType.USER, value=f"user-{n % 20}")],
+            entities=[Entity(type=EntityType.HOST, value=f"ws-{h}") for h in named]
+            + [Entity(type=EntityType.USER, value=f"user-{rng.randrange(users)}")],
             tactics=[rng.choice(["Execution", "Persistence", "Credential Access"])],
             original={"n": n},
         )
@@ -159,8 +160,8 @@ async def _stream(bootstrap: str, pairs: int, workdir: Path) -> tuple[float, flo
         proc.wait(30)
 
 
-async def main(count: int) -> None:
-    records = _alerts(count)
+async def main(count: int, hosts: int, users: int) -> None:
+    records = _alerts(count, hosts, users)
     pairs = 0
     for value in records:
         alert = Alert.model_validate_json(value)
@@ -173,7 +174,8 @@ async def main(count: int) -> None:
             updates, alerts, rss = await _stream(broker.bootstrap, pairs, Path(tmp))
         finally:
             broker.close()
-    print(f"alerts: {count:,}  entity updates: {pairs:,}  (6 partitions, one stream app)")
+    print(f"alerts: {count:,} over {hosts:,} hosts and {users:,} users, one every 20 s; "
+          f"entity updates: {pairs:,} (6 partitions, one stream app)")  # fmt: skip
     print(f"ceiling, plain aiokafka consume: {ceiling:,.0f} records/s")
     print(f"stream app: {updates:,.0f} risk updates/s, {alerts:,.0f} alerts/s, peak RSS {rss} MiB")
     print(f"ratio: {alerts / ceiling:.3f} of the ceiling (alerts)")
@@ -182,4 +184,7 @@ async def main(count: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--alerts", type=int, default=20_000)
-    asyncio.run(main(parser.parse_args().alerts))
+    parser.add_argument("--hosts", type=int, default=50, help="fewer: more alerts per entity")
+    parser.add_argument("--users", type=int, default=20)
+    args = parser.parse_args()
+    asyncio.run(main(args.alerts, args.hosts, args.users))

@@ -64,16 +64,23 @@ class Contribution:
             "techniques": list(self.techniques),
         }
 
+    def pack(self) -> list[Any]:
+        """The compact form kept in state (the changelog rewrites it on every update)."""
+        rules = [[rule, points] for rule, points in self.rules]
+        return [self.alert_id, self.at, self.title, self.points, rules,
+                list(self.tactics), list(self.techniques)]  # fmt: skip
+
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Contribution:
+    def unpack(cls, data: list[Any]) -> Contribution:
+        alert_id, at, title, points, rules, tactics, techniques = data
         return cls(
-            alert_id=str(data["alert_id"]),
-            at=int(datetime.fromisoformat(str(data["at"])).timestamp()),
-            title=str(data["title"]),
-            points=int(data["points"]),
-            rules=tuple((str(r["id"]), int(r["points"])) for r in data["rules"]),
-            tactics=tuple(str(t) for t in data["tactics"]),
-            techniques=tuple(str(t) for t in data["techniques"]),
+            alert_id=str(alert_id),
+            at=int(at),
+            title=str(title),
+            points=int(points),
+            rules=tuple((str(r), int(p)) for r, p in rules),
+            tactics=tuple(str(x) for x in tactics),
+            techniques=tuple(str(x) for x in techniques),
         )
 
 
@@ -194,8 +201,12 @@ class EntityRisk:
             techniques=tuple(alert.techniques),
         )
         raised: list[dict[str, Any]] = []
+        hops = self._hop_sums(config)
+        span = config.window_seconds // config.hop_seconds
         for start in starts:
-            if self.total(start, config) >= config.threshold and self._may_raise(start, config):
+            first = start // config.hop_seconds
+            total = max(0, sum(hops.get(first + i, 0) for i in range(span)))
+            if total >= config.threshold and self._may_raise(start, config):
                 self.raised = start
                 raised.append(self._record(entity, start, alert.created_at, config))
         if moment > self.watermark:
@@ -203,6 +214,15 @@ class EntityRisk:
             horizon = moment - 3 * config.window_seconds
             self.contributions = {k: c for k, c in self.contributions.items() if c.at >= horizon}
         return raised
+
+    def _hop_sums(self, config: RiskConfig) -> dict[int, int]:
+        """Points per hop (windows start on hop boundaries): one pass, then each of the
+        overlapping windows' totals is a sum of its hops."""
+        sums: dict[int, int] = {}
+        for c in self.contributions.values():
+            hop = c.at // config.hop_seconds
+            sums[hop] = sums.get(hop, 0) + c.points
+        return sums
 
     def _may_raise(self, start: int, config: RiskConfig) -> bool:
         return self.raised is None or start >= self.raised + config.window_seconds
@@ -250,7 +270,7 @@ class EntityRisk:
     def to_json(self) -> dict[str, Any]:
         return {
             "key": self.key,
-            "contributions": [c.to_json() for c in self.contributions.values()],
+            "contributions": [c.pack() for c in self.contributions.values()],
             "raised": self.raised,
             "watermark": self.watermark,
             "dropped": self.dropped,
@@ -260,7 +280,7 @@ class EntityRisk:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EntityRisk:
-        contributions = [Contribution.from_json(c) for c in data.get("contributions", [])]
+        contributions = [Contribution.unpack(c) for c in data.get("contributions", [])]
         raised = data.get("raised")
         return cls(
             key=str(data["key"]),

@@ -126,6 +126,8 @@ def build_stream_app(
         schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
     )
 
+    decoded = _Decoded()
+
     @app.agent(normalized)
     async def fan_out(stream: StreamT[Any]) -> None:
         """Each alert to every entity that gathers risk, keyed by the entity."""
@@ -149,12 +151,12 @@ def build_stream_app(
             if entity is None:
                 continue
             stored = table.get(key)
-            state = EntityRisk.from_json(stored) if stored else EntityRisk(key)
+            state = decoded.get(key, stored)
             criticality = assets.get(key, UNKNOWN)
             raised = state.add(
                 alert, alert.context(), entity, rules, config, criticality=criticality
             )
-            table[key] = state.to_json()
+            table[key] = decoded.put(key, state)
             counters.updates += 1
             for record in raised:
                 counters.raised += 1
@@ -193,6 +195,29 @@ def build_stream_app(
 
     del fan_out, accumulate, healthz, readyz, metrics  # registered on the app
     return app
+
+
+class _Decoded:
+    """The states this app wrote, decoded, so an update need not parse its entity's state
+    again. A state is reused only while the table still holds the very value written
+    with it: after a recovery or another worker's update it is parsed afresh."""
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self._limit = limit
+        self._states: dict[str, tuple[dict[str, Any], EntityRisk]] = {}
+
+    def get(self, key: str, stored: dict[str, Any] | None) -> EntityRisk:
+        cached = self._states.get(key)
+        if cached is not None and stored is cached[0]:
+            return cached[1]
+        return EntityRisk.from_json(stored) if stored else EntityRisk(key)
+
+    def put(self, key: str, state: EntityRisk) -> dict[str, Any]:
+        value = state.to_json()
+        if len(self._states) >= self._limit and key not in self._states:
+            self._states.pop(next(iter(self._states)))
+        self._states[key] = (value, state)
+        return value
 
 
 def _alert(value: bytes | None, counters: StreamCounters) -> Alert | None:
