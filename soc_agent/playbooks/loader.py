@@ -18,16 +18,15 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from soc_agent.errors import PlaybookError, SocAgentError
-from soc_agent.playbooks.checks import Catalog, Path_, check_configured, check_playbook
+from soc_agent.playbooks.checks import Catalog, check_configured, check_playbook
 from soc_agent.playbooks.schema import Playbook
-from soc_agent.yaml_input import NoAliasLoader
+from soc_agent.yaml_input import NoAliasLoader, locate, walk
 
 __all__ = [
     "PlaybookValidationError",
     "format_path",
     "load_playbook_file",
     "load_playbooks",
-    "locate",
     "parse_yaml",
     "playbook_files",
     "shipped_playbooks_dir",
@@ -192,33 +191,6 @@ def _load_text(
 # --- locating nodes -------------------------------------------------------------------
 
 
-def locate(root: yaml.Node | None, path: Sequence[str | int]) -> int | None:
-    """1-based line of the node at `path` (or of its deepest existing ancestor)."""
-    node, _ = _walk(root, path)
-    return node.start_mark.line + 1 if node is not None else None
-
-
-def _walk(root: yaml.Node | None, path: Sequence[str | int]) -> tuple[yaml.Node | None, Path_]:
-    node, resolved = root, []
-    for part in path:
-        child = _child(node, part)
-        if child is None:
-            continue  # a pydantic union tag, or a key that is missing
-        node = child
-        resolved.append(part)
-    return node, tuple(resolved)
-
-
-def _child(node: yaml.Node | None, part: str | int) -> yaml.Node | None:
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode) and key.value == str(part):
-                return value  # type: ignore[no-any-return]
-    elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-        return node.value[part] if 0 <= part < len(node.value) else None
-    return None
-
-
 def format_path(path: Sequence[str | int]) -> str:
     out = ""
     for part in path:
@@ -228,7 +200,7 @@ def format_path(path: Sequence[str | int]) -> str:
 
 def _from_pydantic(err: Any, file: str, root: yaml.Node | None) -> PlaybookError:
     loc: tuple[str | int, ...] = tuple(err["loc"])
-    node, resolved = _walk(root, loc)
+    node, resolved = walk(root, loc)
     kind = err["type"]
     field_path = resolved
     if kind == "missing" and loc and isinstance(loc[-1], str):

@@ -57,11 +57,12 @@ from soc_agent.models import (
 )
 from soc_agent.models.assessment import Assessment, ModelReport
 from soc_agent.playbooks.context import build_context
-from soc_agent.playbooks.loader import PlaybookValidationError, format_path, locate, parse_yaml
+from soc_agent.playbooks.loader import PlaybookValidationError, format_path, parse_yaml
 from soc_agent.playbooks.recordings import RecordedCall, RecordedStepExecutor
 from soc_agent.playbooks.runner import investigate
 from soc_agent.playbooks.schema import Playbook
 from soc_agent.playbooks.scoring import candidates, match_playbooks, score
+from soc_agent.yaml_input import locate
 
 __all__ = [
     "Case",

@@ -10,12 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from soc_agent.errors import ConfigError
 from soc_agent.models import Entity, EntityType
-from soc_agent.playbooks.loader import locate
-from soc_agent.yaml_input import read_yaml
+from soc_agent.yaml_input import read_model
 
 __all__ = ["load_asset_criticality"]
 
@@ -36,16 +34,5 @@ class _Assets(BaseModel):
 
 def load_asset_criticality(path: Path) -> dict[str, str]:
     """Entity key (`host:dc01`) -> criticality; errors name file, line and field."""
-    data, node = read_yaml(path, "asset file")
-    try:
-        parsed = _Assets.model_validate(data)
-        return {Entity(type=a.type, value=a.value).key: a.criticality for a in parsed.assets}
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        loc = tuple(error["loc"])
-        raise ConfigError(
-            error["msg"],
-            source=str(path),
-            key=".".join(str(p) for p in loc) or None,
-            line=locate(node, loc),
-        ) from None
+    parsed, _ = read_model(path, _Assets, "asset file")
+    return {Entity(type=a.type, value=a.value).key: a.criticality for a in parsed.assets}

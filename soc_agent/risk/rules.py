@@ -17,7 +17,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from soc_agent.errors import ConfigError, ExpressionError
 from soc_agent.models import EntityType
@@ -30,8 +30,7 @@ from soc_agent.playbooks.expressions import (
     free_variables,
     unknown_functions,
 )
-from soc_agent.playbooks.loader import locate
-from soc_agent.yaml_input import read_yaml
+from soc_agent.yaml_input import locate, read_model
 
 __all__ = [
     "RULE_NAMES",
@@ -189,18 +188,7 @@ def load_risk_rules(sources: Iterable[Path]) -> RiskRules:
     rules: list[RiskRule] = []
     where: dict[str, Path] = {}
     for path in _rule_files(sources):
-        data, node = read_yaml(path, "risk rules file")
-        try:
-            parsed = RiskRuleFile.model_validate(data)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            loc = tuple(error["loc"])
-            raise ConfigError(
-                error["msg"],
-                source=str(path),
-                key=".".join(str(p) for p in loc) or None,
-                line=locate(node, loc),
-            ) from None
+        parsed, node = read_model(path, RiskRuleFile, "risk rules file")
         for index, rule in enumerate(parsed.rules):
             if rule.id in where:
                 raise ConfigError(

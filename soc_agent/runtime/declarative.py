@@ -36,10 +36,10 @@ from soc_agent_connectors import (
 from soc_agent.errors import ConfigError, ConnectorError, ExpressionError
 from soc_agent.models import EntityType, RiskTier
 from soc_agent.playbooks.expressions import evaluate, free_variables
-from soc_agent.playbooks.loader import format_path, locate
+from soc_agent.playbooks.loader import format_path
 from soc_agent.playbooks.templates import iter_templates, parse_template, render
 from soc_agent.settings import Settings
-from soc_agent.yaml_input import read_yaml
+from soc_agent.yaml_input import locate, read_yaml
 
 __all__ = [
     "HttpDefinition",

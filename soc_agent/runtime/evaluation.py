@@ -25,12 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from soc_agent.errors import ConfigError
 from soc_agent.models import RunMode
 from soc_agent.models.assessment import Verdict
-from soc_agent.playbooks.loader import format_path, locate
+from soc_agent.playbooks.loader import format_path
 from soc_agent.runtime.components import open_components
 from soc_agent.runtime.embedded import run_embedded
 from soc_agent.settings import Settings
 from soc_agent.settings.llm import LlmConfig
-from soc_agent.yaml_input import read_yaml
+from soc_agent.yaml_input import locate, read_yaml
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model

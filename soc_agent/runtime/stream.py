@@ -38,7 +38,7 @@ from soc_agent.risk.ledger import (
     window_starts,
 )
 from soc_agent.runtime.confinement import check_settings_confined
-from soc_agent.runtime.kafka.runner import KafkaUnavailable
+from soc_agent.runtime.kafka.errors import KafkaUnavailable
 from soc_agent.runtime.kafka.topics import create_topics, stream_app_id, stream_topics
 from soc_agent.runtime.risk import risk_assets, risk_rule_sources
 from soc_agent.settings import Settings

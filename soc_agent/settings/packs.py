@@ -24,14 +24,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     create_model,
     model_validator,
 )
 
 from soc_agent.errors import ConfigError
-from soc_agent.playbooks.loader import locate
-from soc_agent.yaml_input import read_yaml
+from soc_agent.yaml_input import read_model
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -142,18 +140,7 @@ def load_pack(root: Path) -> Pack:
     manifest = root / MANIFEST
     if not manifest.is_file():
         raise ConfigError(f"not a pack: no {MANIFEST} in {root}", source=str(root))
-    data, node = read_yaml(manifest, "pack manifest")
-    try:
-        parsed = PackManifest.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        loc = tuple(error["loc"])
-        raise ConfigError(
-            error["msg"],
-            source=str(manifest),
-            key=".".join(str(p) for p in loc) or None,
-            line=locate(node, loc),
-        ) from None
+    parsed, _ = read_model(manifest, PackManifest, "pack manifest")
     return Pack(parsed, root)
 
 

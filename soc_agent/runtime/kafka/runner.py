@@ -9,8 +9,8 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
 
 from soc_agent import failpoints
-from soc_agent.errors import SocAgentError
 from soc_agent.runtime.components import Components, open_components
+from soc_agent.runtime.kafka.errors import KafkaUnavailable
 from soc_agent.runtime.kafka.metrics import WorkerReport
 from soc_agent.runtime.kafka.producer import RenewableProducer, make_producer
 from soc_agent.runtime.kafka.worker import KafkaWorker, make_consumer
@@ -19,10 +19,6 @@ from soc_agent.settings import Settings
 __all__ = ["KafkaUnavailable", "run_worker"]
 
 log = logging.getLogger(__name__)
-
-
-class KafkaUnavailable(SocAgentError):
-    """The brokers could not be reached or refused the client."""
 
 
 async def run_worker(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from soc_agent.runtime.kafka.errors import KafkaUnavailable
 from soc_agent.settings.kafka import KafkaConfig
 
 __all__ = ["TopicPlan", "create_topics", "stream_app_id", "stream_topics", "topic_plan"]
@@ -65,8 +66,6 @@ async def create_topics(
     "created" | "exists"."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError
-
-    from soc_agent.runtime.kafka.runner import KafkaUnavailable
 
     admin = AIOKafkaAdminClient(**config.client_options())
     try:
