@@ -194,6 +194,9 @@ def _process(
             return await run_embedded(c, sources, on_outcome=emit)
 
     report = _run(main)
+    if not (report.alerts or report.dead_letter_count or report.counts["filtered"]):
+        # Silence would look like success on the wrong file or an empty export.
+        typer.echo(f"no alerts in {', '.join(map(str, sources))}", err=True)
     if as_json:
         for letter in report.dead_letters:
             typer.echo(json.dumps({"dead_letter": render.dead_letter_dict(letter)}), err=True)
@@ -236,6 +239,8 @@ def normalize(
     letters = [render.dead_letter_dict(d) for d in result.dead_letters]
     for letter in letters:
         typer.echo(f"dead letter: {letter['source']}: {letter['reason']}", err=True)
+    if not (result.alerts or letters or result.filtered):
+        typer.echo(f"no alerts in {file}", err=True)
     if dead_letters is not None and letters:
         with dead_letters.open("a", encoding="utf-8") as fh:
             fh.writelines(json.dumps(letter) + "\n" for letter in letters)

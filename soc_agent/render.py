@@ -138,7 +138,8 @@ def run_footer(report: RunReport, settings: Settings, *, store_kept: bool = True
     counts = ", ".join(f"{n} {k}" for k, n in sorted(report.counts.items()))
     lines = [
         "",
-        f"{report.alerts} alert(s), {report.dead_letter_count} dead letter(s); {counts}",
+        f"{report.alerts} alert(s), {report.dead_letter_count} dead letter(s)"
+        + (f"; {counts}" if counts else ""),
     ]
     if report.expired_proposals or report.resumed_proposals or report.reverted_actions:
         lines.append(

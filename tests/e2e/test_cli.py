@@ -456,3 +456,17 @@ def test_a_document_too_large_to_parse_at_once_is_refused_and_json_lines_are_not
     )
     assert len(decisions(read.stdout)) > 1, read.stderr
     assert "dead_letter" not in read.stderr
+
+
+def test_an_input_without_alerts_says_so(tmp_path: Path) -> None:
+    empty = tmp_path / "none.json"
+    empty.write_text("[]\n")
+    ran = cli("run", "--alerts", str(empty), "--store", "s.db", cwd=tmp_path)
+    assert ran.returncode == 0
+    assert f"no alerts in {empty}" in ran.stderr
+    assert "0 alert(s), 0 dead letter(s)\n" in ran.stdout  # no dangling "; "
+    as_json = cli("run", "--alerts", str(empty), "--json", "--store", "s.db", cwd=tmp_path)
+    assert as_json.stdout == "" and f"no alerts in {empty}" in as_json.stderr
+    normalized = cli("normalize", str(empty), cwd=tmp_path)
+    assert normalized.returncode == 0 and normalized.stdout == ""
+    assert f"no alerts in {empty}" in normalized.stderr
