@@ -126,6 +126,13 @@ def risk_entities(alert: Alert, config: RiskConfig) -> list[Entity]:
     return list(seen.values())
 
 
+def _window_total(hops: Mapping[int, int], start: int, config: RiskConfig) -> int:
+    """A window's total from the points per hop (windows start on hop boundaries)."""
+    first = start // config.hop_seconds
+    span = config.window_seconds // config.hop_seconds
+    return max(0, sum(hops.get(first + i, 0) for i in range(span)))
+
+
 @dataclass
 class EntityRisk:
     """One entity's contributions (within three windows of its newest alert)."""
@@ -136,11 +143,9 @@ class EntityRisk:
     watermark: int = 0  # the newest event time seen for this entity
     dropped: int = 0  # alerts past max_contributions: not added, counted
     late: int = 0  # alerts older than every window still kept
-    unevaluated: int = 0  # rule evaluations that failed
 
     def total(self, start: int, config: RiskConfig) -> int:
-        end = start + config.window_seconds
-        return max(0, sum(c.points for c in self._within(start, end)))
+        return _window_total(self._hop_sums(config), start, config)
 
     def _within(self, start: int, end: int) -> Iterable[Contribution]:
         return (c for c in self.contributions.values() if start <= c.at < end)
@@ -179,7 +184,6 @@ class EntityRisk:
             self.history(starts[0], config),
         )
         if score.unevaluated:
-            self.unevaluated += len(score.unevaluated)
             logger.warning(
                 "risk rules not evaluated for %s on alert %s: %s",
                 self.key,
@@ -202,10 +206,8 @@ class EntityRisk:
         )
         raised: list[dict[str, Any]] = []
         hops = self._hop_sums(config)
-        span = config.window_seconds // config.hop_seconds
         for start in starts:
-            first = start // config.hop_seconds
-            total = max(0, sum(hops.get(first + i, 0) for i in range(span)))
+            total = _window_total(hops, start, config)
             if total >= config.threshold and self._may_raise(start, config):
                 self.raised = start
                 raised.append(self._record(entity, start, alert.created_at, config))
@@ -216,8 +218,7 @@ class EntityRisk:
         return raised
 
     def _hop_sums(self, config: RiskConfig) -> dict[int, int]:
-        """Points per hop (windows start on hop boundaries): one pass, then each of the
-        overlapping windows' totals is a sum of its hops."""
+        """Points per hop: one pass, then each overlapping window's total is a sum of hops."""
         sums: dict[int, int] = {}
         for c in self.contributions.values():
             hop = c.at // config.hop_seconds
@@ -275,7 +276,6 @@ class EntityRisk:
             "watermark": self.watermark,
             "dropped": self.dropped,
             "late": self.late,
-            "unevaluated": self.unevaluated,
         }
 
     @classmethod
@@ -289,7 +289,6 @@ class EntityRisk:
             watermark=int(data.get("watermark", 0)),
             dropped=int(data.get("dropped", 0)),
             late=int(data.get("late", 0)),
-            unevaluated=int(data.get("unevaluated", 0)),
         )
 
 

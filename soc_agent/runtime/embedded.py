@@ -106,6 +106,8 @@ async def run_embedded(
                     report.dead_letters.append(item)
                 continue
             raised = raised_alerts(components.risk, item, bounds.max_entities_per_alert)
+            if raised:
+                report.counts["risk alerts"] += len(raised)
             for alert in (item, *raised):
                 # Backpressure: reading waits while `limit` alerts are in flight. Correlation
                 # inside agent.handle is serialised in arrival order (FIFO tasks, fair lock).
@@ -115,7 +117,6 @@ async def run_embedded(
                 if raised:
                     # A risk alert is decided after the alert that made its entity cross
                     # the threshold, never racing it into the same incident.
-                    report.counts["risk alerts"] += alert is not item
                     await asyncio.wait([task])
                 while window and (window[0].done() or len(window) > 4 * limit):
                     await emit_head()

@@ -9,11 +9,17 @@ from soc_agent_connectors import Connector, RiskLedgerConnector
 
 from soc_agent.ingest import normalize
 from soc_agent.models import Alert
-from soc_agent.risk import RISK_FORMAT, RiskLedger, load_risk_rules, shipped_risk_rules_dir
+from soc_agent.risk import (
+    RISK_FORMAT,
+    RiskLedger,
+    RiskRules,
+    load_risk_rules,
+    shipped_risk_rules_dir,
+)
 from soc_agent.risk.assets import load_asset_criticality
 from soc_agent.settings import Settings
 
-__all__ = ["build_ledger", "raised_alerts", "risk_assets", "risk_rule_sources"]
+__all__ = ["build_ledger", "load_risk", "raised_alerts", "risk_rule_sources"]
 
 
 def risk_rule_sources(settings: Settings) -> list[Path]:
@@ -23,10 +29,12 @@ def risk_rule_sources(settings: Settings) -> list[Path]:
     return [*shipped, *settings.risk_rules]
 
 
-def risk_assets(settings: Settings) -> dict[str, str]:
-    """Entity key -> criticality from `risk.asset_file` (none configured: empty)."""
+def load_risk(settings: Settings) -> tuple[RiskRules, dict[str, str]]:
+    """The risk rules and the asset criticality (entity key -> criticality, empty without
+    `risk.asset_file`) both runtimes score with; bad files name file, line and field."""
     path = settings.risk.asset_file
-    return load_asset_criticality(path) if path is not None else {}
+    assets = load_asset_criticality(path) if path is not None else {}
+    return load_risk_rules(risk_rule_sources(settings)), assets
 
 
 def build_ledger(
@@ -35,8 +43,7 @@ def build_ledger(
     """The ledger, attached to the `risk` connector; None with `risk.enabled: false` or
     when not `in_process`. Bad rule files stop start-up either way, naming file, line and
     field."""
-    rules = load_risk_rules(risk_rule_sources(settings))
-    assets = risk_assets(settings)
+    rules, assets = load_risk(settings)
     if not (settings.risk.enabled and in_process):
         return None
     ledger = RiskLedger(rules, settings.risk, assets)

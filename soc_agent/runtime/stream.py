@@ -29,7 +29,7 @@ from faust.types import StreamT
 from pydantic import ValidationError
 
 from soc_agent.models import Alert
-from soc_agent.risk import RiskConfig, load_risk_rules
+from soc_agent.risk import RiskConfig
 from soc_agent.risk.ledger import (
     UNKNOWN,
     EntityRisk,
@@ -40,7 +40,7 @@ from soc_agent.risk.ledger import (
 from soc_agent.runtime.confinement import check_settings_confined
 from soc_agent.runtime.kafka.errors import KafkaUnavailable
 from soc_agent.runtime.kafka.topics import create_topics, stream_app_id, stream_topics
-from soc_agent.runtime.risk import risk_assets, risk_rule_sources
+from soc_agent.runtime.risk import load_risk
 from soc_agent.settings import Settings
 from soc_agent.settings.kafka import KafkaConfig
 
@@ -84,8 +84,7 @@ def build_stream_app(
     """The faust app; its web server (health, metrics) binds to `web_host` only (loopback
     unless told otherwise)."""
     kafka, config = settings.kafka, settings.risk
-    rules = load_risk_rules(risk_rule_sources(settings))
-    assets = risk_assets(settings)
+    rules, assets = load_risk(settings)
     counters = counters or StreamCounters()
     partitions = kafka.layout.partitions
     app = faust.App(

@@ -30,76 +30,41 @@ def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path: Path) -> None
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SOC_AGENT_", "PYTHON"))}
-    run = subprocess.run(
-        [str(bin_dir / "soc-agent"), "run", "--json"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+
+    def installed(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """A command of the installed venv, run outside the source tree."""
+        return subprocess.run(
+            [str(bin_dir / args[0]), *args[1:]],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=check,
+        )
+
+    run = installed("soc-agent", "run", "--json", check=False)
     assert run.returncode == 0, run.stderr
     playbooks = {json.loads(line)["playbook"] for line in run.stdout.splitlines()}
     assert "malware-on-endpoint" in playbooks and "triage-default" in playbooks
     assert "suspicious-sign-in" in playbooks  # from the shipped identity pack
-    tested = subprocess.run(
-        [str(bin_dir / "soc-agent"), "playbooks", "test"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    tested = installed("soc-agent", "playbooks", "test", check=False)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert tested.stdout.splitlines()[-1] == "20 passed, 0 failed"  # the packs' cases too
-    listed = subprocess.run(
-        [str(bin_dir / "soc-agent"), "connectors", "list", "--json"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    listed = installed("soc-agent", "connectors", "list", "--json")
     names = {c["name"] for c in json.loads(listed.stdout)}
     assert {"threat_intel", "asset_inventory", "event_store", "containment", "notifier"} <= names
     # The YAML connectors, the example pack and the eval set travel in the wheel too.
     assert {"thehive", "servicenow_cmdb"} <= names
-    shown = subprocess.run(
-        [str(bin_dir / "soc-agent"), "packs", "show", "data-exfiltration", "--json"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    pack = json.loads(shown.stdout)
+    pack = json.loads(installed("soc-agent", "packs", "show", "data-exfiltration", "--json").stdout)
     assert pack["playbooks"] == ["data-exfiltration"] and pack["test_cases"] == 2
     assert pack["mappings"] == ["acme-dlp"] and pack["connectors"] == ["case_api"]
-    identity = subprocess.run(
-        [str(bin_dir / "soc-agent"), "packs", "show", "identity", "--json"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    pack = json.loads(identity.stdout)
+    pack = json.loads(installed("soc-agent", "packs", "show", "identity", "--json").stdout)
     assert pack["playbooks"] == ["brute-force", "mfa-fatigue", "suspicious-sign-in"]
     assert pack["test_cases"] == 8 and pack["python_connectors"] == ["okta", "entra"]
     assert {"okta", "entra"} <= names
-    scenarios = subprocess.run(
-        [str(bin_dir / "python"), "-c", "from soc_agent.runtime.evaluation import "
-         "load_scenarios, shipped_scenarios; print(len(load_scenarios(shipped_scenarios())))"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    scenarios = installed(
+        "python", "-c", "from soc_agent.runtime.evaluation import "
+        "load_scenarios, shipped_scenarios; print(len(load_scenarios(shipped_scenarios())))",
     )  # fmt: skip
     assert scenarios.stdout.strip() == "39"
