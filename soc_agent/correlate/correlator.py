@@ -13,16 +13,19 @@ For each alert, the first rule that applies wins:
    `last_seen` widened to cover the alert; the alert id is NOT added to
    `alert_ids`. The window slides: it is measured from the latest sighting. A
    window of 0 disables duplicate suppression.
-3. **grouped** - a pivot entity of the alert is indexed to an incident whose
-   activity span is within `window_seconds` of the alert time, i.e.
+3. **grouped** - a pivot of the alert (an entity's key or the key of any of
+   its aliases, so `mokafor`, `CORP\\mokafor` and the UPN of one person all
+   link) is indexed to an incident whose activity span is within
+   `window_seconds` of the alert time, i.e.
    `first_seen - window <= t <= last_seen + window`. For alerts at or after
    `last_seen` this is `t - last_seen <= window`; the lower bound lets an
    out-of-order alert slightly older than `first_seen` (or inside the span)
-   join too. The alert is added, entities are unioned (by key, first seen
-   wins), severity becomes the maximum, the span widens, and the alert's
-   pivots are indexed to the incident. If several incidents match, the one
-   seen most recently (latest `last_seen`, then greatest id) wins; incidents
-   are never merged.
+   join too. The alert is added, entities are unioned (one sharing any name
+   with an incident entity adds its names to that entity as aliases; the
+   first value seen stays), severity becomes the maximum, the span widens,
+   and the alert's pivots are indexed to the incident. If several incidents
+   match, the one seen most recently (latest `last_seen`, then greatest id)
+   wins; incidents are never merged.
 4. **new** - otherwise a new incident opens, titled after the alert (or its
    rule when the title is empty), with the alert's severity. Its id comes
    from `id_factory`, by default `"inc-" + sha256(alert.id)[:16]`, so
@@ -65,6 +68,7 @@ from pydantic import BaseModel, Field, field_validator
 from soc_agent.correlate.fingerprint import fingerprint
 from soc_agent.correlate.state import CorrelationState
 from soc_agent.models import Alert, Entity, EntityType, Incident
+from soc_agent.models.alert import merge_aliases
 from soc_agent.models.ids import incident_id
 
 __all__ = [
@@ -175,12 +179,14 @@ class Correlator:
         return self._config
 
     def pivots(self, alert: Alert) -> list[str]:
-        """The alert's entity keys used for grouping, sorted and distinct."""
+        """The alert's entity keys used for grouping, every alias's included, sorted and
+        distinct. An entity any of whose names is ignored links through none of them."""
         return sorted(
             {
-                e.key
+                key
                 for e in alert.entities
-                if e.type in self._pivot_types and e.key not in self._ignored
+                if e.type in self._pivot_types and self._ignored.isdisjoint(e.keys)
+                for key in e.keys
             }
         )
 
@@ -245,7 +251,7 @@ class Correlator:
             incident = _extend(target, alert, fp)
             outcome = "grouped"
             novel = (
-                len(incident.entities) > len(target.entities)
+                _name_count(incident.entities) > _name_count(target.entities)
                 or len(incident.rules) > len(target.rules)
                 or incident.severity != target.severity
             )
@@ -347,11 +353,23 @@ def _rule_key(alert: Alert) -> str:
 
 
 def _union(current: list[Entity], new: list[Entity]) -> list[Entity]:
-    """Entities of both lists, distinct by key, in order of first appearance."""
+    """Entities of both lists in order of first appearance; an entity sharing any name
+    with one already there adds its names to that one as aliases, keeping its value (so
+    decisions already taken on that value keep their target)."""
     out = list(current)
-    keys = {e.key for e in out}
+    where = {key: i for i, e in enumerate(out) for key in e.keys}
     for entity in new:
-        if entity.key not in keys:
-            keys.add(entity.key)
+        i = next((where[k] for k in entity.keys if k in where), None)
+        if i is None:
+            i = len(out)
             out.append(entity)
+        else:
+            out[i] = merge_aliases(out[i], entity)
+        for key in out[i].keys:
+            where.setdefault(key, i)
     return out
+
+
+def _name_count(entities: list[Entity]) -> int:
+    """How many names the entities go by: a new alias is new information."""
+    return sum(1 + len(e.aliases) for e in entities)

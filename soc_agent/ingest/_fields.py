@@ -23,7 +23,14 @@ from pydantic import ValidationError
 
 from soc_agent.errors import NormalizationError
 from soc_agent.models import Alert, Entity, EntityType, Rule, Severity
-from soc_agent.models.alert import ENTITIES_TRUNCATED, ENTITIES_TRUNCATED_TYPES, MAX_ENTITIES
+from soc_agent.models.alert import (
+    ENTITIES_TRUNCATED,
+    ENTITIES_TRUNCATED_TYPES,
+    MAX_ENTITIES,
+    clean_aliases,
+    merge_aliases,
+)
+from soc_agent.models.names import host_names, user_names
 
 __all__ = [
     "MAX_ATTRIBUTE_CHARS",
@@ -297,6 +304,7 @@ class EntitySet:
     overflow: Counter[str] = field(default_factory=Counter)
     _seen: set[tuple[str, str | None]] = field(default_factory=set)
     _kept: set[tuple[EntityType, str]] = field(default_factory=set)
+    _by_name: dict[tuple[EntityType, str | None, str], int] = field(default_factory=dict)
 
     def add(
         self,
@@ -310,8 +318,44 @@ class EntitySet:
         for one in as_list(value):
             self._add_one(kind, one, role, attributes)
 
+    def add_user(
+        self,
+        role: str | None = None,
+        /,
+        *,
+        attributes: Mapping[str, Any] | None = None,
+        **names: Any,
+    ) -> None:
+        """A user by every name the record gives (`account`, `upn`, `domain`, `email`,
+        `object_id`, `sid`, vendor ids): value and aliases by `models.names.user_names`."""
+        value, aliases = user_names(**names)
+        if value is not None:
+            attrs = {"domain": names.get("domain"), **(attributes or {})}
+            self._add_one(EntityType.USER, value, role, attrs, aliases)
+
+    def add_host(
+        self,
+        name: Any,
+        role: str | None = None,
+        /,
+        *,
+        fqdn: Any = None,
+        ids: Mapping[str, Any] | None = None,
+        **attributes: Any,
+    ) -> None:
+        """A host by its reported name, FQDN and device ids (`models.names.host_names`)."""
+        for one in as_list(name) or [None]:
+            value, aliases = host_names(one, fqdn=fqdn, **(ids or {}))
+            if value is not None:
+                self._add_one(EntityType.HOST, value, role, attributes, aliases)
+
     def _add_one(
-        self, kind: EntityType, value: Any, role: str | None, attributes: dict[str, Any]
+        self,
+        kind: EntityType,
+        value: Any,
+        role: str | None,
+        attributes: Mapping[str, Any],
+        aliases: Mapping[str, str] | None = None,
     ) -> None:
         if isinstance(value, bool) or value is None:
             return
@@ -339,17 +383,35 @@ class EntitySet:
             for k, v in attributes.items()
             if v is not None and not isinstance(v, dict | list) and str(v).strip() != ""
         }
+        clean, bad = clean_aliases(kind, aliases or {})
+        self.dropped += bad
         try:
-            entity = Entity(type=kind, value=value, role=role, attributes=attrs)
+            entity = Entity(type=kind, value=value, role=role, attributes=attrs, aliases=clean)
         except ValidationError:
             self.dropped += 1
             return
         marker = (entity.key, entity.role)
         if marker in self._seen:
             return
+        if self._merged(entity):
+            return
         self._seen.add(marker)
         self._kept.add((entity.type, entity.value))
         self.items.append(entity)
+        for name in entity.names:
+            self._by_name.setdefault((entity.type, entity.role, name), len(self.items) - 1)
+
+    def _merged(self, entity: Entity) -> bool:
+        """Fold an entity sharing a name with a kept one of its type and role into that one."""
+        for name in entity.names:
+            index = self._by_name.get((entity.type, entity.role, name))
+            if index is not None:
+                merged = merge_aliases(self.items[index], entity)
+                self.items[index] = merged
+                for alias in merged.names:
+                    self._by_name.setdefault((entity.type, entity.role, alias), index)
+                return True
+        return False
 
     def unread(self, what: str, count: int) -> None:
         """Count `count` vendor records a normalizer did not read (past its own cap)."""

@@ -158,19 +158,20 @@ def normalize(
 
 def _entities(draft: AlertDraft, event: dict[str, Any]) -> None:
     ents = draft.entities
-    ents.add(
-        EntityType.HOST,
+    agent_id = event.get("AgentId") or event.get("SensorId")
+    ents.add_host(
         event.get("ComputerName") or event.get("Hostname"),
-        agent_id=event.get("AgentId") or event.get("SensorId"),
+        ids={"falcon_aid": agent_id},
+        agent_id=agent_id,
         mac=event.get("MACAddress"),
         domain=event.get("MachineDomain"),
     )
     ents.add(EntityType.IP, event.get("LocalIP"))
-    ents.add(
-        EntityType.USER,
-        event.get("UserName"),
+    ents.add_user(
         "actor",
+        account=event.get("UserName"),
         domain=event.get("LogonDomain") or event.get("MachineDomain"),
+        sid=event.get("UserId") or event.get("UserSid"),
     )
     file_name, path = event.get("FileName"), event.get("FilePath")
     for algo, field in (("sha256", "SHA256String"), ("sha1", "SHA1String"), ("md5", "MD5String")):

@@ -131,10 +131,28 @@ def _hashes(draft: AlertDraft, body: dict[str, Any], prefix: str, **attrs: Any) 
         )
 
 
+def _fqdn(hostname: Any, domain: Any) -> str | None:
+    """ECS `host.hostname` qualified by `host.domain` when it is not qualified already."""
+    if not isinstance(hostname, str) or not isinstance(domain, str) or "." in hostname:
+        return None
+    return f"{hostname}.{domain}" if "." in domain else None
+
+
 def _entities(draft: AlertDraft, body: dict[str, Any]) -> None:
     ents = draft.entities
-    ents.add(EntityType.HOST, get(body, "host.name") or get(body, "host.hostname"))
-    ents.add(EntityType.USER, get(body, "user.name"), domain=get(body, "user.domain"))
+    ents.add_host(
+        get(body, "host.name") or get(body, "host.hostname"),
+        fqdn=_fqdn(get(body, "host.hostname"), get(body, "host.domain")),
+        ids={"elastic_host_id": get(body, "host.id")},
+    )
+    user_id = get(body, "user.id")
+    for name in as_list(get(body, "user.name")):
+        ents.add_user(
+            account=name,
+            domain=get(body, "user.domain"),
+            email=next(iter(as_list(get(body, "user.email"))), None),
+            sid=user_id,
+        )
     ents.add(EntityType.EMAIL, get(body, "user.email"))
     ents.add(EntityType.USER, get(body, "user.target.name"), "target")
     for side in ("source", "destination"):

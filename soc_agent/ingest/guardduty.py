@@ -99,6 +99,10 @@ def _finding(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+# INBOUND: the remote end connected to the instance, so the instance is the destination.
+_LOCAL_ROLE = {"INBOUND": "destination", "OUTBOUND": "source"}
+
+
 def _severity_for(score: float) -> Severity:
     if score >= 9:
         return Severity.CRITICAL
@@ -139,8 +143,11 @@ def normalize(
 
     account, region = opt_str(fd, "accountId", f), opt_str(fd, "region", f)
     role = (opt_str(fd, "service.resourceRole", f) or "target").lower()
-    _resource(draft.entities, fd.get("resource"), role, account, region)
-    _action(draft, get(fd, "service.action"), role)
+    # In a network finding the instance's own addresses are one end of the connection.
+    direction = opt_str(fd, "service.action.networkConnectionAction.connectionDirection", f)
+    local = _LOCAL_ROLE.get((direction or "").upper(), role)
+    _resource(draft.entities, fd.get("resource"), role, account, region, local)
+    _action(draft, get(fd, "service.action"), local)
     _runtime(draft.entities, get(fd, "service.runtimeDetails"), role)
 
     draft.label("account_id", account)
@@ -170,19 +177,25 @@ def _cloud(
 
 
 def _resource(
-    ents: EntitySet, res: Any, role: str, account: str | None, region: str | None
+    ents: EntitySet,
+    res: Any,
+    role: str,
+    account: str | None,
+    region: str | None,
+    local_role: str,
 ) -> None:
     if not isinstance(res, dict):
         return
     instance = res.get("instanceDetails")
     if isinstance(instance, dict):
-        _cloud(ents, instance.get("instanceId"), role, "AWS::EC2::Instance", account, region)
+        instance_id = instance.get("instanceId")
+        _cloud(ents, instance_id, role, "AWS::EC2::Instance", account, region)
         for nic in as_list(instance.get("networkInterfaces")):
             if not isinstance(nic, dict):
                 continue
-            ents.add(EntityType.IP, nic.get("privateIpAddress"), role)
-            ents.add(EntityType.IP, nic.get("publicIp"), role)
-            ents.add(EntityType.HOST, nic.get("privateDnsName"), role)
+            ents.add(EntityType.IP, nic.get("privateIpAddress"), local_role)
+            ents.add(EntityType.IP, nic.get("publicIp"), local_role)
+            ents.add_host(nic.get("privateDnsName"), role, ids={"aws_instance_id": instance_id})
     key = res.get("accessKeyDetails")
     if isinstance(key, dict):
         ents.add(

@@ -115,17 +115,21 @@ def _role(evidence: dict[str, Any]) -> str | None:
 def _user(ents: EntitySet, account: Any, role: str | None) -> None:
     if not isinstance(account, dict):
         return
-    # accountName is what other formats call the user (ECS user.name, Falcon UserName);
-    # the UPN, which identity connectors need, rides along as an attribute.
-    name = account.get("accountName") or account.get("userPrincipalName")
-    ents.add(
-        EntityType.USER,
-        name,
+    # Every name is kept (models.names): correlation matches on any, and Entra
+    # containment gets the UPN or object id it needs.
+    upn = account.get("userPrincipalName")
+    ents.add_user(
         role,
-        upn=account.get("userPrincipalName"),
+        account=account.get("accountName"),
+        upn=upn,
         domain=account.get("domainName"),
+        object_id=account.get("azureAdUserId"),
         sid=account.get("userSid"),
-        azure_ad_user_id=account.get("azureAdUserId"),
+        attributes={
+            "upn": upn,
+            "sid": account.get("userSid"),
+            "azure_ad_user_id": account.get("azureAdUserId"),
+        },
     )
 
 
@@ -148,17 +152,20 @@ def _evidence(ents: EntitySet, ev: dict[str, Any]) -> None:
     kind = odata[len(_PREFIX) :] if isinstance(odata, str) and odata.startswith(_PREFIX) else ""
     role = _role(ev)
     if kind == "deviceEvidence":
-        ents.add(
-            EntityType.HOST,
+        ents.add_host(
             ev.get("deviceDnsName") or ev.get("hostName"),
             role,
+            ids={
+                "mde_device_id": ev.get("mdeDeviceId"),
+                "entra_device_id": ev.get("azureAdDeviceId"),
+            },
             mde_device_id=ev.get("mdeDeviceId"),
             azure_ad_device_id=ev.get("azureAdDeviceId"),
             os=ev.get("osPlatform"),
         )
         for user in as_list(ev.get("loggedOnUsers")):
             if isinstance(user, dict):
-                ents.add(EntityType.USER, user.get("accountName"), domain=user.get("domainName"))
+                ents.add_user(account=user.get("accountName"), domain=user.get("domainName"))
     elif kind == "userEvidence":
         _user(ents, ev.get("userAccount"), role)
     elif kind == "ipEvidence":

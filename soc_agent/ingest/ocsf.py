@@ -174,14 +174,26 @@ def _endpoint(ents: EntitySet, endpoint: Any, role: str | None) -> None:
     if not isinstance(endpoint, dict):
         return
     ents.add(EntityType.IP, endpoint.get("ip"), role)
-    ents.add(EntityType.HOST, endpoint.get("hostname") or endpoint.get("name"), role)
+    ents.add_host(
+        endpoint.get("hostname") or endpoint.get("name"),
+        role,
+        ids={"ocsf_device_uid": endpoint.get("uid")},
+    )
     ents.add(EntityType.DOMAIN, endpoint.get("domain"), role)
     ents.add(EntityType.CLOUD_RESOURCE, endpoint.get("instance_uid"), role)
 
 
 def _user(ents: EntitySet, user: Any, role: str | None) -> None:
     if isinstance(user, dict):
-        ents.add(EntityType.USER, user.get("name") or user.get("uid"), role, uid=user.get("uid"))
+        uid = user.get("uid")
+        ents.add_user(
+            role,
+            account=user.get("name") or uid,
+            domain=user.get("domain"),
+            email=user.get("email_addr"),
+            sid=uid,
+            attributes={"uid": uid},
+        )
         ents.add(EntityType.EMAIL, user.get("email_addr"), role)
 
 

@@ -148,9 +148,9 @@ def _entities(draft: AlertDraft, r: dict[str, Any]) -> None:
         domain=_first(r.get("dest_nt_domain")),
     )
     ents.add_ip_or_host(r.get("orig_host"))
-    ents.add(EntityType.USER, r.get("user"))
-    ents.add(EntityType.USER, r.get("src_user"), "source")
-    ents.add(EntityType.USER, r.get("dest_user"), "destination")
+    for field, role in (("user", None), ("src_user", "source"), ("dest_user", "destination")):
+        for name in as_list(r.get(field)):
+            ents.add_user(role, account=name)
     ents.add(EntityType.FILE_HASH, r.get("file_hash"), file_name=_first(r.get("file_name")))
     ents.add(EntityType.URL, r.get("url"))
     ents.add(EntityType.DOMAIN, r.get("query"), "destination")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
@@ -13,12 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = [
     "ENTITIES_TRUNCATED",
     "ENTITIES_TRUNCATED_TYPES",
+    "MAX_ALIASES",
     "MAX_ENTITIES",
     "Alert",
     "Entity",
     "EntityType",
     "Rule",
     "Severity",
+    "clean_aliases",
+    "merge_aliases",
+    "normalise_value",
 ]
 
 MAX_ENTITIES = 256
@@ -97,6 +103,24 @@ _CASE_INSENSITIVE = {
 }
 
 MAX_ENTITY_VALUE = 2048
+MAX_ALIASES = 16
+"""Other names an entity may carry (UPN, SID, object id, FQDN, device ids, ...)."""
+_ALIAS_KIND = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def normalise_value(kind: EntityType, raw: str) -> str:
+    """An entity value as it is stored and compared: stripped, lower-case where the type
+    ignores case, domains without the root dot, IPs in canonical form."""
+    value = raw.strip()
+    if kind.case_insensitive:
+        value = value.lower()
+    if kind is EntityType.DOMAIN:
+        value = value.rstrip(".")
+    if kind is EntityType.IP:
+        value = _canonical_ip(value)
+    if not value:
+        raise ValueError("entity value is empty after normalisation")
+    return value
 
 
 class Entity(BaseModel):
@@ -104,7 +128,10 @@ class Entity(BaseModel):
 
     `role` says how the alert saw it (source, destination, actor, target, ...);
     `attributes` carries typed-as-string extras (hash algorithm, pid, command line,
-    cloud provider, ...).
+    cloud provider, ...). `aliases` are the other names the same thing goes by, by
+    kind (`upn`, `sam`, `nt_account`, `object_id`, `sid`, `email` for users; `fqdn`,
+    `hostname` and device ids for hosts): correlation matches on any of them and a
+    connector picks the kind it needs (see `soc_agent.models.names`).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -113,25 +140,77 @@ class Entity(BaseModel):
     value: str = Field(min_length=1, max_length=MAX_ENTITY_VALUE)
     role: str | None = None
     attributes: dict[str, str] = Field(default_factory=dict)
+    aliases: dict[str, str] = Field(default_factory=dict, max_length=MAX_ALIASES)
 
     @model_validator(mode="after")
     def _normalise(self) -> Entity:
-        value = self.value.strip()
-        if self.type.case_insensitive:
-            value = value.lower()
-        if self.type is EntityType.DOMAIN:
-            value = value.rstrip(".")
-        if self.type is EntityType.IP:
-            value = _canonical_ip(value)
-        if not value:
-            raise ValueError("entity value is empty after normalisation")
-        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "value", normalise_value(self.type, self.value))
+        if self.aliases:
+            aliases: dict[str, str] = {}
+            for kind, raw in self.aliases.items():
+                if not _ALIAS_KIND.match(kind):
+                    raise ValueError(f"alias kind {kind[:48]!r} is not a lower-case name")
+                if not isinstance(raw, str) or len(raw) > MAX_ENTITY_VALUE:
+                    raise ValueError(f"alias {kind} is not a name of at most 2048 characters")
+                aliases[kind] = normalise_value(self.type, raw)
+            object.__setattr__(self, "aliases", aliases)
         return self
 
     @property
     def key(self) -> str:
         """Identity of the entity for correlation and idempotency: `type:value`."""
         return f"{self.type.value}:{self.value}"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The value and every alias, distinct, value first."""
+        return tuple(dict.fromkeys((self.value, *self.aliases.values())))
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """`type:name` for every name: what correlation and protection match on."""
+        return tuple(f"{self.type.value}:{name}" for name in self.names)
+
+
+def clean_aliases(kind: EntityType, aliases: Mapping[str, Any]) -> tuple[dict[str, str], int]:
+    """The aliases an entity of `kind` may keep, and how many were not names (dropped)."""
+    kept: dict[str, str] = {}
+    bad = 0
+    for alias_kind, raw in aliases.items():
+        if len(kept) >= MAX_ALIASES:
+            bad += 1
+            continue
+        try:
+            if not isinstance(raw, str) or len(raw) > MAX_ENTITY_VALUE:
+                raise ValueError(raw)
+            if not _ALIAS_KIND.match(alias_kind):
+                raise ValueError(alias_kind)
+            kept[alias_kind] = normalise_value(kind, raw)
+        except ValueError:
+            bad += 1
+    return kept, bad
+
+
+def merge_aliases(kept: Entity, other: Entity) -> Entity:
+    """`kept` with `other`'s names added as aliases; a kind `kept` has keeps its name."""
+    aliases = dict(kept.aliases)
+    if other.value != kept.value and other.value not in aliases.values():
+        aliases.setdefault(_value_kind(other), other.value)
+    for alias_kind, name in other.aliases.items():
+        if len(aliases) >= MAX_ALIASES:
+            break
+        aliases.setdefault(alias_kind, name)
+    if aliases == kept.aliases:
+        return kept
+    return kept.model_copy(update={"aliases": dict(list(aliases.items())[:MAX_ALIASES])})
+
+
+def _value_kind(entity: Entity) -> str:
+    """The alias kind under which an entity's own value is known (`name` when none says)."""
+    for alias_kind, name in entity.aliases.items():
+        if name == entity.value:
+            return alias_kind
+    return "name"
 
 
 class Rule(BaseModel):

@@ -233,7 +233,7 @@ class Agent:
         ctx = build_context(alert, incident, investigation, playbook.settings)
         total, breakdown = score(playbook, ctx, max_model_points=self._policy.model.max_points)
         requests = await decide_all(
-            candidates(playbook, ctx),
+            candidates(playbook, ctx, known=incident.entities),
             self._facts,
             breakdown=breakdown,
             score_bound=score_bound(playbook, total, breakdown),

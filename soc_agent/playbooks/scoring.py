@@ -203,22 +203,40 @@ def score_bound(playbook: Playbook, total: float, breakdown: Iterable[ScoreContr
 
 
 def candidates(
-    playbook: Playbook, ctx: Mapping[str, Any], *, diagnostics: list[str] | None = None
+    playbook: Playbook,
+    ctx: Mapping[str, Any],
+    *,
+    known: Sequence[Entity] = (),
+    diagnostics: list[str] | None = None,
 ) -> list[ActionCandidate]:
     """The actions the playbook puts forward: respond rules whose `when` holds.
 
     One candidate per for_each element; a target that renders empty or null
     is dropped, as is one that is not a valid entity. Every drop or expression
     failure is appended to `diagnostics` when a list is given (and logged).
+    A target naming one of the `known` entities (the incident's) under any of its
+    names becomes that entity, value and aliases: one person is one target however
+    the playbook named them, and a connector can pick the alias it needs.
     """
+    names = {key: entity for entity in known for key in entity.keys}
     out: list[ActionCandidate] = []
     for rule in playbook.respond:
-        out.extend(_rule_candidates(rule, ctx, diagnostics))
+        out.extend(_rule_candidates(rule, ctx, names, diagnostics))
     return out
 
 
+def _resolved(target: Entity, names: Mapping[str, Entity]) -> Entity:
+    entity = names.get(target.key)
+    if entity is None:
+        return target
+    return Entity(type=entity.type, value=entity.value, aliases=entity.aliases)
+
+
 def _rule_candidates(
-    rule: RespondRule, ctx: Mapping[str, Any], diagnostics: list[str] | None
+    rule: RespondRule,
+    ctx: Mapping[str, Any],
+    names: Mapping[str, Entity],
+    diagnostics: list[str] | None,
 ) -> list[ActionCandidate]:
     def note(message: str) -> None:
         log.info("respond rule %s: %s", rule.id, message)
@@ -255,7 +273,7 @@ def _rule_candidates(
             note("target is empty; no candidate")
             continue
         try:
-            target = Entity.model_validate({"type": kind, "value": str(value)})
+            target = _resolved(Entity.model_validate({"type": kind, "value": str(value)}), names)
         except ValidationError as exc:
             note(f"target {kind}:{value!s:.80} is not a valid entity: {exc.errors()[0]['msg']}")
             continue

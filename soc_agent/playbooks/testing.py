@@ -310,7 +310,7 @@ async def run_case(
 
     ctx = build_context(alert, incident, investigation, playbook.settings)
     value, breakdown = score(playbook, ctx)
-    found = candidates(playbook, ctx, diagnostics=result.diagnostics)
+    found = candidates(playbook, ctx, known=incident.entities, diagnostics=result.diagnostics)
     result.score, result.breakdown, result.candidates = value, breakdown, found
     if decide is not None:
         result.dispositions = await decide(
@@ -409,7 +409,8 @@ def _matches(want: ExpectedAction, candidate: ActionCandidate) -> bool:
         target = Entity.model_validate({"type": want.target.type, "value": want.target.value})
     except ValidationError:
         return False
-    return target.key == candidate.target.key
+    # Any name the target goes by: a case may name the person as the alert did.
+    return target.key in candidate.target.keys
 
 
 def _check_actions(

@@ -94,9 +94,18 @@ class ProtectedAssets(BaseModel):
         return out
 
     def matches(self, entity: Entity) -> str | None:
-        """The configured pattern that protects `entity`, or None."""
-        value = entity.value
-        kind = entity.type
+        """The configured pattern that protects `entity` under any of its names, or None.
+
+        Every alias counts: a user protected as `ceo` stays protected when an alert
+        names the UPN and carries `ceo` only as the sAMAccountName alias.
+        """
+        for name in entity.names:
+            found = self._matches_name(entity.type, name)
+            if found is not None:
+                return found
+        return None
+
+    def _matches_name(self, kind: EntityType, value: str) -> str | None:
         if kind is EntityType.HOST:
             return _glob(self.hosts, value) or _ip(self.ips, value)
         if kind is EntityType.USER:

@@ -317,8 +317,8 @@ CASES = [
         "198.51.100.23 is performing SSH brute force attacks against i-0f1e2d3c4b5a69788.",
         {
             ("cloud_resource", "i-0f1e2d3c4b5a69788", "target"),
-            ("ip", "172.31.20.14", "target"),
-            ("ip", "34.250.10.20", "target"),
+            ("ip", "172.31.20.14", "destination"),
+            ("ip", "34.250.10.20", "destination"),
             ("host", "ip-172-31-20-14.eu-west-1.compute.internal", "target"),
             ("ip", "198.51.100.23", "source"),
         },
@@ -385,7 +385,7 @@ CASES = [
         "198.18.7.77.",
         {
             ("cloud_resource", "i-0123456789abcdef0", "actor"),
-            ("ip", "10.50.3.7", "actor"),
+            ("ip", "10.50.3.7", "source"),
             ("ip", "198.18.7.77", "destination"),
         },
         ["T1496"],
@@ -402,7 +402,7 @@ CASES = [
         {
             ("host", "fin-lt-0342.corp.example.com", "target"),
             ("user", "m.rossi", None),
-            ("user", "m.rossi", "actor"),
+            ("user", "m.rossi@example.com", "actor"),
             ("process", "vssadmin.exe", None),
             ("file_hash", "c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2", None),
             ("file_hash", "b2c1e5a1f0d3e4c5b6a79881726354a1b2c3d4e5", None),
@@ -428,7 +428,7 @@ CASES = [
             ("email", "billing@example-invoices.net", "sender"),
             ("email", "ap-team@example.com", "recipient"),
             ("email", "ap-team@example.com", "target"),  # the mailbox evidence, role "attacked"
-            ("user", "ap-team", "target"),
+            ("user", "ap-team@example.com", "target"),
             ("url", "https://example-invoices.net/view?id=88213", None),
         },
         ["T1566.002"],
@@ -441,7 +441,7 @@ CASES = [
         utc(2025, 4, 1, 22, 58),
         "Sign-in from TOR exit node followed by MFA registration",
         # "not-an-ip" evidence is dropped, not fatal
-        {("ip", "185.220.100.252", "attacker"), ("user", "k.tanaka", "target")},
+        {("ip", "185.220.100.252", "attacker"), ("user", "k.tanaka@example.com", "target")},
         product="microsoftSentinel",
         labels={"severity_raw": "unknown", "ingest.entities_dropped": "1"},
     ),
@@ -530,7 +530,7 @@ CASES = [
         {
             ("host", "web-iis-03", None),
             ("ip", "172.16.30.3", None),
-            ("user", "iis apppool\\defaultapppool", "actor"),
+            ("user", "defaultapppool", "actor"),
             ("file_hash", "b99d114b267ffd068c3289199b6df95a9f9e64872d6c2a666d2a6f3de8dbf4c6", None),
             ("process", "cmd.exe", None),
             ("process", "w3wp.exe", "parent"),
@@ -591,7 +591,7 @@ CASES = [
         "Malware Trojan:Win32/Emotet.RPX!MTB on PAY-SRV-02",
         {
             ("host", "pay-srv-02", "destination"),
-            ("user", "corp\\svc_pay", None),
+            ("user", "svc_pay", None),
             ("file_hash", "e3b98cbd9a3f1c2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5", None),
         },
         ["T1204.002", "T1566.001"],
@@ -621,7 +621,7 @@ CASES = [
             ("host", "ws-fin-021", "source"),  # src_nt_host
             ("host", "fs-corp-02", "destination"),  # dest_nt_host
             ("host", "fs-corp-02.corp.example.com", None),  # orig_host
-            ("user", "corp\\svc_patch", None),
+            ("user", "svc_patch", None),
         },
         ["T1021.002", "T1569.002"],
         ["Lateral Movement", "Execution"],

@@ -209,3 +209,18 @@ def test_urgency_tolerates_odd_inputs() -> None:
     assert urgency(Severity.HIGH, 250, "unheard-of") == urgency(Severity.HIGH, 100, "medium")
     assert urgency(Severity.HIGH, -5, "MEDIUM") == urgency(Severity.HIGH, 0, "medium")
     assert urgency(Severity.HIGH, float("nan"), "medium") == urgency(Severity.HIGH, 0, "medium")
+
+
+def test_protection_holds_whatever_name_the_target_goes_by() -> None:
+    # The CEO's account is protected by its short name; an alert that names only the UPN
+    # (with the short name as an alias) must not slip past the guardrail.
+    ceo = Entity(
+        type=EntityType.USER,
+        value="c.exec@corp.example.com",
+        aliases={"upn": "c.exec@corp.example.com", "sam": "ceo"},
+    )
+    assert PROTECTED.matches(ceo) == "ceo"
+    dc = Entity(type=EntityType.HOST, value="host-7f3a", aliases={"fqdn": "dc-02.corp.example"})
+    assert PROTECTED.matches(dc) == "DC-*"
+    plain = Entity(type=EntityType.USER, value="j.doe", aliases={"sid": "s-1-5-21-1-2-3-1104"})
+    assert PROTECTED.matches(plain) is None
