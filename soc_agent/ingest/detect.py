@@ -15,10 +15,12 @@ from typing import Any
 from soc_agent.errors import NormalizationError
 from soc_agent.ingest import (
     crowdstrike,
+    crowdstrike_alert,
     elastic,
     guardduty,
     ms_graph,
     ocsf,
+    sentinel,
     soc_risk,
     splunk,
     suricata,
@@ -38,7 +40,18 @@ class _Normalizer:
 
 _BY_NAME: dict[str, _Normalizer] = {
     module.FORMAT: _Normalizer(module.matches, module.normalize)
-    for module in (elastic, ocsf, suricata, guardduty, ms_graph, crowdstrike, splunk, soc_risk)
+    for module in (
+        elastic,
+        ocsf,
+        suricata,
+        guardduty,
+        ms_graph,
+        crowdstrike,
+        splunk,
+        soc_risk,
+        crowdstrike_alert,
+        sentinel,
+    )
 }
 FORMATS: tuple[str, ...] = tuple(_BY_NAME)
 # Detection order: formats with unmistakable markers first, loose shapes last.
@@ -47,6 +60,8 @@ _DETECTION_ORDER = (
     "elastic",
     "ocsf",
     "crowdstrike",
+    "crowdstrike_alert",
+    "sentinel",
     "ms_graph",
     "guardduty",
     "splunk",

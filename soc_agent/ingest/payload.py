@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from soc_agent.errors import NormalizationError, RecordFiltered
-from soc_agent.ingest import guardduty
+from soc_agent.ingest import crowdstrike_alert, guardduty
 from soc_agent.ingest.detect import normalize
 from soc_agent.ingest.mapping import FieldMapping
 from soc_agent.models import Alert, DeadLetter
@@ -192,14 +192,22 @@ def _records(data: bytes, source: str) -> Iterator[_Record]:
     yield from _from_lines(lines, source, _Record(source, data, error=error))
 
 
+# Whole API responses that hold several alerts, and what one element is called.
+_EXPANDERS: tuple[tuple[Callable[[dict[str, Any]], list[Any] | None], str], ...] = (
+    (guardduty.expand, "finding"),
+    (crowdstrike_alert.expand, "alert"),
+)
+
+
 def _expand(record: _Record) -> list[_Record]:
     if isinstance(record.value, dict):
-        findings = guardduty.expand(record.value)
-        if findings:
-            return [
-                _Record(f"{record.source}:finding {i}", _element_bytes(finding), finding)
-                for i, finding in enumerate(findings, 1)
-            ]
+        for expand, element in _EXPANDERS:
+            found = expand(record.value)
+            if found:
+                return [
+                    _Record(f"{record.source}:{element} {i}", _element_bytes(one), one)
+                    for i, one in enumerate(found, 1)
+                ]
     return [record]
 
 

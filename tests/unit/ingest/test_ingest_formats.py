@@ -17,6 +17,9 @@ from soc_agent.models import Alert, Severity
 ALERTS = Path(__file__).resolve().parents[2] / "fixtures" / "alerts"
 RECEIVED = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 VENDOR_FORMATS = ("elastic", "ocsf", "suricata", "guardduty", "ms_graph", "crowdstrike", "splunk")
+# Formats whose expected alerts are tabled in their own test module (test_<format>.py);
+# their fixtures still go through detection, hints and stable ids here.
+OWN_TABLE_FORMATS = ("crowdstrike_alert", "sentinel")
 
 
 def fixture_bytes(relative: str) -> bytes:
@@ -27,10 +30,11 @@ def fixture_doc(relative: str) -> Any:
     return json.loads(fixture_bytes(relative))
 
 
-def vendor_fixture_files() -> list[str]:
-    return sorted(
-        f"{fmt}/{path.name}" for fmt in VENDOR_FORMATS for path in (ALERTS / fmt).glob("*.json")
-    )
+def vendor_fixture_files(formats: tuple[str, ...] = VENDOR_FORMATS) -> list[str]:
+    return sorted(f"{fmt}/{path.name}" for fmt in formats for path in (ALERTS / fmt).glob("*.json"))
+
+
+ALL_FIXTURES = vendor_fixture_files(VENDOR_FORMATS + OWN_TABLE_FORMATS)
 
 
 Ent = tuple[str, str, str | None]
@@ -676,15 +680,18 @@ def test_every_vendor_fixture_is_covered_by_the_table() -> None:
     covered = {c.file for c in CASES}
     assert covered == set(vendor_fixture_files())
     # soc_risk is soc-agent's own format (risk alerts), tested in test_soc_risk.py.
-    assert {f.split("/")[0] for f in covered} == set(FORMATS) - {"soc_risk"} == set(VENDOR_FORMATS)
+    tabled = set(FORMATS) - {"soc_risk", *OWN_TABLE_FORMATS}
+    assert {f.split("/")[0] for f in covered} == tabled == set(VENDOR_FORMATS)
+    for fmt in OWN_TABLE_FORMATS:
+        assert (ALERTS.parent.parent / "unit" / "ingest" / f"test_{fmt}.py").is_file()
 
 
-@pytest.mark.parametrize("file", vendor_fixture_files())
+@pytest.mark.parametrize("file", ALL_FIXTURES)
 def test_detects_every_fixture_without_a_hint(file: str) -> None:
     assert detect_format(fixture_doc(file)) == file.split("/")[0]
 
 
-@pytest.mark.parametrize("file", vendor_fixture_files())
+@pytest.mark.parametrize("file", ALL_FIXTURES)
 def test_original_is_the_untouched_record_and_ids_are_stable(file: str) -> None:
     doc = fixture_doc(file)
     pristine = copy.deepcopy(doc)
@@ -698,7 +705,7 @@ def test_original_is_the_untouched_record_and_ids_are_stable(file: str) -> None:
         assert doc == pristine
 
 
-@pytest.mark.parametrize("file", vendor_fixture_files())
+@pytest.mark.parametrize("file", ALL_FIXTURES)
 def test_hint_matches_detection(file: str) -> None:
     fmt = file.split("/")[0]
     hinted = parse_payload(fixture_bytes(file), source=file, format_hint=fmt, received_at=RECEIVED)
