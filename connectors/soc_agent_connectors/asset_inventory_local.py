@@ -36,11 +36,21 @@ class AssetEntry(BaseModel):
     protected: bool = False
     tags: list[str] = Field(default_factory=list)
     dependents: int = Field(default=0, ge=0)
+    aliases: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="other names of the same asset by kind (upn, sam, fqdn, ...)",
+    )
 
 
 class AssetInput(BaseModel):
     type: AssetType
     value: str = Field(min_length=1, max_length=2048)
+    aliases: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="the target's other names: any of them may be the one the inventory knows",
+    )
 
 
 class AssetOutput(BaseModel):
@@ -71,11 +81,23 @@ class LocalAssetInventory(Connector):
         path = resolve_data_path(config.path, "inventory.yaml")
         items = load_records(path, "assets", connector=self.name, entry=AssetEntry)
         self._assets = {(item.type, item.value.strip().lower()): item for item in items}
+        for item in items:
+            for name in item.aliases.values():
+                # Values are indexed first: an alias never shadows another entry's value.
+                self._assets.setdefault((item.type, name.strip().lower()), item)
 
     @capability(kind="query", scopes=["assets:read"])
     async def lookup_asset(self, args: AssetInput) -> AssetOutput:
-        """Criticality, owner and protection of one asset."""
-        item = self._assets.get((args.type, args.value.strip().lower()))
+        """Criticality, owner and protection of one asset, found by any of its names."""
+        names = (args.value, *args.aliases)
+        item = next(
+            (
+                found
+                for name in names
+                if (found := self._assets.get((args.type, name.strip().lower()))) is not None
+            ),
+            None,
+        )
         if item is None:
             return AssetOutput(type=args.type, value=args.value, found=False)
         return AssetOutput(
@@ -87,5 +109,8 @@ class LocalAssetInventory(Connector):
             protected=item.protected,
             tags=list(item.tags),
             dependents=item.dependents,
-            attributes=dict(item.model_extra or {}),
+            attributes={
+                **(item.model_extra or {}),
+                **({"aliases": item.aliases} if item.aliases else {}),
+            },
         )

@@ -59,6 +59,9 @@ class Capability:
     cache_ttl: float | None = None
     # May fetch a URL taken from alert content (never a private/loopback address unless allowed).
     fetches_untrusted_urls: bool = False
+    # Actions: the target's alias kinds this vendor acts on, best first (`upn`, `object_id`);
+    # the executor sends the first the target has, else its value (`models.names`).
+    target_names: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -73,6 +76,7 @@ class Capability:
             "target": self.target.value if self.target else None,
             "idempotent": self.idempotent,
             "cache_ttl": self.cache_ttl,
+            "target_names": list(self.target_names),
             "fetches_untrusted_urls": self.fetches_untrusted_urls,
             "input_schema": self.input_model.model_json_schema(),
             "output_schema": self.output_model.model_json_schema(),
@@ -101,6 +105,7 @@ def capability(
     idempotent: bool | None = None,
     cache_ttl: float | None = None,
     fetches_untrusted_urls: bool = False,
+    target_names: tuple[str, ...] | list[str] = (),
 ) -> Callable[[_Method[_In, _Out]], _Method[_In, _Out]]:
     """Declare an async method as a capability; models come from its annotations."""
 
@@ -129,6 +134,7 @@ def capability(
             idempotent=idempotent,
             cache_ttl=cache_ttl,
             fetches_untrusted_urls=fetches_untrusted_urls,
+            target_names=tuple(target_names),
         )
         return fn
 

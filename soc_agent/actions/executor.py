@@ -133,7 +133,7 @@ class Executor:
         key = request.idempotency_key
         args = {
             **request.args,
-            "target": request.target.value,
+            "target": self._target_name(request, request.capability),
             "idempotency_key": key,
             "reason": request.reason,
         }
@@ -206,7 +206,7 @@ class Executor:
                 f"not rolled back again: action is {status} (another rollback claimed it)",
             )
         args = {
-            "target": request.target.value,
+            "target": self._target_name(request, request.rollback_capability),
             "reason": reason,
             "idempotency_key": f"{record.idempotency_key}:rollback",
             # What the action answered (a case id, a rule id) is often what undoing it needs.
@@ -281,6 +281,14 @@ class Executor:
             for r in due
         ]
 
+    def _target_name(self, request: ActionRequest, capability: str | None) -> str:
+        """The target's name the capability acts on (its `target_names`), else its value."""
+        try:
+            kinds = self._gateway.capability(request.connector, capability or "").target_names
+        except ConnectorError:
+            return request.target.value  # the call itself will fail loudly, naming why
+        return request.target.name_for(kinds)
+
     async def _verify(self, request: ActionRequest) -> bool | None:
         cap = self._gateway.capability(request.connector, request.capability)
         if not cap.verify:
@@ -289,7 +297,10 @@ class Executor:
             out = await self._gateway.call(
                 request.connector,
                 cap.verify,
-                {"action": request.action, "target": request.target.value},
+                {
+                    "action": request.action,
+                    "target": self._target_name(request, request.capability),
+                },
             )
         except ConnectorError:
             return None

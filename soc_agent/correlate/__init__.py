@@ -13,6 +13,7 @@ from soc_agent.correlate.correlator import (
     default_incident_id,
 )
 from soc_agent.correlate.fingerprint import fingerprint
+from soc_agent.correlate.identities import IdentityBook, load_identity_book
 from soc_agent.correlate.state import CorrelationState, IncidentChanged, InMemoryCorrelationState
 
 __all__ = [
@@ -23,10 +24,12 @@ __all__ = [
     "CorrelationResult",
     "CorrelationState",
     "Correlator",
+    "IdentityBook",
     "InMemoryCorrelationState",
     "IncidentChanged",
     "KeyLocks",
     "Outcome",
     "default_incident_id",
     "fingerprint",
+    "load_identity_book",
 ]

@@ -61,9 +61,11 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
+from soc_agent_connectors import DATA_PATH
 
 from soc_agent.correlate.fingerprint import fingerprint
 from soc_agent.correlate.state import CorrelationState
@@ -113,6 +115,12 @@ class CorrelationConfig(BaseModel):
         default=500,
         ge=1,
         description="a full incident takes no more alerts; related ones open a new incident",
+    )
+    identity_file: Path | None = Field(
+        default=None,
+        description="an asset inventory (the local inventory's format) whose entries' "
+        "`aliases:` say which names are one user or host, read at start-up",
+        json_schema_extra=DATA_PATH,
     )
 
     @field_validator("ignore_values")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
@@ -165,6 +165,14 @@ class Entity(BaseModel):
     def names(self) -> tuple[str, ...]:
         """The value and every alias, distinct, value first."""
         return tuple(dict.fromkeys((self.value, *self.aliases.values())))
+
+    def name_for(self, kinds: Sequence[str]) -> str:
+        """The first of `kinds` this entity has an alias of, else its value: the name a
+        connector acting on `kinds` (`upn`, `object_id`, `sam`, ...) can use."""
+        for kind in kinds:
+            if kind in self.aliases:
+                return self.aliases[kind]
+        return self.value
 
     @property
     def keys(self) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from soc_agent.actions.executor import Executor
 from soc_agent.audit.base import AuditSink
-from soc_agent.correlate import CorrelationResult, Correlator, Outcome
+from soc_agent.correlate import CorrelationResult, Correlator, IdentityBook, Outcome
 from soc_agent.errors import SocAgentError
 from soc_agent.failpoints import failpoint
 from soc_agent.gateway import Gateway
@@ -112,8 +112,10 @@ class Agent:
         notify_channel: str = "soc",
         incident_locks: IncidentLocks | None = None,
         reasoner: Reasoner | None = None,
+        identities: IdentityBook | None = None,
     ) -> None:
         self.agent_id = agent_id
+        self._identities = identities or IdentityBook()
         self._store = store
         self._audit = audit
         self._gateway = gateway
@@ -147,10 +149,14 @@ class Agent:
             )
         )
 
+    def resolve(self, alert: Alert) -> Alert:
+        """The alert with the entities the identity file knows under their canonical names."""
+        return self._identities.resolve(alert)
+
     async def handle(self, alert: Alert) -> AlertOutcome:
         """Correlate, investigate, decide and act on one alert; safe to call again for it."""
         started = time.perf_counter()
-        outcome = await self._handle(alert)
+        outcome = await self._handle(self.resolve(alert))
         return replace(outcome, elapsed_ms=(time.perf_counter() - started) * 1000)
 
     async def _handle(self, alert: Alert) -> AlertOutcome:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from pydantic import BaseModel
 from soc_agent_connectors import Capability
 
 from soc_agent.errors import ConnectorError
@@ -208,12 +209,20 @@ class GatewayFacts:
         try:
             return await self._gateway.call(
                 *_INVENTORY,
-                {"type": target.type.value, "value": target.value},
+                _asset_query(target, self._gateway.capability(*_INVENTORY).input_model),
                 reason="policy: target facts",
             )
         except ConnectorError:
             # Unknown is treated as medium criticality, not as unimportant.
             return {}
+
+
+def _asset_query(target: Entity, model: type[BaseModel]) -> dict[str, Any]:
+    """The lookup by value, and by the target's other names where the inventory takes them."""
+    query: dict[str, Any] = {"type": target.type.value, "value": target.value}
+    if "aliases" in model.model_fields and target.aliases:
+        query["aliases"] = [name for name in target.names if name != target.value]
+    return query
 
 
 class CatalogFacts:

@@ -14,6 +14,7 @@ from soc_agent_connectors import CapabilityKind, Connector
 from soc_agent.actions.executor import Executor
 from soc_agent.audit import AuditLog
 from soc_agent.audit.anchors import AnchorWriter
+from soc_agent.correlate import load_identity_book
 from soc_agent.errors import ConfigError
 from soc_agent.gateway import Gateway
 from soc_agent.ingest import FieldMapping, load_mappings
@@ -191,6 +192,8 @@ async def open_components(
                     key="investigator",
                 )
     mappings = load_mappings(settings.mappings)
+    identity_file = settings.correlation.identity_file
+    identities = load_identity_book(identity_file) if identity_file is not None else None
     async with open_backend(settings) as backend:
         store, audit = backend.store, backend.audit
         gateway = Gateway(
@@ -226,6 +229,7 @@ async def open_components(
             notify_channel=settings.runtime.notify_channel,
             incident_locks=backend.incident_locks(shared=shared),
             reasoner=reasoner,
+            identities=identities,
         )
         anchors = None
         if settings.audit_anchor_file is not None:

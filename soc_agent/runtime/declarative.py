@@ -19,7 +19,7 @@ import re
 from collections.abc import Collection, Iterable, Mapping
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
@@ -60,7 +60,11 @@ _PY_TYPES: dict[str, Any] = {
 }
 # What the executor sends every action (see the connector contract in the README).
 _ACTION_ARGS = {
-    "target": {"type": "string", "required": True, "description": "the target entity's value"},
+    "target": {
+        "type": "string",
+        "required": True,
+        "description": "the target's name: its first alias of target_names, else its value",
+    },
     "reason": {"type": "string", "default": "", "description": "why the policy decided it"},
     "idempotency_key": {"type": "string", "description": "one per incident, action, target"},
     "original": {
@@ -127,6 +131,11 @@ class CapabilityDef(_Strict):
     verify: str | None = None
     idempotent: bool | None = None
     cache_ttl: float | None = Field(default=None, ge=0)
+    target_names: list[Annotated[str, Field(pattern=_NAME)]] = Field(
+        default_factory=list,
+        max_length=8,
+        description="alias kinds the vendor acts on, best first (upn, sam, object_id, fqdn)",
+    )
     arguments: dict[str, ArgumentSpec] = Field(default_factory=dict)
     request: RequestSpec
     result: dict[str, ResultField] = Field(min_length=1)
@@ -338,6 +347,7 @@ def _method(title: str, cap: CapabilityDef) -> Any:
         target=cap.target,
         idempotent=cap.idempotent,
         cache_ttl=cap.cache_ttl,
+        target_names=tuple(cap.target_names),
     )
     return call
 

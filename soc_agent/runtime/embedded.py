@@ -105,6 +105,7 @@ async def run_embedded(
                 if len(report.dead_letters) < MAX_REPORTED_DEAD_LETTERS:
                     report.dead_letters.append(item)
                 continue
+            item = agent.resolve(item)  # risk, like correlation, sees one entity per person
             raised = raised_alerts(components.risk, item, bounds.max_entities_per_alert)
             if raised:
                 report.counts["risk alerts"] += len(raised)

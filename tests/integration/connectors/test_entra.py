@@ -12,7 +12,21 @@ from typing import Any
 import pytest
 from soc_agent_packs.identity.connectors.entra import Entra, EntraConfig
 
+from soc_agent.actions.executor import Executor
+from soc_agent.audit import SQLiteAuditLog
 from soc_agent.errors import ConnectorError
+from soc_agent.gateway import Gateway
+from soc_agent.models import (
+    ActionRequest,
+    AutonomyLevel,
+    Disposition,
+    Entity,
+    EntityType,
+    RiskTier,
+)
+from soc_agent.models.ids import idempotency_key
+from soc_agent.store import SQLiteStore
+from tests.conftest import Clock
 from tests.integration.connectors.conftest import FakeTime
 from tests.integration.connectors.oauth_vendor import TokenEndpoint, form_of
 from tests.integration.connectors.vendor_server import RecordedRequest, Reply, VendorServer
@@ -332,3 +346,53 @@ async def test_tokens_never_reach_logs_or_errors(
     assert "Bearer [REDACTED] lacks RevokeSessions" in str(err.value)
     for value in (CLIENT_SECRET, *tokens.issued):
         assert value not in str(err.value) and value not in caplog.text
+
+
+# --- the executor picks the name Entra needs --------------------------------------------------
+
+
+async def test_an_account_known_by_its_short_name_is_disabled_through_its_upn(
+    make: Make,
+    vendor_server: VendorServer,
+    tokens: TokenEndpoint,
+    store: SQLiteStore,
+    audit: SQLiteAuditLog,
+    clock: Clock,
+) -> None:
+    # The incident first named the person `mchen` (a Windows logon); a Graph alert added
+    # the UPN and object id as aliases. No upn_domain is configured: only the alias can
+    # reach the account, and verification must ask about the same account.
+    serve_user(vendor_server, tokens)
+    vendor_server.route("PATCH", BY_ID, Reply(204))
+    gateway = Gateway(
+        {"entra": make()}, {"entra": ["user:disable", "idp:read"]}, audit, clock=clock
+    )
+    target = Entity(
+        type=EntityType.USER,
+        value="mchen",
+        aliases={"sam": "mchen", "upn": UPN, "object_id": USER_ID},
+    )
+    key = idempotency_key("inc-7", "disable_user", target)
+    request = ActionRequest(
+        id=f"act-{key[:16]}",
+        action="disable_user",
+        target=target,
+        connector="entra",
+        capability="disable_user",
+        playbook_rule="contain",
+        disposition=Disposition.EXECUTED,
+        rule="threshold.execute",
+        reason="impossible travel",
+        autonomy=AutonomyLevel.OBSERVER,
+        reversible=True,
+        rollback_capability="enable_user",
+        risk=RiskTier.HIGH,
+        idempotency_key=key,
+    )
+    outcome = await Executor(store, gateway, audit, actor="soc-agent", clock=clock).execute(
+        request, "inc-7"
+    )
+    assert (outcome.status, outcome.performed) == ("executed", True)
+    assert {r.path for r in vendor_server.calls("GET")} == {BY_UPN}
+    (patch,) = vendor_server.calls("PATCH", BY_ID)
+    assert patch.json() == {"accountEnabled": False}

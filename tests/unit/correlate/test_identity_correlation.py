@@ -7,11 +7,18 @@ only thing they share is the person, each time under a different name.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from soc_agent.correlate import CorrelationConfig, Correlator, InMemoryCorrelationState
+from soc_agent.correlate import (
+    CorrelationConfig,
+    Correlator,
+    InMemoryCorrelationState,
+    load_identity_book,
+)
+from soc_agent.errors import ConfigError
 from soc_agent.ingest import normalize
 from soc_agent.models import Alert, EntityType
 
@@ -142,3 +149,39 @@ async def test_an_ignored_name_unlinks_the_entity_under_every_name() -> None:
     first = await corr.correlate(normalize(splunk("CORP\\mokafor"), received_at=RECEIVED))
     second = await corr.correlate(normalize(graph("mokafor", "CORP", UPN), received_at=RECEIVED))
     assert first.incident.id != second.incident.id
+
+
+async def test_the_identity_file_renames_an_entity_it_knows_and_keeps_the_vendor_name(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "identities.yaml"
+    path.write_text(
+        "assets:\n"
+        f"  - {{type: user, value: {UPN}, aliases: {{sam: mokafor, object_id: {OBJECT_ID}}}}}\n"
+    )
+    book = load_identity_book(path)
+    alert = book.resolve(normalize(splunk("CORP\\mokafor"), received_at=RECEIVED))
+    [user] = [e for e in alert.entities if e.type is EntityType.USER]
+    assert user.value == UPN
+    assert user.aliases["nt_account"] == "corp\\mokafor"  # the vendor's names stay
+    assert user.aliases["object_id"] == OBJECT_ID
+    other = normalize(ocsf("a.nwosu@corp.example.com"), received_at=RECEIVED)
+    assert book.resolve(other) is other  # nothing known: the same alert
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        ("{type: user, value: a, aliases: {UPN: a@x.example}}", "assets.0"),
+        ("{type: ip, value: 10.0.0.1, aliases: {vip: not-an-ip}}", "assets.0"),
+        ("{type: user, value: a, aliases: [a@x.example]}", "assets.0.aliases"),
+    ],
+)
+def test_a_bad_alias_stops_start_up_naming_file_line_and_field(
+    tmp_path: Path, entry: str, field: str
+) -> None:
+    path = tmp_path / "identities.yaml"
+    path.write_text(f"assets:\n  - {entry}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_identity_book(path)
+    assert str(caught.value).startswith(f"{path}:2: {field}")
