@@ -62,6 +62,10 @@ StoreOpt = Annotated[
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file [env SOC_AGENT_CONFIG]")
 ]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", help="read every record as this format or mapping (skips detection)"),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 AnalystOpt = Annotated[
     str | None,
@@ -128,6 +132,7 @@ def run(
     mode: Annotated[
         RunMode | None, typer.Option(help="live | dry_run | shadow [env SOC_AGENT_POLICY__MODE]")
     ] = None,
+    format_hint: FormatOpt = None,
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     config: ConfigOpt = None,
@@ -138,7 +143,8 @@ def run(
     settings = _settings(config, store)
     if mode is not None:
         settings.policy = settings.policy.model_copy(update={"mode": mode})
-    _process(settings, list(alerts) if alerts else list(default_alert_sources()), as_json)
+    sources: list[str | Path] = [*alerts] if alerts else [*default_alert_sources()]
+    _process(settings, sources, as_json, format_hint=format_hint)
 
 
 @app.command()
@@ -147,6 +153,7 @@ def replay(
         list[str],
         typer.Option("--alerts", "-a", help="past alerts: file, directory or -; repeatable"),
     ],
+    format_hint: FormatOpt = None,
     as_json: JsonOpt = False,
     store: Annotated[
         Path | None,
@@ -166,12 +173,20 @@ def replay(
         settings = _settings(config, store or Path(tmp) / "replay.db")
         settings.store_backend = "sqlite"
         settings.policy = settings.policy.model_copy(update={"mode": RunMode.SHADOW})
-        _process(settings, list(alerts), as_json, store_kept=store is not None)
+        _process(
+            settings, list(alerts), as_json, store_kept=store is not None, format_hint=format_hint
+        )
 
 
 def _process(
-    settings: Settings, sources: list[str | Path], as_json: bool, *, store_kept: bool = True
+    settings: Settings,
+    sources: list[str | Path],
+    as_json: bool,
+    *,
+    store_kept: bool = True,
+    format_hint: str | None = None,
 ) -> None:
+    from soc_agent.ingest import FORMATS, load_mappings
     from soc_agent.pipeline.agent import AlertOutcome
     from soc_agent.runtime.components import open_components
     from soc_agent.runtime.embedded import RunReport, run_embedded
@@ -179,6 +194,11 @@ def _process(
     for src in sources:
         if src != "-" and not Path(src).exists():
             raise _fail(f"alert source not found: {src}")
+    if format_hint is not None:
+        known = [*FORMATS, *(m.name for m in load_mappings(settings.mappings))]
+        if format_hint not in known:
+            # Every record would be a dead letter: say so once, before anything runs.
+            raise _fail(f"unknown --format {format_hint!r} (known: {', '.join(known)})", 2)
     _announce_connectors(settings)
 
     async def main() -> RunReport:
@@ -191,7 +211,7 @@ def _process(
                     sys.stdout.write(render.decision_json(outcome.decision) + "\n")
                 sys.stdout.flush()
 
-            return await run_embedded(c, sources, on_outcome=emit)
+            return await run_embedded(c, sources, on_outcome=emit, format_hint=format_hint)
 
     report = _run(main)
     if not (report.alerts or report.dead_letter_count or report.counts["filtered"]):
@@ -209,7 +229,7 @@ def normalize(
     file: Annotated[
         str, typer.Argument(help="JSON document, JSON array or JSON lines; - for stdin")
     ],
-    format_hint: Annotated[str | None, typer.Option("--format", help="skip detection")] = None,
+    format_hint: FormatOpt = None,
     mapping: Annotated[
         list[Path] | None,
         typer.Option("--mapping", help="declarative field mapping YAML; repeatable"),

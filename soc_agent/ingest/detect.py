@@ -14,6 +14,7 @@ from typing import Any
 
 from soc_agent.errors import NormalizationError
 from soc_agent.ingest import (
+    asff,
     crowdstrike,
     crowdstrike_alert,
     elastic,
@@ -24,6 +25,7 @@ from soc_agent.ingest import (
     soc_risk,
     splunk,
     suricata,
+    wazuh,
 )
 from soc_agent.ingest.mapping import FieldMapping
 from soc_agent.models import Alert
@@ -51,6 +53,8 @@ _BY_NAME: dict[str, _Normalizer] = {
         soc_risk,
         crowdstrike_alert,
         sentinel,
+        asff,
+        wazuh,
     )
 }
 FORMATS: tuple[str, ...] = tuple(_BY_NAME)
@@ -59,10 +63,13 @@ _DETECTION_ORDER = (
     "soc_risk",
     "elastic",
     "ocsf",
+    "wazuh",
     "crowdstrike",
     "crowdstrike_alert",
     "sentinel",
     "ms_graph",
+    # Before guardduty, whose {"Findings": [...]} test does not look inside the list.
+    "asff",
     "guardduty",
     "splunk",
     "suricata",

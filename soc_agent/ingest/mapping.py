@@ -53,7 +53,22 @@ __all__ = [
     "load_mappings",
 ]
 
-_BUILTIN = ("elastic", "ocsf", "suricata", "guardduty", "ms_graph", "crowdstrike", "splunk")
+# detect.FORMATS (which imports this module, so the names are repeated here; a test
+# keeps the two equal).
+_BUILTIN = (
+    "elastic",
+    "ocsf",
+    "suricata",
+    "guardduty",
+    "ms_graph",
+    "crowdstrike",
+    "splunk",
+    "soc_risk",
+    "crowdstrike_alert",
+    "sentinel",
+    "asff",
+    "wazuh",
+)
 _PATH_PATTERN = r"^[^\s]+$"
 
 

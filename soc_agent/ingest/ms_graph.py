@@ -151,6 +151,10 @@ def _evidence(ents: EntitySet, ev: dict[str, Any]) -> None:
     odata = ev.get("@odata.type")
     kind = odata[len(_PREFIX) :] if isinstance(odata, str) and odata.startswith(_PREFIX) else ""
     role = _role(ev)
+    if kind != "analyzedMessageEvidence":
+        # Mail-related evidence other than the message itself (mail clusters, URLs seen in
+        # mail) names the sending server too.
+        ents.add(EntityType.IP, ev.get("senderIp"), "source")
     if kind == "deviceEvidence":
         ents.add_host(
             ev.get("deviceDnsName") or ev.get("hostName"),

@@ -18,8 +18,10 @@ others still become alerts. Decisions the rest of the pipeline relies on:
   than one line is non-blank and at least one line is a JSON object on its own;
   otherwise it is a single broken document (e.g. truncated pretty-printed JSON)
   and becomes one dead letter with the parser's reason.
-- A GuardDuty `GetFindings` response (`{"Findings": [...]}`) is split into one
-  record per finding.
+- Whole API responses are split into one record per alert: a GuardDuty or
+  Security Hub `GetFindings` body (`{"Findings": [...]}`), an EventBridge
+  event holding several Security Hub findings, and a Falcon Alerts API
+  response (`{"meta", "resources": [...]}`).
 - Oversized values never fail the batch: titles and descriptions are truncated
   with a marker and entities past the cap are counted in a label; an id too long
   to store is a dead letter (truncating it would break stable ids).
@@ -36,7 +38,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from soc_agent.errors import NormalizationError, RecordFiltered
-from soc_agent.ingest import crowdstrike_alert, guardduty
+from soc_agent.ingest import asff, crowdstrike_alert, guardduty
 from soc_agent.ingest.detect import normalize
 from soc_agent.ingest.mapping import FieldMapping
 from soc_agent.models import Alert, DeadLetter
@@ -194,6 +196,7 @@ def _records(data: bytes, source: str) -> Iterator[_Record]:
 
 # Whole API responses that hold several alerts, and what one element is called.
 _EXPANDERS: tuple[tuple[Callable[[dict[str, Any]], list[Any] | None], str], ...] = (
+    (asff.expand, "finding"),
     (guardduty.expand, "finding"),
     (crowdstrike_alert.expand, "alert"),
 )

@@ -8,6 +8,7 @@ tls, ...) are recognised as Suricata so that they dead-letter with a clear reaso
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 from typing import Any
 
@@ -80,9 +81,7 @@ def normalize(
 
     meta = get(doc, "alert.metadata")
     if isinstance(meta, dict):
-        draft.techniques += as_list(meta.get("mitre_technique_id"))
-        for tactic in as_list(meta.get("mitre_tactic_name")) + as_list(meta.get("mitre_tactic_id")):
-            draft.tactic(tactic)
+        _attack(draft, meta)
         draft.label("signature_severity", meta.get("signature_severity"))
 
     _entities(draft, doc)
@@ -98,6 +97,28 @@ def normalize(
     draft.label("src_port", doc.get("src_port"))
     draft.label("dest_port", doc.get("dest_port"))
     return draft.build(received_at)
+
+
+# `t1071_001`, `T1071.001`: rule writers spell sub-techniques both ways, in either case.
+_TECHNIQUE = re.compile(r"^t\d{4}(?:[._]\d{3})?$", re.IGNORECASE)
+
+
+def _attack(draft: AlertDraft, meta: dict[str, Any]) -> None:
+    """ATT&CK ids and names from any `mitre_*` metadata key (ET's `mitre_technique_id`,
+    `mitre_tactic_name`, rule sets' `mitre_attack`, ...), each value placed by its shape:
+    rule writers mix tactics and techniques in one list and write ids in lower case."""
+    for key in sorted(meta):
+        if not (isinstance(key, str) and key.lower().startswith("mitre")):
+            continue
+        if key.lower().endswith("technique_name"):
+            continue  # technique names ("Application_Layer_Protocol") are not ids
+        for value in as_list(meta[key])[:32]:
+            if not isinstance(value, str):
+                continue
+            if _TECHNIQUE.match(value.strip()):
+                draft.techniques.append(value.strip().replace("_", "."))
+            else:
+                draft.tactic(value)
 
 
 def _entities(draft: AlertDraft, doc: dict[str, Any]) -> None:

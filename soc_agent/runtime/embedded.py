@@ -69,8 +69,10 @@ async def run_embedded(
     sources: Iterable[str | Path],
     *,
     on_outcome: Callable[[AlertOutcome], Awaitable[None]] | None = None,
+    format_hint: str | None = None,
 ) -> RunReport:
-    """Process every alert in `sources` through the whole pipeline, bounded in concurrency."""
+    """Process every alert in `sources` through the whole pipeline, bounded in concurrency;
+    `format_hint` reads every record as that format or mapping instead of detecting it."""
     report = RunReport()
     report.expired_proposals = len(await components.proposals.expire_due())
     report.resumed_proposals = len(await components.proposals.resume_approved())
@@ -95,7 +97,7 @@ async def run_embedded(
             await on_outcome(outcome)
 
     try:
-        async for item in _ingest(components, sources):
+        async for item in _ingest(components, sources, format_hint):
             if isinstance(item, Filtered):
                 report.counts["filtered"] += 1
                 continue
@@ -130,7 +132,7 @@ async def run_embedded(
 
 
 async def _ingest(
-    components: Components, sources: Iterable[str | Path]
+    components: Components, sources: Iterable[str | Path], format_hint: str | None
 ) -> AsyncIterator[Alert | DeadLetter | Filtered]:
     bounds = components.settings.runtime
     for src in _expand(sources):
@@ -146,6 +148,7 @@ async def _ingest(
                 clock=components.clock,
                 max_record_bytes=bounds.max_alert_bytes,
                 max_document_bytes=bounds.max_input_bytes,
+                format_hint=format_hint,
                 mappings=components.mappings,
                 max_entities=bounds.max_entities_per_alert,
             )

@@ -19,7 +19,7 @@ RECEIVED = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 VENDOR_FORMATS = ("elastic", "ocsf", "suricata", "guardduty", "ms_graph", "crowdstrike", "splunk")
 # Formats whose expected alerts are tabled in their own test module (test_<format>.py);
 # their fixtures still go through detection, hints and stable ids here.
-OWN_TABLE_FORMATS = ("crowdstrike_alert", "sentinel")
+OWN_TABLE_FORMATS = ("crowdstrike_alert", "sentinel", "asff", "wazuh")
 
 
 def fixture_bytes(relative: str) -> bytes:
@@ -781,3 +781,74 @@ def test_rejected_records_become_dead_letters_with_clear_reasons(file: str, reas
     assert dead.source == file
     assert dead.headers == {"topic": "soc.alerts"}
     assert dead.received_at == RECEIVED
+
+
+def test_mappings_may_not_take_a_built_in_format_name() -> None:
+    from soc_agent.ingest.mapping import _BUILTIN
+
+    assert set(_BUILTIN) == set(FORMATS)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "techniques", "tactics"),
+    [
+        (  # ET Open's own keys
+            {"mitre_tactic_id": ["TA0011"], "mitre_technique_id": ["T1071"]},
+            ["T1071"],
+            ["Command and Control"],
+        ),
+        (  # lower-case ids and an underscore sub-technique
+            {"mitre_technique_id": ["t1071_001"], "mitre_tactic_name": ["command_and_control"]},
+            ["T1071.001"],
+            ["Command and Control"],
+        ),
+        (  # one mixed list under mitre_attack
+            {"mitre_attack": ["TA0001", "t1190", "Initial_Access"]},
+            ["T1190"],
+            ["Initial Access"],
+        ),
+        (  # a technique written where the tactic goes, names that are not ids
+            {"mitre_tactic_id": ["T1566.002"], "mitre_technique_name": ["Spearphishing_Link"]},
+            ["T1566.002"],
+            [],
+        ),
+    ],
+)
+def test_suricata_reads_every_mitre_metadata_variant(
+    metadata: dict[str, list[str]], techniques: list[str], tactics: list[str]
+) -> None:
+    doc = fixture_doc("suricata/et_malware_http_c2.json")
+    doc["alert"]["metadata"] = metadata
+    alert = normalize(doc)
+    assert (alert.techniques, alert.tactics) == (techniques, tactics)
+
+
+def test_graph_keeps_the_sender_ip_of_evidence_other_than_the_message() -> None:
+    doc = fixture_doc("ms_graph/mdo_phish.json")
+    doc["evidence"].append(
+        {
+            "@odata.type": "#microsoft.graph.security.mailClusterEvidence",
+            "roles": [],
+            "senderIp": "198.51.100.23",
+        }
+    )
+    alert = normalize(doc)
+    assert ("ip", "198.51.100.23", "source") in {
+        (e.type.value, e.value, e.role) for e in alert.entities
+    }
+
+
+@pytest.mark.parametrize(
+    ("direction", "local_role", "remote_role"),
+    [("INBOUND", "destination", "source"), ("OUTBOUND", "source", "destination")],
+)
+def test_guardduty_places_the_instance_by_the_connection_direction(
+    direction: str, local_role: str, remote_role: str
+) -> None:
+    doc = fixture_doc("guardduty/ec2_bitcoin_outbound_camel.json")
+    network = doc["service"]["action"]["networkConnectionAction"]
+    network["connectionDirection"] = direction
+    alert = normalize(doc)
+    roles = {e.value: e.role for e in alert.entities if e.type.value == "ip"}
+    assert roles["10.50.3.7"] == local_role  # the instance's own address, from its NIC
+    assert roles[network["remoteIpDetails"]["ipAddressV4"]] == remote_role

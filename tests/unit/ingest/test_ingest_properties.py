@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from soc_agent.errors import NormalizationError
 from soc_agent.ingest import normalize, parse_payload
+from soc_agent.ingest.payload import _EXPANDERS
 from soc_agent.models import Alert
 
 ALERTS = Path(__file__).resolve().parents[2] / "fixtures" / "alerts"
@@ -37,14 +38,15 @@ json_objects = st.dictionaries(st.text(max_size=12), json_values, max_size=8)
 
 
 def expected_records(value: Any) -> int:
-    """How many records a parsed payload holds (a GetFindings envelope holds its findings)."""
+    """How many records a parsed payload holds (an API response holds its alerts, as each
+    format's `expand` says; those are tested with their formats)."""
     items = value if isinstance(value, list) else [value]
     count = 0
     for item in items:
-        findings = None
-        if isinstance(item, dict) and len(item) == 1:
-            findings = item.get("findings", item.get("Findings"))
-        count += len(findings) if isinstance(findings, list) and findings else 1
+        found = None
+        if isinstance(item, dict):
+            found = next((f for expand, _ in _EXPANDERS if (f := expand(item))), None)
+        count += len(found) if found else 1
     return count
 
 
