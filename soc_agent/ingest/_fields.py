@@ -315,8 +315,15 @@ class EntitySet:
         **attributes: Any,
     ) -> None:
         # Positional-only, so an attribute may be called `kind`, `value` or `role`.
+        # Users and hosts go through the identity rule even when added by one name, so
+        # `CORP\\mokafor` from any normalizer or mapping is the same user.
         for one in as_list(value):
-            self._add_one(kind, one, role, attributes)
+            if kind is EntityType.USER and isinstance(one, str | int):
+                self.add_user(role, account=one, attributes=attributes)
+            elif kind is EntityType.HOST and isinstance(one, str):
+                self.add_host(one, role, **attributes)
+            else:
+                self._add_one(kind, one, role, attributes)
 
     def add_user(
         self,
@@ -438,8 +445,10 @@ class EntitySet:
         for one in as_list(value):
             if not isinstance(one, str):
                 continue
-            kind = EntityType.IP if looks_like_ip(one) else EntityType.HOST
-            self._add_one(kind, one, role, attributes)
+            if looks_like_ip(one):
+                self._add_one(EntityType.IP, one, role, attributes)
+            else:
+                self.add_host(one, role, **attributes)
 
 
 def looks_like_ip(value: str) -> bool:

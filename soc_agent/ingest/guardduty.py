@@ -198,13 +198,15 @@ def _resource(
             ents.add_host(nic.get("privateDnsName"), role, ids={"aws_instance_id": instance_id})
     key = res.get("accessKeyDetails")
     if isinstance(key, dict):
-        ents.add(
-            EntityType.USER,
-            key.get("userName"),
+        ents.add_user(
             "actor",
-            access_key_id=key.get("accessKeyId"),
-            principal_id=key.get("principalId"),
-            user_type=key.get("userType"),
+            account=key.get("userName"),
+            aws_principal_id=key.get("principalId"),
+            attributes={
+                "access_key_id": key.get("accessKeyId"),
+                "principal_id": key.get("principalId"),
+                "user_type": key.get("userType"),
+            },
         )
         # The key itself is what a responder disables or rotates, whoever holds it.
         ents.add(

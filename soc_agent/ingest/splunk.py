@@ -135,18 +135,13 @@ def _entities(draft: AlertDraft, r: dict[str, Any]) -> None:
     ents.add_ip_or_host(r.get("dest"), "destination")
     ents.add(EntityType.IP, r.get("src_ip"), "source")
     ents.add(EntityType.IP, r.get("dest_ip"), "destination")
-    ents.add(EntityType.HOST, r.get("src_host"), "source")
-    ents.add(EntityType.HOST, r.get("dest_host"), "destination")
+    ents.add_host(r.get("src_host"), "source")
+    ents.add_host(r.get("dest_host"), "destination")
     ents.add_ip_or_host(r.get("dvc"))
     # CIM: `*_nt_host` is the Windows (NetBIOS) name of the endpoint, `orig_host` the host
     # that logged the event the correlation search fired on.
-    ents.add(EntityType.HOST, r.get("src_nt_host"), "source", domain=_first(r.get("src_nt_domain")))
-    ents.add(
-        EntityType.HOST,
-        r.get("dest_nt_host"),
-        "destination",
-        domain=_first(r.get("dest_nt_domain")),
-    )
+    ents.add_host(r.get("src_nt_host"), "source", domain=_first(r.get("src_nt_domain")))
+    ents.add_host(r.get("dest_nt_host"), "destination", domain=_first(r.get("dest_nt_domain")))
     ents.add_ip_or_host(r.get("orig_host"))
     for field, role in (("user", None), ("src_user", "source"), ("dest_user", "destination")):
         for name in as_list(r.get(field)):

@@ -185,3 +185,64 @@ def test_a_bad_alias_stops_start_up_naming_file_line_and_field(
     with pytest.raises(ConfigError) as caught:
         load_identity_book(path)
     assert str(caught.value).startswith(f"{path}:2: {field}")
+
+
+def falcon(hostname: str, agent_id: str) -> dict[str, Any]:
+    """A Falcon streaming EPP detection on a machine known by its short name."""
+    return {
+        "metadata": {
+            "customerIDString": "8f3c2a1b9d4e4f6a8b7c6d5e4f3a2b1c",
+            "eventType": "EPPDetectionSummaryEvent",
+            "eventCreationTime": 1772452800000,
+        },
+        "event": {
+            "CompositeId": "8f3c2a1b9d4e4f6a8b7c6d5e4f3a2b1c:ind:" + agent_id + ":1-2-3",
+            "Name": "Suspicious Activity",
+            "Severity": 70,
+            "SeverityName": "High",
+            "Hostname": hostname,
+            "AgentId": agent_id,
+        },
+    }
+
+
+def graph_device(dns_name: str) -> dict[str, Any]:
+    """A Defender alert naming the machine by its DNS name."""
+    doc = graph("x", "X", None)
+    doc["id"] = "da638752010455512345_-7"
+    doc["evidence"] = [
+        {
+            "@odata.type": "#microsoft.graph.security.deviceEvidence",
+            "roles": [],
+            "deviceDnsName": dns_name,
+            "mdeDeviceId": "3f1a9c2e7b8d4e6f0a1b2c3d4e5f6a7b8c9d0e1f",
+        }
+    ]
+    return doc
+
+
+async def test_a_host_by_short_name_and_by_fqdn_is_one_incident() -> None:
+    ids, alerts = await incidents_for(
+        falcon("WS-0042", "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b"),
+        graph_device("ws-0042.corp.example.com"),
+    )
+    assert ids[0] == ids[1]
+    [host] = [e for e in alerts[1].entities if e.type is EntityType.HOST]
+    assert host.aliases["hostname"] == "ws-0042"
+    assert host.name_for(["hostname"]) == "ws-0042"  # what Falcon containment is sent
+    assert host.name_for(["fqdn"]) == "ws-0042.corp.example.com"  # and Defender's
+
+
+async def test_a_short_name_in_another_domain_is_the_documented_trade_off() -> None:
+    # Short names link across DNS domains (as the plain value always did); an operator
+    # who runs two domains with clashing names lists the short name in ignore_values.
+    corr = Correlator(
+        InMemoryCorrelationState(),
+        CorrelationConfig(window_seconds=7200, ignore_values=["host:ws-0042"]),
+    )
+    first = await corr.correlate(normalize(graph_device("ws-0042.corp.example.com")))
+    other = graph_device("ws-0042.lab.example.com")
+    other["id"] = "da638752010455512345_-8"
+    other["evidence"][0]["mdeDeviceId"] = "0" * 39 + "1"
+    second = await corr.correlate(normalize(other))
+    assert first.incident.id != second.incident.id
