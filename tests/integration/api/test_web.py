@@ -419,3 +419,16 @@ async def test_right_to_left_values_cannot_reorder_the_text_around_them(
                 assert path not in details or title in page.text, path
                 unisolated += [f"{path}: {t}" for t in _Page(page.text).unisolated(isolating)]
     assert unisolated == []
+
+
+async def test_the_incident_page_shows_every_name_an_entity_goes_by(
+    api: Api, browser_like: httpx.AsyncClient
+) -> None:
+    doc = json.loads((SAMPLES / "ms_graph_impossible_travel.json").read_text())
+    async with api.deployment.open(api.settings) as c:
+        outcome = await c.agent.handle(normalize(doc))
+    await _login(api, browser_like, "vic")
+    page = await browser_like.get(api.url + f"/incidents/{outcome.decision.incident_id}")
+    assert page.status_code == 200
+    assert "user: <code>m.chen@acme.example</code>" in page.text
+    assert "sam <code>m.chen</code>" in page.text
