@@ -18,6 +18,7 @@ from soc_agent.models.evidence import Evidence, EvidenceStatus, Investigation
 from soc_agent.models.identity import Approver, Role
 from soc_agent.models.incident import Incident
 from soc_agent.models.proposal import Approval, ApprovalVerdict, Proposal, ProposalStatus
+from soc_agent.models.verdict import IncidentVerdict, Verdict
 
 __all__ = [
     "ActionCandidate",
@@ -38,6 +39,7 @@ __all__ = [
     "EvidenceStatus",
     "ExecutionStatus",
     "Incident",
+    "IncidentVerdict",
     "Investigation",
     "Proposal",
     "ProposalStatus",
@@ -47,4 +49,5 @@ __all__ = [
     "RunMode",
     "ScoreContribution",
     "Severity",
+    "Verdict",
 ]

@@ -18,12 +18,37 @@ from soc_agent.models import (
     DeadLetter,
     Decision,
     Incident,
+    IncidentVerdict,
     Investigation,
     Proposal,
     ProposalStatus,
 )
 
-__all__ = ["ActionRecord", "ClaimResult", "StateStore", "Store"]
+__all__ = [
+    "MAX_VERDICT_HISTORY",
+    "ActionRecord",
+    "ClaimResult",
+    "StateStore",
+    "Store",
+    "latest_per_incident",
+]
+
+MAX_VERDICT_HISTORY = 10_000
+"""Closings read for one history question: a rule on a host closed more often than this
+is answered from its most recent closings."""
+
+
+def latest_per_incident(verdicts: list[IncidentVerdict], since: datetime) -> list[IncidentVerdict]:
+    """From closings newest first: each incident's latest, if it was made since `since`."""
+    seen: set[str] = set()
+    out: list[IncidentVerdict] = []
+    for verdict in verdicts:
+        if verdict.incident_id in seen:
+            continue
+        seen.add(verdict.incident_id)
+        if verdict.closed_at >= since:
+            out.append(verdict)
+    return out
 
 
 @dataclass(frozen=True)
@@ -117,6 +142,16 @@ class Store(Protocol):
     # dead letters and flags
     async def save_dead_letter(self, letter: DeadLetter) -> None: ...
     async def list_dead_letters(self, *, limit: int = 50) -> list[DeadLetter]: ...
+    async def save_verdict(self, verdict: IncidentVerdict) -> None: ...
+    async def incident_verdict(self, incident_id: str) -> IncidentVerdict | None: ...
+    async def verdict_history(
+        self, *, rule: str | None, entity: str | None, since: datetime
+    ) -> list[IncidentVerdict]:
+        """The latest verdict of every incident closed since `since` that held `rule`
+        and `entity` (an entity key, any of its names), newest first."""
+        ...
+
+    async def list_verdicts(self, *, limit: int = 50, offset: int = 0) -> list[IncidentVerdict]: ...
     async def get_flag(self, name: str) -> Any: ...
     async def set_flag(self, name: str, value: Any) -> None: ...
 

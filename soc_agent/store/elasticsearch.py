@@ -73,11 +73,17 @@ from soc_agent.models import (
     DeadLetter,
     Decision,
     Incident,
+    IncidentVerdict,
     Investigation,
     Proposal,
     ProposalStatus,
 )
-from soc_agent.store.base import ActionRecord, ClaimResult
+from soc_agent.store.base import (
+    MAX_VERDICT_HISTORY,
+    ActionRecord,
+    ClaimResult,
+    latest_per_incident,
+)
 
 __all__ = ["ElasticsearchStore"]
 
@@ -148,6 +154,13 @@ _MAPPINGS: dict[str, dict[str, dict[str, Any]]] = {
         "inserted": LONG,
     },
     "flags": {"name": KEYWORD, "value": UNINDEXED_TEXT},
+    "verdicts": {
+        "id": KEYWORD,
+        "incident_id": KEYWORD,
+        "closed_at": DATE,
+        "keys": KEYWORD,  # rule:<rule> and entity:<every name of every entity>
+        "doc": UNINDEXED_OBJECT,
+    },
     "corr-entities": {"entity_key": KEYWORD, "incident_id": KEYWORD},
     "corr-fingerprints": {"fingerprint": KEYWORD, "incident_id": KEYWORD, "last_seen": DATE},
     "corr-alerts": {"alert_id": KEYWORD, "incident_id": KEYWORD},
@@ -645,6 +658,55 @@ class ElasticsearchStore:
             )
             for h in hits
         ]
+
+    # -- analyst verdicts ------------------------------------------------------------------
+
+    async def save_verdict(self, verdict: IncidentVerdict) -> None:
+        """Insert; a record with an id already stored is ignored."""
+        await self._create(
+            "verdicts",
+            verdict.id,
+            {
+                "id": verdict.id,
+                "incident_id": verdict.incident_id,
+                "closed_at": ts(verdict.closed_at),
+                "keys": [f"rule:{r}" for r in verdict.rules]
+                + [f"entity:{e}" for e in verdict.entities],
+                "doc": verdict.model_dump(mode="json"),
+            },
+        )
+
+    async def incident_verdict(self, incident_id: str) -> IncidentVerdict | None:
+        hits = await self._search(
+            "verdicts",
+            {"term": {"incident_id": incident_id}},
+            [{"closed_at": "desc"}, {"id": "desc"}],
+            1,
+            0,
+        )
+        return IncidentVerdict.model_validate(hits[0]["doc"]) if hits else None
+
+    async def verdict_history(
+        self, *, rule: str | None, entity: str | None, since: datetime
+    ) -> list[IncidentVerdict]:
+        keys = [k for k in (rule and f"rule:{rule}", entity and f"entity:{entity}") if k]
+        if not keys:
+            raise ValueError("verdict history needs a rule, an entity or both")
+        # Every closing of every matching incident, so the latest can supersede the rest.
+        hits = await self._search(
+            "verdicts",
+            {"bool": {"filter": [{"term": {"keys": key}} for key in keys]}},
+            [{"closed_at": "desc"}, {"id": "desc"}],
+            MAX_VERDICT_HISTORY,
+            0,
+        )
+        return latest_per_incident([IncidentVerdict.model_validate(h["doc"]) for h in hits], since)
+
+    async def list_verdicts(self, *, limit: int = 50, offset: int = 0) -> list[IncidentVerdict]:
+        hits = await self._search(
+            "verdicts", {"match_all": {}}, [{"closed_at": "desc"}, {"id": "desc"}], limit, offset
+        )
+        return [IncidentVerdict.model_validate(h["doc"]) for h in hits]
 
     async def get_flag(self, name: str) -> Any:
         src = await self._get("flags", name)

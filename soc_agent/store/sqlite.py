@@ -13,7 +13,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,12 +25,18 @@ from soc_agent.models import (
     DeadLetter,
     Decision,
     Incident,
+    IncidentVerdict,
     Investigation,
     Proposal,
     ProposalStatus,
 )
 from soc_agent.sqlite_setup import connect_private, retry_while_busy
-from soc_agent.store.base import ActionRecord, ClaimResult
+from soc_agent.store.base import (
+    MAX_VERDICT_HISTORY,
+    ActionRecord,
+    ClaimResult,
+    latest_per_incident,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -68,6 +74,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
   id TEXT PRIMARY KEY, source TEXT NOT NULL, reason TEXT NOT NULL, original BLOB NOT NULL,
   headers TEXT NOT NULL, format_hint TEXT, received_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS verdicts (
+  id TEXT PRIMARY KEY, incident_id TEXT NOT NULL, closed_at TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS verdicts_incident ON verdicts(incident_id, closed_at);
+CREATE INDEX IF NOT EXISTS verdicts_time ON verdicts(closed_at);
+CREATE TABLE IF NOT EXISTS verdict_keys (
+  key TEXT NOT NULL, verdict_id TEXT NOT NULL, PRIMARY KEY (key, verdict_id));
 """
 
 
@@ -425,6 +437,53 @@ class SQLiteStore:
             for r in rows
         ]
 
+    # -- analyst verdicts ------------------------------------------------------------------
+
+    async def save_verdict(self, verdict: IncidentVerdict) -> None:
+        doc = verdict.model_dump_json()
+        keys = [(f"rule:{r}", verdict.id) for r in verdict.rules]
+        keys += [(f"entity:{e}", verdict.id) for e in verdict.entities]
+
+        def write(db: sqlite3.Connection) -> None:
+            with db:  # the record and its keys together, or neither
+                db.execute(
+                    "INSERT OR IGNORE INTO verdicts VALUES (?,?,?,?)",
+                    (verdict.id, verdict.incident_id, _utc(verdict.closed_at), doc),
+                )
+                db.executemany("INSERT OR IGNORE INTO verdict_keys VALUES (?,?)", keys)
+
+        await self._run(write)
+
+    async def incident_verdict(self, incident_id: str) -> IncidentVerdict | None:
+        row = await self._one(
+            "SELECT doc FROM verdicts WHERE incident_id=? ORDER BY closed_at DESC, id DESC LIMIT 1",
+            (incident_id,),
+        )
+        return IncidentVerdict.model_validate_json(row[0]) if row else None
+
+    async def verdict_history(
+        self, *, rule: str | None, entity: str | None, since: datetime
+    ) -> list[IncidentVerdict]:
+        keys = [k for k in (rule and f"rule:{rule}", entity and f"entity:{entity}") if k]
+        if not keys:
+            raise ValueError("verdict history needs a rule, an entity or both")
+        # Every closing of every matching incident, so the latest can supersede the rest.
+        rows = await self._all(
+            "SELECT doc FROM verdicts WHERE "
+            "id IN (SELECT verdict_id FROM verdict_keys WHERE key=?) AND "
+            "id IN (SELECT verdict_id FROM verdict_keys WHERE key=?) "
+            "ORDER BY closed_at DESC, id DESC LIMIT ?",
+            (keys[0], keys[-1], MAX_VERDICT_HISTORY),
+        )
+        return latest_per_incident([IncidentVerdict.model_validate_json(r[0]) for r in rows], since)
+
+    async def list_verdicts(self, *, limit: int = 50, offset: int = 0) -> list[IncidentVerdict]:
+        rows = await self._all(
+            "SELECT doc FROM verdicts ORDER BY closed_at DESC, id DESC LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [IncidentVerdict.model_validate_json(r[0]) for r in rows]
+
     async def get_flag(self, name: str) -> Any:
         row = await self._one("SELECT value FROM flags WHERE name=?", (name,))
         return json.loads(row[0]) if row else None
@@ -529,3 +588,8 @@ def _action(row: Any) -> ActionRecord:
         attempts=int(row[14]),
         rollback_claimed_at=ts(row[15]),
     )
+
+
+def _utc(moment: datetime) -> str:
+    """An ISO time in UTC, so stored times compare as text."""
+    return moment.astimezone(UTC).isoformat()

@@ -1,0 +1,1 @@
+"""Calibrate before trusting: replay labelled past alerts and measure the decisions."""

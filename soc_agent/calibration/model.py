@@ -1,0 +1,110 @@
+"""What a calibration measures: labelled outcomes of replayed decisions, and the figures.
+
+A calibration replays labelled past alerts in shadow mode and records, for every
+action the playbooks put forward, how the policy disposed of it and what the
+analyst finally said about the incident. `stats` turns those records into
+precision figures with Wilson intervals and a threshold sweep; `report` renders
+them as text, JSON and a self-contained HTML page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from soc_agent.models.verdict import Verdict
+
+__all__ = [
+    "ActionFigures",
+    "ActionOutcome",
+    "CalibrationReport",
+    "Change",
+    "DispositionCounts",
+    "Precision",
+    "SweepPoint",
+    "Verdict",
+]
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """One action put forward for one replayed alert, and the label of its incident."""
+
+    alert_id: str
+    incident_id: str
+    playbook: str
+    action: str
+    target: str  # the entity key, `user:m.chen@acme.example`
+    score: float
+    disposition: str  # executed | proposed | notified | escalated | suppressed | ...
+    rule: str  # the policy rule that decided it (`threshold.execute`, `guardrail.four_eyes`)
+    verdict: Verdict | None  # None: the incident carries no verdict
+    # The disposition the policy gives this same action at each execute_at of the sweep
+    # (the pure policy re-run with only execute_at changed): {threshold: disposition}.
+    at_threshold: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Correct / labelled with a Wilson interval; `None` figures when nothing is labelled."""
+
+    correct: int
+    labelled: int
+    value: float | None
+    low: float | None
+    high: float | None
+
+
+@dataclass(frozen=True)
+class DispositionCounts:
+    executed: int = 0
+    proposed: int = 0
+    notified: int = 0
+    escalated: int = 0
+    other: int = 0
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """At `threshold` (execute_at), how many executions and how precise they were."""
+
+    threshold: int
+    executions: int
+    precision: Precision
+
+
+@dataclass(frozen=True)
+class Change:
+    """One action whose disposition differs between the current and candidate config."""
+
+    alert_id: str
+    playbook: str
+    action: str
+    target: str
+    current: str
+    candidate: str
+    verdict: Verdict | None
+
+
+@dataclass(frozen=True)
+class ActionFigures:
+    """Everything measured for one (playbook, action)."""
+
+    playbook: str
+    action: str
+    counts: DispositionCounts
+    executions: Precision
+    proposals: Precision
+    sweep: tuple[SweepPoint, ...]
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    """The whole calibration: figures per action under the current config and, when a
+    candidate was given, under it too, with the alerts whose disposition changes."""
+
+    alerts: int
+    labelled: int
+    confidence: float
+    current: tuple[ActionFigures, ...]
+    candidate: tuple[ActionFigures, ...] | None = None
+    changes: tuple[Change, ...] = ()

@@ -1,0 +1,51 @@
+"""How an analyst closed an incident, kept as memory of past cases."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from soc_agent.models.identity import Approver
+
+__all__ = ["IncidentVerdict", "Verdict"]
+
+
+class Verdict(StrEnum):
+    """The analyst's conclusion about an incident."""
+
+    TRUE_POSITIVE = "true_positive"
+    BENIGN_TRUE_POSITIVE = "benign_true_positive"  # real, but expected activity
+    FALSE_POSITIVE = "false_positive"
+
+    @property
+    def warrants_action(self) -> bool:
+        """Only a true positive makes containment right: acting on expected activity
+        (a benign true positive) is as wrong as acting on a false positive."""
+        return self is Verdict.TRUE_POSITIVE
+
+
+class IncidentVerdict(BaseModel):
+    """One closing of an incident. An incident closed again keeps every record; the
+    latest is its verdict. `rules` and `entities` are the incident's at closing (every
+    name of every entity), so history can be asked "this rule on this host"."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(min_length=1, max_length=128)
+    incident_id: str = Field(min_length=1, max_length=256)
+    verdict: Verdict
+    reason: str = Field(min_length=1, max_length=2000)
+    closed_by: Approver
+    closed_at: datetime
+    rules: list[str] = Field(default_factory=list, max_length=1000)
+    entities: list[str] = Field(default_factory=list, max_length=20000)
+    alert_ids: list[str] = Field(default_factory=list, max_length=1000)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason_has_words(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a verdict needs a reason")
+        return value.strip()

@@ -1,0 +1,86 @@
+"""Analyst verdicts on both stores: the latest closing counts, history by rule and entity."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from soc_agent.models import Approver, IncidentVerdict, Role, Verdict
+from soc_agent.store import SQLiteStore
+from soc_agent.store.elasticsearch import ElasticsearchStore
+
+AnyStore = SQLiteStore | ElasticsearchStore
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+ALICE = Approver.of("token", "alice", Role.ANALYST)
+BUILD_RULE = "elastic:encoded-powershell"
+BUILD_HOST = "host:build-01"
+
+
+def verdict(
+    n: int,
+    kind: Verdict,
+    *,
+    incident: str | None = None,
+    days_ago: float = 1,
+    rules: tuple[str, ...] = (BUILD_RULE,),
+    entities: tuple[str, ...] = (BUILD_HOST, "host:build-01.acme.example"),
+) -> IncidentVerdict:
+    return IncidentVerdict(
+        id=f"verdict-{n:04d}",
+        incident_id=incident or f"inc-{n:04d}",
+        verdict=kind,
+        reason="nightly build script",
+        closed_by=ALICE,
+        closed_at=T0 - timedelta(days=days_ago),
+        rules=list(rules),
+        entities=list(entities),
+        alert_ids=[f"elastic:{n}"],
+    )
+
+
+async def test_a_verdict_round_trips_and_the_latest_closing_is_the_incidents(
+    store: AnyStore,
+) -> None:
+    first = verdict(1, Verdict.FALSE_POSITIVE, incident="inc-a", days_ago=3)
+    second = verdict(2, Verdict.TRUE_POSITIVE, incident="inc-a", days_ago=2)
+    await store.save_verdict(first)
+    await store.save_verdict(second)
+    await store.save_verdict(first)  # a repeated write changes nothing
+    assert await store.incident_verdict("inc-a") == second
+    assert await store.incident_verdict("inc-none") is None
+
+
+async def test_history_counts_the_latest_verdict_per_incident_by_rule_entity_and_window(
+    store: AnyStore,
+) -> None:
+    for n in range(6):
+        await store.save_verdict(verdict(n, Verdict.FALSE_POSITIVE, days_ago=1 + n))
+    await store.save_verdict(verdict(10, Verdict.TRUE_POSITIVE, days_ago=2))
+    # Re-closed: incident 0's false positive became a true positive.
+    await store.save_verdict(verdict(11, Verdict.TRUE_POSITIVE, incident="inc-0000", days_ago=0.5))
+    await store.save_verdict(verdict(20, Verdict.FALSE_POSITIVE, days_ago=40))  # too old
+    await store.save_verdict(verdict(21, Verdict.FALSE_POSITIVE, days_ago=3, rules=("elastic:other",)))
+    await store.save_verdict(verdict(22, Verdict.FALSE_POSITIVE, days_ago=3, entities=("host:ws-9",)))
+
+    found = await store.verdict_history(
+        rule=BUILD_RULE, entity=BUILD_HOST, since=T0 - timedelta(days=30)
+    )
+    by_incident = {v.incident_id: v.verdict for v in found}
+    assert by_incident == {
+        "inc-0000": Verdict.TRUE_POSITIVE,
+        **{f"inc-{n:04d}": Verdict.FALSE_POSITIVE for n in range(1, 6)},
+        "inc-0010": Verdict.TRUE_POSITIVE,
+    }
+    # Any name of the entity finds it; the entity alone spans every rule.
+    by_fqdn = await store.verdict_history(
+        rule=None, entity="host:build-01.acme.example", since=T0 - timedelta(days=30)
+    )
+    assert {v.incident_id for v in by_fqdn} == set(by_incident) | {"inc-0021"}
+    newest = await store.verdict_history(rule=None, entity=BUILD_HOST, since=T0 - timedelta(days=1))
+    assert [v.id for v in newest] == ["verdict-0011"]
+
+
+async def test_verdicts_are_listed_newest_first(store: AnyStore) -> None:
+    for n in range(3):
+        await store.save_verdict(verdict(n, Verdict.BENIGN_TRUE_POSITIVE, days_ago=n))
+    listed = await store.list_verdicts(limit=2)
+    assert [v.id for v in listed] == ["verdict-0000", "verdict-0001"]
