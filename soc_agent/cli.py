@@ -45,6 +45,8 @@ app.add_typer(proposals_app, name="proposals")
 app.add_typer(audit_app, name="audit")
 app.add_typer(actions_app, name="actions")
 app.add_typer(connectors_app, name="connectors")
+incidents_app = typer.Typer(help="Incidents: close one with a verdict.", no_args_is_help=True)
+app.add_typer(incidents_app, name="incidents")
 packs_app = typer.Typer(
     help="Packs: playbooks, tests, mappings and YAML connectors in one bundle.",
     no_args_is_help=True,
@@ -418,6 +420,59 @@ def _decide(
         )
     else:
         typer.echo(outcome.message)
+
+
+@incidents_app.command("close")
+def incidents_close(
+    incident_id: str,
+    verdict: Annotated[
+        str,
+        typer.Option(help="true_positive | benign_true_positive | false_positive"),
+    ],
+    reason: Annotated[
+        str, typer.Option(help="why: recorded, audited, and read by later decisions")
+    ],
+    analyst: AnalystOpt,
+    token_file: TokenFileOpt = None,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Close an incident with your verdict, as your API token's holder (analyst role)."""
+    from soc_agent.api.credentials.operator import cli_approver, read_cli_token
+    from soc_agent.models import Verdict
+    from soc_agent.pipeline.closing import close_incident
+    from soc_agent.runtime.backend import open_backend
+
+    try:
+        chosen = Verdict(verdict)
+    except ValueError:
+        raise _fail(
+            f"--verdict must be one of {', '.join(v.value for v in Verdict)}, not {verdict!r}", 2
+        ) from None
+    settings = _settings(config, store)
+    token = read_cli_token(token_file, dict(os.environ))
+
+    async def main() -> Any:
+        async with open_backend(settings) as b:
+            approver = await cli_approver(
+                b, token=token, claimed=analyst, local_operator=settings.local_operator
+            )
+            return await close_incident(
+                b.store,
+                b.audit,
+                incident_id=incident_id,
+                verdict=chosen,
+                reason=reason,
+                closed_by=approver,
+                at=datetime.now(UTC),
+            )
+
+    record = _run(main)
+    if as_json:
+        typer.echo(record.model_dump_json())
+    else:
+        typer.echo(f"{incident_id} closed as {record.verdict.value} by {record.closed_by.name}")
 
 
 @proposals_app.command("approve")

@@ -12,11 +12,17 @@ from typing import Any
 from soc_agent.actions.executor import ExecutionOutcome
 from soc_agent.api.auth import require_role
 from soc_agent.api.context import ApiContext
-from soc_agent.api.errors import Conflict, Forbidden, NotFound, UpstreamFailed
+from soc_agent.api.errors import BadRequest, Conflict, Forbidden, NotFound, UpstreamFailed
 from soc_agent.api.identity import Principal
 from soc_agent.errors import SocAgentError
-from soc_agent.models import AutonomyLevel, Proposal, RiskTier, Role
+from soc_agent.models import AutonomyLevel, IncidentVerdict, Proposal, RiskTier, Role, Verdict
 from soc_agent.pipeline import controls
+from soc_agent.pipeline.closing import (
+    CloseForbidden,
+    CloseRefused,
+    IncidentNotFound,
+    close_incident,
+)
 from soc_agent.pipeline.proposals import (
     ProposalConflict,
     ProposalForbidden,
@@ -26,6 +32,7 @@ from soc_agent.pipeline.proposals import (
 
 __all__ = [
     "autonomy_state",
+    "close",
     "decide",
     "decide_role",
     "kill_switch_state",
@@ -68,6 +75,32 @@ async def decide(
     if ctx.verdicts is not None:
         await ctx.verdicts.publish(approver, proposal_id, approve=approve, comment=comment)
     return outcome
+
+
+async def close(
+    ctx: ApiContext, principal: Principal, incident_id: str, verdict: Verdict, reason: str
+) -> IncidentVerdict:
+    """Close the incident with the analyst's verdict (audited under their identity)."""
+    c = ctx.components
+    try:
+        record = await close_incident(
+            c.store,
+            c.audit,
+            incident_id=incident_id,
+            verdict=verdict,
+            reason=reason,
+            closed_by=principal.approver,
+            at=ctx.now(),
+        )
+    except CloseForbidden as exc:
+        raise Forbidden(str(exc)) from None
+    except IncidentNotFound as exc:
+        raise NotFound(str(exc)) from None
+    except CloseRefused as exc:
+        raise BadRequest(str(exc)) from None
+    if ctx.verdicts is not None:
+        await ctx.verdicts.publish_closing(record)
+    return record
 
 
 async def rollback(

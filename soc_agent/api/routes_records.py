@@ -1,16 +1,18 @@
-"""Read-only records: incidents, alerts, investigations, decisions, actions, audit; rollback."""
+"""Records: incidents, alerts, investigations, decisions, actions, audit; closing an
+incident with a verdict and rolling an action back."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
+from pydantic import BaseModel, Field
 
 from soc_agent.api.auth import require
 from soc_agent.api.context import get_context
 from soc_agent.api.errors import NotFound
 from soc_agent.api.identity import Principal
-from soc_agent.api.operations import rollback
+from soc_agent.api.operations import close, rollback
 from soc_agent.api.routes_proposals import DecisionBody, Limit, Offset, clamp
 from soc_agent.api.views import (
     Page,
@@ -20,7 +22,7 @@ from soc_agent.api.views import (
     decision_json,
     incident_detail,
 )
-from soc_agent.models import Role
+from soc_agent.models import Role, Verdict
 
 __all__ = ["router"]
 
@@ -43,6 +45,27 @@ async def list_incidents(
 @router.get("/incidents/{incident_id}", tags=["incidents"], summary="Incident with its timeline")
 async def get_incident(request: Request, incident_id: str, _: Viewer) -> dict[str, Any]:
     return await incident_detail(get_context(request), incident_id)
+
+
+class CloseBody(BaseModel):
+    verdict: Verdict
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@router.post(
+    "/incidents/{incident_id}/close",
+    tags=["incidents"],
+    summary="Close with a verdict (true_positive, benign_true_positive, false_positive)",
+    responses={403: {"description": "role may not"}, 404: {"description": "no such incident"}},
+)
+async def close_incident(
+    request: Request, incident_id: str, principal: Analyst, body: CloseBody
+) -> dict[str, Any]:
+    record = await close(get_context(request), principal, incident_id, body.verdict, body.reason)
+    return {
+        "message": f"closed as {record.verdict.value}",
+        "verdict": record.model_dump(mode="json"),
+    }
 
 
 @router.get("/incidents/{incident_id}/alerts", tags=["alerts"], summary="Alerts of an incident")

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from soc_agent.errors import ConfigError
-from soc_agent.models import ApprovalVerdict, Approver
+from soc_agent.models import ApprovalVerdict, Approver, IncidentVerdict
 from soc_agent.runtime.kafka.producer import make_producer
-from soc_agent.runtime.kafka.signed_verdicts import sign_verdict
+from soc_agent.runtime.kafka.signed_verdicts import sign_closing, sign_verdict
 from soc_agent.settings.kafka import KafkaConfig
 
 __all__ = ["VerdictPublisher"]
@@ -36,6 +36,7 @@ class VerdictPublisher:
             )
         self._key = config.approvals_key.get_secret_value().encode()
         self._topic = config.topics.approvals
+        self._closings = config.topics.verdicts
         self._producer: Any = make_producer(config)
 
     async def start(self) -> None:
@@ -61,5 +62,17 @@ class VerdictPublisher:
             await self._producer.send_and_wait(self._topic, value=value, key=proposal_id.encode())
         except Exception as exc:  # the store holds the decision; the copy is best effort
             log.warning("verdict for %s not published to %s: %s", proposal_id, self._topic, exc)
+            return False
+        return True
+
+    async def publish_closing(self, record: IncidentVerdict) -> bool:
+        """Export an incident's closing, signed; False (logged) if the broker refused."""
+        value = sign_closing(record, self._key)
+        try:
+            await self._producer.send_and_wait(
+                self._closings, value=value, key=record.incident_id.encode()
+            )
+        except Exception as exc:  # the store holds the verdict; the export is best effort
+            log.warning("verdict %s not published to %s: %s", record.id, self._closings, exc)
             return False
         return True

@@ -163,12 +163,14 @@ async def incident_detail(ctx: ApiContext, incident_id: str) -> dict[str, Any]:
         else None
     )
     proposals = await proposals_of(ctx, incident_id)
+    verdict = await store.incident_verdict(incident_id)
     actions = await actions_page(
         ctx, status=None, incident_id=incident_id, limit=SCAN_LIMIT, offset=0
     )
     decision_ids = {p.decision_id for p in proposals} | ({latest.id} if latest else set())
     subjects = (
-        [a.id for a in alerts]
+        [incident_id]
+        + [a.id for a in alerts]
         + sorted(decision_ids)
         + [p.id for p in proposals]
         + [r.action_id for r in actions]
@@ -186,4 +188,5 @@ async def incident_detail(ctx: ApiContext, incident_id: str) -> dict[str, Any]:
         "proposals": [proposal_json(p, ctx.now()) for p in proposals],
         "actions": [action_json(r) for r in actions],
         "timeline": [audit_json(events[s]) for s in sorted(events)],
+        "verdict": verdict.model_dump(mode="json") if verdict else None,
     }

@@ -42,8 +42,9 @@ from soc_agent.api.web_render import (
     render,
     render_error,
 )
-from soc_agent.models import AutonomyLevel, ProposalStatus
+from soc_agent.models import AutonomyLevel, ProposalStatus, Verdict
 from soc_agent.models.identity import canonical_name
+from soc_agent.pipeline.closing import CLOSE_ROLE
 
 __all__ = ["LoginRequired", "render_error", "router"]
 
@@ -240,7 +241,30 @@ async def incidents_page(
 @router.get("/incidents/{incident_id}")
 async def incident_page(request: Request, incident_id: str, session: SessionDep) -> HTMLResponse:
     detail = await incident_detail(get_context(request), incident_id)
-    return await render(request, session, "incident.html", d=detail)
+    may_close = session.principal.may(CLOSE_ROLE)
+    return await render(
+        request, session, "incident.html", d=detail, may_close=may_close, verdicts=list(Verdict)
+    )
+
+
+@router.post("/incidents/{incident_id}/close")
+async def close_incident(
+    request: Request,
+    incident_id: str,
+    session: SessionDep,
+    verdict: Annotated[Verdict, Form()],
+    csrf: Csrf = "",
+    reason: Comment = "",
+) -> RedirectResponse:
+    check_csrf(session, csrf)
+    to = f"/incidents/{incident_id}"
+    try:
+        record = await operations.close(
+            get_context(request), session.principal, incident_id, verdict, reason
+        )
+    except BadRequest as exc:
+        return await flash_and_back(request, f"Not closed: {exc.detail}", to)
+    return await flash_and_back(request, f"Closed as {record.verdict.value}", to)
 
 
 @router.get("/actions")

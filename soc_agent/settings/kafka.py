@@ -52,6 +52,10 @@ class TopicsConfig(BaseModel):
         description="every canonical alert the workers decided, for the stream app",
     )
     risk: str = Field(default="soc.risk", description="entity risk updates from the stream app")
+    verdicts: str = Field(
+        default="soc.verdicts",
+        description="incidents closed by analysts with their verdicts (signed), for export",
+    )
     extra_inputs: list[InputTopic] = Field(default_factory=list)
 
     def inputs(self) -> dict[str, str | None]:

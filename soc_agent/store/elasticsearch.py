@@ -158,6 +158,7 @@ _MAPPINGS: dict[str, dict[str, dict[str, Any]]] = {
         "id": KEYWORD,
         "incident_id": KEYWORD,
         "closed_at": DATE,
+        "inserted": LONG,  # orders closings made in the same instant
         "keys": KEYWORD,  # rule:<rule> and entity:<every name of every entity>
         "doc": UNINDEXED_OBJECT,
     },
@@ -670,6 +671,7 @@ class ElasticsearchStore:
                 "id": verdict.id,
                 "incident_id": verdict.incident_id,
                 "closed_at": ts(verdict.closed_at),
+                "inserted": self._stamp(),
                 "keys": [f"rule:{r}" for r in verdict.rules]
                 + [f"entity:{e}" for e in verdict.entities],
                 "doc": verdict.model_dump(mode="json"),
@@ -680,7 +682,7 @@ class ElasticsearchStore:
         hits = await self._search(
             "verdicts",
             {"term": {"incident_id": incident_id}},
-            [{"closed_at": "desc"}, {"id": "desc"}],
+            [{"closed_at": "desc"}, {"inserted": "desc"}],
             1,
             0,
         )
@@ -696,7 +698,7 @@ class ElasticsearchStore:
         hits = await self._search(
             "verdicts",
             {"bool": {"filter": [{"term": {"keys": key}} for key in keys]}},
-            [{"closed_at": "desc"}, {"id": "desc"}],
+            [{"closed_at": "desc"}, {"inserted": "desc"}],
             MAX_VERDICT_HISTORY,
             0,
         )
@@ -704,7 +706,11 @@ class ElasticsearchStore:
 
     async def list_verdicts(self, *, limit: int = 50, offset: int = 0) -> list[IncidentVerdict]:
         hits = await self._search(
-            "verdicts", {"match_all": {}}, [{"closed_at": "desc"}, {"id": "desc"}], limit, offset
+            "verdicts",
+            {"match_all": {}},
+            [{"closed_at": "desc"}, {"inserted": "desc"}],
+            limit,
+            offset,
         )
         return [IncidentVerdict.model_validate(h["doc"]) for h in hits]
 

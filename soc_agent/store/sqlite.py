@@ -456,7 +456,8 @@ class SQLiteStore:
 
     async def incident_verdict(self, incident_id: str) -> IncidentVerdict | None:
         row = await self._one(
-            "SELECT doc FROM verdicts WHERE incident_id=? ORDER BY closed_at DESC, id DESC LIMIT 1",
+            "SELECT doc FROM verdicts WHERE incident_id=? "
+            "ORDER BY closed_at DESC, rowid DESC LIMIT 1",
             (incident_id,),
         )
         return IncidentVerdict.model_validate_json(row[0]) if row else None
@@ -472,14 +473,14 @@ class SQLiteStore:
             "SELECT doc FROM verdicts WHERE "
             "id IN (SELECT verdict_id FROM verdict_keys WHERE key=?) AND "
             "id IN (SELECT verdict_id FROM verdict_keys WHERE key=?) "
-            "ORDER BY closed_at DESC, id DESC LIMIT ?",
+            "ORDER BY closed_at DESC, rowid DESC LIMIT ?",
             (keys[0], keys[-1], MAX_VERDICT_HISTORY),
         )
         return latest_per_incident([IncidentVerdict.model_validate_json(r[0]) for r in rows], since)
 
     async def list_verdicts(self, *, limit: int = 50, offset: int = 0) -> list[IncidentVerdict]:
         rows = await self._all(
-            "SELECT doc FROM verdicts ORDER BY closed_at DESC, id DESC LIMIT ? OFFSET ?",
+            "SELECT doc FROM verdicts ORDER BY closed_at DESC, rowid DESC LIMIT ? OFFSET ?",
             (limit, offset),
         )
         return [IncidentVerdict.model_validate_json(r[0]) for r in rows]

@@ -470,3 +470,28 @@ def test_an_input_without_alerts_says_so(tmp_path: Path) -> None:
     normalized = cli("normalize", str(empty), cwd=tmp_path)
     assert normalized.returncode == 0 and normalized.stdout == ""
     assert f"no alerts in {empty}" in normalized.stderr
+
+
+def test_close_an_incident_with_a_verdict_from_the_cli(tmp_path: Path) -> None:
+    cli("run", "--store", "s.db", cwd=tmp_path)
+    incident_id = _proposals(tmp_path)[0]["incident_id"]
+    alice, viewer = _token(tmp_path, "alice", "analyst"), _token(tmp_path, "val", "viewer")
+
+    def close(*args: str) -> subprocess.CompletedProcess[str]:
+        return cli("incidents", "close", incident_id, *args, "--store", "s.db", cwd=tmp_path)
+
+    nobody = close("--verdict", "false_positive", "--reason", "scanner")
+    assert nobody.returncode == 1 and "needs an API token" in nobody.stderr
+    low = close("--verdict", "false_positive", "--reason", "scanner", "--token-file", str(viewer))
+    assert low.returncode == 1 and "needs the analyst role" in low.stderr
+    odd = close("--verdict", "maybe", "--reason", "unsure", "--token-file", str(alice))
+    assert odd.returncode == 2 and "--verdict must be one of true_positive" in odd.stderr
+    ok = close(
+        "--verdict", "true_positive", "--reason", "confirmed beacon", "--token-file", str(alice)
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == f"{incident_id} closed as true_positive by token:alice"
+    closing = [e for e in _audit(tmp_path) if e["action"] == "incident.close"]
+    assert [(e["actor"], e["subject"], e["outcome"]) for e in closing] == [
+        ("token:alice", incident_id, "true_positive")
+    ]

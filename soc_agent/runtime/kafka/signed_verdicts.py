@@ -23,9 +23,15 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from soc_agent.errors import SocAgentError
-from soc_agent.models import ApprovalVerdict, Approver, Role
+from soc_agent.models import ApprovalVerdict, Approver, IncidentVerdict, Role
 
-__all__ = ["SignedVerdict", "UnauthenticatedVerdict", "sign_verdict", "verify_verdict"]
+__all__ = [
+    "SignedVerdict",
+    "UnauthenticatedVerdict",
+    "sign_closing",
+    "sign_verdict",
+    "verify_verdict",
+]
 
 _SCHEME = "hmac-sha256:"
 
@@ -65,6 +71,15 @@ def _canonical(verdict: SignedVerdict) -> bytes:
 
 def _mac(key: bytes, data: bytes) -> str:
     return _SCHEME + hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+def sign_closing(record: IncidentVerdict, key: bytes) -> bytes:
+    """The record value for the verdicts topic: the closing as JSON with `signature`, an
+    HMAC over its canonical JSON (without `signature`), so consumers can tell it was the
+    API, which authenticated the analyst, that wrote it."""
+    fields = record.model_dump(mode="json")
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return json.dumps({**fields, "signature": _mac(key, canonical.encode())}).encode()
 
 
 def sign_verdict(

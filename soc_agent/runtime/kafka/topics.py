@@ -35,6 +35,7 @@ def topic_plan(config: KafkaConfig) -> list[TopicPlan]:
         TopicPlan(t.dlq, layout.partitions, rf, long),
         TopicPlan(t.alerts_normalized, layout.partitions, rf, normal),
         TopicPlan(t.risk, layout.partitions, rf, normal),
+        TopicPlan(t.verdicts, layout.partitions, rf, long),
         *stream_topics(config),
     ]
     return plans

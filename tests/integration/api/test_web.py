@@ -432,3 +432,28 @@ async def test_the_incident_page_shows_every_name_an_entity_goes_by(
     assert page.status_code == 200
     assert "user: <code>m.chen@acme.example</code>" in page.text
     assert "sam <code>m.chen</code>" in page.text
+
+
+async def test_closing_an_incident_in_the_ui_needs_the_csrf_token_and_the_analyst_role(
+    api: Api, browser_like: httpx.AsyncClient
+) -> None:
+    incident_id = (await api.get("/api/v1/incidents")).json()["items"][0]["id"]
+    url = api.url + f"/incidents/{incident_id}/close"
+    await _login(api, browser_like, "vic")
+    page = await browser_like.get(api.url + f"/incidents/{incident_id}")
+    assert 'id="close-form"' not in page.text and "Open: no analyst" in page.text
+    forged = {"verdict": "false_positive", "reason": "x", "csrf": _csrf(page.text)}
+    assert (await browser_like.post(url, data=forged)).status_code == 403
+
+    browser_like.cookies.clear()
+    await _login(api, browser_like, "alice")
+    page = await browser_like.get(api.url + f"/incidents/{incident_id}")
+    assert 'id="close-form"' in page.text
+    form = {"verdict": "benign_true_positive", "reason": "<b>patch</b> window"}
+    assert (await browser_like.post(url, data=form)).status_code == 403  # no CSRF token
+    done = await browser_like.post(url, data={**form, "csrf": _csrf(page.text)})
+    assert done.status_code == 303
+    after = await browser_like.get(api.url + done.headers["location"])
+    assert "Closed as benign_true_positive" in after.text
+    assert "verdict-benign_true_positive" in after.text and "token:alice" in after.text
+    assert "&lt;b&gt;patch&lt;/b&gt; window" in after.text  # the reason is text, not markup

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -77,3 +79,30 @@ def test_publishing_verdicts_needs_a_signing_key(kafka: KafkaEnv) -> None:
     assert caught.value.key == "kafka.approvals_key"
     with pytest.raises(ConfigError, match="at least 32 characters"):
         load_settings(kafka={"approvals_key": "too-short"})
+
+
+async def test_incident_closings_are_exported_signed_to_the_verdicts_topic(
+    deployment: Deployment, kafka: KafkaEnv
+) -> None:
+    await kafka.create_topics(partitions=1)
+    settings, tokens = await open_api(deployment, api={"publish_approvals": True})
+    settings = settings.model_copy(update={"kafka": kafka.config(approvals_key=KEY)})
+    with running_server(settings, deployment.clock) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            auth = {"Authorization": f"Bearer {tokens['sam']}"}
+            incident = (await client.get("/api/v1/incidents", headers=auth)).json()["items"][0]
+            closed = await client.post(
+                f"/api/v1/incidents/{incident['id']}/close",
+                json={"verdict": "false_positive", "reason": "pen test, ticket CHG-1042"},
+                headers=auth,
+            )
+            assert closed.status_code == 200, closed.text
+    (record,) = await kafka.read_all(kafka.topics.verdicts)
+    assert record.key == incident["id"].encode()
+    exported = json.loads(record.value)
+    signature = exported.pop("signature")
+    canonical = json.dumps(exported, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    expected = hmac.new(KEY.encode(), canonical.encode(), hashlib.sha256).hexdigest()
+    assert signature == f"hmac-sha256:{expected}"
+    assert (exported["verdict"], exported["closed_by"]["name"]) == ("false_positive", "token:sam")
+    assert exported["incident_id"] == incident["id"]

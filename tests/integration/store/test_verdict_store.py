@@ -58,8 +58,12 @@ async def test_history_counts_the_latest_verdict_per_incident_by_rule_entity_and
     # Re-closed: incident 0's false positive became a true positive.
     await store.save_verdict(verdict(11, Verdict.TRUE_POSITIVE, incident="inc-0000", days_ago=0.5))
     await store.save_verdict(verdict(20, Verdict.FALSE_POSITIVE, days_ago=40))  # too old
-    await store.save_verdict(verdict(21, Verdict.FALSE_POSITIVE, days_ago=3, rules=("elastic:other",)))
-    await store.save_verdict(verdict(22, Verdict.FALSE_POSITIVE, days_ago=3, entities=("host:ws-9",)))
+    await store.save_verdict(
+        verdict(21, Verdict.FALSE_POSITIVE, days_ago=3, rules=("elastic:other",))
+    )
+    await store.save_verdict(
+        verdict(22, Verdict.FALSE_POSITIVE, days_ago=3, entities=("host:ws-9",))
+    )
 
     found = await store.verdict_history(
         rule=BUILD_RULE, entity=BUILD_HOST, since=T0 - timedelta(days=30)
@@ -84,3 +88,18 @@ async def test_verdicts_are_listed_newest_first(store: AnyStore) -> None:
         await store.save_verdict(verdict(n, Verdict.BENIGN_TRUE_POSITIVE, days_ago=n))
     listed = await store.list_verdicts(limit=2)
     assert [v.id for v in listed] == ["verdict-0000", "verdict-0001"]
+
+
+async def test_of_two_closings_in_one_instant_the_one_written_last_counts(
+    store: AnyStore,
+) -> None:
+    first = verdict(1, Verdict.FALSE_POSITIVE, incident="inc-a", days_ago=1)
+    second = verdict(2, Verdict.TRUE_POSITIVE, incident="inc-a", days_ago=1)
+    await store.save_verdict(second.model_copy(update={"id": "verdict-zzzz"}))
+    await store.save_verdict(first.model_copy(update={"id": "verdict-aaaa"}))
+    latest = await store.incident_verdict("inc-a")
+    assert latest is not None and latest.id == "verdict-aaaa"
+    history = await store.verdict_history(
+        rule=BUILD_RULE, entity=None, since=T0 - timedelta(days=2)
+    )
+    assert [v.id for v in history] == ["verdict-aaaa"]

@@ -46,6 +46,7 @@ def test_topic_plan_keeps_dlq_and_audit_longer_and_audit_in_one_partition() -> N
     assert set(plan) == {
         "soc.alerts", "ids.eve", "soc.approvals", "soc.decisions", "soc.proposals",
         "soc.actions", "soc.audit", "soc.alerts.dlq", "soc.alerts.normalized", "soc.risk",
+        "soc.verdicts",
         "soc-agent-stream-by-entity", "soc-agent-stream-entity-risk-changelog",
     }  # fmt: skip
     assert plan["soc-agent-stream-entity-risk-changelog"].configs == {"cleanup.policy": "compact"}
