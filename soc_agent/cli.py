@@ -180,6 +180,79 @@ def replay(
         )
 
 
+@app.command()
+def calibrate(
+    alerts: Annotated[
+        Path | None,
+        typer.Option(
+            "--alerts", "-a", help="labelled history: JSON lines of {verdict, reason, alert}"
+        ),
+    ] = None,
+    from_store: Annotated[
+        bool,
+        typer.Option("--from-store", help="label the store's own alerts with their verdicts"),
+    ] = False,
+    candidate: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="a candidate configuration to compare with the current one "
+            "(the current one is SOC_AGENT_CONFIG's)",
+        ),
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="also write a self-contained HTML report")
+    ] = None,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+) -> None:
+    """What-if replay against analysts' verdicts: how precise would executions and
+    proposals be, at which execute_at, and what a candidate configuration changes.
+
+    Replays run in shadow mode on temporary stores; nothing executes and the
+    production store is only read (with --from-store).
+    """
+    from soc_agent.calibration.replay import (
+        labelled_from_store,
+        read_labelled,
+        replay_labelled,
+    )
+    from soc_agent.calibration.report import as_html, as_text
+    from soc_agent.calibration.report import as_json as report_json
+    from soc_agent.calibration.stats import MISSING_EXTRA, build_report
+    from soc_agent.runtime.backend import open_backend
+
+    if (alerts is None) == (not from_store):
+        raise _fail("give either --alerts FILE or --from-store", 2)
+    current = _settings(None, store)
+    other = _settings(candidate, store) if candidate is not None else None
+
+    async def main() -> Any:
+        if alerts is not None:
+            labelled = read_labelled(alerts, current)
+        else:
+            async with open_backend(current) as backend:
+                labelled = await labelled_from_store(backend.store)
+        if not labelled:
+            raise SocAgentError("no labelled alerts to calibrate against")
+        now = await replay_labelled(current, labelled)
+        then = await replay_labelled(other, labelled) if other is not None else None
+        return build_report(now, then, alerts=len(labelled))
+
+    try:
+        report = _run(main)
+    except RuntimeError as exc:
+        if str(exc) != MISSING_EXTRA:
+            raise
+        raise _fail(MISSING_EXTRA) from None
+    if html is not None:
+        html.write_text(as_html(report), encoding="utf-8")
+    if as_json:
+        typer.echo(json.dumps(report_json(report)))
+    else:
+        typer.echo(as_text(report))
+
+
 def _process(
     settings: Settings,
     sources: list[str | Path],

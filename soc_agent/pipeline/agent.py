@@ -37,7 +37,7 @@ from soc_agent.models import (
 )
 from soc_agent.models.ids import decision_id, investigation_id
 from soc_agent.pipeline.controls import runtime_flags
-from soc_agent.pipeline.deciding import GatewayFacts, decide_all
+from soc_agent.pipeline.deciding import GatewayFacts, PolicyObserver, decide_all
 from soc_agent.pipeline.proposals import ProposalService
 from soc_agent.pipeline.steps import GatewayStepExecutor
 from soc_agent.playbooks import (
@@ -113,9 +113,11 @@ class Agent:
         incident_locks: IncidentLocks | None = None,
         reasoner: Reasoner | None = None,
         identities: IdentityBook | None = None,
+        policy_observer: PolicyObserver | None = None,
     ) -> None:
         self.agent_id = agent_id
         self._identities = identities or IdentityBook()
+        self._observe = policy_observer
         self._store = store
         self._audit = audit
         self._gateway = gateway
@@ -250,6 +252,7 @@ class Agent:
             investigation=investigation,
             policy=policy,
             injection=tuple(investigation.model_run.injection) if investigation.model_run else (),
+            observe=self._observe,
         )
         decision = Decision(
             id=dec_id,

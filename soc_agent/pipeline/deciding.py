@@ -41,6 +41,7 @@ from soc_agent.policy import (
     PolicyConfig,
     PolicyInput,
     PolicyRule,
+    Verdict,
     budget_for,
     decide,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "CatalogFacts",
     "DecisionFacts",
     "GatewayFacts",
+    "PolicyObserver",
     "action_facts",
     "decide_all",
     "missing_evidence",
@@ -75,6 +77,10 @@ class DecisionFacts(Protocol):
         ...
 
 
+PolicyObserver = Callable[[PolicyInput, Verdict], None]
+"""Sees every policy input and the verdict the policy gave it, in decision order."""
+
+
 async def decide_all(
     candidates: list[ActionCandidate],
     facts: DecisionFacts,
@@ -88,11 +94,14 @@ async def decide_all(
     breakdown: Sequence[ScoreContribution] = (),
     score_bound: float | None = None,
     injection: tuple[str, ...] = (),
+    observe: PolicyObserver | None = None,
 ) -> list[ActionRequest]:
     """Every candidate's ActionRequest, in order, each disposition made by `policy.decide`.
 
     Executions planned earlier in the same list count against the budget of later ones.
     `score_bound` is the score had every unevaluated rule of `breakdown` fired.
+    `observe` sees each policy input with its verdict (calibration re-asks the pure
+    policy what it would do at other thresholds).
     """
     unevaluated = tuple(f"{c.rule} ({c.reason})" for c in breakdown if not c.evaluated)
     model_points = model_share(score, breakdown)
@@ -108,25 +117,25 @@ async def decide_all(
         if found is not None and not in_effect:  # an action in effect spends no budget
             window = budget_for(cand.action, policy).window_seconds
             used = await facts.executions(cand.action, window)
-        verdict = decide(
-            PolicyInput(
-                candidate=cand,
-                facts=found,
-                score=score,
-                model_points=model_points,
-                injection=injection,
-                score_bound=score_bound,
-                unevaluated=unevaluated,
-                investigation_concluded=investigation.concluded,
-                missing_evidence=missing_evidence(cand, evidence),
-                playbook=playbook,
-                playbook_autonomy=playbook_autonomy,
-                executions_in_window=used + planned[cand.action],
-                idempotency_key=key,
-                ledger_status=held.status if held is not None else None,
-            ),
-            policy,
+        inp = PolicyInput(
+            candidate=cand,
+            facts=found,
+            score=score,
+            model_points=model_points,
+            injection=injection,
+            score_bound=score_bound,
+            unevaluated=unevaluated,
+            investigation_concluded=investigation.concluded,
+            missing_evidence=missing_evidence(cand, evidence),
+            playbook=playbook,
+            playbook_autonomy=playbook_autonomy,
+            executions_in_window=used + planned[cand.action],
+            idempotency_key=key,
+            ledger_status=held.status if held is not None else None,
         )
+        verdict = decide(inp, policy)
+        if observe is not None:
+            observe(inp, verdict)
         if verdict.rule is PolicyRule.ALREADY_IN_EFFECT and held is not None:
             # What is in effect is the held request, whatever this decision would ask.
             out.append(

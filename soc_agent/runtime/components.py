@@ -19,6 +19,7 @@ from soc_agent.errors import ConfigError
 from soc_agent.gateway import Gateway
 from soc_agent.ingest import FieldMapping, load_mappings
 from soc_agent.pipeline.agent import Agent
+from soc_agent.pipeline.deciding import PolicyObserver
 from soc_agent.pipeline.proposals import ProposalService
 from soc_agent.risk import RiskLedger
 from soc_agent.runtime.backend import Backend, open_backend
@@ -166,6 +167,7 @@ async def open_components(
     shared: bool = False,
     model: Model | None = None,
     investigator: Literal["agent", "hybrid"] | None = None,
+    policy_observer: PolicyObserver | None = None,
 ) -> AsyncIterator[Components]:
     """Create every long-lived component once and close them all in one place.
 
@@ -173,7 +175,8 @@ async def open_components(
     workers), so correlation and per-incident decisions take the backend's
     cross-process locks. With Elasticsearch they always do. `model` replaces the one
     `llm:` describes (a scripted model in tests, the same one across components);
-    `investigator` runs every playbook that way (`soc-agent eval`).
+    `investigator` runs every playbook that way (`soc-agent eval`); `policy_observer`
+    sees every policy decision (`soc-agent calibrate`).
     """
     now = clock or (lambda: datetime.now(UTC))
     check_settings_confined(settings)
@@ -230,6 +233,7 @@ async def open_components(
             incident_locks=backend.incident_locks(shared=shared),
             reasoner=reasoner,
             identities=identities,
+            policy_observer=policy_observer,
         )
         anchors = None
         if settings.audit_anchor_file is not None:

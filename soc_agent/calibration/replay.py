@@ -1,0 +1,177 @@
+"""Replay labelled past alerts in shadow mode and record what the policy did with each action.
+
+A labelled history is JSON lines, one past alert per line with the analyst's
+conclusion: `{"verdict": "false_positive", "reason": "...", "closed_by":
+"token:alice", "closed_at": "...", "alert": {<the vendor record>}}`. Each alert
+goes through the real pipeline (normalise, correlate, investigate, decide) on a
+store of its own, in shadow mode, so nothing executes and no production state
+is touched. For every action the playbooks put forward the pure policy is asked
+again at each `execute_at` of the sweep, with nothing else changed.
+
+An action is labelled with the verdict of the alert whose arrival decided it. A
+store's own history (`--from-store`) supplies the same shape: each alert of an
+incident closed with a verdict, labelled with that verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from soc_agent.calibration.model import ActionOutcome
+from soc_agent.calibration.stats import DEFAULT_THRESHOLDS
+from soc_agent.errors import ConfigError, NormalizationError
+from soc_agent.ingest import load_mappings, normalize
+from soc_agent.models import Alert, RunMode, Verdict
+from soc_agent.policy import PolicyConfig, PolicyInput, decide
+from soc_agent.policy import Verdict as PolicyVerdict
+from soc_agent.settings import Settings
+from soc_agent.store.base import Store
+
+__all__ = ["LabelledAlert", "labelled_from_store", "read_labelled", "replay_labelled"]
+
+MAX_LABELLED = 1_000_000
+
+
+class _Line(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Verdict
+    reason: str = Field(default="", max_length=2000)
+    closed_by: str | None = Field(default=None, max_length=256)
+    closed_at: datetime | None = None
+    alert: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LabelledAlert:
+    """One past alert, normalised, with the verdict its incident was closed with."""
+
+    alert: Alert
+    verdict: Verdict
+    reason: str
+
+
+def read_labelled(path: Path, settings: Settings) -> list[LabelledAlert]:
+    """The labelled alerts of a history file, in alert-time order; the first bad line is a
+    ConfigError naming the file, the line and what is wrong (nothing is silently left out)."""
+    mappings = load_mappings(settings.mappings)
+    out: list[LabelledAlert] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the labelled history: {exc}", source=str(path)) from None
+    for number, text in enumerate(lines, 1):
+        if not text.strip():
+            continue
+        if len(out) >= MAX_LABELLED:
+            raise ConfigError(f"more than {MAX_LABELLED} labelled alerts", source=str(path))
+        try:
+            line = _Line.model_validate(json.loads(text))
+            alert = normalize(line.alert, mappings=mappings)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"not JSON: {exc.msg}", source=str(path), line=number) from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(first["msg"], source=str(path), line=number, key=where) from None
+        except NormalizationError as exc:
+            raise ConfigError(str(exc), source=str(path), line=number, key="alert") from None
+        out.append(LabelledAlert(alert, line.verdict, line.reason))
+    return sorted(out, key=lambda labelled: labelled.alert.created_at)
+
+
+async def labelled_from_store(store: Store, *, limit: int = 100_000) -> list[LabelledAlert]:
+    """Every alert of every incident closed with a verdict (its latest), read-only."""
+    out: list[LabelledAlert] = []
+    seen: set[str] = set()
+    offset, page = 0, 500
+    while len(seen) < limit:
+        closings = await store.list_verdicts(limit=page, offset=offset)
+        if not closings:
+            break
+        offset += page
+        for closing in closings:  # newest first: the first seen is the incident's verdict
+            if closing.incident_id in seen:
+                continue
+            seen.add(closing.incident_id)
+            for alert in await store.alerts_of(closing.incident_id):
+                out.append(LabelledAlert(alert, closing.verdict, closing.reason))
+    return sorted(out, key=lambda labelled: labelled.alert.created_at)
+
+
+def _sweep(inp: PolicyInput, policy: PolicyConfig, thresholds: Iterable[int]) -> dict[int, str]:
+    """The disposition the live policy gives this input at each execute_at."""
+    out: dict[int, str] = {}
+    for threshold in thresholds:
+        candidate = inp.candidate.model_copy(update={"execute_at": float(threshold)})
+        out[threshold] = decide(replace(inp, candidate=candidate), policy).disposition.value
+    return out
+
+
+def _outcome(
+    inp: PolicyInput,
+    verdict: PolicyVerdict,
+    labelled: LabelledAlert,
+    incident_id: str,
+    policy: PolicyConfig,
+    thresholds: Sequence[int],
+) -> ActionOutcome:
+    # Shadow mode skips everything and says what would have happened in `intended`.
+    disposition = verdict.intended or verdict.disposition
+    rule = verdict.intended_rule or verdict.rule
+    return ActionOutcome(
+        alert_id=labelled.alert.id,
+        incident_id=incident_id,
+        playbook=inp.playbook or "",
+        action=inp.candidate.action,
+        target=inp.candidate.target.key,
+        score=inp.score,
+        disposition=disposition.value,
+        rule=rule.value,
+        verdict=labelled.verdict,
+        at_threshold=_sweep(inp, policy, thresholds),
+    )
+
+
+async def replay_labelled(
+    settings: Settings,
+    labelled: Sequence[LabelledAlert],
+    *,
+    thresholds: Sequence[int] = tuple(DEFAULT_THRESHOLDS),
+    clock: Callable[[], datetime] | None = None,
+) -> list[ActionOutcome]:
+    """Every action the playbooks put forward for the labelled alerts, as the policy of
+    `settings` disposed of it (shadow mode, a temporary store), with the sweep."""
+    from soc_agent.runtime.components import open_components
+
+    live = settings.policy.model_copy(update={"mode": RunMode.LIVE})
+    seen: list[tuple[PolicyInput, PolicyVerdict]] = []
+    outcomes: list[ActionOutcome] = []
+    with tempfile.TemporaryDirectory(prefix="soc-agent-calibrate-") as tmp:
+        shadow = settings.model_copy(
+            update={
+                "store": Path(tmp) / "calibrate.db",
+                "store_backend": "sqlite",
+                "policy": settings.policy.model_copy(update={"mode": RunMode.SHADOW}),
+                "audit_anchor_file": None,
+            }
+        )
+        async with open_components(
+            shadow, clock=clock, policy_observer=lambda i, v: seen.append((i, v))
+        ) as components:
+            for one in labelled:
+                seen.clear()
+                outcome = await components.agent.handle(one.alert)
+                if not outcome.fresh:
+                    continue  # a redelivered alert decided nothing new
+                incident = outcome.incident.id
+                outcomes += [_outcome(i, v, one, incident, live, thresholds) for i, v in seen]
+    return outcomes
