@@ -47,6 +47,8 @@ app.add_typer(actions_app, name="actions")
 app.add_typer(connectors_app, name="connectors")
 incidents_app = typer.Typer(help="Incidents: close one with a verdict.", no_args_is_help=True)
 app.add_typer(incidents_app, name="incidents")
+policy_app = typer.Typer(help="Policy advice from analysts' verdicts.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
 packs_app = typer.Typer(
     help="Packs: playbooks, tests, mappings and YAML connectors in one bundle.",
     no_args_is_help=True,
@@ -180,18 +182,42 @@ def replay(
         )
 
 
+AlertsHistoryOpt = Annotated[
+    Path | None,
+    typer.Option("--alerts", "-a", help="labelled history: JSON lines of {verdict, reason, alert}"),
+]
+FromStoreOpt = Annotated[
+    bool, typer.Option("--from-store", help="label the store's own alerts with their verdicts")
+]
+
+
+def _labelled_source(
+    alerts: Path | None, from_store: bool
+) -> Callable[[Settings], Awaitable[list[Any]]]:
+    """Where the labelled alerts come from: a history file, or the store's closed incidents."""
+    from soc_agent.calibration.replay import labelled_from_store, read_labelled
+    from soc_agent.runtime.backend import open_backend
+
+    if (alerts is None) == (not from_store):
+        raise _fail("give either --alerts FILE or --from-store", 2)
+
+    async def load(settings: Settings) -> list[Any]:
+        if alerts is not None:
+            labelled = read_labelled(alerts, settings)
+        else:
+            async with open_backend(settings) as backend:
+                labelled = await labelled_from_store(backend.store)
+        if not labelled:
+            raise SocAgentError("no labelled alerts to calibrate against")
+        return labelled
+
+    return load
+
+
 @app.command()
 def calibrate(
-    alerts: Annotated[
-        Path | None,
-        typer.Option(
-            "--alerts", "-a", help="labelled history: JSON lines of {verdict, reason, alert}"
-        ),
-    ] = None,
-    from_store: Annotated[
-        bool,
-        typer.Option("--from-store", help="label the store's own alerts with their verdicts"),
-    ] = False,
+    alerts: AlertsHistoryOpt = None,
+    from_store: FromStoreOpt = False,
     candidate: Annotated[
         Path | None,
         typer.Option(
@@ -213,28 +239,18 @@ def calibrate(
     production store is only read (with --from-store).
     """
     from soc_agent.calibration.replay import (
-        labelled_from_store,
-        read_labelled,
         replay_labelled,
     )
     from soc_agent.calibration.report import as_html, as_text
     from soc_agent.calibration.report import as_json as report_json
     from soc_agent.calibration.stats import MISSING_EXTRA, build_report
-    from soc_agent.runtime.backend import open_backend
 
-    if (alerts is None) == (not from_store):
-        raise _fail("give either --alerts FILE or --from-store", 2)
     current = _settings(None, store)
     other = _settings(candidate, store) if candidate is not None else None
+    source = _labelled_source(alerts, from_store)
 
     async def main() -> Any:
-        if alerts is not None:
-            labelled = read_labelled(alerts, current)
-        else:
-            async with open_backend(current) as backend:
-                labelled = await labelled_from_store(backend.store)
-        if not labelled:
-            raise SocAgentError("no labelled alerts to calibrate against")
+        labelled = await source(current)
         now = await replay_labelled(current, labelled)
         then = await replay_labelled(other, labelled) if other is not None else None
         return build_report(now, then, alerts=len(labelled))
@@ -251,6 +267,56 @@ def calibrate(
         typer.echo(json.dumps(report_json(report)))
     else:
         typer.echo(as_text(report))
+
+
+@policy_app.command("suggest")
+def policy_suggest(
+    alerts: AlertsHistoryOpt = None,
+    from_store: FromStoreOpt = False,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Per action, the highest autonomy level whose measured precision clears
+    policy.calibration (min_precision over min_cases labelled executions), as an
+    action_autonomy block to review and paste. Nothing is changed."""
+    from soc_agent.calibration.replay import replay_labelled
+    from soc_agent.calibration.stats import MISSING_EXTRA
+    from soc_agent.calibration.suggest import as_block, suggest
+
+    settings = _settings(config, store)
+    source = _labelled_source(alerts, from_store)
+
+    async def main() -> Any:
+        outcomes = await replay_labelled(settings, await source(settings))
+        return suggest(outcomes, settings.policy.calibration)
+
+    try:
+        advice = _run(main)
+    except RuntimeError as exc:
+        if str(exc) != MISSING_EXTRA:
+            raise
+        raise _fail(MISSING_EXTRA) from None
+    if as_json:
+        rows = [
+            {
+                "action": s.action,
+                "level": int(s.level),
+                "why": s.why,
+                "measured": {
+                    str(int(level)): {
+                        "correct": p.correct,
+                        "labelled": p.labelled,
+                        "value": p.value,
+                    }
+                    for level, p in s.measured
+                },
+            }
+            for s in advice
+        ]
+        typer.echo(json.dumps({"action_autonomy": rows}))
+    else:
+        typer.echo(as_block(advice))
 
 
 def _process(

@@ -41,6 +41,9 @@ class ActionOutcome:
     # The disposition the policy gives this same action at each execute_at of the sweep
     # (the pure policy re-run with only execute_at changed): {threshold: disposition}.
     at_threshold: dict[int, str] = field(default_factory=dict)
+    # ... and at each autonomy level for this action (3-5, the agent's own level lifted
+    # to 5 so the action's level is the one that counts): {level: disposition}.
+    at_level: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,19 @@ from soc_agent.calibration.model import ActionOutcome
 from soc_agent.calibration.stats import DEFAULT_THRESHOLDS
 from soc_agent.errors import ConfigError, NormalizationError
 from soc_agent.ingest import load_mappings, normalize
-from soc_agent.models import Alert, RunMode, Verdict
+from soc_agent.models import Alert, AutonomyLevel, RunMode, Verdict
 from soc_agent.policy import PolicyConfig, PolicyInput, decide
 from soc_agent.policy import Verdict as PolicyVerdict
 from soc_agent.settings import Settings
 from soc_agent.store.base import Store
 
-__all__ = ["LabelledAlert", "labelled_from_store", "read_labelled", "replay_labelled"]
+__all__ = [
+    "SUGGESTED_LEVELS",
+    "LabelledAlert",
+    "labelled_from_store",
+    "read_labelled",
+    "replay_labelled",
+]
 
 MAX_LABELLED = 1_000_000
 
@@ -116,6 +122,24 @@ def _sweep(inp: PolicyInput, policy: PolicyConfig, thresholds: Iterable[int]) ->
     return out
 
 
+SUGGESTED_LEVELS = (AutonomyLevel.CONSULTANT, AutonomyLevel.APPROVER, AutonomyLevel.OBSERVER)
+
+
+def _levels(inp: PolicyInput, policy: PolicyConfig) -> dict[int, str]:
+    """The disposition the live policy gives this input with its action at each level."""
+    action = inp.candidate.action
+    out: dict[int, str] = {}
+    for level in SUGGESTED_LEVELS:
+        config = policy.model_copy(
+            update={
+                "agent_autonomy": AutonomyLevel.OBSERVER,
+                "action_autonomy": {**policy.action_autonomy, action: level},
+            }
+        )
+        out[int(level)] = decide(inp, config).disposition.value
+    return out
+
+
 def _outcome(
     inp: PolicyInput,
     verdict: PolicyVerdict,
@@ -138,6 +162,7 @@ def _outcome(
         rule=rule.value,
         verdict=labelled.verdict,
         at_threshold=_sweep(inp, policy, thresholds),
+        at_level=_levels(inp, policy),
     )
 
 

@@ -212,6 +212,19 @@ class ModelPolicy(BaseModel):
     )
 
 
+class CalibrationPolicy(BaseModel):
+    """What `soc-agent policy suggest` asks of measured precision (`policy.calibration`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_cases: int = Field(
+        default=50, ge=1, le=1_000_000, description="labelled executions a level must rest on"
+    )
+    min_precision: float = Field(
+        default=0.98, gt=0, le=1, description="share of those that were true positives"
+    )
+
+
 class PolicyConfig(BaseModel):
     """Deployment-wide policy: the knobs a SOC sets, and the guardrails playbooks cannot loosen."""
 
@@ -231,6 +244,7 @@ class PolicyConfig(BaseModel):
     edge_margin: float = Field(default=5.0, ge=0)
     review_sample_rate: float = Field(default=0.2, ge=0, le=1)
     model: ModelPolicy = Field(default_factory=ModelPolicy)
+    calibration: CalibrationPolicy = Field(default_factory=CalibrationPolicy)
     default_propose_at: float = 60.0
     default_execute_at: float = 90.0
     proposal_expiry_seconds: dict[Severity, int] = Field(

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.e2e.test_cli import SAMPLES, _token, cli
 
 # Three demo alerts, each closed by an analyst: the phishing report was real, the
@@ -93,3 +95,22 @@ def test_a_bad_history_line_is_named_and_nothing_runs(tmp_path: Path) -> None:
     assert f"{history}:4: verdict:" in run.stderr
     neither = cli("calibrate", cwd=tmp_path)
     assert neither.returncode == 2 and "--alerts FILE or --from-store" in neither.stderr
+
+
+def test_policy_suggest_prints_an_action_autonomy_block_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("policy:\n  calibration: {min_cases: 1, min_precision: 0.98}\n")
+    before = config.read_text()
+    run = cli(
+        "policy", "suggest", "--alerts", str(_history(tmp_path)), "--config", str(config),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    block = yaml.safe_load(run.stdout)["action_autonomy"]
+    # The phishing actions were right every time; the GuardDuty block was a pen test.
+    assert block["quarantine_email"] == 5 and block["block_domain"] == 5
+    assert block["block_ip"] == 2
+    assert "block_ip: 2  # collaborator: no level's executions clear 0.98" in run.stdout
+    assert config.read_text() == before
