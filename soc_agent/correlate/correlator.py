@@ -324,7 +324,7 @@ def _open(incident_id: str, alert: Alert, fp: str) -> Incident:
         alert_ids=[alert.id],
         entities=_union([], alert.entities),
         fingerprints=[fp],
-        rules=[_rule_key(alert)],
+        rules=[alert.rule_key],
         first_seen=alert.created_at,
         last_seen=alert.created_at,
     )
@@ -337,10 +337,10 @@ def _extend(incident: Incident, alert: Alert, fp: str) -> Incident:
         fingerprints.append(fp)
     rules = (
         incident.rules
-        if _rule_key(alert) in incident.rules
+        if alert.rule_key in incident.rules
         else [
             *incident.rules,
-            _rule_key(alert),
+            alert.rule_key,
         ]
     )
     return incident.model_copy(
@@ -354,10 +354,6 @@ def _extend(incident: Incident, alert: Alert, fp: str) -> Incident:
             "last_seen": max(incident.last_seen, alert.created_at),
         }
     )
-
-
-def _rule_key(alert: Alert) -> str:
-    return f"{alert.format}:{alert.rule.id or alert.rule.name}"
 
 
 def _union(current: list[Entity], new: list[Entity]) -> list[Entity]:

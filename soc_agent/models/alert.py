@@ -293,10 +293,16 @@ class Alert(BaseModel):
                 out.append(entity.value)
         return out
 
+    @property
+    def rule_key(self) -> str:
+        """`format:rule id` (or name): the detection rule as incidents and verdicts record it."""
+        return f"{self.format}:{self.rule.id or self.rule.name}"
+
     def context(self) -> dict[str, Any]:
         """The alert as playbook expressions see it (`alert.hosts`, `alert.severity`, ...)."""
         data = self.model_dump(mode="json", exclude={"original"})
         data["severity_score"] = self.severity.score
+        data["rule_key"] = self.rule_key
         data["original"] = self.original
         for kind in EntityType:
             data[_PLURAL[kind]] = self.values_of(kind)
@@ -315,7 +321,9 @@ _PLURAL = {
     EntityType.CLOUD_RESOURCE: "cloud_resources",
 }
 # The top-level fields of `Alert.context()`, for checking expressions before they run.
-ALERT_CONTEXT_FIELDS = frozenset({*Alert.model_fields, "severity_score", *_PLURAL.values()})
+ALERT_CONTEXT_FIELDS = frozenset(
+    {*Alert.model_fields, "severity_score", "rule_key", *_PLURAL.values()}
+)
 
 
 @lru_cache(maxsize=65536)

@@ -49,6 +49,13 @@ from soc_agent.playbooks import (
     score_bound,
     select_playbook,
 )
+from soc_agent.playbooks.history import (
+    MAX_ENTITY_NAMES,
+    MAX_HISTORY_DAYS,
+    HistoryView,
+    history_in_effect,
+    playbook_reads_history,
+)
 from soc_agent.policy import (
     PolicyConfig,
     apply_runtime_flags,
@@ -155,6 +162,18 @@ class Agent:
         """The alert with the entities the identity file knows under their canonical names."""
         return self._identities.resolve(alert)
 
+    async def _history(
+        self, playbook: Playbook, alert: Alert, incident: Incident
+    ) -> HistoryView | None:
+        """The verdicts naming the incident's entities, as of the alert's time; loaded
+        only for a playbook that reads them (one store query)."""
+        if not playbook_reads_history(playbook):
+            return None
+        names = list(dict.fromkeys(k for e in incident.entities for k in e.keys))
+        since = alert.created_at - timedelta(days=MAX_HISTORY_DAYS)
+        found = await self._store.verdicts_naming(names[:MAX_ENTITY_NAMES], since)
+        return HistoryView(found, alert.created_at)
+
     async def handle(self, alert: Alert) -> AlertOutcome:
         """Correlate, investigate, decide and act on one alert; safe to call again for it."""
         started = time.perf_counter()
@@ -239,21 +258,24 @@ class Agent:
         investigation = await self._investigate(playbook, alert, incident, inv_id)
         await self._store.save_investigation(investigation)
         ctx = build_context(alert, incident, investigation, playbook.settings)
-        total, breakdown = score(playbook, ctx, max_model_points=self._policy.model.max_points)
-        requests = await decide_all(
-            candidates(playbook, ctx, known=incident.entities),
-            self._facts,
-            breakdown=breakdown,
-            score_bound=score_bound(playbook, total, breakdown),
-            incident_id=incident.id,
-            playbook=playbook.name,
-            playbook_autonomy=_level(playbook.autonomy),
-            score=total,
-            investigation=investigation,
-            policy=policy,
-            injection=tuple(investigation.model_run.injection) if investigation.model_run else (),
-            observe=self._observe,
-        )
+        with history_in_effect(await self._history(playbook, alert, incident)):
+            total, breakdown = score(playbook, ctx, max_model_points=self._policy.model.max_points)
+            requests = await decide_all(
+                candidates(playbook, ctx, known=incident.entities),
+                self._facts,
+                breakdown=breakdown,
+                score_bound=score_bound(playbook, total, breakdown),
+                incident_id=incident.id,
+                playbook=playbook.name,
+                playbook_autonomy=_level(playbook.autonomy),
+                score=total,
+                investigation=investigation,
+                policy=policy,
+                injection=(
+                    tuple(investigation.model_run.injection) if investigation.model_run else ()
+                ),
+                observe=self._observe,
+            )
         decision = Decision(
             id=dec_id,
             incident_id=incident.id,

@@ -62,6 +62,8 @@ Catalog = Mapping[str, Mapping[str, CapabilityInfo | Mapping[str, Any]]]
 
 
 _STEP_VARS = {"alert", "incident", "steps", "settings"}
+# Decisions (score and respond) may also read the memory of past cases (`history.*`).
+_DECISION_VARS = _STEP_VARS | {"history"}
 _MATCH_VARS = {"alert", "incident"}
 _ENTITY_TYPES = [e.value for e in EntityType]
 Problems = list[tuple[Path_, str]]
@@ -128,7 +130,7 @@ def _check_scoring(playbook: Playbook, problems: Problems) -> None:
             problems.append(((*base, "id"), f"score rule id {rule.id!r} is already used"))
         seen.add(rule.id)
         # The model's assessment exists only when a model investigates.
-        variables = _STEP_VARS | ({"agent"} if playbook.investigator != "steps" else set())
+        variables = _DECISION_VARS | ({"agent"} if playbook.investigator != "steps" else set())
         _check_expression(rule.when, (*base, "when"), variables, steps, problems)
         _check_templates(rule.reason, (*base, "reason"), variables, steps, problems)
 
@@ -141,11 +143,11 @@ def _check_respond(playbook: Playbook, problems: Problems) -> None:
         if rule.id in seen:
             problems.append(((*base, "id"), f"respond rule id {rule.id!r} is already used"))
         seen.add(rule.id)
-        variables = _STEP_VARS | ({"item"} if rule.for_each else set())
+        variables = _DECISION_VARS | ({"item"} if rule.for_each else set())
         if rule.when is not None:
-            _check_expression(rule.when, (*base, "when"), _STEP_VARS, steps, problems)
+            _check_expression(rule.when, (*base, "when"), _DECISION_VARS, steps, problems)
         if rule.for_each is not None:
-            _check_expression(rule.for_each, (*base, "for_each"), _STEP_VARS, steps, problems)
+            _check_expression(rule.for_each, (*base, "for_each"), _DECISION_VARS, steps, problems)
         target = rule.target.model_dump()
         _check_templates(target, (*base, "target"), variables, steps, problems)
         _check_templates(rule.args, (*base, "args"), variables, steps, problems)

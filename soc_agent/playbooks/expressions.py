@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -29,6 +29,7 @@ from soc_agent.playbooks.expression_cost import (
     runtime_cost_problem,
     static_cost_problem,
 )
+from soc_agent.playbooks.history import HISTORY_FUNCTIONS
 
 __all__ = [
     "EvaluationError",
@@ -53,8 +54,10 @@ _NATIVE_FUNCTIONS = frozenset(
         "getDayOfYear", "getHours", "getMinutes", "getSeconds", "getMilliseconds",
     }
 )  # fmt: skip
+# The extensions expressions may call: cel.stdlib's and the memory of past cases.
+_FUNCTIONS: dict[str, Callable[..., Any]] = {**STDLIB_FUNCTIONS, **HISTORY_FUNCTIONS}
 # Namespaced extensions (`math.greatest`) are reported by their last part.
-KNOWN_FUNCTIONS = _NATIVE_FUNCTIONS | frozenset(n.rsplit(".", 1)[-1] for n in STDLIB_FUNCTIONS)
+KNOWN_FUNCTIONS = _NATIVE_FUNCTIONS | frozenset(n.rsplit(".", 1)[-1] for n in _FUNCTIONS)
 
 _POSITION = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
 # String literals (with escapes) are blanked before looking for identifiers in the text.
@@ -147,9 +150,7 @@ class _Base:
             alert = variables.get("alert")
             if not with_original and isinstance(alert, dict) and "original" in alert:
                 variables["alert"] = {k: v for k, v in alert.items() if k != "original"}
-            self.contexts[with_original] = cel.Context(
-                variables=variables, functions=STDLIB_FUNCTIONS
-            )
+            self.contexts[with_original] = cel.Context(variables=variables, functions=_FUNCTIONS)
             self.extra[with_original] = set()
         return self.contexts[with_original]
 

@@ -14,6 +14,8 @@ steps:                       # recordings, shaped like the connectors' outputs
   related_events: {error: "event_store.search: timed out after 30s"}
 assessment:                  # investigator: hybrid|agent only: the model's recorded answer
   {verdict: malicious, confidence: 0.9, narrative: "...", findings: []}
+history:                     # how analysts closed earlier incidents (history.* reads these;
+  - {verdict: false_positive, rule: "elastic:<rule id>", entity: "host:build-01", days_ago: 3}
 expect:
   playbook: malware-on-endpoint          # defaults to the folder name
   score: 95                              # or score_min / score_max
@@ -40,23 +42,37 @@ from __future__ import annotations
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 
 from soc_agent.errors import PlaybookError
 from soc_agent.models import (
     ActionCandidate,
     Alert,
+    Approver,
     Entity,
     EvidenceStatus,
     Incident,
+    IncidentVerdict,
     Investigation,
+    Role,
     ScoreContribution,
+    Verdict,
 )
 from soc_agent.models.assessment import Assessment, ModelReport
+from soc_agent.models.identity import LOCAL_OPERATOR
 from soc_agent.playbooks.context import build_context
+from soc_agent.playbooks.history import HistoryView, entity_key, history_in_effect
 from soc_agent.playbooks.loader import PlaybookValidationError, format_path, parse_yaml
 from soc_agent.playbooks.recordings import RecordedCall, RecordedStepExecutor
 from soc_agent.playbooks.runner import investigate
@@ -127,6 +143,20 @@ class Expectation(_Strict):
     no_actions: list[ExpectedAction] = Field(default_factory=list)
 
 
+class PastVerdict(_Strict):
+    """An earlier incident's closing, as `history.verdicts` and `last_verdict` read it."""
+
+    verdict: Verdict
+    rule: str = Field(min_length=1, max_length=512, description="that incident's alert.rule_key")
+    entity: str = Field(min_length=3, max_length=2048, description="an entity key it named")
+    days_ago: float = Field(ge=0, le=3650, description="how long before this case's alert")
+
+    @field_validator("entity")
+    @classmethod
+    def _entity_key(cls, value: str) -> str:
+        return entity_key(value)
+
+
 class Case(_Strict):
     """One playbook test case, loaded from YAML."""
 
@@ -138,6 +168,11 @@ class Case(_Strict):
     assessment: Assessment | None = Field(
         default=None,
         description="the reasoning investigator's recorded answer (investigator: hybrid|agent)",
+    )
+    history: list[PastVerdict] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="earlier closings; without any, the history is empty (not unknown)",
     )
     expect: Expectation
     _name: str = PrivateAttr(default="case")
@@ -309,8 +344,9 @@ async def run_case(
         )
 
     ctx = build_context(alert, incident, investigation, playbook.settings)
-    value, breakdown = score(playbook, ctx)
-    found = candidates(playbook, ctx, known=incident.entities, diagnostics=result.diagnostics)
+    with history_in_effect(_recorded_history(case, alert)):
+        value, breakdown = score(playbook, ctx)
+        found = candidates(playbook, ctx, known=incident.entities, diagnostics=result.diagnostics)
     result.score, result.breakdown, result.candidates = value, breakdown, found
     if decide is not None:
         result.dispositions = await decide(
@@ -398,6 +434,25 @@ def _check_score(
         fail(f"score is {value:g}, expected at least {expect.score_min:g} [{summary}]")
     if expect.score_max is not None and value > expect.score_max:
         fail(f"score is {value:g}, expected at most {expect.score_max:g} [{summary}]")
+
+
+def _recorded_history(case: Case, alert: Alert) -> HistoryView:
+    """The case's past closings as verdict records, each its own earlier incident."""
+    analyst = Approver(name=LOCAL_OPERATOR, role=Role.ANALYST)
+    records = [
+        IncidentVerdict(
+            id=f"case-verdict-{i}",
+            incident_id=f"case-past-{i}",
+            verdict=past.verdict,
+            reason="recorded in the test case",
+            closed_by=analyst,
+            closed_at=alert.created_at - timedelta(days=past.days_ago),
+            rules=[past.rule],
+            entities=[past.entity],
+        )
+        for i, past in enumerate(case.history)
+    ]
+    return HistoryView(records, alert.created_at)
 
 
 def _matches(want: ExpectedAction, candidate: ActionCandidate) -> bool:

@@ -704,6 +704,18 @@ class ElasticsearchStore:
         )
         return latest_per_incident([IncidentVerdict.model_validate(h["doc"]) for h in hits], since)
 
+    async def verdicts_naming(self, entities: list[str], since: datetime) -> list[IncidentVerdict]:
+        if not entities:
+            return []
+        hits = await self._search(
+            "verdicts",
+            {"terms": {"keys": [f"entity:{e}" for e in entities]}},
+            [{"closed_at": "desc"}, {"inserted": "desc"}],
+            MAX_VERDICT_HISTORY,
+            0,
+        )
+        return latest_per_incident([IncidentVerdict.model_validate(h["doc"]) for h in hits], since)
+
     async def list_verdicts(self, *, limit: int = 50, offset: int = 0) -> list[IncidentVerdict]:
         hits = await self._search(
             "verdicts",

@@ -478,6 +478,19 @@ class SQLiteStore:
         )
         return latest_per_incident([IncidentVerdict.model_validate_json(r[0]) for r in rows], since)
 
+    async def verdicts_naming(self, entities: list[str], since: datetime) -> list[IncidentVerdict]:
+        if not entities:
+            return []
+        keys = json.dumps([f"entity:{e}" for e in entities])
+        # Every closing of every matching incident, so the latest can supersede the rest.
+        rows = await self._all(
+            "SELECT doc FROM verdicts WHERE id IN (SELECT verdict_id FROM verdict_keys "
+            "WHERE key IN (SELECT value FROM json_each(?))) "
+            "ORDER BY closed_at DESC, rowid DESC LIMIT ?",
+            (keys, MAX_VERDICT_HISTORY),
+        )
+        return latest_per_incident([IncidentVerdict.model_validate_json(r[0]) for r in rows], since)
+
     async def list_verdicts(self, *, limit: int = 50, offset: int = 0) -> list[IncidentVerdict]:
         rows = await self._all(
             "SELECT doc FROM verdicts ORDER BY closed_at DESC, rowid DESC LIMIT ? OFFSET ?",

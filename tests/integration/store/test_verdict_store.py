@@ -103,3 +103,15 @@ async def test_of_two_closings_in_one_instant_the_one_written_last_counts(
         rule=BUILD_RULE, entity=None, since=T0 - timedelta(days=2)
     )
     assert [v.id for v in history] == ["verdict-aaaa"]
+
+
+async def test_one_query_finds_the_verdicts_naming_any_of_an_incidents_entities(
+    store: AnyStore,
+) -> None:
+    await store.save_verdict(verdict(1, Verdict.FALSE_POSITIVE, entities=("host:a",)))
+    await store.save_verdict(verdict(2, Verdict.TRUE_POSITIVE, entities=("user:b", "host:z")))
+    await store.save_verdict(verdict(3, Verdict.FALSE_POSITIVE, entities=("host:c",)))
+    await store.save_verdict(verdict(4, Verdict.FALSE_POSITIVE, days_ago=60, entities=("host:a",)))
+    found = await store.verdicts_naming(["host:a", "user:b"], T0 - timedelta(days=30))
+    assert sorted(v.id for v in found) == ["verdict-0001", "verdict-0002"]
+    assert await store.verdicts_naming([], T0 - timedelta(days=30)) == []
