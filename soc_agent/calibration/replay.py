@@ -8,7 +8,10 @@ store of its own, in shadow mode, so nothing executes and no production state
 is touched. For every action the playbooks put forward the pure policy is asked
 again at each `execute_at` of the sweep, with nothing else changed.
 
-An action is labelled with the verdict of the alert whose arrival decided it. A
+An action is labelled with the verdict of the alert whose arrival decided it.
+After each alert its label closes its incident in the replay's store (at
+`closed_at`, else an hour after the alert), so rules that read the memory of
+past cases (`history.*`) see what analysts had concluded by each alert's time. A
 store's own history (`--from-store`) supplies the same shape: each alert of an
 incident closed with a verdict, labelled with that verdict.
 """
@@ -19,7 +22,7 @@ import json
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,9 @@ from soc_agent.calibration.model import ActionOutcome
 from soc_agent.calibration.stats import DEFAULT_THRESHOLDS
 from soc_agent.errors import ConfigError, NormalizationError
 from soc_agent.ingest import load_mappings, normalize
-from soc_agent.models import Alert, AutonomyLevel, RunMode, Verdict
+from soc_agent.models import Alert, Approver, AutonomyLevel, Role, RunMode, Verdict
+from soc_agent.models.identity import LOCAL_OPERATOR
+from soc_agent.pipeline.closing import close_incident
 from soc_agent.policy import PolicyConfig, PolicyInput, decide
 from soc_agent.policy import Verdict as PolicyVerdict
 from soc_agent.settings import Settings
@@ -58,11 +63,18 @@ class _Line(BaseModel):
 
 @dataclass(frozen=True)
 class LabelledAlert:
-    """One past alert, normalised, with the verdict its incident was closed with."""
+    """One past alert, normalised, with the verdict its incident was closed with, by whom
+    and when (an hour after the alert when the history does not say)."""
 
     alert: Alert
     verdict: Verdict
     reason: str
+    closed_by: str = LOCAL_OPERATOR
+    closed_at: datetime | None = None
+
+    @property
+    def closing_time(self) -> datetime:
+        return self.closed_at or self.alert.created_at + timedelta(hours=1)
 
 
 def read_labelled(path: Path, settings: Settings) -> list[LabelledAlert]:
@@ -90,7 +102,17 @@ def read_labelled(path: Path, settings: Settings) -> list[LabelledAlert]:
             raise ConfigError(first["msg"], source=str(path), line=number, key=where) from None
         except NormalizationError as exc:
             raise ConfigError(str(exc), source=str(path), line=number, key="alert") from None
-        out.append(LabelledAlert(alert, line.verdict, line.reason))
+        closer = line.closed_by or LOCAL_OPERATOR
+        try:
+            closer = Approver(name=closer, role=Role.ANALYST).name
+        except ValidationError:
+            raise ConfigError(
+                "closed_by must be a namespaced identity (token:NAME, oidc:NAME)",
+                source=str(path),
+                line=number,
+                key="closed_by",
+            ) from None
+        out.append(LabelledAlert(alert, line.verdict, line.reason, closer, line.closed_at))
     return sorted(out, key=lambda labelled: labelled.alert.created_at)
 
 
@@ -109,7 +131,15 @@ async def labelled_from_store(store: Store, *, limit: int = 100_000) -> list[Lab
                 continue
             seen.add(closing.incident_id)
             for alert in await store.alerts_of(closing.incident_id):
-                out.append(LabelledAlert(alert, closing.verdict, closing.reason))
+                out.append(
+                    LabelledAlert(
+                        alert,
+                        closing.verdict,
+                        closing.reason,
+                        closing.closed_by.name,
+                        closing.closed_at,
+                    )
+                )
     return sorted(out, key=lambda labelled: labelled.alert.created_at)
 
 
@@ -195,8 +225,17 @@ async def replay_labelled(
             for one in labelled:
                 seen.clear()
                 outcome = await components.agent.handle(one.alert)
-                if not outcome.fresh:
-                    continue  # a redelivered alert decided nothing new
                 incident = outcome.incident.id
-                outcomes += [_outcome(i, v, one, incident, live, thresholds) for i, v in seen]
+                if outcome.fresh:  # a redelivered alert decided nothing new
+                    outcomes += [_outcome(i, v, one, incident, live, thresholds) for i, v in seen]
+                # The analyst's conclusion becomes history for the alerts that follow.
+                await close_incident(
+                    components.store,
+                    components.audit,
+                    incident_id=incident,
+                    verdict=one.verdict,
+                    reason=one.reason or "labelled in the history",
+                    closed_by=Approver(name=one.closed_by, role=Role.ANALYST),
+                    at=one.closing_time,
+                )
     return outcomes
