@@ -25,6 +25,7 @@ from soc_agent.policy import CalibrationPolicy
 __all__ = ["Suggestion", "as_block", "suggest"]
 
 _FALLBACK = AutonomyLevel.COLLABORATOR
+_ACTING = frozenset({"executed", "proposed", "escalated"})
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,20 @@ def _suggest_one(
 def suggest(
     outcomes: Iterable[ActionOutcome], rule: CalibrationPolicy, *, confidence: float = 0.95
 ) -> list[Suggestion]:
-    """One suggestion per action, by action name."""
+    """One suggestion per action that any level would let act (executed, proposed or
+    escalated): an action that is only ever a notification needs no autonomy advice."""
     by_action: dict[str, list[ActionOutcome]] = defaultdict(list)
     for outcome in outcomes:
         by_action[outcome.action].append(outcome)
-    return [_suggest_one(a, by_action[a], rule, confidence) for a in sorted(by_action)]
+    return [
+        _suggest_one(a, by_action[a], rule, confidence)
+        for a in sorted(by_action)
+        if any(_acts(o) for o in by_action[a])
+    ]
+
+
+def _acts(outcome: ActionOutcome) -> bool:
+    return any(d in _ACTING for d in (outcome.disposition, *outcome.at_level.values()))
 
 
 def as_block(suggestions: Sequence[Suggestion]) -> str:

@@ -69,3 +69,11 @@ def test_the_block_is_yaml_ready_to_paste_under_policy() -> None:
     )
     parsed = yaml.safe_load(as_block(advice))
     assert parsed == {"action_autonomy": {"block_ip": 5, "disable_user": 2}}
+
+
+def test_an_action_that_only_ever_notifies_gets_no_advice() -> None:
+    told = [
+        o.__class__(**{**o.__dict__, "disposition": "notified"})
+        for o in outcomes("notify", 5, 5, {3: "notified", 4: "notified", 5: "notified"})
+    ]
+    assert suggest(told, RULE) == []
