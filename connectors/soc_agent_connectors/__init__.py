@@ -49,6 +49,7 @@ from soc_agent_connectors.redact import (
 )
 from soc_agent_connectors.risk_ledger import RiskLedgerConnector, RiskSource
 from soc_agent_connectors.secrets import SecretRef, SecretUnavailableError
+from soc_agent_connectors.verdict_history import VerdictHistoryConnector, VerdictSource
 
 __all__ = [
     "DATA_PATH",
@@ -81,6 +82,8 @@ __all__ = [
     "StateAnswer",
     "StateQuery",
     "VendorHTTPError",
+    "VerdictHistoryConnector",
+    "VerdictSource",
     "capability",
     "configured_host_problem",
     "installed_connector_names",

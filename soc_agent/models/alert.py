@@ -10,7 +10,14 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "ENTITIES_TRUNCATED",
@@ -160,6 +167,17 @@ class Entity(BaseModel):
     def key(self) -> str:
         """Identity of the entity for correlation and idempotency: `type:value`."""
         return f"{self.type.value}:{self.value}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Entity:
+        """`host:WS-01` as an entity (`host:ws-01`); a ValueError names what is wrong."""
+        kind, sep, value = key.partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            return cls(type=EntityType(kind), value=value)
+        except (ValueError, ValidationError):
+            raise ValueError(f"not an entity key 'type:value': {key[:80]!r}") from None
 
     @property
     def names(self) -> tuple[str, ...]:

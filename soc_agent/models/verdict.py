@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 
@@ -9,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from soc_agent.models.identity import Approver
 
-__all__ = ["IncidentVerdict", "Verdict"]
+__all__ = ["IncidentVerdict", "Verdict", "count_verdicts", "latest_verdict"]
 
 
 class Verdict(StrEnum):
@@ -49,3 +50,27 @@ class IncidentVerdict(BaseModel):
         if not value.strip():
             raise ValueError("a verdict needs a reason")
         return value.strip()
+
+
+def count_verdicts(
+    records: Iterable[IncidentVerdict], *, rule: str, entity: str, since: datetime, until: datetime
+) -> dict[str, int]:
+    """Counts per verdict (and `total`) of the records closed in [since, until] that held
+    `rule` and named `entity` (an entity key)."""
+    counts = dict.fromkeys((v.value for v in Verdict), 0)
+    for record in records:
+        if (
+            since <= record.closed_at <= until
+            and rule in record.rules
+            and entity in record.entities
+        ):
+            counts[record.verdict.value] += 1
+    return {**counts, "total": sum(counts.values())}
+
+
+def latest_verdict(
+    records: Iterable[IncidentVerdict], *, entity: str, until: datetime
+) -> Verdict | None:
+    """The verdict of the latest record closed by `until` that named `entity`."""
+    named = [r for r in records if r.closed_at <= until and entity in r.entities]
+    return max(named, key=lambda r: r.closed_at).verdict if named else None

@@ -25,9 +25,8 @@ from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from soc_agent.models import Entity, EntityType, IncidentVerdict, Verdict
+from soc_agent.models import Entity, IncidentVerdict
+from soc_agent.models.verdict import count_verdicts, latest_verdict
 
 if TYPE_CHECKING:  # the schema compiles expressions, which call these functions
     from soc_agent.playbooks.schema import Playbook
@@ -53,24 +52,17 @@ class HistoryView:
     past alerts sees only what analysts had concluded by then)."""
 
     def __init__(self, verdicts: Sequence[IncidentVerdict], now: datetime) -> None:
-        self._verdicts = sorted(verdicts, key=lambda v: v.closed_at, reverse=True)
+        self._verdicts = list(verdicts)
         self._now = now
 
     def verdicts(self, rule: str, entity: str, days: int) -> dict[str, int]:
         since = self._now - timedelta(days=_days(days))
         key = entity_key(entity)
-        counts = dict.fromkeys((v.value for v in Verdict), 0)
-        for record in self._verdicts:
-            recent = since <= record.closed_at <= self._now
-            if recent and rule in record.rules and key in record.entities:
-                counts[record.verdict.value] += 1
-        return {**counts, "total": sum(counts.values())}
+        return count_verdicts(self._verdicts, rule=rule, entity=key, since=since, until=self._now)
 
     def last_verdict(self, entity: str) -> str | None:
-        key = entity_key(entity)
-        known = (v for v in self._verdicts if v.closed_at <= self._now and key in v.entities)
-        found = next(known, None)
-        return found.verdict.value if found else None
+        found = latest_verdict(self._verdicts, entity=entity_key(entity), until=self._now)
+        return found.value if found else None
 
 
 def _days(days: Any) -> int:
@@ -81,15 +73,7 @@ def _days(days: Any) -> int:
 
 def entity_key(entity: Any) -> str:
     """`host:WS-01` as entities are stored (`host:ws-01`); anything else is a ValueError."""
-    kind, sep, value = str(entity).partition(":")
-    try:
-        return Entity(type=EntityType(kind), value=value).key if sep else _bad(entity)
-    except (ValueError, ValidationError):
-        return _bad(entity)
-
-
-def _bad(entity: Any) -> str:
-    raise ValueError(f"not an entity key 'type:value': {str(entity)[:80]!r}")
+    return Entity.from_key(str(entity)).key
 
 
 def _view() -> HistoryView:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from soc_agent_connectors import CapabilityKind, Connector
+from soc_agent_connectors import CapabilityKind, Connector, VerdictHistoryConnector
 
 from soc_agent.actions.executor import Executor
 from soc_agent.audit import AuditLog
@@ -199,6 +199,9 @@ async def open_components(
     identities = load_identity_book(identity_file) if identity_file is not None else None
     async with open_backend(settings) as backend:
         store, audit = backend.store, backend.audit
+        for connector in connectors.values():
+            if isinstance(connector, VerdictHistoryConnector):
+                connector.attach(store)
         gateway = Gateway(
             connectors,
             settings.grants,

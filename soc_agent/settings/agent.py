@@ -68,6 +68,7 @@ DEFAULT_GRANTS: dict[str, list[str]] = {
     ],
     "notifier": ["notify:send"],
     "risk": ["risk:read"],
+    "history": ["history:read"],
 }
 
 

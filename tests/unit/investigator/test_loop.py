@@ -110,6 +110,7 @@ def test_only_read_only_lookups_are_offered(world: World) -> None:
     names = {t.name for t in world.tools}
     assert {"threat_intel__lookup", "asset_inventory__lookup_asset", "event_store__search"} <= names
     assert "risk__lookup" in names  # an entity's risk, as playbooks read it
+    assert {"history__verdicts", "history__last_verdict"} <= names  # memory of past cases
     for tool in world.tools:  # containment's state may be read; no action is ever offered
         cap = world.gateway.capability(tool.connector, tool.capability)
         assert cap.kind == "query" and all(s.endswith(":read") for s in cap.scopes), tool
