@@ -214,6 +214,18 @@ def _labelled_source(
     return load
 
 
+def _run_calibration(coro_fn: Callable[[], Awaitable[_T]]) -> _T:
+    """`_run`, saying how to install the statistics when they are missing."""
+    from soc_agent.calibration.stats import MISSING_EXTRA
+
+    try:
+        return _run(coro_fn)
+    except RuntimeError as exc:
+        if str(exc) != MISSING_EXTRA:
+            raise
+        raise _fail(MISSING_EXTRA) from None
+
+
 @app.command()
 def calibrate(
     alerts: AlertsHistoryOpt = None,
@@ -243,7 +255,7 @@ def calibrate(
     )
     from soc_agent.calibration.report import as_html, as_text
     from soc_agent.calibration.report import as_json as report_json
-    from soc_agent.calibration.stats import MISSING_EXTRA, build_report
+    from soc_agent.calibration.stats import build_report
 
     current = _settings(None, store)
     other = _settings(candidate, store) if candidate is not None else None
@@ -255,12 +267,7 @@ def calibrate(
         then = await replay_labelled(other, labelled) if other is not None else None
         return build_report(now, then, alerts=len(labelled))
 
-    try:
-        report = _run(main)
-    except RuntimeError as exc:
-        if str(exc) != MISSING_EXTRA:
-            raise
-        raise _fail(MISSING_EXTRA) from None
+    report = _run_calibration(main)
     if html is not None:
         html.write_text(as_html(report), encoding="utf-8")
     if as_json:
@@ -281,7 +288,6 @@ def policy_suggest(
     policy.calibration (min_precision over min_cases labelled executions), as an
     action_autonomy block to review and paste. Nothing is changed."""
     from soc_agent.calibration.replay import replay_labelled
-    from soc_agent.calibration.stats import MISSING_EXTRA
     from soc_agent.calibration.suggest import as_block, suggest
 
     settings = _settings(config, store)
@@ -291,12 +297,7 @@ def policy_suggest(
         outcomes = await replay_labelled(settings, await source(settings))
         return suggest(outcomes, settings.policy.calibration)
 
-    try:
-        advice = _run(main)
-    except RuntimeError as exc:
-        if str(exc) != MISSING_EXTRA:
-            raise
-        raise _fail(MISSING_EXTRA) from None
+    advice = _run_calibration(main)
     if as_json:
         rows = [
             {

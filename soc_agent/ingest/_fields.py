@@ -56,6 +56,7 @@ __all__ = [
     "tactic_name",
     "technique_ids",
     "truncate",
+    "type_name",
 ]
 
 MAX_ID_CHARS = 256
@@ -98,7 +99,8 @@ def short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
+    """A JSON value's kind as error messages name it: string, object, array, null, bool."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -122,9 +124,7 @@ def opt_str(doc: Any, path: str, fmt: str) -> str | None:
     if isinstance(value, str):
         value = value.strip()
         return value or None
-    raise NormalizationError(
-        f"field '{path}' must be a string, got {_type_name(value)}", format=fmt
-    )
+    raise NormalizationError(f"field '{path}' must be a string, got {type_name(value)}", format=fmt)
 
 
 def req_str(doc: Any, path: str, fmt: str) -> str:

@@ -29,7 +29,7 @@ from soc_agent.ingest._fields import (
 )
 from soc_agent.models import Alert, EntityType, Severity
 
-__all__ = ["FORMAT", "matches", "normalize"]
+__all__ = ["FORMAT", "IOC_TYPES", "matches", "normalize"]
 
 FORMAT = "crowdstrike"
 _LEGACY = "detectionsummaryevent"
@@ -41,7 +41,8 @@ _LEGACY_SEVERITY = {
     4: Severity.HIGH,
     5: Severity.CRITICAL,
 }
-_IOC_TYPES: dict[str, tuple[EntityType, str | None]] = {
+# Falcon's IOC types (streaming events and the Alerts API alike): entity type, hash algorithm.
+IOC_TYPES: dict[str, tuple[EntityType, str | None]] = {
     "hash_sha256": (EntityType.FILE_HASH, "sha256"),
     "hash_md5": (EntityType.FILE_HASH, "md5"),
     "hash_sha1": (EntityType.FILE_HASH, "sha1"),
@@ -193,8 +194,8 @@ def _entities(draft: AlertDraft, event: dict[str, Any]) -> None:
         command_line=event.get("ParentCommandLine"),
     )
     ioc_type, ioc_value = event.get("IOCType"), event.get("IOCValue")
-    if isinstance(ioc_type, str) and ioc_type.lower() in _IOC_TYPES:
-        ioc_kind, ioc_algo = _IOC_TYPES[ioc_type.lower()]
+    if isinstance(ioc_type, str) and ioc_type.lower() in IOC_TYPES:
+        ioc_kind, ioc_algo = IOC_TYPES[ioc_type.lower()]
         ents.add(ioc_kind, ioc_value, algorithm=ioc_algo)
     for access in as_list(event.get("NetworkAccesses")):
         if not isinstance(access, dict):

@@ -61,6 +61,7 @@ from soc_agent.ingest._fields import (
     req_str,
     severity_from_word,
 )
+from soc_agent.ingest.crowdstrike import IOC_TYPES
 from soc_agent.models import Alert, EntityType, Severity
 
 __all__ = ["FORMAT", "expand", "matches", "normalize"]
@@ -76,15 +77,6 @@ _PRODUCTS = {
     "cwpp": "Falcon Cloud Workload Protection",
     "thirdparty": "Falcon third-party",
     "data-protection": "Falcon Data Protection",
-}
-_IOC_TYPES: dict[str, tuple[EntityType, str | None]] = {
-    "hash_sha256": (EntityType.FILE_HASH, "sha256"),
-    "hash_md5": (EntityType.FILE_HASH, "md5"),
-    "hash_sha1": (EntityType.FILE_HASH, "sha1"),
-    "domain": (EntityType.DOMAIN, None),
-    "ipv4": (EntityType.IP, None),
-    "ipv6": (EntityType.IP, None),
-    "url": (EntityType.URL, None),
 }
 _SID = re.compile(r"^S-1-\d+(?:-\d+)+$", re.IGNORECASE)
 
@@ -376,8 +368,8 @@ def _endpoint(ents: EntitySet, doc: dict[str, Any]) -> None:
 
 
 def _ioc(ents: EntitySet, ioc_type: str | None, value: str | None) -> None:
-    if ioc_type is not None and ioc_type.lower() in _IOC_TYPES:
-        kind, algo = _IOC_TYPES[ioc_type.lower()]
+    if ioc_type is not None and ioc_type.lower() in IOC_TYPES:
+        kind, algo = IOC_TYPES[ioc_type.lower()]
         ents.add(kind, value, algorithm=algo)
 
 

@@ -65,6 +65,7 @@ from soc_agent.ingest._fields import (
     opt_str,
     parse_time,
     req_str,
+    type_name,
 )
 from soc_agent.models import Alert, EntityType, Severity
 
@@ -112,18 +113,6 @@ def matches(doc: dict[str, Any]) -> bool:
     )
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    return "string" if isinstance(value, str) else type(value).__name__
-
-
 def _object(node: Any, path: str, *, required: bool = False) -> dict[str, Any]:
     """The sub-record at `path` ({} when absent and optional); anything else is an error."""
     value = get(node, path)
@@ -134,7 +123,7 @@ def _object(node: Any, path: str, *, required: bool = False) -> dict[str, Any]:
             raise NormalizationError(f"missing required object '{path}'", format=FORMAT)
         return {}
     raise NormalizationError(
-        f"field '{path}' must be an object, got {_type_name(value)}", format=FORMAT
+        f"field '{path}' must be an object, got {type_name(value)}", format=FORMAT
     )
 
 
@@ -169,7 +158,7 @@ def _texts(body: dict[str, Any], path: str) -> list[str]:
             one = str(one)
         if not isinstance(one, str):
             raise NormalizationError(
-                f"field '{path}' must be a string, got {_type_name(one)}", format=FORMAT
+                f"field '{path}' must be a string, got {type_name(one)}", format=FORMAT
             )
         text = one.strip()
         if text and text not in _NOT_NAMES:
@@ -189,7 +178,7 @@ def normalize(
     body = _body(doc)
     if not isinstance(body, dict):
         raise NormalizationError(
-            f"field '_source' must be an object, got {_type_name(body)}", format=f
+            f"field '_source' must be an object, got {type_name(body)}", format=f
         )
     _object(body, "rule", required=True)
     for path in _SUB_RECORDS:
