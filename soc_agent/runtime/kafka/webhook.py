@@ -163,9 +163,12 @@ _KEY_ORDER = ("host", "user", "email", "cloud_resource", "ip", "domain", "url", 
 def partition_key(alert: Alert, pivots: list[str]) -> bytes:
     """The alert's primary entity (`host:ws-01`), so one entity's alerts share a partition."""
     rank = {kind: i for i, kind in enumerate(_KEY_ORDER)}
-    if not pivots:
+    # An entity's own value, never one of its aliases (an EDR device id), names it.
+    values = {e.key for e in alert.entities}
+    named = [k for k in pivots if k in values] or pivots
+    if not named:
         return alert.id.encode()
-    best = min(pivots, key=lambda k: (rank.get(k.partition(":")[0], len(rank)), k))
+    best = min(named, key=lambda k: (rank.get(k.partition(":")[0], len(rank)), k))
     return best.encode()
 
 

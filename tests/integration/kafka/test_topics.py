@@ -32,7 +32,7 @@ async def test_topics_create_makes_the_missing_topics_then_finds_them(
     first = _create(kafka, tmp_path)
     t = kafka.topics
     names = {t.alerts, t.approvals, t.decisions, t.proposals, t.actions, t.audit, t.dlq}
-    names |= {t.alerts_normalized, t.risk}
+    names |= {t.alerts_normalized, t.risk, t.verdicts}
     names |= {f"{kafka.group}-stream-by-entity", f"{kafka.group}-stream-entity-risk-changelog"}
     assert first == dict.fromkeys(names, "created")
     assert _create(kafka, tmp_path) == dict.fromkeys(names, "exists")
