@@ -71,7 +71,10 @@ async def test_a_real_model_investigates_and_its_assessment_is_kept(
     hybrid = (PLAYBOOKS / "endpoint-malware-hybrid.yaml").read_text()
     agent = tmp_path / "agent.yaml"
     agent.write_text(hybrid.replace("investigator: hybrid", "investigator: agent"))
-    decision, stored, audit = await _investigate(deployment, _llm(llm_server), ALERTS / HIGH, agent)
+    # Five lookups: besides intel, inventory and events, the model may ask the memory of
+    # past cases (history.*) and entity risk; three made it stop short of an answer.
+    config = _llm(llm_server, max_tool_calls=5, max_requests=8)
+    decision, stored, audit = await _investigate(deployment, config, ALERTS / HIGH, agent)
     report = stored.model_run
     assert report.escalation is None, report.escalation
     answer = report.assessment
