@@ -123,6 +123,7 @@ class KafkaEnv:
             dlq=f"{p}.alerts.dlq",
             alerts_normalized=f"{p}.alerts.normalized",
             risk=f"{p}.risk",
+            verdicts=f"{p}.verdicts",
         )
 
     def config(self, **extra: Any) -> KafkaConfig:
@@ -159,6 +160,7 @@ class KafkaEnv:
                 "SOC_AGENT_KAFKA__TOPICS__DLQ": t.dlq,
                 "SOC_AGENT_KAFKA__TOPICS__ALERTS_NORMALIZED": t.alerts_normalized,
                 "SOC_AGENT_KAFKA__TOPICS__RISK": t.risk,
+                "SOC_AGENT_KAFKA__TOPICS__VERDICTS": t.verdicts,
                 "SOC_AGENT_LOG_LEVEL": "INFO",
             }
         )
@@ -179,6 +181,7 @@ class KafkaEnv:
                 t.dlq,
                 t.alerts_normalized,
                 t.risk,
+                t.verdicts,
             ]
             await admin.create_topics(
                 [NewTopic(n, partitions, 1) for n in names] + [NewTopic(t.audit, 1, 1)]
