@@ -129,17 +129,7 @@ class CorrelationConfig(BaseModel):
         """Normalise like entities are ("host:WS-01" -> "host:ws-01") so keys compare equal."""
         out: list[str] = []
         for raw in values:
-            kind, sep, value = raw.partition(":")
-            try:
-                entity_type = EntityType(kind.strip().lower())
-            except ValueError:
-                known = ", ".join(t.value for t in EntityType)
-                raise ValueError(
-                    f"{raw[:80]!r} is not an entity key 'type:value' (types: {known})"
-                ) from None
-            if not sep:
-                raise ValueError(f"{raw[:80]!r} has no value: write it as 'type:value'")
-            key = Entity(type=entity_type, value=value).key
+            key = Entity.from_key(raw).key
             if key not in out:
                 out.append(key)
         return out

@@ -173,10 +173,17 @@ class Entity(BaseModel):
         """`host:WS-01` as an entity (`host:ws-01`); a ValueError names what is wrong."""
         kind, sep, value = key.partition(":")
         try:
-            if not sep:
-                raise ValueError
-            return cls(type=EntityType(kind), value=value)
-        except (ValueError, ValidationError):
+            entity_type = EntityType(kind.strip().lower())
+        except ValueError:
+            known = ", ".join(t.value for t in EntityType)
+            raise ValueError(
+                f"not an entity key 'type:value': {key[:80]!r} (types: {known})"
+            ) from None
+        if not sep:
+            raise ValueError(f"{key[:80]!r} has no value: write it as 'type:value'")
+        try:
+            return cls(type=entity_type, value=value)
+        except ValidationError:
             raise ValueError(f"not an entity key 'type:value': {key[:80]!r}") from None
 
     @property
