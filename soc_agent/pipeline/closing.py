@@ -64,7 +64,9 @@ async def close_incident(
     """Record `closed_by`'s verdict on the incident and audit it under their identity.
 
     Raises `CloseForbidden` for a role below `CLOSE_ROLE` and `IncidentNotFound` for an
-    unknown incident; closing again records a new verdict that supersedes the last.
+    unknown incident; closing again records a new verdict that supersedes the last. The
+    same closing delivered twice (same analyst, instant, verdict and reason) is kept and
+    audited once.
     """
     reason = reason.strip()
     if not reason or len(reason) > MAX_REASON:
@@ -88,7 +90,8 @@ async def close_incident(
         entities=sorted({key for entity in incident.entities for key in entity.keys}),
         alert_ids=list(incident.alert_ids),
     )
-    await store.save_verdict(record)
+    if not await store.save_verdict(record):
+        return record  # the same closing delivered again: already kept and audited
     await audit.append(
         AuditEvent(
             actor=closed_by.name,

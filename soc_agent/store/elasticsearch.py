@@ -662,9 +662,9 @@ class ElasticsearchStore:
 
     # -- analyst verdicts ------------------------------------------------------------------
 
-    async def save_verdict(self, verdict: IncidentVerdict) -> None:
-        """Insert; a record with an id already stored is ignored."""
-        await self._create(
+    async def save_verdict(self, verdict: IncidentVerdict) -> bool:
+        """Insert; a record with an id already stored is ignored (False)."""
+        return await self._create(
             "verdicts",
             verdict.id,
             {

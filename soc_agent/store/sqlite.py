@@ -439,20 +439,21 @@ class SQLiteStore:
 
     # -- analyst verdicts ------------------------------------------------------------------
 
-    async def save_verdict(self, verdict: IncidentVerdict) -> None:
+    async def save_verdict(self, verdict: IncidentVerdict) -> bool:
         doc = verdict.model_dump_json()
         keys = [(f"rule:{r}", verdict.id) for r in verdict.rules]
         keys += [(f"entity:{e}", verdict.id) for e in verdict.entities]
 
-        def write(db: sqlite3.Connection) -> None:
+        def write(db: sqlite3.Connection) -> bool:
             with db:  # the record and its keys together, or neither
-                db.execute(
+                inserted = db.execute(
                     "INSERT OR IGNORE INTO verdicts VALUES (?,?,?,?)",
                     (verdict.id, verdict.incident_id, _utc(verdict.closed_at), doc),
-                )
+                ).rowcount
                 db.executemany("INSERT OR IGNORE INTO verdict_keys VALUES (?,?)", keys)
+            return inserted == 1
 
-        await self._run(write)
+        return await self._run(write)
 
     async def incident_verdict(self, incident_id: str) -> IncidentVerdict | None:
         row = await self._one(

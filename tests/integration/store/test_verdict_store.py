@@ -42,9 +42,10 @@ async def test_a_verdict_round_trips_and_the_latest_closing_is_the_incidents(
 ) -> None:
     first = verdict(1, Verdict.FALSE_POSITIVE, incident="inc-a", days_ago=3)
     second = verdict(2, Verdict.TRUE_POSITIVE, incident="inc-a", days_ago=2)
-    await store.save_verdict(first)
-    await store.save_verdict(second)
-    await store.save_verdict(first)  # a repeated write changes nothing
+    assert await store.save_verdict(first) is True
+    assert await store.save_verdict(second) is True
+    # A repeated write changes nothing and says so: a redelivered closing is not new.
+    assert await store.save_verdict(first) is False
     assert await store.incident_verdict("inc-a") == second
     assert await store.incident_verdict("inc-none") is None
 
