@@ -18,10 +18,12 @@ from soc_agent.models.evidence import Evidence, EvidenceStatus, Investigation
 from soc_agent.models.identity import Approver, Role
 from soc_agent.models.incident import Incident
 from soc_agent.models.proposal import Approval, ApprovalVerdict, Proposal, ProposalStatus
-from soc_agent.models.verdict import IncidentVerdict, Verdict
+from soc_agent.models.verdict import ActionJudgement, ActionLabel, IncidentVerdict, Verdict
 
 __all__ = [
     "ActionCandidate",
+    "ActionJudgement",
+    "ActionLabel",
     "ActionRequest",
     "ActionStatus",
     "Alert",

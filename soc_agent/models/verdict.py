@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
@@ -10,7 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from soc_agent.models.identity import Approver
 
-__all__ = ["IncidentVerdict", "Verdict", "count_verdicts", "latest_verdict"]
+__all__ = [
+    "ActionJudgement",
+    "ActionLabel",
+    "IncidentVerdict",
+    "Verdict",
+    "count_verdicts",
+    "latest_verdict",
+]
 
 
 class Verdict(StrEnum):
@@ -50,6 +58,64 @@ class IncidentVerdict(BaseModel):
         if not value.strip():
             raise ValueError("a verdict needs a reason")
         return value.strip()
+
+
+class ActionJudgement(StrEnum):
+    """What an analyst did with one action: a label on the action itself, finer than the
+    incident's verdict (the incident was real, but blocking that CDN address was wrong)."""
+
+    APPROVED = "approved"  # approved the proposal
+    REJECTED = "rejected"  # rejected the proposal
+    CONFIRMED = "confirmed"  # upheld an execution sampled for review
+    ROLLED_BACK = "rolled_back"  # undid an execution (a review rejected, or a rollback)
+
+    @property
+    def endorses(self) -> bool:
+        return self in (ActionJudgement.APPROVED, ActionJudgement.CONFIRMED)
+
+
+class ActionLabel(BaseModel):
+    """One analyst's judgement of one action, kept beside the action's ledger row and
+    proposal (which the doors already audit): calibration reads it as that action's label."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(min_length=1, max_length=128)
+    incident_id: str = Field(min_length=1, max_length=256)
+    action_id: str = Field(min_length=1, max_length=256)
+    action: str = Field(min_length=1, max_length=128)
+    target: str = Field(min_length=1, max_length=2048)  # the entity key, `ip:203.0.113.7`
+    judgement: ActionJudgement
+    analyst: str = Field(min_length=1, max_length=256)
+    comment: str | None = Field(default=None, max_length=4096)
+    at: datetime
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        incident_id: str,
+        action_id: str,
+        action: str,
+        target: str,
+        judgement: ActionJudgement,
+        analyst: str,
+        comment: str | None,
+        at: datetime,
+    ) -> ActionLabel:
+        """The label with its id: the same act recorded twice is one label."""
+        text = "\x1f".join((action_id, analyst, judgement.value, at.isoformat()))
+        return cls(
+            id="label-" + hashlib.sha256(text.encode()).hexdigest()[:24],
+            incident_id=incident_id,
+            action_id=action_id,
+            action=action,
+            target=target,
+            judgement=judgement,
+            analyst=analyst,
+            comment=comment,
+            at=at,
+        )
 
 
 def count_verdicts(

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from soc_agent.correlate.state import CorrelationState
 from soc_agent.models import (
+    ActionLabel,
     ActionRequest,
     ActionStatus,
     Alert,
@@ -25,6 +26,7 @@ from soc_agent.models import (
 )
 
 __all__ = [
+    "MAX_ACTION_LABELS",
     "MAX_VERDICT_HISTORY",
     "ActionRecord",
     "ClaimResult",
@@ -36,6 +38,10 @@ __all__ = [
 MAX_VERDICT_HISTORY = 10_000
 """Closings read for one history question: a rule on a host closed more often than this
 is answered from its most recent closings."""
+
+MAX_ACTION_LABELS = 10_000
+"""Labels read for one incident: more analyst acts than this on one incident is not a
+case calibration can learn from."""
 
 
 def latest_per_incident(verdicts: list[IncidentVerdict], since: datetime) -> list[IncidentVerdict]:
@@ -160,6 +166,17 @@ class Store(Protocol):
         ...
 
     async def list_verdicts(self, *, limit: int = 50, offset: int = 0) -> list[IncidentVerdict]: ...
+    async def save_action_label(self, label: ActionLabel) -> bool:
+        """Keep an analyst's judgement of an action; False when already kept."""
+        ...
+
+    async def action_labels(self, incident_id: str) -> list[ActionLabel]:
+        """The incident's action labels, oldest first (the last one on an action stands)."""
+        ...
+
+    async def list_action_labels(
+        self, *, limit: int = 50, offset: int = 0
+    ) -> list[ActionLabel]: ...
     async def get_flag(self, name: str) -> Any: ...
     async def set_flag(self, name: str, value: Any) -> None: ...
 

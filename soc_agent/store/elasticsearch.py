@@ -67,6 +67,7 @@ from soc_agent.elasticsearch_setup import (
 )
 from soc_agent.errors import StoreError
 from soc_agent.models import (
+    ActionLabel,
     ActionRequest,
     ActionStatus,
     Alert,
@@ -79,6 +80,7 @@ from soc_agent.models import (
     ProposalStatus,
 )
 from soc_agent.store.base import (
+    MAX_ACTION_LABELS,
     MAX_VERDICT_HISTORY,
     ActionRecord,
     ClaimResult,
@@ -160,6 +162,13 @@ _MAPPINGS: dict[str, dict[str, dict[str, Any]]] = {
         "closed_at": DATE,
         "inserted": LONG,  # orders closings made in the same instant
         "keys": KEYWORD,  # rule:<rule> and entity:<every name of every entity>
+        "doc": UNINDEXED_OBJECT,
+    },
+    "action-labels": {
+        "id": KEYWORD,
+        "incident_id": KEYWORD,
+        "at": DATE,
+        "inserted": LONG,  # orders labels made in the same instant
         "doc": UNINDEXED_OBJECT,
     },
     "corr-entities": {"entity_key": KEYWORD, "incident_id": KEYWORD},
@@ -725,6 +734,39 @@ class ElasticsearchStore:
             offset,
         )
         return [IncidentVerdict.model_validate(h["doc"]) for h in hits]
+
+    async def save_action_label(self, label: ActionLabel) -> bool:
+        return await self._create(
+            "action-labels",
+            label.id,
+            {
+                "id": label.id,
+                "incident_id": label.incident_id,
+                "at": ts(label.at),
+                "inserted": self._stamp(),
+                "doc": label.model_dump(mode="json"),
+            },
+        )
+
+    async def action_labels(self, incident_id: str) -> list[ActionLabel]:
+        hits = await self._search(
+            "action-labels",
+            {"term": {"incident_id": incident_id}},
+            [{"at": "asc"}, {"inserted": "asc"}],
+            MAX_ACTION_LABELS,
+            0,
+        )
+        return [ActionLabel.model_validate(h["doc"]) for h in hits]
+
+    async def list_action_labels(self, *, limit: int = 50, offset: int = 0) -> list[ActionLabel]:
+        hits = await self._search(
+            "action-labels",
+            {"match_all": {}},
+            [{"at": "desc"}, {"inserted": "desc"}],
+            limit,
+            offset,
+        )
+        return [ActionLabel.model_validate(h["doc"]) for h in hits]
 
     async def get_flag(self, name: str) -> Any:
         src = await self._get("flags", name)

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from soc_agent.errors import StoreError
 from soc_agent.models import (
+    ActionLabel,
     ActionRequest,
     ActionStatus,
     Alert,
@@ -32,6 +33,7 @@ from soc_agent.models import (
 )
 from soc_agent.sqlite_setup import connect_private, retry_while_busy
 from soc_agent.store.base import (
+    MAX_ACTION_LABELS,
     MAX_VERDICT_HISTORY,
     ActionRecord,
     ClaimResult,
@@ -80,6 +82,10 @@ CREATE INDEX IF NOT EXISTS verdicts_incident ON verdicts(incident_id, closed_at)
 CREATE INDEX IF NOT EXISTS verdicts_time ON verdicts(closed_at);
 CREATE TABLE IF NOT EXISTS verdict_keys (
   key TEXT NOT NULL, verdict_id TEXT NOT NULL, PRIMARY KEY (key, verdict_id));
+CREATE TABLE IF NOT EXISTS action_labels (
+  id TEXT PRIMARY KEY, incident_id TEXT NOT NULL, at TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS action_labels_incident ON action_labels(incident_id, at);
+CREATE INDEX IF NOT EXISTS action_labels_time ON action_labels(at);
 """
 
 
@@ -498,6 +504,31 @@ class SQLiteStore:
             (limit, offset),
         )
         return [IncidentVerdict.model_validate_json(r[0]) for r in rows]
+
+    async def save_action_label(self, label: ActionLabel) -> bool:
+        def write(db: sqlite3.Connection) -> bool:
+            with db:
+                inserted = db.execute(
+                    "INSERT OR IGNORE INTO action_labels VALUES (?,?,?,?)",
+                    (label.id, label.incident_id, _utc(label.at), label.model_dump_json()),
+                ).rowcount
+            return inserted == 1
+
+        return await self._run(write)
+
+    async def action_labels(self, incident_id: str) -> list[ActionLabel]:
+        rows = await self._all(
+            "SELECT doc FROM action_labels WHERE incident_id=? ORDER BY at, rowid LIMIT ?",
+            (incident_id, MAX_ACTION_LABELS),
+        )
+        return [ActionLabel.model_validate_json(r[0]) for r in rows]
+
+    async def list_action_labels(self, *, limit: int = 50, offset: int = 0) -> list[ActionLabel]:
+        rows = await self._all(
+            "SELECT doc FROM action_labels ORDER BY at DESC, rowid DESC LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [ActionLabel.model_validate_json(r[0]) for r in rows]
 
     async def get_flag(self, name: str) -> Any:
         row = await self._one("SELECT value FROM flags WHERE name=?", (name,))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from soc_agent.models import Approver, IncidentVerdict, Role, Verdict
+from soc_agent.models import ActionJudgement, ActionLabel, Approver, IncidentVerdict, Role, Verdict
 from soc_agent.store import SQLiteStore
 from soc_agent.store.elasticsearch import ElasticsearchStore
 
@@ -116,3 +116,31 @@ async def test_one_query_finds_the_verdicts_naming_any_of_an_incidents_entities(
     found = await store.verdicts_naming(["host:a", "user:b"], T0 - timedelta(days=30))
     assert sorted(v.id for v in found) == ["verdict-0001", "verdict-0002"]
     assert await store.verdicts_naming([], T0 - timedelta(days=30)) == []
+
+
+def label(n: int, judgement: ActionJudgement, *, incident: str, minutes: int) -> ActionLabel:
+    return ActionLabel.of(
+        incident_id=incident,
+        action_id=f"act-{n}",
+        action="block_ip",
+        target=f"ip:203.0.113.{n}",
+        judgement=judgement,
+        analyst="token:alice",
+        comment="a CDN address" if judgement is ActionJudgement.REJECTED else None,
+        at=T0 + timedelta(minutes=minutes),
+    )
+
+
+async def test_action_labels_are_kept_per_incident_and_listed_newest_first(
+    store: AnyStore,
+) -> None:
+    approved = label(1, ActionJudgement.APPROVED, incident="inc-a", minutes=1)
+    undone = label(1, ActionJudgement.ROLLED_BACK, incident="inc-a", minutes=5)
+    rejected = label(2, ActionJudgement.REJECTED, incident="inc-b", minutes=3)
+    for one in (undone, approved, rejected):
+        assert await store.save_action_label(one) is True
+    assert await store.save_action_label(approved) is False  # the same act, recorded again
+    assert await store.action_labels("inc-a") == [approved, undone]  # in the order they were made
+    assert await store.action_labels("inc-none") == []
+    assert await store.list_action_labels(limit=2) == [undone, rejected]
+    assert await store.list_action_labels(limit=2, offset=2) == [approved]
