@@ -18,7 +18,14 @@ from typing import Any
 from soc_agent.audit.base import AuditSink
 from soc_agent.errors import ConnectorError, SocAgentError
 from soc_agent.gateway import Gateway
-from soc_agent.models import ActionRequest, ActionStatus, AuditEvent, ExecutionStatus
+from soc_agent.models import (
+    ActionJudgement,
+    ActionLabel,
+    ActionRequest,
+    ActionStatus,
+    AuditEvent,
+    ExecutionStatus,
+)
 from soc_agent.store.base import ActionRecord, Store
 
 __all__ = ["ExecutionOutcome", "Executor"]
@@ -246,6 +253,19 @@ class Executor:
             now=now,
             revert_at=None,
         )
+        if actor != self._actor:  # an analyst undid it; the agent's own reverts judge nothing
+            await self._store.save_action_label(
+                ActionLabel.of(
+                    incident_id=record.incident_id,
+                    action_id=request.id,
+                    action=request.action,
+                    target=request.target.key,
+                    judgement=ActionJudgement.ROLLED_BACK,
+                    analyst=actor,
+                    comment=reason,
+                    at=now,
+                )
+            )
         await self._audit.append(
             AuditEvent(
                 actor=actor,

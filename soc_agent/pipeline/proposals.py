@@ -24,6 +24,8 @@ from soc_agent.actions.executor import Executor
 from soc_agent.audit.base import AuditSink
 from soc_agent.errors import SocAgentError
 from soc_agent.models import (
+    ActionJudgement,
+    ActionLabel,
     ActionRequest,
     ActionStatus,
     Approval,
@@ -189,6 +191,7 @@ class ProposalService:
             }
         )
         updated = await self._write(updated, proposal.version)
+        await self._label(proposal, ActionJudgement.APPROVED, analyst, comment, now)
         await self._audit.append(
             AuditEvent(
                 actor=analyst,
@@ -283,6 +286,7 @@ class ProposalService:
             }
         )
         updated = await self._write(updated, proposal.version)
+        await self._label(proposal, ActionJudgement.REJECTED, analyst, comment, now)
         await self._audit.append(
             AuditEvent(
                 actor=analyst,
@@ -366,7 +370,9 @@ class ProposalService:
             )
         )
         if uphold:
+            await self._label(proposal, ActionJudgement.CONFIRMED, analyst, comment, now)
             return ProposalOutcome(updated, f"{proposal.id} confirmed")
+        # The rollback labels the action (the executor labels every analyst's rollback).
         undo = await self._executor.rollback(
             key, actor=analyst, reason=comment or "rejected in review"
         )
@@ -377,6 +383,28 @@ class ProposalService:
         reopened = await self._write(reopened, updated.version)
         return ProposalOutcome(
             reopened, f"{proposal.id} not rolled back ({undo.detail}); still in review"
+        )
+
+    async def _label(
+        self,
+        proposal: Proposal,
+        judgement: ActionJudgement,
+        analyst: str,
+        comment: str | None,
+        at: datetime,
+    ) -> None:
+        request = proposal.request
+        await self._store.save_action_label(
+            ActionLabel.of(
+                incident_id=proposal.incident_id,
+                action_id=request.id,
+                action=request.action,
+                target=request.target.key,
+                judgement=judgement,
+                analyst=analyst,
+                comment=comment,
+                at=at,
+            )
         )
 
     async def _load(self, proposal_id: str) -> Proposal:
