@@ -27,7 +27,9 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ActionOutcome:
-    """One action put forward for one replayed alert, and the label of its incident."""
+    """One action put forward for one replayed alert, the verdict of its incident and,
+    when an analyst judged this action itself (approved, rejected, upheld or rolled it
+    back), that judgement."""
 
     alert_id: str
     incident_id: str
@@ -44,6 +46,15 @@ class ActionOutcome:
     # ... and at each autonomy level for this action (3-5, the agent's own level lifted
     # to 5 so the action's level is the one that counts): {level: disposition}.
     at_level: dict[int, str] = field(default_factory=dict)
+    endorsed: bool | None = None  # None: no analyst judged this action itself
+
+    @property
+    def correct(self) -> bool | None:
+        """Was acting right? The analyst's judgement of the action outranks the incident's
+        verdict (a real incident can still hold a wrong block); None when neither exists."""
+        if self.endorsed is not None:
+            return self.endorsed
+        return self.verdict.warrants_action if self.verdict is not None else None
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,7 @@ class ActionFigures:
     executions: Precision
     proposals: Precision
     sweep: tuple[SweepPoint, ...]
+    judged: int = 0  # outcomes labelled by a judgement of the action itself
 
 
 @dataclass(frozen=True)

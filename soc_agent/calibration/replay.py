@@ -13,15 +13,19 @@ After each alert its label closes its incident in the replay's store (at
 `closed_at`, else an hour after the alert), so rules that read the memory of
 past cases (`history.*`) see what analysts had concluded by each alert's time. A
 store's own history (`--from-store`) supplies the same shape: each alert of an
-incident closed with a verdict, labelled with that verdict.
+incident closed with a verdict, labelled with that verdict, and also each alert
+of an incident where an analyst judged an action (approved, rejected, upheld or
+rolled it back). Such a judgement labels that action (same name, same target)
+more finely than the incident's verdict, and an incident with judgements but no
+verdict is labelled by them alone.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +36,15 @@ from soc_agent.calibration.model import ActionOutcome
 from soc_agent.calibration.stats import DEFAULT_THRESHOLDS
 from soc_agent.errors import ConfigError, NormalizationError
 from soc_agent.ingest import load_mappings, normalize
-from soc_agent.models import Alert, Approver, AutonomyLevel, Role, RunMode, Verdict
+from soc_agent.models import (
+    Alert,
+    Approver,
+    AutonomyLevel,
+    IncidentVerdict,
+    Role,
+    RunMode,
+    Verdict,
+)
 from soc_agent.models.identity import LOCAL_OPERATOR
 from soc_agent.pipeline.closing import close_incident
 from soc_agent.policy import PolicyConfig, PolicyInput, decide
@@ -63,14 +75,17 @@ class _Line(BaseModel):
 
 @dataclass(frozen=True)
 class LabelledAlert:
-    """One past alert, normalised, with the verdict its incident was closed with, by whom
-    and when (an hour after the alert when the history does not say)."""
+    """One past alert, normalised, with the verdict its incident was closed with (None:
+    not closed), by whom and when (an hour after the alert when the history does not
+    say), and the analysts' judgements of its incident's actions: {(action, target
+    key): endorsed}, the last judgement of each standing."""
 
     alert: Alert
-    verdict: Verdict
+    verdict: Verdict | None
     reason: str
     closed_by: str = LOCAL_OPERATOR
     closed_at: datetime | None = None
+    judged: Mapping[tuple[str, str], bool] = field(default_factory=dict)
 
     @property
     def closing_time(self) -> datetime:
@@ -117,29 +132,46 @@ def read_labelled(path: Path, settings: Settings) -> list[LabelledAlert]:
 
 
 async def labelled_from_store(store: Store, *, limit: int = 100_000) -> list[LabelledAlert]:
-    """Every alert of every incident closed with a verdict (its latest), read-only."""
-    out: list[LabelledAlert] = []
-    seen: set[str] = set()
+    """Every alert of every incident closed with a verdict (its latest) or with an action
+    an analyst judged, with those judgements; read-only."""
+    closings: dict[str, IncidentVerdict] = {}
     offset, page = 0, 500
-    while len(seen) < limit:
-        closings = await store.list_verdicts(limit=page, offset=offset)
-        if not closings:
+    while len(closings) < limit:
+        batch = await store.list_verdicts(limit=page, offset=offset)
+        if not batch:
             break
         offset += page
-        for closing in closings:  # newest first: the first seen is the incident's verdict
-            if closing.incident_id in seen:
+        for record in batch:  # newest first: the first seen is the incident's verdict
+            closings.setdefault(record.incident_id, record)
+    judged_incidents: set[str] = set()
+    offset = 0
+    while len(closings.keys() | judged_incidents) < limit:
+        labels = await store.list_action_labels(limit=page, offset=offset)
+        if not labels:
+            break
+        offset += page
+        judged_incidents.update(label.incident_id for label in labels)
+    out: list[LabelledAlert] = []
+    for incident_id in sorted(closings.keys() | judged_incidents):
+        judged = {
+            (label.action, label.target): label.judgement.endorses
+            for label in await store.action_labels(incident_id)  # oldest first: last stands
+        }
+        closing = closings.get(incident_id)
+        for alert in await store.alerts_of(incident_id):
+            if closing is None:
+                out.append(LabelledAlert(alert, None, "", judged=judged))
                 continue
-            seen.add(closing.incident_id)
-            for alert in await store.alerts_of(closing.incident_id):
-                out.append(
-                    LabelledAlert(
-                        alert,
-                        closing.verdict,
-                        closing.reason,
-                        closing.closed_by.name,
-                        closing.closed_at,
-                    )
+            out.append(
+                LabelledAlert(
+                    alert,
+                    closing.verdict,
+                    closing.reason,
+                    closing.closed_by.name,
+                    closing.closed_at,
+                    judged,
                 )
+            )
     return sorted(out, key=lambda labelled: labelled.alert.created_at)
 
 
@@ -193,6 +225,7 @@ def _outcome(
         verdict=labelled.verdict,
         at_threshold=_sweep(inp, policy, thresholds),
         at_level=_levels(inp, policy),
+        endorsed=labelled.judged.get((inp.candidate.action, inp.candidate.target.key)),
     )
 
 
@@ -228,6 +261,8 @@ async def replay_labelled(
                 incident = outcome.incident.id
                 if outcome.fresh:  # a redelivered alert decided nothing new
                     outcomes += [_outcome(i, v, one, incident, live, thresholds) for i, v in seen]
+                if one.verdict is None:
+                    continue  # judged actions only: no conclusion to remember
                 # The analyst's conclusion becomes history for the alerts that follow.
                 await close_incident(
                     components.store,

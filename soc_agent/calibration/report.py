@@ -94,6 +94,10 @@ def _text_action(f: ActionFigures, confidence: float) -> list[str]:
         f"  executions: {describe(f.executions, confidence, total=c.executed)}",
         f"  proposals:  {describe(f.proposals, confidence, total=c.proposed)}",
     ]
+    if f.judged:
+        lines.append(
+            f"  judged on the action itself: {f.judged} (approvals, rejections, rollbacks)"
+        )
     if not f.sweep:
         return [*lines, "  sweep: not recorded"]
     rows = [("execute_at", "executions", "precision")]
@@ -170,6 +174,7 @@ def _json_figures(f: ActionFigures) -> dict[str, Any]:
         "executions": _json_precision(f.executions),
         "proposals": _json_precision(f.proposals),
         "sweep": [_json_point(s) for s in f.sweep],
+        "judged": f.judged,
     }
 
 
@@ -292,6 +297,8 @@ def _html_action(f: ActionFigures, confidence: float, anchor: str) -> str:
         '<tr><th scope="row">precision of proposals</th>'
         f'<td class="precision-proposals">'
         f"{escape(describe(f.proposals, confidence, total=c.proposed))}</td></tr>"
+        '<tr><th scope="row">judged on the action itself</th>'
+        f'<td class="n judged">{f.judged}</td></tr>'
         "</tbody></table>"
     )
     if f.sweep:
@@ -352,7 +359,9 @@ def _html_changes(report: CalibrationReport) -> str:
 def _summary(report: CalibrationReport) -> str:
     parts = [
         f"{report.alerts} alerts replayed in shadow mode, {report.labelled} of them labelled "
-        f"by an analyst. Precision is the share of labelled cases that were true positives, "
+        f"by an analyst. Precision is the share of labelled cases where acting was right: the "
+        f"analyst approved or upheld the action, or, where the action itself was not judged, "
+        f"the incident was a true positive, "
         f"with Wilson {_level(report.confidence)} intervals."
     ]
     for _, title, figs in _runs(report):

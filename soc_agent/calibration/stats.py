@@ -56,14 +56,15 @@ def _wilson(correct: int, labelled: int, confidence: float) -> tuple[float, floa
 
 
 def precision(outcomes: Iterable[ActionOutcome], *, confidence: float = 0.95) -> Precision:
-    """Share of labelled outcomes whose incident warranted action, with a Wilson interval.
+    """Share of labelled outcomes where acting was right (`ActionOutcome.correct`), with a
+    Wilson interval.
 
     Unlabelled outcomes do not count either way: guessing their verdict would
     flatter or slander the policy with no evidence.
     """
     _check_confidence(confidence)
-    labelled = [o for o in outcomes if o.verdict is not None]
-    correct = sum(1 for o in labelled if o.verdict is not None and o.verdict.warrants_action)
+    labelled = [o for o in outcomes if o.correct is not None]
+    correct = sum(1 for o in labelled if o.correct)
     if not labelled:
         return Precision(correct=0, labelled=0, value=None, low=None, high=None)
     low, high = _wilson(correct, len(labelled), confidence)
@@ -128,6 +129,7 @@ def figures(
                 (o for o in group if o.disposition == "proposed"), confidence=confidence
             ),
             sweep=_sweep(group, wanted, confidence),
+            judged=sum(1 for o in group if o.endorsed is not None),
         )
         for (playbook, action), group in sorted(groups.items())
     )
@@ -180,12 +182,13 @@ def build_report(
 ) -> CalibrationReport:
     """The whole calibration of `alerts` replayed alerts under the current config and,
     when given, a candidate. `labelled` counts the alerts that put an action forward
-    and carry a verdict: an alert with no action leaves no outcome to read a label from."""
+    and carry a label (a verdict, or a judgement of the action): an alert with no action
+    leaves no outcome to read a label from."""
     _check_confidence(confidence)
     every = [*current, *(candidate or ())]
     return CalibrationReport(
         alerts=alerts,
-        labelled=len({o.alert_id for o in every if o.verdict is not None}),
+        labelled=len({o.alert_id for o in every if o.correct is not None}),
         confidence=confidence,
         current=figures(current, confidence=confidence),
         candidate=figures(candidate, confidence=confidence) if candidate is not None else None,

@@ -114,3 +114,45 @@ def test_policy_suggest_prints_an_action_autonomy_block_and_changes_nothing(
     assert block["block_ip"] == 2
     assert "block_ip: 2  # collaborator: no level's executions clear 0.98" in run.stdout
     assert config.read_text() == before
+
+
+def judge_and_calibrate(cwd: Path, env: dict[str, str], store: list[str]) -> None:
+    """On the demo's real decisions: an analyst approves one proposal, rejects another and
+    closes the rejected one's incident as a true positive; calibration from the store
+    then labels each judged action by the judgement, which outranks the verdict."""
+    assert cli("run", *store, cwd=cwd, env=env).returncode == 0
+    listed = cli("proposals", "list", "--json", *store, cwd=cwd, env=env)
+    proposals = [json.loads(line) for line in listed.stdout.splitlines()]
+    revoke = next(p for p in proposals if p["request"]["action"] == "revoke_sessions")
+    isolate = next(p for p in proposals if p["request"]["target"]["value"] == "ws-fin-042")
+    made = cli("tokens", "create", "--name", "alice", "--role", "senior", *store, cwd=cwd, env=env)
+    alice = {**env, "SOC_AGENT_TOKEN": made.stdout.strip()}
+    for verb, proposal in (("approve", revoke), ("reject", isolate)):
+        decided = cli(
+            "proposals", verb, proposal["id"], "--comment", "checked", *store, cwd=cwd, env=alice
+        )
+        assert decided.returncode == 0, decided.stderr
+    closed = cli(
+        "incidents", "close", isolate["incident_id"], "--verdict", "true_positive",
+        "--reason", "real, but a trading server is never isolated", *store, cwd=cwd, env=alice,
+    )  # fmt: skip
+    assert closed.returncode == 0, closed.stderr
+
+    run = cli("calibrate", "--from-store", "--json", *store, cwd=cwd, env=env)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    figures = {f["action"]: f for f in report["current"]}
+    assert report["labelled"] == 2 and sum(f["judged"] for f in report["current"]) == 2
+    approved = figures["revoke_sessions"]["proposals"]
+    rejected = figures["isolate_host"]["proposals"]
+    assert (approved["correct"], approved["labelled"]) == (1, 1)
+    assert (rejected["correct"], rejected["labelled"]) == (0, 1)  # the rejection outranks TP
+
+    advice = cli("policy", "suggest", "--from-store", "--json", *store, cwd=cwd, env=env)
+    assert advice.returncode == 0, advice.stderr
+    rows = {r["action"]: r for r in json.loads(advice.stdout)["action_autonomy"]}
+    assert rows["isolate_host"]["level"] == 2  # one labelled case clears nothing
+
+
+def test_calibrate_from_the_store_learns_from_approvals_and_rejections(tmp_path: Path) -> None:
+    judge_and_calibrate(tmp_path, {}, ["--store", "s.db"])

@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from elasticsearch import AsyncElasticsearch
+from elasticsearch import AsyncElasticsearch, Elasticsearch
 
 from tests.e2e.test_cli import SAMPLES, cli, decisions
+from tests.e2e.test_cli_calibrate import judge_and_calibrate
 from tests.infra.fixtures import elasticsearch_url, needs
 
 __all__ = ["elasticsearch_url"]
@@ -92,3 +93,22 @@ def test_two_machines_share_decisions_proposals_and_the_audit_chain(
         "audit", "verify", "--json", cwd=two, env={**es_env, "SOC_AGENT_AUDIT_KEY": "guess"}
     )
     assert wrong_key.returncode == 1, "a chain sealed with another key does not verify"
+
+
+def test_calibrate_and_policy_suggest_read_verdicts_and_judgements_from_the_cluster(
+    tmp_path: Path, es_env: dict[str, str], elasticsearch_url: str
+) -> None:
+    judge_and_calibrate(tmp_path, es_env, [])
+    assert not list(tmp_path.glob("*.db")), "no SQLite store with the Elasticsearch backend"
+    prefix = es_env["SOC_AGENT_ELASTICSEARCH__INDEX_PREFIX"]
+
+    def documents() -> int:
+        with Elasticsearch(elasticsearch_url) as client:
+            client.indices.refresh(index=f"{prefix}-*")
+            return int(client.count(index=f"{prefix}-*")["count"])
+
+    before = documents()
+    again = cli("calibrate", "--from-store", cwd=tmp_path, env=es_env)
+    assert again.returncode == 0, again.stderr
+    assert "judged on the action itself: 1" in again.stdout
+    assert documents() == before  # the cluster is read, never written

@@ -168,7 +168,9 @@ def test_json_round_trips_with_stable_keys(report: CalibrationReport) -> None:
     assert json.loads(json.dumps(data)) == data
     assert list(data) == ["alerts", "labelled", "confidence", "current", "candidate", "changes"]
     identity = next(f for f in data["current"] if f["action"] == "disable_user")
-    assert list(identity) == ["playbook", "action", "counts", "executions", "proposals", "sweep"]
+    assert list(identity) == [
+        "playbook", "action", "counts", "executions", "proposals", "sweep", "judged",
+    ]  # fmt: skip
     assert identity["counts"] == {
         "executed": 40, "proposed": 3, "notified": 0, "escalated": 0, "other": 0,
     }  # fmt: skip

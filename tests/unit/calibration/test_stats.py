@@ -31,6 +31,7 @@ def outcome(
     verdict: Verdict | None = TP,
     score: float = 92.0,
     at_threshold: dict[int, str] | None = None,
+    endorsed: bool | None = None,
 ) -> ActionOutcome:
     return ActionOutcome(
         alert_id=alert_id,
@@ -43,6 +44,7 @@ def outcome(
         rule="threshold.execute" if disposition == "executed" else "threshold.propose",
         verdict=verdict,
         at_threshold=at_threshold or {},
+        endorsed=endorsed,
     )
 
 
@@ -294,3 +296,22 @@ def test_the_calibration_modules_import_without_the_extra() -> None:
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_an_analysts_judgement_of_the_action_outranks_the_incidents_verdict() -> None:
+    # The incident was real, but blocking that address was rejected: a wrong execution.
+    # An unclosed incident whose proposal an analyst approved: a right one.
+    # A rollback of an action on a false positive: wrong either way.
+    cases = [
+        outcome("a-1", verdict=TP, endorsed=False),
+        outcome("a-2", verdict=None, endorsed=True),
+        outcome("a-3", verdict=FP, endorsed=False),
+        outcome("a-4", verdict=TP),
+        outcome("a-5", verdict=None),  # no label of any kind: not counted
+    ]
+    p = precision(cases)
+    assert (p.correct, p.labelled) == (2, 4)
+    (figs,) = figures(cases)
+    assert figs.judged == 3  # three figures rest on a judgement of the action itself
+    report = build_report(cases, alerts=5)
+    assert report.labelled == 4
