@@ -164,6 +164,7 @@ async def incident_detail(ctx: ApiContext, incident_id: str) -> dict[str, Any]:
     )
     proposals = await proposals_of(ctx, incident_id)
     verdict = await store.incident_verdict(incident_id)
+    labels = await store.action_labels(incident_id)
     actions = await actions_page(
         ctx, status=None, incident_id=incident_id, limit=SCAN_LIMIT, offset=0
     )
@@ -189,4 +190,5 @@ async def incident_detail(ctx: ApiContext, incident_id: str) -> dict[str, Any]:
         "actions": [action_json(r) for r in actions],
         "timeline": [audit_json(events[s]) for s in sorted(events)],
         "verdict": verdict.model_dump(mode="json") if verdict else None,
+        "action_labels": [label.model_dump(mode="json") for label in labels],
     }

@@ -233,6 +233,13 @@ async def test_approving_in_the_ui_needs_the_session_csrf_token(
     after = await browser_like.get(api.url + ok.headers["location"])
     assert "executed" in after.text and 'id="flash"' in after.text
     assert api.deployment.journal_actions() == [("quarantine_file", BEACON)]
+    # The approval is kept as a label on the action, shown on the incident page and API.
+    incident = await browser_like.get(api.url + f"/incidents/{proposal.incident_id}")
+    assert 'id="action-labels"' in incident.text and "approved" in incident.text
+    detail = (await api.get(f"/api/v1/incidents/{proposal.incident_id}")).json()
+    assert [(x["action"], x["judgement"], x["analyst"], x["comment"]) for x in detail[
+        "action_labels"
+    ]] == [("quarantine_file", "approved", "token:alice", "beacon")]  # fmt: skip
     again = await browser_like.post(url, data={"csrf": csrf})
     shown = await browser_like.get(api.url + again.headers["location"])
     assert "Not done" in shown.text and "not pending" in shown.text
