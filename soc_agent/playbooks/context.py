@@ -6,7 +6,10 @@ runner (`steps.<id>` grows as steps finish), in scoring and in the respond rules
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from soc_agent.models import Alert, Evidence, EvidenceStatus, Incident, Investigation
 from soc_agent.models.assessment import Assessment
@@ -15,6 +18,7 @@ __all__ = [
     "CONTEXT_MAX_ALERT_IDS",
     "CONTEXT_MAX_ENTITIES",
     "agent_context",
+    "alert_context",
     "build_context",
     "incident_context",
     "step_context",
@@ -26,7 +30,48 @@ CONTEXT_MAX_ALERT_IDS = 50
 CONTEXT_MAX_ENTITIES = 200
 
 
-def incident_context(incident: Incident) -> dict[str, Any]:
+_M = TypeVar("_M")
+
+
+class _ByIdentity(Generic[_M]):
+    """The context of each of the last few objects, built once and shared by identity.
+
+    Selecting a playbook, running its steps, scoring and the risk rules all read the
+    same alert and incident; one shared dict lets the CEL layer convert it once per
+    decision instead of once per stage (`expressions._base` caches by dict identity).
+    The object is held with its context, so its id cannot be reused while cached;
+    contexts and the models they come from are never mutated once built.
+    """
+
+    def __init__(self, build: Callable[[_M], dict[str, Any]], size: int = 64) -> None:
+        self._build, self._size = build, size
+        self._items: OrderedDict[int, tuple[_M, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, obj: _M) -> dict[str, Any]:
+        key = id(obj)
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None and hit[0] is obj:
+                self._items.move_to_end(key)
+                return hit[1]
+        value = self._build(obj)
+        with self._lock:
+            self._items[key] = (obj, value)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return value
+
+
+def _alert_context(alert: Alert) -> dict[str, Any]:
+    return alert.context()
+
+
+alert_context = _ByIdentity(_alert_context)
+"""`Alert.context()`, built once per alert object (see `_ByIdentity`)."""
+
+
+def _incident_context(incident: Incident) -> dict[str, Any]:
     """The incident as expressions see it (`incident.alert_count`, `incident.entities`, ...).
 
     `alert_ids` holds the latest 50 and `entities` the first 200; `alert_count` and
@@ -49,6 +94,10 @@ def incident_context(incident: Incident) -> dict[str, Any]:
         "first_seen": incident.first_seen.isoformat(),
         "last_seen": incident.last_seen.isoformat(),
     }
+
+
+incident_context = _ByIdentity(_incident_context)
+"""The incident as expressions see it, built once per incident object (see `_ByIdentity`)."""
 
 
 def step_context(evidence: Evidence) -> dict[str, Any]:
@@ -76,7 +125,7 @@ def build_context(
     """
     steps = {e.step: step_context(e) for e in investigation.evidence} if investigation else {}
     ctx = {
-        "alert": alert.context(),
+        "alert": alert_context(alert),
         "incident": incident_context(incident),
         "steps": steps,
         "settings": settings or {},

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from soc_agent.errors import ConnectorError, ExpressionError, ScopeDeniedError
 from soc_agent.models import Alert, Evidence, EvidenceStatus, Incident, Investigation
-from soc_agent.playbooks.context import incident_context, step_context
+from soc_agent.playbooks.context import alert_context, incident_context, step_context
 from soc_agent.playbooks.expressions import evaluate, evaluate_bool
 from soc_agent.playbooks.schema import Playbook, Step
 from soc_agent.playbooks.templates import ItemTemplates, render
@@ -93,7 +93,7 @@ class _Run:
         self.deadline = start + self.playbook.budget.max_seconds
         self.semaphore = asyncio.Semaphore(self.concurrency)
         self.base = {
-            "alert": self.alert.context(),
+            "alert": alert_context(self.alert),
             "incident": incident_context(self.incident),
             "settings": self.playbook.settings,
         }

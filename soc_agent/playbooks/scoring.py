@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from soc_agent.errors import ExpressionError
 from soc_agent.models import ActionCandidate, Alert, Entity, Incident, ScoreContribution
 from soc_agent.models.alert import ENTITIES_TRUNCATED, ENTITIES_TRUNCATED_TYPES
-from soc_agent.playbooks.context import incident_context
+from soc_agent.playbooks.context import alert_context, incident_context
 from soc_agent.playbooks.expressions import (
     EvaluationError,
     evaluate,
@@ -321,7 +321,7 @@ def match_playbooks(playbooks: Iterable[Playbook], alert: Alert, incident: Incid
     matching, is logged as a warning and is returned in `errors` so the
     caller can audit it.
     """
-    ctx = {"alert": alert.context(), "incident": incident_context(incident)}
+    ctx = {"alert": alert_context(alert), "incident": incident_context(incident)}
     matched: list[Playbook] = []
     errors: list[MatchError] = []
     for playbook in playbooks:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from soc_agent.models import Alert, Entity, EntityType
+from soc_agent.playbooks.context import alert_context
 from soc_agent.risk.config import RiskConfig
 from soc_agent.risk.rules import RiskRules
 
@@ -311,7 +312,7 @@ class RiskLedger:
         entities = risk_entities(alert, self.config)
         if not entities:
             return []
-        context = alert.context()
+        context = alert_context(alert)
         raised: list[dict[str, Any]] = []
         for entity in entities:
             state = self._entities.get(entity.key)

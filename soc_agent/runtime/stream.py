@@ -29,6 +29,7 @@ from faust.types import StreamT
 from pydantic import ValidationError
 
 from soc_agent.models import Alert
+from soc_agent.playbooks.context import alert_context
 from soc_agent.risk import RiskConfig
 from soc_agent.risk.ledger import (
     UNKNOWN,
@@ -153,7 +154,7 @@ def build_stream_app(
             state = decoded.get(key, stored)
             criticality = assets.get(key, UNKNOWN)
             raised = state.add(
-                alert, alert.context(), entity, rules, config, criticality=criticality
+                alert, alert_context(alert), entity, rules, config, criticality=criticality
             )
             table[key] = decoded.put(key, state)
             counters.updates += 1
