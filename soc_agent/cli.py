@@ -1046,7 +1046,8 @@ def worker(
     store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Kafka runtime: consume alerts and approvals, publish decisions, proposals, actions, audit."""
+    """Kafka runtime: consume alerts, approvals and closings; publish decisions, proposals,
+    actions, audit."""
     from soc_agent.runtime.kafka.commands import parse_listen, worker_summary
     from soc_agent.runtime.kafka.runner import run_worker
 

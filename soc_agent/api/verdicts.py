@@ -1,11 +1,13 @@
-"""Analyst verdicts published to Kafka's approvals topic, signed, for the distributed runtime.
+"""Analyst verdicts and closings published to Kafka, signed, for the distributed runtime.
 
-The API decides a proposal through the store first (that decision is the
-record); the verdict is then published so that workers and other clients see
-it, signed with `kafka.approvals_key` over the authenticated analyst's name and
+The API decides a proposal (or closes an incident) through the store first
+(that is the record); it is then published, a verdict to the approvals topic
+and a closing to the verdicts topic, so that workers and other clients see it,
+signed with `kafka.approvals_key` over the authenticated analyst's name and
 role (`runtime.kafka.signed_verdicts`), so a worker can tell it from a record
-anyone with produce rights could write. Workers apply verdicts idempotently,
-so one already applied here is a no-op there.
+anyone with produce rights could write. Workers apply both idempotently, so
+one already applied here is a no-op there (`runtime.kafka.approvals`,
+`runtime.kafka.closings`).
 """
 
 from __future__ import annotations

@@ -54,7 +54,8 @@ class TopicsConfig(BaseModel):
     risk: str = Field(default="soc.risk", description="entity risk updates from the stream app")
     verdicts: str = Field(
         default="soc.verdicts",
-        description="incidents closed by analysts with their verdicts (signed), for export",
+        description="incidents closed by analysts with their verdicts (signed): the API "
+        "exports each closing, workers apply the ones not yet kept",
     )
     extra_inputs: list[InputTopic] = Field(default_factory=list)
 
@@ -123,17 +124,20 @@ class KafkaConfig(BaseModel):
         default=60.0, gt=0, description="proposal expiry and auto-revert sweep"
     )
 
-    # analysts' verdicts on the approvals topic: signed by the door that authenticated them
+    # analysts' verdicts and closings on Kafka: signed by the door that authenticated them
     approvals_key: SecretStr | None = Field(
         default=None,
         description="HMAC key the API signs verdicts with and workers verify (32+ characters); "
-        "without it every verdict on the approvals topic is dead-lettered",
+        "without it every verdict on the approvals topic and every closing on the verdicts "
+        "topic is dead-lettered",
     )
     approvals_previous_key: SecretStr | None = Field(
         default=None, description="the key before a rotation, still accepted by workers"
     )
     approvals_max_age_seconds: int = Field(
-        default=86_400, ge=60, description="verdicts signed longer ago than this are refused"
+        default=86_400,
+        ge=60,
+        description="verdicts (and closings not kept yet) signed longer ago than this are refused",
     )
 
     # webhook ingest (POST /v1/alerts)

@@ -687,6 +687,10 @@ class ElasticsearchStore:
             },
         )
 
+    async def get_verdict(self, verdict_id: str) -> IncidentVerdict | None:
+        src = await self._get("verdicts", verdict_id)
+        return IncidentVerdict.model_validate(src["doc"]) if src else None
+
     async def incident_verdict(self, incident_id: str) -> IncidentVerdict | None:
         hits = await self._search(
             "verdicts",

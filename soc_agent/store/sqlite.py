@@ -461,6 +461,10 @@ class SQLiteStore:
 
         return await self._run(write)
 
+    async def get_verdict(self, verdict_id: str) -> IncidentVerdict | None:
+        row = await self._one("SELECT doc FROM verdicts WHERE id=?", (verdict_id,))
+        return IncidentVerdict.model_validate_json(row[0]) if row else None
+
     async def incident_verdict(self, incident_id: str) -> IncidentVerdict | None:
         row = await self._one(
             "SELECT doc FROM verdicts WHERE incident_id=? "

@@ -18,22 +18,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from soc_agent.errors import SocAgentError
-from soc_agent.models import ActionStatus, ApprovalVerdict, DeadLetter, Proposal
-from soc_agent.models.ids import dead_letter_id
+from soc_agent.models import ActionStatus, ApprovalVerdict, Proposal
 from soc_agent.pipeline.agent import Agent
 from soc_agent.pipeline.proposals import (
     ProposalConflict,
     ProposalService,
     ProposalVersionConflict,
 )
-from soc_agent.runtime.kafka.records import (
-    OutRecord,
-    Source,
-    action_record,
-    dead_letter_record,
-    decode_headers,
-    proposal_record,
-)
+from soc_agent.runtime.kafka.dead_letters import dead_letter
+from soc_agent.runtime.kafka.records import OutRecord, Source, action_record, proposal_record
 from soc_agent.runtime.kafka.signed_verdicts import (
     SignedVerdict,
     UnauthenticatedVerdict,
@@ -114,18 +107,15 @@ class ApprovalProcessor:
         return out
 
     async def _dead(self, reason: str, value: bytes | None, source: Source) -> list[OutRecord]:
-        original = value or b""
-        letter = DeadLetter(
-            id=dead_letter_id(str(source), original),
+        return await dead_letter(
+            self._agent,
+            self._topics.dlq,
+            what="approval",
             reason=reason,
-            source=str(source),
-            original=original,
-            headers=decode_headers(source.headers),
-            received_at=self._clock(),
+            value=value,
+            source=source,
+            at=self._clock(),
         )
-        log.warning("approval dead-lettered: %s (%s)", reason, source)
-        await self._agent.dead_letter(letter)
-        return [dead_letter_record(self._topics.dlq, letter, source)]
 
 
 def _already_applied(proposal: Proposal, verdict: SignedVerdict) -> bool:

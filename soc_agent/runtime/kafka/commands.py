@@ -21,5 +21,6 @@ def worker_summary(report: WorkerReport) -> str:
         f"worker stopped: {report.records} record(s), {report.alerts} alert(s)"
         f"{f' ({outcomes})' if outcomes else ''}, {report.dead_letters} dead letter(s), "
         f"{report.filtered} filtered, "
-        f"{sum(report.approvals.values())} verdict(s), {report.commits} commit(s)"
+        f"{sum(report.approvals.values())} verdict(s), "
+        f"{sum(report.closings.values())} closing(s), {report.commits} commit(s)"
     )

@@ -120,6 +120,7 @@ class WorkerReport:
     dead_letters: int = 0
     filtered: int = 0
     approvals: dict[str, int] = field(default_factory=dict)
+    closings: dict[str, int] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
     commits: int = 0
     commit_failures: int = 0
@@ -182,6 +183,12 @@ def render_metrics(s: WorkerSnapshot, *, rss_bytes: int | None = None) -> str:
         "counter",
         "Analyst verdicts consumed, by what they did.",
         (({"result": k}, v) for k, v in sorted(r.approvals.items())),
+    )
+    out.family(
+        "soc_worker_closings_total",
+        "counter",
+        "Analyst closings consumed, by what they did.",
+        (({"result": k}, v) for k, v in sorted(r.closings.items())),
     )
     out.counter("soc_worker_commits_total", "Offset commits that succeeded.", r.commits)
     out.counter(

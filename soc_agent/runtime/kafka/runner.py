@@ -71,7 +71,7 @@ async def run_worker(
             stack.push_async_callback(_await, server)
         if on_ready is not None:
             on_ready()
-        log.info("worker consuming %s", sorted([*config.topics.inputs(), config.topics.approvals]))
+        log.info("worker consuming %s", sorted(worker.topics()))
         try:
             return await worker.run(stop)
         finally:

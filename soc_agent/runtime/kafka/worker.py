@@ -42,6 +42,7 @@ from soc_agent.runtime.components import Components
 from soc_agent.runtime.kafka.alerts import AlertProcessor
 from soc_agent.runtime.kafka.approvals import ApprovalProcessor
 from soc_agent.runtime.kafka.audit_export import AuditExporter
+from soc_agent.runtime.kafka.closings import ClosingProcessor
 from soc_agent.runtime.kafka.metrics import (
     BrokerContact,
     Histogram,
@@ -78,6 +79,7 @@ class KafkaWorker:
         self._tracker = OffsetTracker()
         self._tasks: dict[tuple[str, int, int], asyncio.Task[None]] = {}
         self._approval_lock = asyncio.Lock()
+        self._closing_lock = asyncio.Lock()
         self._paused = False
         self._failure: BaseException | None = None
         self._chore: asyncio.Task[None] | None = None
@@ -111,12 +113,22 @@ class KafkaWorker:
             config,
             clock=components.clock,
         )
+        self._closings = ClosingProcessor(
+            components.agent,
+            components.store,
+            components.audit,
+            config,
+            clock=components.clock,
+        )
 
     # -- subscription ---------------------------------------------------------------------
 
+    def topics(self) -> list[str]:
+        """What the worker consumes: the alert topics, then the analysts' doors."""
+        return [*self._topics.inputs(), self._topics.approvals, self._topics.verdicts]
+
     def subscribe(self) -> None:
-        topics = [*self._topics.inputs(), self._topics.approvals]
-        self._consumer.subscribe(topics=topics, listener=_Rebalance(self))
+        self._consumer.subscribe(topics=self.topics(), listener=_Rebalance(self))
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -176,6 +188,8 @@ class KafkaWorker:
         self.report.records += 1
         if tp.topic == self._topics.approvals:
             work: Callable[[], Awaitable[None]] = lambda: self._approval(record.value, source)  # noqa: E731
+        elif tp.topic == self._topics.verdicts:
+            work = lambda: self._closing(record.value, source)  # noqa: E731
         else:
             work = lambda: self._alert(record.value, source)  # noqa: E731
         key = (tp.topic, tp.partition, record.offset)
@@ -216,6 +230,15 @@ class KafkaWorker:
             what, records = await self._approvals.process(value, source)
         await self._publisher.send_all(records)
         self.report.approvals[what] = self.report.approvals.get(what, 0) + 1
+        if what == "dead_letter":
+            self.report.dead_letters += 1
+
+    async def _closing(self, value: bytes | None, source: Source) -> None:
+        records: list[OutRecord]
+        async with self._closing_lock:  # closings are rare: one at a time keeps them simple
+            what, records = await self._closings.process(value, source)
+        await self._publisher.send_all(records)
+        self.report.closings[what] = self.report.closings.get(what, 0) + 1
         if what == "dead_letter":
             self.report.dead_letters += 1
 

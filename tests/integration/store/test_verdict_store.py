@@ -47,6 +47,8 @@ async def test_a_verdict_round_trips_and_the_latest_closing_is_the_incidents(
     # A repeated write changes nothing and says so: a redelivered closing is not new.
     assert await store.save_verdict(first) is False
     assert await store.incident_verdict("inc-a") == second
+    assert await store.get_verdict(first.id) == first  # superseded, still kept
+    assert await store.get_verdict("verdict-none") is None
     assert await store.incident_verdict("inc-none") is None
 
 

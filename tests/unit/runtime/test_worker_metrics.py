@@ -29,6 +29,7 @@ def _snapshot(**changes: Any) -> WorkerSnapshot:
         dead_letters=62,
         filtered=8,
         approvals={"executed": 3, "rejected": 1, "dead_letter": 2},
+        closings={"closed": 4, "duplicate": 2, "dead_letter": 1},
         outcomes={"new": 410, "grouped": 600, "duplicate": 120, "redelivered": 50},
         commits=97,
         commit_failures=2,
@@ -110,6 +111,11 @@ def test_metrics_carry_every_worker_count_in_valid_exposition_format() -> None:
         "executed": 3,
         "rejected": 1,
         "dead_letter": 2,
+    }
+    assert families["soc_worker_closings_total"].by("result") == {
+        "closed": 4,
+        "duplicate": 2,
+        "dead_letter": 1,
     }
     assert families["soc_worker_assigned_partitions"].by("topic") == {
         "soc.alerts": 2,
