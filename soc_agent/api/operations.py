@@ -148,6 +148,34 @@ async def autonomy_state(ctx: ApiContext) -> dict[str, Any]:
     return await controls.autonomy_state(ctx.components.store, ctx.components.settings.policy)
 
 
+async def action_autonomy_state(ctx: ApiContext) -> dict[str, Any]:
+    return await controls.action_autonomy_state(
+        ctx.components.store, ctx.components.settings.policy
+    )
+
+
+async def set_action_autonomy(
+    ctx: ApiContext,
+    principal: Principal,
+    action: str,
+    level: AutonomyLevel | None,
+    reason: str | None,
+) -> dict[str, Any]:
+    """Cap (or, with None, uncap) one action's autonomy at runtime; admins only."""
+    require_role(principal, Role.ADMIN, "capping an action's autonomy")
+    c = ctx.components
+    return await controls.set_action_autonomy(
+        c.store,
+        c.audit,
+        c.settings.policy,
+        action,
+        level,
+        actor=principal.identity,
+        reason=reason,
+        at=ctx.now(),
+    )
+
+
 async def set_autonomy(
     ctx: ApiContext, principal: Principal, level: AutonomyLevel | None, reason: str | None
 ) -> dict[str, Any]:

@@ -11,8 +11,10 @@ from soc_agent.api.auth import require
 from soc_agent.api.context import get_context
 from soc_agent.api.identity import Principal
 from soc_agent.api.operations import (
+    action_autonomy_state,
     autonomy_state,
     kill_switch_state,
+    set_action_autonomy,
     set_autonomy,
     set_kill_switch,
 )
@@ -34,6 +36,14 @@ class KillSwitchBody(BaseModel):
 class AutonomyBody(BaseModel):
     level: AutonomyLevel | None = Field(
         description="1 operator .. 5 observer; null restores the configured level"
+    )
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class ActionAutonomyBody(BaseModel):
+    action: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="the action's name")
+    level: AutonomyLevel | None = Field(
+        description="1 operator .. 5 observer: the most this action may do; null lifts the cap"
     )
     reason: str | None = Field(default=None, max_length=2000)
 
@@ -73,3 +83,22 @@ async def get_autonomy(request: Request, _: Viewer) -> dict[str, Any]:
 @router.put("/agent/autonomy", summary="Lower (or restore) the agent's autonomy; admin only")
 async def put_autonomy(request: Request, body: AutonomyBody, principal: Admin) -> dict[str, Any]:
     return await set_autonomy(get_context(request), principal, body.level, body.reason)
+
+
+@router.get(
+    "/agent/action-autonomy", summary="Per-action autonomy caps: configured, runtime, effective"
+)
+async def get_action_autonomy(request: Request, _: Viewer) -> dict[str, Any]:
+    return await action_autonomy_state(get_context(request))
+
+
+@router.put(
+    "/agent/action-autonomy",
+    summary="Cap one action's autonomy (apply `policy suggest`); lowers only; admin only",
+)
+async def put_action_autonomy(
+    request: Request, body: ActionAutonomyBody, principal: Admin
+) -> dict[str, Any]:
+    return await set_action_autonomy(
+        get_context(request), principal, body.action, body.level, body.reason
+    )

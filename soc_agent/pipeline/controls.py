@@ -1,4 +1,4 @@
-"""Operator controls: the kill switch and the runtime autonomy level, on the open store.
+"""Operator controls: the kill switch and runtime autonomy caps, on the open store.
 
 Each control takes the store and audit log the caller already has open (an API
 click or a CLI command opens no second backend), writes a runtime flag every
@@ -16,6 +16,7 @@ from typing import Any
 from soc_agent.audit.base import AuditSink
 from soc_agent.models import AuditEvent, AutonomyLevel
 from soc_agent.policy import (
+    ACTION_AUTONOMY_FLAG,
     AUTONOMY_FLAG,
     KILL_SWITCH_FLAG,
     RUNTIME_FLAGS,
@@ -25,9 +26,11 @@ from soc_agent.policy import (
 from soc_agent.store.base import Store
 
 __all__ = [
+    "action_autonomy_state",
     "autonomy_state",
     "kill_switch_state",
     "runtime_flags",
+    "set_action_autonomy",
     "set_autonomy",
     "set_kill_switch",
 ]
@@ -109,6 +112,65 @@ async def set_autonomy(
             reason=reason or "",
             outcome=f"effective {after['effective']}",
             details={"requested": int(level) if level is not None else None, "before": before},
+            at=at,
+        )
+    )
+    return after
+
+
+def _levels(levels: object) -> dict[str, int]:
+    return {str(k): int(v) for k, v in levels.items()} if isinstance(levels, dict) else {}
+
+
+async def action_autonomy_state(store: Store, configured: PolicyConfig) -> dict[str, Any]:
+    """Per action: the configured caps, the runtime caps and the caps in effect."""
+    flags = await runtime_flags(store)
+    effective = apply_runtime_flags(configured, flags).action_autonomy
+    return {
+        "configured": _levels(configured.action_autonomy),
+        "override": _levels(flags[ACTION_AUTONOMY_FLAG]),
+        "effective": _levels(effective),
+    }
+
+
+async def set_action_autonomy(
+    store: Store,
+    audit: AuditSink,
+    configured: PolicyConfig,
+    action: str,
+    level: AutonomyLevel | None,
+    *,
+    actor: str,
+    reason: str | None,
+    at: datetime,
+) -> dict[str, Any]:
+    """Cap one action's autonomy at runtime (None lifts the cap); audited.
+
+    This is how `soc-agent policy suggest` is applied without a configuration change.
+    A cap only lowers: the action's level in effect is the lowest of the configured
+    caps, the runtime cap and the agent's level. Raising autonomy is a configuration
+    change, reviewed like any other.
+    """
+    before = await action_autonomy_state(store, configured)
+    caps = dict(before["override"])
+    if level is None:
+        caps.pop(action, None)
+    else:
+        caps[action] = int(level)
+    await store.set_flag(ACTION_AUTONOMY_FLAG, caps)
+    after = await action_autonomy_state(store, configured)
+    in_effect = after["effective"].get(action)
+    await audit.append(
+        AuditEvent(
+            actor=actor,
+            action="control.action_autonomy",
+            subject=f"action:{action}",
+            reason=reason or "",
+            outcome=f"effective {in_effect}" if in_effect is not None else "no cap",
+            details={
+                "requested": int(level) if level is not None else None,
+                "before": before["effective"].get(action),
+            },
             at=at,
         )
     )

@@ -21,6 +21,7 @@ from soc_agent.policy.config import (
 from soc_agent.policy.demotion import demote_over_budget
 from soc_agent.policy.engine import IN_EFFECT, decide
 from soc_agent.policy.flags import (
+    ACTION_AUTONOMY_FLAG,
     AUTONOMY_FLAG,
     KILL_SWITCH_FLAG,
     RUNTIME_FLAGS,
@@ -32,6 +33,7 @@ from soc_agent.policy.thresholds import Thresholds, resolve_thresholds
 from soc_agent.policy.urgency import urgency
 
 __all__ = [
+    "ACTION_AUTONOMY_FLAG",
     "AUTONOMY_FLAG",
     "DEFAULT_BLAST_RADIUS",
     "DEFAULT_BUDGET_KEY",

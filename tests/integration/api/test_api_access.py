@@ -30,6 +30,7 @@ READS = [
     "/api/v1/audit/verify",
     "/api/v1/kill-switch",
     "/api/v1/agent/autonomy",
+    "/api/v1/agent/action-autonomy",
 ]
 WRITES = [
     ("POST", "/api/v1/proposals/{p}/approve", {"comment": "x"}),
@@ -37,6 +38,7 @@ WRITES = [
     ("POST", "/api/v1/actions/{x}/rollback", None),
     ("PUT", "/api/v1/kill-switch", {"on": True}),
     ("PUT", "/api/v1/agent/autonomy", {"level": 1}),
+    ("PUT", "/api/v1/agent/action-autonomy", {"action": "block_ip", "level": 1}),
 ]
 
 
@@ -197,6 +199,37 @@ async def test_autonomy_is_admin_only_lowers_only_and_is_audited(api: Api) -> No
     assert trail[-1]["reason"] == "incident"
 
 
+async def test_action_autonomy_caps_are_admin_only_lower_only_and_audited(api: Api) -> None:
+    """Applying `policy suggest` through the API: a runtime cap per action, audited."""
+    path = "/api/v1/agent/action-autonomy"
+    state = (await api.get(path)).json()
+    assert (state["override"], state["effective"]) == ({}, state["configured"])
+    refused = await api.put(path, "sam", {"action": "quarantine_file", "level": 1})
+    assert refused.status_code == 403 and "admin" in refused.json()["detail"]
+    body = {"action": "quarantine_file", "level": 1, "reason": "policy suggest: 0.44"}
+    capped = await api.put(path, "ada", body)
+    assert capped.status_code == 200, capped.text
+    assert capped.json()["effective"]["quarantine_file"] == 1
+    # The cap is in force for every process: each decision reads it from the store.
+    async with api.deployment.open(api.settings) as c:
+        policy = await c.agent.effective_policy()
+    assert policy.action_autonomy["quarantine_file"] == 1
+    # Above the configuration a cap changes nothing: only a config change raises autonomy.
+    high = await api.put(path, "ada", {"action": "quarantine_file", "level": 5})
+    assert high.json()["effective"] == state["configured"]
+    lifted = await api.put(path, "ada", {"action": "quarantine_file", "level": None})
+    assert lifted.json()["override"] == {}
+    bad = await api.put(path, "ada", {"action": "not an action!", "level": 1})
+    assert bad.status_code == 422
+    trail = await api.audit(action="control.action_autonomy")
+    assert [(e["subject"], e["details"]["requested"]) for e in trail] == [
+        ("action:quarantine_file", None),
+        ("action:quarantine_file", 5),
+        ("action:quarantine_file", 1),
+    ]
+    assert trail[-1]["reason"] == "policy suggest: 0.44"
+
+
 async def test_openapi_is_published_with_bearer_auth(api: Api) -> None:
     r = await api.client.get(api.url + "/openapi.json")
     assert r.status_code == 200
@@ -209,6 +242,7 @@ async def test_openapi_is_published_with_bearer_auth(api: Api) -> None:
         "/api/v1/actions/{action_id}/rollback",
         "/api/v1/kill-switch",
         "/api/v1/agent/autonomy",
+        "/api/v1/agent/action-autonomy",
     ):
         assert path in spec["paths"], path
     schemes = spec["components"]["securitySchemes"]

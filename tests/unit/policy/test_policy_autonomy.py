@@ -159,3 +159,15 @@ def test_consultant_does_not_sample_proposals(make_input: Callable[..., PolicyIn
     guarded = decide(make_input(99.0, target_protected=True), config)
     assert guarded.disposition is Disposition.PROPOSED
     assert guarded.review_sample is False
+
+
+def test_runtime_action_caps_only_lower_an_actions_autonomy() -> None:
+    from soc_agent.policy import ACTION_AUTONOMY_FLAG, apply_runtime_flags
+
+    config = PolicyConfig(agent_autonomy=4, action_autonomy={"isolate_host": 2})
+    flags = {ACTION_AUTONOMY_FLAG: {"block_ip": 3, "isolate_host": 5, "disable_user": "x"}}
+    applied = apply_runtime_flags(config, flags).action_autonomy
+    # block_ip capped at 3; isolate_host stays at its configured 2 (a cap never raises);
+    # a malformed level is ignored rather than trusted.
+    assert applied == {"isolate_host": AutonomyLevel(2), "block_ip": AutonomyLevel(3)}
+    assert apply_runtime_flags(config, {ACTION_AUTONOMY_FLAG: None}) is config
