@@ -1,11 +1,16 @@
 """The append-only audit log in SQLite, hash-chained (see `chain`).
 
 It shares the store's database file and touches only the `audit_log` table.
-Appends are serialised three ways: an asyncio lock (no pile-up of threads), a
-thread lock around the one writer connection (safe even when an awaiting task
-is cancelled while its thread still runs), and `BEGIN IMMEDIATE`, which makes
-SQLite hand the write lock to one connection at a time, so two processes
-appending to the same file cannot fork the chain. Triggers reject UPDATE and
+Appends are committed in groups: entries appended while a batch is being
+written wait and go in together with the next batch, one transaction and one
+fsync for all of them, each caller returning once its own entry is durable.
+The chain is the same as one entry at a time (each entry is sealed over the
+one before it, in the order appended). Writes are serialised three ways: an
+asyncio lock (one batch in flight per log), a thread lock around the one
+writer connection (safe even when an awaiting task is cancelled while its
+thread still runs), and `BEGIN IMMEDIATE`, which makes SQLite hand the write
+lock to one connection at a time, so two processes appending to the same file
+cannot fork the chain. Triggers reject UPDATE and
 DELETE on the table: defence in depth, not the proof; the chain is the proof.
 All SQLite work runs in a worker thread.
 """
@@ -90,6 +95,8 @@ class SQLiteAuditLog:
         self._key = key
         self._async_lock = asyncio.Lock()
         self._thread_lock = threading.Lock()
+        self._waiting: builtins.list[tuple[AuditEvent, asyncio.Future[AuditEvent]]] = []
+        self._transactions = 0
         conn = self._connect()
         self._conn: sqlite3.Connection | None = conn
         try:
@@ -102,15 +109,47 @@ class SQLiteAuditLog:
     def path(self) -> Path:
         return self._path
 
+    @property
+    def transactions(self) -> int:
+        """Write transactions committed so far by this log (a batch is one)."""
+        return self._transactions
+
     async def append(self, event: AuditEvent) -> AuditEvent:
         """Append as the next entry; returns it with `seq`, `prev_hash` and `hash` set.
 
         Any `seq`/`prev_hash`/`hash` already on `event` are ignored. The stored
         time is UTC and `details` are stored as JSON; the returned event shows
-        both as stored. Raises ValueError for details JSON cannot hold (NaN).
+        both as stored. Raises ValueError for details JSON cannot hold (NaN);
+        the other entries of its batch are written.
         """
+        mine: asyncio.Future[AuditEvent] = asyncio.get_running_loop().create_future()
+        self._waiting.append((event, mine))
         async with self._async_lock:
-            return await asyncio.to_thread(self._append_sync, event)
+            if not mine.done():  # nobody took it into a batch yet: write all that wait
+                batch, self._waiting = self._waiting, []
+                # Shielded: cancelling this caller must not leave the others unanswered.
+                await asyncio.shield(asyncio.ensure_future(self._write(batch)))
+        return await mine
+
+    async def _write(
+        self, batch: builtins.list[tuple[AuditEvent, asyncio.Future[AuditEvent]]]
+    ) -> None:
+        try:
+            results = await asyncio.to_thread(self._append_sync, [e for e, _ in batch])
+        except BaseException as exc:
+            for _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, waiter), result in zip(batch, results, strict=True):
+            if waiter.done():
+                continue  # its caller was cancelled; the entry is written all the same
+            if isinstance(result, BaseException):
+                waiter.set_exception(result)
+            else:
+                waiter.set_result(result)
 
     async def list(
         self,
@@ -192,7 +231,11 @@ class SQLiteAuditLog:
         except sqlite3.Error as exc:
             raise StoreError(f"{self._path}: cannot open the audit log: {exc}") from exc
 
-    def _append_sync(self, event: AuditEvent) -> AuditEvent:
+    def _append_sync(
+        self, events: builtins.list[AuditEvent]
+    ) -> builtins.list[AuditEvent | ValueError]:
+        """Seal and insert the events in order, in one transaction; an event whose details
+        cannot be stored gets its ValueError and takes no place in the chain."""
         with self._thread_lock:
             conn = self._conn
             if conn is None:
@@ -201,23 +244,30 @@ class SQLiteAuditLog:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StoreError(f"{self._path}: cannot lock the audit log: {exc}") from exc
+            out: builtins.list[AuditEvent | ValueError] = []
             try:
                 row = conn.execute(
                     "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
                 ).fetchone()
                 seq, prev_hash = (int(row[0]) + 1, str(row[1])) if row else (1, GENESIS)
-                sealed = seal(event, seq=seq, prev_hash=prev_hash, key=self._key)
-                conn.execute(
-                    _INSERT,
-                    _to_row(sealed),
-                )
+                for event in events:
+                    try:
+                        sealed = seal(event, seq=seq, prev_hash=prev_hash, key=self._key)
+                        values = _to_row(sealed)
+                    except ValueError as exc:
+                        out.append(exc)
+                        continue
+                    conn.execute(_INSERT, values)
+                    out.append(sealed)
+                    seq, prev_hash = seq + 1, sealed.hash or ""
                 conn.execute("COMMIT")
+                self._transactions += 1
             except BaseException as exc:
                 conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"{self._path}: audit append failed: {exc}") from exc
                 raise
-            return sealed
+            return out
 
     def _read(self) -> sqlite3.Connection:
         # A connection per read: WAL lets readers run beside the writer, and a

@@ -43,7 +43,7 @@ class _ByIdentity(Generic[_M]):
     contexts and the models they come from are never mutated once built.
     """
 
-    def __init__(self, build: Callable[[_M], dict[str, Any]], size: int = 64) -> None:
+    def __init__(self, build: Callable[[_M], dict[str, Any]], size: int = 16) -> None:
         self._build, self._size = build, size
         self._items: OrderedDict[int, tuple[_M, dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()

@@ -419,6 +419,42 @@ async def test_concurrent_tasks_and_connections_keep_one_chain(db: Path) -> None
         b.close()
 
 
+async def test_concurrent_appends_share_transactions_and_keep_the_chain(
+    log: SQLiteAuditLog,
+) -> None:
+    """Group commit: appends waiting while one is written go in together, one transaction
+    and one fsync per batch; every caller still returns only once its entry is durable."""
+    results = await asyncio.gather(*(log.append(event(i)) for i in range(100)))
+    assert [r.seq for r in results] == list(range(1, 101))  # in the order they were made
+    assert [r.subject for r in results] == [event(i).subject for i in range(100)]
+    assert log.transactions < 20, log.transactions
+    result = await log.verify()
+    assert (result.ok, result.count) == (True, 100)
+
+
+async def test_a_bad_entry_in_a_batch_fails_alone(log: SQLiteAuditLog) -> None:
+    entries = [event(i) for i in range(20)]
+    entries[7] = event(7, details={"socket": object()})
+    outcomes = await asyncio.gather(*(log.append(e) for e in entries), return_exceptions=True)
+    assert isinstance(outcomes[7], ValueError)
+    written = [o for o in outcomes if isinstance(o, AuditEvent)]
+    assert [o.seq for o in written] == list(range(1, 20))
+    assert (await log.verify()).ok
+
+
+async def test_cancelling_the_writer_of_a_batch_leaves_the_others_answered(
+    log: SQLiteAuditLog,
+) -> None:
+    tasks = [asyncio.create_task(log.append(event(i))) for i in range(10)]
+    await asyncio.sleep(0)  # the first is writing; the rest wait for the next batch
+    tasks[0].cancel()
+    tasks[1].cancel()
+    outcomes = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+    assert all(isinstance(o, AuditEvent) for o in outcomes[2:])
+    result = await log.verify()
+    assert result.ok and 8 <= result.count <= 10
+
+
 async def test_cancelled_append_does_not_fork_the_chain(log: SQLiteAuditLog) -> None:
     tasks = [asyncio.create_task(log.append(event(i))) for i in range(30)]
     await asyncio.sleep(0)  # the first task is now inside its worker thread
