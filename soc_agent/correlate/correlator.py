@@ -68,7 +68,12 @@ from pydantic import BaseModel, Field, field_validator
 from soc_agent_connectors import DATA_PATH
 
 from soc_agent.correlate.fingerprint import fingerprint
-from soc_agent.correlate.state import CorrelationState
+from soc_agent.correlate.state import (
+    BatchedCorrelationState,
+    CorrelationSnapshot,
+    CorrelationState,
+    CorrelationWrites,
+)
 from soc_agent.models import Alert, Entity, EntityType, Incident
 from soc_agent.models.alert import merge_aliases
 from soc_agent.models.ids import incident_id
@@ -189,9 +194,23 @@ class Correlator:
         )
 
     async def correlate(self, alert: Alert) -> CorrelationResult:
-        """Place one alert: redelivered, duplicate, grouped or new (see module docstring)."""
+        """Place one alert: redelivered, duplicate, grouped or new (see module docstring).
+
+        A state that can (`BatchedCorrelationState`) serves it in two round trips:
+        everything the rules may read, fetched at once, then every write in one
+        transaction, so a crash leaves all of a correlation or none of it.
+        """
         async with self._lock:
-            return await self._correlate(alert, self._state)
+            state = self._state
+            if not isinstance(state, BatchedCorrelationState):
+                return await self._correlate(alert, state)
+            snapshot = await state.correlation_snapshot(
+                alert.id, fingerprint(alert), self.pivots(alert), [self._id_factory(alert)]
+            )
+            view = _SnapshotView(snapshot, state)
+            result = await self._correlate(alert, view)
+            await state.apply_correlation(view.writes)
+            return result
 
     async def _correlate(self, alert: Alert, state: CorrelationState) -> CorrelationResult:
         """The rules, over `state`; callers decide how correlations are serialised.
@@ -304,6 +323,54 @@ class Correlator:
 
     def _in_window(self, incident: Incident, at: datetime) -> bool:
         return incident.first_seen - self._window <= at <= incident.last_seen + self._window
+
+
+class _SnapshotView:
+    """A `CorrelationState` answering reads from a snapshot (the state itself for anything
+    the snapshot did not fetch) and keeping writes for one transaction."""
+
+    def __init__(self, snapshot: CorrelationSnapshot, state: CorrelationState) -> None:
+        self._snap, self._state = snapshot, state
+        self.writes = CorrelationWrites()
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        if incident_id in self._snap.incidents:
+            return self._snap.incidents[incident_id]
+        return await self._state.get_incident(incident_id)
+
+    async def put_incident(self, incident: Incident) -> None:
+        self.writes.incidents.append(incident)
+        self._snap.incidents[incident.id] = incident
+
+    async def find_by_entity(self, entity_key: str) -> str | None:
+        if entity_key in self._snap.pivots:
+            return self._snap.owners.get(entity_key)
+        return await self._state.find_by_entity(entity_key)
+
+    async def index_entity(self, entity_key: str, incident_id: str) -> None:
+        self.writes.entities.append((entity_key, incident_id))
+        if entity_key in self._snap.pivots:
+            self._snap.owners[entity_key] = incident_id
+
+    async def get_fingerprint(self, fingerprint: str) -> tuple[str, datetime] | None:
+        if fingerprint == self._snap.fingerprint:
+            return self._snap.sighting
+        return await self._state.get_fingerprint(fingerprint)
+
+    async def put_fingerprint(self, fingerprint: str, incident_id: str, seen: datetime) -> None:
+        self.writes.fingerprints.append((fingerprint, incident_id, seen))
+        if fingerprint == self._snap.fingerprint:
+            self._snap.sighting = (incident_id, seen)
+
+    async def get_alert_incident(self, alert_id: str) -> str | None:
+        if alert_id == self._snap.alert_id:
+            return self._snap.alert_incident
+        return await self._state.get_alert_incident(alert_id)
+
+    async def put_alert_incident(self, alert_id: str, incident_id: str) -> None:
+        self.writes.alerts.append((alert_id, incident_id))
+        if alert_id == self._snap.alert_id:
+            self._snap.alert_incident = incident_id
 
 
 def _open(incident_id: str, alert: Alert, fp: str) -> Incident:

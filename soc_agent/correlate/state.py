@@ -6,13 +6,21 @@ The protocol is async so that SQLite (embedded runtime) and faust tables
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from soc_agent.errors import SocAgentError
 from soc_agent.models import Incident
 
-__all__ = ["CorrelationState", "InMemoryCorrelationState", "IncidentChanged"]
+__all__ = [
+    "BatchedCorrelationState",
+    "CorrelationSnapshot",
+    "CorrelationState",
+    "CorrelationWrites",
+    "InMemoryCorrelationState",
+    "IncidentChanged",
+]
 
 
 class IncidentChanged(SocAgentError):
@@ -46,6 +54,46 @@ class CorrelationState(Protocol):
     async def put_fingerprint(self, fingerprint: str, incident_id: str, seen: datetime) -> None: ...
     async def get_alert_incident(self, alert_id: str) -> str | None: ...
     async def put_alert_incident(self, alert_id: str, incident_id: str) -> None: ...
+
+
+@dataclass
+class CorrelationSnapshot:
+    """What one correlation may read, fetched at once: the alert's index entry, the
+    fingerprint's sighting, the owner of each pivot and every incident those name."""
+
+    alert_id: str
+    fingerprint: str
+    pivots: frozenset[str]
+    alert_incident: str | None
+    sighting: tuple[str, datetime] | None
+    owners: dict[str, str]
+    incidents: dict[str, Incident | None]  # by id; None: asked for and absent
+
+
+@dataclass
+class CorrelationWrites:
+    """One correlation's writes, in the order the correlator made them."""
+
+    incidents: list[Incident] = field(default_factory=list)
+    entities: list[tuple[str, str]] = field(default_factory=list)  # (key, incident id)
+    fingerprints: list[tuple[str, str, datetime]] = field(default_factory=list)
+    alerts: list[tuple[str, str]] = field(default_factory=list)  # (alert id, incident id)
+
+
+@runtime_checkable
+class BatchedCorrelationState(CorrelationState, Protocol):
+    """A state that serves a correlation in two round trips: one read, one transaction."""
+
+    async def correlation_snapshot(
+        self, alert_id: str, fingerprint: str, pivots: list[str], incident_ids: list[str]
+    ) -> CorrelationSnapshot:
+        """The snapshot, with `incident_ids` (e.g. the id a new incident would get) among
+        the incidents read."""
+        ...
+
+    async def apply_correlation(self, writes: CorrelationWrites) -> None:
+        """Every write, in one transaction: all of them or none."""
+        ...
 
 
 class InMemoryCorrelationState:

@@ -140,7 +140,9 @@ class _Base:
     # never read `alert.original`, and converting a large one dominated each evaluation
     # (the CEL binding re-converts every variable whenever one changes).
     contexts: dict[bool, Any] = field(default_factory=dict)
-    extra: dict[bool, set[str]] = field(default_factory=dict)
+    # The per-expression variables last set on each context, as the objects set (held,
+    # so an identical object is recognised by identity and not converted again).
+    extra: dict[bool, dict[str, Any]] = field(default_factory=dict)
     largest: dict[str, int] = field(default_factory=dict)  # longest list per shared name
     original_values: int | None = None  # how many values alert.original holds (capped count)
 
@@ -151,7 +153,7 @@ class _Base:
             if not with_original and isinstance(alert, dict) and "original" in alert:
                 variables["alert"] = {k: v for k, v in alert.items() if k != "original"}
             self.contexts[with_original] = cel.Context(variables=variables, functions=_FUNCTIONS)
-            self.extra[with_original] = set()
+            self.extra[with_original] = {}
         return self.contexts[with_original]
 
 
@@ -172,11 +174,15 @@ def _base(context: Mapping[str, Any]) -> _Base:
 def _cel_context(context: Mapping[str, Any], *, with_original: bool = True) -> Any:
     base = _base(context)
     cel_context = base.context(with_original)
-    extra = {name for name in context if name not in _SHARED}
-    for stale in base.extra[with_original] - extra:
+    previous = base.extra[with_original]
+    extra = {name: value for name, value in context.items() if name not in _SHARED}
+    for stale in previous.keys() - extra.keys():
         cel_context.add_variable(stale, None)  # no leftovers from an earlier expression
-    for name in extra:
-        cel_context.add_variable(name, context[name])
+    for name, value in extra.items():
+        # Every rule of a decision shares `steps` and `settings`: converting them again for
+        # each rule cost more than evaluating it. Contexts are never mutated once built.
+        if name not in previous or previous[name] is not value:
+            cel_context.add_variable(name, value)
     base.extra[with_original] = extra
     return cel_context
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from soc_agent.correlate.state import CorrelationSnapshot, CorrelationWrites
 from soc_agent.errors import StoreError
 from soc_agent.models import (
     ActionLabel,
@@ -39,6 +40,7 @@ from soc_agent.store.base import (
     ClaimResult,
     latest_per_incident,
 )
+from soc_agent.store.parsed import ParsedCache
 
 __all__ = ["SQLiteStore"]
 
@@ -95,6 +97,7 @@ class SQLiteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        self._incidents = ParsedCache(Incident)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._pool.submit(self._open).result()
@@ -161,15 +164,17 @@ class SQLiteStore:
 
     async def get_incident(self, incident_id: str) -> Incident | None:
         row = await self._one("SELECT doc FROM incidents WHERE id=?", (incident_id,))
-        return Incident.model_validate_json(row[0]) if row else None
+        return self._incidents.parse(incident_id, row[0]) if row else None
 
     async def put_incident(self, incident: Incident) -> None:
+        doc = incident.model_dump_json()
         await self._run(
             lambda db: db.execute(
                 "INSERT OR REPLACE INTO incidents VALUES (?,?,?)",
-                (incident.id, incident.last_seen.isoformat(), incident.model_dump_json()),
+                (incident.id, incident.last_seen.isoformat(), doc),
             )
         )
+        self._incidents.remember(incident.id, doc, incident)
 
     async def list_incidents(self, *, limit: int = 50, offset: int = 0) -> list[Incident]:
         rows = await self._all(
@@ -585,6 +590,69 @@ class SQLiteStore:
                 "INSERT OR REPLACE INTO corr_alerts VALUES (?,?)", (alert_id, incident_id)
             )
         )
+
+    async def correlation_snapshot(
+        self, alert_id: str, fingerprint: str, pivots: list[str], incident_ids: list[str]
+    ) -> CorrelationSnapshot:
+        def read(db: sqlite3.Connection) -> tuple[Any, Any, dict[str, str], dict[str, str]]:
+            known = db.execute(
+                "SELECT incident_id FROM corr_alerts WHERE alert_id=?", (alert_id,)
+            ).fetchone()
+            seen = db.execute(
+                "SELECT incident_id, last_seen FROM corr_fingerprints WHERE fingerprint=?",
+                (fingerprint,),
+            ).fetchone()
+            owners = {
+                str(k): str(v)
+                for k, v in db.execute(
+                    "SELECT entity_key, incident_id FROM corr_entities "
+                    "WHERE entity_key IN (SELECT value FROM json_each(?))",
+                    (json.dumps(pivots),),
+                )
+            }
+            wanted = {*incident_ids, *owners.values()}
+            wanted.update(str(row[0]) for row in (known, seen) if row is not None)
+            docs = {
+                str(i): str(doc)
+                for i, doc in db.execute(
+                    "SELECT id, doc FROM incidents WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(sorted(wanted)),),
+                )
+            }
+            return known, seen, owners, {i: docs.get(i, "") for i in wanted}
+
+        known, seen, owners, docs = await self._run(read)
+        return CorrelationSnapshot(
+            alert_id=alert_id,
+            fingerprint=fingerprint,
+            pivots=frozenset(pivots),
+            alert_incident=str(known[0]) if known else None,
+            sighting=(str(seen[0]), datetime.fromisoformat(seen[1])) if seen else None,
+            owners=owners,
+            incidents={
+                i: self._incidents.parse(i, doc) if doc else None for i, doc in docs.items()
+            },
+        )
+
+    async def apply_correlation(self, writes: CorrelationWrites) -> None:
+        docs = [(i, i.model_dump_json()) for i in writes.incidents]
+
+        def write(db: sqlite3.Connection) -> None:
+            with db:  # one transaction: a crash leaves all of the correlation or none
+                db.executemany(
+                    "INSERT OR REPLACE INTO incidents VALUES (?,?,?)",
+                    [(i.id, i.last_seen.isoformat(), doc) for i, doc in docs],
+                )
+                db.executemany("INSERT OR REPLACE INTO corr_entities VALUES (?,?)", writes.entities)
+                db.executemany(
+                    "INSERT OR REPLACE INTO corr_fingerprints VALUES (?,?,?)",
+                    [(fp, i, seen.isoformat()) for fp, i, seen in writes.fingerprints],
+                )
+                db.executemany("INSERT OR REPLACE INTO corr_alerts VALUES (?,?)", writes.alerts)
+
+        await self._run(write)
+        for incident, doc in docs:
+            self._incidents.remember(incident.id, doc, incident)
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -142,3 +142,40 @@ def test_every_alert_is_accounted_for_exactly_once(
             if alert.id in incident.alert_ids:
                 assert incident.first_seen <= alert.created_at <= incident.last_seen
                 assert incident.severity.rank >= alert.severity.rank
+
+
+@settings(max_examples=60, deadline=None)
+@given(alerts=alert_streams(), config=configs)
+def test_the_sqlite_store_correlates_exactly_as_the_reference(
+    alerts: list[Alert], config: CorrelationConfig
+) -> None:
+    """The store reads what a correlation needs in one round trip and writes its result in
+    one transaction; the incidents and every index must be the reference's."""
+    import tempfile
+    from pathlib import Path
+
+    from soc_agent.store import SQLiteStore
+
+    reference = InMemoryCorrelationState()
+    expected = _run(Correlator(reference, config), alerts)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStore(Path(tmp) / "s.db")
+        try:
+            got = _run(Correlator(store, config), alerts)
+
+            async def read_back() -> tuple[object, ...]:
+                incidents = {i: await store.get_incident(i) for i in reference.incidents}
+                return (
+                    {k: v.model_dump() if v else None for k, v in incidents.items()},
+                    {k: await store.find_by_entity(k) for k in reference.entities},
+                    {k: await store.get_fingerprint(k) for k in reference.fingerprints},
+                    {k: await store.get_alert_incident(k) for k in reference.alerts},
+                )
+
+            stored = asyncio.run(read_back())
+        finally:
+            store.close()
+    assert [(r.outcome, r.incident.id) for r in got] == [
+        (r.outcome, r.incident.id) for r in expected
+    ]
+    assert stored == _snapshot(reference)
