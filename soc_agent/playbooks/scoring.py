@@ -338,5 +338,14 @@ def match_playbooks(playbooks: Iterable[Playbook], alert: Alert, incident: Incid
 def select_playbook(
     playbooks: Iterable[Playbook], alert: Alert, incident: Incident
 ) -> Playbook | None:
-    """The playbook that applies (see `match_playbooks` for the errors it hides)."""
-    return match_playbooks(playbooks, alert, incident).playbook
+    """The playbook that applies: the same one as `match_playbooks` (whose errors it
+    hides), found by evaluating `match` in priority order and stopping at the first
+    that holds, so most alerts evaluate few expressions."""
+    ctx = {"alert": alert_context(alert), "incident": incident_context(incident)}
+    for playbook in sorted(playbooks, key=lambda p: (-p.priority, p.name)):
+        try:
+            if evaluate_bool(playbook.match, ctx):
+                return playbook
+        except ExpressionError as exc:
+            log.warning("playbook %s: match failed for alert %s: %s", playbook.name, alert.id, exc)
+    return None
