@@ -33,6 +33,7 @@ from soc_agent.playbooks.history import HISTORY_FUNCTIONS
 
 __all__ = [
     "EvaluationError",
+    "attribute_reads",
     "attribute_references",
     "compile_expression",
     "comprehension_variables",
@@ -280,6 +281,15 @@ def attribute_references(expression: str, name: str) -> set[str]:
     """Fields the expression reads as `<name>.<field>` (string contents ignored)."""
     pattern = re.compile(rf"(?<![\w.]){re.escape(name)}\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
     return {m.group(1) for m in pattern.finditer(_blank_strings(expression))}
+
+
+def attribute_reads(expression: str, name: str) -> frozenset[str] | None:
+    """The fields the expression reads of `name`, or None when it reads `name` in any other
+    way (`name["field"]`, `name` as a whole) and so may need all of it."""
+    blanked = _blank_strings(expression)
+    uses = len(re.findall(rf"(?<![\w.]){re.escape(name)}\b", blanked))
+    fields = re.findall(rf"(?<![\w.]){re.escape(name)}\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)", blanked)
+    return frozenset(fields) if len(fields) == uses else None
 
 
 def comprehension_variables(expression: str) -> set[str]:

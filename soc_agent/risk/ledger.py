@@ -163,7 +163,7 @@ class EntityRisk:
         }
 
     def add(
-        self, alert: Alert, context: dict[str, Any], entity: Entity, rules: RiskRules,
+        self, alert: Alert, context: Mapping[str, Any], entity: Entity, rules: RiskRules,
         config: RiskConfig, *, criticality: str = UNKNOWN,
     ) -> list[dict[str, Any]]:  # fmt: skip
         """Add the alert's risk to this entity; the risk records it raises (usually none)."""
@@ -312,7 +312,7 @@ class RiskLedger:
         entities = risk_entities(alert, self.config)
         if not entities:
             return []
-        context = alert_context(alert)
+        context = self.rules.alert_view(alert_context(alert))
         raised: list[dict[str, Any]] = []
         for entity in entities:
             state = self._entities.get(entity.key)

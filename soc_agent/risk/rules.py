@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from soc_agent.models import EntityType
 from soc_agent.models.alert import ALERT_CONTEXT_FIELDS
 from soc_agent.playbooks.expressions import (
     EvaluationError,
+    attribute_reads,
     attribute_references,
     compile_expression,
     evaluate,
@@ -129,6 +131,29 @@ class Score:
 @dataclass(frozen=True)
 class RiskRules:
     rules: tuple[RiskRule, ...]
+
+    @cached_property
+    def _alert_fields(self) -> frozenset[str] | None:
+        """The alert fields any rule reads; None when one reads the alert as a whole."""
+        fields: set[str] = set()
+        for rule in self.rules:
+            for expression in (rule.when, rule.points):
+                if not isinstance(expression, str):
+                    continue
+                read = attribute_reads(expression, "alert")
+                if read is None:
+                    return None
+                fields |= read
+        return frozenset(fields)
+
+    def alert_view(self, alert: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The alert context (`Alert.context()`) cut to the fields the rules read: every
+        rule sees the same values, and the CEL layer converts a few fields instead of the
+        whole alert (its original document included) for each entity scored."""
+        fields = self._alert_fields
+        if fields is None:
+            return alert
+        return {name: alert[name] for name in fields if name in alert}
 
     def score(
         self,

@@ -154,7 +154,12 @@ def build_stream_app(
             state = decoded.get(key, stored)
             criticality = assets.get(key, UNKNOWN)
             raised = state.add(
-                alert, alert_context(alert), entity, rules, config, criticality=criticality
+                alert,
+                rules.alert_view(alert_context(alert)),
+                entity,
+                rules,
+                config,
+                criticality=criticality,
             )
             table[key] = decoded.put(key, state)
             counters.updates += 1

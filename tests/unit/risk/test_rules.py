@@ -134,3 +134,28 @@ def test_rules_score_only_their_entity_types(tmp_path: Path) -> None:
     assert rules.score(_alert(), HOST, EMPTY).points == 0
     user = {"type": "user", "value": "d.okafor", "role": None, "criticality": "unknown"}
     assert rules.score(_alert(), user, EMPTY).points == 7
+
+
+def test_rules_see_only_the_alert_fields_they_read_and_score_the_same(tmp_path: Path) -> None:
+    shipped = load_risk_rules([shipped_risk_rules_dir()])
+    full = _alert(
+        tactics=["Credential Access"],
+        techniques=["T1003"],
+        rule={"name": "LSASS Memory Access by Unsigned Process"},
+        original={"huge": ["x"] * 1000},
+        entities=[{"type": "host", "value": "ws-fin-031"}],
+    )
+    view = shipped.alert_view(full)
+    assert "original" not in view and "entities" not in view
+    assert set(view) <= set(full) and view["tactics"] == full["tactics"]
+    assert shipped.score(view, HOST, EMPTY) == shipped.score(full, HOST, EMPTY)
+    # A rule reading the alert other than field by field sees all of it.
+    whole = load_risk_rules(
+        [
+            _write(
+                tmp_path,
+                "rules:\n  - {id: any, description: d, when: 'size(alert) > 0', points: 1}\n",
+            )
+        ]
+    )
+    assert whole.alert_view(full) is full
