@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS actions (
   error TEXT, claimed_at TEXT NOT NULL, executed_at TEXT, revert_at TEXT,
   attempts INTEGER NOT NULL DEFAULT 1, rollback_claimed_at TEXT);
 CREATE INDEX IF NOT EXISTS actions_exec ON actions(action, status, executed_at);
+CREATE INDEX IF NOT EXISTS actions_id ON actions(action_id);
+CREATE INDEX IF NOT EXISTS actions_claims ON actions(action, claimed_at);
 CREATE TABLE IF NOT EXISTS dead_letters (
   id TEXT PRIMARY KEY, source TEXT NOT NULL, reason TEXT NOT NULL, original BLOB NOT NULL,
   headers TEXT NOT NULL, format_hint TEXT, received_at TEXT NOT NULL);
@@ -392,9 +394,15 @@ class SQLiteStore:
         )
 
     async def get_action(self, key: str) -> ActionRecord | None:
-        row = await self._one(
-            "SELECT * FROM actions WHERE idempotency_key=? OR action_id=?", (key, key)
-        )
+        def find(db: sqlite3.Connection) -> Any:
+            # Two indexed lookups: an OR across the two columns scanned the whole ledger.
+            by_key = db.execute("SELECT * FROM actions WHERE idempotency_key=?", (key,))
+            row = by_key.fetchone()
+            if row is None:
+                row = db.execute("SELECT * FROM actions WHERE action_id=?", (key,)).fetchone()
+            return row
+
+        row = await self._run(find)
         return _action(row) if row else None
 
     async def list_actions(self, *, limit: int = 50, offset: int = 0) -> list[ActionRecord]:
