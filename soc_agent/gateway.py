@@ -3,7 +3,10 @@
 It enforces least privilege (a capability runs only if the deployment granted
 all its scopes for that connector), bounds each call with a timeout, and
 audits every action call and every denial, and with `audit_queries` every
-query call too (connector, capability, outcome, latency, error). Errors and
+query call too (connector, capability, outcome, latency, error). With
+`summarize_queries`, successful queries made under a ref (an investigation)
+are audited as one entry when the caller says the investigation is over
+(`audit_query_summary`); failures and denials are still audited one by one. Errors and
 audit details are scrubbed of the connectors' secrets (in every encoding) and
 of anything shaped like a credential; results are scrubbed of the calling
 connector's secrets. Where an HTTP connector may connect is enforced by
@@ -32,6 +35,9 @@ from soc_agent.audit.base import AuditSink
 from soc_agent.errors import ConnectorError, EgressDeniedError, ScopeDeniedError
 from soc_agent.models import AuditEvent
 
+# Queries summarised per investigation at most; past it each is audited on its own.
+_MAX_SUMMARISED = 1000
+
 __all__ = ["Gateway"]
 
 
@@ -48,10 +54,14 @@ class Gateway:
         timeout_seconds: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         audit_queries: bool = False,
+        summarize_queries: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._connectors = dict(connectors)
         self._audit_queries = audit_queries
+        # ref -> the successful queries made under it, audited as one entry by
+        # `audit_query_summary` (see `audit_queries: summary`).
+        self._summaries: dict[str, list[dict[str, Any]]] | None = {} if summarize_queries else None
         self._monotonic = monotonic
         self._grants = {name: frozenset(scopes) for name, scopes in grants.items()}
         self._audit = audit
@@ -139,11 +149,19 @@ class Gateway:
         if error is not None:
             error = redact_text(error, self._secrets())
             outcome = "denied" if outcome == "denied" else "error"
-        if cap.kind is CapabilityKind.ACTION or self._audit_queries:
-            details: dict[str, Any] = {
-                "kind": cap.kind.value,
-                "latency_ms": round((self._monotonic() - started) * 1000, 1),
-            }
+        latency_ms = round((self._monotonic() - started) * 1000, 1)
+        summaries = self._summaries
+        if (
+            summaries is not None
+            and ref is not None
+            and cap.kind is not CapabilityKind.ACTION
+            and error is None
+            and len(summaries.get(ref, ())) < _MAX_SUMMARISED
+        ):
+            call = {"connector": connector, "capability": capability, "latency_ms": latency_ms}
+            summaries.setdefault(ref, []).append({**call, "actor": who, "reason": reason})
+        elif cap.kind is CapabilityKind.ACTION or self._audit_queries:
+            details: dict[str, Any] = {"kind": cap.kind.value, "latency_ms": latency_ms}
             if cap.kind is CapabilityKind.ACTION:
                 details["args"] = redact_data(args, self._secrets())
             if error is not None:
@@ -166,6 +184,32 @@ class Gateway:
         # A vendor may echo a credential back; results become evidence analysts read.
         scrubbed: dict[str, Any] = scrub_known(result, self._connectors[connector].secret_values())
         return scrubbed
+
+    async def audit_query_summary(self, ref: str) -> None:
+        """Audit the queries made under `ref` (an investigation) as one entry, if any."""
+        if self._summaries is None:
+            return
+        calls = self._summaries.pop(ref, [])
+        if not calls:
+            return
+        await self._audit.append(
+            AuditEvent(
+                actor=calls[0]["actor"],
+                action="connector.queries",
+                subject=ref,
+                reason=f"{len(calls)} read-only queries",
+                outcome="ok",
+                evidence_ref=ref,
+                details={
+                    "count": len(calls),
+                    "calls": [
+                        {k: c[k] for k in ("connector", "capability", "latency_ms", "reason")}
+                        for c in calls
+                    ],
+                },
+                at=self._clock(),
+            )
+        )
 
     async def audit_refusal(self, requested: str, *, actor: str, ref: str | None) -> None:
         """Record a call that never reached a connector: a tool `actor` was not offered."""

@@ -316,14 +316,17 @@ class Agent:
                 finished_at=now,
             )
         else:
-            investigation = await investigate(
-                playbook,
-                alert,
-                incident,
-                GatewayStepExecutor(self._gateway, ref=inv_id),
-                investigation_id=inv_id,
-                now=self._clock,
-            )
+            try:
+                investigation = await investigate(
+                    playbook,
+                    alert,
+                    incident,
+                    GatewayStepExecutor(self._gateway, ref=inv_id),
+                    investigation_id=inv_id,
+                    now=self._clock,
+                )
+            finally:
+                await self._gateway.audit_query_summary(inv_id)
         if reasoner is None:
             return investigation
         return await reasoner.extend(playbook, alert, investigation)

@@ -210,6 +210,7 @@ async def open_components(
             timeout_seconds=settings.runtime.connector_timeout_seconds,
             clock=now,
             audit_queries=True,
+            summarize_queries=settings.audit_queries == "summary",
         )
         executor = Executor(store, gateway, audit, actor=settings.agent_id, clock=now)
         reasoner = _reasoner(settings, connectors, audit, now, model, investigator)

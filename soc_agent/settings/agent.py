@@ -193,6 +193,13 @@ class Settings(BaseSettings):
     audit_anchor_seconds: float = Field(
         default=60.0, gt=0, le=86_400, description="how often the head is appended"
     )
+    audit_queries: Literal["each", "summary"] = Field(
+        default="summary",
+        description="read-only connector queries of a playbook's investigation steps: one "
+        "audit entry per investigation listing every call (summary), or one per call (each); "
+        "actions, denials, failed queries, the model's lookups and queries outside an "
+        "investigation are audited one by one either way",
+    )
     secret_dirs: list[Path] = Field(
         default_factory=lambda: [Path("/run/secrets"), Path("/var/run/secrets")],
         description="where file: credential references may point (also the config file's "

@@ -694,9 +694,13 @@ async def test_pipeline_records_elasticsearch_search_as_ok_evidence(
             sum(failures.values()),
             dict(failures),
         )
-        audited = await components.audit.list(action_prefix="connector.")
-        # the two steps are independent and run concurrently: either may be audited first
-        assert sorted((e.action, e.subject, e.outcome) for e in audited) == [
-            ("connector.count_by", "elasticsearch", "ok"),
-            ("connector.search", "elasticsearch", "ok"),
+        (audited,) = await components.audit.list(action_prefix="connector.")
+        # The investigation's read-only queries are one entry (audit_queries: summary);
+        # the two steps run concurrently, so either may be listed first.
+        assert (audited.action, audited.outcome) == ("connector.queries", "ok")
+        assert audited.subject == audited.evidence_ref and audited.subject.startswith("inv-")
+        calls = audited.details["calls"]
+        assert sorted((c["connector"], c["capability"]) for c in calls) == [
+            ("elasticsearch", "count_by"),
+            ("elasticsearch", "search"),
         ]
