@@ -25,7 +25,7 @@ _M = TypeVar("_M", bound=BaseModel)
 class ParsedCache(Generic[_M]):
     """The last `size` models of one type, by key, with the JSON each stands for."""
 
-    def __init__(self, model: type[_M], size: int = 256) -> None:
+    def __init__(self, model: type[_M], size: int = 32) -> None:
         self._model, self._size = model, size
         self._items: OrderedDict[str, tuple[str, _M]] = OrderedDict()
         self._lock = threading.Lock()
