@@ -20,12 +20,12 @@ from soc_agent.errors import ConnectorError, SocAgentError
 from soc_agent.gateway import Gateway
 from soc_agent.models import (
     ActionJudgement,
-    ActionLabel,
     ActionRequest,
     ActionStatus,
     AuditEvent,
     ExecutionStatus,
 )
+from soc_agent.models.verdict import label_for
 from soc_agent.store.base import ActionRecord, Store
 
 __all__ = ["ExecutionOutcome", "Executor"]
@@ -255,12 +255,10 @@ class Executor:
         )
         if actor != self._actor:  # an analyst undid it; the agent's own reverts judge nothing
             await self._store.save_action_label(
-                ActionLabel.of(
-                    incident_id=record.incident_id,
-                    action_id=request.id,
-                    action=request.action,
-                    target=request.target.key,
-                    judgement=ActionJudgement.ROLLED_BACK,
+                label_for(
+                    request,
+                    record.incident_id,
+                    ActionJudgement.ROLLED_BACK,
                     analyst=actor,
                     comment=reason,
                     at=now,

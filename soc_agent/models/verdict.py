@@ -9,6 +9,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from soc_agent.models.decision import ActionRequest
 from soc_agent.models.identity import Approver
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "IncidentVerdict",
     "Verdict",
     "count_verdicts",
+    "label_for",
     "latest_verdict",
 ]
 
@@ -116,6 +118,28 @@ class ActionLabel(BaseModel):
             comment=comment,
             at=at,
         )
+
+
+def label_for(
+    request: ActionRequest,
+    incident_id: str,
+    judgement: ActionJudgement,
+    *,
+    analyst: str,
+    comment: str | None,
+    at: datetime,
+) -> ActionLabel:
+    """The label an analyst's `judgement` of this requested action leaves."""
+    return ActionLabel.of(
+        incident_id=incident_id,
+        action_id=request.id,
+        action=request.action,
+        target=request.target.key,
+        judgement=judgement,
+        analyst=analyst,
+        comment=comment,
+        at=at,
+    )
 
 
 def count_verdicts(

@@ -25,7 +25,6 @@ from soc_agent.audit.base import AuditSink
 from soc_agent.errors import SocAgentError
 from soc_agent.models import (
     ActionJudgement,
-    ActionLabel,
     ActionRequest,
     ActionStatus,
     Approval,
@@ -43,6 +42,7 @@ from soc_agent.models import (
 from soc_agent.models.identity import canonical_name
 from soc_agent.models.ids import proposal_id as mint_proposal_id
 from soc_agent.models.proposal import approvers_of
+from soc_agent.models.verdict import label_for
 from soc_agent.policy import PolicyConfig, proposal_expiry, urgency
 from soc_agent.store.base import Store
 
@@ -393,14 +393,11 @@ class ProposalService:
         comment: str | None,
         at: datetime,
     ) -> None:
-        request = proposal.request
         await self._store.save_action_label(
-            ActionLabel.of(
-                incident_id=proposal.incident_id,
-                action_id=request.id,
-                action=request.action,
-                target=request.target.key,
-                judgement=judgement,
+            label_for(
+                proposal.request,
+                proposal.incident_id,
+                judgement,
                 analyst=analyst,
                 comment=comment,
                 at=at,
