@@ -108,14 +108,14 @@ async def test_a_running_worker_reports_health_readiness_and_true_metrics(
             assert live.json()["loop_age_seconds"] < 5
             # A member of its group is ready before the assignment lands (a worker with
             # no partitions to own is still ready), so wait for the assignment itself:
-            # 6 alert partitions and 6 approval partitions, all this one worker's.
+            # 6 alert, 6 approval and 6 verdict partitions, all this one worker's.
             ready = await wait_status(
                 client,
                 f"{base}/readyz",
                 200,
                 within=60,
                 proc=proc,
-                until=lambda body: body["assigned_partitions"] == 12,
+                until=lambda body: body["assigned_partitions"] == 18,
             )
             assert ready.json()["in_group"] is True
 
@@ -158,6 +158,7 @@ async def test_a_running_worker_reports_health_readiness_and_true_metrics(
     assert families["soc_worker_assigned_partitions"].by("topic") == {
         kafka.topics.alerts: 6,
         kafka.topics.approvals: 6,
+        kafka.topics.verdicts: 6,
     }
     committed = families["soc_worker_committed_offset"]
     for partition, n in sent.items():
