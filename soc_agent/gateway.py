@@ -61,7 +61,9 @@ class Gateway:
         self._audit_queries = audit_queries
         # ref -> the successful queries made under it, audited as one entry by
         # `audit_query_summary` (see `audit_queries: summary`).
-        self._summaries: dict[str, list[dict[str, Any]]] | None = {} if summarize_queries else None
+        self._summaries: dict[str, list[tuple[str, dict[str, Any]]]] | None = (
+            {} if summarize_queries else None
+        )
         self._monotonic = monotonic
         self._grants = {name: frozenset(scopes) for name, scopes in grants.items()}
         self._audit = audit
@@ -158,8 +160,13 @@ class Gateway:
             and error is None
             and len(summaries.get(ref, ())) < _MAX_SUMMARISED
         ):
-            call = {"connector": connector, "capability": capability, "latency_ms": latency_ms}
-            summaries.setdefault(ref, []).append({**call, "actor": who, "reason": reason})
+            call: dict[str, Any] = {
+                "connector": connector,
+                "capability": capability,
+                "latency_ms": latency_ms,
+                "reason": reason,
+            }
+            summaries.setdefault(ref, []).append((who, call))
         elif cap.kind is CapabilityKind.ACTION or self._audit_queries:
             details: dict[str, Any] = {"kind": cap.kind.value, "latency_ms": latency_ms}
             if cap.kind is CapabilityKind.ACTION:
@@ -194,7 +201,7 @@ class Gateway:
             return
         await self._audit.append(
             AuditEvent(
-                actor=calls[0]["actor"],
+                actor=calls[0][0],
                 action="connector.queries",
                 subject=ref,
                 reason=f"{len(calls)} read-only queries",
@@ -202,10 +209,7 @@ class Gateway:
                 evidence_ref=ref,
                 details={
                     "count": len(calls),
-                    "calls": [
-                        {k: c[k] for k in ("connector", "capability", "latency_ms", "reason")}
-                        for c in calls
-                    ],
+                    "calls": [call for _, call in calls],
                 },
                 at=self._clock(),
             )

@@ -63,11 +63,7 @@ class _ByIdentity(Generic[_M]):
         return value
 
 
-def _alert_context(alert: Alert) -> dict[str, Any]:
-    return alert.context()
-
-
-alert_context = _ByIdentity(_alert_context)
+alert_context = _ByIdentity(Alert.context)
 """`Alert.context()`, built once per alert object (see `_ByIdentity`)."""
 
 

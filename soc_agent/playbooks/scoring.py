@@ -321,17 +321,16 @@ def match_playbooks(playbooks: Iterable[Playbook], alert: Alert, incident: Incid
     matching, is logged as a warning and is returned in `errors` so the
     caller can audit it.
     """
-    ctx = {"alert": alert_context(alert), "incident": incident_context(incident)}
+    ctx = _match_context(alert, incident)
     matched: list[Playbook] = []
     errors: list[MatchError] = []
     for playbook in playbooks:
-        try:
-            if evaluate_bool(playbook.match, ctx):
-                matched.append(playbook)
-        except ExpressionError as exc:
-            log.warning("playbook %s: match failed for alert %s: %s", playbook.name, alert.id, exc)
-            errors.append(MatchError(playbook.name, str(exc)))
-    matched.sort(key=lambda p: (-p.priority, p.name))
+        outcome = _matches(playbook, ctx, alert.id)
+        if isinstance(outcome, MatchError):
+            errors.append(outcome)
+        elif outcome:
+            matched.append(playbook)
+    matched.sort(key=_priority)
     return Selection(matched[0] if matched else None, [p.name for p in matched], errors)
 
 
@@ -341,11 +340,25 @@ def select_playbook(
     """The playbook that applies: the same one as `match_playbooks` (whose errors it
     hides), found by evaluating `match` in priority order and stopping at the first
     that holds, so most alerts evaluate few expressions."""
-    ctx = {"alert": alert_context(alert), "incident": incident_context(incident)}
-    for playbook in sorted(playbooks, key=lambda p: (-p.priority, p.name)):
-        try:
-            if evaluate_bool(playbook.match, ctx):
-                return playbook
-        except ExpressionError as exc:
-            log.warning("playbook %s: match failed for alert %s: %s", playbook.name, alert.id, exc)
+    ctx = _match_context(alert, incident)
+    for playbook in sorted(playbooks, key=_priority):
+        if _matches(playbook, ctx, alert.id) is True:
+            return playbook
     return None
+
+
+def _priority(playbook: Playbook) -> tuple[int, str]:
+    return (-playbook.priority, playbook.name)
+
+
+def _match_context(alert: Alert, incident: Incident) -> dict[str, Any]:
+    return {"alert": alert_context(alert), "incident": incident_context(incident)}
+
+
+def _matches(playbook: Playbook, ctx: dict[str, Any], alert_id: str) -> bool | MatchError:
+    """Whether the playbook's `match` holds; a failure is logged and returned, not raised."""
+    try:
+        return evaluate_bool(playbook.match, ctx)
+    except ExpressionError as exc:
+        log.warning("playbook %s: match failed for alert %s: %s", playbook.name, alert_id, exc)
+        return MatchError(playbook.name, str(exc))

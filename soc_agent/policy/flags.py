@@ -45,8 +45,9 @@ def capped_action_autonomy(
         return merged
     for action, value in caps.items():
         level = _level(value)
-        below = level is not None and level < merged.get(action, AutonomyLevel.OBSERVER)
-        if isinstance(action, str) and level is not None and below:
+        if level is None or not isinstance(action, str):
+            continue
+        if level < merged.get(action, AutonomyLevel.OBSERVER):
             merged[action] = level
     return merged
 

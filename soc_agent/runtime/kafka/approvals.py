@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from soc_agent.errors import SocAgentError
 from soc_agent.models import ActionStatus, ApprovalVerdict, Proposal
@@ -25,7 +25,7 @@ from soc_agent.pipeline.proposals import (
     ProposalService,
     ProposalVersionConflict,
 )
-from soc_agent.runtime.kafka.dead_letters import dead_letter
+from soc_agent.runtime.kafka.analyst_door import AnalystDoor
 from soc_agent.runtime.kafka.records import OutRecord, Source, action_record, proposal_record
 from soc_agent.runtime.kafka.signed_verdicts import (
     SignedVerdict,
@@ -42,8 +42,11 @@ log = logging.getLogger(__name__)
 _RETRIES = 5
 
 
-class ApprovalProcessor:
+class ApprovalProcessor(AnalystDoor):
     """Applies verdicts from the approvals topic through the proposal service."""
+
+    what = "approval"
+    noun = "verdicts"
 
     def __init__(
         self,
@@ -54,19 +57,9 @@ class ApprovalProcessor:
         *,
         clock: Callable[[], datetime],
     ) -> None:
-        self._agent = agent
+        super().__init__(agent, config, reads=config.topics.approvals, clock=clock)
         self._store = store
         self._proposals = proposals
-        self._topics = config.topics
-        self._keys = config.approvals_keys()
-        self._max_age = timedelta(seconds=config.approvals_max_age_seconds)
-        self._clock = clock
-        if not self._keys:
-            log.error(
-                "no kafka.approvals_key: verdicts on %s cannot be authenticated and are "
-                "dead-lettered",
-                self._topics.approvals,
-            )
 
     async def process(self, value: bytes | None, source: Source) -> tuple[str, list[OutRecord]]:
         """Apply one verdict; returns what happened and the records to publish."""
@@ -105,17 +98,6 @@ class ApprovalProcessor:
         if record is not None and record.status is not ActionStatus.CLAIMED:
             out.append(action_record(self._topics.actions, record))
         return out
-
-    async def _dead(self, reason: str, value: bytes | None, source: Source) -> list[OutRecord]:
-        return await dead_letter(
-            self._agent,
-            self._topics.dlq,
-            what="approval",
-            reason=reason,
-            value=value,
-            source=source,
-            at=self._clock(),
-        )
 
 
 def _already_applied(proposal: Proposal, verdict: SignedVerdict) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from soc_agent.audit.base import AuditSink
 from soc_agent.models import IncidentVerdict
@@ -28,7 +28,7 @@ from soc_agent.pipeline.closing import (
     close_incident,
     verdict_id,
 )
-from soc_agent.runtime.kafka.dead_letters import dead_letter
+from soc_agent.runtime.kafka.analyst_door import AnalystDoor
 from soc_agent.runtime.kafka.records import OutRecord, Source
 from soc_agent.runtime.kafka.signed_verdicts import UnauthenticatedVerdict, verify_closing
 from soc_agent.settings.kafka import KafkaConfig
@@ -39,12 +39,15 @@ __all__ = ["ClosingProcessor"]
 log = logging.getLogger(__name__)
 
 
-class ClosingProcessor:
+class ClosingProcessor(AnalystDoor):
     """Applies closings from the verdicts topic through the closing function.
 
     `process` answers "closed" (kept and audited now), "duplicate" (already kept)
     or "dead_letter".
     """
+
+    what = "closing"
+    noun = "closings"
 
     def __init__(
         self,
@@ -55,19 +58,9 @@ class ClosingProcessor:
         *,
         clock: Callable[[], datetime],
     ) -> None:
-        self._agent = agent
+        super().__init__(agent, config, reads=config.topics.verdicts, clock=clock)
         self._store = store
         self._audit = audit
-        self._topics = config.topics
-        self._keys = config.approvals_keys()
-        self._max_age = timedelta(seconds=config.approvals_max_age_seconds)
-        self._clock = clock
-        if not self._keys:
-            log.error(
-                "no kafka.approvals_key: closings on %s cannot be authenticated and are "
-                "dead-lettered",
-                self._topics.verdicts,
-            )
 
     async def process(self, value: bytes | None, source: Source) -> tuple[str, list[OutRecord]]:
         """Apply one closing; returns what happened and the records to publish."""
@@ -107,14 +100,3 @@ class ClosingProcessor:
             record.reason,
         )
         return await self._store.get_verdict(derived) is not None
-
-    async def _dead(self, reason: str, value: bytes | None, source: Source) -> list[OutRecord]:
-        return await dead_letter(
-            self._agent,
-            self._topics.dlq,
-            what="closing",
-            reason=reason,
-            value=value,
-            source=source,
-            at=self._clock(),
-        )

@@ -78,8 +78,7 @@ class KafkaWorker:
         self._topics = config.topics
         self._tracker = OffsetTracker()
         self._tasks: dict[tuple[str, int, int], asyncio.Task[None]] = {}
-        self._approval_lock = asyncio.Lock()
-        self._closing_lock = asyncio.Lock()
+        self._analyst_lock = asyncio.Lock()
         self._paused = False
         self._failure: BaseException | None = None
         self._chore: asyncio.Task[None] | None = None
@@ -187,9 +186,13 @@ class KafkaWorker:
         self._tracker.start(tp.topic, tp.partition, record.offset)
         self.report.records += 1
         if tp.topic == self._topics.approvals:
-            work: Callable[[], Awaitable[None]] = lambda: self._approval(record.value, source)  # noqa: E731
+            work: Callable[[], Awaitable[None]] = lambda: self._analyst(  # noqa: E731
+                self._approvals, self.report.approvals, record.value, source
+            )
         elif tp.topic == self._topics.verdicts:
-            work = lambda: self._closing(record.value, source)  # noqa: E731
+            work = lambda: self._analyst(  # noqa: E731
+                self._closings, self.report.closings, record.value, source
+            )
         else:
             work = lambda: self._alert(record.value, source)  # noqa: E731
         key = (tp.topic, tp.partition, record.offset)
@@ -224,21 +227,19 @@ class KafkaWorker:
         for name, n in result.outcomes.items():
             self.report.outcomes[name] = self.report.outcomes.get(name, 0) + n
 
-    async def _approval(self, value: bytes | None, source: Source) -> None:
+    async def _analyst(
+        self,
+        door: ApprovalProcessor | ClosingProcessor,
+        counts: dict[str, int],
+        value: bytes | None,
+        source: Source,
+    ) -> None:
+        """One approval or closing; they are rare, so one at a time keeps them simple."""
         records: list[OutRecord]
-        async with self._approval_lock:  # verdicts are rare: one at a time keeps them simple
-            what, records = await self._approvals.process(value, source)
+        async with self._analyst_lock:
+            what, records = await door.process(value, source)
         await self._publisher.send_all(records)
-        self.report.approvals[what] = self.report.approvals.get(what, 0) + 1
-        if what == "dead_letter":
-            self.report.dead_letters += 1
-
-    async def _closing(self, value: bytes | None, source: Source) -> None:
-        records: list[OutRecord]
-        async with self._closing_lock:  # closings are rare: one at a time keeps them simple
-            what, records = await self._closings.process(value, source)
-        await self._publisher.send_all(records)
-        self.report.closings[what] = self.report.closings.get(what, 0) + 1
+        counts[what] = counts.get(what, 0) + 1
         if what == "dead_letter":
             self.report.dead_letters += 1
 
