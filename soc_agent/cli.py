@@ -650,7 +650,10 @@ def audit_verify(
     expect_head: Annotated[
         str | None, typer.Option(help="head hash recorded elsewhere (detects truncation)")
     ] = None,
-    expect_count: Annotated[int | None, typer.Option(help="entry count recorded elsewhere")] = None,
+    expect_count: Annotated[
+        int | None,
+        typer.Option(help="entry count recorded elsewhere (Elasticsearch: the shared chain's)"),
+    ] = None,
     against: Annotated[
         str | None,
         typer.Option(
@@ -687,18 +690,26 @@ def audit_verify(
             )
 
     result = _run(main)
+    chains = dict(result.parts)  # Elasticsearch: the shared chain ("") and each worker's
     if as_json:
+        doc: dict[str, Any] = {
+            "ok": result.ok,
+            "count": result.count,
+            "head": result.head,
+            "keyed": result.keyed,
+            "first_bad_seq": result.first_bad_seq,
+            "problem": result.problem,
+        }
+        if chains:
+            doc["chains"] = {
+                name: {"count": r.count, "head": r.head, "keyed": r.keyed}
+                for name, r in chains.items()
+            }
+        typer.echo(json.dumps(doc))
+    elif result.ok and chains:
         typer.echo(
-            json.dumps(
-                {
-                    "ok": result.ok,
-                    "count": result.count,
-                    "head": result.head,
-                    "keyed": result.keyed,
-                    "first_bad_seq": result.first_bad_seq,
-                    "problem": result.problem,
-                }
-            )
+            f"audit chains intact: {result.count} entries in {len(chains)} chains; the shared "
+            f"chain (anchors every other) {chains[''].count} entries, head {result.head}"
         )
     elif result.ok:
         typer.echo(f"audit chain intact: {result.count} entries, head {result.head}")
@@ -706,7 +717,8 @@ def audit_verify(
         typer.echo(
             f"AUDIT CHAIN BROKEN at entry {result.first_bad_seq}: {result.problem}", err=True
         )
-    if result.ok and result.count and not result.keyed:
+    unkeyed = not result.keyed or any(r.count and not r.keyed for r in chains.values())
+    if result.ok and result.count and unkeyed:
         typer.echo(
             "WARNING: the audit chain is not keyed: anyone who can write the store could "
             "rebuild it. Configure audit_key, or let the agent key it (any run, serve or "

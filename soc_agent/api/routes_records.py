@@ -192,4 +192,8 @@ async def verify_audit(
         "first_bad_seq": result.first_bad_seq,
         "problem": result.problem,
         "full_verified_seconds_ago": round(status.full_age_seconds, 1),
+        # Elasticsearch: the shared chain ("") and each worker's own, each verified alone.
+        "chains": {
+            name: {"count": r.count, "head": r.head, "keyed": r.keyed} for name, r in result.parts
+        },
     }

@@ -86,6 +86,8 @@ def canonical(event: AuditEvent) -> bytes:
         "details": canonical_details(event),
         "prev_hash": event.prev_hash,
     }
+    if event.chain is not None:  # an entry cannot be moved to another chain unseen
+        doc["chain"] = event.chain
     return json.dumps(
         doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
@@ -99,12 +101,21 @@ def compute_hash(event: AuditEvent, *, key: bytes | None = None) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def seal(event: AuditEvent, *, seq: int, prev_hash: str, key: bytes | None = None) -> AuditEvent:
-    """The event as entry `seq` after `prev_hash`: time in UTC, details as JSON, hash set."""
+def seal(
+    event: AuditEvent,
+    *,
+    seq: int,
+    prev_hash: str,
+    key: bytes | None = None,
+    chain: str | None = None,
+) -> AuditEvent:
+    """The event as entry `seq` of `chain` after `prev_hash`: time in UTC, details as JSON,
+    hash set (a `chain` the caller set on the event is replaced by the log's)."""
     aware = event.at if event.at.tzinfo is not None else event.at.replace(tzinfo=UTC)
     linked = event.model_copy(
         update={
             "seq": seq,
+            "chain": chain,
             "prev_hash": prev_hash,
             "hash": None,
             "at": aware.astimezone(UTC),
@@ -130,6 +141,8 @@ class VerifyResult:
     problem: str | None
     keyed: bool = False
     """Whether the last verified entry was checked with the key (False for an empty chain)."""
+    parts: tuple[tuple[str, VerifyResult], ...] = ()
+    """For a log of several chains, each chain's own result (`""`: the shared chain)."""
 
 
 def verify_events(

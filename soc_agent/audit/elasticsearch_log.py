@@ -1,12 +1,16 @@
-"""The hash-chained audit log in Elasticsearch, shared by workers on several machines.
+"""Hash-chained audit logs in Elasticsearch, shared by workers on several machines.
 
-Entry `n` is the document with `_id` `n`. An append creates the next entry
-with `op_type=create`: of two appenders racing for the same `n`, exactly one
-wins and the other gets a 409, reads the winner's entry (a real-time GET) to
-learn the new head, re-seals its event after it and tries `n + 1`. Elasticsearch
-thus serialises appenders across processes, and since entry `n + 1` is only
-ever created after entry `n` was read, sequence numbers have no gaps. The
-hash chain itself is `chain.seal`/`chain.verify_events`, shared with SQLite.
+One index holds several chains. The shared chain (`chain=None`) has entry `n`
+as the document with `_id` `n` and no `chain` field; a named chain (a
+worker's own, see `chains`) has `_id` `<chain>:<n>` and `chain` set, and its
+entries hash their chain's name. An append creates the next entry of its
+chain with `op_type=create`: of two appenders racing for the same `n`,
+exactly one wins and the other gets a 409, reads the winner's entry (a
+real-time GET) to learn the new head, re-seals its event after it and tries
+`n + 1`. Elasticsearch thus serialises appenders of one chain across
+processes, and since entry `n + 1` is only ever created after entry `n` was
+read, sequence numbers have no gaps. The hash chain itself is
+`chain.seal`/`chain.verify_events`, shared with SQLite.
 
 Searches are near-real-time, so `list` and `verify` refresh the index first,
 and `head` walks forward from the searched head with GETs until the next
@@ -19,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -52,7 +57,10 @@ _PROPERTIES: dict[str, Any] = {
     "details": UNINDEXED_OBJECT,  # arbitrary JSON, kept verbatim
     "prev_hash": KEYWORD,
     "hash": KEYWORD,
+    "chain": KEYWORD,
 }
+
+CHAIN_SEPARATOR = ":"
 
 _PAGE = 500
 _MAX_APPEND_ATTEMPTS = 10_000
@@ -67,10 +75,12 @@ class _Unreadable(Exception):
 
 
 class ElasticsearchAuditLog:
-    """Hash-chained, append-only audit log in one Elasticsearch index.
+    """One hash-chained, append-only audit chain in an Elasticsearch index.
 
-    Call `ensure_index()` once at start-up. `key` turns the entry hashes into
-    HMAC-SHA256: keep it outside the cluster. The client is the caller's.
+    `chain` names the chain (None: the shared one); every method reads and
+    writes that chain only. Call `ensure_index()` once at start-up. `key` turns
+    the entry hashes into HMAC-SHA256: keep it outside the cluster. The client
+    is the caller's.
     """
 
     def __init__(
@@ -80,11 +90,16 @@ class ElasticsearchAuditLog:
         index: str,
         key: bytes | None = None,
         number_of_replicas: int = 1,
+        chain: str | None = None,
     ) -> None:
+        if chain is not None and (not chain or CHAIN_SEPARATOR in chain):
+            raise ValueError(f"an audit chain's name is not empty and has no {CHAIN_SEPARATOR!r}")
         self._es = client
         self._index = index
         self._key = key
         self._replicas = number_of_replicas
+        self._chain = chain
+        self.append_seconds = 0.0  # wall time inside append, its 409 retries included
         # Where this process last saw the chain end; only a starting guess; a 409 corrects it.
         self._known: tuple[int, str] | None = None
         # Appends from one process queue here instead of racing each other through 409s.
@@ -94,8 +109,23 @@ class ElasticsearchAuditLog:
     def index(self) -> str:
         return self._index
 
+    @property
+    def chain(self) -> str | None:
+        return self._chain
+
+    def sibling(self, chain: str | None) -> ElasticsearchAuditLog:
+        """Another chain of the same index, through the same client and key."""
+        return ElasticsearchAuditLog(
+            self._es,
+            index=self._index,
+            key=self._key,
+            number_of_replicas=self._replicas,
+            chain=chain,
+        )
+
     async def ensure_index(self) -> None:
-        """Create the index with its strict mapping if it does not exist."""
+        """Create the index with its strict mapping if it does not exist (an index made
+        before chains were named gains the `chain` field)."""
         await ensure_index(
             self._es,
             self._index,
@@ -103,6 +133,7 @@ class ElasticsearchAuditLog:
             number_of_replicas=self._replicas,
             what="audit index",
         )
+        await self._es.indices.put_mapping(index=self._index, properties={"chain": KEYWORD})
 
     async def append(self, event: AuditEvent) -> AuditEvent:
         """Append as the next entry; returns it with `seq`, `prev_hash` and `hash` set.
@@ -111,26 +142,33 @@ class ElasticsearchAuditLog:
         ValueError for details JSON cannot hold (NaN), before anything is written.
         """
         async with self._lock:
-            seq, prev_hash = self._known if self._known else await self.head()
-            for _ in range(_MAX_APPEND_ATTEMPTS):
-                sealed = seal(event, seq=seq + 1, prev_hash=prev_hash, key=self._key)
-                try:
-                    await self._es.index(
-                        index=self._index,
-                        id=str(sealed.seq),
-                        document=_to_doc(sealed),
-                        op_type="create",
-                    )
-                except ConflictError:
-                    # Another appender took seq + 1: its entry is the new head.
-                    seq, prev_hash = await self._entry_head(seq + 1)
-                    continue
-                self._known = (seq + 1, str(sealed.hash))
-                return sealed
-            raise StoreError(
-                f"audit index {self._index}: no free sequence number after "
-                f"{_MAX_APPEND_ATTEMPTS} attempts"
-            )
+            started = time.perf_counter()
+            try:
+                return await self._append(event)
+            finally:
+                self.append_seconds += time.perf_counter() - started
+
+    async def _append(self, event: AuditEvent) -> AuditEvent:
+        seq, prev_hash = self._known if self._known else await self.head()
+        for _ in range(_MAX_APPEND_ATTEMPTS):
+            sealed = seal(event, seq=seq + 1, prev_hash=prev_hash, key=self._key, chain=self._chain)
+            try:
+                await self._es.index(
+                    index=self._index,
+                    id=self._id(seq + 1),
+                    document=_to_doc(sealed),
+                    op_type="create",
+                )
+            except ConflictError:
+                # Another appender took seq + 1: its entry is the new head.
+                seq, prev_hash = await self._entry_head(seq + 1)
+                continue
+            self._known = (seq + 1, str(sealed.hash))
+            return sealed
+        raise StoreError(
+            f"audit index {self._index}: no free sequence number in {self._name} after "
+            f"{_MAX_APPEND_ATTEMPTS} attempts"
+        )
 
     async def list(
         self,
@@ -140,13 +178,15 @@ class ElasticsearchAuditLog:
         subject: str | None = None,
         action_prefix: str | None = None,
         newest_first: bool = False,
+        every_chain: bool = False,
     ) -> builtins.list[AuditEvent]:
-        """Entries in seq order (oldest first unless `newest_first`), optionally filtered."""
+        """Entries in seq order (oldest first unless `newest_first`), optionally filtered;
+        `every_chain` lists the entries of every chain of the index, in time order."""
         if limit < 0 or offset < 0:
             raise ValueError("limit and offset must be >= 0")
         if limit == 0:
             return []
-        filters: builtins.list[dict[str, Any]] = []
+        filters: builtins.list[dict[str, Any]] = [] if every_chain else [self._scope()]
         if subject is not None:
             filters.append({"term": {"subject": subject}})
         if action_prefix:
@@ -156,7 +196,10 @@ class ElasticsearchAuditLog:
         resp = await self._es.search(
             index=self._index,
             query={"bool": {"filter": filters}},
-            sort=[{"seq": "desc" if newest_first else "asc"}],
+            sort=[
+                {field: "desc" if newest_first else "asc"}
+                for field in (["at", "seq"] if every_chain else ["seq"])
+            ],
             size=limit,
             from_=offset,
         )
@@ -174,7 +217,7 @@ class ElasticsearchAuditLog:
         await self._refresh()
         resp = await self._es.search(
             index=self._index,
-            query={"range": {"seq": {"gt": seq}}},
+            query={"bool": {"filter": [self._scope(), {"range": {"seq": {"gt": seq}}}]}},
             sort=[{"seq": "asc"}],
             size=limit,
         )
@@ -186,7 +229,11 @@ class ElasticsearchAuditLog:
     async def head(self) -> tuple[int, str]:
         """`(seq, hash)` of the last entry, or `(0, GENESIS)` when empty: an anchor to keep."""
         resp = await self._es.search(
-            index=self._index, sort=[{"seq": "desc"}], size=1, source_includes=["seq", "hash"]
+            index=self._index,
+            query=self._scope(),
+            sort=[{"seq": "desc"}],
+            size=1,
+            source_includes=["seq", "hash"],
         )
         hits = resp["hits"]["hits"]
         seq, hash_ = (
@@ -208,10 +255,12 @@ class ElasticsearchAuditLog:
         expected_count: int | None = None,
         anchors: Mapping[int, str] | None = None,
         since: VerifyResult | None = None,
+        on_entry: Callable[[AuditEvent], None] | None = None,
     ) -> VerifyResult:
         """Verify the chain (after `since`, if given), streaming pages in seq order.
 
-        See `verify_events` for the arguments.
+        See `verify_events` for the arguments; `on_entry` sees each entry read (in a
+        worker thread), up to the first bad one.
 
         `verify_events` is synchronous, so it runs in a worker thread pulling
         pages fetched on the event loop: memory stays at one page.
@@ -226,10 +275,13 @@ class ElasticsearchAuditLog:
                 hits = asyncio.run_coroutine_threadsafe(self._page(after), loop).result()
                 for hit in hits:
                     try:
-                        yield _from_doc(hit["_source"])
+                        event = _from_doc(hit["_source"])
                     except _Unreadable as exc:
                         unreadable.append(exc)
                         return
+                    if on_entry is not None:
+                        on_entry(event)
+                    yield event
                 if len(hits) < _PAGE:
                     return
                 after = builtins.list(hits[-1]["sort"])
@@ -255,11 +307,42 @@ class ElasticsearchAuditLog:
             )
         return result
 
+    async def entry_hash(self, seq: int) -> str | None:
+        """The stored hash of entry `seq`, or None when there is no such entry."""
+        doc = await self._get(seq)
+        value = None if doc is None else doc.get("hash")
+        return value if isinstance(value, str) else None
+
+    async def chains(self) -> builtins.list[str]:
+        """The names of every named chain in the index (the shared one has none)."""
+        await self._refresh()
+        names: builtins.list[str] = []
+        after: dict[str, Any] | None = None
+        while True:
+            composite: dict[str, Any] = {
+                "size": _PAGE,
+                "sources": [{"chain": {"terms": {"field": "chain"}}}],
+            }
+            if after is not None:
+                composite["after"] = after
+            resp = await self._es.search(
+                index=self._index, size=0, aggs={"chains": {"composite": composite}}
+            )
+            agg = resp["aggregations"]["chains"]
+            names.extend(str(b["key"]["chain"]) for b in agg["buckets"])
+            after = agg.get("after_key")
+            if after is None or len(agg["buckets"]) < _PAGE:
+                return names
+
     # -- helpers ------------------------------------------------------------------
 
     async def _page(self, after: builtins.list[Any] | None) -> builtins.list[Any]:
         resp = await self._es.search(
-            index=self._index, sort=[{"seq": "asc"}], size=_PAGE, search_after=after
+            index=self._index,
+            query=self._scope(),
+            sort=[{"seq": "asc"}],
+            size=_PAGE,
+            search_after=after,
         )
         return builtins.list(resp["hits"]["hits"])
 
@@ -268,7 +351,7 @@ class ElasticsearchAuditLog:
 
     async def _get(self, seq: int) -> dict[str, Any] | None:
         try:
-            resp = await self._es.get(index=self._index, id=str(seq))
+            resp = await self._es.get(index=self._index, id=self._id(seq))
         except NotFoundError as exc:
             if isinstance(exc.body, Mapping) and "error" in exc.body:
                 raise StoreError(
@@ -281,8 +364,23 @@ class ElasticsearchAuditLog:
         """`(seq, hash)` of an entry known to exist (another appender just created it)."""
         doc = await self._get(seq)
         if doc is None or not isinstance(doc.get("hash"), str):
-            raise StoreError(f"audit index {self._index}: entry {seq} exists but is unreadable")
+            raise StoreError(
+                f"audit index {self._index}: entry {seq} of {self._name} exists but is unreadable"
+            )
         return seq, str(doc["hash"])
+
+    @property
+    def _name(self) -> str:
+        return "the shared chain" if self._chain is None else f"chain {self._chain}"
+
+    def _id(self, seq: int) -> str:
+        return str(seq) if self._chain is None else f"{self._chain}{CHAIN_SEPARATOR}{seq}"
+
+    def _scope(self) -> dict[str, Any]:
+        """The query for this chain's documents (the shared chain's have no `chain`)."""
+        if self._chain is None:
+            return {"bool": {"must_not": {"exists": {"field": "chain"}}}}
+        return {"term": {"chain": self._chain}}
 
 
 def _to_doc(event: AuditEvent) -> dict[str, Any]:
@@ -298,7 +396,7 @@ def _to_doc(event: AuditEvent) -> dict[str, Any]:
         "details": event.details,
         "prev_hash": event.prev_hash,
         "hash": event.hash,
-    }
+    } | ({} if event.chain is None else {"chain": event.chain})
 
 
 def _from_doc(src: Mapping[str, Any]) -> AuditEvent:
@@ -320,6 +418,7 @@ def _from_doc(src: Mapping[str, Any]) -> AuditEvent:
             details=details,
             prev_hash=src.get("prev_hash"),
             hash=src.get("hash"),
+            chain=src.get("chain"),
         )
     except (KeyError, TypeError, ValueError, ValidationError) as exc:
         raise _Unreadable(seq, str(exc).splitlines()[0]) from exc

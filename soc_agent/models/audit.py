@@ -13,7 +13,9 @@ __all__ = ["AuditEvent", "DeadLetter"]
 class AuditEvent(BaseModel):
     """Who did what, why, on which evidence, with what outcome.
 
-    `seq`, `prev_hash` and `hash` are set by the audit log when appended.
+    `seq`, `prev_hash` and `hash` are set by the audit log when appended;
+    `chain` names the chain the entry is in when the log keeps several (a
+    worker's own chain in Elasticsearch), None for the one shared chain.
     """
 
     actor: str
@@ -27,6 +29,7 @@ class AuditEvent(BaseModel):
     seq: int | None = None
     prev_hash: str | None = None
     hash: str | None = None
+    chain: str | None = None
 
 
 class DeadLetter(BaseModel):

@@ -17,6 +17,7 @@ either way.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -174,6 +175,7 @@ async def _open_sqlite_audit(settings: Settings, *, writer: bool) -> SQLiteAudit
 async def _open_elasticsearch(settings: Settings, *, writer: bool) -> AsyncIterator[Backend]:
     from elasticsearch import ApiError, TransportError
 
+    from soc_agent.audit.chains import ChainedAuditLog
     from soc_agent.audit.elasticsearch_log import ElasticsearchAuditLog
     from soc_agent.elasticsearch_setup import index_name
     from soc_agent.store.elasticsearch import ElasticsearchStore
@@ -198,11 +200,18 @@ async def _open_elasticsearch(settings: Settings, *, writer: bool) -> AsyncItera
             number_of_replicas=config.number_of_replicas,
             refresh_interval=config.refresh_interval,
         )
-        audit = ElasticsearchAuditLog(
+        shared = ElasticsearchAuditLog(
             client,
             index=index_name(prefix, "audit"),
             key=key,
             number_of_replicas=config.number_of_replicas,
+        )
+        own = shared.sibling(config.audit_chain or _default_chain(settings)) if writer else None
+        audit = ChainedAuditLog(
+            shared,
+            own,
+            actor=settings.agent_id,
+            anchor_seconds=config.audit_chain_anchor_seconds,
         )
         leases = LeaseManager(
             client,
@@ -213,10 +222,11 @@ async def _open_elasticsearch(settings: Settings, *, writer: bool) -> AsyncItera
         )
         try:
             await store.ensure_indices()
-            await audit.ensure_index()
+            await shared.ensure_index()
             await leases.ensure_index()
-            if key is not None and writer:
-                await ensure_keyed(audit, key, actor=settings.agent_id, where="audit_key")
+            if key is not None and own is not None:
+                for chain in (shared, own):
+                    await ensure_keyed(chain, key, actor=settings.agent_id, where="audit_key")
         except ApiError as exc:
             raise StoreError(
                 f"cannot use Elasticsearch at {_hosts(config.hosts)}: "
@@ -227,7 +237,16 @@ async def _open_elasticsearch(settings: Settings, *, writer: bool) -> AsyncItera
                 f"cannot reach Elasticsearch at {_hosts(config.hosts)}: {type(exc).__name__}"
             ) from None
         stack.push_async_callback(leases.aclose)
+        audit.start()
+        stack.push_async_callback(audit.aclose)
         yield Backend("elasticsearch", settings, store, audit, es=client, leases=leases)
+
+
+def _default_chain(settings: Settings) -> str:
+    """`<agent_id>@<hostname>`, cut to what a chain name may hold: one chain per machine
+    (per pod), so only the processes of one machine ever contend for it."""
+    name = re.sub(r"[^A-Za-z0-9._@-]", "-", f"{settings.agent_id}@{socket.gethostname()}")
+    return name.lstrip("._@-")[:200] or "worker"
 
 
 def _hosts(hosts: list[str]) -> str:

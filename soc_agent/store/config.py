@@ -47,6 +47,19 @@ class ElasticsearchConfig(BaseModel):
         le=600,
         description="a dead worker's locks are taken over after this long",
     )
+    audit_chain: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}$",
+        description="the audit chain this process appends to (default "
+        "`<agent_id>@<hostname>`): no other worker contends for it; its head is anchored "
+        "in the shared chain",
+    )
+    audit_chain_anchor_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="how often a process anchors its audit chain's head in the shared chain",
+    )
 
     @model_validator(mode="after")
     def _one_credential(self) -> ElasticsearchConfig:

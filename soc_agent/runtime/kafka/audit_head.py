@@ -21,7 +21,8 @@ _IDLE_MS = 2000
 
 
 async def published_head(config: KafkaConfig) -> tuple[int, str] | None:
-    """`(seq, hash)` of the newest entry on the audit topic, or None when it is empty."""
+    """`(seq, hash)` of the shared chain's newest entry on the audit topic, or None when
+    there is none (each worker's own chain is anchored in the shared one)."""
     topic = config.topics.audit
     consumer = AIOKafkaConsumer(**config.client_options(), enable_auto_commit=False)
     await consumer.start()
@@ -53,6 +54,8 @@ def _head(value: bytes | None) -> tuple[int, str] | None:
     try:
         doc = json.loads(value or b"")
         seq, digest = doc["seq"], doc["hash"]
-    except (ValueError, KeyError, TypeError):
+        if doc.get("chain") is not None:  # a worker's own chain: anchored in the shared one
+            return None
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
     return (seq, digest) if isinstance(seq, int) and isinstance(digest, str) else None

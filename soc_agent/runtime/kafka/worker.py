@@ -93,7 +93,7 @@ class KafkaWorker:
             components.store,
             self._publisher,
             self._topics.audit,
-            lock=backend.lock("audit-export"),
+            locks=backend.lock,
         )
         self._maintenance_lock = backend.lock("maintenance")
         self._alerts = AlertProcessor(
@@ -343,6 +343,7 @@ class KafkaWorker:
             if pending:
                 log.warning("%d records unfinished at shutdown: not committed", len(pending))
                 await asyncio.wait(pending)
+        self._exporter.export_every_chain_next()
         try:
             await self._commit_within()
         except KafkaError as exc:

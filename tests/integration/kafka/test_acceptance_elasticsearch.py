@@ -10,6 +10,7 @@ against.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 import uuid
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from elasticsearch import AsyncElasticsearch
 
+from soc_agent.audit.chains import ChainedAuditLog
 from soc_agent.audit.elasticsearch_log import ElasticsearchAuditLog
 from tests.infra.fixtures import elasticsearch_url, needs
 from tests.integration.kafka.alertgen import Stream, make_stream
@@ -76,6 +78,9 @@ def machine_env(tmp_path: Path, elasticsearch_url: str, prefix: str) -> MachineE
             "SOC_AGENT_ELASTICSEARCH__REFRESH_INTERVAL": "100ms",
             # A SIGKILLed worker's leases block its incidents for this long.
             "SOC_AGENT_ELASTICSEARCH__LEASE_TTL_SECONDS": "4",
+            # Each machine appends to its own audit chain (by default named after its host).
+            "SOC_AGENT_ELASTICSEARCH__AUDIT_CHAIN": f"machine-{i}",
+            "SOC_AGENT_ELASTICSEARCH__AUDIT_CHAIN_ANCHOR_SECONDS": "1",
         }
 
     return env
@@ -101,17 +106,28 @@ def _setup(
 async def _check_shared_state(
     kafka: KafkaEnv, stream: Stream, tmp_path: Path, es_url: str, prefix: str
 ) -> None:
-    """The acceptance criteria, plus one intact audit chain exported whole to its topic."""
+    """The acceptance criteria, plus intact audit chains (each machine's, anchored in the
+    shared one) exported whole to the audit topic."""
     await check_outputs(kafka, stream, [tmp_path / "edr" / "containment.jsonl"])
     _no_shared_files(tmp_path)
     async with AsyncElasticsearch(es_url) as client:
-        log = ElasticsearchAuditLog(client, index=f"{prefix}-audit", key=AUDIT_KEY.encode())
+        shared = ElasticsearchAuditLog(client, index=f"{prefix}-audit", key=AUDIT_KEY.encode())
+        log = ChainedAuditLog(shared, None, actor="auditor", anchor_seconds=60)
         verified = await log.verify()
     assert verified.ok and verified.keyed, verified.problem
-    exported = {
-        int(dict(r.headers)["soc-audit-seq"]) for r in await kafka.read_all(kafka.topics.audit)
-    }
-    assert exported == set(range(1, verified.count + 1))
+    chains = dict(verified.parts)
+    assert chains.keys() >= {"", *(f"machine-{i}" for i in range(WORKERS))}
+    assert all(chains[f"machine-{i}"].keyed for i in range(WORKERS))
+    exported = set()
+    for record in await kafka.read_all(kafka.topics.audit):
+        entry = json.loads(record.value)
+        exported.add((entry["chain"] or "", entry["seq"]))
+    # Every worker exported its own chain before committing, and every chain as it
+    # stopped; only the shared chain's last anchors (appended as workers stopped, after
+    # their last export) may not be on the topic yet.
+    for name, part in chains.items():
+        missing = {(name, seq) for seq in range(1, part.count + 1)} - exported
+        assert not missing if name else len(missing) <= 2 * WORKERS, (name, sorted(missing))
 
 
 async def test_workers_on_separate_machines_account_for_every_alert(
