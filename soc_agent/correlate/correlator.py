@@ -50,9 +50,18 @@ sighting.
 Writes happen in the order incident, entity index, fingerprint, alert index,
 so a crash before the last write is repaired by redelivery: a grouped or new
 alert already present in its incident is recognised as redelivered. (A
-duplicate counted just before a crash may be counted twice.) One Correlator
-serialises its own calls; processes sharing one state either take turns
-(a lock around `correlate`) or use `ConcurrentCorrelator` (see `concurrent`).
+duplicate counted just before a crash may be counted twice.)
+
+Within one process, a Correlator over a batched state (SQLite) runs
+correlations on unrelated alerts at once: each takes its turn on the keys it
+reads and writes (its fingerprint and pivots, `turns.KeyTurns`, in arrival
+order), and when two reach one incident through different keys, the one that
+writes second sees that an incident it read was written since, and starts
+over once that write is done. The outcome is always that of some serial
+order; only such a pair (no shared key, one incident) may go in the other
+order than they arrived. Over any other state it serialises
+its own calls. Processes sharing one state either take turns (a lock around
+`correlate`) or use `ConcurrentCorrelator` (see `concurrent`).
 """
 
 from __future__ import annotations
@@ -74,6 +83,7 @@ from soc_agent.correlate.state import (
     CorrelationState,
     CorrelationWrites,
 )
+from soc_agent.correlate.turns import KeyTurns
 from soc_agent.models import Alert, Entity, EntityType, Incident
 from soc_agent.models.alert import merge_aliases
 from soc_agent.models.ids import incident_id
@@ -176,6 +186,13 @@ class Correlator:
         self._ignored = frozenset(config.ignore_values)
         # Each correlation is a read-modify-write over several keys.
         self._lock = asyncio.Lock()
+        self._turns = KeyTurns()
+        # While correlations are in flight: per incident, the serial of its last write
+        # and when that write is done (cleared when none is in flight, so memory is flat).
+        self._written: dict[str, tuple[int, asyncio.Future[None]]] = {}
+        self._serial = 0
+        self._in_flight = 0
+        self.restarts = 0  # correlations started over because their incident was written
 
     @property
     def config(self) -> CorrelationConfig:
@@ -200,17 +217,50 @@ class Correlator:
         everything the rules may read, fetched at once, then every write in one
         transaction, so a crash leaves all of a correlation or none of it.
         """
-        async with self._lock:
-            state = self._state
-            if not isinstance(state, BatchedCorrelationState):
+        state = self._state
+        if not isinstance(state, BatchedCorrelationState):
+            async with self._lock:
                 return await self._correlate(alert, state)
-            snapshot = await state.correlation_snapshot(
-                alert.id, fingerprint(alert), self.pivots(alert), [self._id_factory(alert)]
-            )
-            view = _SnapshotView(snapshot, state)
-            result = await self._correlate(alert, view)
-            await state.apply_correlation(view.writes)
-            return result
+        fp, pivots = fingerprint(alert), self.pivots(alert)
+        self._in_flight += 1
+        try:
+            async with self._turns.hold_all([f"fp:{fp}", *(f"entity:{k}" for k in pivots)]):
+                while True:
+                    started = self._serial
+                    snapshot = await state.correlation_snapshot(
+                        alert.id, fp, pivots, [self._id_factory(alert)]
+                    )
+                    view = _SnapshotView(snapshot, state)
+                    result = await self._correlate(alert, view)
+                    touched = {*snapshot.incidents, *(i.id for i in view.writes.incidents)}
+                    newer = [
+                        done
+                        for i in touched
+                        if (seen := self._written.get(i)) is not None
+                        for serial, done in [seen]
+                        if serial > started
+                    ]
+                    if not newer:
+                        break
+                    self.restarts += 1
+                    await asyncio.wait(newer)
+                await self._apply(state, view.writes)
+                return result
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._written.clear()
+
+    async def _apply(self, state: BatchedCorrelationState, writes: CorrelationWrites) -> None:
+        """Write, first marking the incidents written (before yielding to the loop)."""
+        self._serial += 1
+        done = asyncio.get_running_loop().create_future()
+        for incident in writes.incidents:
+            self._written[incident.id] = (self._serial, done)
+        try:
+            await state.apply_correlation(writes)
+        finally:
+            done.set_result(None)
 
     async def _correlate(self, alert: Alert, state: CorrelationState) -> CorrelationResult:
         """The rules, over `state`; callers decide how correlations are serialised.

@@ -1,8 +1,9 @@
 """The agent: one alert in, a correlated, investigated, decided and acted-on incident out.
 
 Plain async Python with no transport: the embedded runner and the Kafka
-worker both drive it. Correlation is serialised (it is cheap and must see
-alerts in order); investigations run concurrently, one at a time per incident.
+worker both drive it. Correlations on related alerts (a shared fingerprint or
+entity) take turns in arrival order, unrelated ones run at once (see the
+correlator); investigations run concurrently, one at a time per incident.
 """
 
 from __future__ import annotations
@@ -136,7 +137,6 @@ class Agent:
         self._clock = clock
         self._channel = notify_channel
         self._facts = GatewayFacts(gateway, store, clock=clock)
-        self._correlate_lock = asyncio.Lock()
         self._incident_locks: IncidentLocks = incident_locks or StripedLocks()
         self._reasoner = reasoner
 
@@ -181,9 +181,8 @@ class Agent:
         return replace(outcome, elapsed_ms=(time.perf_counter() - started) * 1000)
 
     async def _handle(self, alert: Alert) -> AlertOutcome:
-        async with self._correlate_lock:
-            result = await self._correlator.correlate(alert)
-            await self._store.save_alert(alert, result.incident.id)
+        result = await self._correlator.correlate(alert)
+        await self._store.save_alert(alert, result.incident.id)
         failpoint("alert.stored")
         incident = result.incident
         await self._audit.append(

@@ -112,8 +112,8 @@ async def run_embedded(
             if raised:
                 report.counts["risk alerts"] += len(raised)
             for alert in (item, *raised):
-                # Backpressure: reading waits while `limit` alerts are in flight. Correlation
-                # inside agent.handle is serialised in arrival order (FIFO tasks, fair lock).
+                # Backpressure: reading waits while `limit` alerts are in flight. Related
+                # alerts correlate in arrival order (FIFO tasks queue on their keys at once).
                 await running.acquire()
                 task = asyncio.create_task(one(alert))
                 window.append(task)

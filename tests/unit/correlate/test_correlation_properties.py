@@ -179,3 +179,61 @@ def test_the_sqlite_store_correlates_exactly_as_the_reference(
         (r.outcome, r.incident.id) for r in expected
     ]
     assert stored == _snapshot(reference)
+
+
+@settings(max_examples=60, deadline=None)
+@given(alerts=alert_streams(), config=configs)
+def test_concurrent_correlations_on_sqlite_equal_a_serial_run(
+    alerts: list[Alert], config: CorrelationConfig
+) -> None:
+    """Every alert of the stream correlated at once, in one process, without a global lock:
+    related alerts take turns on their keys and an incident written under a correlation
+    that read it sends that one round again. The result must be the reference's for the
+    order in which the correlations finished, and related alerts (a shared fingerprint or
+    pivot) must keep their arrival order."""
+    import tempfile
+    from pathlib import Path
+
+    from soc_agent.correlate.fingerprint import fingerprint
+    from soc_agent.store import SQLiteStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStore(Path(tmp) / "s.db")
+        try:
+            correlator = Correlator(store, config)
+            finished: list[int] = []
+
+            async def one(i: int) -> CorrelationResult:
+                result = await correlator.correlate(alerts[i])
+                finished.append(i)
+                return result
+
+            async def feed() -> list[CorrelationResult]:
+                return list(await asyncio.gather(*(one(i) for i in range(len(alerts)))))
+
+            got = asyncio.run(feed())
+
+            async def read_back(reference: InMemoryCorrelationState) -> tuple[object, ...]:
+                incidents = {i: await store.get_incident(i) for i in reference.incidents}
+                return (
+                    {k: v.model_dump() if v else None for k, v in incidents.items()},
+                    {k: await store.find_by_entity(k) for k in reference.entities},
+                    {k: await store.get_fingerprint(k) for k in reference.fingerprints},
+                    {k: await store.get_alert_incident(k) for k in reference.alerts},
+                )
+
+            reference = InMemoryCorrelationState()
+            expected = _run(Correlator(reference, config), [alerts[i] for i in finished])
+            stored = asyncio.run(read_back(reference))
+        finally:
+            store.close()
+    assert [(got[i].outcome, got[i].incident.id) for i in finished] == [
+        (r.outcome, r.incident.id) for r in expected
+    ]
+    assert stored == _snapshot(reference)
+    keys = [{fingerprint(a), *correlator.pivots(a)} for a in alerts]
+    position = {i: n for n, i in enumerate(finished)}
+    for i in range(len(alerts)):
+        for j in range(i + 1, len(alerts)):
+            if keys[i] & keys[j]:
+                assert position[i] < position[j], (i, j)
