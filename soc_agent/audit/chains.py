@@ -119,7 +119,8 @@ class ChainedAuditLog:
         appends = self._appends
         if self._own is None or appends == self._appends_anchored:
             return
-        seq, digest = await self._own.head()
+        # The head this process appended is in the chain for good: no search needed.
+        seq, digest = self._own.last_appended or await self._own.head()
         if seq == 0 or self._anchored == (seq, digest):
             return
         name = str(self._own.chain)

@@ -113,6 +113,12 @@ class ElasticsearchAuditLog:
     def chain(self) -> str | None:
         return self._chain
 
+    @property
+    def last_appended(self) -> tuple[int, str] | None:
+        """`(seq, hash)` of the last entry this object appended or saw appended, if any:
+        in the chain for good, though others may have appended after it."""
+        return self._known
+
     def sibling(self, chain: str | None) -> ElasticsearchAuditLog:
         """Another chain of the same index, through the same client and key."""
         return ElasticsearchAuditLog(

@@ -38,7 +38,7 @@ __all__ = [
 
 async def runtime_flags(store: Store) -> dict[str, object]:
     """The runtime flags as every process sees them (for `policy.apply_runtime_flags`)."""
-    return {name: await store.get_flag(name) for name in RUNTIME_FLAGS}
+    return await store.get_flags(RUNTIME_FLAGS)
 
 
 async def kill_switch_state(store: Store, configured: PolicyConfig) -> dict[str, bool]:

@@ -6,6 +6,7 @@ Every method is async so neither blocks the event loop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -179,6 +180,10 @@ class Store(Protocol):
         self, *, limit: int = 50, offset: int = 0
     ) -> list[ActionLabel]: ...
     async def get_flag(self, name: str) -> Any: ...
+    async def get_flags(self, names: Sequence[str]) -> dict[str, Any]:
+        """Each named flag's value (None when unset), in one round trip."""
+        ...
+
     async def set_flag(self, name: str, value: Any) -> None: ...
 
 

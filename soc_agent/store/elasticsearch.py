@@ -45,7 +45,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -775,6 +775,15 @@ class ElasticsearchStore:
     async def get_flag(self, name: str) -> Any:
         src = await self._get("flags", name)
         return json.loads(src["value"]) if src else None
+
+    async def get_flags(self, names: Sequence[str]) -> dict[str, Any]:
+        if not names:
+            return {}
+        resp = await self._es.mget(
+            index=self.index("flags"), ids=[document_id(n) for n in names], source=["value"]
+        )
+        found = [d["_source"]["value"] if d.get("found") else None for d in resp["docs"]]
+        return {n: None if v is None else json.loads(v) for n, v in zip(names, found, strict=True)}
 
     async def set_flag(self, name: str, value: Any) -> None:
         # The value is any JSON (a bool, a number, a list...): kept as its JSON text.

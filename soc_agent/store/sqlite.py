@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -550,6 +550,14 @@ class SQLiteStore:
     async def get_flag(self, name: str) -> Any:
         row = await self._one("SELECT value FROM flags WHERE name=?", (name,))
         return json.loads(row[0]) if row else None
+
+    async def get_flags(self, names: Sequence[str]) -> dict[str, Any]:
+        rows = await self._all(
+            "SELECT name, value FROM flags WHERE name IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(names)),),
+        )
+        found = {str(name): json.loads(value) for name, value in rows}
+        return {n: found.get(n) for n in names}
 
     async def set_flag(self, name: str, value: Any) -> None:
         await self._run(

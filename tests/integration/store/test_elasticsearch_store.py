@@ -493,6 +493,19 @@ async def test_flags_round_trip_any_json(store: AnyStore, value: Any) -> None:
     assert await store.get_flag("kill_switch") is None
 
 
+async def test_flags_are_read_together_in_the_order_asked(store: AnyStore) -> None:
+    long_name = "export." + "x" * 600  # longer than an ES _id may be
+    await store.set_flag("agent_autonomy", 2)
+    await store.set_flag(long_name, {"cursor": 7})
+    got = await store.get_flags(["kill_switch", long_name, "agent_autonomy"])
+    assert list(got.items()) == [
+        ("kill_switch", None),
+        (long_name, {"cursor": 7}),
+        ("agent_autonomy", 2),
+    ]
+    assert await store.get_flags([]) == {}
+
+
 async def test_correlation_state_methods(store: AnyStore) -> None:
     long_key = "url:https://cdn.example.com/" + "a" * 2000  # longer than an ES _id may be
     assert await store.find_by_entity("host:ws-fin-042") is None
