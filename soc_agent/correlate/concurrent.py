@@ -44,7 +44,7 @@ from typing import Protocol
 
 from soc_agent.correlate.correlator import CorrelationConfig, CorrelationResult, Correlator
 from soc_agent.correlate.fingerprint import fingerprint
-from soc_agent.correlate.state import CorrelationState, IncidentChanged
+from soc_agent.correlate.state import CorrelationState, IncidentChanged, PrefetchingState
 from soc_agent.errors import SocAgentError
 from soc_agent.models import Alert
 
@@ -110,10 +110,19 @@ class ConcurrentCorrelator(Correlator):
         async with self._key_locks.hold_all(self.lock_names(alert)):
             for attempt in range(1, self._max_attempts + 1):
                 try:
-                    return await self._correlate(alert, self._views())
+                    return await self._correlate_in(alert, self._views())
                 except IncidentChanged as exc:
                     if attempt == self._max_attempts:
                         raise CorrelationContended(alert.id, exc.incident_id, attempt) from exc
                     self._retries += 1
                     log.debug("alert %s: %s", alert.id, exc)
         raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _correlate_in(self, alert: Alert, view: CorrelationState) -> CorrelationResult:
+        if not isinstance(view, PrefetchingState):
+            return await self._correlate(alert, view)
+        pivots = self.pivots(alert)
+        await view.prefetch(alert.id, fingerprint(alert), pivots, [self._id_factory(alert)])
+        result = await self._correlate(alert, view)
+        await view.flush()
+        return result

@@ -20,6 +20,7 @@ __all__ = [
     "CorrelationWrites",
     "InMemoryCorrelationState",
     "IncidentChanged",
+    "PrefetchingState",
 ]
 
 
@@ -93,6 +94,20 @@ class BatchedCorrelationState(CorrelationState, Protocol):
 
     async def apply_correlation(self, writes: CorrelationWrites) -> None:
         """Every write, in one transaction: all of them or none."""
+        ...
+
+
+@runtime_checkable
+class PrefetchingState(CorrelationState, Protocol):
+    """A per-correlation view that reads what the rules may consult at once and sends
+    its index writes together (Elasticsearch: two `_mget`s, a `_bulk` and one write)."""
+
+    async def prefetch(
+        self, alert_id: str, fingerprint: str, pivots: list[str], incident_ids: list[str]
+    ) -> None: ...
+
+    async def flush(self) -> None:
+        """Send the writes kept since `prefetch`."""
         ...
 
 

@@ -277,8 +277,8 @@ class ElasticsearchStore:
         was absent); its `put_incident` writes only if the incident is still
         at that version (creates only if still absent; an incident never read
         is created) and raises `IncidentChanged` otherwise, unless the stored
-        incident is already exactly the one being written. Everything else goes
-        straight to the store.
+        incident is already exactly the one being written. `prefetch` and `flush`
+        (see `_CorrelationView`) make a correlation two reads and three writes.
         """
         return _CorrelationView(self)
 
@@ -1003,18 +1003,74 @@ class ElasticsearchStore:
 
 
 class _CorrelationView:
-    """`ElasticsearchStore.correlation_view()`: one correlation's versioned window on the store."""
+    """`ElasticsearchStore.correlation_view()`: one correlation's versioned window on the store.
+
+    `prefetch` reads, in two `_mget`s, everything the rules may consult (the
+    alert's index entry, the fingerprint's sighting, the owner of each pivot,
+    and every incident those name, with its version); reads are then answered
+    from it. The incident is written at once, with compare-and-set, as the
+    first write; the index writes are kept and `flush` sends them, the
+    entities' and the fingerprint's in one `_bulk` and then the alert's entry,
+    which stays the last write (a crash before it is repaired by redelivery).
+    """
 
     def __init__(self, store: ElasticsearchStore) -> None:
         self._store = store
         # incident id -> (seq_no, primary_term) of the first read; None: read as absent.
         self._versions: dict[str, tuple[int, int] | None] = {}
+        self._incidents: dict[str, Incident | None] = {}
+        self._known: dict[tuple[str, str], dict[str, Any] | None] = {}  # (kind, id) -> source
+        self._pending: list[tuple[str, str, dict[str, Any]]] = []  # (kind, id, body)
+
+    async def prefetch(
+        self, alert_id: str, fingerprint: str, pivots: list[str], incident_ids: list[str]
+    ) -> None:
+        wanted = [
+            ("corr-alerts", alert_id),
+            ("corr-fingerprints", fingerprint),
+            *(("corr-entities", key) for key in pivots),
+        ]
+        for (kind, key), found in zip(wanted, await self._mget(wanted), strict=True):
+            self._known[kind, key] = None if found is None else found[0]
+        named = {str(src["incident_id"]) for src in self._known.values() if src is not None}
+        ids = sorted(named.union(incident_ids))
+        for incident_id, found in zip(
+            ids, await self._mget([("incidents", i) for i in ids]), strict=True
+        ):
+            self._remember(incident_id, found)
+
+    async def flush(self) -> None:
+        """Send the kept index writes: one `_bulk`, then the alert's entry last."""
+        pending, self._pending = self._pending, []
+        last = [p for p in pending if p[0] == "corr-alerts"]
+        first = [p for p in pending if p[0] != "corr-alerts"]
+        store = self._store
+        if first:
+            operations: list[dict[str, Any]] = []
+            for kind, key, body in first:
+                operations += [
+                    {"index": {"_index": store.index(kind), "_id": document_id(key)}},
+                    body,
+                ]
+            resp = await store._es.bulk(operations=operations)
+            if resp.get("errors"):
+                failed = [i for i in resp["items"] if i["index"].get("error")]
+                raise StoreError(f"correlation index writes refused: {failed[0]['index']['error']}")
+        for kind, key, body in last:
+            await store._put(kind, key, body)
 
     async def get_incident(self, incident_id: str) -> Incident | None:
-        found = await self._store._get_versioned("incidents", incident_id)
+        if incident_id not in self._incidents:
+            found = await self._store._get_versioned("incidents", incident_id)
+            self._remember(incident_id, found)
+        return self._incidents[incident_id]
+
+    def _remember(self, incident_id: str, found: tuple[dict[str, Any], int, int] | None) -> None:
         # The first read wins: a write built from it must not pass on a later read's version.
         self._versions.setdefault(incident_id, (found[1], found[2]) if found else None)
-        return Incident.model_validate(found[0]["doc"]) if found else None
+        self._incidents.setdefault(
+            incident_id, Incident.model_validate(found[0]["doc"]) if found else None
+        )
 
     async def put_incident(self, incident: Incident) -> None:
         version = self._versions.get(incident.id)
@@ -1039,26 +1095,68 @@ class _CorrelationView:
             if found is None or found[0]["doc"] != body["doc"]:
                 raise IncidentChanged(incident.id) from exc
             self._versions[incident.id] = (found[1], found[2])
+            self._incidents[incident.id] = incident
             return
         self._versions[incident.id] = (int(resp["_seq_no"]), int(resp["_primary_term"]))
+        self._incidents[incident.id] = incident
 
     async def find_by_entity(self, entity_key: str) -> str | None:
+        if ("corr-entities", entity_key) in self._known:
+            src = self._known["corr-entities", entity_key]
+            return None if src is None else str(src["incident_id"])
         return await self._store.find_by_entity(entity_key)
 
     async def index_entity(self, entity_key: str, incident_id: str) -> None:
-        await self._store.index_entity(entity_key, incident_id)
+        body = {"entity_key": entity_key, "incident_id": incident_id}
+        self._keep("corr-entities", entity_key, body)
 
     async def get_fingerprint(self, fingerprint: str) -> tuple[str, datetime] | None:
-        return await self._store.get_fingerprint(fingerprint)
+        if ("corr-fingerprints", fingerprint) not in self._known:
+            return await self._store.get_fingerprint(fingerprint)
+        src = self._known["corr-fingerprints", fingerprint]
+        if src is None:
+            return None
+        return str(src["incident_id"]), datetime.fromisoformat(src["last_seen"])
 
     async def put_fingerprint(self, fingerprint: str, incident_id: str, seen: datetime) -> None:
-        await self._store.put_fingerprint(fingerprint, incident_id, seen)
+        body = {"fingerprint": fingerprint, "incident_id": incident_id, "last_seen": ts(seen)}
+        self._keep("corr-fingerprints", fingerprint, body)
 
     async def get_alert_incident(self, alert_id: str) -> str | None:
+        if ("corr-alerts", alert_id) in self._known:
+            src = self._known["corr-alerts", alert_id]
+            return None if src is None else str(src["incident_id"])
         return await self._store.get_alert_incident(alert_id)
 
     async def put_alert_incident(self, alert_id: str, incident_id: str) -> None:
-        await self._store.put_alert_incident(alert_id, incident_id)
+        self._keep("corr-alerts", alert_id, {"alert_id": alert_id, "incident_id": incident_id})
+
+    def _keep(self, kind: str, key: str, body: dict[str, Any]) -> None:
+        """A write for `flush`, which later reads in this correlation already see."""
+        self._pending.append((kind, key, body))
+        self._known[kind, key] = body
+
+    async def _mget(
+        self, wanted: list[tuple[str, str]]
+    ) -> list[tuple[dict[str, Any], int, int] | None]:
+        """Each (kind, id) as (source, seq_no, primary_term), or None when absent."""
+        if not wanted:
+            return []
+        store = self._store
+        resp = await store._es.mget(
+            docs=[{"_index": store.index(kind), "_id": document_id(key)} for kind, key in wanted]
+        )
+        out: list[tuple[dict[str, Any], int, int] | None] = []
+        for (kind, _), doc in zip(wanted, resp["docs"], strict=True):
+            if "error" in doc:
+                raise StoreError(f"cannot read {store.index(kind)}: {doc['error']}")
+            found = doc.get("found")
+            out.append(
+                (dict(doc["_source"]), int(doc["_seq_no"]), int(doc["_primary_term"]))
+                if found
+                else None
+            )
+        return out
 
 
 def _action(src: Mapping[str, Any]) -> ActionRecord:
