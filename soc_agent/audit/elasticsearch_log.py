@@ -232,6 +232,25 @@ class ElasticsearchAuditLog:
         except _Unreadable as exc:
             raise StoreError(f"{self._index}: {exc}") from exc
 
+    async def appended_after(self, seq: int, *, limit: int) -> builtins.list[AuditEvent]:
+        """Like `entries_after`, up to the last entry this object appended: one real-time
+        `_mget`, no refresh (what a worker exports before each commit). Entries others
+        appended after that are theirs to export."""
+        known = self._known[0] if self._known is not None else 0
+        ids = [self._id(n) for n in range(seq + 1, min(known, seq + limit) + 1)]
+        if not ids:
+            return []
+        resp = await self._es.mget(index=self._index, ids=ids)
+        events: builtins.list[AuditEvent] = []
+        for doc in resp["docs"]:
+            if not doc.get("found"):
+                raise StoreError(f"audit index {self._index}: entry {doc['_id']} vanished")
+            try:
+                events.append(_from_doc(doc["_source"]))
+            except _Unreadable as exc:
+                raise StoreError(f"{self._index}: {exc}") from exc
+        return events
+
     async def head(self) -> tuple[int, str]:
         """`(seq, hash)` of the last entry, or `(0, GENESIS)` when empty: an anchor to keep."""
         resp = await self._es.search(

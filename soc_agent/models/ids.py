@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from soc_agent.models.alert import Entity
 
 __all__ = [
+    "ACTION_ID_PREFIX",
     "action_id",
     "dead_letter_id",
     "decision_id",
@@ -33,9 +34,12 @@ def idempotency_key(incident: str, action: str, target: Entity) -> str:
     return _sha256(f"{incident}\x1f{action}\x1f{target.key}".encode())[:32]
 
 
+ACTION_ID_PREFIX = "act-"  # an idempotency key is hex: the two never look alike
+
+
 def action_id(key: str) -> str:
     """The action request's id, derived from its idempotency key."""
-    return f"act-{key[:16]}"
+    return f"{ACTION_ID_PREFIX}{key[:16]}"
 
 
 def proposal_id(key: str, *, review: bool = False) -> str:

@@ -79,6 +79,7 @@ from soc_agent.models import (
     Proposal,
     ProposalStatus,
 )
+from soc_agent.models.ids import ACTION_ID_PREFIX
 from soc_agent.store.base import (
     MAX_ACTION_LABELS,
     MAX_VERDICT_HISTORY,
@@ -583,10 +584,13 @@ class ElasticsearchStore:
             await self._adjust_reservation(str(src["action"]), key, None)
 
     async def get_action(self, key: str) -> ActionRecord | None:
-        """By idempotency key (a real-time GET), else by action id (a search)."""
+        """By idempotency key (a real-time GET), else by action id (a search; only for
+        what can be an action id, so the policy's look-ups by key stay one GET)."""
         src = await self._get("actions", key)
         if src is not None:
             return _action(src)
+        if not key.startswith(ACTION_ID_PREFIX):
+            return None
         hits = await self._search("actions", {"term": {"action_id": key}}, [], 1, 0)
         return _action(hits[0]) if hits else None
 

@@ -19,10 +19,11 @@ waits on every other's export.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from soc_agent.audit import AuditLog
 from soc_agent.audit.chains import ChainedAuditLog
+from soc_agent.models import AuditEvent
 from soc_agent.runtime.kafka.producer import Publisher
 from soc_agent.runtime.kafka.records import audit_record
 from soc_agent.store import Store
@@ -66,7 +67,10 @@ class AuditExporter:
             sent = await self._export(audit, None, wait=True)
         else:
             own = audit.own.chain if audit.own is not None else None
-            sent = await self._export(audit.own or audit.shared, own, wait=True)
+            if audit.own is not None:  # what it appended itself: read without a refresh
+                sent = await self._export(audit.own, own, wait=True, fetch=audit.own.appended_after)
+            else:
+                sent = await self._export(audit.shared, None, wait=True)
             now = time.monotonic()
             if self._others_at is None or now - self._others_at >= OTHERS_EVERY_SECONDS:
                 self._others_at = now
@@ -75,7 +79,14 @@ class AuditExporter:
         self.exported += sent
         return sent
 
-    async def _export(self, chain: AuditLog, name: str | None, *, wait: bool) -> int:
+    async def _export(
+        self,
+        chain: AuditLog,
+        name: str | None,
+        *,
+        wait: bool,
+        fetch: Callable[..., Awaitable[list[AuditEvent]]] | None = None,
+    ) -> int:
         suffix = "" if name is None else f"@{name}"
         flag = f"kafka.export.{self._topic}{suffix}"
         sent = 0
@@ -84,7 +95,7 @@ class AuditExporter:
                 return 0
             cursor = int(await self._store.get_flag(flag) or 0)
             while True:
-                events = await chain.entries_after(cursor, limit=_BATCH)
+                events = await (fetch or chain.entries_after)(cursor, limit=_BATCH)
                 if not events:
                     break
                 await self._publisher.send_all(audit_record(self._topic, e) for e in events)

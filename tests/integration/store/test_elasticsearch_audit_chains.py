@@ -130,3 +130,17 @@ async def test_an_entry_moved_to_another_chain_fails(es: AsyncElasticsearch, pre
     result = await _reader(es, prefix).verify()
     assert not result.ok
     assert result.problem is not None and "chain w" in result.problem
+
+
+async def test_what_a_process_appended_is_read_back_without_a_search(
+    es: AsyncElasticsearch, prefix: str
+) -> None:
+    w1, _ = await _two_workers(es, prefix)
+    assert w1.own is not None
+    assert [e.seq for e in await w1.own.appended_after(7, limit=100)] == [8, 9, 10]
+    assert [e.seq for e in await w1.own.appended_after(2, limit=3)] == [3, 4, 5]
+    assert await w1.own.appended_after(10, limit=100) == []
+    # Another process's object knows nothing it appended: the exporter's search covers it.
+    assert await w1.shared.sibling("w1").appended_after(0, limit=100) == []
+    entries = await w1.own.appended_after(0, limit=100)
+    assert entries == await w1.own.entries_after(0, limit=100)
