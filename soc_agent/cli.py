@@ -692,20 +692,7 @@ def audit_verify(
     result = _run(main)
     chains = dict(result.parts)  # Elasticsearch: the shared chain ("") and each worker's
     if as_json:
-        doc: dict[str, Any] = {
-            "ok": result.ok,
-            "count": result.count,
-            "head": result.head,
-            "keyed": result.keyed,
-            "first_bad_seq": result.first_bad_seq,
-            "problem": result.problem,
-        }
-        if chains:
-            doc["chains"] = {
-                name: {"count": r.count, "head": r.head, "keyed": r.keyed}
-                for name, r in chains.items()
-            }
-        typer.echo(json.dumps(doc))
+        typer.echo(json.dumps(result.summary()))
     elif result.ok and chains:
         typer.echo(
             f"audit chains intact: {result.count} entries in {len(chains)} chains; the shared "

@@ -144,6 +144,21 @@ class VerifyResult:
     parts: tuple[tuple[str, VerifyResult], ...] = ()
     """For a log of several chains, each chain's own result (`""`: the shared chain)."""
 
+    def summary(self) -> dict[str, Any]:
+        """The result as the CLI's `--json` and the API show it."""
+        return {
+            "ok": self.ok,
+            "count": self.count,
+            "head": self.head,
+            "keyed": self.keyed,
+            "first_bad_seq": self.first_bad_seq,
+            "problem": self.problem,
+            # Elasticsearch: the shared chain ("") and each worker's own, each verified alone.
+            "chains": {
+                name: {"count": r.count, "head": r.head, "keyed": r.keyed} for name, r in self.parts
+            },
+        }
+
 
 def verify_events(
     events: Iterable[AuditEvent],

@@ -88,7 +88,11 @@ def test_two_machines_share_decisions_proposals_and_the_audit_chain(
     assert ("control.kill_switch", "local:lead") in actions_seen
     verify = cli("audit", "verify", "--json", cwd=two, env=es_env)
     assert verify.returncode == 0, verify.stderr
-    assert json.loads(verify.stdout)["ok"] is True
+    verified = json.loads(verify.stdout)
+    assert verified["ok"] is True
+    # Both machines here share a hostname, so one chain besides the shared one; all keyed.
+    assert len(verified["chains"]) == 2 and "" in verified["chains"]
+    assert all(c["keyed"] for c in verified["chains"].values())
     wrong_key = cli(
         "audit", "verify", "--json", cwd=two, env={**es_env, "SOC_AGENT_AUDIT_KEY": "guess"}
     )
