@@ -234,11 +234,9 @@ class Correlator:
                     result = await self._correlate(alert, view)
                     touched = {*snapshot.incidents, *(i.id for i in view.writes.incidents)}
                     newer = [
-                        done
+                        seen[1]
                         for i in touched
-                        if (seen := self._written.get(i)) is not None
-                        for serial, done in [seen]
-                        if serial > started
+                        if (seen := self._written.get(i)) is not None and seen[0] > started
                     ]
                     if not newer:
                         break

@@ -8,7 +8,8 @@ sharing the backend shares it, and a lock per chain (`audit-export`,
 `audit-export@<chain>`) lets one of them export that chain at a time.
 
 A worker calls `export()` before committing offsets: when it returns, every
-entry its own chain held before the call is on the topic. It waits for its own
+entry it appended before the call is on the topic (its own chain's, read back
+with one real-time `_mget` on Elasticsearch). It waits for its own
 chain's lock only (with the embedded store, or a single shared chain, that is
 the one chain); the other chains (the shared one, other machines' chains, those
 of processes that stopped) it exports at most every `OTHERS_EVERY_SECONDS`,
