@@ -130,9 +130,17 @@ def _child(path: Path, workdir: Path, es_url: str | None) -> int:
         rate, latencies, n, cpu = asyncio.run(_pipeline(path, settings))
     finally:
         asyncio.run(_drop_indices(settings))
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rate": rate, "latencies": latencies, "n": n, "cpu": cpu, "rss": rss_mb}))
+    print(json.dumps({"rate": rate, "latencies": latencies, "n": n, "cpu": cpu, "rss": _peak_mb()}))
     return 0
+
+
+def _peak_mb() -> float:
+    """This process's peak RSS since its exec (VmHWM): `ru_maxrss` would report the
+    parent's peak too, which Linux carries across fork and exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _run_child(path: Path, workdir: Path, es_url: str | None) -> dict[str, Any]:
