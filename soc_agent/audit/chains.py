@@ -28,10 +28,13 @@ import logging
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from soc_agent.audit.chain import VerifyResult
-from soc_agent.audit.elasticsearch_log import ElasticsearchAuditLog
 from soc_agent.models import AuditEvent
+
+if TYPE_CHECKING:  # the embedded runtime imports this module without the client library
+    from soc_agent.audit.elasticsearch_log import ElasticsearchAuditLog
 
 __all__ = ["ANCHOR_ACTION", "ChainedAuditLog"]
 

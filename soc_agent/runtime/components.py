@@ -14,6 +14,7 @@ from soc_agent_connectors import CapabilityKind, Connector, VerdictHistoryConnec
 from soc_agent.actions.executor import Executor
 from soc_agent.audit import AuditLog
 from soc_agent.audit.anchors import AnchorWriter
+from soc_agent.audit.chains import ChainedAuditLog
 from soc_agent.correlate import load_identity_book
 from soc_agent.errors import ConfigError
 from soc_agent.gateway import Gateway
@@ -262,6 +263,8 @@ async def open_components(
         finally:
             try:
                 if anchors is not None:
+                    if isinstance(audit, ChainedAuditLog):
+                        await audit.anchor()  # so the file's last head covers this chain too
                     await anchors.stop()
             finally:
                 if reasoner is not None:
