@@ -80,10 +80,10 @@ async def _produce(bootstrap: str, records: list[bytes]) -> None:
         await producer.stop()
 
 
-async def _ceiling(bootstrap: str, count: int) -> float:
+async def consume_ceiling(bootstrap: str, count: int, topic: str = TOPIC) -> float:
     """Records per second of one plain consumer reading the topic, parsing nothing."""
     consumer = AIOKafkaConsumer(
-        TOPIC, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
     )
     await consumer.start()
     seen, started = 0, time.perf_counter()
@@ -170,7 +170,7 @@ async def main(count: int, hosts: int, users: int) -> None:
         broker = kafka_infra.start(log_dir=Path(tmp) / "kafka")
         try:
             await _produce(broker.bootstrap, records)
-            ceiling = await _ceiling(broker.bootstrap, count)
+            ceiling = await consume_ceiling(broker.bootstrap, count)
             updates, alerts, rss = await _stream(broker.bootstrap, pairs, Path(tmp))
         finally:
             broker.close()

@@ -59,6 +59,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_pipeline import make_storm  # noqa: E402
+from bench_stream import consume_ceiling  # noqa: E402
 
 from soc_agent.correlate import Correlator, InMemoryCorrelationState  # noqa: E402
 from soc_agent.ingest import parse_payload  # noqa: E402
@@ -873,22 +874,6 @@ async def _drop_indices(es_url: str, prefix: str) -> None:
 # --- ceilings --------------------------------------------------------------------------------
 
 
-async def _consume_ceiling(bootstrap: str, topic: str, count: int) -> float:
-    """Records per second of one plain consumer reading the alerts, parsing nothing."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    seen, began = 0, time.perf_counter()
-    try:
-        while seen < count:
-            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-            seen += sum(len(r) for r in batch.values())
-    finally:
-        await consumer.stop()
-    return count / (time.perf_counter() - began)
-
-
 async def _bulk_ceiling(es_url: str, records: list[tuple[bytes, bytes]]) -> float:
     """Documents per second that `_bulk` (500 a request) writes of the alerts' own bytes."""
     index = f"bench-ceiling-{uuid.uuid4().hex[:8]}"
@@ -1115,8 +1100,8 @@ async def _main(args: argparse.Namespace, env: Env) -> list[str]:
         [TopicPlan(topic, PARTITIONS, 1, {})],
     )
     await _produce(env.bootstrap, topic, env.records)
-    await _consume_ceiling(env.bootstrap, topic, len(env.records))
-    ceilings["consume"] = await _consume_ceiling(env.bootstrap, topic, len(env.records))
+    await consume_ceiling(env.bootstrap, len(env.records), topic)
+    ceilings["consume"] = await consume_ceiling(env.bootstrap, len(env.records), topic)
     await _warm_up(env.es_url, seconds=5)
     await _bulk_ceiling(env.es_url, env.records)
     ceilings["bulk"] = await _bulk_ceiling(env.es_url, env.records)

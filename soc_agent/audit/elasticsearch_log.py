@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -209,10 +209,7 @@ class ElasticsearchAuditLog:
             size=limit,
             from_=offset,
         )
-        try:
-            return [_from_doc(hit["_source"]) for hit in resp["hits"]["hits"]]
-        except _Unreadable as exc:
-            raise StoreError(f"{self._index}: {exc}") from exc
+        return self._decode(hit["_source"] for hit in resp["hits"]["hits"])
 
     async def entries_after(self, seq: int, *, limit: int) -> builtins.list[AuditEvent]:
         """Up to `limit` entries with a sequence number above `seq`, in chain order.
@@ -227,10 +224,7 @@ class ElasticsearchAuditLog:
             sort=[{"seq": "asc"}],
             size=limit,
         )
-        try:
-            return [_from_doc(hit["_source"]) for hit in resp["hits"]["hits"]]
-        except _Unreadable as exc:
-            raise StoreError(f"{self._index}: {exc}") from exc
+        return self._decode(hit["_source"] for hit in resp["hits"]["hits"])
 
     async def appended_after(self, seq: int, *, limit: int) -> builtins.list[AuditEvent]:
         """Like `entries_after`, up to the last entry this object appended: one real-time
@@ -241,15 +235,17 @@ class ElasticsearchAuditLog:
         if not ids:
             return []
         resp = await self._es.mget(index=self._index, ids=ids)
-        events: builtins.list[AuditEvent] = []
         for doc in resp["docs"]:
             if not doc.get("found"):
                 raise StoreError(f"audit index {self._index}: entry {doc['_id']} vanished")
-            try:
-                events.append(_from_doc(doc["_source"]))
-            except _Unreadable as exc:
-                raise StoreError(f"{self._index}: {exc}") from exc
-        return events
+        return self._decode(doc["_source"] for doc in resp["docs"])
+
+    def _decode(self, sources: Iterable[Mapping[str, Any]]) -> builtins.list[AuditEvent]:
+        """Stored documents as events; one that no longer decodes is a StoreError."""
+        try:
+            return [_from_doc(src) for src in sources]
+        except _Unreadable as exc:
+            raise StoreError(f"{self._index}: {exc}") from exc
 
     async def head(self) -> tuple[int, str]:
         """`(seq, hash)` of the last entry, or `(0, GENESIS)` when empty: an anchor to keep."""
