@@ -94,6 +94,14 @@ class _Shape:
     reads_original: bool  # may read alert.original
     depth: int  # how deeply its comprehensions nest
 
+    @property
+    def shared(self) -> frozenset[str]:
+        return self.names & _SHARED_NAMES
+
+    @property
+    def extra(self) -> frozenset[str]:
+        return self.names - _SHARED_NAMES
+
 
 @lru_cache(maxsize=4096)
 def _shape(expression: str) -> _Shape:
@@ -124,38 +132,51 @@ def compile_expression(expression: str) -> Any:
     return _shape(expression).program
 
 
-# Converting a context into CEL values costs far more than evaluating a rule: the alert
-# (with its original document) and the incident dominate, and they are shared by every
-# expression of one decision. They are converted once into a base CEL context (cached
-# by identity: contexts are never mutated once built); the small per-expression parts
-# (`steps`, `item`) are set on it before each evaluation.
+# Converting a context into CEL values costs far more than evaluating a rule, and the CEL
+# binding converts every variable of a context again on the first evaluation after any
+# of them changes. So each expression is given only the names it reads: the alert (with
+# its original document, or without it when the expression never reads it) and the
+# incident are converted once per decision into a CEL context holding just the shared
+# objects the expression reads (cached by identity: contexts are never mutated once
+# built), and the small per-expression parts (`steps`, `item`, `entity`) are set on it
+# only when the expression reads them and they changed. An expression that reads only
+# the shared objects gives the same value every time, so its value is kept per decision.
 _SHARED = ("alert", "incident")
+_SHARED_NAMES = frozenset(_SHARED)
 _BASES: OrderedDict[tuple[int, int], _Base] = OrderedDict()
 _BASE_CACHE_SIZE = 32
+_SCALARS = (bool, int, float, str, type(None))  # values safe to hand out twice
+
+
+@dataclass
+class _Slot:
+    """One CEL context and the per-expression objects last set on it (held, so an
+    identical object is recognised by identity and not converted again)."""
+
+    context: Any
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class _Base:
     shared: tuple[Any, ...]  # the objects converted, held so their ids stay unique
-    # One CEL context with the alert's original document, one without: most expressions
-    # never read `alert.original`, and converting a large one dominated each evaluation
-    # (the CEL binding re-converts every variable whenever one changes).
-    contexts: dict[bool, Any] = field(default_factory=dict)
-    # The per-expression variables last set on each context, as the objects set (held,
-    # so an identical object is recognised by identity and not converted again).
-    extra: dict[bool, dict[str, Any]] = field(default_factory=dict)
+    # One CEL context per (reads alert.original, shared names read).
+    slots: dict[tuple[bool, frozenset[str]], _Slot] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)  # expression -> its value, see above
     largest: dict[str, int] = field(default_factory=dict)  # longest list per shared name
     original_values: int | None = None  # how many values alert.original holds (capped count)
 
-    def context(self, with_original: bool) -> Any:
-        if with_original not in self.contexts:
-            variables = {n: v for n, v in zip(_SHARED, self.shared, strict=True) if v is not None}
+    def slot(self, with_original: bool, names: frozenset[str]) -> _Slot:
+        key = (with_original, names)
+        slot = self.slots.get(key)
+        if slot is None:
+            pairs = zip(_SHARED, self.shared, strict=True)
+            variables = {n: v for n, v in pairs if n in names and v is not None}
             alert = variables.get("alert")
             if not with_original and isinstance(alert, dict) and "original" in alert:
                 variables["alert"] = {k: v for k, v in alert.items() if k != "original"}
-            self.contexts[with_original] = cel.Context(variables=variables, functions=_FUNCTIONS)
-            self.extra[with_original] = {}
-        return self.contexts[with_original]
+            slot = self.slots[key] = _Slot(cel.Context(variables=variables, functions=_FUNCTIONS))
+        return slot
 
 
 def _base(context: Mapping[str, Any]) -> _Base:
@@ -172,20 +193,21 @@ def _base(context: Mapping[str, Any]) -> _Base:
     return base
 
 
-def _cel_context(context: Mapping[str, Any], *, with_original: bool = True) -> Any:
-    base = _base(context)
-    cel_context = base.context(with_original)
-    previous = base.extra[with_original]
-    extra = {name: value for name, value in context.items() if name not in _SHARED}
-    for stale in previous.keys() - extra.keys():
-        cel_context.add_variable(stale, None)  # no leftovers from an earlier expression
-    for name, value in extra.items():
-        # Every rule of a decision shares `steps` and `settings`: converting them again for
-        # each rule cost more than evaluating it. Contexts are never mutated once built.
-        if name not in previous or previous[name] is not value:
-            cel_context.add_variable(name, value)
-    base.extra[with_original] = extra
-    return cel_context
+def _cel_context(base: _Base, shape: _Shape, context: Mapping[str, Any]) -> Any:
+    slot = base.slot(shape.reads_original, shape.shared)
+    for name in shape.extra:
+        value = context.get(name, _ABSENT)
+        if value is _ABSENT:
+            if name in slot.extra:  # set by an earlier expression: no leftovers
+                slot.context.add_variable(name, None)
+                del slot.extra[name]
+        elif slot.extra.get(name, _ABSENT) is not value:
+            slot.context.add_variable(name, value)
+            slot.extra[name] = value
+    return slot.context
+
+
+_ABSENT = object()
 
 
 def _original_too_large(context: Mapping[str, Any]) -> int | None:
@@ -213,14 +235,17 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
             f"{MAX_ORIGINAL_VALUES:,} expressions may read",
             missing_data=False,
         )
-    cel_context = _cel_context(context, with_original=reads_original)
+    base = _base(context)
+    if not shape.extra and expression in base.values:
+        return base.values[expression]
+    cel_context = _cel_context(base, shape, context)
     if shape.depth >= 2:
         largest = _largest_list(context, shape.names, with_original=reads_original)
         problem = runtime_cost_problem(shape.depth, largest)
         if problem is not None:
             raise EvaluationError(expression, problem, missing_data=False)
     try:
-        return shape.program.execute(cel_context)
+        value = shape.program.execute(cel_context)
     except KeyError as exc:
         raise EvaluationError(expression, f"no such key: {exc}", missing_data=True) from None
     except IndexError as exc:
@@ -236,6 +261,9 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
         raise EvaluationError(
             expression, f"{type(exc).__name__}: {exc}", missing_data=False
         ) from None
+    if not shape.extra and isinstance(value, _SCALARS):
+        base.values[expression] = value
+    return value
 
 
 def _largest_list(context: Mapping[str, Any], names: frozenset[str], *, with_original: bool) -> int:

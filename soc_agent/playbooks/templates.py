@@ -15,6 +15,7 @@ import copy
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from soc_agent.errors import ExpressionError
@@ -54,8 +55,10 @@ class Template:
         return None
 
 
+@lru_cache(maxsize=4096)
 def parse_template(text: str) -> Template:
-    """Split a string into literal text and `${...}` expressions.
+    """Split a string into literal text and `${...}` expressions (cached: a playbook's
+    templates are parsed again for every alert otherwise).
 
     The closing brace is found by tracking CEL string literals and nested
     braces, so `${ {"a": 1}.a }` and `${ x == "}" }` work.

@@ -1,0 +1,81 @@
+"""Expressions share converted contexts and remembered values within one decision; these
+tests check that sharing never changes what an expression evaluates to."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from soc_agent.errors import ExpressionError
+from soc_agent.models import Approver, IncidentVerdict, Role, Verdict
+from soc_agent.playbooks.expressions import EvaluationError, evaluate
+from soc_agent.playbooks.history import HistoryView, history_in_effect
+from tests.unit.playbooks.pb_helpers import T0
+
+
+def test_a_new_alert_is_never_answered_from_the_previous_ones_value() -> None:
+    first = {"alert": {"severity": "high", "hosts": ["a"]}}
+    second = {"alert": {"severity": "low", "hosts": ["b"]}}
+    assert evaluate('alert.severity == "high"', first) is True
+    assert evaluate('alert.severity == "high"', second) is False
+    assert evaluate('alert.severity == "high"', first) is True
+
+
+def test_per_expression_names_change_between_evaluations_on_one_alert() -> None:
+    alert = {"severity": "high"}
+    for item in (1, 2, 3):
+        assert evaluate("item + 1", {"alert": alert, "item": item}) == item + 1
+    steps = {"a": {"ok": True}}
+    both = "steps.a.ok && alert.severity == 'high'"
+    assert evaluate(both, {"alert": alert, "steps": steps})
+    assert not evaluate(both, {"alert": alert, "steps": {"a": {"ok": False}}})
+
+
+def test_a_name_absent_now_is_not_read_from_an_earlier_expression() -> None:
+    alert = {"severity": "high"}
+    assert evaluate("steps.a.ok", {"alert": alert, "steps": {"a": {"ok": True}}}) is True
+    with pytest.raises(EvaluationError):
+        evaluate("steps.a.ok", {"alert": alert})
+
+
+def test_a_remembered_list_is_a_fresh_copy_for_each_caller() -> None:
+    context = {"alert": {"hosts": ["a", "b"]}}
+    hosts = evaluate("alert.hosts", context)
+    hosts.append("mutated by a caller")
+    assert evaluate("alert.hosts", context) == ["a", "b"]
+
+
+def test_the_incident_is_read_only_by_expressions_that_name_it() -> None:
+    alert = {"severity": "high"}
+    incident = {"alert_count": 3}
+    context = {"alert": alert, "incident": incident}
+    assert evaluate('alert.severity == "high"', context) is True
+    assert evaluate("incident.alert_count > 2", context) is True
+    assert evaluate('incident.alert_count > 2 && alert.severity == "high"', context) is True
+    with pytest.raises(EvaluationError):
+        evaluate("incident.alert_count > 2", {"alert": alert})
+
+
+def _closing(days_ago: float, verdict: Verdict) -> IncidentVerdict:
+    return IncidentVerdict(
+        id=f"v-{verdict.value}",
+        incident_id="inc-1",
+        verdict=verdict,
+        reason="closed",
+        closed_by=Approver.of("token", "alice", Role.ANALYST),
+        closed_at=T0 - timedelta(days=days_ago),
+        rules=["suricata:1"],
+        entities=["host:ws-1"],
+    )
+
+
+def test_history_calls_are_evaluated_again_under_each_decisions_history() -> None:
+    context = {"alert": {"severity": "high"}, "incident": {}}
+    expression = 'history.last_verdict("host:ws-1")'
+    with history_in_effect(HistoryView([_closing(1, Verdict.FALSE_POSITIVE)], T0)):
+        assert evaluate(expression, context) == "false_positive"
+    with history_in_effect(HistoryView([_closing(1, Verdict.TRUE_POSITIVE)], T0)):
+        assert evaluate(expression, context) == "true_positive"
+    with pytest.raises(ExpressionError):
+        evaluate(expression, context)
