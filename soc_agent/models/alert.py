@@ -7,8 +7,8 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import lru_cache
-from typing import Any
+from functools import cached_property, lru_cache
+from typing import Any, Self
 
 from pydantic import (
     BaseModel,
@@ -186,7 +186,9 @@ class Entity(BaseModel):
         except ValidationError:
             raise ValueError(f"not an entity key 'type:value': {key[:80]!r}") from None
 
-    @property
+    # `names` and `keys` are worked out once per entity (correlation asks for the keys of
+    # every entity of an incident for each alert); a copy with other fields drops them.
+    @cached_property
     def names(self) -> tuple[str, ...]:
         """The value and every alias, distinct, value first."""
         return tuple(dict.fromkeys((self.value, *self.aliases.values())))
@@ -199,10 +201,16 @@ class Entity(BaseModel):
                 return self.aliases[kind]
         return self.value
 
-    @property
+    @cached_property
     def keys(self) -> tuple[str, ...]:
         """`type:name` for every name: what correlation and protection match on."""
         return tuple(f"{self.type.value}:{name}" for name in self.names)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copied = super().model_copy(update=update, deep=deep)
+        for derived in ("names", "keys"):
+            copied.__dict__.pop(derived, None)
+        return copied
 
 
 def clean_aliases(kind: EntityType, aliases: Mapping[str, Any]) -> tuple[dict[str, str], int]:

@@ -246,3 +246,19 @@ async def test_a_short_name_in_another_domain_is_the_documented_trade_off() -> N
     other["evidence"][0]["mdeDeviceId"] = "0" * 39 + "1"
     second = await corr.correlate(normalize(other))
     assert first.incident.id != second.incident.id
+
+
+def test_an_entity_copied_with_new_aliases_is_matched_by_them() -> None:
+    """Names and keys are remembered per entity; a copy with new aliases must not keep
+    the original's (correlation would miss the person under the new name)."""
+    from soc_agent.models import Entity
+    from soc_agent.models.alert import merge_aliases
+
+    person = Entity(type=EntityType.USER, value=UPN)
+    assert person.keys == (f"user:{UPN}",)
+    merged = merge_aliases(person, Entity(type=EntityType.USER, value=SID.lower()))
+    assert merged.keys == (f"user:{UPN}", f"user:{SID.lower()}")
+    assert merged.names == (UPN, SID.lower())
+    assert person.keys == (f"user:{UPN}",)
+    assert list(merged.model_dump()["aliases"].values()) == [SID.lower()]
+    assert merged == Entity(type=EntityType.USER, value=UPN, aliases=merged.aliases)
