@@ -40,7 +40,7 @@ from soc_agent.store.base import (
     ClaimResult,
     latest_per_incident,
 )
-from soc_agent.store.parsed import ParsedCache
+from soc_agent.store.sqlite_incidents import INCIDENT_SCHEMA, IncidentRows, add_incident_columns
 
 __all__ = ["SQLiteStore"]
 
@@ -99,7 +99,7 @@ class SQLiteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
-        self._incidents = ParsedCache(Incident)
+        self._incidents = IncidentRows()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._pool.submit(self._open).result()
@@ -114,8 +114,9 @@ class SQLiteStore:
             db.execute("PRAGMA busy_timeout=30000")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
+            db.executescript(_SCHEMA + INCIDENT_SCHEMA)
             _add_missing_columns(db)
+            add_incident_columns(db)
             return db
 
         try:
@@ -165,24 +166,19 @@ class SQLiteStore:
         return [Alert.model_validate_json(r[0]) for r in rows]
 
     async def get_incident(self, incident_id: str) -> Incident | None:
-        row = await self._one("SELECT doc FROM incidents WHERE id=?", (incident_id,))
-        return self._incidents.parse(incident_id, row[0]) if row else None
+        found = await self._run(lambda db: self._incidents.read(db, [incident_id]))
+        return found.get(incident_id)
 
     async def put_incident(self, incident: Incident) -> None:
-        doc = incident.model_dump_json()
-        await self._run(
-            lambda db: db.execute(
-                "INSERT OR REPLACE INTO incidents VALUES (?,?,?)",
-                (incident.id, incident.last_seen.isoformat(), doc),
-            )
-        )
-        self._incidents.remember(incident.id, doc, incident)
+        def write(db: sqlite3.Connection) -> None:
+            with db:
+                written = self._incidents.write(db, [incident])
+            self._incidents.remember(written)
+
+        await self._run(write)
 
     async def list_incidents(self, *, limit: int = 50, offset: int = 0) -> list[Incident]:
-        rows = await self._all(
-            "SELECT doc FROM incidents ORDER BY last_seen DESC LIMIT ? OFFSET ?", (limit, offset)
-        )
-        return [Incident.model_validate_json(r[0]) for r in rows]
+        return await self._run(lambda db: self._incidents.page(db, limit, offset))
 
     async def save_investigation(self, investigation: Investigation) -> None:
         await self._run(
@@ -610,7 +606,9 @@ class SQLiteStore:
     async def correlation_snapshot(
         self, alert_id: str, fingerprint: str, pivots: list[str], incident_ids: list[str]
     ) -> CorrelationSnapshot:
-        def read(db: sqlite3.Connection) -> tuple[Any, Any, dict[str, str], dict[str, str]]:
+        def read(
+            db: sqlite3.Connection,
+        ) -> tuple[Any, Any, dict[str, str], dict[str, Incident | None]]:
             known = db.execute(
                 "SELECT incident_id FROM corr_alerts WHERE alert_id=?", (alert_id,)
             ).fetchone()
@@ -628,16 +626,10 @@ class SQLiteStore:
             }
             wanted = {*incident_ids, *owners.values()}
             wanted.update(str(row[0]) for row in (known, seen) if row is not None)
-            docs = {
-                str(i): str(doc)
-                for i, doc in db.execute(
-                    "SELECT id, doc FROM incidents WHERE id IN (SELECT value FROM json_each(?))",
-                    (json.dumps(sorted(wanted)),),
-                )
-            }
-            return known, seen, owners, {i: docs.get(i, "") for i in wanted}
+            found = self._incidents.read(db, wanted)
+            return known, seen, owners, {i: found.get(i) for i in wanted}
 
-        known, seen, owners, docs = await self._run(read)
+        known, seen, owners, incidents = await self._run(read)
         return CorrelationSnapshot(
             alert_id=alert_id,
             fingerprint=fingerprint,
@@ -645,30 +637,22 @@ class SQLiteStore:
             alert_incident=str(known[0]) if known else None,
             sighting=(str(seen[0]), datetime.fromisoformat(seen[1])) if seen else None,
             owners=owners,
-            incidents={
-                i: self._incidents.parse(i, doc) if doc else None for i, doc in docs.items()
-            },
+            incidents=incidents,
         )
 
     async def apply_correlation(self, writes: CorrelationWrites) -> None:
-        docs = [(i, i.model_dump_json()) for i in writes.incidents]
-
         def write(db: sqlite3.Connection) -> None:
             with db:  # one transaction: a crash leaves all of the correlation or none
-                db.executemany(
-                    "INSERT OR REPLACE INTO incidents VALUES (?,?,?)",
-                    [(i.id, i.last_seen.isoformat(), doc) for i, doc in docs],
-                )
+                written = self._incidents.write(db, writes.incidents)
                 db.executemany("INSERT OR REPLACE INTO corr_entities VALUES (?,?)", writes.entities)
                 db.executemany(
                     "INSERT OR REPLACE INTO corr_fingerprints VALUES (?,?,?)",
                     [(fp, i, seen.isoformat()) for fp, i, seen in writes.fingerprints],
                 )
                 db.executemany("INSERT OR REPLACE INTO corr_alerts VALUES (?,?)", writes.alerts)
+            self._incidents.remember(written)
 
         await self._run(write)
-        for incident, doc in docs:
-            self._incidents.remember(incident.id, doc, incident)
 
     # -- helpers -------------------------------------------------------------------------
 
