@@ -67,6 +67,7 @@ its own calls. Processes sharing one state either take turns (a lock around
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -313,10 +314,10 @@ class Correlator:
             target = max(matching, key=lambda inc: (inc.last_seen, inc.id))
             if alert.id in target.alert_ids:
                 return await self._recovered(alert, target, state)
-            incident = _extend(target, alert, fp)
+            incident, new_names = _extend(target, alert, fp)
             outcome = "grouped"
             novel = (
-                _name_count(incident.entities) > _name_count(target.entities)
+                new_names > 0  # a new alias is new information
                 or len(incident.rules) > len(target.rules)
                 or incident.severity != target.severity
             )
@@ -427,7 +428,7 @@ def _open(incident_id: str, alert: Alert, fp: str) -> Incident:
         title=alert.title or alert.rule.name,
         severity=alert.severity,
         alert_ids=[alert.id],
-        entities=_union([], alert.entities),
+        entities=_union([], alert.entities)[0],
         fingerprints=[fp],
         rules=[alert.rule_key],
         first_seen=alert.created_at,
@@ -435,7 +436,8 @@ def _open(incident_id: str, alert: Alert, fp: str) -> Incident:
     )
 
 
-def _extend(incident: Incident, alert: Alert, fp: str) -> Incident:
+def _extend(incident: Incident, alert: Alert, fp: str) -> tuple[Incident, int]:
+    """The incident with the alert added, and how many names its entities gained."""
     severity = max(incident.severity, alert.severity, key=lambda s: s.rank)
     fingerprints = list(incident.fingerprints)
     if fp not in fingerprints:
@@ -448,37 +450,84 @@ def _extend(incident: Incident, alert: Alert, fp: str) -> Incident:
             alert.rule_key,
         ]
     )
-    return incident.model_copy(
+    entities, new_names = _union(incident.entities, alert.entities)
+    extended = incident.model_copy(
         update={
             "rules": rules,
             "severity": severity,
             "alert_ids": [*incident.alert_ids, alert.id],
-            "entities": _union(incident.entities, alert.entities),
+            "entities": entities,
             "fingerprints": fingerprints,
             "first_seen": min(incident.first_seen, alert.created_at),
             "last_seen": max(incident.last_seen, alert.created_at),
         }
     )
+    return extended, new_names
 
 
-def _union(current: list[Entity], new: list[Entity]) -> list[Entity]:
+def _union(current: list[Entity], new: list[Entity]) -> tuple[list[Entity], int]:
     """Entities of both lists in order of first appearance; an entity sharing any name
     with one already there adds its names to that one as aliases, keeping its value (so
-    decisions already taken on that value keep their target)."""
+    decisions already taken on that value keep their target). Also how many names
+    (values and aliases) the list gained."""
     out = list(current)
-    where = {key: i for i, e in enumerate(out) for key in e.keys}
+    before = _key_index(current)
+    where = dict(before)
+    gained, changed = 0, set()
     for entity in new:
         i = next((where[k] for k in entity.keys if k in where), None)
         if i is None:
             i = len(out)
             out.append(entity)
+            gained += 1 + len(entity.aliases)
         else:
-            out[i] = merge_aliases(out[i], entity)
+            merged = merge_aliases(out[i], entity)
+            gained += len(merged.aliases) - len(out[i].aliases)
+            out[i] = merged
+        changed.add(i)
         for key in out[i].keys:
             where.setdefault(key, i)
-    return out
+    # The index of `out` as `_key_index` would build it (the last entity naming a key
+    # wins): entities only gain names, so the changed ones may only raise positions.
+    after = dict(before)
+    for i in changed:
+        for key in out[i].keys:
+            if after.get(key, -1) < i:
+                after[key] = i
+    _KEY_INDEXES.hold(out, after)
+    return out, gained
 
 
-def _name_count(entities: list[Entity]) -> int:
-    """How many names the entities go by: a new alias is new information."""
-    return sum(1 + len(e.aliases) for e in entities)
+class _KeyIndexes:
+    """The key -> position index of recent entity lists, by list identity: an incident's
+    entities are one list object from alert to alert until an alert changes them, and
+    indexing its 1,225 entities again for each alert cost more than the rest of grouping.
+    Lists are never mutated once an incident holds them (changes are copies)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._held: OrderedDict[int, tuple[list[Entity], dict[str, int]]] = OrderedDict()
+        self._size = size
+
+    def get(self, entities: list[Entity]) -> dict[str, int] | None:
+        held = self._held.get(id(entities))
+        if held is None or held[0] is not entities:
+            return None
+        self._held.move_to_end(id(entities))
+        return held[1]
+
+    def hold(self, entities: list[Entity], index: dict[str, int]) -> None:
+        self._held[id(entities)] = (entities, index)
+        self._held.move_to_end(id(entities))
+        while len(self._held) > self._size:
+            self._held.popitem(last=False)
+
+
+_KEY_INDEXES = _KeyIndexes()
+
+
+def _key_index(entities: list[Entity]) -> dict[str, int]:
+    index = _KEY_INDEXES.get(entities)
+    if index is None:
+        index = {key: i for i, e in enumerate(entities) for key in e.keys}
+        _KEY_INDEXES.hold(entities, index)
+    return index
