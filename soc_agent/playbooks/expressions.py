@@ -10,7 +10,9 @@ that is absent rather than an expression that is wrong.
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -93,6 +95,9 @@ class _Shape:
     names: frozenset[str]  # top-level context names it reads (macro variables excluded)
     reads_original: bool  # may read alert.original
     depth: int  # how deeply its comprehensions nest
+    # The alert fields it reads when it reads nothing else, and only as `alert.<field>`
+    # (its value is then a function of those fields' values); None otherwise.
+    alert_fields: tuple[str, ...] | None = None
 
     @property
     def shared(self) -> frozenset[str]:
@@ -120,7 +125,10 @@ def _shape(expression: str) -> _Shape:
         raise ExpressionError(f"cannot compile: {type(exc).__name__}: {exc}") from None
     names = frozenset(str(v) for v in program.variables()) - comprehension_variables(expression)
     depth, _ = comprehension_depth(blanked)
-    return _Shape(program, names, "original" in blanked, depth)
+    reads_original = "original" in blanked
+    fields = attribute_reads(expression, "alert") if names <= {"alert"} else None
+    alert_fields = None if fields is None or reads_original else tuple(sorted(fields))
+    return _Shape(program, names, reads_original, depth, alert_fields)
 
 
 def compile_expression(expression: str) -> Any:
@@ -146,6 +154,14 @@ _SHARED_NAMES = frozenset(_SHARED)
 _BASES: OrderedDict[tuple[int, int], _Base] = OrderedDict()
 _BASE_CACHE_SIZE = 32
 _SCALARS = (bool, int, float, str, type(None))  # values safe to hand out twice
+# Values of expressions that read only alert fields, by the fields' values, across
+# alerts: most alerts of a storm share their rule, tactics and format, and one
+# `matches()` (the binding compiles its regular expression on every call) cost more
+# than the rest of a risk rule. Keys are the fields' JSON, so 1, 1.0 and true differ.
+_BY_VALUES: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_BY_VALUES_SIZE = 4096
+_BY_VALUES_MAX_KEY = 2048  # characters of field values; larger ones are not kept
+_BY_VALUES_LOCK = threading.Lock()  # a playbook test in the API may evaluate off the loop
 
 
 @dataclass
@@ -238,12 +254,16 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
     base = _base(context)
     if not shape.extra and expression in base.values:
         return base.values[expression]
-    cel_context = _cel_context(base, shape, context)
     if shape.depth >= 2:
         largest = _largest_list(context, shape.names, with_original=reads_original)
         problem = runtime_cost_problem(shape.depth, largest)
         if problem is not None:
             raise EvaluationError(expression, problem, missing_data=False)
+    key = _values_key(shape, expression, context)
+    if key is not None and (known := _by_values(key)) is not _ABSENT:
+        base.values[expression] = known
+        return known
+    cel_context = _cel_context(base, shape, context)
     try:
         value = shape.program.execute(cel_context)
     except KeyError as exc:
@@ -263,7 +283,36 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
         ) from None
     if not shape.extra and isinstance(value, _SCALARS):
         base.values[expression] = value
+        if key is not None:
+            with _BY_VALUES_LOCK:
+                _BY_VALUES[key] = value
+                if len(_BY_VALUES) > _BY_VALUES_SIZE:
+                    _BY_VALUES.popitem(last=False)
     return value
+
+
+def _by_values(key: tuple[str, str]) -> Any:
+    with _BY_VALUES_LOCK:
+        value = _BY_VALUES.get(key, _ABSENT)
+        if value is not _ABSENT:
+            _BY_VALUES.move_to_end(key)
+        return value
+
+
+def _values_key(
+    shape: _Shape, expression: str, context: Mapping[str, Any]
+) -> tuple[str, str] | None:
+    """The key of an alert-fields-only expression's value, or None (not kept)."""
+    if shape.alert_fields is None:
+        return None
+    alert = context.get("alert")
+    if not isinstance(alert, dict):
+        return None
+    try:
+        values = json.dumps({f: alert[f] for f in shape.alert_fields if f in alert})
+    except (TypeError, ValueError):
+        return None
+    return (expression, values) if len(values) <= _BY_VALUES_MAX_KEY else None
 
 
 def _largest_list(context: Mapping[str, Any], names: frozenset[str], *, with_original: bool) -> int:

@@ -79,3 +79,26 @@ def test_history_calls_are_evaluated_again_under_each_decisions_history() -> Non
         assert evaluate(expression, context) == "true_positive"
     with pytest.raises(ExpressionError):
         evaluate(expression, context)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(1, True), (1.0, False), (True, False), ("1", False), (None, False)]
+)
+def test_values_kept_across_alerts_tell_types_apart(value: object, expected: bool) -> None:
+    # The same field value as text would make every one of these the same key.
+    evaluate("type(alert.x) == int", {"alert": {"x": 1}})
+    assert evaluate("type(alert.x) == int", {"alert": {"x": value}}) is expected
+
+
+def test_values_kept_across_alerts_tell_a_missing_field_from_a_null_one() -> None:
+    assert evaluate("has(alert.x)", {"alert": {"x": None}}) is True
+    assert evaluate("has(alert.x)", {"alert": {}}) is False
+    assert evaluate("has(alert.x)", {"alert": {"x": None}}) is True
+
+
+def test_an_expression_reading_the_alert_whole_follows_every_field() -> None:
+    expression = 'alert["x"] + size(alert)'
+    assert evaluate(expression, {"alert": {"x": 1}}) == 2
+    assert evaluate(expression, {"alert": {"x": 1, "y": 2}}) == 3
+    assert evaluate("alert.x + 1", {"alert": {"x": 1, "y": 2}}) == 2
+    assert evaluate("alert.x + 1", {"alert": {"x": 5, "y": 2}}) == 6
