@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import sys
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
+from typing import TypeVar
 
 from soc_agent.ingest import ByteStream, Filtered, read_records
 from soc_agent.models import Alert, DeadLetter, ExecutionStatus
@@ -152,7 +154,31 @@ async def _ingest(
                 mappings=components.mappings,
                 max_entities=bounds.max_entities_per_alert,
             )
-            # One record at a time, read and normalised off the event loop: the pipeline's
-            # backpressure reaches the file, and a large input is never held whole.
-            while (item := await asyncio.to_thread(next, records, None)) is not None:
-                yield item
+            # Read and normalised off the event loop, a few records per thread hop (a hop per
+            # record cost more than reading it): the pipeline's backpressure reaches the
+            # file, and a large input is never held whole. Standard input may be a live
+            # stream, so each of its records goes on as soon as it is read.
+            batch = 1 if src == "-" else _READ_AHEAD
+            while True:
+                items, failure = await asyncio.to_thread(_take, records, batch)
+                for item in items:
+                    yield item
+                if failure is not None:
+                    raise failure
+                if not items:
+                    break
+
+
+_READ_AHEAD = 16  # records read per hop from a file
+_T = TypeVar("_T")
+
+
+def _take(records: Iterator[_T], n: int) -> tuple[list[_T], Exception | None]:
+    """Up to `n` records, and what stopped the reading, if it failed: the records read
+    before a failure go on first, as they would one at a time."""
+    items: list[_T] = []
+    try:
+        items.extend(itertools.islice(records, n))
+    except Exception as exc:
+        return items, exc
+    return items, None
