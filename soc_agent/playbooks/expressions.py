@@ -87,6 +87,9 @@ class EvaluationError(ExpressionError):
         super().__init__(f"{message} (in `{_shorten(expression)}`)")
 
 
+_Fields = tuple[tuple[str, tuple[str, ...]], ...]  # (name, fields read of it) per name
+
+
 @dataclass(frozen=True)
 class _Shape:
     """What evaluating an expression needs to know about it, worked out once."""
@@ -95,9 +98,10 @@ class _Shape:
     names: frozenset[str]  # top-level context names it reads (macro variables excluded)
     reads_original: bool  # may read alert.original
     depth: int  # how deeply its comprehensions nest
-    # The alert fields it reads when it reads nothing else, and only as `alert.<field>`
-    # (its value is then a function of those fields' values); None otherwise.
-    alert_fields: tuple[str, ...] | None = None
+    # The fields it reads of each name, when it reads every name only as `<name>.<field>`
+    # and calls nothing that reads outside state (its value is then a function of those
+    # fields' values); None otherwise.
+    fields: _Fields | None = None
 
     @property
     def shared(self) -> frozenset[str]:
@@ -126,9 +130,24 @@ def _shape(expression: str) -> _Shape:
     names = frozenset(str(v) for v in program.variables()) - comprehension_variables(expression)
     depth, _ = comprehension_depth(blanked)
     reads_original = "original" in blanked
-    fields = attribute_reads(expression, "alert") if names <= {"alert"} else None
-    alert_fields = None if fields is None or reads_original else tuple(sorted(fields))
-    return _Shape(program, names, reads_original, depth, alert_fields)
+    pure = not reads_original and not _HISTORY_CALLS & {str(f) for f in program.functions()}
+    fields = _fields_read(expression, names) if pure else None
+    return _Shape(program, names, reads_original, depth, fields)
+
+
+_HISTORY_CALLS = frozenset(name.rsplit(".", 1)[-1] for name in HISTORY_FUNCTIONS)
+
+
+def _fields_read(
+    expression: str, names: frozenset[str]
+) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+    out = []
+    for name in sorted(names):
+        fields = attribute_reads(expression, name)
+        if fields is None:
+            return None
+        out.append((name, tuple(sorted(fields))))
+    return tuple(out)
 
 
 def compile_expression(expression: str) -> Any:
@@ -154,10 +173,11 @@ _SHARED_NAMES = frozenset(_SHARED)
 _BASES: OrderedDict[tuple[int, int], _Base] = OrderedDict()
 _BASE_CACHE_SIZE = 32
 _SCALARS = (bool, int, float, str, type(None))  # values safe to hand out twice
-# Values of expressions that read only alert fields, by the fields' values, across
-# alerts: most alerts of a storm share their rule, tactics and format, and one
-# `matches()` (the binding compiles its regular expression on every call) cost more
-# than the rest of a risk rule. Keys are the fields' JSON, so 1, 1.0 and true differ.
+# Values of expressions by the values of the fields they read (see `_Shape.fields`),
+# across decisions: most alerts of a storm share their rule, tactics and format, most
+# entities their criticality, and one `matches()` (the binding compiles its regular
+# expression on every call) cost more than the rest of a risk rule. Keys are the
+# fields' JSON, so 1, 1.0 and true differ, and a missing field differs from a null one.
 _BY_VALUES: OrderedDict[tuple[str, str], Any] = OrderedDict()
 _BY_VALUES_SIZE = 4096
 _BY_VALUES_MAX_KEY = 2048  # characters of field values; larger ones are not kept
@@ -261,7 +281,8 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
             raise EvaluationError(expression, problem, missing_data=False)
     key = _values_key(shape, expression, context)
     if key is not None and (known := _by_values(key)) is not _ABSENT:
-        base.values[expression] = known
+        if not shape.extra:
+            base.values[expression] = known
         return known
     cel_context = _cel_context(base, shape, context)
     try:
@@ -281,8 +302,9 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
         raise EvaluationError(
             expression, f"{type(exc).__name__}: {exc}", missing_data=False
         ) from None
-    if not shape.extra and isinstance(value, _SCALARS):
-        base.values[expression] = value
+    if isinstance(value, _SCALARS):
+        if not shape.extra:
+            base.values[expression] = value
         if key is not None:
             with _BY_VALUES_LOCK:
                 _BY_VALUES[key] = value
@@ -302,14 +324,20 @@ def _by_values(key: tuple[str, str]) -> Any:
 def _values_key(
     shape: _Shape, expression: str, context: Mapping[str, Any]
 ) -> tuple[str, str] | None:
-    """The key of an alert-fields-only expression's value, or None (not kept)."""
-    if shape.alert_fields is None:
+    """The key of the expression's value among those kept, or None (not kept)."""
+    if shape.fields is None:
         return None
-    alert = context.get("alert")
-    if not isinstance(alert, dict):
-        return None
+    read: list[Any] = []
+    for name, fields in shape.fields:
+        if name not in context:
+            read.append(0)  # not in the context, which a dict never equals
+            continue
+        value = context[name]
+        if not isinstance(value, dict):
+            return None
+        read.append({f: value[f] for f in fields if f in value})
     try:
-        values = json.dumps({f: alert[f] for f in shape.alert_fields if f in alert})
+        values = json.dumps(read)
     except (TypeError, ValueError):
         return None
     return (expression, values) if len(values) <= _BY_VALUES_MAX_KEY else None

@@ -102,3 +102,18 @@ def test_an_expression_reading_the_alert_whole_follows_every_field() -> None:
     assert evaluate(expression, {"alert": {"x": 1, "y": 2}}) == 3
     assert evaluate("alert.x + 1", {"alert": {"x": 1, "y": 2}}) == 2
     assert evaluate("alert.x + 1", {"alert": {"x": 5, "y": 2}}) == 6
+
+
+def test_values_kept_by_fields_follow_every_name_read() -> None:
+    alert = {"severity": "high"}
+    for criticality, expected in [("high", True), ("low", False), ("high", True)]:
+        entity = {"type": "host", "criticality": criticality}
+        context = {"alert": alert, "entity": entity}
+        assert evaluate('entity.criticality == "high" && alert.severity == "high"', context) is (
+            expected
+        )
+    steps = {"a": {"ok": True}, "b": {"ok": False}}
+    assert evaluate("size(steps)", {"alert": alert, "steps": steps}) == 2
+    assert evaluate("size(steps)", {"alert": alert, "steps": {"a": {"ok": True}}}) == 1
+    assert evaluate("steps.a.ok", {"alert": alert, "steps": steps}) is True
+    assert evaluate("steps.a.ok", {"alert": alert, "steps": {"a": {"ok": False}}}) is False
