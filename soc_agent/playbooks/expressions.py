@@ -103,13 +103,12 @@ class _Shape:
     # fields' values); None otherwise.
     fields: _Fields | None = None
 
-    @property
-    def shared(self) -> frozenset[str]:
-        return self.names & _SHARED_NAMES
+    shared: frozenset[str] = field(init=False)  # of `names`, the alert and the incident
+    extra: frozenset[str] = field(init=False)  # of `names`, the others
 
-    @property
-    def extra(self) -> frozenset[str]:
-        return self.names - _SHARED_NAMES
+    def __post_init__(self) -> None:  # read on every evaluation: worked out once here
+        object.__setattr__(self, "shared", self.names & _SHARED_NAMES)
+        object.__setattr__(self, "extra", self.names - _SHARED_NAMES)
 
 
 @lru_cache(maxsize=4096)
@@ -138,9 +137,7 @@ def _shape(expression: str) -> _Shape:
 _HISTORY_CALLS = frozenset(name.rsplit(".", 1)[-1] for name in HISTORY_FUNCTIONS)
 
 
-def _fields_read(
-    expression: str, names: frozenset[str]
-) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+def _fields_read(expression: str, names: frozenset[str]) -> _Fields | None:
     out = []
     for name in sorted(names):
         fields = attribute_reads(expression, name)
