@@ -67,7 +67,6 @@ its own calls. Processes sharing one state either take turns (a lock around
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -87,6 +86,7 @@ from soc_agent.correlate.state import (
 from soc_agent.correlate.turns import KeyTurns
 from soc_agent.models import Alert, Entity, EntityType, Incident
 from soc_agent.models.alert import merge_aliases
+from soc_agent.models.entity_index import hold_key_index, key_index
 from soc_agent.models.ids import incident_id
 
 __all__ = [
@@ -471,7 +471,7 @@ def _union(current: list[Entity], new: list[Entity]) -> tuple[list[Entity], int]
     decisions already taken on that value keep their target). Also how many names
     (values and aliases) the list gained."""
     out = list(current)
-    before = _key_index(current)
+    before = key_index(current)
     where = dict(before)
     gained, changed = 0, set()
     for entity in new:
@@ -487,47 +487,12 @@ def _union(current: list[Entity], new: list[Entity]) -> tuple[list[Entity], int]
         changed.add(i)
         for key in out[i].keys:
             where.setdefault(key, i)
-    # The index of `out` as `_key_index` would build it (the last entity naming a key
+    # The index of `out` as `key_index` would build it (the last entity naming a key
     # wins): entities only gain names, so the changed ones may only raise positions.
     after = dict(before)
     for i in changed:
         for key in out[i].keys:
             if after.get(key, -1) < i:
                 after[key] = i
-    _KEY_INDEXES.hold(out, after)
+    hold_key_index(out, after)
     return out, gained
-
-
-class _KeyIndexes:
-    """The key -> position index of recent entity lists, by list identity: an incident's
-    entities are one list object from alert to alert until an alert changes them, and
-    indexing its 1,225 entities again for each alert cost more than the rest of grouping.
-    Lists are never mutated once an incident holds them (changes are copies)."""
-
-    def __init__(self, size: int = 64) -> None:
-        self._held: OrderedDict[int, tuple[list[Entity], dict[str, int]]] = OrderedDict()
-        self._size = size
-
-    def get(self, entities: list[Entity]) -> dict[str, int] | None:
-        held = self._held.get(id(entities))
-        if held is None or held[0] is not entities:
-            return None
-        self._held.move_to_end(id(entities))
-        return held[1]
-
-    def hold(self, entities: list[Entity], index: dict[str, int]) -> None:
-        self._held[id(entities)] = (entities, index)
-        self._held.move_to_end(id(entities))
-        while len(self._held) > self._size:
-            self._held.popitem(last=False)
-
-
-_KEY_INDEXES = _KeyIndexes()
-
-
-def _key_index(entities: list[Entity]) -> dict[str, int]:
-    index = _KEY_INDEXES.get(entities)
-    if index is None:
-        index = {key: i for i, e in enumerate(entities) for key in e.keys}
-        _KEY_INDEXES.hold(entities, index)
-    return index

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from soc_agent.errors import ExpressionError
 from soc_agent.models import ActionCandidate, Alert, Entity, Incident, ScoreContribution
 from soc_agent.models.alert import ENTITIES_TRUNCATED, ENTITIES_TRUNCATED_TYPES
+from soc_agent.models.entity_index import key_index
 from soc_agent.playbooks.context import alert_context, incident_context
 from soc_agent.playbooks.expressions import (
     EvaluationError,
@@ -218,15 +219,20 @@ def candidates(
     names becomes that entity, value and aliases: one person is one target however
     the playbook named them, and a connector can pick the alias it needs.
     """
-    names = {key: entity for entity in known for key in entity.keys}
+    index = key_index(known)
+
+    def named(key: str) -> Entity | None:
+        i = index.get(key)
+        return None if i is None else known[i]
+
     out: list[ActionCandidate] = []
     for rule in playbook.respond:
-        out.extend(_rule_candidates(rule, ctx, names, diagnostics))
+        out.extend(_rule_candidates(rule, ctx, named, diagnostics))
     return out
 
 
-def _resolved(target: Entity, names: Mapping[str, Entity]) -> Entity:
-    entity = names.get(target.key)
+def _resolved(target: Entity, named: Callable[[str], Entity | None]) -> Entity:
+    entity = named(target.key)
     if entity is None:
         return target
     return Entity(type=entity.type, value=entity.value, aliases=entity.aliases)
@@ -235,7 +241,7 @@ def _resolved(target: Entity, names: Mapping[str, Entity]) -> Entity:
 def _rule_candidates(
     rule: RespondRule,
     ctx: Mapping[str, Any],
-    names: Mapping[str, Entity],
+    named: Callable[[str], Entity | None],
     diagnostics: list[str] | None,
 ) -> list[ActionCandidate]:
     def note(message: str) -> None:
@@ -273,7 +279,7 @@ def _rule_candidates(
             note("target is empty; no candidate")
             continue
         try:
-            target = _resolved(Entity.model_validate({"type": kind, "value": str(value)}), names)
+            target = _resolved(Entity.model_validate({"type": kind, "value": str(value)}), named)
         except ValidationError as exc:
             note(f"target {kind}:{value!s:.80} is not a valid entity: {exc.errors()[0]['msg']}")
             continue

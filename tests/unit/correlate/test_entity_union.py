@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from soc_agent.correlate import correlator
-from soc_agent.models import Entity, EntityType
+from soc_agent.models import Entity, EntityType, entity_index
 
 _NAMES = [f"u{i}" for i in range(8)]
 
@@ -24,17 +24,17 @@ def _entity(draw: st.DrawFn) -> Entity:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.lists(_entity(), min_size=1, max_size=4), min_size=1, max_size=12))
 def test_held_indexes_give_what_fresh_ones_give(alerts: list[list[Entity]]) -> None:
-    correlator._KEY_INDEXES = correlator._KeyIndexes()
+    entity_index._HELD = entity_index._Held()
     held: list[Entity] = []
     fresh: list[Entity] = []
     for entities in alerts:
         held, gained_held = correlator._union(held, entities)
-        kept = correlator._KEY_INDEXES
-        correlator._KEY_INDEXES = correlator._KeyIndexes()  # nothing held: index afresh
+        kept = entity_index._HELD
+        entity_index._HELD = entity_index._Held()  # nothing held: index afresh
         try:
             fresh, gained_fresh = correlator._union(list(fresh), entities)
         finally:
-            correlator._KEY_INDEXES = kept
+            entity_index._HELD = kept
         assert held == fresh and gained_held == gained_fresh
         names = sum(1 + len(e.aliases) for e in fresh)
         assert gained_fresh >= 0 and names >= gained_fresh
