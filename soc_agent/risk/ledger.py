@@ -6,8 +6,12 @@ at-least-once delivery still gives exact totals. A window's total is the sum
 of the contributions whose time it holds; windows are `window_seconds` long
 and one starts every `hop_seconds`. When an entity's total in a window reaches
 the threshold, one risk record is raised for that entity and window (its id
-derived from both); the overlapping windows that follow do not raise it
-again, a window starting a whole window later may.
+derived from both, so raising it again gives the same id), unless the entity
+already has a record for an overlapping window. The entity keeps the windows
+it raised, not only the last one, so whatever order its alerts arrive in, its
+records never overlap and every window that reaches the threshold overlaps
+one of them. Which of the overlapping windows carries the record follows the
+order of arrival: in event order it is the earliest to reach the threshold.
 
 `EntityRisk` is one entity's state, serialisable, so the embedded runtime
 keeps it in memory and the stream app in a Kafka table, with the same code.
@@ -140,7 +144,9 @@ class EntityRisk:
 
     key: str
     contributions: dict[str, Contribution] = field(default_factory=dict)
-    raised: int | None = None  # start of the last window a risk record was raised for
+    # Starts of the windows a risk record was raised for, oldest first (those that may
+    # still overlap a window an alert can reach).
+    raised: list[int] = field(default_factory=list)
     watermark: int = 0  # the newest event time seen for this entity
     dropped: int = 0  # alerts past max_contributions: not added, counted
     late: int = 0  # alerts older than every window still kept
@@ -210,13 +216,22 @@ class EntityRisk:
         for start in starts:
             total = _window_total(hops, start, config)
             if total >= config.threshold and self._may_raise(start, config):
-                self.raised = start
+                self.raised = sorted([*self.raised, start])
                 raised.append(self._record(entity, start, alert.created_at, config))
         if moment > self.watermark:
             self.watermark = moment
             horizon = moment - 3 * config.window_seconds
             self.contributions = {k: c for k, c in self.contributions.items() if c.at >= horizon}
+            # An alert is counted from two windows behind the watermark, so the windows it
+            # reaches start after `horizon`; a raised window overlaps one of them only if it
+            # starts less than a window before that.
+            self.raised = [r for r in self.raised if r > horizon - config.window_seconds]
         return raised
+
+    @property
+    def last_raised(self) -> int | None:
+        """Start of the newest window a risk record was raised for."""
+        return self.raised[-1] if self.raised else None
 
     def _hop_sums(self, config: RiskConfig) -> dict[int, int]:
         """Points per hop: one pass, then each overlapping window's total is a sum of hops."""
@@ -227,7 +242,10 @@ class EntityRisk:
         return sums
 
     def _may_raise(self, start: int, config: RiskConfig) -> bool:
-        return self.raised is None or start >= self.raised + config.window_seconds
+        """No record yet for a window overlapping this one, before or after it: an alert
+        arriving late (redelivered after a failover, or from a lagging partition) may
+        raise an earlier window, never one overlapping a window already raised."""
+        return all(abs(start - r) >= config.window_seconds for r in self.raised)
 
     def lookup(self, start: int, config: RiskConfig) -> dict[str, Any]:
         """The entity's risk in the window starting at `start`."""
@@ -273,7 +291,8 @@ class EntityRisk:
         return {
             "key": self.key,
             "contributions": [c.pack() for c in self.contributions.values()],
-            "raised": self.raised,
+            "raised": self.last_raised,  # as states written before `raised_windows`
+            "raised_windows": list(self.raised),
             "watermark": self.watermark,
             "dropped": self.dropped,
             "late": self.late,
@@ -282,11 +301,14 @@ class EntityRisk:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EntityRisk:
         contributions = [Contribution.unpack(c) for c in data.get("contributions", [])]
-        raised = data.get("raised")
+        windows = data.get("raised_windows")
+        if windows is None:  # written before the state kept every raised window
+            last = data.get("raised")
+            windows = [] if last is None else [last]
         return cls(
             key=str(data["key"]),
             contributions={c.alert_id: c for c in contributions},
-            raised=int(raised) if raised is not None else None,
+            raised=sorted(int(r) for r in windows),
             watermark=int(data.get("watermark", 0)),
             dropped=int(data.get("dropped", 0)),
             late=int(data.get("late", 0)),

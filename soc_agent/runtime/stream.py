@@ -10,7 +10,9 @@ to `soc.alerts`, where the workers decide it like any alert.
 At-least-once, on purpose: faust's exactly-once mode lost and double-counted
 records after SIGKILL. The state is idempotent instead (contributions keyed
 by alert id), so a redelivered alert adds nothing and a re-raised risk record
-carries the same id, recognised as a redelivery downstream.
+carries the same id, recognised as a redelivery downstream. faust's consumer
+may still skip a few records of a partition around a rebalance (`Contiguous`):
+each agent reads those from the topic itself before it goes on.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import StreamT
 from pydantic import ValidationError
@@ -45,7 +49,14 @@ from soc_agent.runtime.risk import load_risk
 from soc_agent.settings import Settings
 from soc_agent.settings.kafka import KafkaConfig
 
-__all__ = ["StreamCounters", "build_stream_app", "ensure_stream_topics", "run_stream"]
+__all__ = [
+    "Contiguous",
+    "StreamCounters",
+    "build_stream_app",
+    "ensure_stream_topics",
+    "read_offsets",
+    "run_stream",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +69,76 @@ class StreamCounters:
         self.updates = 0
         self.raised = 0
         self.rejected = 0  # records on the input topic that are no canonical alert
+        self.repaired = 0  # records the consumer skipped, read from the topic instead
+
+
+Records = list[tuple[bytes | None, bytes | None]]  # (key, value) of each record, in order
+Reader = Callable[[str, int, int, int], Awaitable[Records]]  # topic, partition, start, end
+
+
+class Contiguous:
+    """Each partition's records handled in offset order, none skipped.
+
+    faust-streaming 0.15's consumer can skip records around a rebalance: a fetched
+    record ahead of the committed offset makes it note the offsets in between as a gap,
+    acknowledge them (so they are committed), and drop those records when they come
+    (`Consumer._drain_messages`). An alert on one would never count. Each agent hands
+    every event's partition and offset to `missing` and handles the records it returns,
+    read from the topic, before the event. A step back (a replay from the committed
+    offset after a rebalance) needs nothing: handling a record again changes nothing.
+    """
+
+    def __init__(self, read: Reader, counters: StreamCounters) -> None:
+        self._read = read
+        self._counters = counters
+        self._last: dict[tuple[str, int], int] = {}  # last offset handled, per partition
+
+    def keep_only(self, assigned: Iterable[tuple[str, int]]) -> None:
+        """After a rebalance: forget the partitions this app no longer has (another
+        app's records there are no gap when one comes back)."""
+        kept = set(assigned)
+        self._last = {tp: offset for tp, offset in self._last.items() if tp in kept}
+
+    async def missing(self, topic: str, partition: int, offset: int) -> Records:
+        last = self._last.get((topic, partition))
+        self._last[(topic, partition)] = offset
+        if last is None or offset <= last + 1:
+            return []
+        logger.warning(
+            "the consumer skipped offsets %d-%d of %s[%d]: reading them from the topic",
+            last + 1,
+            offset - 1,
+            topic,
+            partition,
+        )
+        records = await self._read(topic, partition, last + 1, offset)
+        self._counters.repaired += len(records)
+        return records
+
+
+async def read_offsets(
+    kafka: KafkaConfig, topic: str, partition: int, start: int, end: int, *, within: float = 30.0
+) -> Records:
+    """The records of one partition from `start` up to `end` (from the earliest one kept,
+    if retention removed some)."""
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(
+        **kafka.client_options(), enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    out: Records = []
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        deadline = time.monotonic() + within
+        while await consumer.position(tp) < end:
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(f"could not read {topic}[{partition}] {start}-{end - 1}")
+            batch = await consumer.getmany(tp, timeout_ms=500)
+            out += [(r.key, r.value) for r in batch.get(tp, []) if r.offset < end]
+    finally:
+        await consumer.stop()
+    return out
 
 
 def _credentials(kafka: KafkaConfig) -> Any:
@@ -128,47 +209,70 @@ def build_stream_app(
 
     decoded = _Decoded()
 
+    async def read(topic: str, partition: int, start: int, end: int) -> Records:
+        return await read_offsets(kafka, topic, partition, start, end)
+
+    contiguous = Contiguous(read, counters)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        (assigned,) = args  # the partitions of the new assignment
+        contiguous.keep_only((tp.topic, tp.partition) for tp in assigned)
+
+    async def with_skipped(event: Any) -> list[tuple[Any, Any]]:
+        """The records the consumer skipped before this event, then the event's own."""
+        message = event.message
+        skipped = await contiguous.missing(message.topic, message.partition, message.offset)
+        return [*skipped, (event.key, event.value)]
+
     @app.agent(normalized)
     async def fan_out(stream: StreamT[Any]) -> None:
         """Each alert to every entity that gathers risk, keyed by the entity."""
         async for event in stream.events():
-            alert = _alert(event.value, counters)
-            if alert is None:
-                continue
-            counters.alerts += 1
-            for entity in risk_entities(alert, config):
-                await by_entity.send(key=entity.key.encode(), value=event.value)
+            for _, value in await with_skipped(event):
+                await fan_out_one(value)
+
+    async def fan_out_one(value: bytes | None) -> None:
+        alert = _alert(value, counters)
+        if alert is None:
+            return
+        counters.alerts += 1
+        for entity in risk_entities(alert, config):
+            await by_entity.send(key=entity.key.encode(), value=value)
 
     @app.agent(by_entity)
     async def accumulate(stream: StreamT[Any]) -> None:
         """One entity's risk: add the alert, keep the state, publish what changed."""
         async for event in stream.events():
-            key = bytes(event.key).decode()
-            alert = _alert(event.value, counters)
-            if alert is None:
-                continue
-            entity = next((e for e in risk_entities(alert, config) if e.key == key), None)
-            if entity is None:
-                continue
-            stored = table.get(key)
-            state = decoded.get(key, stored)
-            criticality = assets.get(key, UNKNOWN)
-            raised = state.add(
-                alert,
-                rules.alert_view(alert_context(alert)),
-                entity,
-                rules,
-                config,
-                criticality=criticality,
-            )
-            table[key] = decoded.put(key, state)
-            counters.updates += 1
-            for record in raised:
-                counters.raised += 1
-                body = json.dumps(record).encode()
-                await alerts_out.send(key=record["soc_risk"]["id"].encode(), value=body)
-            update = _update(state, alert, config)
-            await risk_out.send(key=key.encode(), value=json.dumps(update).encode())
+            for key, value in await with_skipped(event):
+                await accumulate_one(bytes(key).decode(), value)
+
+    async def accumulate_one(key: str, value: bytes | None) -> None:
+        alert = _alert(value, counters)
+        if alert is None:
+            return
+        entity = next((e for e in risk_entities(alert, config) if e.key == key), None)
+        if entity is None:
+            return
+        stored = table.get(key)
+        state = decoded.get(key, stored)
+        criticality = assets.get(key, UNKNOWN)
+        raised = state.add(
+            alert,
+            rules.alert_view(alert_context(alert)),
+            entity,
+            rules,
+            config,
+            criticality=criticality,
+        )
+        table[key] = decoded.put(key, state)
+        counters.updates += 1
+        for record in raised:
+            counters.raised += 1
+            body = json.dumps(record).encode()
+            await alerts_out.send(key=record["soc_risk"]["id"].encode(), value=body)
+        update = _update(state, alert, config)
+        await risk_out.send(key=key.encode(), value=json.dumps(update).encode())
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -195,10 +299,11 @@ def build_stream_app(
             f"soc_stream_risk_updates_total {counters.updates}",
             f"soc_stream_risk_alerts_total {counters.raised}",
             f"soc_stream_records_rejected_total {counters.rejected}",
+            f"soc_stream_records_repaired_total {counters.repaired}",
         ]
         return web.text("\n".join(lines) + "\n")
 
-    del fan_out, accumulate, healthz, readyz, metrics  # registered on the app
+    del on_assigned, fan_out, accumulate, healthz, readyz, metrics  # registered on the app
     return app
 
 
@@ -238,6 +343,7 @@ def _update(state: EntityRisk, alert: Alert, config: RiskConfig) -> dict[str, An
     """The `soc.risk` record: the entity's risk in the window the alert counted toward."""
     start = window_starts(int(alert.created_at.timestamp()), config)[0]
     found = state.lookup(start, config)
+    last = state.last_raised
     return {
         "entity": state.key,
         "alert_id": alert.id,
@@ -246,7 +352,7 @@ def _update(state: EntityRisk, alert: Alert, config: RiskConfig) -> dict[str, An
         "total": found["total"],
         "threshold": config.threshold,
         "alert_count": found["alert_count"],
-        "raised": risk_record_id(state.key, state.raised) if state.raised is not None else None,
+        "raised": None if last is None else risk_record_id(state.key, last),
         "contributions": found["contributions"][:10],
     }
 
