@@ -12,7 +12,7 @@ records never overlap and every window reaching the threshold overlaps one of th
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,49 +20,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from soc_agent.ingest import normalize
-from soc_agent.models import Alert, Entity, EntityType, Rule, Severity
+from soc_agent.models import Alert, Severity
 from soc_agent.playbooks.context import alert_context
-from soc_agent.risk import RiskConfig, RiskLedger, load_risk_rules, risk_record_id
+from soc_agent.risk import RiskConfig, RiskLedger, risk_record_id
 from soc_agent.risk.ledger import EntityRisk, risk_entities, window_starts
 from soc_agent.risk.rules import RiskRules
+from tests.unit.risk.test_ledger import HOUR, T0
+from tests.unit.risk.test_ledger import _alert as ledger_alert
+from tests.unit.risk.test_ledger import _rules as ledger_rules
 
-T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
-HOUR = 3600
 POINTS = {"informational": 1, "low": 5, "medium": 10, "high": 20, "critical": 35}
-SEVERITY_ONLY = (
-    "rules:\n"
-    "  - id: severity\n"
-    "    description: by severity\n"
-    '    points: \'{"informational": 1, "low": 5, "medium": 10, "high": 20, '
-    '"critical": 35}[alert.severity]\'\n'
-)
 CONFIG = RiskConfig(window_seconds=6 * HOUR, hop_seconds=2 * HOUR, threshold=30)
 
 
 def _rules(tmp: Path) -> RiskRules:
-    path = tmp / "rules.yaml"
-    path.write_text(SEVERITY_ONLY, encoding="utf-8")
-    return load_risk_rules([path])
+    rules = ledger_rules(tmp)
+    assert isinstance(rules, RiskRules)
+    return rules
 
 
 def _alert(
-    n: int,
-    at: datetime,
-    severity: Severity = Severity.MEDIUM,
-    hosts: tuple[str, ...] = ("srv-db",),
+    n: int, at: datetime, severity: Severity = Severity.MEDIUM, hosts: tuple[str, ...] = ("srv-db",)
 ) -> Alert:
-    return Alert(
-        id=f"test:{n}",
-        format="test",
-        vendor="acme",
-        product="edr",
-        rule=Rule(name="Suspicious activity"),
-        title=f"alert {n}",
-        severity=severity,
-        created_at=at,
-        entities=[Entity(type=EntityType.HOST, value=h) for h in hosts],
-        original={},
-    )
+    return ledger_alert(n, at=at, severity=severity, hosts=hosts)
 
 
 def _at(hour: float) -> datetime:
