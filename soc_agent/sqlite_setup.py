@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["connect_private", "retry_while_busy"]
+__all__ = ["add_column", "connect_private", "retry_while_busy"]
 
 _T = TypeVar("_T")
 
@@ -45,3 +45,15 @@ def retry_while_busy(setup: Callable[[], _T], *, seconds: float = 30.0) -> _T:
             if not busy or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def add_column(db: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
+    """Add a column a store created before it lacks (SQLite appends it, so row order
+    holds); nothing when it is there, also when another process added it first."""
+    if column in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+        return
+    try:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):
+            raise

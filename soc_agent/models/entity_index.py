@@ -10,43 +10,24 @@ and the indexes handed out must not be mutated either.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 
+from soc_agent.by_identity import ByIdentity
 from soc_agent.models.alert import Entity
 
 __all__ = ["hold_key_index", "key_index"]
 
 
-class _Held:
-    def __init__(self, size: int = 64) -> None:
-        self._lists: OrderedDict[int, tuple[Sequence[Entity], dict[str, int]]] = OrderedDict()
-        self._size = size
-
-    def get(self, entities: Sequence[Entity]) -> dict[str, int] | None:
-        held = self._lists.get(id(entities))
-        if held is None or held[0] is not entities:
-            return None
-        self._lists.move_to_end(id(entities))
-        return held[1]
-
-    def hold(self, entities: Sequence[Entity], index: dict[str, int]) -> None:
-        self._lists[id(entities)] = (entities, index)
-        self._lists.move_to_end(id(entities))
-        while len(self._lists) > self._size:
-            self._lists.popitem(last=False)
+def _build(entities: Sequence[Entity]) -> dict[str, int]:
+    return {key: i for i, e in enumerate(entities) for key in e.keys}
 
 
-_HELD = _Held()
+_HELD: ByIdentity[Sequence[Entity], dict[str, int]] = ByIdentity(_build, size=64)
 
 
 def key_index(entities: Sequence[Entity]) -> dict[str, int]:
     """Every key of every entity -> the position of the last entity with that key."""
-    index = _HELD.get(entities)
-    if index is None:
-        index = {key: i for i, e in enumerate(entities) for key in e.keys}
-        _HELD.hold(entities, index)
-    return index
+    return _HELD(entities)
 
 
 def hold_key_index(entities: Sequence[Entity], index: dict[str, int]) -> None:

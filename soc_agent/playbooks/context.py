@@ -6,11 +6,9 @@ runner (`steps.<id>` grows as steps finish), in scoring and in the respond rules
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any
 
+from soc_agent.by_identity import ByIdentity
 from soc_agent.models import Alert, Evidence, EvidenceStatus, Incident, Investigation
 from soc_agent.models.assessment import Assessment
 
@@ -30,41 +28,11 @@ CONTEXT_MAX_ALERT_IDS = 50
 CONTEXT_MAX_ENTITIES = 200
 
 
-_M = TypeVar("_M")
-
-
-class _ByIdentity(Generic[_M]):
-    """The context of each of the last few objects, built once and shared by identity.
-
-    Selecting a playbook, running its steps, scoring and the risk rules all read the
-    same alert and incident; one shared dict lets the CEL layer convert it once per
-    decision instead of once per stage (`expressions._base` caches by dict identity).
-    The object is held with its context, so its id cannot be reused while cached;
-    contexts and the models they come from are never mutated once built.
-    """
-
-    def __init__(self, build: Callable[[_M], dict[str, Any]], size: int = 16) -> None:
-        self._build, self._size = build, size
-        self._items: OrderedDict[int, tuple[_M, dict[str, Any]]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __call__(self, obj: _M) -> dict[str, Any]:
-        key = id(obj)
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None and hit[0] is obj:
-                self._items.move_to_end(key)
-                return hit[1]
-        value = self._build(obj)
-        with self._lock:
-            self._items[key] = (obj, value)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return value
-
-
-alert_context = _ByIdentity(Alert.context)
-"""`Alert.context()`, built once per alert object (see `_ByIdentity`)."""
+# Selecting a playbook, running its steps, scoring and the risk rules all read the same
+# alert and incident; one shared dict lets the CEL layer convert it once per decision
+# instead of once per stage (`expressions._base` caches by dict identity).
+alert_context = ByIdentity(Alert.context)
+"""`Alert.context()`, built once per alert object."""
 
 
 def _incident_context(incident: Incident) -> dict[str, Any]:
@@ -92,8 +60,8 @@ def _incident_context(incident: Incident) -> dict[str, Any]:
     }
 
 
-incident_context = _ByIdentity(_incident_context)
-"""The incident as expressions see it, built once per incident object (see `_ByIdentity`)."""
+incident_context = ByIdentity(_incident_context)
+"""The incident as expressions see it, built once per incident object."""
 
 
 def step_context(evidence: Evidence) -> dict[str, Any]:

@@ -165,7 +165,7 @@ async def _ingest(
                     yield item
                 if failure is not None:
                     raise failure
-                if not items:
+                if len(items) < batch:  # the end of this source
                     break
 
 

@@ -32,7 +32,7 @@ from soc_agent.models import (
     Proposal,
     ProposalStatus,
 )
-from soc_agent.sqlite_setup import connect_private, retry_while_busy
+from soc_agent.sqlite_setup import add_column, connect_private, retry_while_busy
 from soc_agent.store.base import (
     MAX_ACTION_LABELS,
     MAX_VERDICT_HISTORY,
@@ -40,7 +40,7 @@ from soc_agent.store.base import (
     ClaimResult,
     latest_per_incident,
 )
-from soc_agent.store.sqlite_incidents import INCIDENT_SCHEMA, IncidentRows, add_incident_columns
+from soc_agent.store.sqlite_incidents import INCIDENT_SCHEMA, IncidentRows
 
 __all__ = ["SQLiteStore"]
 
@@ -115,8 +115,9 @@ class SQLiteStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA + INCIDENT_SCHEMA)
-            _add_missing_columns(db)
-            add_incident_columns(db)
+            add_column(db, "actions", "rollback_claimed_at", "TEXT")
+            add_column(db, "incidents", "rev", "INTEGER NOT NULL DEFAULT 0")
+            add_column(db, "incidents", "split", "INTEGER NOT NULL DEFAULT 0")
             return db
 
         try:
@@ -669,17 +670,6 @@ def _claims_since(db: sqlite3.Connection, action: str, since: datetime) -> int:
         (action, since.isoformat()),
     ).fetchone()
     return int(row[0])
-
-
-def _add_missing_columns(db: sqlite3.Connection) -> None:
-    """Columns added after a store was created; SQLite appends them, so row order holds."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(actions)")}
-    if "rollback_claimed_at" not in columns:
-        try:
-            db.execute("ALTER TABLE actions ADD COLUMN rollback_claimed_at TEXT")
-        except sqlite3.OperationalError as exc:  # another process added it first
-            if "duplicate column" not in str(exc):
-                raise
 
 
 def _action(row: Any) -> ActionRecord:

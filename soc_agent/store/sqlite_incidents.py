@@ -27,7 +27,7 @@ from typing import Any
 
 from soc_agent.models import Incident
 
-__all__ = ["INCIDENT_SCHEMA", "IncidentRows", "add_incident_columns"]
+__all__ = ["INCIDENT_SCHEMA", "IncidentRows"]
 
 LIST_FIELDS = ("alert_ids", "entities", "fingerprints")
 _HEAD_FIELDS = set(LIST_FIELDS)  # left out of the head
@@ -44,24 +44,15 @@ _CACHE_ELEMENTS = 60_000
 _CACHE_INCIDENTS = 1024
 
 
-def add_incident_columns(db: sqlite3.Connection) -> None:
-    """`rev` and `split` on a store created before incidents were split into rows."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(incidents)")}
-    for name in ("rev", "split"):
-        if name in columns:
-            continue
-        try:
-            db.execute(f"ALTER TABLE incidents ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0")
-        except sqlite3.OperationalError as exc:  # another process added it first
-            if "duplicate column" not in str(exc):
-                raise
-
-
 @dataclass(frozen=True)
 class _Held:
     rev: int
     incident: Incident
-    size: int
+
+    @property
+    def size(self) -> int:  # what it counts for in the bound on models held
+        i = self.incident
+        return 1 + len(i.alert_ids) + len(i.entities) + len(i.fingerprints)
 
 
 class IncidentRows:
@@ -102,7 +93,7 @@ class IncidentRows:
             incident = Incident.model_validate_json(doc)
         else:
             incident = Incident.model_validate_json(_assemble(doc, _elements(db, incident_id)))
-        self._hold(incident_id, rev, incident)
+        self._hold(_Held(rev, incident))
         return incident
 
     # -- writing -------------------------------------------------------------------------
@@ -131,12 +122,12 @@ class IncidentRows:
                     rev + 1,
                 ),
             )
-            done.append(_Held(rev + 1, incident, _size(incident)))
+            done.append(_Held(rev + 1, incident))
         return done
 
     def remember(self, written: Iterable[_Held]) -> None:
         for held in written:
-            self._hold(held.incident.id, held.rev, held.incident)
+            self._hold(held)
 
     # -- the models held -----------------------------------------------------------------
 
@@ -147,23 +138,18 @@ class IncidentRows:
                 self._held.move_to_end(incident_id)
             return held
 
-    def _hold(self, incident_id: str, rev: int, incident: Incident) -> None:
+    def _hold(self, held: _Held) -> None:
         with self._lock:
-            old = self._held.pop(incident_id, None)
+            old = self._held.pop(held.incident.id, None)
             if old is not None:
                 self._elements -= old.size
-            held = _Held(rev, incident, _size(incident))
-            self._held[incident_id] = held
+            self._held[held.incident.id] = held
             self._elements += held.size
             while self._held and (
                 self._elements > _CACHE_ELEMENTS or len(self._held) > _CACHE_INCIDENTS
             ):
                 _, evicted = self._held.popitem(last=False)
                 self._elements -= evicted.size
-
-
-def _size(incident: Incident) -> int:
-    return 1 + len(incident.alert_ids) + len(incident.entities) + len(incident.fingerprints)
 
 
 def _elements(db: sqlite3.Connection, incident_id: str) -> dict[str, list[str]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from soc_agent.by_identity import ByIdentity
 from soc_agent.correlate import correlator
 from soc_agent.models import Entity, EntityType, entity_index
 
@@ -24,13 +25,13 @@ def _entity(draw: st.DrawFn) -> Entity:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.lists(_entity(), min_size=1, max_size=4), min_size=1, max_size=12))
 def test_held_indexes_give_what_fresh_ones_give(alerts: list[list[Entity]]) -> None:
-    entity_index._HELD = entity_index._Held()
+    entity_index._HELD = ByIdentity(entity_index._build, size=64)
     held: list[Entity] = []
     fresh: list[Entity] = []
     for entities in alerts:
         held, gained_held = correlator._union(held, entities)
         kept = entity_index._HELD
-        entity_index._HELD = entity_index._Held()  # nothing held: index afresh
+        entity_index._HELD = ByIdentity(entity_index._build, size=64)  # nothing held: index afresh
         try:
             fresh, gained_fresh = correlator._union(list(fresh), entities)
         finally:
