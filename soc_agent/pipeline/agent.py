@@ -202,10 +202,14 @@ class Agent:
                 return AlertOutcome(alert, "duplicate", incident, standing, fresh=False)
         async with self._incident_locks[incident.id]:
             if result.outcome == "grouped" and not result.new_information:
-                previous = await self._store.latest_decision(incident.id)
+                made, previous = await self._store.decision_state(
+                    _decision_id(incident), incident.id
+                )
                 if previous is not None and not _unfinished(previous):
-                    decision, fresh = await self._reaffirm(previous, incident, alert)
-                    return AlertOutcome(alert, "grouped", incident, decision, fresh=fresh)
+                    if made is not None:  # another alert's turn decided the same alert set
+                        return AlertOutcome(alert, "grouped", incident, made, fresh=False)
+                    decision = await self._reaffirm(previous, incident, alert)
+                    return AlertOutcome(alert, "grouped", incident, decision, fresh=True)
             if result.outcome in ("redelivered", "duplicate"):
                 previous = await self._store.latest_decision(incident.id)
                 # A decision that covers this alert answers it, and the incident's decision
@@ -226,7 +230,7 @@ class Agent:
         incident = await self._store.get_incident(result.incident.id) or result.incident
         dec_id = _decision_id(incident)
         inv_id = investigation_id(dec_id)
-        existing = await self._store.get_decision(dec_id)
+        existing, previous = await self._store.decision_state(dec_id, incident.id)
         if existing is not None:  # the same alerts were decided before
             if _unfinished(existing):
                 return await self._act(existing, incident, alert), False
@@ -236,7 +240,7 @@ class Agent:
             # A suppressed duplicate decides for the alert it repeats, so the decision is
             # the one that alert's own (crashed or queued) turn makes: same id, same trigger.
             alert = await self._store.get_alert(incident.alert_ids[-1]) or alert
-        playbook, alert = await self._select(alert, incident)
+        playbook, alert = await self._select(alert, incident, previous)
         now = self._clock()
         if playbook is None:
             decision = Decision(
@@ -298,7 +302,7 @@ class Agent:
         await self._store.save_decision(decision)
         await self._audit_decision(decision)
         failpoint("decision.stored")
-        return await self._act(decision, incident, alert), True
+        return await self._act(decision, incident, alert, policy), True
 
     async def _investigate(
         self, playbook: Playbook, alert: Alert, incident: Incident, inv_id: str
@@ -330,19 +334,14 @@ class Agent:
             return investigation
         return await reasoner.extend(playbook, alert, investigation)
 
-    async def _reaffirm(
-        self, previous: Decision, incident: Incident, alert: Alert
-    ) -> tuple[Decision, bool]:
+    async def _reaffirm(self, previous: Decision, incident: Incident, alert: Alert) -> Decision:
         """An alert that adds nothing new to an incident: the standing decision now covers it.
 
         No new investigation is run; the decision is re-issued with the incident's
-        alert ids so every alert is accounted for by a decision. If a decision with
-        that id was already made (another alert's turn decided the same alert set), it
-        stands: one id, one content.
+        alert ids so every alert is accounted for by a decision. (The caller checked
+        that no decision with that id was made: if another alert's turn decided the same
+        alert set, that one stands: one id, one content.)
         """
-        existing = await self._store.get_decision(_decision_id(incident))
-        if existing is not None:
-            return existing, False
         decision = previous.model_copy(
             update={
                 "id": _decision_id(incident),
@@ -354,9 +353,11 @@ class Agent:
         )
         await self._store.save_decision(decision)
         await self._audit_decision(decision)
-        return decision, True
+        return decision
 
-    async def _select(self, alert: Alert, incident: Incident) -> tuple[Playbook | None, Alert]:
+    async def _select(
+        self, alert: Alert, incident: Incident, previous: Decision | None
+    ) -> tuple[Playbook | None, Alert]:
         """The playbook for this alert, unless the incident already called for a stronger one.
 
         A low-severity alert joining an incident must not hand the incident to a
@@ -364,7 +365,6 @@ class Agent:
         earlier decision's playbook then runs again, on that earlier alert.
         """
         playbook = select_playbook(self._playbooks, alert, incident)
-        previous = await self._store.latest_decision(incident.id)
         if previous is None or previous.playbook is None or previous.trigger_alert_id is None:
             return playbook, alert
         earlier = next((p for p in self._playbooks if p.name == previous.playbook), None)
@@ -373,9 +373,17 @@ class Agent:
         trigger = await self._store.get_alert(previous.trigger_alert_id)
         return (earlier, trigger) if trigger is not None else (playbook, alert)
 
-    async def _act(self, decision: Decision, incident: Incident, alert: Alert) -> Decision:
-        """Carry out the dispositions; idempotent, so a crashed run can simply redo it."""
-        policy = await self.effective_policy()
+    async def _act(
+        self,
+        decision: Decision,
+        incident: Incident,
+        alert: Alert,
+        policy: PolicyConfig | None = None,
+    ) -> Decision:
+        """Carry out the dispositions; idempotent, so a crashed run can simply redo it.
+        `policy` is the one the decision was made under, when it was made just now."""
+        if policy is None:
+            policy = await self.effective_policy()
         acted: list[ActionRequest] = []
         for req in decision.actions:
             outcome: str | None = None

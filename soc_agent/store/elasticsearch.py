@@ -45,6 +45,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -114,6 +115,7 @@ _MAPPINGS: dict[str, dict[str, dict[str, Any]]] = {
         "decision_id": KEYWORD,
         "created_at": DATE,
         "inserted": LONG,
+        "doc": UNINDEXED_OBJECT,
     },
     "proposals": {
         "id": KEYWORD,
@@ -178,6 +180,7 @@ _MAPPINGS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 _MAX_CAS_ATTEMPTS = 200
+_POINTERS_KEPT = 4096  # versions of decision pointers this process last saw
 
 
 def _opt_ts(value: datetime | None) -> str | None:
@@ -204,6 +207,8 @@ class ElasticsearchStore:
         self._replicas = number_of_replicas
         self._refresh_interval = refresh_interval
         self._last_inserted = 0
+        # incident id -> (pointer without its decision, seq_no, primary_term), newest last
+        self._pointers: OrderedDict[str, tuple[dict[str, Any], int, int]] = OrderedDict()
 
     def index(self, kind: str) -> str:
         """The index name of one kind (`alerts`, `proposals`, ...)."""
@@ -309,58 +314,104 @@ class ElasticsearchStore:
         return Investigation.model_validate(src["doc"]) if src else None
 
     async def save_decision(self, decision: Decision) -> None:
-        """Insert; re-saving replaces the document but keeps its place in insertion order."""
+        """Insert, or replace keeping its place in insertion order (one upsert); then move
+        the incident's pointer, which carries the decision itself."""
         doc = decision.model_dump(mode="json")
-        inserted = self._stamp()
         body = {
             "id": decision.id,
             "incident_id": decision.incident_id,
             "created_at": ts(decision.created_at),
-            "inserted": inserted,
+            "inserted": self._stamp(),
             "doc": doc,
         }
-        if not await self._create("decisions", decision.id, body):
-            resp = await self._es.update(
-                index=self.index("decisions"),
-                id=document_id(decision.id),
-                doc={"doc": doc},
-                source_includes=["inserted"],
-            )
-            # A re-save keeps its place: the pointer compares the original stamp.
-            inserted = int(resp["get"]["_source"]["inserted"])
-        await self._point_latest(decision, inserted)
+        resp = await self._es.update(
+            index=self.index("decisions"),
+            id=document_id(decision.id),
+            doc={"doc": doc},
+            upsert=body,
+            source_includes=["inserted"],
+        )
+        # A re-save keeps its place: the pointer compares the original stamp.
+        inserted = int(resp["get"]["_source"]["inserted"])
+        await self._point_latest(decision, doc, inserted)
 
     async def latest_decision(self, incident_id: str) -> Decision | None:
-        """The incident's newest decision, by GETs (real-time), never by search.
+        """The incident's newest decision: one real-time GET of its pointer, never a search.
 
         Every decision of an incident moves its pointer document forward (by
         `created_at`, then insertion), so the agent deciding again right after
         another worker sees that decision without waiting for a refresh.
         """
-        pointer = await self._get("decisions-latest", incident_id)
+        return await self._latest(
+            incident_id, await self._get_versioned("decisions-latest", incident_id)
+        )
+
+    async def decision_state(
+        self, decision_id: str, incident_id: str
+    ) -> tuple[Decision | None, Decision | None]:
+        """The decision `decision_id` if it was made, and the incident's latest: one `_mget`."""
+        made, pointer = await self._mget(
+            [("decisions", decision_id), ("decisions-latest", incident_id)]
+        )
+        found = Decision.model_validate(made[0]["doc"]) if made else None
+        return found, await self._latest(incident_id, pointer)
+
+    async def _latest(
+        self, incident_id: str, pointer: tuple[dict[str, Any], int, int] | None
+    ) -> Decision | None:
         if pointer is None:
             return None
-        return await self.get_decision(str(pointer["decision_id"]))
+        src = pointer[0]
+        self._remember_pointer(incident_id, pointer)
+        if "doc" in src:
+            return Decision.model_validate(src["doc"])
+        # A pointer written before pointers carried their decision.
+        return await self.get_decision(str(src["decision_id"]))
 
-    async def _point_latest(self, decision: Decision, inserted: int) -> None:
+    def _remember_pointer(self, incident_id: str, pointer: tuple[dict[str, Any], int, int]) -> None:
+        """Keep the pointer's version (not its decision), to write it back without a read."""
+        src, seq_no, primary_term = pointer
+        meta = {k: src[k] for k in ("decision_id", "created_at", "inserted")}
+        self._pointers[incident_id] = (meta, seq_no, primary_term)
+        self._pointers.move_to_end(incident_id)
+        while len(self._pointers) > _POINTERS_KEPT:
+            self._pointers.popitem(last=False)
+
+    async def _point_latest(self, decision: Decision, doc: dict[str, Any], inserted: int) -> None:
+        """Compare-and-set the pointer forward, from the version last seen if any: a stale
+        guess costs a 409 and a read, a good one saves the read."""
         mine = (ts(decision.created_at), inserted)
         body = {
             "incident_id": decision.incident_id,
             "decision_id": decision.id,
             "created_at": mine[0],
             "inserted": inserted,
+            "doc": doc,
         }
+        found = self._pointers.pop(decision.incident_id, None)
         for _ in range(_MAX_CAS_ATTEMPTS):
-            found = await self._get_versioned("decisions-latest", decision.incident_id)
             if found is None:
-                if await self._create("decisions-latest", decision.incident_id, body):
-                    return
-                continue
+                found = await self._get_versioned("decisions-latest", decision.incident_id)
+                if found is not None:
+                    self._remember_pointer(decision.incident_id, found)
+                    if found[0].get("doc") == doc:
+                        return
+            if found is None:
+                try:
+                    resp = await self._es.index(
+                        index=self.index("decisions-latest"),
+                        id=document_id(decision.incident_id),
+                        document=body,
+                        op_type="create",
+                    )
+                except ConflictError:
+                    continue
+                break
             src, seq_no, primary_term = found
-            if src["decision_id"] == decision.id or (src["created_at"], src["inserted"]) > mine:
-                return
+            if src["decision_id"] != decision.id and (src["created_at"], src["inserted"]) > mine:
+                return  # a later decision of the incident is already the latest
             try:
-                await self._es.index(
+                resp = await self._es.index(
                     index=self.index("decisions-latest"),
                     id=document_id(decision.incident_id),
                     document=body,
@@ -368,11 +419,16 @@ class ElasticsearchStore:
                     if_primary_term=primary_term,
                 )
             except ConflictError:
+                found = None
                 continue
-            return
-        raise StoreError(
-            f"latest decision of {decision.incident_id}: no consistent update after "
-            f"{_MAX_CAS_ATTEMPTS} attempts"
+            break
+        else:
+            raise StoreError(
+                f"latest decision of {decision.incident_id}: no consistent update after "
+                f"{_MAX_CAS_ATTEMPTS} attempts"
+            )
+        self._remember_pointer(
+            decision.incident_id, (body, int(resp["_seq_no"]), int(resp["_primary_term"]))
         )
 
     async def get_decision(self, decision_id: str) -> Decision | None:
@@ -617,21 +673,18 @@ class ElasticsearchStore:
         return [_action(h) for h in hits]
 
     async def count_executions(self, action: str, since: datetime) -> int:
-        """Claims of an action since a time, in flight or done (failed ones do not count)."""
-        await self._refresh("actions")
-        resp = await self._es.count(
-            index=self.index("actions"),
-            query={
-                "bool": {
-                    "filter": [
-                        {"term": {"action": action}},
-                        {"range": {"claimed_at": {"gte": ts(since)}}},
-                    ],
-                    "must_not": [{"term": {"status": "failed"}}],
-                }
-            },
-        )
-        return int(resp["count"])
+        """Claims of an action since a time, in flight or done (failed ones do not count).
+
+        Read from the action's reservation document, the one `claim_action` enforces
+        the budget on: one real-time GET, where a count would need a refresh and a
+        search. It holds the same claims (a failed one frees its slot, a retry takes
+        it again), plus any phantom slot of a claimer that died before its key.
+        """
+        src = await self._get("budgets", action)
+        if src is None:
+            return 0
+        floor = utc(since)
+        return sum(1 for at in src["claims"].values() if datetime.fromisoformat(at) >= floor)
 
     # -- dead letters and flags ----------------------------------------------------------
 
@@ -951,6 +1004,27 @@ class ElasticsearchStore:
             return None
         return dict(resp["_source"]), int(resp["_seq_no"]), int(resp["_primary_term"])
 
+    async def _mget(
+        self, wanted: Sequence[tuple[str, str]]
+    ) -> list[tuple[dict[str, Any], int, int] | None]:
+        """Each (kind, id) as (source, seq_no, primary_term), or None when absent: one
+        real-time `_mget` across indices."""
+        if not wanted:
+            return []
+        resp = await self._es.mget(
+            docs=[{"_index": self.index(kind), "_id": document_id(key)} for kind, key in wanted]
+        )
+        out: list[tuple[dict[str, Any], int, int] | None] = []
+        for (kind, _), doc in zip(wanted, resp["docs"], strict=True):
+            if "error" in doc:
+                raise StoreError(f"cannot read {self.index(kind)}: {doc['error']}")
+            out.append(
+                (dict(doc["_source"]), int(doc["_seq_no"]), int(doc["_primary_term"]))
+                if doc.get("found")
+                else None
+            )
+        return out
+
     async def _create(self, kind: str, doc_id: str, body: dict[str, Any]) -> bool:
         """Insert if absent; false when a document with this id exists."""
         try:
@@ -1034,12 +1108,12 @@ class _CorrelationView:
             ("corr-fingerprints", fingerprint),
             *(("corr-entities", key) for key in pivots),
         ]
-        for (kind, key), found in zip(wanted, await self._mget(wanted), strict=True):
+        for (kind, key), found in zip(wanted, await self._store._mget(wanted), strict=True):
             self._known[kind, key] = None if found is None else found[0]
         named = {str(src["incident_id"]) for src in self._known.values() if src is not None}
         ids = sorted(named.union(incident_ids))
         for incident_id, found in zip(
-            ids, await self._mget([("incidents", i) for i in ids]), strict=True
+            ids, await self._store._mget([("incidents", i) for i in ids]), strict=True
         ):
             self._remember(incident_id, found)
 
@@ -1139,28 +1213,6 @@ class _CorrelationView:
         """A write for `flush`, which later reads in this correlation already see."""
         self._pending.append((kind, key, body))
         self._known[kind, key] = body
-
-    async def _mget(
-        self, wanted: list[tuple[str, str]]
-    ) -> list[tuple[dict[str, Any], int, int] | None]:
-        """Each (kind, id) as (source, seq_no, primary_term), or None when absent."""
-        if not wanted:
-            return []
-        store = self._store
-        resp = await store._es.mget(
-            docs=[{"_index": store.index(kind), "_id": document_id(key)} for kind, key in wanted]
-        )
-        out: list[tuple[dict[str, Any], int, int] | None] = []
-        for (kind, _), doc in zip(wanted, resp["docs"], strict=True):
-            if "error" in doc:
-                raise StoreError(f"cannot read {store.index(kind)}: {doc['error']}")
-            found = doc.get("found")
-            out.append(
-                (dict(doc["_source"]), int(doc["_seq_no"]), int(doc["_primary_term"]))
-                if found
-                else None
-            )
-        return out
 
 
 def _action(src: Mapping[str, Any]) -> ActionRecord:

@@ -208,16 +208,25 @@ class SQLiteStore:
         )
 
     async def latest_decision(self, incident_id: str) -> Decision | None:
-        row = await self._one(
-            "SELECT doc FROM decisions WHERE incident_id=? ORDER BY created_at DESC, rowid DESC "
-            "LIMIT 1",
-            (incident_id,),
-        )
+        row = await self._one(_LATEST_DECISION, (incident_id,))
         return Decision.model_validate_json(row[0]) if row else None
 
     async def get_decision(self, decision_id: str) -> Decision | None:
         row = await self._one("SELECT doc FROM decisions WHERE id=?", (decision_id,))
         return Decision.model_validate_json(row[0]) if row else None
+
+    async def decision_state(
+        self, decision_id: str, incident_id: str
+    ) -> tuple[Decision | None, Decision | None]:
+        def read(db: sqlite3.Connection) -> tuple[Any, Any]:
+            made = db.execute("SELECT doc FROM decisions WHERE id=?", (decision_id,)).fetchone()
+            return made, db.execute(_LATEST_DECISION, (incident_id,)).fetchone()
+
+        made, latest = await self._run(read)
+        return (
+            Decision.model_validate_json(made[0]) if made else None,
+            Decision.model_validate_json(latest[0]) if latest else None,
+        )
 
     async def list_decisions(self, *, limit: int = 50, offset: int = 0) -> list[Decision]:
         rows = await self._all(
@@ -662,6 +671,11 @@ class SQLiteStore:
 
     async def _all(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         return await self._run(lambda db: db.execute(sql, params).fetchall())
+
+
+_LATEST_DECISION = (
+    "SELECT doc FROM decisions WHERE incident_id=? ORDER BY created_at DESC, rowid DESC LIMIT 1"
+)
 
 
 def _claims_since(db: sqlite3.Connection, action: str, since: datetime) -> int:

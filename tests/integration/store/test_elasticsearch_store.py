@@ -244,6 +244,61 @@ async def test_decisions_latest_and_list_order(store: AnyStore) -> None:
     assert [d.id for d in await store.list_decisions(limit=2, offset=1)] == ["dec-1", "dec-3"]
 
 
+async def test_a_re_saved_latest_decision_is_what_latest_returns(store: AnyStore) -> None:
+    first = _decision("dec-1", "inc-1", T0)
+    await store.save_decision(first)
+    revised = first.model_copy(update={"summary": "revised"})
+    await store.save_decision(revised)
+    assert await store.latest_decision("inc-1") == revised
+    assert await store.decision_state("dec-1", "inc-1") == (revised, revised)
+    assert await store.decision_state("dec-9", "inc-1") == (None, revised)
+    assert await store.decision_state("dec-9", "inc-9") == (None, None)
+
+
+async def test_workers_with_stale_pointer_versions_keep_the_latest_decision(
+    es_store: ElasticsearchStore, es: AsyncElasticsearch, prefix: str
+) -> None:
+    """Each worker writes the pointer from the version it last saw; another worker's write
+    makes that guess stale, and the pointer must still only move forward."""
+    other = ElasticsearchStore(es, prefix=prefix, number_of_replicas=0)
+    first = _decision("dec-1", "inc-1", T0)
+    await es_store.save_decision(first)
+    second = _decision("dec-2", "inc-1", T0 + timedelta(minutes=1))
+    await other.save_decision(second)
+    # es_store's remembered version is the one before `second`: its CAS is refused, it
+    # reads again and, `first` being older, leaves `second` as the latest.
+    await es_store.save_decision(first.model_copy(update={"summary": "acted"}))
+    assert await other.latest_decision("inc-1") == second
+    third = _decision("dec-3", "inc-1", T0 + timedelta(minutes=2))
+    await es_store.save_decision(third)
+    assert await other.latest_decision("inc-1") == third
+    acted = third.model_copy(update={"summary": "acted"})
+    await other.save_decision(acted)
+    assert await es_store.latest_decision("inc-1") == acted
+    assert (await es_store.get_decision("dec-1")).summary == "acted"  # type: ignore[union-attr]
+
+
+async def test_a_pointer_written_before_it_carried_its_decision_still_resolves(
+    es_store: ElasticsearchStore, es: AsyncElasticsearch
+) -> None:
+    decision = _decision("dec-1", "inc-1", T0)
+    await es_store.save_decision(decision)
+    await es.index(
+        index=es_store.index("decisions-latest"),
+        id="inc-1",
+        document={
+            "incident_id": "inc-1",
+            "decision_id": "dec-1",
+            "created_at": "2026-11-20T09:00:00.000000Z",
+            "inserted": 1,
+        },
+    )
+    assert await es_store.latest_decision("inc-1") == decision
+    later = _decision("dec-2", "inc-1", T0 + timedelta(minutes=1))
+    await es_store.save_decision(later)
+    assert await es_store.decision_state("dec-1", "inc-1") == (decision, later)
+
+
 # -- proposals ---------------------------------------------------------------------------
 
 
