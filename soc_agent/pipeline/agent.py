@@ -58,6 +58,7 @@ from soc_agent.playbooks.history import (
     playbook_reads_history,
 )
 from soc_agent.policy import (
+    RUNTIME_FLAGS,
     PolicyConfig,
     apply_runtime_flags,
     budget_for,
@@ -202,9 +203,8 @@ class Agent:
                 return AlertOutcome(alert, "duplicate", incident, standing, fresh=False)
         async with self._incident_locks[incident.id]:
             if result.outcome == "grouped" and not result.new_information:
-                made, previous = await self._store.decision_state(
-                    _decision_id(incident), incident.id
-                )
+                state = await self._store.decision_state(_decision_id(incident), incident.id)
+                made, previous = state.made, state.latest
                 if previous is not None and not _unfinished(previous):
                     if made is not None:  # another alert's turn decided the same alert set
                         return AlertOutcome(alert, "grouped", incident, made, fresh=False)
@@ -227,15 +227,22 @@ class Agent:
 
     async def _decide(self, alert: Alert, result: CorrelationResult) -> tuple[Decision, bool]:
         """The incident's decision for its current alerts, and whether it is new."""
-        incident = await self._store.get_incident(result.incident.id) or result.incident
+        # The incident as it is now (another worker may have grown it since correlation),
+        # the decision of its alerts if made, its latest and the runtime flags: one read.
+        guess = _decision_id(result.incident)
+        state = await self._store.decision_state(
+            guess, result.incident.id, with_incident=True, flags=RUNTIME_FLAGS
+        )
+        incident = state.incident or result.incident
         dec_id = _decision_id(incident)
         inv_id = investigation_id(dec_id)
-        existing, previous = await self._store.decision_state(dec_id, incident.id)
+        existing = state.made if dec_id == guess else await self._store.get_decision(dec_id)
+        previous = state.latest
         if existing is not None:  # the same alerts were decided before
             if _unfinished(existing):
                 return await self._act(existing, incident, alert), False
             return existing, False
-        policy = await self.effective_policy()
+        policy = apply_runtime_flags(self._policy, state.flags)
         if alert.id not in incident.alert_ids:
             # A suppressed duplicate decides for the alert it repeats, so the decision is
             # the one that alert's own (crashed or queued) turn makes: same id, same trigger.
@@ -422,8 +429,9 @@ class Agent:
                     update={"outcome": outcome, "execution": execution, "proposal_id": queued}
                 )
             )
-        decision = decision.model_copy(update={"actions": acted})
-        await self._store.save_decision(decision)
+        if acted != decision.actions:  # else it is stored as it stands
+            decision = decision.model_copy(update={"actions": acted})
+            await self._store.save_decision(decision)
         await self._notify(decision, incident, alert)
         failpoint("actions.done")
         return decision

@@ -7,7 +7,7 @@ Every method is async so neither blocks the event loop.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -31,6 +31,7 @@ __all__ = [
     "MAX_VERDICT_HISTORY",
     "ActionRecord",
     "ClaimResult",
+    "DecisionState",
     "StateStore",
     "Store",
     "latest_per_incident",
@@ -93,6 +94,16 @@ class ClaimResult:
     over_budget: bool = False
 
 
+@dataclass(frozen=True)
+class DecisionState:
+    """What deciding on an incident reads first, read together (`Store.decision_state`)."""
+
+    made: Decision | None  # the decision with the id asked for, if it was made
+    latest: Decision | None  # the incident's latest decision
+    incident: Incident | None = None  # when asked for
+    flags: dict[str, Any] = field(default_factory=dict)  # the flags asked for, None if unset
+
+
 class Store(Protocol):
     # alerts, incidents, investigations, decisions
     async def save_alert(self, alert: Alert, incident_id: str | None) -> None: ...
@@ -105,9 +116,15 @@ class Store(Protocol):
     async def latest_decision(self, incident_id: str) -> Decision | None: ...
     async def get_decision(self, decision_id: str) -> Decision | None: ...
     async def decision_state(
-        self, decision_id: str, incident_id: str
-    ) -> tuple[Decision | None, Decision | None]:
-        """`(get_decision(decision_id), latest_decision(incident_id))`, read together."""
+        self,
+        decision_id: str,
+        incident_id: str,
+        *,
+        with_incident: bool = False,
+        flags: Sequence[str] = (),
+    ) -> DecisionState:
+        """The decision `decision_id`, the incident's latest decision, optionally the
+        incident and some flags, in one round trip."""
         ...
 
     async def alerts_of(self, incident_id: str) -> list[Alert]: ...

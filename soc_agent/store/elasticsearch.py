@@ -86,6 +86,7 @@ from soc_agent.store.base import (
     MAX_VERDICT_HISTORY,
     ActionRecord,
     ClaimResult,
+    DecisionState,
     latest_per_incident,
 )
 
@@ -347,14 +348,29 @@ class ElasticsearchStore:
         )
 
     async def decision_state(
-        self, decision_id: str, incident_id: str
-    ) -> tuple[Decision | None, Decision | None]:
-        """The decision `decision_id` if it was made, and the incident's latest: one `_mget`."""
-        made, pointer = await self._mget(
-            [("decisions", decision_id), ("decisions-latest", incident_id)]
+        self,
+        decision_id: str,
+        incident_id: str,
+        *,
+        with_incident: bool = False,
+        flags: Sequence[str] = (),
+    ) -> DecisionState:
+        """One real-time `_mget` across the decisions, pointers, incidents and flags."""
+        wanted = [("decisions", decision_id), ("decisions-latest", incident_id)]
+        if with_incident:
+            wanted.append(("incidents", incident_id))
+        wanted += [("flags", name) for name in flags]
+        made, pointer, *rest = await self._mget(wanted)
+        incident = rest.pop(0) if with_incident else None
+        return DecisionState(
+            made=Decision.model_validate(made[0]["doc"]) if made else None,
+            latest=await self._latest(incident_id, pointer),
+            incident=Incident.model_validate(incident[0]["doc"]) if incident else None,
+            flags={
+                name: json.loads(found[0]["value"]) if found else None
+                for name, found in zip(flags, rest, strict=True)
+            },
         )
-        found = Decision.model_validate(made[0]["doc"]) if made else None
-        return found, await self._latest(incident_id, pointer)
 
     async def _latest(
         self, incident_id: str, pointer: tuple[dict[str, Any], int, int] | None

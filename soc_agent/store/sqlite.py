@@ -38,6 +38,7 @@ from soc_agent.store.base import (
     MAX_VERDICT_HISTORY,
     ActionRecord,
     ClaimResult,
+    DecisionState,
     latest_per_incident,
 )
 from soc_agent.store.sqlite_incidents import INCIDENT_SCHEMA, IncidentRows
@@ -216,17 +217,25 @@ class SQLiteStore:
         return Decision.model_validate_json(row[0]) if row else None
 
     async def decision_state(
-        self, decision_id: str, incident_id: str
-    ) -> tuple[Decision | None, Decision | None]:
-        def read(db: sqlite3.Connection) -> tuple[Any, Any]:
+        self,
+        decision_id: str,
+        incident_id: str,
+        *,
+        with_incident: bool = False,
+        flags: Sequence[str] = (),
+    ) -> DecisionState:
+        def read(db: sqlite3.Connection) -> DecisionState:
             made = db.execute("SELECT doc FROM decisions WHERE id=?", (decision_id,)).fetchone()
-            return made, db.execute(_LATEST_DECISION, (incident_id,)).fetchone()
+            latest = db.execute(_LATEST_DECISION, (incident_id,)).fetchone()
+            incident = self._incidents.read(db, [incident_id]) if with_incident else {}
+            return DecisionState(
+                made=Decision.model_validate_json(made[0]) if made else None,
+                latest=Decision.model_validate_json(latest[0]) if latest else None,
+                incident=incident.get(incident_id),
+                flags=_flags(db, flags) if flags else {},
+            )
 
-        made, latest = await self._run(read)
-        return (
-            Decision.model_validate_json(made[0]) if made else None,
-            Decision.model_validate_json(latest[0]) if latest else None,
-        )
+        return await self._run(read)
 
     async def list_decisions(self, *, limit: int = 50, offset: int = 0) -> list[Decision]:
         rows = await self._all(
@@ -558,12 +567,7 @@ class SQLiteStore:
         return json.loads(row[0]) if row else None
 
     async def get_flags(self, names: Sequence[str]) -> dict[str, Any]:
-        rows = await self._all(
-            "SELECT name, value FROM flags WHERE name IN (SELECT value FROM json_each(?))",
-            (json.dumps(list(names)),),
-        )
-        found = {str(name): json.loads(value) for name, value in rows}
-        return {n: found.get(n) for n in names}
+        return await self._run(lambda db: _flags(db, names))
 
     async def set_flag(self, name: str, value: Any) -> None:
         await self._run(
@@ -676,6 +680,15 @@ class SQLiteStore:
 _LATEST_DECISION = (
     "SELECT doc FROM decisions WHERE incident_id=? ORDER BY created_at DESC, rowid DESC LIMIT 1"
 )
+
+
+def _flags(db: sqlite3.Connection, names: Sequence[str]) -> dict[str, Any]:
+    rows = db.execute(
+        "SELECT name, value FROM flags WHERE name IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(names)),),
+    ).fetchall()
+    found = {str(name): json.loads(value) for name, value in rows}
+    return {n: found.get(n) for n in names}
 
 
 def _claims_since(db: sqlite3.Connection, action: str, since: datetime) -> int:

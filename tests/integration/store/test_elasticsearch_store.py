@@ -44,6 +44,7 @@ from soc_agent.models import (
 )
 from soc_agent.models.ids import idempotency_key
 from soc_agent.store import SQLiteStore
+from soc_agent.store.base import DecisionState
 from soc_agent.store.elasticsearch import ElasticsearchStore
 from tests.infra.fixtures import needs
 
@@ -178,19 +179,20 @@ async def test_alerts_of_sorted_by_event_time(store: AnyStore) -> None:
     assert [a.id for a in await store.alerts_of("inc-1")] == [early.id, late.id]
 
 
+def _incident(incident_id: str, minutes: int = 0) -> Incident:
+    return Incident(
+        id=incident_id,
+        title="LSASS access",
+        severity=Severity.HIGH,
+        alert_ids=[f"a-{incident_id}"],
+        entities=[Entity(type=EntityType.HOST, value="ws-fin-042")],
+        first_seen=T0,
+        last_seen=T0 + timedelta(minutes=minutes),
+    )
+
+
 async def test_incidents_round_trip_and_list_newest_first(store: AnyStore) -> None:
-    incidents = [
-        Incident(
-            id=f"inc-{i}",
-            title="LSASS access",
-            severity=Severity.HIGH,
-            alert_ids=[f"a{i}"],
-            entities=[Entity(type=EntityType.HOST, value="ws-fin-042")],
-            first_seen=T0,
-            last_seen=T0 + timedelta(minutes=i),
-        )
-        for i in (2, 3, 1)
-    ]
+    incidents = [_incident(f"inc-{i}", i) for i in (2, 3, 1)]
     for incident in incidents:
         await store.put_incident(incident)
     assert await store.get_incident("inc-3") == incidents[1]
@@ -250,9 +252,23 @@ async def test_a_re_saved_latest_decision_is_what_latest_returns(store: AnyStore
     revised = first.model_copy(update={"summary": "revised"})
     await store.save_decision(revised)
     assert await store.latest_decision("inc-1") == revised
-    assert await store.decision_state("dec-1", "inc-1") == (revised, revised)
-    assert await store.decision_state("dec-9", "inc-1") == (None, revised)
-    assert await store.decision_state("dec-9", "inc-9") == (None, None)
+    assert await store.decision_state("dec-1", "inc-1") == DecisionState(revised, revised)
+    assert await store.decision_state("dec-9", "inc-1") == DecisionState(None, revised)
+    assert await store.decision_state("dec-9", "inc-9") == DecisionState(None, None)
+
+
+async def test_decision_state_reads_the_incident_and_flags_asked_for(store: AnyStore) -> None:
+    incident = _incident("inc-1")
+    await store.put_incident(incident)
+    await store.set_flag("kill_switch", True)
+    await store.set_flag("autonomy", {"level": 2})
+    state = await store.decision_state(
+        "dec-1", "inc-1", with_incident=True, flags=["kill_switch", "autonomy", "unset"]
+    )
+    assert state == DecisionState(
+        None, None, incident, {"kill_switch": True, "autonomy": {"level": 2}, "unset": None}
+    )
+    assert (await store.decision_state("dec-1", "inc-9", with_incident=True)).incident is None
 
 
 async def test_workers_with_stale_pointer_versions_keep_the_latest_decision(
@@ -296,7 +312,7 @@ async def test_a_pointer_written_before_it_carried_its_decision_still_resolves(
     assert await es_store.latest_decision("inc-1") == decision
     later = _decision("dec-2", "inc-1", T0 + timedelta(minutes=1))
     await es_store.save_decision(later)
-    assert await es_store.decision_state("dec-1", "inc-1") == (decision, later)
+    assert await es_store.decision_state("dec-1", "inc-1") == DecisionState(decision, later)
 
 
 # -- proposals ---------------------------------------------------------------------------
