@@ -3,7 +3,8 @@
 With one chain for every worker, each audit entry is a conditional write that
 no two workers can make at once: the chain bounds how far workers scale. So a
 writer appends to a chain of its own (`elasticsearch.audit_chain`, by default
-`<agent_id>@<hostname>`), which only it contends for, and every
+`<agent_id>@<hostname>`), which it holds by a lease and so writes in batches
+(`ElasticsearchAuditLog.write_alone_while`), and every
 `elasticsearch.audit_chain_anchor_seconds` (and when it stops) appends that
 chain's head to the shared chain as an `audit.anchor` entry naming the chain,
 the sequence number and the hash. The shared chain is what `audit_anchor_file`

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import itertools
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, ConflictError, NotFoundError
+from elasticsearch import ApiError, AsyncElasticsearch, ConflictError, NotFoundError, TransportError
 from pydantic import ValidationError
 
 from soc_agent.audit.chain import GENESIS, VerifyResult, format_at, seal, verify_events
@@ -63,6 +65,9 @@ _PROPERTIES: dict[str, Any] = {
 CHAIN_SEPARATOR = ":"
 
 _PAGE = 500
+_PROBE = 16  # ids an exporter's read asks for first
+_RECENT_KEPT = 4096  # appended entries kept for `appended_after`
+_Waiting = tuple[AuditEvent, "asyncio.Future[AuditEvent]"]  # an entry and its caller
 _MAX_APPEND_ATTEMPTS = 10_000
 
 
@@ -104,6 +109,12 @@ class ElasticsearchAuditLog:
         self._known: tuple[int, str] | None = None
         # Appends from one process queue here instead of racing each other through 409s.
         self._lock = asyncio.Lock()
+        # Entries waiting for the next batch (see `write_alone_while`), with their callers.
+        self._pending: builtins.list[_Waiting] = []
+        self._alone: Callable[[], bool] = _never
+        # The entries this object appended last, oldest first: what an exporter reads back.
+        self._recent: deque[AuditEvent] = deque(maxlen=_RECENT_KEPT)
+        self.requests = 0  # append requests made (a batch is one), for the benches
 
     @property
     def index(self) -> str:
@@ -141,24 +152,58 @@ class ElasticsearchAuditLog:
         )
         await self._es.indices.put_mapping(index=self._index, properties={"chain": KEYWORD})
 
+    def write_alone_while(self, alone: Callable[[], bool]) -> None:
+        """Batch appends while `alone()` says no other process writes this chain (this
+        process holds the chain's lease, with time to spare).
+
+        Entries appended while a batch is being written then go in with the next
+        one: a single `_bulk` of creates, where each entry otherwise costs its own
+        request. Without that promise a batch could interleave with another
+        writer's entries, so each entry is created alone (the 409 protocol above).
+        """
+        self._alone = alone
+
     async def append(self, event: AuditEvent) -> AuditEvent:
         """Append as the next entry; returns it with `seq`, `prev_hash` and `hash` set.
 
         Any `seq`/`prev_hash`/`hash` already on `event` are ignored. Raises
-        ValueError for details JSON cannot hold (NaN), before anything is written.
+        ValueError for details JSON cannot hold (NaN), before anything is written;
+        in a batch, such an entry fails alone.
         """
+        done: asyncio.Future[AuditEvent] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, done))
         async with self._lock:
-            started = time.perf_counter()
+            if not done.done():  # else an earlier batch took it
+                batch, self._pending = self._pending, []
+                started = time.perf_counter()
+                writing = asyncio.ensure_future(self._write(batch))
+                try:
+                    await asyncio.shield(writing)
+                except asyncio.CancelledError:
+                    # The batch holds other callers' entries: finish it before letting go.
+                    await asyncio.wait([writing])
+                    raise
+                finally:
+                    self.append_seconds += time.perf_counter() - started
+        return done.result()
+
+    async def _write(self, batch: builtins.list[_Waiting]) -> None:
+        """Write a batch and settle every caller's future; raises nothing."""
+        if len(batch) > 1 and self._alone():
+            await self._write_batch(batch)
+            return
+        for event, done in batch:
             try:
-                return await self._append(event)
-            finally:
-                self.append_seconds += time.perf_counter() - started
+                done.set_result(await self._append(event))
+            except Exception as exc:
+                done.set_exception(exc)
 
     async def _append(self, event: AuditEvent) -> AuditEvent:
         seq, prev_hash = self._known if self._known else await self.head()
         for _ in range(_MAX_APPEND_ATTEMPTS):
             sealed = seal(event, seq=seq + 1, prev_hash=prev_hash, key=self._key, chain=self._chain)
             try:
+                self.requests += 1
                 await self._es.index(
                     index=self._index,
                     id=self._id(seq + 1),
@@ -170,11 +215,81 @@ class ElasticsearchAuditLog:
                 seq, prev_hash = await self._entry_head(seq + 1)
                 continue
             self._known = (seq + 1, str(sealed.hash))
+            self._remember([sealed])
             return sealed
         raise StoreError(
             f"audit index {self._index}: no free sequence number in {self._name} after "
             f"{_MAX_APPEND_ATTEMPTS} attempts"
         )
+
+    async def _write_batch(self, batch: builtins.list[_Waiting]) -> None:
+        """Seal the entries after the known head and create them in one `_bulk`."""
+        sealed: builtins.list[_Waiting] = []
+        try:
+            seq, prev_hash = self._known if self._known else await self.head()
+            for event, done in batch:
+                try:
+                    entry = seal(
+                        event, seq=seq + 1, prev_hash=prev_hash, key=self._key, chain=self._chain
+                    )
+                except ValueError as exc:
+                    done.set_exception(exc)  # nothing written for it; the rest go on
+                    continue
+                sealed.append((entry, done))
+                seq, prev_hash = seq + 1, str(entry.hash)
+            operations: builtins.list[dict[str, Any]] = []
+            for entry, _ in sealed:
+                operations += [
+                    {"create": {"_index": self._index, "_id": self._id(int(entry.seq or 0))}},
+                    _to_doc(entry),
+                ]
+            self.requests += 1
+            try:
+                resp = await self._es.bulk(operations=operations)
+                refused = [i for i, item in enumerate(resp["items"]) if item["create"].get("error")]
+            except (ApiError, TransportError):
+                refused = builtins.list(range(len(sealed)))  # outcome unknown: settle each
+            for i in refused:
+                await self._settle(sealed[i][0])
+        except Exception as exc:
+            self._known = None  # read the head again before the next append
+            for _, done in sealed:
+                if not done.done():
+                    done.set_exception(exc)
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        if sealed:
+            last = sealed[-1][0]
+            self._known = (int(last.seq or 0), str(last.hash))
+            self._remember([entry for entry, _ in sealed])
+        for entry, done in sealed:
+            done.set_result(entry)
+
+    def _remember(self, entries: builtins.list[AuditEvent]) -> None:
+        """Keep what was just appended, after what was kept only if it follows on."""
+        if self._recent and self._recent[-1].seq != (entries[0].seq or 0) - 1:
+            self._recent.clear()  # another appender's entries came between
+        self._recent.extend(entries)
+
+    async def _settle(self, entry: AuditEvent) -> None:
+        """Create one entry of a batch the `_bulk` did not take (or whose answer was lost);
+        a 409 is fine only if the stored entry is this one."""
+        seq = int(entry.seq or 0)
+        try:
+            self.requests += 1
+            await self._es.index(
+                index=self._index, id=self._id(seq), document=_to_doc(entry), op_type="create"
+            )
+        except ConflictError:
+            stored = await self._get(seq)
+            if stored is None or stored.get("hash") != entry.hash:
+                raise StoreError(
+                    f"audit index {self._index}: entry {seq} of {self._name} was written by "
+                    "another process while this one held the chain alone (a stall past its "
+                    "lease?): the chain forks there, `audit verify` will name it"
+                ) from None
 
     async def list(
         self,
@@ -214,31 +329,49 @@ class ElasticsearchAuditLog:
     async def entries_after(self, seq: int, *, limit: int) -> builtins.list[AuditEvent]:
         """Up to `limit` entries with a sequence number above `seq`, in chain order.
 
-        A range query, not `from`: an exporter's cursor passes Elasticsearch's
-        10,000-hit paging window within a day.
+        Real-time `_mget`s of the next ids (a chain has no gaps): first a few, then,
+        while every one was there, the rest of `limit`. No refresh, no search, and no
+        paging window. Reading stops at the first missing entry: a chain with a hole
+        in it is `audit verify`'s to report, not to be skipped over.
         """
-        await self._refresh()
-        resp = await self._es.search(
-            index=self._index,
-            query={"bool": {"filter": [self._scope(), {"range": {"seq": {"gt": seq}}}]}},
-            sort=[{"seq": "asc"}],
-            size=limit,
-        )
-        return self._decode(hit["_source"] for hit in resp["hits"]["hits"])
+        out: builtins.list[AuditEvent] = []
+        want = min(limit, _PROBE)
+        while want > 0:
+            first = seq + len(out) + 1
+            found = await self._read_ids(range(first, first + want), stop_at_missing=True)
+            out += found
+            if len(found) < want:
+                break
+            want = limit - len(out)
+        return out
 
     async def appended_after(self, seq: int, *, limit: int) -> builtins.list[AuditEvent]:
-        """Like `entries_after`, up to the last entry this object appended: one real-time
-        `_mget`, no refresh (what a worker exports before each commit). Entries others
-        appended after that are theirs to export."""
+        """Like `entries_after`, up to the last entry this object appended (what a worker
+        exports before each commit): from memory when this object appended them all,
+        else one real-time `_mget`, never a refresh. Entries others appended after that
+        are theirs to export."""
         known = self._known[0] if self._known is not None else 0
-        ids = [self._id(n) for n in range(seq + 1, min(known, seq + limit) + 1)]
-        if not ids:
+        last = min(known, seq + limit)
+        if last <= seq:
             return []
-        resp = await self._es.mget(index=self._index, ids=ids)
+        kept = self._recent
+        if kept and kept[0].seq is not None and kept[0].seq <= seq + 1 <= (kept[-1].seq or 0):
+            first = seq + 1 - kept[0].seq
+            return builtins.list(itertools.islice(kept, first, first + last - seq))
+        return await self._read_ids(range(seq + 1, last + 1), stop_at_missing=False)
+
+    async def _read_ids(self, seqs: range, *, stop_at_missing: bool) -> builtins.list[AuditEvent]:
+        """Entries `seqs` by one real-time `_mget`: up to the first missing one, or a
+        StoreError naming it."""
+        resp = await self._es.mget(index=self._index, ids=[self._id(n) for n in seqs])
+        sources: builtins.list[Mapping[str, Any]] = []
         for doc in resp["docs"]:
             if not doc.get("found"):
+                if stop_at_missing:
+                    break
                 raise StoreError(f"audit index {self._index}: entry {doc['_id']} vanished")
-        return self._decode(doc["_source"] for doc in resp["docs"])
+            sources.append(doc["_source"])
+        return self._decode(sources)
 
     def _decode(self, sources: Iterable[Mapping[str, Any]]) -> builtins.list[AuditEvent]:
         """Stored documents as events; one that no longer decodes is a StoreError."""
@@ -402,6 +535,10 @@ class ElasticsearchAuditLog:
         if self._chain is None:
             return {"bool": {"must_not": {"exists": {"field": "chain"}}}}
         return {"term": {"chain": self._chain}}
+
+
+def _never() -> bool:
+    return False
 
 
 def _to_doc(event: AuditEvent) -> dict[str, Any]:

@@ -16,6 +16,7 @@ either way.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -23,6 +24,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
@@ -49,9 +51,14 @@ from soc_agent.store.locks import IncidentLocks, Lock
 if TYPE_CHECKING:
     from elasticsearch import AsyncElasticsearch
 
-    from soc_agent.store.elasticsearch_leases import LeaseManager
+    from soc_agent.audit.elasticsearch_log import ElasticsearchAuditLog
+    from soc_agent.store.elasticsearch_leases import Lease, LeaseManager
 
 __all__ = ["Backend", "open_backend"]
+
+log = logging.getLogger(__name__)
+
+_MAX_CHAINS_PER_NAME = 64  # processes of one machine (or one configured chain name)
 
 
 @dataclass
@@ -206,13 +213,6 @@ async def _open_elasticsearch(settings: Settings, *, writer: bool) -> AsyncItera
             key=key,
             number_of_replicas=config.number_of_replicas,
         )
-        own = shared.sibling(config.audit_chain or _default_chain(settings)) if writer else None
-        audit = ChainedAuditLog(
-            shared,
-            own,
-            actor=settings.agent_id,
-            anchor_seconds=config.audit_chain_anchor_seconds,
-        )
         leases = LeaseManager(
             client,
             index=index_name(prefix, "leases"),
@@ -220,10 +220,16 @@ async def _open_elasticsearch(settings: Settings, *, writer: bool) -> AsyncItera
             ttl_seconds=config.lease_ttl_seconds,
             number_of_replicas=config.number_of_replicas,
         )
+        own: ElasticsearchAuditLog | None = None
         try:
             await store.ensure_indices()
             await shared.ensure_index()
             await leases.ensure_index()
+            stack.push_async_callback(leases.aclose)
+            if writer:
+                own = await _own_chain(
+                    stack, shared, leases, config.audit_chain or _default_chain(settings)
+                )
             if key is not None and own is not None:
                 for chain in (shared, own):
                     await ensure_keyed(chain, key, actor=settings.agent_id, where="audit_key")
@@ -236,10 +242,44 @@ async def _open_elasticsearch(settings: Settings, *, writer: bool) -> AsyncItera
             raise StoreError(
                 f"cannot reach Elasticsearch at {_hosts(config.hosts)}: {type(exc).__name__}"
             ) from None
-        stack.push_async_callback(leases.aclose)
+        audit = ChainedAuditLog(
+            shared,
+            own,
+            actor=settings.agent_id,
+            anchor_seconds=config.audit_chain_anchor_seconds,
+        )
         audit.start()
         stack.push_async_callback(audit.aclose)
         yield Backend("elasticsearch", settings, store, audit, es=client, leases=leases)
+
+
+async def _own_chain(
+    stack: AsyncExitStack, shared: ElasticsearchAuditLog, leases: LeaseManager, name: str
+) -> ElasticsearchAuditLog:
+    """This process's chain: `name`, or `name.2`, `name.3`, ... while live processes hold
+    those. Held by its lease for the process's life, a chain has one writer, so its
+    entries go in batches (`write_alone_while`)."""
+    base = name[: 200 - len(f".{_MAX_CHAINS_PER_NAME}")]
+    # Renewed every third of the TTL: less than half left means a renewal is late.
+    margin = leases.ttl_seconds / 2
+    for n in range(1, _MAX_CHAINS_PER_NAME + 1):
+        chain = name if n == 1 else f"{base}.{n}"
+        lease = leases.lock(f"audit-chain:{chain}")
+        if not await stack.enter_async_context(lease.hold(wait=False)):
+            continue
+        if n > 1:
+            log.info("audit chain %s is another process's: this one appends to %s", name, chain)
+        own = shared.sibling(chain)
+        own.write_alone_while(partial(_in_time, lease, margin))
+        return own
+    raise StoreError(
+        f"audit chains {name} to {base}.{_MAX_CHAINS_PER_NAME} are all held by live "
+        "processes: give this one its own elasticsearch.audit_chain"
+    )
+
+
+def _in_time(lease: Lease, margin: float) -> bool:
+    return lease.remaining_seconds() > margin
 
 
 def _default_chain(settings: Settings) -> str:

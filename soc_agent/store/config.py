@@ -51,8 +51,8 @@ class ElasticsearchConfig(BaseModel):
         default=None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}$",
         description="the audit chain this process appends to (default "
-        "`<agent_id>@<hostname>`): no other worker contends for it; its head is anchored "
-        "in the shared chain",
+        "`<agent_id>@<hostname>`; `<name>.2`, `.3`, ... while another live process holds "
+        "it): one writer per chain; its head is anchored in the shared chain",
     )
     audit_chain_anchor_seconds: float = Field(
         default=5.0,

@@ -106,6 +106,14 @@ class Lease:
         """True when the current (or last) acquisition was taken over or expired unrenewed."""
         return self._held is not None and self._held.lost
 
+    def remaining_seconds(self) -> float:
+        """Time left before the current acquisition expires, by this process's clock; 0
+        when it is not held (or was lost or released)."""
+        held = self._held
+        if held is None or held.lost or held.stop.is_set():
+            return 0.0
+        return max(0.0, (held.expires_at_ms - self._manager._now_ms()) / 1000)
+
     @asynccontextmanager
     async def hold(self, *, wait: bool = True) -> AsyncIterator[bool]:
         """Hold the lease for the block; with `wait=False`, yield False if someone else has it.

@@ -348,6 +348,11 @@ class KafkaWorker:
             await self._commit_within()
         except KafkaError as exc:
             log.warning("final commit failed: %s", exc)
+        finally:
+            try:
+                await self._exporter.aclose()
+            except Exception as exc:  # the store is down: its entries go out again (at least once)
+                log.warning("audit export cursor not stored at shutdown: %s", type(exc).__name__)
 
     # -- instrumentation ------------------------------------------------------------------
 

@@ -144,3 +144,117 @@ async def test_what_a_process_appended_is_read_back_without_a_search(
     assert await w1.shared.sibling("w1").appended_after(0, limit=100) == []
     entries = await w1.own.appended_after(0, limit=100)
     assert entries == await w1.own.entries_after(0, limit=100)
+    # What it holds in memory is only what follows on: once another object appended in
+    # between, the entries are read back from the node, the other's included.
+    await w1.shared.sibling("w1").append(_event(90, "other"))
+    await w1.own.append(_event(91, "w1"))
+    assert [e.seq for e in await w1.own.appended_after(11, limit=100)] == [12]
+    assert await w1.own.appended_after(7, limit=100) == await w1.own.entries_after(7, limit=100)
+    assert [e.actor for e in await w1.own.appended_after(9, limit=100)] == ["w1", "other", "w1"]
+
+
+def _alone(shared: ElasticsearchAuditLog, name: str) -> ElasticsearchAuditLog:
+    own = shared.sibling(name)
+    own.write_alone_while(lambda: True)
+    return own
+
+
+async def test_appends_of_a_chain_written_alone_go_in_batches_and_verify(
+    es: AsyncElasticsearch, prefix: str
+) -> None:
+    shared = ElasticsearchAuditLog(es, index=f"{prefix}-audit", key=KEY, number_of_replicas=0)
+    await shared.ensure_index()
+    own = _alone(shared, "w1")
+    entries = await asyncio.gather(*(own.append(_event(i, "w1")) for i in range(40)))
+    # Each caller gets its own entry back, in the order it asked.
+    assert [e.subject for e in entries] == [f"alert-{i}" for i in range(40)]
+    assert sorted(e.seq or 0 for e in entries) == list(range(1, 41))
+    assert own.requests < 10  # the first alone, then the rest batched
+    # Details JSON cannot hold fail alone, before anything is written; the entries
+    # around them go in.
+    bad = _event(99, "w1").model_copy(update={"details": {"handle": object()}})
+    async with own._lock:  # queue all three behind a batch in flight
+        queued = [
+            asyncio.ensure_future(own.append(e)) for e in (_event(40, "w1"), bad, _event(41, "w1"))
+        ]
+        await asyncio.sleep(0.01)
+    results = await asyncio.gather(*queued, return_exceptions=True)
+    assert isinstance(results[1], ValueError)
+    assert [r.seq for r in (results[0], results[2])] == [41, 42]  # type: ignore[union-attr]
+    worker = ChainedAuditLog(shared, own, actor="w1", anchor_seconds=3600)
+    await worker.anchor()
+    result = await _reader(es, prefix).verify()
+    assert (result.ok, result.problem) == (True, None)
+    assert dict(result.parts)["w1"].count == 42
+
+
+async def test_a_batch_that_meets_another_writer_fails_loudly(
+    es: AsyncElasticsearch, prefix: str
+) -> None:
+    """A process stalled past its chain's lease may find another writer there: its batch
+    must fail, not report entries the chain does not hold."""
+    shared = ElasticsearchAuditLog(es, index=f"{prefix}-audit", key=KEY, number_of_replicas=0)
+    await shared.ensure_index()
+    stalled = _alone(shared, "w1")
+    await stalled.append(_event(0, "w1"))
+    await shared.sibling("w1").append(_event(1, "intruder"))  # entry 2, unknown to `stalled`
+    async with stalled._lock:  # the four queue behind a batch in flight: one batch
+        queued = [asyncio.ensure_future(stalled.append(_event(i, "w1"))) for i in range(2, 6)]
+        await asyncio.sleep(0.01)
+    results = await asyncio.gather(*queued, return_exceptions=True)
+    failed = [r for r in results if isinstance(r, Exception)]
+    assert failed and all("written by another process" in str(r) for r in failed)
+    # Once failed, it reads the head again: the next append follows the real chain.
+    after = await stalled.append(_event(9, "w1"))
+    stored = await shared.sibling("w1").list(limit=50)
+    assert stored[-1] == after
+    # The entries the batch created after the intruder's hang off an entry the chain
+    # does not hold: verification names the first.
+    assert (await shared.sibling("w1").verify()).first_bad_seq == 3
+
+
+async def test_a_second_process_on_a_chain_name_writes_the_next_free_chain(
+    elasticsearch_url: str, es: AsyncElasticsearch, prefix: str
+) -> None:
+    """Each chain has one writer, its lease's holder, who batches: a second process
+    configured with the same chain name writes the next free one, and the whole verifies."""
+    from soc_agent.runtime.backend import open_backend
+    from soc_agent.settings import load_settings
+
+    settings = load_settings(
+        store_backend="elasticsearch",
+        audit_key="a-key-the-workers-share-0123456789",
+        elasticsearch={
+            "hosts": [elasticsearch_url],
+            "index_prefix": prefix,
+            "number_of_replicas": 0,
+            "audit_chain": "host-1",
+        },
+    )
+    async with open_backend(settings) as first, open_backend(settings) as second:
+        chains = [b.audit for b in (first, second)]
+        assert all(isinstance(c, ChainedAuditLog) and c.own is not None for c in chains)
+        owns = [c.own for c in chains if isinstance(c, ChainedAuditLog) and c.own is not None]
+        before = [o.requests for o in owns]
+        await asyncio.gather(*(chains[i % 2].append(_event(i, f"p{i % 2}")) for i in range(40)))
+        assert [o.chain for o in owns] == ["host-1", "host-1.2"]
+        made = [o.requests - b for o, b in zip(owns, before, strict=True)]
+        assert max(made) < 15, f"each batches its 20 entries: {made} requests"
+        result = await first.audit.verify()
+        assert (result.ok, result.problem) == (True, None)
+
+
+async def test_entries_after_reads_ids_in_order_and_stops_at_a_hole(
+    es: AsyncElasticsearch, prefix: str
+) -> None:
+    w1, _ = await _two_workers(es, prefix)
+    assert w1.own is not None
+    reader = w1.shared.sibling("w1")  # another process: nothing in memory
+    assert [e.seq for e in await reader.entries_after(0, limit=100)] == list(range(1, 11))
+    assert [e.seq for e in await reader.entries_after(3, limit=4)] == [4, 5, 6, 7]
+    assert await reader.entries_after(10, limit=100) == []
+    await es.delete(index=reader.index, id="w1:6", refresh=True)
+    # Not exported past a hole: `audit verify` names it instead.
+    assert [e.seq for e in await reader.entries_after(2, limit=100)] == [3, 4, 5]
+    assert await reader.entries_after(5, limit=100) == []
+    assert (await reader.verify()).first_bad_seq == 6
