@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
-__all__ = ["add_column", "connect_private", "retry_while_busy"]
+__all__ = ["add_column", "connect_private", "retry_while_busy", "transaction"]
 
 _T = TypeVar("_T")
 
@@ -57,3 +58,21 @@ def add_column(db: sqlite3.Connection, table: str, column: str, declaration: str
     except sqlite3.OperationalError as exc:
         if "duplicate column" not in str(exc):
             raise
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction: all of the block's writes commit, or none.
+
+    `connect_private` connections are in autocommit mode, where `with db:`
+    opens no transaction (each statement commits alone), so this says BEGIN.
+    IMMEDIATE takes the write lock at once: a writer never fails half-way on
+    another process's lock.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.rollback()
+        raise
+    db.commit()

@@ -266,7 +266,6 @@ class Agent:
             await self._audit_decision(decision)
             return decision, True
         investigation = await self._investigate(playbook, alert, incident, inv_id)
-        await self._store.save_investigation(investigation)
         ctx = build_context(alert, incident, investigation, playbook.settings)
         with history_in_effect(await self._history(playbook, alert, incident)):
             total, breakdown = score(playbook, ctx, max_model_points=self._policy.model.max_points)
@@ -306,7 +305,7 @@ class Agent:
             if investigation.model_run
             else None,
         )
-        await self._store.save_decision(decision)
+        await self._store.save_decision(decision, investigation=investigation)
         await self._audit_decision(decision)
         failpoint("decision.stored")
         return await self._act(decision, incident, alert, policy), True

@@ -68,12 +68,11 @@ class DecisionFacts(Protocol):
         """The action's connector, capability and target facts; None: nothing provides it."""
         ...
 
-    async def ledger(self, key: str) -> ActionRecord | None:
-        """The executor's ledger row for this idempotency key, if any."""
-        ...
-
-    async def executions(self, action: str, window_seconds: int) -> int:
-        """Executions of `action` recorded in the last `window_seconds`."""
+    async def standing(
+        self, key: str, action: str, window_seconds: int
+    ) -> tuple[ActionRecord | None, int]:
+        """The executor's ledger row for this idempotency key, if any, and the executions
+        of `action` recorded in the last `window_seconds`."""
         ...
 
 
@@ -111,12 +110,11 @@ async def decide_all(
     for cand in candidates:
         key = idempotency_key(incident_id, cand.action, cand.target)
         found = await facts.action(cand)
-        held = await facts.ledger(key)
+        window = budget_for(cand.action, policy).window_seconds
+        held, used = await facts.standing(key, cand.action, window)
         in_effect = held is not None and held.status in IN_EFFECT
-        used = 0
-        if found is not None and not in_effect:  # an action in effect spends no budget
-            window = budget_for(cand.action, policy).window_seconds
-            used = await facts.executions(cand.action, window)
+        if found is None or in_effect:  # an action in effect spends no budget
+            used = 0
         inp = PolicyInput(
             candidate=cand,
             facts=found,
@@ -202,12 +200,11 @@ class GatewayFacts:
         missing = tuple(self._gateway.missing_scopes(connector, cap.name))
         return action_facts(connector, cap, missing, asset)
 
-    async def ledger(self, key: str) -> ActionRecord | None:
-        return await self._store.get_action(key)
-
-    async def executions(self, action: str, window_seconds: int) -> int:
-        return await self._store.count_executions(
-            action, self._clock() - timedelta(seconds=window_seconds)
+    async def standing(
+        self, key: str, action: str, window_seconds: int
+    ) -> tuple[ActionRecord | None, int]:
+        return await self._store.action_standing(
+            key, action, self._clock() - timedelta(seconds=window_seconds)
         )
 
     async def _lookup_asset(self, target: Entity) -> dict[str, Any]:
@@ -257,11 +254,10 @@ class CatalogFacts:
         granted = set(self._grants.get(connector, []))
         return action_facts(connector, cap, tuple(s for s in cap.scopes if s not in granted))
 
-    async def ledger(self, key: str) -> ActionRecord | None:
-        return None
-
-    async def executions(self, action: str, window_seconds: int) -> int:
-        return 0
+    async def standing(
+        self, key: str, action: str, window_seconds: int
+    ) -> tuple[ActionRecord | None, int]:
+        return None, 0
 
 
 def missing_evidence(

@@ -300,23 +300,18 @@ class ElasticsearchStore:
         return [Incident.model_validate(h["doc"]) for h in hits]
 
     async def save_investigation(self, investigation: Investigation) -> None:
-        await self._put(
-            "investigations",
-            investigation.id,
-            {
-                "id": investigation.id,
-                "incident_id": investigation.incident_id,
-                "doc": investigation.model_dump(mode="json"),
-            },
-        )
+        await self._put("investigations", investigation.id, _investigation_body(investigation))
 
     async def get_investigation(self, investigation_id: str) -> Investigation | None:
         src = await self._get("investigations", investigation_id)
         return Investigation.model_validate(src["doc"]) if src else None
 
-    async def save_decision(self, decision: Decision) -> None:
-        """Insert, or replace keeping its place in insertion order (one upsert); then move
-        the incident's pointer, which carries the decision itself."""
+    async def save_decision(
+        self, decision: Decision, *, investigation: Investigation | None = None
+    ) -> None:
+        """Insert, or replace keeping its place in insertion order (one upsert, in one
+        `_bulk` with the investigation if given); then move the incident's pointer, which
+        carries the decision itself."""
         doc = decision.model_dump(mode="json")
         body = {
             "id": decision.id,
@@ -325,15 +320,27 @@ class ElasticsearchStore:
             "inserted": self._stamp(),
             "doc": doc,
         }
-        resp = await self._es.update(
-            index=self.index("decisions"),
-            id=document_id(decision.id),
-            doc={"doc": doc},
-            upsert=body,
-            source_includes=["inserted"],
-        )
+        operations: list[dict[str, Any]] = []
+        if investigation is not None:
+            operations += [
+                {
+                    "index": {
+                        "_index": self.index("investigations"),
+                        "_id": document_id(investigation.id),
+                    }
+                },
+                _investigation_body(investigation),
+            ]
+        operations += [
+            {"update": {"_index": self.index("decisions"), "_id": document_id(decision.id)}},
+            {"doc": {"doc": doc}, "upsert": body, "_source": ["inserted"]},
+        ]
+        resp = await self._es.bulk(operations=operations)
+        refused = [item for item in resp["items"] for op in item.values() if op.get("error")]
+        if refused:
+            raise StoreError(f"decision {decision.id} not saved: {refused[0]}")
         # A re-save keeps its place: the pointer compares the original stamp.
-        inserted = int(resp["get"]["_source"]["inserted"])
+        inserted = int(resp["items"][-1]["update"]["get"]["_source"]["inserted"])
         await self._point_latest(decision, doc, inserted)
 
     async def latest_decision(self, incident_id: str) -> Decision | None:
@@ -696,11 +703,15 @@ class ElasticsearchStore:
         search. It holds the same claims (a failed one frees its slot, a retry takes
         it again), plus any phantom slot of a claimer that died before its key.
         """
-        src = await self._get("budgets", action)
-        if src is None:
-            return 0
-        floor = utc(since)
-        return sum(1 for at in src["claims"].values() if datetime.fromisoformat(at) >= floor)
+        return _claims(await self._get_versioned("budgets", action), since)
+
+    async def action_standing(
+        self, key: str, action: str, since: datetime
+    ) -> tuple[ActionRecord | None, int]:
+        """The ledger row by idempotency key and the action's claims since `since`, from
+        its reservation document (see `count_executions`): one real-time `_mget`."""
+        held, budget = await self._mget([("actions", key), ("budgets", action)])
+        return (_action(held[0]) if held else None), _claims(budget, since)
 
     # -- dead letters and flags ----------------------------------------------------------
 
@@ -1229,6 +1240,22 @@ class _CorrelationView:
         """A write for `flush`, which later reads in this correlation already see."""
         self._pending.append((kind, key, body))
         self._known[kind, key] = body
+
+
+def _investigation_body(investigation: Investigation) -> dict[str, Any]:
+    return {
+        "id": investigation.id,
+        "incident_id": investigation.incident_id,
+        "doc": investigation.model_dump(mode="json"),
+    }
+
+
+def _claims(budget: tuple[dict[str, Any], int, int] | None, since: datetime) -> int:
+    """Slots of a reservation document taken since `since`."""
+    if budget is None:
+        return 0
+    floor = utc(since)
+    return sum(1 for at in budget[0]["claims"].values() if datetime.fromisoformat(at) >= floor)
 
 
 def _action(src: Mapping[str, Any]) -> ActionRecord:

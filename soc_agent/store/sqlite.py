@@ -32,7 +32,7 @@ from soc_agent.models import (
     Proposal,
     ProposalStatus,
 )
-from soc_agent.sqlite_setup import add_column, connect_private, retry_while_busy
+from soc_agent.sqlite_setup import add_column, connect_private, retry_while_busy, transaction
 from soc_agent.store.base import (
     MAX_ACTION_LABELS,
     MAX_VERDICT_HISTORY,
@@ -173,7 +173,7 @@ class SQLiteStore:
 
     async def put_incident(self, incident: Incident) -> None:
         def write(db: sqlite3.Connection) -> None:
-            with db:
+            with transaction(db):
                 written = self._incidents.write(db, [incident])
             self._incidents.remember(written)
 
@@ -183,30 +183,33 @@ class SQLiteStore:
         return await self._run(lambda db: self._incidents.page(db, limit, offset))
 
     async def save_investigation(self, investigation: Investigation) -> None:
-        await self._run(
-            lambda db: db.execute(
-                "INSERT OR REPLACE INTO investigations VALUES (?,?,?)",
-                (investigation.id, investigation.incident_id, investigation.model_dump_json()),
-            )
-        )
+        await self._run(lambda db: _put_investigation(db, investigation))
 
     async def get_investigation(self, investigation_id: str) -> Investigation | None:
         row = await self._one("SELECT doc FROM investigations WHERE id=?", (investigation_id,))
         return Investigation.model_validate_json(row[0]) if row else None
 
-    async def save_decision(self, decision: Decision) -> None:
-        await self._run(
-            lambda db: db.execute(
-                "INSERT INTO decisions VALUES (?,?,?,?) "
-                "ON CONFLICT(id) DO UPDATE SET doc=excluded.doc",
-                (
-                    decision.id,
-                    decision.incident_id,
-                    decision.created_at.isoformat(),
-                    decision.model_dump_json(),
-                ),
-            )
+    async def save_decision(
+        self, decision: Decision, *, investigation: Investigation | None = None
+    ) -> None:
+        row = (
+            decision.id,
+            decision.incident_id,
+            decision.created_at.isoformat(),
+            decision.model_dump_json(),
         )
+
+        def write(db: sqlite3.Connection) -> None:
+            with transaction(db):
+                if investigation is not None:
+                    _put_investigation(db, investigation)
+                db.execute(
+                    "INSERT INTO decisions VALUES (?,?,?,?) "
+                    "ON CONFLICT(id) DO UPDATE SET doc=excluded.doc",
+                    row,
+                )
+
+        await self._run(write)
 
     async def latest_decision(self, incident_id: str) -> Decision | None:
         row = await self._one(_LATEST_DECISION, (incident_id,))
@@ -438,6 +441,16 @@ class SQLiteStore:
         """Claims of an action since a time, in flight or done (failed ones do not count)."""
         return await self._run(lambda db: _claims_since(db, action, since))
 
+    async def action_standing(
+        self, key: str, action: str, since: datetime
+    ) -> tuple[ActionRecord | None, int]:
+        def read(db: sqlite3.Connection) -> tuple[Any, int]:
+            row = db.execute("SELECT * FROM actions WHERE idempotency_key=?", (key,)).fetchone()
+            return row, _claims_since(db, action, since)
+
+        row, used = await self._run(read)
+        return (_action(row) if row else None), used
+
     # -- dead letters and flags ----------------------------------------------------------
 
     async def save_dead_letter(self, letter: DeadLetter) -> None:
@@ -479,7 +492,7 @@ class SQLiteStore:
         keys += [(f"entity:{e}", verdict.id) for e in verdict.entities]
 
         def write(db: sqlite3.Connection) -> bool:
-            with db:  # the record and its keys together, or neither
+            with transaction(db):  # the record and its keys together, or neither
                 inserted = db.execute(
                     "INSERT OR IGNORE INTO verdicts VALUES (?,?,?,?)",
                     (verdict.id, verdict.incident_id, _utc(verdict.closed_at), doc),
@@ -539,7 +552,7 @@ class SQLiteStore:
 
     async def save_action_label(self, label: ActionLabel) -> bool:
         def write(db: sqlite3.Connection) -> bool:
-            with db:
+            with transaction(db):
                 inserted = db.execute(
                     "INSERT OR IGNORE INTO action_labels VALUES (?,?,?,?)",
                     (label.id, label.incident_id, _utc(label.at), label.model_dump_json()),
@@ -656,7 +669,7 @@ class SQLiteStore:
 
     async def apply_correlation(self, writes: CorrelationWrites) -> None:
         def write(db: sqlite3.Connection) -> None:
-            with db:  # one transaction: a crash leaves all of the correlation or none
+            with transaction(db):  # one transaction: a crash leaves all of the correlation or none
                 written = self._incidents.write(db, writes.incidents)
                 db.executemany("INSERT OR REPLACE INTO corr_entities VALUES (?,?)", writes.entities)
                 db.executemany(
@@ -680,6 +693,13 @@ class SQLiteStore:
 _LATEST_DECISION = (
     "SELECT doc FROM decisions WHERE incident_id=? ORDER BY created_at DESC, rowid DESC LIMIT 1"
 )
+
+
+def _put_investigation(db: sqlite3.Connection, investigation: Investigation) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO investigations VALUES (?,?,?)",
+        (investigation.id, investigation.incident_id, investigation.model_dump_json()),
+    )
 
 
 def _flags(db: sqlite3.Connection, names: Sequence[str]) -> dict[str, Any]:

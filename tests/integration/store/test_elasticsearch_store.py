@@ -524,6 +524,11 @@ async def test_count_executions(store: AnyStore) -> None:
     assert await store.count_executions("isolate_host", T0 + timedelta(minutes=10)) == 1
     assert await store.count_executions("block_ip", T0) == 1
     assert await store.count_executions("disable_user", T0) == 0
+    # The policy's read: the key's ledger row and the action's claims, together.
+    key = _request(target="ws-1").idempotency_key
+    held, used = await store.action_standing(key, "isolate_host", T0 + timedelta(minutes=10))
+    assert (held is not None and held.target, used) == ("ws-1", 1)
+    assert await store.action_standing("no-such-key", "disable_user", T0) == (None, 0)
 
 
 # -- dead letters, flags, correlation ----------------------------------------------------

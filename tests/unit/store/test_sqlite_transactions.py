@@ -1,0 +1,61 @@
+"""Writes the SQLite store makes together commit together: the connection is in autocommit
+mode, where `with db:` opens no transaction, so each write says BEGIN itself."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from soc_agent.correlate.state import CorrelationWrites
+from soc_agent.models import Entity, EntityType, Incident, Severity
+from soc_agent.sqlite_setup import connect_private, transaction
+from soc_agent.store import SQLiteStore
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def test_a_transaction_rolls_back_everything_when_it_fails(tmp_path: Path) -> None:
+    db = connect_private(tmp_path / "t.db", timeout=1)
+    db.execute("CREATE TABLE t (x)")
+
+    def half_way() -> None:
+        with transaction(db):
+            db.execute("INSERT INTO t VALUES (1)")
+            raise RuntimeError("between two writes")
+
+    with pytest.raises(RuntimeError):
+        half_way()
+    with transaction(db):
+        db.execute("INSERT INTO t VALUES (2)")
+    assert db.execute("SELECT x FROM t").fetchall() == [(2,)]
+    assert not db.in_transaction
+
+
+async def test_a_correlation_that_fails_half_way_leaves_nothing(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "store.db")
+    incident = Incident(
+        id="inc-1",
+        title="beaconing",
+        severity=Severity.MEDIUM,
+        alert_ids=["a-1"],
+        entities=[Entity(type=EntityType.IP, value="10.0.0.1")],
+        first_seen=T0,
+        last_seen=T0,
+    )
+    # The fingerprint's time is not a datetime: the write fails after the incident's rows.
+    broken = CorrelationWrites(
+        incidents=[incident],
+        entities=[("ip:10.0.0.1", "inc-1")],
+        fingerprints=[("fp-1", "inc-1", "not a time")],  # type: ignore[list-item]
+    )
+    with pytest.raises(AttributeError):
+        await store.apply_correlation(broken)
+    assert await store.get_incident("inc-1") is None
+    assert await store.find_by_entity("ip:10.0.0.1") is None
+    store.close()
+    # Another reader of the file sees nothing of it either.
+    raw = sqlite3.connect(tmp_path / "store.db")
+    assert raw.execute("SELECT COUNT(*) FROM incidents").fetchone() == (0,)
