@@ -181,7 +181,8 @@ _MAPPINGS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 _MAX_CAS_ATTEMPTS = 200
-_POINTERS_KEPT = 4096  # versions of decision pointers this process last saw
+_KEPT = 4096  # decision pointer versions, and decisions' stamps, this process remembers
+_UNSEEN: Any = object()  # no pointer version remembered (None: remembered as absent)
 
 
 def _opt_ts(value: datetime | None) -> str | None:
@@ -209,7 +210,8 @@ class ElasticsearchStore:
         self._refresh_interval = refresh_interval
         self._last_inserted = 0
         # incident id -> (pointer without its decision, seq_no, primary_term), newest last
-        self._pointers: OrderedDict[str, tuple[dict[str, Any], int, int]] = OrderedDict()
+        self._pointers: OrderedDict[str, tuple[dict[str, Any], int, int] | None] = OrderedDict()
+        self._saved: OrderedDict[str, int] = OrderedDict()  # decision id -> its `inserted`
 
     def index(self, kind: str) -> str:
         """The index name of one kind (`alerts`, `proposals`, ...)."""
@@ -309,15 +311,24 @@ class ElasticsearchStore:
     async def save_decision(
         self, decision: Decision, *, investigation: Investigation | None = None
     ) -> None:
-        """Insert, or replace keeping its place in insertion order (one upsert, in one
-        `_bulk` with the investigation if given); then move the incident's pointer, which
-        carries the decision itself."""
+        """Insert, or replace keeping its place in insertion order: one `_bulk` of the
+        investigation (if given), an upsert of the decision and, from the version this
+        process last saw, the incident's pointer, which carries the decision itself.
+        A pointer version that is stale by then costs a read and a compare-and-set."""
         doc = decision.model_dump(mode="json")
+        stamp = self._saved.get(decision.id) or self._stamp()
         body = {
             "id": decision.id,
             "incident_id": decision.incident_id,
             "created_at": ts(decision.created_at),
-            "inserted": self._stamp(),
+            "inserted": stamp,
+            "doc": doc,
+        }
+        pointer = {
+            "incident_id": decision.incident_id,
+            "decision_id": decision.id,
+            "created_at": body["created_at"],
+            "inserted": stamp,
             "doc": doc,
         }
         operations: list[dict[str, Any]] = []
@@ -335,12 +346,28 @@ class ElasticsearchStore:
             {"update": {"_index": self.index("decisions"), "_id": document_id(decision.id)}},
             {"doc": {"doc": doc}, "upsert": body, "_source": ["inserted"]},
         ]
+        seen = self._pointers.get(decision.incident_id, _UNSEEN)
+        guessed = seen is not _UNSEEN and _moves(seen, pointer)
+        if guessed:
+            operations += self._pointer_write(decision.incident_id, pointer, seen)
         resp = await self._es.bulk(operations=operations)
-        refused = [item for item in resp["items"] for op in item.values() if op.get("error")]
+        items = list(resp["items"])
+        pointed = items.pop() if guessed else None
+        refused = [op for item in items for op in item.values() if op.get("error")]
         if refused:
             raise StoreError(f"decision {decision.id} not saved: {refused[0]}")
         # A re-save keeps its place: the pointer compares the original stamp.
-        inserted = int(resp["items"][-1]["update"]["get"]["_source"]["inserted"])
+        inserted = int(items[-1]["update"]["get"]["_source"]["inserted"])
+        _keep(self._saved, decision.id, inserted)
+        if pointed is not None:
+            written = next(iter(pointed.values()))
+            if not written.get("error") and inserted == stamp:
+                version = (pointer, int(written["_seq_no"]), int(written["_primary_term"]))
+                self._remember_pointer(decision.incident_id, version)
+                return
+        elif seen is not _UNSEEN:
+            return  # a later decision of the incident is the latest, as last seen
+        self._pointers.pop(decision.incident_id, None)
         await self._point_latest(decision, doc, inserted)
 
     async def latest_decision(self, incident_id: str) -> Decision | None:
@@ -382,27 +409,40 @@ class ElasticsearchStore:
     async def _latest(
         self, incident_id: str, pointer: tuple[dict[str, Any], int, int] | None
     ) -> Decision | None:
+        self._remember_pointer(incident_id, pointer)
         if pointer is None:
             return None
         src = pointer[0]
-        self._remember_pointer(incident_id, pointer)
         if "doc" in src:
             return Decision.model_validate(src["doc"])
         # A pointer written before pointers carried their decision.
         return await self.get_decision(str(src["decision_id"]))
 
-    def _remember_pointer(self, incident_id: str, pointer: tuple[dict[str, Any], int, int]) -> None:
-        """Keep the pointer's version (not its decision), to write it back without a read."""
-        src, seq_no, primary_term = pointer
-        meta = {k: src[k] for k in ("decision_id", "created_at", "inserted")}
-        self._pointers[incident_id] = (meta, seq_no, primary_term)
-        self._pointers.move_to_end(incident_id)
-        while len(self._pointers) > _POINTERS_KEPT:
-            self._pointers.popitem(last=False)
+    def _remember_pointer(
+        self, incident_id: str, pointer: tuple[dict[str, Any], int, int] | None
+    ) -> None:
+        """Keep the pointer's version (not its decision), or that there is none, to write
+        it next without reading it first."""
+        if pointer is not None:
+            src, seq_no, primary_term = pointer
+            meta = {k: src[k] for k in ("decision_id", "created_at", "inserted")}
+            pointer = (meta, seq_no, primary_term)
+        _keep(self._pointers, incident_id, pointer)
+
+    def _pointer_write(
+        self,
+        incident_id: str,
+        body: dict[str, Any],
+        seen: tuple[dict[str, Any], int, int] | None,
+    ) -> list[dict[str, Any]]:
+        """The `_bulk` lines writing the pointer over the version seen (None: none)."""
+        target = {"_index": self.index("decisions-latest"), "_id": document_id(incident_id)}
+        if seen is None:
+            return [{"create": target}, body]
+        return [{"index": target | {"if_seq_no": seen[1], "if_primary_term": seen[2]}}, body]
 
     async def _point_latest(self, decision: Decision, doc: dict[str, Any], inserted: int) -> None:
-        """Compare-and-set the pointer forward, from the version last seen if any: a stale
-        guess costs a 409 and a read, a good one saves the read."""
+        """Read the pointer and compare-and-set it forward (retried on a conflict)."""
         mine = (ts(decision.created_at), inserted)
         body = {
             "incident_id": decision.incident_id,
@@ -411,14 +451,16 @@ class ElasticsearchStore:
             "inserted": inserted,
             "doc": doc,
         }
-        found = self._pointers.pop(decision.incident_id, None)
+        found: tuple[dict[str, Any], int, int] | None = None
         for _ in range(_MAX_CAS_ATTEMPTS):
             if found is None:
                 found = await self._get_versioned("decisions-latest", decision.incident_id)
-                if found is not None:
-                    self._remember_pointer(decision.incident_id, found)
-                    if found[0].get("doc") == doc:
-                        return
+                self._remember_pointer(decision.incident_id, found)
+                if found is not None and (found[0].get("doc"), found[0]["inserted"]) == (
+                    doc,
+                    inserted,
+                ):
+                    return
             if found is None:
                 try:
                     resp = await self._es.index(
@@ -1240,6 +1282,27 @@ class _CorrelationView:
         """A write for `flush`, which later reads in this correlation already see."""
         self._pending.append((kind, key, body))
         self._known[kind, key] = body
+
+
+def _moves(seen: tuple[dict[str, Any], int, int] | None, pointer: dict[str, Any]) -> bool:
+    """Whether `pointer` goes over the version seen: it is the same decision, or a later
+    one (by time, then insertion); pointers only ever move forward."""
+    if seen is None:
+        return True
+    meta = seen[0]
+    if meta["decision_id"] == pointer["decision_id"]:
+        return True
+    return bool(
+        (meta["created_at"], meta["inserted"]) < (pointer["created_at"], pointer["inserted"])
+    )
+
+
+def _keep(kept: OrderedDict[str, Any], key: str, value: Any) -> None:
+    """Remember, newest last, forgetting the oldest beyond `_KEPT`."""
+    kept[key] = value
+    kept.move_to_end(key)
+    while len(kept) > _KEPT:
+        kept.popitem(last=False)
 
 
 def _investigation_body(investigation: Investigation) -> dict[str, Any]:

@@ -291,6 +291,11 @@ async def test_workers_with_stale_pointer_versions_keep_the_latest_decision(
     acted = third.model_copy(update={"summary": "acted"})
     await other.save_decision(acted)
     assert await es_store.latest_decision("inc-1") == acted
+    # A re-save by another process keeps the decision's original insertion stamp, in the
+    # decision and in the pointer both (it orders decisions made at the same time).
+    stored = await es.get(index=es_store.index("decisions"), id="dec-3")
+    pointer = await es.get(index=es_store.index("decisions-latest"), id="inc-1")
+    assert pointer["_source"]["inserted"] == stored["_source"]["inserted"]
     assert (await es_store.get_decision("dec-1")).summary == "acted"  # type: ignore[union-attr]
 
 
