@@ -124,5 +124,5 @@ class ConcurrentCorrelator(Correlator):
         pivots = self.pivots(alert)
         await view.prefetch(alert.id, fingerprint(alert), pivots, [self._id_factory(alert)])
         result = await self._correlate(alert, view)
-        await view.flush()
+        await view.flush(alert)
         return result

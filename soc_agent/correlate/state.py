@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from soc_agent.errors import SocAgentError
-from soc_agent.models import Incident
+from soc_agent.models import Alert, Incident
 
 __all__ = [
     "BatchedCorrelationState",
@@ -106,8 +106,9 @@ class PrefetchingState(CorrelationState, Protocol):
         self, alert_id: str, fingerprint: str, pivots: list[str], incident_ids: list[str]
     ) -> None: ...
 
-    async def flush(self) -> None:
-        """Send the writes kept since `prefetch`."""
+    async def flush(self, alert: Alert | None = None) -> None:
+        """Send the writes kept since `prefetch`; with the `alert` placed, the store may
+        save it with them (see `Store.save_alert`)."""
         ...
 
 

@@ -181,6 +181,8 @@ _MAPPINGS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 _MAX_CAS_ATTEMPTS = 200
+_CREATED = 201
+_CONFLICT = 409
 _KEPT = 4096  # decision pointer versions, and decisions' stamps, this process remembers
 _UNSEEN: Any = object()  # no pointer version remembered (None: remembered as absent)
 
@@ -212,6 +214,7 @@ class ElasticsearchStore:
         # incident id -> (pointer without its decision, seq_no, primary_term), newest last
         self._pointers: OrderedDict[str, tuple[dict[str, Any], int, int] | None] = OrderedDict()
         self._saved: OrderedDict[str, int] = OrderedDict()  # decision id -> its `inserted`
+        self._placed: OrderedDict[str, str] = OrderedDict()  # alert id -> incident, saved
 
     def index(self, kind: str) -> str:
         """The index name of one kind (`alerts`, `proposals`, ...)."""
@@ -239,8 +242,21 @@ class ElasticsearchStore:
     # -- alerts, incidents, investigations, decisions ------------------------------------
 
     async def save_alert(self, alert: Alert, incident_id: str | None) -> None:
-        """Insert; a re-saved alert keeps its document and only gains an incident id."""
-        body = {
+        """Insert; a re-saved alert keeps its document and only gains an incident id.
+        Nothing to write when the correlation that placed it there saved it."""
+        if incident_id is not None and self._placed.pop(alert.id, None) == incident_id:
+            return
+        if await self._create("alerts", alert.id, self._alert_body(alert, incident_id)):
+            return
+        if incident_id is not None:
+            await self._es.update(
+                index=self.index("alerts"),
+                id=document_id(alert.id),
+                doc={"incident_id": incident_id},
+            )
+
+    def _alert_body(self, alert: Alert, incident_id: str | None) -> dict[str, Any]:
+        return {
             "id": alert.id,
             "format": alert.format,
             "created_at": ts(alert.created_at),
@@ -249,14 +265,6 @@ class ElasticsearchStore:
             "inserted": self._stamp(),
             "doc": alert.model_dump(mode="json"),
         }
-        if await self._create("alerts", alert.id, body):
-            return
-        if incident_id is not None:
-            await self._es.update(
-                index=self.index("alerts"),
-                id=document_id(alert.id),
-                doc={"incident_id": incident_id},
-            )
 
     async def get_alert(self, alert_id: str) -> Alert | None:
         src = await self._get("alerts", alert_id)
@@ -1186,23 +1194,33 @@ class _CorrelationView:
         ):
             self._remember(incident_id, found)
 
-    async def flush(self) -> None:
-        """Send the kept index writes: one `_bulk`, then the alert's entry last."""
+    async def flush(self, alert: Alert | None = None) -> None:
+        """Send the kept index writes: one `_bulk`, then the alert's entry last. With the
+        `alert` placed, its document goes in the bulk too (`save_alert` then has nothing
+        left to write)."""
         pending, self._pending = self._pending, []
         last = [p for p in pending if p[0] == "corr-alerts"]
         first = [p for p in pending if p[0] != "corr-alerts"]
         store = self._store
-        if first:
-            operations: list[dict[str, Any]] = []
-            for kind, key, body in first:
-                operations += [
-                    {"index": {"_index": store.index(kind), "_id": document_id(key)}},
-                    body,
-                ]
+        operations: list[dict[str, Any]] = []
+        for kind, key, body in first:
+            operations += [{"index": {"_index": store.index(kind), "_id": document_id(key)}}, body]
+        placed = next((b["incident_id"] for _, k, b in last if alert and k == alert.id), None)
+        if alert is not None and placed is not None:
+            target = {"_index": store.index("alerts"), "_id": document_id(alert.id)}
+            operations += [{"create": target}, store._alert_body(alert, placed)]
+        if operations:
             resp = await store._es.bulk(operations=operations)
-            if resp.get("errors"):
-                failed = [i for i in resp["items"] if i["index"].get("error")]
-                raise StoreError(f"correlation index writes refused: {failed[0]['index']['error']}")
+            items = list(resp["items"])
+            if alert is not None and placed is not None:
+                created = items.pop()["create"]
+                if created.get("status") == _CREATED:
+                    _keep(store._placed, alert.id, placed)
+                elif created.get("status") != _CONFLICT:  # a 409: it was saved before
+                    raise StoreError(f"alert {alert.id} not saved: {created.get('error')}")
+            failed = [op for item in items for op in item.values() if op.get("error")]
+            if failed:
+                raise StoreError(f"correlation index writes refused: {failed[0]['error']}")
         for kind, key, body in last:
             await store._put(kind, key, body)
 

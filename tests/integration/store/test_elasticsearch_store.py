@@ -624,6 +624,26 @@ async def test_correlator_groups_related_alerts(store: AnyStore) -> None:
     assert await store.find_by_entity("host:ws-fin-042") == first.incident.id
 
 
+async def test_the_concurrent_correlation_saves_the_alert_where_it_placed_it(
+    es_store: ElasticsearchStore,
+) -> None:
+    from soc_agent.correlate.concurrent import ConcurrentCorrelator
+    from soc_agent.correlate.turns import KeyTurns
+
+    correlator = ConcurrentCorrelator(
+        es_store.correlation_view, CorrelationConfig(), key_locks=KeyTurns()
+    )
+    alert = _alert(1)
+    placed = await correlator.correlate(alert)
+    # Saved with the correlation's index writes, before the agent asks.
+    assert await es_store.alerts_of(placed.incident.id) == [alert]
+    await es_store.save_alert(alert, placed.incident.id)
+    assert await es_store.alerts_of(placed.incident.id) == [alert]
+    # Saved again elsewhere (the agent's own call, another incident): written.
+    await es_store.save_alert(alert, "inc-other")
+    assert await es_store.alerts_of("inc-other") == [alert]
+
+
 # -- audit log ---------------------------------------------------------------------------
 
 
