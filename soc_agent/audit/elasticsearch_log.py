@@ -237,6 +237,8 @@ class ElasticsearchAuditLog:
                     continue
                 sealed.append((entry, done))
                 seq, prev_hash = seq + 1, str(entry.hash)
+            if not sealed:
+                return
             operations: builtins.list[dict[str, Any]] = []
             for entry, _ in sealed:
                 operations += [
@@ -253,9 +255,6 @@ class ElasticsearchAuditLog:
                 await self._settle(sealed[i][0])
         except Exception as exc:
             self._known = None  # read the head again before the next append
-            for _, done in sealed:
-                if not done.done():
-                    done.set_exception(exc)
             for _, done in batch:
                 if not done.done():
                     done.set_exception(exc)

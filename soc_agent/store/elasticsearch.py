@@ -363,7 +363,7 @@ class ElasticsearchStore:
         pointed = items.pop() if guessed else None
         refused = [op for item in items for op in item.values() if op.get("error")]
         if refused:
-            raise StoreError(f"decision {decision.id} not saved: {refused[0]}")
+            raise StoreError(f"decision {decision.id} not saved: {refused[0]['error']}")
         # A re-save keeps its place: the pointer compares the original stamp.
         inserted = int(items[-1]["update"]["get"]["_source"]["inserted"])
         _keep(self._saved, decision.id, inserted)
