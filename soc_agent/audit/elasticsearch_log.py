@@ -114,7 +114,7 @@ class ElasticsearchAuditLog:
         self._alone: Callable[[], bool] = _never
         # The entries this object appended last, oldest first: what an exporter reads back.
         self._recent: deque[AuditEvent] = deque(maxlen=_RECENT_KEPT)
-        self.requests = 0  # append requests made (a batch is one), for the benches
+        self.requests = 0  # append requests made (a batch is one): what batching saves
 
     @property
     def index(self) -> str:

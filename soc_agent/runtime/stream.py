@@ -23,6 +23,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -209,10 +210,7 @@ def build_stream_app(
 
     decoded = _Decoded()
 
-    async def read(topic: str, partition: int, start: int, end: int) -> Records:
-        return await read_offsets(kafka, topic, partition, start, end)
-
-    contiguous = Contiguous(read, counters)
+    contiguous = Contiguous(partial(read_offsets, kafka), counters)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

@@ -1205,6 +1205,7 @@ class _CorrelationView:
         operations: list[dict[str, Any]] = []
         for kind, key, body in first:
             operations += [{"index": {"_index": store.index(kind), "_id": document_id(key)}}, body]
+        # The incident this correlation placed the alert in (none: it placed nothing).
         placed = next((b["incident_id"] for _, k, b in last if alert and k == alert.id), None)
         if alert is not None and placed is not None:
             target = {"_index": store.index("alerts"), "_id": document_id(alert.id)}

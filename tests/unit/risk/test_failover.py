@@ -25,7 +25,7 @@ from soc_agent.playbooks.context import alert_context
 from soc_agent.risk import RiskConfig, RiskLedger, risk_record_id
 from soc_agent.risk.ledger import EntityRisk, risk_entities, window_starts
 from soc_agent.risk.rules import RiskRules
-from tests.unit.risk.test_ledger import HOUR, T0
+from tests.unit.risk.test_ledger import HOUR, T0, AlertSpec, alert_specs, alerts_of
 from tests.unit.risk.test_ledger import _alert as ledger_alert
 from tests.unit.risk.test_ledger import _rules as ledger_rules
 
@@ -182,26 +182,12 @@ def test_a_state_written_before_it_kept_every_raised_window_still_reads(
 
 
 @settings(max_examples=80, deadline=None)
-@given(
-    specs=st.lists(
-        st.tuples(
-            st.integers(0, 11 * 60),  # minutes after T0, within the lateness bound (2 windows)
-            st.sampled_from(list(Severity)),
-            st.sets(st.sampled_from(["ws-1", "srv-db"]), min_size=1),
-        ),
-        min_size=1,
-        max_size=30,
-    ),
-    seed=st.integers(0, 2**32),
-)
+@given(specs=alert_specs(["ws-1", "srv-db"], max_size=30), seed=st.integers(0, 2**32))
 def test_in_any_order_records_never_overlap_and_cover_every_crossing(
-    tmp_path_factory: Any, specs: list[tuple[int, Severity, set[str]]], seed: int
+    tmp_path_factory: Any, specs: list[AlertSpec], seed: int
 ) -> None:
     config = RiskConfig(window_seconds=6 * HOUR, hop_seconds=2 * HOUR, threshold=40)
-    alerts = [
-        _alert(n, T0 + timedelta(minutes=m), s, tuple(sorted(h)))
-        for n, (m, s, h) in enumerate(specs)
-    ]
+    alerts = alerts_of(specs)
     rng = random.Random(seed)
     delivered = alerts + rng.choices(alerts, k=len(alerts) // 2)  # at-least-once: repeats
     rng.shuffle(delivered)

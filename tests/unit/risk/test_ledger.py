@@ -138,28 +138,37 @@ def _reference(alerts: list[Alert], config: RiskConfig) -> dict[tuple[str, int],
     return totals
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    specs=st.lists(
+AlertSpec = tuple[int, Severity, set[str]]  # minutes after T0, severity, hosts
+
+
+def alert_specs(hosts: list[str], *, max_size: int) -> st.SearchStrategy[list[AlertSpec]]:
+    """Alerts within the lateness bound (two windows), on some of `hosts`."""
+    return st.lists(
         st.tuples(
-            st.integers(0, 11 * 60),  # minutes after T0, within the lateness bound (2 windows)
+            st.integers(0, 11 * 60),
             st.sampled_from(list(Severity)),
-            st.sets(st.sampled_from(["ws-1", "ws-2", "srv-db"]), min_size=1),
+            st.sets(st.sampled_from(hosts), min_size=1),
         ),
         min_size=1,
-        max_size=40,
-    ),
-    seed=st.integers(0, 2**32),
-)
-def test_totals_are_exact_under_any_order_and_redelivery(
-    tmp_path_factory: object, specs: list[tuple[int, Severity, set[str]]], seed: int
-) -> None:
-    tmp = tmp_path_factory.mktemp("rules")  # type: ignore[attr-defined]
-    config = RiskConfig(window_seconds=6 * HOUR, hop_seconds=2 * HOUR, threshold=10**6)
-    alerts = [
+        max_size=max_size,
+    )
+
+
+def alerts_of(specs: list[AlertSpec]) -> list[Alert]:
+    return [
         _alert(n, at=T0 + timedelta(minutes=m), severity=s, hosts=tuple(sorted(h)))
         for n, (m, s, h) in enumerate(specs)
     ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(specs=alert_specs(["ws-1", "ws-2", "srv-db"], max_size=40), seed=st.integers(0, 2**32))
+def test_totals_are_exact_under_any_order_and_redelivery(
+    tmp_path_factory: object, specs: list[AlertSpec], seed: int
+) -> None:
+    tmp = tmp_path_factory.mktemp("rules")  # type: ignore[attr-defined]
+    config = RiskConfig(window_seconds=6 * HOUR, hop_seconds=2 * HOUR, threshold=10**6)
+    alerts = alerts_of(specs)
     rng = random.Random(seed)
     delivered = alerts + rng.choices(alerts, k=len(alerts))  # at-least-once: repeats
     rng.shuffle(delivered)
