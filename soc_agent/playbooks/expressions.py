@@ -174,10 +174,16 @@ _SCALARS = (bool, int, float, str, type(None))  # values safe to hand out twice
 # across decisions: most alerts of a storm share their rule, tactics and format, most
 # entities their criticality, and one `matches()` (the binding compiles its regular
 # expression on every call) cost more than the rest of a risk rule. Keys are the
-# fields' JSON, so 1, 1.0 and true differ, and a missing field differs from a null one.
+# fields' JSON (made in C, and nothing for the garbage collector to walk, unlike tuples
+# of values), so 1, 1.0 and true differ, and a missing field differs from a null one.
 _BY_VALUES: OrderedDict[tuple[str, str], Any] = OrderedDict()
 _BY_VALUES_SIZE = 4096
 _BY_VALUES_MAX_KEY = 2048  # characters of field values; larger ones are not kept
+# An expression whose fields rarely repeat (a step's whole result, an alert's entities)
+# costs a key and buys nothing: after a probe of `_PROBE` evaluations finding fewer than
+# one hit in `_WORTH`, it is evaluated unkeyed for `_REST` evaluations, then probed again.
+_PROBE, _WORTH, _REST = 128, 8, 4096
+_KEYING: dict[str, list[int]] = {}  # expression -> [evaluations this round, hits]
 _BY_VALUES_LOCK = threading.Lock()  # a playbook test in the API may evaluate off the loop
 
 
@@ -278,6 +284,7 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
             raise EvaluationError(expression, problem, missing_data=False)
     key = _values_key(shape, expression, context)
     if key is not None and (known := _by_values(key)) is not _ABSENT:
+        _hit(expression)
         if not shape.extra:
             base.values[expression] = known
         return known
@@ -321,8 +328,8 @@ def _by_values(key: tuple[str, str]) -> Any:
 def _values_key(
     shape: _Shape, expression: str, context: Mapping[str, Any]
 ) -> tuple[str, str] | None:
-    """The key of the expression's value among those kept, or None (not kept)."""
-    if shape.fields is None:
+    """The key of the expression's value among those kept, or None (not kept now)."""
+    if shape.fields is None or not _keying(expression):
         return None
     read: list[Any] = []
     for name, fields in shape.fields:
@@ -338,6 +345,30 @@ def _values_key(
     except (TypeError, ValueError):
         return None
     return (expression, values) if len(values) <= _BY_VALUES_MAX_KEY else None
+
+
+def _keying(expression: str) -> bool:
+    """Whether to key this evaluation (see `_PROBE`); counts it."""
+    with _BY_VALUES_LOCK:
+        counts = _KEYING.get(expression)
+        if counts is None:
+            if len(_KEYING) >= _BY_VALUES_SIZE:  # expressions tried in the API, say
+                del _KEYING[next(iter(_KEYING))]
+            counts = _KEYING[expression] = [0, 0]
+        counts[0] += 1
+        tried = counts[0]
+        if tried <= _PROBE:
+            return True
+        if tried > _PROBE + _REST or (tried == _PROBE + 1 and counts[1] * _WORTH >= _PROBE):
+            counts[:] = [1, 0]  # rested, or worth keying: a new probe
+            return True
+        return False
+
+
+def _hit(expression: str) -> None:
+    with _BY_VALUES_LOCK:
+        if (counts := _KEYING.get(expression)) is not None:
+            counts[1] += 1
 
 
 def _largest_list(context: Mapping[str, Any], names: frozenset[str], *, with_original: bool) -> int:

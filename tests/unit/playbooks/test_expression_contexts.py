@@ -9,6 +9,7 @@ import pytest
 
 from soc_agent.errors import ExpressionError
 from soc_agent.models import Approver, IncidentVerdict, Role, Verdict
+from soc_agent.playbooks import expressions
 from soc_agent.playbooks.expressions import EvaluationError, evaluate
 from soc_agent.playbooks.history import HistoryView, history_in_effect
 from tests.unit.playbooks.pb_helpers import T0
@@ -86,8 +87,10 @@ def test_history_calls_are_evaluated_again_under_each_decisions_history() -> Non
 )
 def test_values_kept_across_alerts_tell_types_apart(value: object, expected: bool) -> None:
     # The same field value as text would make every one of these the same key.
-    evaluate("type(alert.x) == int", {"alert": {"x": 1}})
-    assert evaluate("type(alert.x) == int", {"alert": {"x": value}}) is expected
+    expression = "type(alert.x) == type(1)"  # (`== int` would read a name `int`: not kept)
+    assert expressions._shape(expression).fields is not None
+    evaluate(expression, {"alert": {"x": 1}})
+    assert evaluate(expression, {"alert": {"x": value}}) is expected
 
 
 def test_values_kept_across_alerts_tell_a_missing_field_from_a_null_one() -> None:
@@ -117,3 +120,46 @@ def test_values_kept_by_fields_follow_every_name_read() -> None:
     assert evaluate("size(steps)", {"alert": alert, "steps": {"a": {"ok": True}}}) == 1
     assert evaluate("steps.a.ok", {"alert": alert, "steps": steps}) is True
     assert evaluate("steps.a.ok", {"alert": alert, "steps": {"a": {"ok": False}}}) is False
+
+
+@pytest.mark.parametrize(
+    ("expression", "first", "second"),
+    [
+        ("string(alert.x)", 0.0, -0.0),
+        ("type(alert.x[0]) == type(1)", [1], [1.0]),
+        ("type(alert.x[0]) == type(1)", [1], [True]),
+        ("type(alert.x) == type([])", ["a"], "a"),
+        ("type(alert.x) == type({})", {"a": 1}, [["a", 1]]),
+        ("type(alert.x.y) == type([])", {"y": []}, {"y": {}}),
+    ],
+)
+def test_values_kept_across_alerts_tell_nested_values_and_signed_zeros_apart(
+    expression: str, first: object, second: object
+) -> None:
+    assert expressions._shape(expression).fields is not None  # its values are kept
+    # `alert["x"]` reads the alert whole, so its value is never kept: the truth to match.
+    unkept = expression.replace("alert.x", 'alert["x"]')
+    truths = [evaluate(unkept, {"alert": {"x": v}}) for v in (first, second)]
+    assert truths[0] != truths[1]
+    kept = [evaluate(expression, {"alert": {"x": v}}) for v in (first, second, first)]
+    assert kept == [truths[0], truths[1], truths[0]]
+
+
+def _kept_for(expression: str) -> int:
+    return sum(1 for key in expressions._BY_VALUES if key[0] == expression)
+
+
+def test_an_expression_whose_fields_never_repeat_stops_being_kept_then_is_tried_again() -> None:
+    never = "alert.n + 1"
+    often = "alert.k * 2"
+    rounds = expressions._PROBE + expressions._REST
+    for n in range(rounds):
+        assert evaluate(never, {"alert": {"n": n}}) == n + 1
+        assert evaluate(often, {"alert": {"k": n % 3}}) == (n % 3) * 2
+        if n == expressions._PROBE - 1:
+            probed = _kept_for(never)
+    assert probed == expressions._PROBE
+    assert _kept_for(never) == probed  # resting: nothing more kept for it
+    assert _kept_for(often) == 3  # repeating: kept all along
+    evaluate(never, {"alert": {"n": -1}})  # the rest is over: probed again
+    assert _kept_for(never) == probed + 1
