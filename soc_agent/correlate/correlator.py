@@ -243,6 +243,8 @@ class Correlator:
                         break
                     self.restarts += 1
                     await asyncio.wait(newer)
+                if any(a == alert.id for a, _ in view.writes.alerts):
+                    view.writes.placed = alert
                 await self._apply(state, view.writes)
                 return result
         finally:

@@ -79,6 +79,9 @@ class CorrelationWrites:
     entities: list[tuple[str, str]] = field(default_factory=list)  # (key, incident id)
     fingerprints: list[tuple[str, str, datetime]] = field(default_factory=list)
     alerts: list[tuple[str, str]] = field(default_factory=list)  # (alert id, incident id)
+    # The alert these writes place, which the store may save with them (see
+    # `Store.save_alert`); None: they place no alert.
+    placed: Alert | None = None
 
 
 @runtime_checkable

@@ -89,6 +89,7 @@ from soc_agent.store.base import (
     DecisionState,
     latest_per_incident,
 )
+from soc_agent.store.bounded import keep
 
 __all__ = ["ElasticsearchStore"]
 
@@ -183,7 +184,6 @@ _MAPPINGS: dict[str, dict[str, dict[str, Any]]] = {
 _MAX_CAS_ATTEMPTS = 200
 _CREATED = 201
 _CONFLICT = 409
-_KEPT = 4096  # decision pointer versions, and decisions' stamps, this process remembers
 _UNSEEN: Any = object()  # no pointer version remembered (None: remembered as absent)
 
 
@@ -366,7 +366,7 @@ class ElasticsearchStore:
             raise StoreError(f"decision {decision.id} not saved: {refused[0]['error']}")
         # A re-save keeps its place: the pointer compares the original stamp.
         inserted = int(items[-1]["update"]["get"]["_source"]["inserted"])
-        _keep(self._saved, decision.id, inserted)
+        keep(self._saved, decision.id, inserted)
         if pointed is not None:
             written = next(iter(pointed.values()))
             if not written.get("error") and inserted == stamp:
@@ -435,7 +435,7 @@ class ElasticsearchStore:
             src, seq_no, primary_term = pointer
             meta = {k: src[k] for k in ("decision_id", "created_at", "inserted")}
             pointer = (meta, seq_no, primary_term)
-        _keep(self._pointers, incident_id, pointer)
+        keep(self._pointers, incident_id, pointer)
 
     def _pointer_write(
         self,
@@ -1216,7 +1216,7 @@ class _CorrelationView:
             if alert is not None and placed is not None:
                 created = items.pop()["create"]
                 if created.get("status") == _CREATED:
-                    _keep(store._placed, alert.id, placed)
+                    keep(store._placed, alert.id, placed)
                 elif created.get("status") != _CONFLICT:  # a 409: it was saved before
                     raise StoreError(f"alert {alert.id} not saved: {created.get('error')}")
             failed = [op for item in items for op in item.values() if op.get("error")]
@@ -1314,14 +1314,6 @@ def _moves(seen: tuple[dict[str, Any], int, int] | None, pointer: dict[str, Any]
     return bool(
         (meta["created_at"], meta["inserted"]) < (pointer["created_at"], pointer["inserted"])
     )
-
-
-def _keep(kept: OrderedDict[str, Any], key: str, value: Any) -> None:
-    """Remember, newest last, forgetting the oldest beyond `_KEPT`."""
-    kept[key] = value
-    kept.move_to_end(key)
-    while len(kept) > _KEPT:
-        kept.popitem(last=False)
 
 
 def _investigation_body(investigation: Investigation) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from soc_agent.store.base import (
     DecisionState,
     latest_per_incident,
 )
+from soc_agent.store.bounded import keep
 from soc_agent.store.sqlite_incidents import INCIDENT_SCHEMA, IncidentRows
 
 __all__ = ["SQLiteStore"]
@@ -101,6 +103,8 @@ class SQLiteStore:
         self.path = Path(path)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._incidents = IncidentRows()
+        # Alerts the correlation saved, by id: the incident it saved them in (bounded).
+        self._placed: OrderedDict[str, str] = OrderedDict()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._pool.submit(self._open).result()
@@ -141,21 +145,12 @@ class SQLiteStore:
     # -- alerts, incidents, investigations, decisions ------------------------------------
 
     async def save_alert(self, alert: Alert, incident_id: str | None) -> None:
-        doc = alert.model_dump_json()
-        await self._run(
-            lambda db: db.execute(
-                "INSERT INTO alerts VALUES (?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-                "incident_id=COALESCE(excluded.incident_id, alerts.incident_id)",
-                (
-                    alert.id,
-                    alert.format,
-                    alert.created_at.isoformat(),
-                    alert.received_at.isoformat(),
-                    incident_id,
-                    doc,
-                ),
-            )
-        )
+        """Insert; a re-saved alert keeps its document and only gains an incident id.
+        Nothing to write when the correlation that placed it there saved it."""
+        if incident_id is not None and self._placed.pop(alert.id, None) == incident_id:
+            return
+        row = _alert_row(alert, incident_id)
+        await self._run(lambda db: db.execute(_SAVE_ALERT, row))
 
     async def get_alert(self, alert_id: str) -> Alert | None:
         row = await self._one("SELECT doc FROM alerts WHERE id=?", (alert_id,))
@@ -668,6 +663,10 @@ class SQLiteStore:
         )
 
     async def apply_correlation(self, writes: CorrelationWrites) -> None:
+        alert = writes.placed
+        home = next((i for a, i in writes.alerts if alert is not None and a == alert.id), None)
+        placed = None if alert is None or home is None else _alert_row(alert, home)
+
         def write(db: sqlite3.Connection) -> None:
             with transaction(db):  # one transaction: a crash leaves all of the correlation or none
                 written = self._incidents.write(db, writes.incidents)
@@ -677,7 +676,11 @@ class SQLiteStore:
                     [(fp, i, seen.isoformat()) for fp, i, seen in writes.fingerprints],
                 )
                 db.executemany("INSERT OR REPLACE INTO corr_alerts VALUES (?,?)", writes.alerts)
+                if placed is not None:
+                    db.execute(_SAVE_ALERT, placed)
             self._incidents.remember(written)
+            if alert is not None and home is not None:
+                keep(self._placed, alert.id, home)
 
         await self._run(write)
 
@@ -688,6 +691,23 @@ class SQLiteStore:
 
     async def _all(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         return await self._run(lambda db: db.execute(sql, params).fetchall())
+
+
+_SAVE_ALERT = (
+    "INSERT INTO alerts VALUES (?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+    "incident_id=COALESCE(excluded.incident_id, alerts.incident_id)"
+)
+
+
+def _alert_row(alert: Alert, incident_id: str | None) -> tuple[str | None, ...]:
+    return (
+        alert.id,
+        alert.format,
+        alert.created_at.isoformat(),
+        alert.received_at.isoformat(),
+        incident_id,
+        alert.model_dump_json(),
+    )
 
 
 _LATEST_DECISION = (

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from soc_agent.correlate.state import CorrelationWrites
-from soc_agent.models import Entity, EntityType, Incident, Severity
+from soc_agent.models import Alert, Entity, EntityType, Incident, Rule, Severity
 from soc_agent.sqlite_setup import connect_private, transaction
 from soc_agent.store import SQLiteStore
 
@@ -59,3 +59,38 @@ async def test_a_correlation_that_fails_half_way_leaves_nothing(tmp_path: Path) 
     # Another reader of the file sees nothing of it either.
     raw = sqlite3.connect(tmp_path / "store.db")
     assert raw.execute("SELECT COUNT(*) FROM incidents").fetchone() == (0,)
+
+
+async def test_the_correlation_that_places_an_alert_saves_it_in_its_transaction(
+    tmp_path: Path,
+) -> None:
+    from soc_agent.correlate.correlator import CorrelationConfig, Correlator
+
+    store = SQLiteStore(tmp_path / "store.db")
+    statements: list[str] = []
+    store._pool.submit(store._db.set_trace_callback, statements.append).result()
+    alert = Alert(
+        id="suricata:1",
+        format="suricata",
+        vendor="OISF",
+        product="Suricata",
+        source_id="1",
+        rule=Rule(id="2019401", name="ET POLICY beacon"),
+        title="beacon",
+        severity=Severity.MEDIUM,
+        created_at=T0,
+        received_at=T0,
+        entities=[Entity(type=EntityType.IP, value="10.0.0.1")],
+        original={"event_type": "alert"},
+    )
+    placed = await Correlator(store, CorrelationConfig()).correlate(alert)
+    assert any(s.startswith("INSERT INTO alerts") for s in statements)
+    # Saved with the correlation's writes, before the agent asks: its save writes nothing.
+    statements.clear()
+    await store.save_alert(alert, placed.incident.id)
+    assert statements == []
+    assert await store.alerts_of(placed.incident.id) == [alert]
+    # Saved again elsewhere (another incident, a later call): written.
+    await store.save_alert(alert, None)
+    assert any(s.startswith("INSERT INTO alerts") for s in statements)
+    store.close()

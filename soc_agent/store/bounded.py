@@ -1,0 +1,16 @@
+"""What a store remembers of its own writes, bounded: newest last, the oldest forgotten."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+KEPT = 4096
+
+
+def keep(kept: OrderedDict[str, Any], key: str, value: Any, *, limit: int = KEPT) -> None:
+    """Remember `value` under `key`, newest last, forgetting the oldest beyond `limit`."""
+    kept[key] = value
+    kept.move_to_end(key)
+    while len(kept) > limit:
+        kept.popitem(last=False)
