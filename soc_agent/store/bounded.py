@@ -6,6 +6,7 @@ from collections import OrderedDict
 from typing import Any
 
 KEPT = 4096
+ALERTS_HELD = 1024  # alert models a store holds, read by id
 
 
 def keep(kept: OrderedDict[str, Any], key: str, value: Any, *, limit: int = KEPT) -> None:

@@ -89,7 +89,7 @@ from soc_agent.store.base import (
     DecisionState,
     latest_per_incident,
 )
-from soc_agent.store.bounded import keep
+from soc_agent.store.bounded import ALERTS_HELD, keep
 
 __all__ = ["ElasticsearchStore"]
 
@@ -214,6 +214,7 @@ class ElasticsearchStore:
         # incident id -> (pointer without its decision, seq_no, primary_term), newest last
         self._pointers: OrderedDict[str, tuple[dict[str, Any], int, int] | None] = OrderedDict()
         self._saved: OrderedDict[str, int] = OrderedDict()  # decision id -> its `inserted`
+        self._alerts: OrderedDict[str, Alert] = OrderedDict()  # read by id (see get_alert)
         self._placed: OrderedDict[str, str] = OrderedDict()  # alert id -> incident, saved
 
     def index(self, kind: str) -> str:
@@ -267,8 +268,16 @@ class ElasticsearchStore:
         }
 
     async def get_alert(self, alert_id: str) -> Alert | None:
+        """An alert's document never changes once stored (see `save_alert`), so one read
+        serves again: an incident's trigger alert is read for many of its decisions."""
+        if (held := self._alerts.get(alert_id)) is not None:
+            return held
         src = await self._get("alerts", alert_id)
-        return Alert.model_validate(src["doc"]) if src else None
+        if not src:
+            return None
+        alert = Alert.model_validate(src["doc"])
+        keep(self._alerts, alert_id, alert, limit=ALERTS_HELD)
+        return alert
 
     async def alerts_of(self, incident_id: str) -> list[Alert]:
         hits = await self._search_all(

@@ -42,7 +42,7 @@ from soc_agent.store.base import (
     DecisionState,
     latest_per_incident,
 )
-from soc_agent.store.bounded import keep
+from soc_agent.store.bounded import ALERTS_HELD, keep
 from soc_agent.store.sqlite_incidents import INCIDENT_SCHEMA, IncidentRows
 
 __all__ = ["SQLiteStore"]
@@ -105,6 +105,7 @@ class SQLiteStore:
         self._incidents = IncidentRows()
         # Alerts the correlation saved, by id: the incident it saved them in (bounded).
         self._placed: OrderedDict[str, str] = OrderedDict()
+        self._alerts: OrderedDict[str, Alert] = OrderedDict()  # read by id (see get_alert)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._pool.submit(self._open).result()
@@ -153,8 +154,16 @@ class SQLiteStore:
         await self._run(lambda db: db.execute(_SAVE_ALERT, row))
 
     async def get_alert(self, alert_id: str) -> Alert | None:
+        """An alert's document never changes once stored (see `save_alert`), so one read
+        serves again: an incident's trigger alert is read for many of its decisions."""
+        if (held := self._alerts.get(alert_id)) is not None:
+            return held
         row = await self._one("SELECT doc FROM alerts WHERE id=?", (alert_id,))
-        return Alert.model_validate_json(row[0]) if row else None
+        if not row:
+            return None
+        alert = Alert.model_validate_json(row[0])
+        keep(self._alerts, alert_id, alert, limit=ALERTS_HELD)
+        return alert
 
     async def alerts_of(self, incident_id: str) -> list[Alert]:
         rows = await self._all(

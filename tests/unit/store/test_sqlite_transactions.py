@@ -1,5 +1,6 @@
-"""Writes the SQLite store makes together commit together: the connection is in autocommit
-mode, where `with db:` opens no transaction, so each write says BEGIN itself."""
+"""Writes the SQLite store makes together commit together (the connection is in autocommit
+mode, where `with db:` opens no transaction, so each write says BEGIN itself), and what it
+has written or read once it does not write or read again."""
 
 from __future__ import annotations
 
@@ -66,10 +67,47 @@ async def test_the_correlation_that_places_an_alert_saves_it_in_its_transaction(
 ) -> None:
     from soc_agent.correlate.correlator import CorrelationConfig, Correlator
 
+    store, statements = _traced_store(tmp_path)
+    alert = _alert()
+    placed = await Correlator(store, CorrelationConfig()).correlate(alert)
+    assert any(s.startswith("INSERT INTO alerts") for s in statements)
+    # Saved with the correlation's writes, before the agent asks: its save writes nothing.
+    statements.clear()
+    await store.save_alert(alert, placed.incident.id)
+    assert statements == []
+    assert await store.alerts_of(placed.incident.id) == [alert]
+    # Saved again elsewhere (another incident, a later call): written.
+    await store.save_alert(alert, None)
+    assert any(s.startswith("INSERT INTO alerts") for s in statements)
+    store.close()
+
+
+async def test_an_alert_is_read_from_the_file_once(tmp_path: Path) -> None:
+    store, statements = _traced_store(tmp_path)
+    alert = _alert()
+    await store.save_alert(alert, "inc-1")
+    assert await store.get_alert("suricata:404") is None
+    statements.clear()
+    assert await store.get_alert(alert.id) == alert
+    assert await store.get_alert(alert.id) == alert
+    assert len([s for s in statements if s.startswith("SELECT doc FROM alerts")]) == 1
+    # Saved again (it only gains an incident): its document, and so the held one, stand.
+    await store.save_alert(alert.model_copy(update={"title": "changed"}), "inc-2")
+    other = SQLiteStore(tmp_path / "store.db")
+    assert await other.get_alert(alert.id) == alert
+    other.close()
+    store.close()
+
+
+def _traced_store(tmp_path: Path) -> tuple[SQLiteStore, list[str]]:
     store = SQLiteStore(tmp_path / "store.db")
     statements: list[str] = []
     store._pool.submit(store._db.set_trace_callback, statements.append).result()
-    alert = Alert(
+    return store, statements
+
+
+def _alert() -> Alert:
+    return Alert(
         id="suricata:1",
         format="suricata",
         vendor="OISF",
@@ -83,14 +121,3 @@ async def test_the_correlation_that_places_an_alert_saves_it_in_its_transaction(
         entities=[Entity(type=EntityType.IP, value="10.0.0.1")],
         original={"event_type": "alert"},
     )
-    placed = await Correlator(store, CorrelationConfig()).correlate(alert)
-    assert any(s.startswith("INSERT INTO alerts") for s in statements)
-    # Saved with the correlation's writes, before the agent asks: its save writes nothing.
-    statements.clear()
-    await store.save_alert(alert, placed.incident.id)
-    assert statements == []
-    assert await store.alerts_of(placed.incident.id) == [alert]
-    # Saved again elsewhere (another incident, a later call): written.
-    await store.save_alert(alert, None)
-    assert any(s.startswith("INSERT INTO alerts") for s in statements)
-    store.close()
