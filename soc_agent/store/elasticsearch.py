@@ -182,6 +182,8 @@ _MAPPINGS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 _MAX_CAS_ATTEMPTS = 200
+# Indices whose every write is refreshed by the writer (rare writes, searched per alert).
+_REFRESHED_ON_WRITE = frozenset({"verdicts"})
 _CREATED = 201
 _CONFLICT = 409
 _UNSEEN: Any = object()  # no pointer version remembered (None: remembered as absent)
@@ -215,6 +217,8 @@ class ElasticsearchStore:
         self._pointers: OrderedDict[str, tuple[dict[str, Any], int, int] | None] = OrderedDict()
         self._saved: OrderedDict[str, int] = OrderedDict()  # decision id -> its `inserted`
         self._alerts: OrderedDict[str, Alert] = OrderedDict()  # read by id (see get_alert)
+        # "<index kind>/<key>" -> the incident last seen owning a correlation index entry.
+        self._owners: OrderedDict[str, str] = OrderedDict()
         self._placed: OrderedDict[str, str] = OrderedDict()  # alert id -> incident, saved
 
     def index(self, kind: str) -> str:
@@ -815,7 +819,9 @@ class ElasticsearchStore:
     # -- analyst verdicts ------------------------------------------------------------------
 
     async def save_verdict(self, verdict: IncidentVerdict) -> bool:
-        """Insert; a record with an id already stored is ignored (False)."""
+        """Insert; a record with an id already stored is ignored (False). Searchable once
+        this returns: searches of verdicts, one per decision reading history, refresh
+        nothing themselves."""
         return await self._create(
             "verdicts",
             verdict.id,
@@ -828,6 +834,7 @@ class ElasticsearchStore:
                 + [f"entity:{e}" for e in verdict.entities],
                 "doc": verdict.model_dump(mode="json"),
             },
+            refresh=True,
         )
 
     async def get_verdict(self, verdict_id: str) -> IncidentVerdict | None:
@@ -1111,11 +1118,18 @@ class ElasticsearchStore:
             )
         return out
 
-    async def _create(self, kind: str, doc_id: str, body: dict[str, Any]) -> bool:
-        """Insert if absent; false when a document with this id exists."""
+    async def _create(
+        self, kind: str, doc_id: str, body: dict[str, Any], *, refresh: bool = False
+    ) -> bool:
+        """Insert if absent; false when a document with this id exists. `refresh`: visible
+        to searches once this returns (see `_REFRESHED_ON_WRITE`)."""
         try:
             await self._es.index(
-                index=self.index(kind), id=document_id(doc_id), document=body, op_type="create"
+                index=self.index(kind),
+                id=document_id(doc_id),
+                document=body,
+                op_type="create",
+                refresh="true" if refresh else None,
             )
         except ConflictError:
             return False
@@ -1126,7 +1140,8 @@ class ElasticsearchStore:
 
     async def _refresh(self, kind: str) -> None:
         """Make every acknowledged write to `kind` visible to the search that follows."""
-        await self._es.indices.refresh(index=self.index(kind))
+        if kind not in _REFRESHED_ON_WRITE:
+            await self._es.indices.refresh(index=self.index(kind))
 
     async def _search(
         self,
@@ -1169,12 +1184,13 @@ class ElasticsearchStore:
 class _CorrelationView:
     """`ElasticsearchStore.correlation_view()`: one correlation's versioned window on the store.
 
-    `prefetch` reads, in two `_mget`s, everything the rules may consult (the
+    `prefetch` reads, in one `_mget`, everything the rules may consult (the
     alert's index entry, the fingerprint's sighting, the owner of each pivot,
-    and every incident those name, with its version); reads are then answered
-    from it. The incident is written at once, with compare-and-set, as the
-    first write; the index writes are kept and `flush` sends them, the
-    entities' and the fingerprint's in one `_bulk` and then the alert's entry,
+    and every incident those name, with its version), the incidents guessed from
+    the owners this process last saw; a second `_mget` fetches any it guessed
+    wrong. Reads are then answered from it. The incident is written at once, with
+    compare-and-set, as the first write; the index writes are kept and `flush` sends
+    them, the entities' and the fingerprint's in one `_bulk` and then the alert's entry,
     which stays the last write (a crash before it is repaired by redelivery).
     """
 
@@ -1189,19 +1205,29 @@ class _CorrelationView:
     async def prefetch(
         self, alert_id: str, fingerprint: str, pivots: list[str], incident_ids: list[str]
     ) -> None:
+        store = self._store
         wanted = [
             ("corr-alerts", alert_id),
             ("corr-fingerprints", fingerprint),
             *(("corr-entities", key) for key in pivots),
         ]
-        for (kind, key), found in zip(wanted, await self._store._mget(wanted), strict=True):
-            self._known[kind, key] = None if found is None else found[0]
+        # The incidents this process last saw owning these keys come in the same read, a
+        # guess: a second read fetches any owner it missed.
+        owners = (store._owners.get(f"{kind}/{key}") for kind, key in wanted[1:])
+        guessed = sorted({*incident_ids, *(o for o in owners if o is not None)})
+        found = await store._mget([*wanted, *(("incidents", i) for i in guessed)])
+        for (kind, key), entry in zip(wanted, found, strict=False):
+            self._known[kind, key] = None if entry is None else entry[0]
+            if entry is not None and kind != "corr-alerts":
+                keep(store._owners, f"{kind}/{key}", str(entry[0]["incident_id"]))
+        for incident_id, entry in zip(guessed, found[len(wanted) :], strict=True):
+            self._remember(incident_id, entry)
         named = {str(src["incident_id"]) for src in self._known.values() if src is not None}
-        ids = sorted(named.union(incident_ids))
-        for incident_id, found in zip(
-            ids, await self._store._mget([("incidents", i) for i in ids]), strict=True
+        missed = sorted(named.difference(guessed))
+        for incident_id, entry in zip(
+            missed, await store._mget([("incidents", i) for i in missed]), strict=True
         ):
-            self._remember(incident_id, found)
+            self._remember(incident_id, entry)
 
     async def flush(self, alert: Alert | None = None) -> None:
         """Send the kept index writes: one `_bulk`, then the alert's entry last. With the
@@ -1231,6 +1257,8 @@ class _CorrelationView:
             failed = [op for item in items for op in item.values() if op.get("error")]
             if failed:
                 raise StoreError(f"correlation index writes refused: {failed[0]['error']}")
+            for kind, key, body in first:
+                keep(store._owners, f"{kind}/{key}", str(body["incident_id"]))
         for kind, key, body in last:
             await store._put(kind, key, body)
 

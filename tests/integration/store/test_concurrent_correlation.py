@@ -30,10 +30,12 @@ from soc_agent.correlate import (
     InMemoryCorrelationState,
     fingerprint,
 )
+from soc_agent.correlate.turns import KeyTurns
 from soc_agent.models import Alert, Entity, EntityType, Incident, Rule, Severity
 from soc_agent.store.elasticsearch import ElasticsearchStore
 from soc_agent.store.elasticsearch_leases import LeaseManager
 from tests.infra.fixtures import needs
+from tests.integration.store.counting import CountingClient
 
 pytestmark = needs("elasticsearch")
 
@@ -418,3 +420,37 @@ async def test_correlation_gives_up_after_max_attempts_having_written_nothing(
     stored = await es_store.get_incident(opened.incident.id)
     assert stored is not None and stored.alert_ids == [seed.id]
     assert racer.leases.held == frozenset()
+
+
+async def test_a_correlation_reads_the_incidents_it_expects_with_the_index_entries(
+    elasticsearch_url: str, es_store: ElasticsearchStore, prefix: str, machines: MakeMachine
+) -> None:
+    client = CountingClient(elasticsearch_url, request_timeout=30)
+    store = ElasticsearchStore(client, prefix=prefix, number_of_replicas=0)
+    correlator = ConcurrentCorrelator(
+        store.correlation_view, CorrelationConfig(), key_locks=KeyTurns()
+    )
+
+    def mgets() -> int:
+        return sum(1 for _, path in client.requests if path.endswith("/_mget"))
+
+    try:
+        first = await correlator.correlate(_alert("ecs:a1", [_host(1)]))
+        client.requests.clear()
+        at = T0 + timedelta(minutes=1)
+        second = await correlator.correlate(_alert("ecs:a2", [_host(1)], rule=RULES[1], at=at))
+        assert (second.outcome, second.incident.id) == ("grouped", first.incident.id)
+        assert mgets() == 1  # the host's incident came with its index entry
+        # Another machine gives the host a new incident (the first one's window is over):
+        # the guess is wrong, and a second read fetches the incident it names now.
+        late = T0 + timedelta(hours=3)
+        moved = await (await machines()).correlator.correlate(_alert("ecs:b1", [_host(1)], at=late))
+        assert moved.outcome == "new"
+        client.requests.clear()
+        third = await correlator.correlate(
+            _alert("ecs:a3", [_host(1)], rule=RULES[2], at=late + timedelta(minutes=1))
+        )
+        assert (third.outcome, third.incident.id) == ("grouped", moved.incident.id)
+        assert mgets() == 2
+    finally:
+        await client.close()

@@ -23,6 +23,7 @@ from soc_agent.errors import StoreError
 from soc_agent.store.elasticsearch_leases import LeaseManager
 from soc_agent.store.locks import Lock
 from tests.infra.fixtures import needs
+from tests.integration.store.counting import CountingClient
 
 pytestmark = needs("elasticsearch")
 
@@ -50,21 +51,6 @@ asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
 @pytest.fixture
 def lease_index(prefix: str) -> str:
     return f"{prefix}-leases"
-
-
-class CountingClient(AsyncElasticsearch):
-    """The real client, recording each HTTP request it sends as (method, path)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.requests: list[tuple[str, str]] = []
-
-    async def perform_request(self, method: str, path: str, **kwargs: Any) -> Any:
-        self.requests.append((method, path))
-        return await super().perform_request(method, path, **kwargs)
-
-    def sent(self, method: str, path_suffix: str) -> int:
-        return sum(1 for m, p in self.requests if m == method and p.endswith(path_suffix))
 
 
 @pytest.fixture
