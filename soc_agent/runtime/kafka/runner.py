@@ -68,7 +68,7 @@ async def run_worker(
             server = asyncio.create_task(
                 serve_webhook(settings, producer, host=webhook[0], port=webhook[1], stop=stop)
             )
-            stack.push_async_callback(_await, server)
+            _until_stopped(stack, stop, server)
         if on_ready is not None:
             on_ready()
         log.info("worker consuming %s", sorted(worker.topics()))
@@ -91,7 +91,14 @@ def follow_risk(
     for connector in components.gateway.connectors.values():
         if isinstance(connector, RiskLedgerConnector):
             connector.attach(view)
-    stack.push_async_callback(_await, asyncio.create_task(view.run(stop)))
+    _until_stopped(stack, stop, asyncio.create_task(view.run(stop)))
+
+
+def _until_stopped(stack: AsyncExitStack, stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    """Leaving `stack` sets `stop`, then awaits `task` (which runs until `stop`): a start
+    that fails after `task` began must end it, not wait for it forever."""
+    stack.push_async_callback(_await, task)
+    stack.callback(stop.set)
 
 
 async def _await(task: asyncio.Task[None]) -> None:

@@ -189,5 +189,7 @@ async def test_a_taken_health_port_fails_the_start_naming_the_key(
         settings = load_settings(
             store=tmp_path / "soc-agent.db", kafka=kafka.config(health_port=port)
         )
+        # Promptly: the risk view already following its changelog must not keep the
+        # failed start waiting for a stop that never comes.
         with pytest.raises(ConfigError, match=r"kafka\.health_port"):
-            await asyncio.wait_for(run_worker(settings, handle_signals=False), 60)
+            await asyncio.wait_for(run_worker(settings, handle_signals=False), 20)
