@@ -31,7 +31,7 @@ from soc_agent_connectors import (
     scrub_known,
 )
 
-from soc_agent.audit.base import AuditSink
+from soc_agent.audit.base import AuditSink, Later
 from soc_agent.errors import ConnectorError, EgressDeniedError, ScopeDeniedError
 from soc_agent.models import AuditEvent
 
@@ -192,14 +192,16 @@ class Gateway:
         scrubbed: dict[str, Any] = scrub_known(result, self._connectors[connector].secret_values())
         return scrubbed
 
-    async def audit_query_summary(self, ref: str) -> None:
-        """Audit the queries made under `ref` (an investigation) as one entry, if any."""
+    def audit_query_summary(self, ref: str) -> Later | None:
+        """Audit the queries made under `ref` (an investigation) as one entry, if any,
+        written with the log's next batch: the caller awaits it before anything depends
+        on it (see `Later`)."""
         if self._summaries is None:
-            return
+            return None
         calls = self._summaries.pop(ref, [])
         if not calls:
-            return
-        await self._audit.append(
+            return None
+        return self._audit.append_later(
             AuditEvent(
                 actor=calls[0][0],
                 action="connector.queries",

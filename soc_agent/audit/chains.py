@@ -31,6 +31,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from soc_agent.audit.base import Later
 from soc_agent.audit.chain import VerifyResult
 from soc_agent.models import AuditEvent
 
@@ -89,6 +90,12 @@ class ChainedAuditLog:
             return await self._shared.append(event)
         self._appends += 1
         return await self._own.append(event)
+
+    def append_later(self, event: AuditEvent) -> Later:
+        if self._own is None:
+            return self._shared.append_later(event)
+        self._appends += 1
+        return self._own.append_later(event)
 
     async def list(
         self,

@@ -33,6 +33,7 @@ from typing import Any
 from elasticsearch import ApiError, AsyncElasticsearch, ConflictError, NotFoundError, TransportError
 from pydantic import ValidationError
 
+from soc_agent.audit.base import Later
 from soc_agent.audit.chain import GENESIS, VerifyResult, format_at, seal, verify_events
 from soc_agent.elasticsearch_setup import (
     DATE,
@@ -172,6 +173,16 @@ class ElasticsearchAuditLog:
         """
         done: asyncio.Future[AuditEvent] = asyncio.get_running_loop().create_future()
         self._pending.append((event, done))
+        await self._drain(done)
+        return done.result()
+
+    def append_later(self, event: AuditEvent) -> Later:
+        """Queue as the next entry, written with the next batch (see `Later`)."""
+        done: asyncio.Future[AuditEvent] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, done))
+        return Later(done, self._drain)
+
+    async def _drain(self, done: asyncio.Future[Any]) -> None:
         async with self._lock:
             if not done.done():  # else an earlier batch took it
                 batch, self._pending = self._pending, []
@@ -185,7 +196,6 @@ class ElasticsearchAuditLog:
                     raise
                 finally:
                     self.append_seconds += time.perf_counter() - started
-        return done.result()
 
     async def _write(self, batch: builtins.list[_Waiting]) -> None:
         """Write a batch and settle every caller's future; raises nothing."""

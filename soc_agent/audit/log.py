@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from soc_agent.audit.base import Later
 from soc_agent.audit.chain import GENESIS, VerifyResult, format_at, seal, verify_events
 from soc_agent.errors import StoreError
 from soc_agent.models import AuditEvent
@@ -124,12 +125,21 @@ class SQLiteAuditLog:
         """
         mine: asyncio.Future[AuditEvent] = asyncio.get_running_loop().create_future()
         self._waiting.append((event, mine))
+        await self._drain(mine)
+        return await mine
+
+    def append_later(self, event: AuditEvent) -> Later:
+        """Queue as the next entry, written with the next batch (see `Later`)."""
+        mine: asyncio.Future[AuditEvent] = asyncio.get_running_loop().create_future()
+        self._waiting.append((event, mine))
+        return Later(mine, self._drain)
+
+    async def _drain(self, mine: asyncio.Future[Any]) -> None:
         async with self._async_lock:
             if not mine.done():  # nobody took it into a batch yet: write all that wait
                 batch, self._waiting = self._waiting, []
                 # Shielded: cancelling this caller must not leave the others unanswered.
                 await asyncio.shield(asyncio.ensure_future(self._write(batch)))
-        return await mine
 
     async def _write(
         self, batch: builtins.list[tuple[AuditEvent, asyncio.Future[AuditEvent]]]

@@ -9,6 +9,7 @@ correlator); investigations run concurrently, one at a time per incident.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -18,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from soc_agent.actions.executor import Executor
-from soc_agent.audit.base import AuditSink
+from soc_agent.audit.base import AuditSink, Later
 from soc_agent.correlate import CorrelationResult, Correlator, IdentityBook, Outcome
 from soc_agent.errors import SocAgentError
 from soc_agent.failpoints import failpoint
@@ -185,18 +186,37 @@ class Agent:
         result = await self._correlator.correlate(alert)
         await self._store.save_alert(alert, result.incident.id)
         failpoint("alert.stored")
-        incident = result.incident
-        await self._audit.append(
-            AuditEvent(
-                actor=self.agent_id,
-                action="alert.correlate",
-                subject=alert.id,
-                reason=f"{result.outcome} in {incident.id}",
-                outcome=result.outcome,
-                evidence_ref=incident.id,
-                at=self._clock(),
+        # Entries nothing irreversible waits on are written with the next awaited one (at
+        # the latest its decision's, which precedes the actions it decides) or before the
+        # outcome is reported: one write where each took its own.
+        written = [
+            self._audit.append_later(
+                AuditEvent(
+                    actor=self.agent_id,
+                    action="alert.correlate",
+                    subject=alert.id,
+                    reason=f"{result.outcome} in {result.incident.id}",
+                    outcome=result.outcome,
+                    evidence_ref=result.incident.id,
+                    at=self._clock(),
+                )
             )
-        )
+        ]
+        try:
+            outcome = await self._respond(alert, result, written)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the failure raised is the one to report
+                for later in written:
+                    await later
+            raise
+        for later in written:
+            await later
+        return outcome
+
+    async def _respond(
+        self, alert: Alert, result: CorrelationResult, written: list[Later]
+    ) -> AlertOutcome:
+        incident = result.incident
         if result.outcome == "duplicate":
             standing = await self._store.latest_decision(incident.id)
             if standing is not None and not _unfinished(standing):
@@ -222,10 +242,12 @@ class Agent:
                     if _unfinished(previous):  # crashed between deciding and acting
                         previous = await self._act(previous, incident, alert)
                     return AlertOutcome(alert, result.outcome, incident, previous, fresh=False)
-            decision, fresh = await self._decide(alert, result)
+            decision, fresh = await self._decide(alert, result, written)
         return AlertOutcome(alert, result.outcome, incident, decision, fresh=fresh)
 
-    async def _decide(self, alert: Alert, result: CorrelationResult) -> tuple[Decision, bool]:
+    async def _decide(
+        self, alert: Alert, result: CorrelationResult, written: list[Later]
+    ) -> tuple[Decision, bool]:
         """The incident's decision for its current alerts, and whether it is new."""
         # The incident as it is now (another worker may have grown it since correlation),
         # the decision of its alerts if made, its latest and the runtime flags: one read.
@@ -265,7 +287,7 @@ class Agent:
             await self._store.save_decision(decision)
             await self._audit_decision(decision)
             return decision, True
-        investigation = await self._investigate(playbook, alert, incident, inv_id)
+        investigation = await self._investigate(playbook, alert, incident, inv_id, written)
         ctx = build_context(alert, incident, investigation, playbook.settings)
         with history_in_effect(await self._history(playbook, alert, incident)):
             total, breakdown = score(playbook, ctx, max_model_points=self._policy.model.max_points)
@@ -311,9 +333,15 @@ class Agent:
         return await self._act(decision, incident, alert, policy), True
 
     async def _investigate(
-        self, playbook: Playbook, alert: Alert, incident: Incident, inv_id: str
+        self,
+        playbook: Playbook,
+        alert: Alert,
+        incident: Incident,
+        inv_id: str,
+        written: list[Later],
     ) -> Investigation:
-        """The playbook's steps (unless the model plans alone), then the model if it runs."""
+        """The playbook's steps (unless the model plans alone), then the model if it runs;
+        the queries' summary entry joins `written`."""
         reasoner = self._reasoner
         if reasoner is not None and reasoner.mode(playbook) == "agent":
             now = self._clock()
@@ -335,7 +363,8 @@ class Agent:
                     now=self._clock,
                 )
             finally:
-                await self._gateway.audit_query_summary(inv_id)
+                if (summary := self._gateway.audit_query_summary(inv_id)) is not None:
+                    written.append(summary)
         if reasoner is None:
             return investigation
         return await reasoner.extend(playbook, alert, investigation)

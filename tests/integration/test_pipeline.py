@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from soc_agent.audit import SQLiteAuditLog
 from soc_agent.correlate import Correlator
 from soc_agent.errors import ConfigError
 from soc_agent.ingest import normalize
@@ -857,3 +858,19 @@ async def test_a_connector_configured_under_another_name_serves_the_playbooks(
     with pytest.raises(ConfigError, match=r"connectors\.assets_v2\.use"):
         async with deployment.open(broken):
             pass
+
+
+async def test_an_alerts_correlation_and_queries_are_written_with_its_decision(
+    deployment: Deployment,
+) -> None:
+    async with deployment.open(deployment.settings("endpoint-malware")) as c:
+        assert isinstance(c.audit, SQLiteAuditLog)
+        before, (start, _) = c.audit.transactions, await c.audit.head()
+        only(await deployment.feed(c, DC01))
+        # Written before the outcome was reported, in order, the correlation's and the
+        # queries' entries with the next awaited one: two writes fewer than entries.
+        actions = [e.action for e in await c.audit.entries_after(start, limit=100)]
+        assert actions[:2] == ["alert.correlate", "connector.queries"]
+        assert "decision.make" in actions
+        assert c.audit.transactions - before == len(actions) - 2
+        await _assert_chain_ok(c)

@@ -188,6 +188,24 @@ async def test_appends_of_a_chain_written_alone_go_in_batches_and_verify(
     assert dict(result.parts)["w1"].count == 42
 
 
+async def test_entries_appended_later_go_in_the_next_appends_batch(
+    es: AsyncElasticsearch, prefix: str
+) -> None:
+    shared = ElasticsearchAuditLog(es, index=f"{prefix}-audit", key=KEY, number_of_replicas=0)
+    await shared.ensure_index()
+    own = _alone(shared, "w1")
+    await own.append(_event(0, "w1"))  # the head, known from here on
+    before = own.requests
+    later = [own.append_later(_event(i, "w1")) for i in (1, 2)]
+    written = await own.append(_event(3, "w1"))
+    assert own.requests == before + 1  # one _bulk for the three
+    assert [(await e).seq for e in later] + [written.seq] == [2, 3, 4]
+    alone = own.append_later(_event(4, "w1"))
+    assert (await alone).seq == 5  # nothing else came: awaiting it writes it
+    result = await shared.sibling("w1").verify()
+    assert (result.ok, result.count) == (True, 5)
+
+
 async def test_a_batch_that_meets_another_writer_fails_loudly(
     es: AsyncElasticsearch, prefix: str
 ) -> None:

@@ -442,6 +442,33 @@ async def test_a_bad_entry_in_a_batch_fails_alone(log: SQLiteAuditLog) -> None:
     assert (await log.verify()).ok
 
 
+async def test_an_entry_appended_later_shares_the_next_batch_in_order(
+    log: SQLiteAuditLog,
+) -> None:
+    first = log.append_later(event(1))
+    second = log.append_later(event(2))
+    assert await log.list() == []  # queued, not written
+    third = await log.append(event(3))
+    assert log.transactions == 1  # all three in the awaited append's one transaction
+    assert [(await first).seq, (await second).seq, third.seq] == [1, 2, 3]
+    assert log.transactions == 1  # already written: awaiting them writes nothing
+    alone = log.append_later(event(4))
+    assert (await alone).seq == 4  # nothing else came: awaiting it writes it
+    result = await log.verify()
+    assert (result.ok, result.count, log.transactions) == (True, 4, 2)
+
+
+async def test_an_entry_appended_later_that_cannot_be_written_fails_its_awaiter_only(
+    log: SQLiteAuditLog,
+) -> None:
+    bad = log.append_later(event(1, details={"socket": object()}))
+    good = await log.append(event(2))
+    assert good.seq == 1
+    with pytest.raises(ValueError, match="serialize"):
+        await bad
+    assert (await log.verify()).count == 1
+
+
 async def test_cancelling_the_writer_of_a_batch_leaves_the_others_answered(
     log: SQLiteAuditLog,
 ) -> None:
