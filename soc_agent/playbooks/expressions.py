@@ -219,16 +219,16 @@ class _Base:
 
 
 def _base(context: Mapping[str, Any]) -> _Base:
-    shared = tuple(context.get(name) for name in _SHARED)
-    key = (id(shared[0]), id(shared[1]))
+    # Run for every evaluation (about 30 per alert): kept to plain lookups.
+    alert, incident = context.get("alert"), context.get("incident")
+    key = (id(alert), id(incident))
     base = _BASES.get(key)
-    if base is None or any(a is not b for a, b in zip(base.shared, shared, strict=True)):
-        base = _Base(shared)
-        _BASES[key] = base
-        if len(_BASES) > _BASE_CACHE_SIZE:
-            _BASES.popitem(last=False)
-    else:
+    if base is not None and base.shared[0] is alert and base.shared[1] is incident:
         _BASES.move_to_end(key)
+        return base
+    base = _BASES[key] = _Base((alert, incident))
+    if len(_BASES) > _BASE_CACHE_SIZE:
+        _BASES.popitem(last=False)
     return base
 
 
@@ -249,9 +249,8 @@ def _cel_context(base: _Base, shape: _Shape, context: Mapping[str, Any]) -> Any:
 _ABSENT = object()
 
 
-def _original_too_large(context: Mapping[str, Any]) -> int | None:
+def _original_too_large(base: _Base, context: Mapping[str, Any]) -> int | None:
     """How many values alert.original holds, when that is more than expressions may read."""
-    base = _base(context)
     if base.original_values is None:
         alert = context.get("alert")
         original = alert.get("original") if isinstance(alert, dict) else None
@@ -267,18 +266,18 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
     """
     shape = _shape(expression)
     reads_original = shape.reads_original
-    if reads_original and (values := _original_too_large(context)) is not None:
+    base = _base(context)
+    if reads_original and (values := _original_too_large(base, context)) is not None:
         raise EvaluationError(
             expression,
             f"not evaluated: alert.original holds more than {values - 1:,} values, over the "
             f"{MAX_ORIGINAL_VALUES:,} expressions may read",
             missing_data=False,
         )
-    base = _base(context)
     if not shape.extra and expression in base.values:
         return base.values[expression]
     if shape.depth >= 2:
-        largest = _largest_list(context, shape.names, with_original=reads_original)
+        largest = _largest_list(base, context, shape.names, with_original=reads_original)
         problem = runtime_cost_problem(shape.depth, largest)
         if problem is not None:
             raise EvaluationError(expression, problem, missing_data=False)
@@ -371,9 +370,10 @@ def _hit(expression: str) -> None:
             counts[1] += 1
 
 
-def _largest_list(context: Mapping[str, Any], names: frozenset[str], *, with_original: bool) -> int:
+def _largest_list(
+    base: _Base, context: Mapping[str, Any], names: frozenset[str], *, with_original: bool
+) -> int:
     """The longest list among the context variables the expression reads."""
-    base = _base(context)
     largest = 0
     for name in names & context.keys():
         value = context[name]
