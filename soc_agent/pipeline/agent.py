@@ -206,11 +206,9 @@ class Agent:
             outcome = await self._respond(alert, result, written)
         except BaseException:
             with contextlib.suppress(Exception):  # the failure raised is the one to report
-                for later in written:
-                    await later
+                await _all_written(written)
             raise
-        for later in written:
-            await later
+        await _all_written(written)
         return outcome
 
     async def _respond(
@@ -530,6 +528,12 @@ class Agent:
                 at=self._clock(),
             )
         )
+
+
+async def _all_written(written: list[Later]) -> None:
+    """Every queued entry on disk (written with a batch, or now), or the first failure."""
+    for later in written:
+        await later
 
 
 def _unfinished(decision: Decision) -> bool:

@@ -44,6 +44,17 @@ async def es_store(es: AsyncElasticsearch, prefix: str) -> ElasticsearchStore:
     return store
 
 
+@pytest.fixture
+async def slow_es_store(es: AsyncElasticsearch, prefix: str) -> ElasticsearchStore:
+    """A store whose indices refresh every 30 s: a write or search that waited for a
+    refresh would show, where `es_store`'s 100 ms would hide it."""
+    store = ElasticsearchStore(
+        es, prefix=f"{prefix}-slow", number_of_replicas=0, refresh_interval="30s"
+    )
+    await store.ensure_indices()
+    return store
+
+
 @pytest.fixture(params=["sqlite", "elasticsearch"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, es_store: ElasticsearchStore

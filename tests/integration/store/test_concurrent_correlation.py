@@ -330,11 +330,8 @@ async def test_a_view_creates_only_what_it_saw_absent_or_never_read(
     assert await es_store.get_incident("inc-new") == incident
 
 
-async def test_view_writes_do_not_wait_for_a_refresh(es: AsyncElasticsearch, prefix: str) -> None:
-    slow = ElasticsearchStore(
-        es, prefix=f"{prefix}-slow", number_of_replicas=0, refresh_interval="30s"
-    )
-    await slow.ensure_indices()
+async def test_view_writes_do_not_wait_for_a_refresh(slow_es_store: ElasticsearchStore) -> None:
+    slow = slow_es_store
     incident = Incident(
         id="inc-fast", title="Outbound Connection to Tor Exit", severity=Severity.HIGH,
         first_seen=T0, last_seen=T0,

@@ -159,12 +159,19 @@ def _alone(shared: ElasticsearchAuditLog, name: str) -> ElasticsearchAuditLog:
     return own
 
 
+async def _shared_and_alone(
+    es: AsyncElasticsearch, prefix: str, name: str
+) -> tuple[ElasticsearchAuditLog, ElasticsearchAuditLog]:
+    """The shared chain, and chain `name` written by its only writer (batched)."""
+    shared = ElasticsearchAuditLog(es, index=f"{prefix}-audit", key=KEY, number_of_replicas=0)
+    await shared.ensure_index()
+    return shared, _alone(shared, name)
+
+
 async def test_appends_of_a_chain_written_alone_go_in_batches_and_verify(
     es: AsyncElasticsearch, prefix: str
 ) -> None:
-    shared = ElasticsearchAuditLog(es, index=f"{prefix}-audit", key=KEY, number_of_replicas=0)
-    await shared.ensure_index()
-    own = _alone(shared, "w1")
+    shared, own = await _shared_and_alone(es, prefix, "w1")
     entries = await asyncio.gather(*(own.append(_event(i, "w1")) for i in range(40)))
     # Each caller gets its own entry back, in the order it asked.
     assert [e.subject for e in entries] == [f"alert-{i}" for i in range(40)]
@@ -191,9 +198,7 @@ async def test_appends_of_a_chain_written_alone_go_in_batches_and_verify(
 async def test_entries_appended_later_go_in_the_next_appends_batch(
     es: AsyncElasticsearch, prefix: str
 ) -> None:
-    shared = ElasticsearchAuditLog(es, index=f"{prefix}-audit", key=KEY, number_of_replicas=0)
-    await shared.ensure_index()
-    own = _alone(shared, "w1")
+    shared, own = await _shared_and_alone(es, prefix, "w1")
     await own.append(_event(0, "w1"))  # the head, known from here on
     before = own.requests
     later = [own.append_later(_event(i, "w1")) for i in (1, 2)]

@@ -727,15 +727,12 @@ async def test_audit_hmac_key_is_required_to_verify(
 
 
 async def test_writes_never_wait_for_a_refresh_and_searches_still_see_them(
-    es: AsyncElasticsearch, prefix: str
+    slow_es_store: ElasticsearchStore,
 ) -> None:
     """With a 30 s refresh interval, a `wait_for` write would block for up to 30 s."""
     import time
 
-    slow = ElasticsearchStore(
-        es, prefix=f"{prefix}-slow", number_of_replicas=0, refresh_interval="30s"
-    )
-    await slow.ensure_indices()
+    slow = slow_es_store
     alert = _alert(1)
     request = _request()
     started = time.perf_counter()

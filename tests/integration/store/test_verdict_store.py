@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from elasticsearch import AsyncElasticsearch
-
 from soc_agent.models import ActionJudgement, ActionLabel, Approver, IncidentVerdict, Role, Verdict
 from soc_agent.store import SQLiteStore
 from soc_agent.store.elasticsearch import ElasticsearchStore
@@ -151,14 +149,11 @@ async def test_action_labels_are_kept_per_incident_and_listed_newest_first(
 
 
 async def test_a_saved_verdict_is_searchable_at_once_without_a_refresh_per_search(
-    es: AsyncElasticsearch, prefix: str
+    slow_es_store: ElasticsearchStore,
 ) -> None:
     # Searches of verdicts (one per decision reading history) refresh nothing: the write
     # does, so a 30 s refresh interval must not hide a verdict closed a moment ago.
-    slow = ElasticsearchStore(
-        es, prefix=f"{prefix}-slow", number_of_replicas=0, refresh_interval="30s"
-    )
-    await slow.ensure_indices()
+    slow = slow_es_store
     closed = verdict(1, Verdict.FALSE_POSITIVE, incident="inc-a")
     await slow.save_verdict(closed)
     assert await slow.verdicts_naming([BUILD_HOST], T0 - timedelta(days=30)) == [closed]
