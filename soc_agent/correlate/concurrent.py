@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from soc_agent.correlate.correlator import CorrelationConfig, CorrelationResult, Correlator
 from soc_agent.correlate.fingerprint import fingerprint
@@ -48,17 +48,26 @@ from soc_agent.correlate.state import CorrelationState, IncidentChanged, Prefetc
 from soc_agent.errors import SocAgentError
 from soc_agent.models import Alert
 
-__all__ = ["ConcurrentCorrelator", "CorrelationContended", "KeyLocks"]
+__all__ = ["ConcurrentCorrelator", "CorrelationContended", "HandOver", "KeyLocks"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ATTEMPTS = 10
 
 
+@runtime_checkable
+class HandOver(Protocol):
+    """What locks that can hand over yield from `hold_all` (leases): `then`, set in the
+    block, names a lock taken as the block's are released (the decision's, for the
+    incident the alert went to), in the same request."""
+
+    then: str | None
+
+
 class KeyLocks(Protocol):
     """Named exclusive locks shared by every correlator of one state (e.g. leases)."""
 
-    def hold_all(self, names: Iterable[str]) -> AbstractAsyncContextManager[None]:
+    def hold_all(self, names: Iterable[str]) -> AbstractAsyncContextManager[HandOver | None]:
         """Hold every named lock for the block, acquired in an order that cannot deadlock."""
         ...
 
@@ -86,7 +95,10 @@ class ConcurrentCorrelator(Correlator):
         key_locks: KeyLocks,
         id_factory: Callable[[Alert], str] | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        hand_over: Callable[[str], str] | None = None,
     ) -> None:
+        """`hand_over` names the lock of an incident (see `HandOver`): the one the agent
+        takes next to decide for an alert placed new or grouped."""
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         # The base keeps a state for its own (serialised) `correlate`; this class never uses it.
@@ -94,6 +106,7 @@ class ConcurrentCorrelator(Correlator):
         self._views = view_factory
         self._key_locks = key_locks
         self._max_attempts = max_attempts
+        self._hand_over = hand_over
         self._retries = 0
 
     @property
@@ -107,15 +120,23 @@ class ConcurrentCorrelator(Correlator):
 
     async def correlate(self, alert: Alert) -> CorrelationResult:
         """Place one alert (see `correlator`); concurrent with alerts on other keys."""
-        async with self._key_locks.hold_all(self.lock_names(alert)):
+        async with self._key_locks.hold_all(self.lock_names(alert)) as handing:
             for attempt in range(1, self._max_attempts + 1):
                 try:
-                    return await self._correlate_in(alert, self._views())
+                    result = await self._correlate_in(alert, self._views())
                 except IncidentChanged as exc:
                     if attempt == self._max_attempts:
                         raise CorrelationContended(alert.id, exc.incident_id, attempt) from exc
                     self._retries += 1
                     log.debug("alert %s: %s", alert.id, exc)
+                    continue
+                if (
+                    self._hand_over is not None
+                    and isinstance(handing, HandOver)
+                    and result.outcome in ("new", "grouped")  # a decision follows
+                ):
+                    handing.then = self._hand_over(result.incident.id)
+                return result
         raise AssertionError("unreachable: the loop returns or raises")
 
     async def _correlate_in(self, alert: Alert, view: CorrelationState) -> CorrelationResult:

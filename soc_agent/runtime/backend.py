@@ -91,7 +91,12 @@ class Backend:
             from soc_agent.store.elasticsearch import ElasticsearchStore
 
             assert isinstance(self.store, ElasticsearchStore)
-            return ConcurrentCorrelator(self.store.correlation_view, config, key_locks=self.leases)
+            return ConcurrentCorrelator(
+                self.store.correlation_view,
+                config,
+                key_locks=self.leases,
+                hand_over=incident_lock_name,
+            )
         if shared:
             lock = self._file_lock("correlation")
             return ProcessLockedCorrelator(self.store, config, lock=lock)
@@ -121,7 +126,12 @@ class _LeaseIncidentLocks:
         self._leases = leases
 
     def __getitem__(self, incident_id: str) -> AbstractAsyncContextManager[bool]:
-        return self._leases.lock(f"incident:{incident_id}").hold()
+        return self._leases.lock(incident_lock_name(incident_id)).hold()
+
+
+def incident_lock_name(incident_id: str) -> str:
+    """The lease the decisions of one incident take turns on."""
+    return f"incident:{incident_id}"
 
 
 @asynccontextmanager

@@ -37,7 +37,7 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,13 +52,16 @@ from elasticsearch import (
 from soc_agent.elasticsearch_setup import KEYWORD, LONG, document_id, ensure_index
 from soc_agent.errors import StoreError
 
-__all__ = ["Lease", "LeaseManager"]
+__all__ = ["HandOver", "Lease", "LeaseManager"]
 
 log = logging.getLogger(__name__)
 
 _BACKOFF_FIRST = 0.002
 _BACKOFF_CAP = 0.1
 _RELEASE_ATTEMPTS = 3
+# How long a lease taken for a hand-over (see `HandOver`) waits to be adopted: the
+# caller's next step takes it within milliseconds, or never.
+_HANDED_GRACE_SECONDS = 1.0
 _CONFLICT = 409
 _ES_ERRORS = (ApiError, TransportError)
 
@@ -79,6 +82,16 @@ class _Held:
     renewer: asyncio.Task[None] | None = None
     lost: bool = False
     released: bool = False
+
+
+@dataclass
+class HandOver:
+    """What `hold_all` yields: set `then` inside the block to a lease name, and the bulk
+    that releases the block's leases also takes that one, for this process's next
+    `lock(then).hold()` to adopt without a request of its own (a lease held by someone
+    else is simply not taken; one nobody adopts is released after a second)."""
+
+    then: str | None = None
 
 
 @dataclass(eq=False)
@@ -152,6 +165,7 @@ class LeaseManager:
         self._clock = clock
         self._slots: dict[str, _Slot] = {}
         self._held: dict[str, _Held] = {}
+        self._handed: dict[str, _Held] = {}  # taken for a hand-over, not yet adopted
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -188,7 +202,7 @@ class LeaseManager:
         return Lease(self, name)
 
     @asynccontextmanager
-    async def hold_all(self, names: Iterable[str]) -> AsyncIterator[None]:
+    async def hold_all(self, names: Iterable[str]) -> AsyncIterator[HandOver]:
         """Hold every named lease for the block, released on exit.
 
         Everyone acquires in one global order (all of a task's in-process
@@ -205,14 +219,16 @@ class LeaseManager:
             for name in ordered:
                 await stack.enter_async_context(self._queue(name))
             helds = await self._acquire_all(ordered)
+            hand_over = HandOver()
             try:
-                yield
+                yield hand_over
             finally:
-                await self._release_all(helds)
+                await self._release_all(helds, then=hand_over.then)
 
     async def aclose(self) -> None:
         """Refuse new acquisitions, release what is held and wait for pending cleanups."""
         self._closed = True
+        self._handed.clear()
         await asyncio.gather(*(self._release(held) for held in list(self._held.values())))
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
@@ -229,7 +245,7 @@ class LeaseManager:
             return
         acquired = False
         async with self._queue(name):
-            held = await self._acquire(name, wait=wait)
+            held = self._adopt(name) or await self._acquire(name, wait=wait)
             if held is not None:
                 acquired = True
                 lease._held = held
@@ -471,12 +487,17 @@ class LeaseManager:
             return
         await self._delete_own(held.doc_id, held.token, (held.seq_no, held.primary_term))
 
-    async def _release_all(self, helds: list[_Held]) -> None:
-        # Shielded like `_release`; the deletes go out as one bulk.
-        if helds:
-            await asyncio.shield(self._spawn(self._do_release_all(helds)))
+    def _adopt(self, name: str) -> _Held | None:
+        """The lease a hand-over took for `name`, if still good."""
+        held = self._handed.pop(name, None)
+        return held if held is not None and not held.lost and not held.released else None
 
-    async def _do_release_all(self, helds: list[_Held]) -> None:
+    async def _release_all(self, helds: list[_Held], *, then: str | None = None) -> None:
+        # Shielded like `_release`; the deletes (and the hand-over's create) go as one bulk.
+        if helds or then:
+            await asyncio.shield(self._spawn(self._do_release_all(helds, then)))
+
+    async def _do_release_all(self, helds: list[_Held], then: str | None = None) -> None:
         mine = [held for held in helds if not held.released]
         for held in mine:
             held.released = True
@@ -487,9 +508,7 @@ class LeaseManager:
             if self._held.get(held.name) is held:
                 del self._held[held.name]
         live = [held for held in mine if not held.lost]
-        if not live:
-            return
-        operations = [
+        operations: list[Mapping[str, Any]] = [
             {
                 "delete": {
                     "_index": self._index,
@@ -500,13 +519,28 @@ class LeaseManager:
             }
             for held in live
         ]
+        # Not for a name this process holds or queues for: its holder releases it later.
+        if then in self._held or then in self._handed or then in self._slots or self._closed:
+            then = None
+        taking = (then, document_id(then), uuid.uuid4().hex) if then is not None else None
+        expires_at = self._now_ms() + self._ttl_ms
+        if taking is not None:
+            operations.append({"create": {"_index": self._index, "_id": taking[1]}})
+            operations.append({"owner": self._owner, "token": taking[2], "expires_at": expires_at})
+        if not operations:
+            return
         try:
             resp = await self._es.bulk(operations=operations)
         except _ES_ERRORS as exc:
             log.debug("bulk lease release failed (%s), releasing one by one", type(exc).__name__)
             statuses = [0] * len(live)
+            if taking is not None:  # the create may have landed: ours to delete
+                self._spawn(self._abandon(taking[1], taking[2], None))
         else:
-            statuses = [int(item["delete"]["status"]) for item in resp["items"]]
+            items = list(resp["items"])
+            if taking is not None:
+                self._hand_over(taking, items.pop()["create"], expires_at)
+            statuses = [int(item["delete"]["status"]) for item in items]
         # Deleted (200) or gone (404) is done. A conflict means the version changed since
         # (a takeover, or our own write whose answer was lost): check the token first.
         # Anything else, including a failed request, is retried one by one.
@@ -521,6 +555,23 @@ class LeaseManager:
                 if status not in (200, 404)
             )
         )
+
+    def _hand_over(
+        self, taking: tuple[str, str, str], created: Mapping[str, Any], expires_at: int
+    ) -> None:
+        if "error" in created:
+            return  # held by someone else: the caller acquires it as usual
+        name, doc_id, token = taking
+        held = self._start(name, doc_id, token, _version(created, expires_at))
+        self._handed[name] = held
+        self._spawn(self._forget_unadopted(held))
+
+    async def _forget_unadopted(self, held: _Held) -> None:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(held.stop.wait(), _HANDED_GRACE_SECONDS)
+        if self._handed.get(held.name) is held:
+            del self._handed[held.name]
+            await self._do_release(held)
 
     async def _abandon(self, doc_id: str, token: str, inflight: asyncio.Task[Any] | None) -> None:
         """Delete the lease document if a write of this (abandoned) acquisition created it."""

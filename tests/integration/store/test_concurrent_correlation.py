@@ -451,3 +451,31 @@ async def test_a_correlation_reads_the_incidents_it_expects_with_the_index_entri
         assert mgets() == 2
     finally:
         await client.close()
+
+
+async def test_a_placed_alert_hands_its_incidents_lease_to_the_decision_that_follows(
+    es_clients: Callable[[], AsyncElasticsearch], es_store: ElasticsearchStore, prefix: str
+) -> None:
+    from soc_agent.runtime.backend import incident_lock_name
+
+    leases = LeaseManager(
+        es_clients(), index=f"{prefix}-leases", owner="worker@host-0", number_of_replicas=0
+    )
+    await leases.ensure_index()
+    correlator = ConcurrentCorrelator(
+        es_store.correlation_view,
+        CorrelationConfig(),
+        key_locks=leases,
+        hand_over=incident_lock_name,
+    )
+    try:
+        alert = _alert("ecs:h1", [_host(5)])
+        placed = await correlator.correlate(alert)
+        lease = incident_lock_name(placed.incident.id)
+        assert placed.outcome == "new" and leases.held == {lease}  # taken as the keys went
+        async with leases.lock(lease).hold(wait=False) as adopted:
+            assert adopted
+        again = await correlator.correlate(alert)
+        assert again.outcome == "redelivered" and leases.held == frozenset()  # no decision
+    finally:
+        await leases.aclose()

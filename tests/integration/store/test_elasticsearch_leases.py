@@ -412,6 +412,47 @@ async def test_hold_all_of_free_names_is_one_bulk_create_and_one_bulk_delete(
         assert await _document(es, lease_index, name) is None
 
 
+async def test_a_lease_handed_over_at_release_is_adopted_without_a_request(
+    managers: MakeManager, es: AsyncElasticsearch, lease_index: str
+) -> None:
+    leases = await managers("worker-a@host-1", counting=True)
+    other = await managers("worker-b@host-2")
+    client = manager_client(leases)
+    client.requests.clear()
+    async with leases.hold_all(["fp:1", "entity:host:a"]) as hand_over:
+        hand_over.then = "incident:inc-1"
+    # One bulk took the keys, one released them and took the incident's lease.
+    assert client.requests == [("PUT", "/_bulk"), ("PUT", "/_bulk")]
+    document = await _document(es, lease_index, "incident:inc-1")
+    assert document is not None and document["owner"] == "worker-a@host-1"
+    async with leases.lock("incident:inc-1").hold() as adopted:
+        assert adopted
+        assert client.requests == [("PUT", "/_bulk"), ("PUT", "/_bulk")]  # nothing more
+        async with other.lock("incident:inc-1").hold(wait=False) as taken:
+            assert taken is False
+    async with other.lock("incident:inc-1").hold(wait=False) as free:
+        assert free is True
+
+
+async def test_a_handed_over_lease_nobody_adopts_is_released_and_a_held_one_not_taken(
+    managers: MakeManager,
+) -> None:
+    leases, other = await managers("worker-a@host-1"), await managers("worker-b@host-2")
+    async with leases.hold_all(["fp:2"]) as hand_over:
+        hand_over.then = "incident:inc-2"
+    started = time.perf_counter()
+    async with other.lock("incident:inc-2").hold() as acquired:  # waits out the grace
+        assert acquired
+        assert 0.5 < time.perf_counter() - started < 5
+        # Held by another process: the hand-over takes nothing, the hold waits its turn.
+        async with leases.hold_all(["fp:3"]) as hand_over:
+            hand_over.then = "incident:inc-2"
+        async with leases.lock("incident:inc-2").hold(wait=False) as mine:
+            assert mine is False
+    async with leases.lock("incident:inc-2").hold(wait=False) as mine:
+        assert mine is True
+
+
 async def test_hold_all_waits_for_a_taken_name_holding_only_earlier_ones(
     managers: MakeManager, es: AsyncElasticsearch, lease_index: str
 ) -> None:
