@@ -47,6 +47,7 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
@@ -308,7 +309,8 @@ class ElasticsearchStore:
         at that version (creates only if still absent; an incident never read
         is created) and raises `IncidentChanged` otherwise, unless the stored
         incident is already exactly the one being written. `prefetch` and `flush`
-        (see `_CorrelationView`) make a correlation two reads and three writes.
+        (see `_CorrelationView`) make a correlation one read (two when an owner it
+        guessed was wrong) and two writes.
         """
         return _CorrelationView(self)
 
@@ -1190,8 +1192,8 @@ class _CorrelationView:
     the owners this process last saw; a second `_mget` fetches any it guessed
     wrong. Reads are then answered from it. The incident is written at once, with
     compare-and-set, as the first write; the index writes are kept and `flush` sends
-    them, the entities' and the fingerprint's in one `_bulk` and then the alert's entry,
-    which stays the last write (a crash before it is repaired by redelivery).
+    them, the entities', the fingerprint's and the alert's entry, in one `_bulk`
+    (the alert's entry is taken back if another of them fails: see `flush`).
     """
 
     def __init__(self, store: ElasticsearchStore) -> None:
@@ -1230,37 +1232,69 @@ class _CorrelationView:
             self._remember(incident_id, entry)
 
     async def flush(self, alert: Alert | None = None) -> None:
-        """Send the kept index writes: one `_bulk`, then the alert's entry last. With the
+        """Send the kept index writes in one `_bulk`, the alert's entry with them. With the
         `alert` placed, its document goes in the bulk too (`save_alert` then has nothing
-        left to write)."""
+        left to write).
+
+        The alert's entry marks it placed, so it must not stand beside an index write
+        that failed: if any other write of the bulk is refused, the entry is deleted
+        again before the error is raised, and the redelivered alert is correlated
+        afresh (a process that dies in that very moment leaves it standing).
+        """
         pending, self._pending = self._pending, []
-        last = [p for p in pending if p[0] == "corr-alerts"]
-        first = [p for p in pending if p[0] != "corr-alerts"]
         store = self._store
         operations: list[dict[str, Any]] = []
-        for kind, key, body in first:
+        for kind, key, body in pending:
             operations += [{"index": {"_index": store.index(kind), "_id": document_id(key)}}, body]
         # The incident this correlation placed the alert in (none: it placed nothing).
-        placed = next((b["incident_id"] for _, k, b in last if alert and k == alert.id), None)
+        placed = (
+            next(
+                (
+                    b["incident_id"]
+                    for kind, k, b in pending
+                    if kind == "corr-alerts" and k == alert.id
+                ),
+                None,
+            )
+            if alert is not None
+            else None
+        )
         if alert is not None and placed is not None:
             target = {"_index": store.index("alerts"), "_id": document_id(alert.id)}
             operations += [{"create": target}, store._alert_body(alert, placed)]
-        if operations:
-            resp = await store._es.bulk(operations=operations)
-            items = list(resp["items"])
-            if alert is not None and placed is not None:
-                created = items.pop()["create"]
-                if created.get("status") == _CREATED:
-                    keep(store._placed, alert.id, placed)
-                elif created.get("status") != _CONFLICT:  # a 409: it was saved before
-                    raise StoreError(f"alert {alert.id} not saved: {created.get('error')}")
-            failed = [op for item in items for op in item.values() if op.get("error")]
-            if failed:
-                raise StoreError(f"correlation index writes refused: {failed[0]['error']}")
-            for kind, key, body in first:
+        if not operations:
+            return
+        resp = await store._es.bulk(operations=operations)
+        items = list(resp["items"])
+        problem: str | None = None
+        if alert is not None and placed is not None:
+            created = items.pop()["create"]
+            if created.get("status") == _CREATED:
+                keep(store._placed, alert.id, placed)
+            elif created.get("status") != _CONFLICT:  # a 409: it was saved before
+                problem = f"alert {alert.id} not saved: {created.get('error')}"
+        results = [next(iter(item.values())) for item in items]
+        failed = [result for result in results if result.get("error")]
+        if failed and problem is None:
+            problem = f"correlation index writes refused: {failed[0]['error']}"
+        if problem is not None:
+            written = [
+                key
+                for (kind, key, _), result in zip(pending, results, strict=True)
+                if kind == "corr-alerts" and not result.get("error")
+            ]
+            await self._take_back(written)
+            raise StoreError(problem)
+        for kind, key, body in pending:
+            if kind != "corr-alerts":
                 keep(store._owners, f"{kind}/{key}", str(body["incident_id"]))
-        for kind, key, body in last:
-            await store._put(kind, key, body)
+
+    async def _take_back(self, alert_ids: list[str]) -> None:
+        for alert_id in alert_ids:
+            with suppress(NotFoundError):
+                await self._store._es.delete(
+                    index=self._store.index("corr-alerts"), id=document_id(alert_id)
+                )
 
     async def get_incident(self, incident_id: str) -> Incident | None:
         if incident_id not in self._incidents:

@@ -31,6 +31,7 @@ from soc_agent.correlate import (
     fingerprint,
 )
 from soc_agent.correlate.turns import KeyTurns
+from soc_agent.errors import StoreError
 from soc_agent.models import Alert, Entity, EntityType, Incident, Rule, Severity
 from soc_agent.store.elasticsearch import ElasticsearchStore
 from soc_agent.store.elasticsearch_leases import LeaseManager
@@ -479,3 +480,25 @@ async def test_a_placed_alert_hands_its_incidents_lease_to_the_decision_that_fol
         assert again.outcome == "redelivered" and leases.held == frozenset()  # no decision
     finally:
         await leases.aclose()
+
+
+async def test_an_alert_is_not_marked_placed_beside_index_writes_that_failed(
+    es: AsyncElasticsearch, es_store: ElasticsearchStore
+) -> None:
+    correlator = ConcurrentCorrelator(
+        es_store.correlation_view, CorrelationConfig(), key_locks=KeyTurns()
+    )
+    alert = _alert("ecs:x1", [_host(9)])
+    entities = es_store.index("corr-entities")
+    await es.indices.add_block(index=entities, block="write")  # its writes in the bulk fail
+    try:
+        with pytest.raises(StoreError, match="refused"):
+            await correlator.correlate(alert)
+    finally:
+        await es.indices.put_settings(index=entities, settings={"index.blocks.write": False})
+    # The alert's entry went in the same bulk and was taken back, as when it was the
+    # write after the bulk: the alert is not marked placed, and its redelivery finds it
+    # in the incident written first.
+    assert await es_store.get_alert_incident(alert.id) is None
+    again = await correlator.correlate(alert)
+    assert again.outcome == "redelivered" and alert.id in again.incident.alert_ids
