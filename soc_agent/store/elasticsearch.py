@@ -1238,8 +1238,10 @@ class _CorrelationView:
 
         The alert's entry marks it placed, so it must not stand beside an index write
         that failed: if any other write of the bulk is refused, the entry is deleted
-        again before the error is raised, and the redelivered alert is correlated
-        afresh (a process that dies in that very moment leaves it standing).
+        again before the error is raised, as when it was the write after the bulk (a
+        process that dies in that very moment leaves it standing). Either way the
+        redelivered alert is found in the incident written first; the refused entries
+        are not written again.
         """
         pending, self._pending = self._pending, []
         store = self._store
