@@ -1249,18 +1249,8 @@ class _CorrelationView:
         for kind, key, body in pending:
             operations += [{"index": {"_index": store.index(kind), "_id": document_id(key)}}, body]
         # The incident this correlation placed the alert in (none: it placed nothing).
-        placed = (
-            next(
-                (
-                    b["incident_id"]
-                    for kind, k, b in pending
-                    if kind == "corr-alerts" and k == alert.id
-                ),
-                None,
-            )
-            if alert is not None
-            else None
-        )
+        entries = {k: b["incident_id"] for kind, k, b in pending if kind == "corr-alerts"}
+        placed = entries.get(alert.id) if alert is not None else None
         if alert is not None and placed is not None:
             target = {"_index": store.index("alerts"), "_id": document_id(alert.id)}
             operations += [{"create": target}, store._alert_body(alert, placed)]
