@@ -126,7 +126,7 @@ class _LeaseIncidentLocks:
         self._leases = leases
 
     def __getitem__(self, incident_id: str) -> AbstractAsyncContextManager[bool]:
-        return self._leases.lock(incident_lock_name(incident_id)).hold()
+        return self._leases.lock(incident_lock_name(incident_id), linger=True).hold()
 
 
 def incident_lock_name(incident_id: str) -> str:
@@ -228,6 +228,7 @@ async def _open_elasticsearch(settings: Settings, *, writer: bool) -> AsyncItera
             index=index_name(prefix, "leases"),
             owner=f"{settings.agent_id}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             ttl_seconds=config.lease_ttl_seconds,
+            linger_seconds=config.lease_linger_seconds,
             number_of_replicas=config.number_of_replicas,
         )
         own: ElasticsearchAuditLog | None = None

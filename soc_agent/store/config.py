@@ -47,6 +47,13 @@ class ElasticsearchConfig(BaseModel):
         le=600,
         description="a dead worker's locks are taken over after this long",
     )
+    lease_linger_seconds: float = Field(
+        default=0.1,
+        ge=0,
+        le=0.3,
+        description="how long a lease this process let go stays held for its next local "
+        "user; its delete rides on the next lease request (0: delete at once)",
+    )
     audit_chain: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}$",

@@ -27,6 +27,15 @@ with one `_bulk` of conditional deletes. It still behaves as acquisition in
 sorted order: it only ever *waits* for a name while holding names that sort
 before it (later names the bulk happened to take are let go first), so
 overlapping sets on different machines cannot wait on each other in a cycle.
+
+With `linger_seconds`, a lease its last local user lets go (of `hold_all`,
+or of `lock(name, linger=True)`: not chores every machine takes turns at) stays held (and
+renewed) for that long, "idle": a local task that wants it next takes it
+without a request, and its delete rides on the next bulk this process sends
+anyway, or on one of its own within another `linger_seconds`. Other
+machines wait up to twice that longer for it, so the linger is kept to a
+fraction of a second; `hold_all` never waits for a name while keeping idle
+names that sort after it (they are deleted first, as taken ones are).
 """
 
 from __future__ import annotations
@@ -105,9 +114,10 @@ class _Slot:
 class Lease:
     """A named lease; get one from `LeaseManager.lock`. Implements `soc_agent.store.locks.Lock`."""
 
-    def __init__(self, manager: LeaseManager, name: str) -> None:
+    def __init__(self, manager: LeaseManager, name: str, *, linger: bool = False) -> None:
         self._manager = manager
         self._name = name
+        self._linger = linger
         self._held: _Held | None = None
 
     @property
@@ -154,9 +164,12 @@ class LeaseManager:
         ttl_seconds: float = 15.0,
         number_of_replicas: int = 1,
         clock: Callable[[], float] = time.time,
+        linger_seconds: float = 0.0,
     ) -> None:
         if ttl_seconds <= 0:
             raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
+        if not 0 <= linger_seconds <= ttl_seconds / 3:
+            raise ValueError(f"linger_seconds must be in [0, ttl/3], got {linger_seconds}")
         self._es = client
         self._index = index
         self._owner = owner
@@ -166,6 +179,11 @@ class LeaseManager:
         self._slots: dict[str, _Slot] = {}
         self._held: dict[str, _Held] = {}
         self._handed: dict[str, _Held] = {}  # taken for a hand-over, not yet adopted
+        self._linger = linger_seconds
+        # Let go by every local user, still held: name -> (lease, monotonic time it is due).
+        self._idle: dict[str, tuple[_Held, float]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -196,10 +214,11 @@ class LeaseManager:
             what="lease index",
         )
 
-    def lock(self, name: str) -> Lease:
+    def lock(self, name: str, *, linger: bool = False) -> Lease:
+        """The lease `name`; with `linger`, let go as `hold_all` lets go (see the module)."""
         if not name:
             raise ValueError("a lease needs a non-empty name")
-        return Lease(self, name)
+        return Lease(self, name, linger=linger)
 
     @asynccontextmanager
     async def hold_all(self, names: Iterable[str]) -> AsyncIterator[HandOver]:
@@ -223,12 +242,14 @@ class LeaseManager:
             try:
                 yield hand_over
             finally:
-                await self._release_all(helds, then=hand_over.then)
+                await self._release_all(helds, then=hand_over.then, linger=True)
 
     async def aclose(self) -> None:
         """Refuse new acquisitions, release what is held and wait for pending cleanups."""
         self._closed = True
         self._handed.clear()
+        self._idle.clear()
+        self._closing.set()
         await asyncio.gather(*(self._release(held) for held in list(self._held.values())))
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
@@ -252,7 +273,11 @@ class LeaseManager:
                 try:
                     yield True
                 finally:
-                    await self._release(held)
+                    lingers = lease._linger and self._linger and not self._closed
+                    if lingers and not (held.lost or held.released):
+                        self._rest(held)
+                    else:
+                        await self._release(held)
         if not acquired:
             # Yielded after the local queue is left, so local waiters are not held up.
             yield False
@@ -341,9 +366,13 @@ class LeaseManager:
         owned: dict[str, _Held] = {}
         try:
             rest = names
-            while len(rest) > 1:
-                tokens = {name: uuid.uuid4().hex for name in rest}
-                refused = await self._create_all(rest, tokens, owned)
+            while rest:
+                for name in rest:
+                    idle = self._take_idle(name)
+                    if idle is not None:
+                        owned[name] = idle
+                tokens = {name: uuid.uuid4().hex for name in rest if name not in owned}
+                refused = await self._create_all(list(tokens), tokens, owned) if tokens else {}
                 waited_at: int | None = None
                 for i, name in enumerate(rest):
                     if name not in refused:
@@ -362,11 +391,6 @@ class LeaseManager:
                     if waited_at is not None:
                         break
                 rest = [] if waited_at is None else rest[waited_at + 1 :]
-            if rest:
-                # One name left: a plain create is as cheap as a bulk of one.
-                held = await self._acquire(rest[0], wait=True)
-                assert held is not None
-                owned[rest[0]] = held
         except BaseException:
             await self._release_all(list(owned.values()))
             raise
@@ -377,8 +401,9 @@ class LeaseManager:
     ) -> dict[str, int]:
         """One bulk create of `names`; adds what it took to `owned`, returns the others' statuses.
 
-        The request runs shielded: if the caller is cancelled (or the answer
-        is lost), whatever it created is deleted in the background.
+        The bulk also deletes the idle leases that are due. The request runs
+        shielded: if the caller is cancelled (or the answer is lost), whatever
+        it created is deleted in the background.
         """
         self._check_open()
         expires_at = self._now_ms() + self._ttl_ms
@@ -387,7 +412,13 @@ class LeaseManager:
         for _, doc_id, token in entries:
             operations.append({"create": {"_index": self._index, "_id": doc_id}})
             operations.append({"owner": self._owner, "token": token, "expires_at": expires_at})
+        # Not waiting for their renewers: a renewal in flight makes a delete conflict,
+        # which `_settle` resolves by the token.
+        due = self._retire(self._due_idle())
+        operations += self._deletes(due)
         inflight = asyncio.ensure_future(self._es.bulk(operations=operations))
+        if due:
+            self._spawn(self._settle_after(inflight, due, skip=len(entries)))
         try:
             resp = await asyncio.shield(inflight)
         except BaseException:
@@ -396,7 +427,7 @@ class LeaseManager:
         # No await from here on: every lease taken is in `owned` before a cancellation
         # can strike, so the caller's cleanup sees it.
         refused: dict[str, int] = {}
-        for (name, doc_id, token), item in zip(entries, resp["items"], strict=True):
+        for (name, doc_id, token), item in zip(entries, resp["items"][: len(entries)], strict=True):
             result = item["create"]
             if "error" in result:
                 refused[name] = int(result["status"])
@@ -438,6 +469,8 @@ class LeaseManager:
             )
             resp = await task
         except ConflictError:
+            if held.released:
+                return False  # deleted by a release that did not wait for us
             try:
                 if await self._readopt(held):
                     return True
@@ -488,37 +521,67 @@ class LeaseManager:
         await self._delete_own(held.doc_id, held.token, (held.seq_no, held.primary_term))
 
     def _adopt(self, name: str) -> _Held | None:
-        """The lease a hand-over took for `name`, if still good."""
+        """The lease a hand-over took for `name`, or an idle one, if still good."""
         held = self._handed.pop(name, None)
-        return held if held is not None and not held.lost and not held.released else None
+        if held is None:
+            return self._take_idle(name)
+        if held.lost:
+            self._spawn(self._do_release(held))  # nothing to delete: forget it
+            return None
+        return None if held.released else held
 
-    async def _release_all(self, helds: list[_Held], *, then: str | None = None) -> None:
+    def _rest(self, held: _Held) -> None:
+        """Keep a lease its last local user let go, for `linger` seconds (see the module)."""
+        self._idle[held.name] = (held, time.monotonic() + self._linger)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = self._spawn(self._flush_idle())
+
+    def _take_idle(self, name: str) -> _Held | None:
+        held, _ = self._idle.pop(name, (None, 0.0))
+        if held is not None and held.lost:
+            self._spawn(self._do_release(held))
+            return None
+        return held
+
+    def _due_idle(self) -> list[_Held]:
+        now = time.monotonic()
+        due = [held for held, at in self._idle.values() if at <= now]
+        for held in due:
+            del self._idle[held.name]
+        return due
+
+    async def _flush_idle(self) -> None:
+        """Delete the idle leases no other bulk took along within a linger of falling due."""
+        while self._idle and not self._closed:
+            wake = min(at for _, at in self._idle.values()) + self._linger
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), max(0.0, wake - time.monotonic()))
+            due = self._due_idle()
+            if due:
+                await self._do_release_all(due)
+
+    async def _release_all(
+        self, helds: list[_Held], *, then: str | None = None, linger: bool = False
+    ) -> None:
         # Shielded like `_release`; the deletes (and the hand-over's create) go as one bulk.
         if helds or then:
-            await asyncio.shield(self._spawn(self._do_release_all(helds, then)))
+            await asyncio.shield(self._spawn(self._do_release_all(helds, then, linger=linger)))
 
-    async def _do_release_all(self, helds: list[_Held], then: str | None = None) -> None:
-        mine = [held for held in helds if not held.released]
-        for held in mine:
-            held.released = True
-            held.stop.set()
+    async def _do_release_all(
+        self, helds: list[_Held], then: str | None = None, *, linger: bool = False
+    ) -> None:
+        if linger and self._linger and not self._closed:
+            for held in helds:
+                if not held.released and not held.lost:
+                    self._rest(held)
+            helds = [held for held in helds if held.lost]  # nothing to delete: forget them
+        if then in self._idle:
+            self._rest(self._idle[then][0])  # kept for its adopter, not deleted below
+        mine = self._retire([*helds, *self._due_idle()])
         # Renewers stop by event, so each one's last write is known before we delete.
         await asyncio.gather(*(held.renewer for held in mine if held.renewer is not None))
-        for held in mine:
-            if self._held.get(held.name) is held:
-                del self._held[held.name]
         live = [held for held in mine if not held.lost]
-        operations: list[Mapping[str, Any]] = [
-            {
-                "delete": {
-                    "_index": self._index,
-                    "_id": held.doc_id,
-                    "if_seq_no": held.seq_no,
-                    "if_primary_term": held.primary_term,
-                }
-            }
-            for held in live
-        ]
+        operations = self._deletes(live)
         # Not for a name this process holds or queues for: its holder releases it later.
         if then in self._held or then in self._handed or then in self._slots or self._closed:
             then = None
@@ -541,9 +604,36 @@ class LeaseManager:
             if taking is not None:
                 self._hand_over(taking, items.pop()["create"], expires_at)
             statuses = [int(item["delete"]["status"]) for item in items]
+        await self._settle(live, statuses)
+
+    def _retire(self, helds: list[_Held]) -> list[_Held]:
+        """Mark leases released and tell their renewers to stop; returns those not lost."""
+        mine = [held for held in helds if not held.released]
+        for held in mine:
+            held.released = True
+            held.stop.set()
+            if self._held.get(held.name) is held:
+                del self._held[held.name]
+        return [held for held in mine if not held.lost]
+
+    def _deletes(self, helds: list[_Held]) -> list[Mapping[str, Any]]:
+        return [
+            {
+                "delete": {
+                    "_index": self._index,
+                    "_id": held.doc_id,
+                    "if_seq_no": held.seq_no,
+                    "if_primary_term": held.primary_term,
+                }
+            }
+            for held in helds
+        ]
+
+    async def _settle(self, deleted: list[_Held], statuses: list[int]) -> None:
+        """Finish the deletes a bulk answered with `statuses` (0: no answer)."""
         # Deleted (200) or gone (404) is done. A conflict means the version changed since
-        # (a takeover, or our own write whose answer was lost): check the token first.
-        # Anything else, including a failed request, is retried one by one.
+        # (a takeover, a renewal in flight, or our own write whose answer was lost): check
+        # the token first. Anything else, including a failed request, is retried one by one.
         await asyncio.gather(
             *(
                 self._delete_own(
@@ -551,10 +641,21 @@ class LeaseManager:
                     held.token,
                     None if status == _CONFLICT else (held.seq_no, held.primary_term),
                 )
-                for held, status in zip(live, statuses, strict=True)
+                for held, status in zip(deleted, statuses, strict=True)
                 if status not in (200, 404)
             )
         )
+
+    async def _settle_after(
+        self, inflight: asyncio.Future[Any], deleted: list[_Held], *, skip: int
+    ) -> None:
+        """`_settle` the deletes that follow `skip` other items in a bulk still in flight."""
+        await asyncio.wait([inflight])
+        statuses = [0] * len(deleted)
+        if not inflight.cancelled() and inflight.exception() is None:
+            items = inflight.result()["items"][skip:]
+            statuses = [int(item["delete"]["status"]) for item in items]
+        await self._settle(deleted, statuses)
 
     def _hand_over(
         self, taking: tuple[str, str, str], created: Mapping[str, Any], expires_at: int
@@ -591,7 +692,7 @@ class LeaseManager:
         await asyncio.wait([inflight])
         items: list[Any] = [None] * len(entries)
         if not inflight.cancelled() and inflight.exception() is None:
-            items = [item["create"] for item in inflight.result()["items"]]
+            items = [item["create"] for item in inflight.result()["items"][: len(entries)]]
         cleanups = []
         for (_, doc_id, token), result in zip(entries, items, strict=True):
             if result is not None and "error" not in result:

@@ -577,3 +577,99 @@ async def test_cancelling_hold_all_mid_bulk_leaves_nothing_behind(
 async def _hold_all_forever(leases: LeaseManager, names: list[str]) -> None:
     async with leases.hold_all(names):
         await asyncio.sleep(3600)
+
+
+async def test_a_lingering_lease_is_taken_again_locally_and_deleted_with_the_next_bulk(
+    managers: MakeManager, es: AsyncElasticsearch, lease_index: str
+) -> None:
+    leases = await managers("worker-a@host-1", counting=True, linger_seconds=0.3)
+    other = await managers("worker-b@host-2")
+    client = manager_client(leases)
+    client.requests.clear()
+    keys = ["fp:1", "entity:host:a"]
+    async with leases.hold_all(keys) as hand_over:
+        hand_over.then = "incident:inc-1"
+    async with leases.lock("incident:inc-1", linger=True).hold() as adopted:
+        assert adopted
+    # Let go, yet still held: another process is refused, this one takes them for free.
+    for name in [*keys, "incident:inc-1"]:
+        document = await _document(es, lease_index, name)
+        assert document is not None and document["owner"] == "worker-a@host-1"
+    async with other.lock("fp:1").hold(wait=False) as taken:
+        assert taken is False
+    async with leases.hold_all(keys) as hand_over:
+        hand_over.then = "incident:inc-1"  # idle here: kept for the hold below, no create
+    async with leases.lock("incident:inc-1", linger=True).hold() as adopted:
+        assert adopted
+    assert client.requests == [("PUT", "/_bulk"), ("PUT", "/_bulk")]
+    # Once due, the idle leases' deletes ride on the next bulk this process sends.
+    await asyncio.sleep(0.35)
+    async with leases.hold_all(["fp:2"]):
+        assert client.requests == [("PUT", "/_bulk")] * 3
+        for name in [*keys, "incident:inc-1"]:
+            assert await _document(es, lease_index, name) is None
+    async with other.lock("fp:1").hold(wait=False) as free:
+        assert free is True
+
+
+async def test_an_idle_lease_nobody_here_needs_is_deleted_within_two_lingers(
+    managers: MakeManager,
+) -> None:
+    leases = await managers("worker-a@host-1", counting=True, linger_seconds=0.3)
+    other = await managers("worker-b@host-2")
+    client = manager_client(leases)
+    async with leases.lock("chore:maintenance").hold():
+        pass  # a lease not asked to linger is deleted at once
+    async with other.lock("chore:maintenance").hold(wait=False) as free:
+        assert free is True
+    async with leases.lock("incident:inc-3", linger=True).hold():
+        pass
+    client.requests.clear()
+    started = time.perf_counter()
+    async with other.lock("incident:inc-3").hold() as acquired:  # waits for the flush
+        assert acquired
+        assert 0.2 < time.perf_counter() - started < 2.0
+    assert client.requests == [("PUT", "/_bulk")]  # the flush: one bulk of deletes
+    assert leases.held == frozenset()
+
+
+async def test_hold_all_lets_idle_names_after_a_taken_one_go_before_waiting(
+    managers: MakeManager,
+) -> None:
+    """A long linger must not hold up another machine in a cycle: an idle name that
+    sorts after the one `hold_all` waits for is deleted first, like a name it took."""
+    leases = await managers("worker-a@host-1", linger_seconds=5.0)
+    other = await managers("worker-b@host-2")
+    async with leases.hold_all(["entity:b"]):
+        pass  # now idle for 5 s
+    async with other.lock("entity:a").hold():
+        waiting = asyncio.create_task(_hold_all_briefly(leases, ["entity:a", "entity:b"]))
+        started = time.perf_counter()
+        async with other.lock("entity:b").hold() as acquired:
+            assert acquired
+            assert time.perf_counter() - started < 2.0
+        assert not waiting.done()
+    await asyncio.wait_for(waiting, 10)
+
+
+async def _hold_all_briefly(leases: LeaseManager, names: list[str]) -> None:
+    async with leases.hold_all(names):
+        assert leases.held >= frozenset(names)
+
+
+async def test_aclose_deletes_idle_leases(
+    managers: MakeManager, es: AsyncElasticsearch, lease_index: str
+) -> None:
+    leases = await managers("worker-a@host-1", linger_seconds=5.0)
+    async with leases.lock("incident:inc-4", linger=True).hold():
+        pass
+    assert await _document(es, lease_index, "incident:inc-4") is not None
+    started = time.perf_counter()
+    await leases.aclose()
+    assert time.perf_counter() - started < 2.0
+    assert await _document(es, lease_index, "incident:inc-4") is None
+
+
+def test_linger_must_be_short_beside_the_ttl(es_clients: Callable[[], AsyncElasticsearch]) -> None:
+    with pytest.raises(ValueError, match="linger_seconds"):
+        LeaseManager(es_clients(), index="x-leases", owner="o", ttl_seconds=3, linger_seconds=2)
