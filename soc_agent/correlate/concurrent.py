@@ -23,7 +23,10 @@ safe:
 - **Nothing is half-written on a conflict.** `put_incident` is the first
   write of every path that writes an incident; the index writes that follow
   are under the key locks. A refused write therefore leaves the state exactly
-  as it was, and the retry sees the winner's incident.
+  as it was, and the retry sees the winner's incident. (A view may send a new
+  incident's create with the index writes instead: only an incident read as
+  absent under the key locks is created, and an entry naming a missing
+  incident reads as no entry, so a refused create leaves nothing followed.)
 
 Limitations. Only the incident that is written is version-checked: an
 incident merely read (a second candidate for the alert, or the incident

@@ -251,7 +251,7 @@ class Agent:
         # the decision of its alerts if made, its latest and the runtime flags: one read.
         guess = _decision_id(result.incident)
         state = await self._store.decision_state(
-            guess, result.incident.id, with_incident=True, flags=RUNTIME_FLAGS
+            guess, result.incident.id, with_incident=True, flags=RUNTIME_FLAGS, standing=True
         )
         incident = state.incident or result.incident
         dec_id = _decision_id(incident)

@@ -128,9 +128,11 @@ class Store(Protocol):
         *,
         with_incident: bool = False,
         flags: Sequence[str] = (),
+        standing: bool = False,
     ) -> DecisionState:
         """The decision `decision_id`, the incident's latest decision, optionally the
-        incident and some flags, in one round trip."""
+        incident and some flags, in one round trip. `standing`: the caller will ask
+        `action_standing` next, which a store may read ahead in the same round trip."""
         ...
 
     async def alerts_of(self, incident_id: str) -> list[Alert]: ...

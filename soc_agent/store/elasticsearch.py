@@ -187,7 +187,12 @@ _MAX_CAS_ATTEMPTS = 200
 _REFRESHED_ON_WRITE = frozenset({"verdicts"})
 _CREATED = 201
 _CONFLICT = 409
+_Found = tuple[dict[str, Any], int, int] | None  # source, seq_no, primary_term; None: absent
 _UNSEEN: Any = object()  # no pointer version remembered (None: remembered as absent)
+# How old a ledger read made with a decision's state may be when the policy uses it: the
+# policy reads a snapshot either way (the claim enforces the budget), and a second bounds
+# how much older than a read of its own it may be.
+_AHEAD_FRESH_SECONDS = 1.0
 
 
 def _opt_ts(value: datetime | None) -> str | None:
@@ -221,6 +226,10 @@ class ElasticsearchStore:
         # "<index kind>/<key>" -> the incident last seen owning a correlation index entry.
         self._owners: OrderedDict[str, str] = OrderedDict()
         self._placed: OrderedDict[str, str] = OrderedDict()  # alert id -> incident, saved
+        # incident id -> (idempotency key, action) of the last decision of it seen here
+        self._actions_of: OrderedDict[str, tuple[tuple[str, str], ...]] = OrderedDict()
+        # idempotency key -> (monotonic read time, ledger row, the action's reservations)
+        self._ahead: OrderedDict[str, tuple[float, _Found, _Found]] = OrderedDict()
 
     def index(self, kind: str) -> str:
         """The index name of one kind (`alerts`, `proposals`, ...)."""
@@ -379,6 +388,7 @@ class ElasticsearchStore:
         refused = [op for item in items for op in item.values() if op.get("error")]
         if refused:
             raise StoreError(f"decision {decision.id} not saved: {refused[0]['error']}")
+        self._seen(decision)
         # A re-save keeps its place: the pointer compares the original stamp.
         inserted = int(items[-1]["update"]["get"]["_source"]["inserted"])
         keep(self._saved, decision.id, inserted)
@@ -411,21 +421,32 @@ class ElasticsearchStore:
         *,
         with_incident: bool = False,
         flags: Sequence[str] = (),
+        standing: bool = False,
     ) -> DecisionState:
-        """One real-time `_mget` across the decisions, pointers, incidents and flags."""
+        """One real-time `_mget` across the decisions, pointers, incidents and flags; with
+        `standing`, also the ledger rows and reservations of the actions the incident's
+        last decision seen here asked for, kept for `action_standing` (the same actions
+        are usually asked for again)."""
         wanted = [("decisions", decision_id), ("decisions-latest", incident_id)]
         if with_incident:
             wanted.append(("incidents", incident_id))
         wanted += [("flags", name) for name in flags]
+        ahead = self._actions_of.get(incident_id, ()) if standing else ()
+        for key, action in ahead:
+            wanted += [("actions", key), ("budgets", action)]
         made, pointer, *rest = await self._mget(wanted)
         incident = rest.pop(0) if with_incident else None
+        read_at = time.monotonic()
+        for i, (key, _) in enumerate(ahead):
+            at = len(flags) + 2 * i
+            keep(self._ahead, key, (read_at, rest[at], rest[at + 1]))
         return DecisionState(
             made=Decision.model_validate(made[0]["doc"]) if made else None,
             latest=await self._latest(incident_id, pointer),
             incident=Incident.model_validate(incident[0]["doc"]) if incident else None,
             flags={
                 name: json.loads(found[0]["value"]) if found else None
-                for name, found in zip(flags, rest, strict=True)
+                for name, found in zip(flags, rest[: len(flags)], strict=True)
             },
         )
 
@@ -437,9 +458,15 @@ class ElasticsearchStore:
             return None
         src = pointer[0]
         if "doc" in src:
-            return Decision.model_validate(src["doc"])
+            return self._seen(Decision.model_validate(src["doc"]))
         # A pointer written before pointers carried their decision.
         return await self.get_decision(str(src["decision_id"]))
+
+    def _seen(self, decision: Decision) -> Decision:
+        """Remember which actions the incident's decision asked for (see `decision_state`)."""
+        asked = tuple((request.idempotency_key, request.action) for request in decision.actions)
+        keep(self._actions_of, decision.incident_id, asked)
+        return decision
 
     def _remember_pointer(
         self, incident_id: str, pointer: tuple[dict[str, Any], int, int] | None
@@ -774,8 +801,13 @@ class ElasticsearchStore:
         self, key: str, action: str, since: datetime
     ) -> tuple[ActionRecord | None, int]:
         """The ledger row by idempotency key and the action's claims since `since`, from
-        its reservation document (see `count_executions`): one real-time `_mget`."""
-        held, budget = await self._mget([("actions", key), ("budgets", action)])
+        its reservation document (see `count_executions`): one real-time `_mget`, or
+        none when `decision_state` read them under a second ago."""
+        ahead = self._ahead.pop(key, None)
+        if ahead is not None and time.monotonic() - ahead[0] <= _AHEAD_FRESH_SECONDS:
+            held, budget = ahead[1], ahead[2]
+        else:
+            held, budget = await self._mget([("actions", key), ("budgets", action)])
         return (_action(held[0]) if held else None), _claims(budget, since)
 
     # -- dead letters and flags ----------------------------------------------------------
@@ -1190,10 +1222,13 @@ class _CorrelationView:
     alert's index entry, the fingerprint's sighting, the owner of each pivot,
     and every incident those name, with its version), the incidents guessed from
     the owners this process last saw; a second `_mget` fetches any it guessed
-    wrong. Reads are then answered from it. The incident is written at once, with
-    compare-and-set, as the first write; the index writes are kept and `flush` sends
-    them, the entities', the fingerprint's and the alert's entry, in one `_bulk`
-    (the alert's entry is taken back if another of them fails: see `flush`).
+    wrong. Reads are then answered from it. An incident that was read is written at
+    once, with compare-and-set, as the first write; the index writes are kept and
+    `flush` sends them, the entities', the fingerprint's and the alert's entry, in
+    one `_bulk` (the alert's entry is taken back if another of them fails: see
+    `flush`). A new incident is created in that bulk, first: its id was read as
+    absent under the key locks, and an entry naming an incident that is not there
+    reads as no entry, so a refused create leaves nothing a correlation would follow.
     """
 
     def __init__(self, store: ElasticsearchStore) -> None:
@@ -1203,6 +1238,7 @@ class _CorrelationView:
         self._incidents: dict[str, Incident | None] = {}
         self._known: dict[tuple[str, str], dict[str, Any] | None] = {}  # (kind, id) -> source
         self._pending: list[tuple[str, str, dict[str, Any]]] = []  # (kind, id, body)
+        self._creating: tuple[Incident, dict[str, Any]] | None = None  # sent with `flush`
 
     async def prefetch(
         self, alert_id: str, fingerprint: str, pivots: list[str], incident_ids: list[str]
@@ -1241,11 +1277,17 @@ class _CorrelationView:
         again before the error is raised, as when it was the write after the bulk (a
         process that dies in that very moment leaves it standing). Either way the
         redelivered alert is found in the incident written first; the refused entries
-        are not written again.
+        are not written again. A new incident goes first in the bulk; if it is refused,
+        the alert's entry is taken back the same way and the redelivered alert, finding
+        entries that name no incident, opens it again.
         """
         pending, self._pending = self._pending, []
+        creating, self._creating = self._creating, None
         store = self._store
         operations: list[dict[str, Any]] = []
+        if creating is not None:
+            target = {"_index": store.index("incidents"), "_id": document_id(creating[0].id)}
+            operations += [{"create": target}, creating[1]]
         for kind, key, body in pending:
             operations += [{"index": {"_index": store.index(kind), "_id": document_id(key)}}, body]
         # The incident this correlation placed the alert in (none: it placed nothing).
@@ -1259,9 +1301,12 @@ class _CorrelationView:
         resp = await store._es.bulk(operations=operations)
         items = list(resp["items"])
         problem: str | None = None
+        refused = None if creating is None else await self._created(*creating, items.pop(0))
+        saved = False
         if alert is not None and placed is not None:
             created = items.pop()["create"]
-            if created.get("status") == _CREATED:
+            saved = created.get("status") == _CREATED
+            if saved:
                 keep(store._placed, alert.id, placed)
             elif created.get("status") != _CONFLICT:  # a 409: it was saved before
                 problem = f"alert {alert.id} not saved: {created.get('error')}"
@@ -1269,17 +1314,44 @@ class _CorrelationView:
         failed = [result for result in results if result.get("error")]
         if failed and problem is None:
             problem = f"correlation index writes refused: {failed[0]['error']}"
-        if problem is not None:
+        if problem is not None or refused is not None:
             written = [
                 key
                 for (kind, key, _), result in zip(pending, results, strict=True)
                 if kind == "corr-alerts" and not result.get("error")
             ]
             await self._take_back(written)
-            raise StoreError(problem)
+            if refused is not None and alert is not None and saved:
+                await self._unsave(alert.id)  # it names the incident that is not there
+            raise refused or StoreError(str(problem))
         for kind, key, body in pending:
             if kind != "corr-alerts":
                 keep(store._owners, f"{kind}/{key}", str(body["incident_id"]))
+
+    async def _created(
+        self, incident: Incident, body: dict[str, Any], item: Mapping[str, Any]
+    ) -> Exception | None:
+        """Record the new incident's version; the error to raise if it was not created
+        (`IncidentChanged` when another incident took its id: the correlation starts over)."""
+        result = item["create"]
+        if result.get("status") == _CREATED:
+            self._versions[incident.id] = (int(result["_seq_no"]), int(result["_primary_term"]))
+            return None
+        if result.get("status") != _CONFLICT:
+            return StoreError(f"incident {incident.id} not created: {result.get('error')}")
+        # Ours, landed by a client-level retry of the bulk, or another's: compare.
+        found = await self._store._get_versioned("incidents", incident.id)
+        if found is None or found[0]["doc"] != body["doc"]:
+            return IncidentChanged(incident.id)
+        self._versions[incident.id] = (found[1], found[2])
+        return None
+
+    async def _unsave(self, alert_id: str) -> None:
+        self._store._placed.pop(alert_id, None)
+        with suppress(NotFoundError):
+            await self._store._es.delete(
+                index=self._store.index("alerts"), id=document_id(alert_id)
+            )
 
     async def _take_back(self, alert_ids: list[str]) -> None:
         for alert_id in alert_ids:
@@ -1302,20 +1374,20 @@ class _CorrelationView:
         )
 
     async def put_incident(self, incident: Incident) -> None:
-        version = self._versions.get(incident.id)
-        options: dict[str, Any] = (
-            {"op_type": "create"}
-            if version is None
-            else {"if_seq_no": version[0], "if_primary_term": version[1]}
-        )
         store = self._store
         body = store._incident_body(incident)
+        version = self._versions.get(incident.id)
+        if version is None:
+            self._creating = (incident, body)  # created with the index writes (see flush)
+            self._incidents[incident.id] = incident
+            return
         try:
             resp = await store._es.index(
                 index=store.index("incidents"),
                 id=document_id(incident.id),
                 document=body,
-                **options,
+                if_seq_no=version[0],
+                if_primary_term=version[1],
             )
         except ConflictError as exc:
             # The stored incident may be exactly ours: the client retried a write that had

@@ -230,6 +230,7 @@ class SQLiteStore:
         *,
         with_incident: bool = False,
         flags: Sequence[str] = (),
+        standing: bool = False,
     ) -> DecisionState:
         def read(db: sqlite3.Connection) -> DecisionState:
             made = db.execute("SELECT doc FROM decisions WHERE id=?", (decision_id,)).fetchone()

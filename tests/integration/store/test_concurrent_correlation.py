@@ -321,13 +321,21 @@ async def test_a_view_creates_only_what_it_saw_absent_or_never_read(
     grown = incident.model_copy(update={"alert_ids": ["ecs:late"]})
     saw_absent = es_store.correlation_view()
     assert await saw_absent.get_incident("inc-new") is None
-    await es_store.correlation_view().put_incident(incident)  # never read: created
+    never_read = es_store.correlation_view()
+    await never_read.put_incident(incident)
+    assert await es_store.get_incident("inc-new") is None  # created with the index writes
+    await never_read.flush()
+    assert await es_store.get_incident("inc-new") == incident
+    await saw_absent.put_incident(grown)
     with pytest.raises(IncidentChanged):
-        await saw_absent.put_incident(grown)
+        await saw_absent.flush()
+    unread = es_store.correlation_view()
+    await unread.put_incident(grown)
     with pytest.raises(IncidentChanged):
-        await es_store.correlation_view().put_incident(grown)
+        await unread.flush()
     # Exactly what is stored already (a client retry of a write that had landed): done.
     await saw_absent.put_incident(incident)
+    await saw_absent.flush()
     assert await es_store.get_incident("inc-new") == incident
 
 
@@ -338,7 +346,9 @@ async def test_view_writes_do_not_wait_for_a_refresh(slow_es_store: Elasticsearc
         first_seen=T0, last_seen=T0,
     )  # fmt: skip
     started = time.perf_counter()
-    await slow.correlation_view().put_incident(incident)
+    view = slow.correlation_view()
+    await view.put_incident(incident)
+    await view.flush()  # a new incident is created with the index writes
     assert time.perf_counter() - started < 5  # `wait_for` would wait for the 30 s refresh
     assert await slow.correlation_view().get_incident("inc-fast") == incident  # real-time GET
     # A search refreshes first, so it sees the write without anyone having waited.
@@ -434,6 +444,9 @@ async def test_a_correlation_reads_the_incidents_it_expects_with_the_index_entri
 
     try:
         first = await correlator.correlate(_alert("ecs:a1", [_host(1)]))
+        # A new incident is created in the bulk of index writes: no request of its own.
+        assert first.outcome == "new"
+        assert client.requests == [("POST", "/_mget"), ("PUT", "/_bulk")]
         client.requests.clear()
         at = T0 + timedelta(minutes=1)
         second = await correlator.correlate(_alert("ecs:a2", [_host(1)], rule=RULES[1], at=at))
@@ -502,3 +515,27 @@ async def test_an_alert_is_not_marked_placed_beside_index_writes_that_failed(
     assert await es_store.get_alert_incident(alert.id) is None
     again = await correlator.correlate(alert)
     assert again.outcome == "redelivered" and alert.id in again.incident.alert_ids
+
+
+async def test_a_refused_new_incident_leaves_the_alert_unplaced_and_unsaved(
+    es: AsyncElasticsearch, es_store: ElasticsearchStore
+) -> None:
+    correlator = ConcurrentCorrelator(
+        es_store.correlation_view, CorrelationConfig(), key_locks=KeyTurns()
+    )
+    alert = _alert("ecs:y1", [_host(8)])
+    incidents = es_store.index("incidents")
+    await es.indices.add_block(index=incidents, block="write")  # the create in the bulk fails
+    try:
+        with pytest.raises(StoreError, match="not created"):
+            await correlator.correlate(alert)
+    finally:
+        await es.indices.put_settings(index=incidents, settings={"index.blocks.write": False})
+    # The entries written beside it name an incident that is not there, which reads as no
+    # entry; the alert is neither marked placed nor saved, and its redelivery opens it.
+    assert await es_store.find_by_entity(_host(8).key) is not None
+    assert await es_store.get_alert_incident(alert.id) is None
+    assert await es_store.get_alert(alert.id) is None
+    again = await correlator.correlate(alert)
+    assert again.outcome == "new" and again.incident.alert_ids == [alert.id]
+    assert await es_store.get_incident(again.incident.id) == again.incident

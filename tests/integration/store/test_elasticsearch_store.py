@@ -47,6 +47,7 @@ from soc_agent.store import SQLiteStore
 from soc_agent.store.base import DecisionState
 from soc_agent.store.elasticsearch import ElasticsearchStore
 from tests.infra.fixtures import needs
+from tests.integration.store.counting import CountingClient
 
 pytestmark = needs("elasticsearch")
 
@@ -318,6 +319,44 @@ async def test_a_pointer_written_before_it_carried_its_decision_still_resolves(
     later = _decision("dec-2", "inc-1", T0 + timedelta(minutes=1))
     await es_store.save_decision(later)
     assert await es_store.decision_state("dec-1", "inc-1") == DecisionState(decision, later)
+
+
+async def test_decision_state_reads_ahead_the_standing_of_the_actions_asked_for_before(
+    es_store: ElasticsearchStore,
+    elasticsearch_url: str,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The policy's ledger read for an action the incident's last decision asked for
+    comes with the decision's state: no request of its own, the same answer."""
+    client = CountingClient(elasticsearch_url, request_timeout=30)
+    store = ElasticsearchStore(client, prefix=prefix, number_of_replicas=0)
+    try:
+        decision = _decision("dec-1", "inc-1", T0)
+        await store.save_decision(decision)
+        request = decision.actions[0]
+        await es_store.claim_action(request, "inc-1", T0, budget=(5, T0))
+        await es_store.claim_action(_request(target="ws-2"), "inc-9", T0, budget=(5, T0))
+        client.requests.clear()
+        await store.decision_state("dec-2", "inc-1", standing=True)
+        standing = await store.action_standing(request.idempotency_key, request.action, T0)
+        assert client.requests == [("POST", "/_mget")]
+        held, used = standing
+        assert (held is not None and held.target, used) == ("ws-fin-042", 2)
+        assert standing == await es_store.action_standing(
+            request.idempotency_key, request.action, T0
+        )
+        # Used once; and never when older than the freshness bound, nor unasked.
+        await store.action_standing(request.idempotency_key, request.action, T0)
+        assert client.requests == [("POST", "/_mget")] * 2
+        monkeypatch.setattr("soc_agent.store.elasticsearch._AHEAD_FRESH_SECONDS", 0.0)
+        await store.decision_state("dec-2", "inc-1", standing=True)
+        await store.action_standing(request.idempotency_key, request.action, T0)
+        await store.decision_state("dec-2", "inc-1")
+        await store.action_standing(request.idempotency_key, request.action, T0)
+        assert client.requests == [("POST", "/_mget")] * 6
+    finally:
+        await client.close()
 
 
 # -- proposals ---------------------------------------------------------------------------
