@@ -810,6 +810,18 @@ class ElasticsearchStore:
             held, budget = await self._mget([("actions", key), ("budgets", action)])
         return (_action(held[0]) if held else None), _claims(budget, since)
 
+    async def actions_and_proposals(
+        self, keys: Sequence[str], proposal_ids: Sequence[str]
+    ) -> tuple[list[ActionRecord | None], list[Proposal | None]]:
+        """One real-time `_mget` of the ledger rows and the proposals."""
+        found = await self._mget(
+            [*(("actions", key) for key in keys), *(("proposals", pid) for pid in proposal_ids)]
+        )
+        return (
+            [_action(hit[0]) if hit else None for hit in found[: len(keys)]],
+            [Proposal.model_validate(hit[0]["doc"]) if hit else None for hit in found[len(keys) :]],
+        )
+
     # -- dead letters and flags ----------------------------------------------------------
 
     async def save_dead_letter(self, letter: DeadLetter) -> None:

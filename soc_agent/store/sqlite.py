@@ -428,6 +428,26 @@ class SQLiteStore:
         row = await self._run(find)
         return _action(row) if row else None
 
+    async def actions_and_proposals(
+        self, keys: Sequence[str], proposal_ids: Sequence[str]
+    ) -> tuple[list[ActionRecord | None], list[Proposal | None]]:
+        def read(db: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+            rows = [
+                db.execute("SELECT * FROM actions WHERE idempotency_key=?", (key,)).fetchone()
+                for key in keys
+            ]
+            docs = [
+                db.execute("SELECT doc FROM proposals WHERE id=?", (pid,)).fetchone()
+                for pid in proposal_ids
+            ]
+            return rows, docs
+
+        rows, docs = await self._run(read)
+        return (
+            [_action(row) if row else None for row in rows],
+            [Proposal.model_validate_json(doc[0]) if doc else None for doc in docs],
+        )
+
     async def list_actions(self, *, limit: int = 50, offset: int = 0) -> list[ActionRecord]:
         rows = await self._all(
             "SELECT * FROM actions ORDER BY claimed_at LIMIT ? OFFSET ?", (limit, offset)

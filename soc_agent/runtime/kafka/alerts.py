@@ -135,16 +135,22 @@ class AlertProcessor:
 
     async def action_records(self, decision: Decision) -> list[OutRecord]:
         """Proposals the decision queued and ledger rows of what it executed."""
+        executed = [r for r in decision.actions if r.disposition is Disposition.EXECUTED]
+        proposed = [r.proposal_id for r in decision.actions if r.proposal_id is not None]
+        if not executed and not proposed:
+            return []
+        found = await self._store.actions_and_proposals(
+            [r.idempotency_key for r in executed], proposed
+        )
+        records, proposals = iter(found[0]), iter(found[1])
         out: list[OutRecord] = []
         for req in decision.actions:
             if req.disposition is Disposition.EXECUTED:
-                record = await self._store.get_action(req.idempotency_key)
+                record = next(records)
                 if record is not None and record.status is not ActionStatus.CLAIMED:
                     out.append(action_record(self._topics.actions, record))
-            if req.proposal_id is not None:
-                proposal = await self._store.get_proposal(req.proposal_id)
-                if proposal is not None:
-                    out.append(proposal_record(self._topics.proposals, proposal))
+            if req.proposal_id is not None and (proposal := next(proposals)) is not None:
+                out.append(proposal_record(self._topics.proposals, proposal))
         return out
 
 

@@ -575,6 +575,20 @@ async def test_count_executions(store: AnyStore) -> None:
     assert await store.action_standing("no-such-key", "disable_user", T0) == (None, 0)
 
 
+async def test_actions_and_proposals_read_together_in_order(store: AnyStore) -> None:
+    executed, other = _request(target="ws-1"), _request(target="ws-2")
+    await store.claim_action(executed, "inc-1", T0)
+    await store.claim_action(other, "inc-1", T0)
+    await store.save_proposal(_proposal("prop-2"))
+    records, proposals = await store.actions_and_proposals(
+        [other.idempotency_key, "no-such-key", executed.idempotency_key],
+        ["prop-2", "prop-9"],
+    )
+    assert [r.target if r else None for r in records] == ["ws-2", None, "ws-1"]
+    assert [p.id if p else None for p in proposals] == ["prop-2", None]
+    assert await store.actions_and_proposals([], []) == ([], [])
+
+
 # -- dead letters, flags, correlation ----------------------------------------------------
 
 
