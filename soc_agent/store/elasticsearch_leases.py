@@ -340,6 +340,7 @@ class LeaseManager:
                     return None
                 await asyncio.sleep(_backoff(attempt))
                 attempt += 1
+                taken = True  # held when last read: read again before a create bound to fail
         except BaseException:
             # Cancelled or failed mid-request: a write of ours may land anyway. Undo it
             # in the background so nobody holds the lease behind the caller's back.

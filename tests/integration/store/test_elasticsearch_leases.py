@@ -673,3 +673,25 @@ async def test_aclose_deletes_idle_leases(
 def test_linger_must_be_short_beside_the_ttl(es_clients: Callable[[], AsyncElasticsearch]) -> None:
     with pytest.raises(ValueError, match="linger_seconds"):
         LeaseManager(es_clients(), index="x-leases", owner="o", ttl_seconds=3, linger_seconds=2)
+
+
+async def test_a_waiter_reads_the_lease_each_attempt_and_creates_only_once_it_is_free(
+    managers: MakeManager,
+) -> None:
+    holder = await managers("worker-a@host-1")
+    waiter = await managers("worker-b@host-2", counting=True)
+    client = manager_client(waiter)
+    async with holder.lock("incident:inc-5").hold():
+        client.requests.clear()
+        waiting = asyncio.create_task(_hold_briefly(waiter, "incident:inc-5"))
+        await asyncio.sleep(0.6)
+        assert not waiting.done()
+    await asyncio.wait_for(waiting, 10)
+    writes = [r for r in client.requests if r[0] == "PUT"]  # creates (op_type=create)
+    reads = [r for r in client.requests if r[0] == "GET"]
+    assert len(writes) <= 2 < len(reads)  # the first try, and the one that took it
+
+
+async def _hold_briefly(leases: LeaseManager, name: str) -> None:
+    async with leases.lock(name).hold() as acquired:
+        assert acquired
