@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -66,6 +67,7 @@ from soc_agent.policy import (
     demote_over_budget,
 )
 from soc_agent.store.base import Store
+from soc_agent.store.bounded import keep
 from soc_agent.store.locks import IncidentLocks
 
 if TYPE_CHECKING:  # the model's libraries load only when a model is configured
@@ -141,6 +143,9 @@ class Agent:
         self._facts = GatewayFacts(gateway, store, clock=clock)
         self._incident_locks: IncidentLocks = incident_locks or StripedLocks()
         self._reasoner = reasoner
+        # incident id -> the decision id of its alert set as this process last placed an
+        # alert in it: what a decision on it reads first (see `_decide`).
+        self._newest: OrderedDict[str, str] = OrderedDict()
 
     async def effective_policy(self) -> PolicyConfig:
         """The configured policy with the runtime flags (kill switch, autonomy) applied."""
@@ -184,6 +189,7 @@ class Agent:
 
     async def _handle(self, alert: Alert) -> AlertOutcome:
         result = await self._correlator.correlate(alert)
+        keep(self._newest, result.incident.id, _decision_id(result.incident))
         await self._store.save_alert(alert, result.incident.id)
         failpoint("alert.stored")
         # Entries nothing irreversible waits on are written with the next awaited one (at
@@ -247,9 +253,11 @@ class Agent:
         self, alert: Alert, result: CorrelationResult, written: list[Later]
     ) -> tuple[Decision, bool]:
         """The incident's decision for its current alerts, and whether it is new."""
-        # The incident as it is now (another worker may have grown it since correlation),
+        # The incident as it is now (another alert may have grown it since correlation),
         # the decision of its alerts if made, its latest and the runtime flags: one read.
-        guess = _decision_id(result.incident)
+        # The alert set guessed is the newest this process placed (an alert correlated
+        # while this one waited for the incident's turn grew it).
+        guess = self._newest.get(result.incident.id) or _decision_id(result.incident)
         state = await self._store.decision_state(
             guess, result.incident.id, with_incident=True, flags=RUNTIME_FLAGS, standing=True
         )
