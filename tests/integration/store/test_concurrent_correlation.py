@@ -502,13 +502,8 @@ async def test_an_alert_is_not_marked_placed_beside_index_writes_that_failed(
         es_store.correlation_view, CorrelationConfig(), key_locks=KeyTurns()
     )
     alert = _alert("ecs:x1", [_host(9)])
-    entities = es_store.index("corr-entities")
-    await es.indices.add_block(index=entities, block="write")  # its writes in the bulk fail
-    try:
-        with pytest.raises(StoreError, match="refused"):
-            await correlator.correlate(alert)
-    finally:
-        await es.indices.put_settings(index=entities, settings={"index.blocks.write": False})
+    # Its writes in the bulk fail.
+    await _correlate_refused(es, es_store.index("corr-entities"), correlator, alert, "refused")
     # The alert's entry went in the same bulk and was taken back, as when it was the
     # write after the bulk: the alert is not marked placed, and its redelivery finds it
     # in the incident written first.
@@ -524,13 +519,8 @@ async def test_a_refused_new_incident_leaves_the_alert_unplaced_and_unsaved(
         es_store.correlation_view, CorrelationConfig(), key_locks=KeyTurns()
     )
     alert = _alert("ecs:y1", [_host(8)])
-    incidents = es_store.index("incidents")
-    await es.indices.add_block(index=incidents, block="write")  # the create in the bulk fails
-    try:
-        with pytest.raises(StoreError, match="not created"):
-            await correlator.correlate(alert)
-    finally:
-        await es.indices.put_settings(index=incidents, settings={"index.blocks.write": False})
+    # The create in the bulk fails.
+    await _correlate_refused(es, es_store.index("incidents"), correlator, alert, "not created")
     # The entries written beside it name an incident that is not there, which reads as no
     # entry; the alert is neither marked placed nor saved, and its redelivery opens it.
     assert await es_store.find_by_entity(_host(8).key) is not None
@@ -539,3 +529,15 @@ async def test_a_refused_new_incident_leaves_the_alert_unplaced_and_unsaved(
     again = await correlator.correlate(alert)
     assert again.outcome == "new" and again.incident.alert_ids == [alert.id]
     assert await es_store.get_incident(again.incident.id) == again.incident
+
+
+async def _correlate_refused(
+    es: AsyncElasticsearch, index: str, correlator: ConcurrentCorrelator, alert: Alert, why: str
+) -> None:
+    """Correlate `alert` while `index` refuses writes; the correlation must fail for `why`."""
+    await es.indices.add_block(index=index, block="write")
+    try:
+        with pytest.raises(StoreError, match=why):
+            await correlator.correlate(alert)
+    finally:
+        await es.indices.put_settings(index=index, settings={"index.blocks.write": False})
