@@ -220,7 +220,7 @@ class ElasticsearchStore:
         self._refresh_interval = refresh_interval
         self._last_inserted = 0
         # incident id -> (pointer without its decision, seq_no, primary_term), newest last
-        self._pointers: OrderedDict[str, tuple[dict[str, Any], int, int] | None] = OrderedDict()
+        self._pointers: OrderedDict[str, _Found] = OrderedDict()
         self._saved: OrderedDict[str, int] = OrderedDict()  # decision id -> its `inserted`
         self._alerts: OrderedDict[str, Alert] = OrderedDict()  # read by id (see get_alert)
         # "<index kind>/<key>" -> the incident last seen owning a correlation index entry.
@@ -450,9 +450,7 @@ class ElasticsearchStore:
             },
         )
 
-    async def _latest(
-        self, incident_id: str, pointer: tuple[dict[str, Any], int, int] | None
-    ) -> Decision | None:
+    async def _latest(self, incident_id: str, pointer: _Found) -> Decision | None:
         self._remember_pointer(incident_id, pointer)
         if pointer is None:
             return None
@@ -468,9 +466,7 @@ class ElasticsearchStore:
         keep(self._actions_of, decision.incident_id, asked)
         return decision
 
-    def _remember_pointer(
-        self, incident_id: str, pointer: tuple[dict[str, Any], int, int] | None
-    ) -> None:
+    def _remember_pointer(self, incident_id: str, pointer: _Found) -> None:
         """Keep the pointer's version (not its decision), or that there is none, to write
         it next without reading it first."""
         if pointer is not None:
@@ -483,7 +479,7 @@ class ElasticsearchStore:
         self,
         incident_id: str,
         body: dict[str, Any],
-        seen: tuple[dict[str, Any], int, int] | None,
+        seen: _Found,
     ) -> list[dict[str, Any]]:
         """The `_bulk` lines writing the pointer over the version seen (None: none)."""
         target = {"_index": self.index("decisions-latest"), "_id": document_id(incident_id)}
@@ -501,7 +497,7 @@ class ElasticsearchStore:
             "inserted": inserted,
             "doc": doc,
         }
-        found: tuple[dict[str, Any], int, int] | None = None
+        found: _Found = None
         for _ in range(_MAX_CAS_ATTEMPTS):
             if found is None:
                 found = await self._get_versioned("decisions-latest", decision.incident_id)
@@ -1071,7 +1067,7 @@ class ElasticsearchStore:
         self,
         action: str,
         claims: dict[str, str],
-        found: tuple[dict[str, Any], int, int] | None,
+        found: _Found,
     ) -> bool:
         body = {"action": action, "claims": claims}
         if found is None:
@@ -1130,9 +1126,7 @@ class ElasticsearchStore:
         found = await self._get_versioned(kind, doc_id)
         return found[0] if found else None
 
-    async def _get_versioned(
-        self, kind: str, doc_id: str
-    ) -> tuple[dict[str, Any], int, int] | None:
+    async def _get_versioned(self, kind: str, doc_id: str) -> _Found:
         try:
             resp = await self._es.get(index=self.index(kind), id=document_id(doc_id))
         except NotFoundError as exc:
@@ -1143,9 +1137,7 @@ class ElasticsearchStore:
             return None
         return dict(resp["_source"]), int(resp["_seq_no"]), int(resp["_primary_term"])
 
-    async def _mget(
-        self, wanted: Sequence[tuple[str, str]]
-    ) -> list[tuple[dict[str, Any], int, int] | None]:
+    async def _mget(self, wanted: Sequence[tuple[str, str]]) -> list[_Found]:
         """Each (kind, id) as (source, seq_no, primary_term), or None when absent: one
         real-time `_mget` across indices."""
         if not wanted:
@@ -1153,7 +1145,7 @@ class ElasticsearchStore:
         resp = await self._es.mget(
             docs=[{"_index": self.index(kind), "_id": document_id(key)} for kind, key in wanted]
         )
-        out: list[tuple[dict[str, Any], int, int] | None] = []
+        out: list[_Found] = []
         for (kind, _), doc in zip(wanted, resp["docs"], strict=True):
             if "error" in doc:
                 raise StoreError(f"cannot read {self.index(kind)}: {doc['error']}")
@@ -1378,7 +1370,7 @@ class _CorrelationView:
             self._remember(incident_id, found)
         return self._incidents[incident_id]
 
-    def _remember(self, incident_id: str, found: tuple[dict[str, Any], int, int] | None) -> None:
+    def _remember(self, incident_id: str, found: _Found) -> None:
         # The first read wins: a write built from it must not pass on a later read's version.
         self._versions.setdefault(incident_id, (found[1], found[2]) if found else None)
         self._incidents.setdefault(
@@ -1450,7 +1442,7 @@ class _CorrelationView:
         self._known[kind, key] = body
 
 
-def _moves(seen: tuple[dict[str, Any], int, int] | None, pointer: dict[str, Any]) -> bool:
+def _moves(seen: _Found, pointer: dict[str, Any]) -> bool:
     """Whether `pointer` goes over the version seen: it is the same decision, or a later
     one (by time, then insertion); pointers only ever move forward."""
     if seen is None:
@@ -1471,7 +1463,7 @@ def _investigation_body(investigation: Investigation) -> dict[str, Any]:
     }
 
 
-def _claims(budget: tuple[dict[str, Any], int, int] | None, since: datetime) -> int:
+def _claims(budget: _Found, since: datetime) -> int:
     """Slots of a reservation document taken since `since`."""
     if budget is None:
         return 0

@@ -273,8 +273,7 @@ class LeaseManager:
                 try:
                     yield True
                 finally:
-                    lingers = lease._linger and self._linger and not self._closed
-                    if lingers and not (held.lost or held.released):
+                    if lease._linger and self._lingers(held):
                         self._rest(held)
                     else:
                         await self._release(held)
@@ -524,12 +523,18 @@ class LeaseManager:
     def _adopt(self, name: str) -> _Held | None:
         """The lease a hand-over took for `name`, or an idle one, if still good."""
         held = self._handed.pop(name, None)
-        if held is None:
-            return self._take_idle(name)
+        return self._take_idle(name) if held is None else self._usable(held)
+
+    def _usable(self, held: _Held) -> _Held | None:
+        """`held` if still ours; a lost one is forgotten (there is nothing to delete)."""
         if held.lost:
-            self._spawn(self._do_release(held))  # nothing to delete: forget it
+            self._spawn(self._do_release(held))
             return None
         return None if held.released else held
+
+    def _lingers(self, held: _Held) -> bool:
+        """Whether `held`, let go by its last local user, stays idle (see the module)."""
+        return bool(self._linger) and not (self._closed or held.lost or held.released)
 
     def _rest(self, held: _Held) -> None:
         """Keep a lease its last local user let go, for `linger` seconds (see the module)."""
@@ -539,10 +544,7 @@ class LeaseManager:
 
     def _take_idle(self, name: str) -> _Held | None:
         held, _ = self._idle.pop(name, (None, 0.0))
-        if held is not None and held.lost:
-            self._spawn(self._do_release(held))
-            return None
-        return held
+        return None if held is None else self._usable(held)
 
     def _due_idle(self) -> list[_Held]:
         now = time.monotonic()
@@ -571,11 +573,11 @@ class LeaseManager:
     async def _do_release_all(
         self, helds: list[_Held], then: str | None = None, *, linger: bool = False
     ) -> None:
-        if linger and self._linger and not self._closed:
-            for held in helds:
-                if not held.released and not held.lost:
-                    self._rest(held)
-            helds = [held for held in helds if held.lost]  # nothing to delete: forget them
+        if linger:
+            resting = [held for held in helds if self._lingers(held)]
+            for held in resting:
+                self._rest(held)
+            helds = [held for held in helds if held not in resting]
         if then in self._idle:
             self._rest(self._idle[then][0])  # kept for its adopter, not deleted below
         mine = self._retire([*helds, *self._due_idle()])

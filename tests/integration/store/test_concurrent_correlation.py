@@ -498,9 +498,7 @@ async def test_a_placed_alert_hands_its_incidents_lease_to_the_decision_that_fol
 async def test_an_alert_is_not_marked_placed_beside_index_writes_that_failed(
     es: AsyncElasticsearch, es_store: ElasticsearchStore
 ) -> None:
-    correlator = ConcurrentCorrelator(
-        es_store.correlation_view, CorrelationConfig(), key_locks=KeyTurns()
-    )
+    correlator = _in_process(es_store)
     alert = _alert("ecs:x1", [_host(9)])
     # Its writes in the bulk fail.
     await _correlate_refused(es, es_store.index("corr-entities"), correlator, alert, "refused")
@@ -515,9 +513,7 @@ async def test_an_alert_is_not_marked_placed_beside_index_writes_that_failed(
 async def test_a_refused_new_incident_leaves_the_alert_unplaced_and_unsaved(
     es: AsyncElasticsearch, es_store: ElasticsearchStore
 ) -> None:
-    correlator = ConcurrentCorrelator(
-        es_store.correlation_view, CorrelationConfig(), key_locks=KeyTurns()
-    )
+    correlator = _in_process(es_store)
     alert = _alert("ecs:y1", [_host(8)])
     # The create in the bulk fails.
     await _correlate_refused(es, es_store.index("incidents"), correlator, alert, "not created")
@@ -529,6 +525,11 @@ async def test_a_refused_new_incident_leaves_the_alert_unplaced_and_unsaved(
     again = await correlator.correlate(alert)
     assert again.outcome == "new" and again.incident.alert_ids == [alert.id]
     assert await es_store.get_incident(again.incident.id) == again.incident
+
+
+def _in_process(store: ElasticsearchStore) -> ConcurrentCorrelator:
+    """A correlator on `store` whose key locks are this process's alone."""
+    return ConcurrentCorrelator(store.correlation_view, CorrelationConfig(), key_locks=KeyTurns())
 
 
 async def _correlate_refused(
