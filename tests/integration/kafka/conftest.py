@@ -218,9 +218,19 @@ class KafkaEnv:
         return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
     async def wait_committed(
-        self, topic: str, expected: dict[int, int], *, within: float, check: Any = None
+        self,
+        topic: str,
+        expected: dict[int, int],
+        *,
+        within: float,
+        check: Any = None,
+        report: Any = None,
     ) -> None:
-        """Until the group committed every record produced (offsets start at 0 here)."""
+        """Until the group committed every record produced (offsets start at 0 here).
+
+        `check()` raises when the workers died; `report()` says what they were
+        doing when the time ran out.
+        """
         deadline = time.monotonic() + within
         while True:
             got = await self.committed(topic, max(expected) + 1)
@@ -229,17 +239,34 @@ class KafkaEnv:
             if check is not None:
                 check()
             if time.monotonic() > deadline:
-                raise AssertionError(f"committed {got}, expected {expected}")
+                said = report() if report is not None else ""
+                raise AssertionError(f"committed {got}, expected {expected}\n{said}")
             await asyncio.sleep(0.5)
 
     async def wait_progress(
-        self, topic: str, partitions: int, at_least: int, *, within: float
+        self,
+        topic: str,
+        partitions: int,
+        at_least: int,
+        *,
+        within: float,
+        check: Any = None,
+        report: Any = None,
     ) -> None:
-        """Until the group committed at least `at_least` records of the topic in total."""
+        """Until the group committed at least `at_least` records of the topic in total.
+
+        `check()` raises when the workers died; `report()` says what they were
+        doing when the time ran out.
+        """
         deadline = time.monotonic() + within
-        while sum((await self.committed(topic, partitions)).values()) < at_least:
+        while sum((got := await self.committed(topic, partitions)).values()) < at_least:
+            if check is not None:
+                check()
             if time.monotonic() > deadline:
-                raise AssertionError(f"fewer than {at_least} records committed in {within}s")
+                said = report() if report is not None else ""
+                raise AssertionError(
+                    f"fewer than {at_least} records committed in {within}s: {got}\n{said}"
+                )
             await asyncio.sleep(0.2)
 
     async def read_all(self, topic: str, *, idle: float = 1.0) -> list[Any]:

@@ -71,6 +71,18 @@ def alive(procs: list[subprocess.Popen[bytes]], store: Path) -> Any:
     return check
 
 
+def tails(store: Path, n: int) -> Callable[[], str]:
+    """The end of each worker's log, for a test that ran out of time."""
+
+    def report() -> str:
+        return "\n".join(
+            f"--- worker {i}:\n" + (store.parent / f"worker-{i}.log").read_text()[-2000:]
+            for i in range(n)
+        )
+
+    return report
+
+
 def terminate(procs: list[subprocess.Popen[bytes]], store: Path) -> None:
     for p in procs:
         if p.poll() is None:
@@ -134,7 +146,13 @@ async def test_three_workers_account_for_every_alert(kafka: KafkaEnv, tmp_path: 
     assert len(sent) == 6
     started = time.monotonic()
     with workers(kafka, store, WORKERS) as procs:
-        await kafka.wait_committed(kafka.topics.alerts, sent, within=200, check=alive(procs, store))
+        await kafka.wait_committed(
+            kafka.topics.alerts,
+            sent,
+            within=200,
+            check=alive(procs, store),
+            report=tails(store, WORKERS),
+        )
         elapsed = time.monotonic() - started
         terminate(procs, store)
     print(f"{len(stream.records)} records through {WORKERS} workers in {elapsed:.1f}s")
@@ -151,12 +169,22 @@ async def test_a_worker_killed_mid_stream_loses_nothing_and_repeats_nothing(
     sent = await kafka.produce(kafka.topics.alerts, stream.records)
     total = sum(sent.values())
     with workers(kafka, store, WORKERS) as procs:
-        await kafka.wait_progress(kafka.topics.alerts, 6, total // 3, within=120)
-        alive(procs, store)()
+        await kafka.wait_progress(
+            kafka.topics.alerts,
+            6,
+            total // 3,
+            within=240,
+            check=alive(procs, store),
+            report=tails(store, WORKERS),
+        )
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait()
         await kafka.wait_committed(
-            kafka.topics.alerts, sent, within=200, check=alive(procs[1:], store)
+            kafka.topics.alerts,
+            sent,
+            within=200,
+            check=alive(procs[1:], store),
+            report=tails(store, WORKERS),
         )
         terminate(procs, store)
     await _check(kafka, stream, store)

@@ -25,7 +25,13 @@ from soc_agent.audit.elasticsearch_log import ElasticsearchAuditLog
 from tests.infra.fixtures import elasticsearch_url, needs
 from tests.integration.kafka.alertgen import Stream, make_stream
 from tests.integration.kafka.conftest import KafkaEnv
-from tests.integration.kafka.test_acceptance import alive, check_outputs, terminate, workers
+from tests.integration.kafka.test_acceptance import (
+    alive,
+    check_outputs,
+    tails,
+    terminate,
+    workers,
+)
 
 __all__ = ["elasticsearch_url"]
 
@@ -157,12 +163,22 @@ async def test_a_machine_killed_mid_stream_loses_nothing_and_repeats_nothing(
     total = sum(sent.values())
     log_dir, env = _setup(tmp_path, elasticsearch_url, es_prefix)
     with workers(kafka, log_dir, WORKERS, env) as procs:
-        await kafka.wait_progress(kafka.topics.alerts, 6, total // 3, within=300)
-        alive(procs, log_dir)()
+        await kafka.wait_progress(
+            kafka.topics.alerts,
+            6,
+            total // 3,
+            within=300,
+            check=alive(procs, log_dir),
+            report=tails(log_dir, WORKERS),
+        )
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait()
         await kafka.wait_committed(
-            kafka.topics.alerts, sent, within=400, check=alive(procs[1:], log_dir)
+            kafka.topics.alerts,
+            sent,
+            within=400,
+            check=alive(procs[1:], log_dir),
+            report=tails(log_dir, WORKERS),
         )
         terminate(procs, log_dir)
     await _check_shared_state(kafka, stream, tmp_path, elasticsearch_url, es_prefix)
