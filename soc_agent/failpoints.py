@@ -10,6 +10,7 @@ so a typo cannot silently test nothing.
 
 The points, in the order one alert passes them:
 - `alert.stored`: correlated and stored, nothing decided
+- `evidence.gathered`: investigated (steps and model), nothing decided
 - `decision.stored`: the decision is stored, no action taken
 - `actions.done`: executions and proposals done, the answer not published
 - `records.published`: the brokers acknowledged the answer, the offset is not committed
@@ -26,7 +27,13 @@ from soc_agent.errors import ConfigError
 __all__ = ["ENV", "POINTS", "arm", "arm_from_env", "disarm", "failpoint"]
 
 ENV = "SOC_AGENT_FAILPOINTS"
-POINTS = ("alert.stored", "decision.stored", "actions.done", "records.published")
+POINTS = (
+    "alert.stored",
+    "evidence.gathered",
+    "decision.stored",
+    "actions.done",
+    "records.published",
+)
 
 
 def _exit() -> None:

@@ -27,6 +27,7 @@ from soc_agent.failpoints import failpoint
 from soc_agent.gateway import Gateway
 from soc_agent.models import (
     ActionRequest,
+    ActionStatus,
     Alert,
     AuditEvent,
     AutonomyLevel,
@@ -64,6 +65,7 @@ from soc_agent.policy import (
     PolicyConfig,
     apply_runtime_flags,
     budget_for,
+    demote_for_flags,
     demote_over_budget,
 )
 from soc_agent.store.base import Store
@@ -76,6 +78,13 @@ if TYPE_CHECKING:  # the model's libraries load only when a model is configured
 __all__ = ["Agent", "AlertOutcome", "IncidentLocks", "StripedLocks"]
 
 log = logging.getLogger(__name__)
+
+# The runtime flags (kill switch, autonomy) a decision read are trusted for this long;
+# an execution starting later reads them again, so engaging the kill switch binds every
+# execution that starts a second after it, at no extra read for a quick decision.
+FLAGS_FRESH = timedelta(seconds=1)
+# Ledger statuses whose effect was performed: the executor reports them, performing nothing.
+_PERFORMED = (ActionStatus.EXECUTED, ActionStatus.ROLLING_BACK, ActionStatus.ROLLED_BACK)
 
 
 class StripedLocks:
@@ -258,6 +267,7 @@ class Agent:
         # The alert set guessed is the newest this process placed (an alert correlated
         # while this one waited for the incident's turn grew it).
         guess = self._newest.get(result.incident.id) or _decision_id(result.incident)
+        read_at = self._clock()
         state = await self._store.decision_state(
             guess, result.incident.id, with_incident=True, flags=RUNTIME_FLAGS, standing=True
         )
@@ -294,6 +304,9 @@ class Agent:
             await self._audit_decision(decision)
             return decision, True
         investigation = await self._investigate(playbook, alert, incident, inv_id, written)
+        failpoint("evidence.gathered")
+        if self._clock() - read_at > FLAGS_FRESH:  # a long investigation (a model's, say)
+            policy, read_at = await self.effective_policy(), self._clock()
         ctx = build_context(alert, incident, investigation, playbook.settings)
         with history_in_effect(await self._history(playbook, alert, incident)):
             total, breakdown = score(playbook, ctx, max_model_points=self._policy.model.max_points)
@@ -336,7 +349,7 @@ class Agent:
         await self._store.save_decision(decision, investigation=investigation)
         await self._audit_decision(decision)
         failpoint("decision.stored")
-        return await self._act(decision, incident, alert, policy), True
+        return await self._act(decision, incident, alert, (policy, read_at)), True
 
     async def _investigate(
         self,
@@ -419,18 +432,24 @@ class Agent:
         decision: Decision,
         incident: Incident,
         alert: Alert,
-        policy: PolicyConfig | None = None,
+        made_under: tuple[PolicyConfig, datetime] | None = None,
     ) -> Decision:
         """Carry out the dispositions; idempotent, so a crashed run can simply redo it.
-        `policy` is the one the decision was made under, when it was made just now."""
-        if policy is None:
-            policy = await self.effective_policy()
+        `made_under` is the policy the decision was made under and when its flags were
+        read, when it was made just now; an execution obeys the flags as they stand."""
+        if made_under is None:
+            made_under = await self.effective_policy(), self._clock()
+        policy, read_at = made_under
         acted: list[ActionRequest] = []
         for req in decision.actions:
             outcome: str | None = None
             execution: ExecutionStatus | None = None
             queued: str | None = None
             criticality = str(req.blast_radius.get("criticality", "medium"))
+            if req.disposition is Disposition.EXECUTED:
+                if self._clock() - read_at > FLAGS_FRESH:
+                    policy, read_at = await self.effective_policy(), self._clock()
+                req = await self._unless_flags_forbid(req, decision, policy)
             if req.disposition is Disposition.EXECUTED:
                 budget = budget_for(req.action, policy)
                 result = await self._executor.execute(
@@ -469,6 +488,30 @@ class Agent:
         await self._notify(decision, incident, alert)
         failpoint("actions.done")
         return decision
+
+    async def _unless_flags_forbid(
+        self, req: ActionRequest, decision: Decision, policy: PolicyConfig
+    ) -> ActionRequest:
+        """`req`, or what the runtime flags in `policy` make of it if it is still due."""
+        demoted = demote_for_flags(req, policy)
+        if demoted is None:
+            return req
+        record = await self._store.get_action(req.idempotency_key)
+        if record is not None and record.status in _PERFORMED:
+            return req  # carried out before the flag (then a crash): reported, not repeated
+        await self._audit.append(
+            AuditEvent(
+                actor=self.agent_id,
+                action="action.demote",
+                subject=req.idempotency_key,
+                reason=f"{demoted.rule}: {demoted.reason}",
+                outcome=demoted.disposition.value,
+                evidence_ref=decision.id,
+                details={"action": req.action, "target": req.target.key},
+                at=self._clock(),
+            )
+        )
+        return demoted
 
     async def _notify(self, decision: Decision, incident: Incident, alert: Alert) -> None:
         """One notification per decision that needs a human to know or act.

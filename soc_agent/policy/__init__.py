@@ -18,7 +18,7 @@ from soc_agent.policy.config import (
     budget_for,
     proposal_expiry,
 )
-from soc_agent.policy.demotion import demote_over_budget
+from soc_agent.policy.demotion import demote_for_flags, demote_over_budget
 from soc_agent.policy.engine import IN_EFFECT, decide
 from soc_agent.policy.flags import (
     ACTION_AUTONOMY_FLAG,
@@ -53,6 +53,7 @@ __all__ = [
     "apply_runtime_flags",
     "budget_for",
     "decide",
+    "demote_for_flags",
     "demote_over_budget",
     "effective_autonomy",
     "proposal_expiry",
