@@ -30,6 +30,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +186,9 @@ class Podman:
     """podman with storage of its own under `base`, running containers locked down."""
 
     base: Path
+    # podman refuses a runroot path over 50 characters, which a test's temporary
+    # directory can exceed (pytest-xdist adds `popen-gw0/`): a short one under /tmp.
+    runroot: Path
 
     # Podman raises RLIMIT_NOFILE and RLIMIT_NPROC to 1048576 by default, which fails
     # where root lacks CAP_SYS_RESOURCE ("crun: setrlimit `RLIMIT_NOFILE`: Operation not
@@ -194,12 +198,14 @@ class Podman:
     @classmethod
     @contextlib.contextmanager
     def session(cls, base: Path) -> Iterator[Podman]:
-        podman = cls(base)
+        short = "/tmp" if os.path.isdir("/tmp") else None  # whatever $TMPDIR's length
+        podman = cls(base, Path(tempfile.mkdtemp(prefix="podman-run-", dir=short)))
         try:
             yield podman
         finally:
             podman._podman("system", "reset", "--force", check=False)
             shutil.rmtree(base, ignore_errors=True)
+            shutil.rmtree(podman.runroot, ignore_errors=True)
 
     def _podman(
         self, *args: str, check: bool = True, timeout: float = 300
@@ -209,7 +215,7 @@ class Podman:
             "--root",
             str(self.base / "root"),
             "--runroot",
-            str(self.base / "runroot"),
+            str(self.runroot),
             "--tmpdir",
             str(self.base / "tmp"),
             *args,
