@@ -28,8 +28,13 @@ browser:
 	    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
 	  || echo "note: chromium is not installed (apt-get install chromium); browser tests will skip"; }
 
+# Two test processes (pytest-xdist), each test file kept on one: most of the suite waits
+# on brokers, nodes, models and subprocesses, so two overlap well even on two cores.
+# TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+
 test: browser lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) soc-agent.db
