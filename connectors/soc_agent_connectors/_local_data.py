@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, BinaryIO, TextIO, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-from soc_agent.errors import ConfigError
+from soc_agent.errors import ConfigError, ConnectorError
 
 # Marks a connector setting that names a file the connector reads or writes, so the agent
 # can confine it to the configured data directories: `Field(..., json_schema_extra=DATA_PATH)`.
@@ -25,6 +26,7 @@ __all__ = [
     "load_jsonl",
     "load_records",
     "load_yaml",
+    "open_own_for_read",
     "open_private_for_append",
     "resolve_data_path",
 ]
@@ -137,6 +139,24 @@ def load_jsonl(path: Path, *, connector: str) -> list[dict[str, Any]]:
 
 
 def open_private_for_append(path: Path) -> TextIO:
-    """A journal opened for appending, created readable by its owner only (0600)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    return os.fdopen(fd, "a", encoding="utf-8")
+    """A journal opened for appending, created readable by its owner only (0600), never
+    through a symbolic link (whoever can write its directory could redirect the appends)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(_open_own(path, flags, 0o600), "a", encoding="utf-8")
+
+
+def open_own_for_read(path: Path) -> BinaryIO:
+    """A journal this connector writes, opened to read it back, never through a link;
+    FileNotFoundError when there is none yet."""
+    return os.fdopen(_open_own(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
+
+
+def _open_own(path: Path, flags: int, mode: int = 0o600) -> int:
+    try:
+        return os.open(path, flags, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConnectorError(
+                f"{path} is a symbolic link: refused (the agent writes its own files only)"
+            ) from None
+        raise

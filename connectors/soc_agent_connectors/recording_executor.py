@@ -20,7 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from soc_agent.errors import ConnectorError
 from soc_agent_connectors import Connector, capability
-from soc_agent_connectors._local_data import DATA_PATH, open_private_for_append
+from soc_agent_connectors._local_data import (
+    DATA_PATH,
+    open_own_for_read,
+    open_private_for_append,
+)
 
 __all__ = ["RecordingExecutor"]
 
@@ -145,7 +149,7 @@ class RecordingExecutor(Connector):
 
     def _read_new(self) -> dict[tuple[str, str], tuple[bool, str]]:
         try:
-            fh = self._path.open("rb")
+            fh = open_own_for_read(self._path)
         except FileNotFoundError:
             return {}
         with fh:
