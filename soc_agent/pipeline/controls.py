@@ -151,13 +151,20 @@ async def set_action_autonomy(
     caps, the runtime cap and the agent's level. Raising autonomy is a configuration
     change, reviewed like any other.
     """
-    before = await action_autonomy_state(store, configured)
-    caps = dict(before["override"])
-    if level is None:
-        caps.pop(action, None)
-    else:
-        caps[action] = int(level)
-    await store.set_flag(ACTION_AUTONOMY_FLAG, caps)
+    was: list[dict[str, int]] = []
+
+    def capped(stored: object) -> dict[str, int]:
+        caps = _levels(stored)
+        was[:] = [dict(caps)]  # as this (last) attempt found them
+        if level is None:
+            caps.pop(action, None)
+        else:
+            caps[action] = int(level)
+        return caps
+
+    # Read and written as one: two admins capping two actions at once keep both caps.
+    await store.update_flag(ACTION_AUTONOMY_FLAG, capped)
+    before = apply_runtime_flags(configured, {ACTION_AUTONOMY_FLAG: was[0]}).action_autonomy
     after = await action_autonomy_state(store, configured)
     in_effect = after["effective"].get(action)
     await audit.append(
@@ -169,7 +176,7 @@ async def set_action_autonomy(
             outcome=f"effective {in_effect}" if in_effect is not None else "no cap",
             details={
                 "requested": int(level) if level is not None else None,
-                "before": before["effective"].get(action),
+                "before": int(before[action]) if action in before else None,
             },
             at=at,
         )

@@ -6,7 +6,7 @@ Every method is async so neither blocks the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -228,6 +228,11 @@ class Store(Protocol):
         ...
 
     async def set_flag(self, name: str, value: Any) -> None: ...
+    async def update_flag(self, name: str, change: Callable[[Any], Any]) -> Any:
+        """Set the flag to `change(its value)` atomically (None when unset: a read and a
+        write with nothing between them, retried on a concurrent change); the new value.
+        `change` may run more than once: it must only compute."""
+        ...
 
 
 class StateStore(Store, CorrelationState, Protocol):

@@ -981,6 +981,28 @@ class ElasticsearchStore:
         # The value is any JSON (a bool, a number, a list...): kept as its JSON text.
         await self._put("flags", name, {"name": name, "value": json.dumps(value)})
 
+    async def update_flag(self, name: str, change: Callable[[Any], Any]) -> Any:
+        for _ in range(_MAX_CAS_ATTEMPTS):
+            found = await self._get_versioned("flags", name)
+            new = change(json.loads(found[0]["value"]) if found else None)
+            body = {"name": name, "value": json.dumps(new)}
+            if found is None:
+                if await self._create("flags", name, body):
+                    return new
+                continue
+            try:
+                await self._es.index(
+                    index=self.index("flags"),
+                    id=document_id(name),
+                    document=body,
+                    if_seq_no=found[1],
+                    if_primary_term=found[2],
+                )
+            except ConflictError:
+                continue
+            return new
+        raise StoreError(f"flag {name}: no consistent update after {_MAX_CAS_ATTEMPTS} attempts")
+
     # -- correlation state ---------------------------------------------------------------
 
     async def find_by_entity(self, entity_key: str) -> str | None:
