@@ -594,6 +594,7 @@ class Env:
     broker_pid: int | None
     node_pid: int | None
     records: list[tuple[bytes, bytes]]
+    in_flight: int | None = None  # kafka.max_in_flight per worker; None: the default
 
 
 def _topics(tag: str) -> TopicsConfig:
@@ -635,6 +636,7 @@ def _write_config(
             "topics": kafka.topics.model_dump(exclude={"extra_inputs", "alerts_format"}),
             "layout": {"partitions": PARTITIONS, "replication_factor": 1},
             "health_port": port,
+            **({"max_in_flight": env.in_flight} if env.in_flight else {}),
         },
         # One EDR stand-in for every machine, as in the acceptance test.
         "connectors": {"containment": {"journal": str(env.workdir / "edr.jsonl")}},
@@ -1138,6 +1140,9 @@ def main() -> int:
     parser.add_argument("--kafka", metavar="HOST:PORT", help="use this broker")
     parser.add_argument("--elasticsearch", metavar="URL", help="use this node")
     parser.add_argument("--top", type=int, default=24, help="request kinds to list")
+    parser.add_argument(
+        "--in-flight", type=int, help="kafka.max_in_flight of each worker (default: its default)"
+    )
     args = parser.parse_args()
     records = _records(args.alerts)
     from tests.infra import elasticsearch as es_infra
@@ -1161,6 +1166,7 @@ def main() -> int:
                 broker_pid=broker_pid,
                 node_pid=node.process.pid if node else None,
                 records=records,
+                in_flight=args.in_flight,
             )
             try:
                 lines = asyncio.run(_main(args, env))
