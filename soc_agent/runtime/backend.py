@@ -146,12 +146,7 @@ async def open_backend(settings: Settings, *, writer: bool = True) -> AsyncItera
         async with _open_elasticsearch(settings, writer=writer) as backend:
             yield backend
         return
-    store = SQLiteStore(settings.store)
-    try:
-        audit = await _open_sqlite_audit(settings, writer=writer)
-    except BaseException:
-        store.close()
-        raise
+    store, audit = await _open_sqlite(settings, writer=writer)
     backend = Backend("sqlite", settings, store, audit)
     try:
         yield backend
@@ -159,6 +154,27 @@ async def open_backend(settings: Settings, *, writer: bool = True) -> AsyncItera
         backend._close_files()
         audit.close()
         store.close()
+
+
+async def _open_sqlite(settings: Settings, *, writer: bool) -> tuple[SQLiteStore, SQLiteAuditLog]:
+    """The store and the audit log, prepared by one process of the machine at a time.
+
+    Processes starting together on a new store would otherwise create its schema, switch
+    it to WAL and generate its audit key all at once: one was seen to find the chain
+    keyed by another before that one's key file was there, and reads beside the
+    creation to fail with SQLITE_IOERR_SHORT_READ.
+    """
+    setup = FileLock(lock_path(settings.store, "setup"))
+    try:
+        async with setup.hold():
+            store = SQLiteStore(settings.store)
+            try:
+                return store, await _open_sqlite_audit(settings, writer=writer)
+            except BaseException:
+                store.close()
+                raise
+    finally:
+        setup.close()
 
 
 async def _open_sqlite_audit(settings: Settings, *, writer: bool) -> SQLiteAuditLog:
