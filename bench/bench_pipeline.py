@@ -86,7 +86,7 @@ async def _pipeline(path: Path, settings: Settings) -> tuple[float, list[float],
     """Alerts/s, latencies, alerts, and CPU seconds per alert (every thread of the process:
     on this machine the wall rate follows the CPU one, and CPU varies far less run to run)."""
     latencies: list[float] = []
-    async with open_components(settings) as c:
+    async with open_components(settings, inline_store=True) as c:  # as `soc-agent run`
         t0, cpu0 = time.perf_counter(), time.process_time()
 
         async def on_outcome(outcome: AlertOutcome) -> None:

@@ -344,7 +344,8 @@ def _process(
     _announce_connectors(settings)
 
     async def main() -> RunReport:
-        async with open_components(settings) as c:
+        # A batch run does nothing but its alerts: the store's statements run on its loop.
+        async with open_components(settings, inline_store=True) as c:
 
             async def emit(outcome: AlertOutcome) -> None:
                 if not as_json:

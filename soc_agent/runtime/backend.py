@@ -135,18 +135,21 @@ def incident_lock_name(incident_id: str) -> str:
 
 
 @asynccontextmanager
-async def open_backend(settings: Settings, *, writer: bool = True) -> AsyncIterator[Backend]:
+async def open_backend(
+    settings: Settings, *, writer: bool = True, inline_store: bool = False
+) -> AsyncIterator[Backend]:
     """Open (and on the way out close) the configured backend's store, audit log and locks.
 
     A `writer` will append to the audit chain, so it holds a key and the chain
     is keyed before it returns (see `audit.keying`); readers (listing,
-    verifying) use whatever key exists and create none.
+    verifying) use whatever key exists and create none. `inline_store`: SQLite
+    statements run on the event loop's thread (see `SQLiteStore`).
     """
     if settings.store_backend == "elasticsearch":
         async with _open_elasticsearch(settings, writer=writer) as backend:
             yield backend
         return
-    store, audit = await _open_sqlite(settings, writer=writer)
+    store, audit = await _open_sqlite(settings, writer=writer, inline=inline_store)
     backend = Backend("sqlite", settings, store, audit)
     try:
         yield backend
@@ -156,7 +159,9 @@ async def open_backend(settings: Settings, *, writer: bool = True) -> AsyncItera
         store.close()
 
 
-async def _open_sqlite(settings: Settings, *, writer: bool) -> tuple[SQLiteStore, SQLiteAuditLog]:
+async def _open_sqlite(
+    settings: Settings, *, writer: bool, inline: bool
+) -> tuple[SQLiteStore, SQLiteAuditLog]:
     """The store and the audit log, prepared by one process of the machine at a time.
 
     Processes starting together on a new store would otherwise create its schema, switch
@@ -167,7 +172,7 @@ async def _open_sqlite(settings: Settings, *, writer: bool) -> tuple[SQLiteStore
     setup = FileLock(lock_path(settings.store, "setup"))
     try:
         async with setup.hold():
-            store = SQLiteStore(settings.store)
+            store = SQLiteStore(settings.store, inline=inline)
             try:
                 return store, await _open_sqlite_audit(settings, writer=writer)
             except BaseException:

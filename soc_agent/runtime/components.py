@@ -169,6 +169,7 @@ async def open_components(
     model: Model | None = None,
     investigator: Literal["agent", "hybrid"] | None = None,
     policy_observer: PolicyObserver | None = None,
+    inline_store: bool = False,
 ) -> AsyncIterator[Components]:
     """Create every long-lived component once and close them all in one place.
 
@@ -177,7 +178,8 @@ async def open_components(
     cross-process locks. With Elasticsearch they always do. `model` replaces the one
     `llm:` describes (a scripted model in tests, the same one across components);
     `investigator` runs every playbook that way (`soc-agent eval`); `policy_observer`
-    sees every policy decision (`soc-agent calibrate`).
+    sees every policy decision (`soc-agent calibrate`); `inline_store` runs SQLite
+    statements on the event loop (`soc-agent run`, a process doing nothing else).
     """
     now = clock or (lambda: datetime.now(UTC))
     check_settings_confined(settings)
@@ -198,7 +200,7 @@ async def open_components(
     mappings = load_mappings(settings.mappings)
     identity_file = settings.correlation.identity_file
     identities = load_identity_book(identity_file) if identity_file is not None else None
-    async with open_backend(settings) as backend:
+    async with open_backend(settings, inline_store=inline_store) as backend:
         store, audit = backend.store, backend.audit
         for connector in connectors.values():
             if isinstance(connector, VerdictHistoryConnector):

@@ -55,15 +55,16 @@ async def slow_es_store(es: AsyncElasticsearch, prefix: str) -> ElasticsearchSto
     return store
 
 
-@pytest.fixture(params=["sqlite", "elasticsearch"])
+@pytest.fixture(params=["sqlite", "sqlite-inline", "elasticsearch"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, es_store: ElasticsearchStore
 ) -> AsyncIterator[SQLiteStore | ElasticsearchStore]:
-    """Both implementations: every behaviour is checked on SQLite (the reference) and ES."""
+    """Both implementations: every behaviour is checked on SQLite (the reference, also
+    with its statements on the event loop, as `soc-agent run` opens it) and ES."""
     if request.param == "elasticsearch":
         yield es_store
         return
-    reference = SQLiteStore(tmp_path / "reference.db")
+    reference = SQLiteStore(tmp_path / "reference.db", inline=request.param == "sqlite-inline")
     yield reference
     reference.close()
 

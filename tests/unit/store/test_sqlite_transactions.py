@@ -5,6 +5,7 @@ has written or read once it does not write or read again."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -121,3 +122,21 @@ def _alert() -> Alert:
         entities=[Entity(type=EntityType.IP, value="10.0.0.1")],
         original={"event_type": "alert"},
     )
+
+
+@pytest.mark.parametrize("inline", [False, True])
+async def test_an_inline_store_runs_its_statements_on_the_callers_thread(
+    tmp_path: Path, inline: bool
+) -> None:
+    """`soc-agent run` opens the store inline (no hand-over to the store's thread and
+    back per statement); every other process keeps the loop free of SQLite's waits."""
+    store = SQLiteStore(tmp_path / "store.db", inline=inline)
+    threads: set[int] = set()
+    store._pool.submit(
+        store._db.set_trace_callback, lambda _: threads.add(threading.get_ident())
+    ).result()
+    await store.set_flag("kill_switch", True)
+    assert await store.get_flag("kill_switch") is True
+    assert (threads == {threading.get_ident()}) is inline
+    assert threads
+    store.close()
