@@ -1,7 +1,8 @@
 """The storage protocol the pipeline, CLI and API depend on.
 
 SQLite implements it for one machine, Elasticsearch for workers on several.
-Every method is async so neither blocks the event loop.
+Every method is async so neither blocks the event loop (except a SQLite store
+opened `inline`, for a process that has nothing else to run meanwhile).
 """
 
 from __future__ import annotations

@@ -986,21 +986,8 @@ class ElasticsearchStore:
             found = await self._get_versioned("flags", name)
             new = change(json.loads(found[0]["value"]) if found else None)
             body = {"name": name, "value": json.dumps(new)}
-            if found is None:
-                if await self._create("flags", name, body):
-                    return new
-                continue
-            try:
-                await self._es.index(
-                    index=self.index("flags"),
-                    id=document_id(name),
-                    document=body,
-                    if_seq_no=found[1],
-                    if_primary_term=found[2],
-                )
-            except ConflictError:
-                continue
-            return new
+            if await self._write_unless_changed("flags", name, body, found):
+                return new
         raise StoreError(f"flag {name}: no consistent update after {_MAX_CAS_ATTEMPTS} attempts")
 
     # -- correlation state ---------------------------------------------------------------
@@ -1063,7 +1050,9 @@ class ElasticsearchStore:
             if key in claims:
                 return True  # a concurrent claimer of the same key holds the slot for it
             claims[key] = ts(now)
-            if await self._write_budget(action, claims, found):
+            if await self._write_unless_changed(
+                "budgets", action, {"action": action, "claims": claims}, found
+            ):
                 return True
         raise StoreError(
             f"budget of {action}: no consistent reservation after {_MAX_CAS_ATTEMPTS} attempts"
@@ -1079,25 +1068,25 @@ class ElasticsearchStore:
                     return
             else:
                 claims[key] = ts(at)
-            if await self._write_budget(action, claims, found):
+            if await self._write_unless_changed(
+                "budgets", action, {"action": action, "claims": claims}, found
+            ):
                 return
         raise StoreError(
             f"budget of {action}: no consistent update after {_MAX_CAS_ATTEMPTS} attempts"
         )
 
-    async def _write_budget(
-        self,
-        action: str,
-        claims: dict[str, str],
-        found: _Found,
+    async def _write_unless_changed(
+        self, kind: str, doc_id: str, body: dict[str, Any], found: _Found
     ) -> bool:
-        body = {"action": action, "claims": claims}
+        """Write `body` over the version `found` read (create it if `found` is None);
+        false when another writer changed the document since."""
         if found is None:
-            return await self._create("budgets", action, body)
+            return await self._create(kind, doc_id, body)
         try:
             await self._es.index(
-                index=self.index("budgets"),
-                id=document_id(action),
+                index=self.index(kind),
+                id=document_id(doc_id),
                 document=body,
                 if_seq_no=found[1],
                 if_primary_term=found[2],

@@ -42,43 +42,34 @@ def two_machines(
         store.close()
 
 
+async def _cap_all_at_once(
+    machines: list[Any], audit: SQLiteAuditLog, level: AutonomyLevel | None
+) -> None:
+    """Every action capped (None: lifted) at once, alternately through each machine."""
+    await asyncio.gather(
+        *(
+            set_action_autonomy(
+                machines[i % 2],
+                audit,
+                PolicyConfig(),
+                action,
+                level,
+                actor=f"admin:{i % 2}",
+                reason=None,
+                at=datetime(2026, 12, 6, tzinfo=UTC),
+            )
+            for i, action in enumerate(ACTIONS)
+        )
+    )
+
+
 async def test_caps_set_at_once_from_two_machines_are_all_kept(
     two_machines: list[Any], tmp_path: Path
 ) -> None:
     audit = SQLiteAuditLog(tmp_path / "audit.db")
-    now = datetime(2026, 12, 6, tzinfo=UTC)
-    await asyncio.gather(
-        *(
-            set_action_autonomy(
-                two_machines[i % 2],
-                audit,
-                PolicyConfig(),
-                action,
-                AutonomyLevel.COLLABORATOR,
-                actor=f"admin:{i % 2}",
-                reason=None,
-                at=now,
-            )
-            for i, action in enumerate(ACTIONS)
-        )
-    )
+    await _cap_all_at_once(two_machines, audit, AutonomyLevel.COLLABORATOR)
     assert await two_machines[0].get_flag(ACTION_AUTONOMY_FLAG) == dict.fromkeys(ACTIONS, 2)
-    # and lifting them at once leaves none
-    await asyncio.gather(
-        *(
-            set_action_autonomy(
-                two_machines[i % 2],
-                audit,
-                PolicyConfig(),
-                action,
-                None,
-                actor="admin",
-                reason=None,
-                at=now,
-            )
-            for i, action in enumerate(ACTIONS)
-        )
-    )
+    await _cap_all_at_once(two_machines, audit, None)  # lifting them at once leaves none
     assert await two_machines[1].get_flag(ACTION_AUTONOMY_FLAG) == {}
 
 

@@ -7,8 +7,16 @@ from typing import Any
 
 import pytest
 
-from soc_agent.models import ActionCandidate, AutonomyLevel, Entity, EntityType, RiskTier
-from soc_agent.policy import ActionFacts, PolicyInput
+from soc_agent.models import (
+    ActionCandidate,
+    ActionRequest,
+    AutonomyLevel,
+    Disposition,
+    Entity,
+    EntityType,
+    RiskTier,
+)
+from soc_agent.policy import ActionFacts, PolicyInput, PolicyRule
 
 WORKSTATION = Entity(type=EntityType.HOST, value="WS-0142.corp.example", role="target")
 
@@ -75,6 +83,25 @@ def build_input(
         executions_in_window=executions_in_window,
         idempotency_key=idempotency_key,
     )
+
+
+def executed_request(**update: Any) -> ActionRequest:
+    """An isolation the policy decided to execute (score 97, level 5); `update` changes it."""
+    request = ActionRequest(
+        id="act-1",
+        action="isolate_host",
+        target=build_input().candidate.target,
+        connector="crowdstrike",
+        capability="isolate_host",
+        playbook_rule="contain",
+        disposition=Disposition.EXECUTED,
+        rule=PolicyRule.EXECUTE.value,
+        reason="score 97 >= execute_at 90",
+        autonomy=AutonomyLevel.OBSERVER,
+        reversible=True,
+        idempotency_key="k",
+    )
+    return request.model_copy(update=update)
 
 
 @pytest.fixture(scope="session")

@@ -5,27 +5,12 @@ from __future__ import annotations
 import pytest
 
 from soc_agent.models import ActionRequest, AutonomyLevel, Disposition
-from soc_agent.policy import PolicyConfig, PolicyRule, demote_for_flags
-from tests.unit.policy.conftest import build_input
+from soc_agent.policy import PolicyConfig, demote_for_flags
+from tests.unit.policy.conftest import executed_request
 
 
 def _executed(autonomy: AutonomyLevel = AutonomyLevel.OBSERVER, **update: object) -> ActionRequest:
-    request = ActionRequest(
-        id="a1",
-        action="isolate_host",
-        target=build_input().candidate.target,
-        connector="crowdstrike",
-        capability="isolate_host",
-        playbook_rule="contain",
-        disposition=Disposition.EXECUTED,
-        rule=PolicyRule.EXECUTE.value,
-        reason="score 97 >= execute_at 90",
-        autonomy=autonomy,
-        reversible=True,
-        review_sample=True,
-        idempotency_key="k",
-    )
-    return request.model_copy(update=update)
+    return executed_request(autonomy=autonomy, review_sample=True, **update)
 
 
 def test_the_kill_switch_makes_an_execution_a_proposal() -> None:

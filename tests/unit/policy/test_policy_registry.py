@@ -14,7 +14,7 @@ from pathlib import Path
 
 from soc_agent.models import ActionStatus, AutonomyLevel, Disposition, RiskTier, RunMode
 from soc_agent.policy import PolicyConfig, PolicyRule, decide, demote_over_budget
-from tests.unit.policy.conftest import build_input
+from tests.unit.policy.conftest import build_input, executed_request
 
 _ROOT = Path(__file__).resolve().parents[3] / "soc_agent"
 _RULE_ID = re.compile(r"^(config|ledger|threshold|autonomy|investigation|guardrail)\.[a-z_.]+$")
@@ -81,22 +81,7 @@ def test_every_rule_the_policy_returns_is_registered_and_every_entry_is_reachabl
 
 
 def test_the_over_budget_demotion_proposes_under_a_registered_rule() -> None:
-    from soc_agent.models import ActionRequest
-
-    request = ActionRequest(
-        id="act-1",
-        action="isolate_host",
-        target=build_input().candidate.target,
-        connector="crowdstrike",
-        capability="isolate_host",
-        playbook_rule="contain",
-        disposition=Disposition.EXECUTED,
-        rule=PolicyRule.EXECUTE.value,
-        reason="score 97 >= execute_at 90",
-        autonomy=AutonomyLevel.OBSERVER,
-        reversible=True,
-        idempotency_key="k",
-    )
+    request = executed_request()
     demoted = demote_over_budget(request, "budget of 5 isolate_host per window reached")
     assert demoted.disposition is Disposition.PROPOSED
     assert demoted.rule in {rule.value for rule in PolicyRule}
