@@ -142,7 +142,7 @@ def open_private_for_append(path: Path) -> TextIO:
     """A journal opened for appending, created readable by its owner only (0600), never
     through a symbolic link (whoever can write its directory could redirect the appends)."""
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.fdopen(_open_own(path, flags, 0o600), "a", encoding="utf-8")
+    return os.fdopen(_open_own(path, flags), "a", encoding="utf-8")
 
 
 def open_own_for_read(path: Path) -> BinaryIO:
@@ -151,9 +151,9 @@ def open_own_for_read(path: Path) -> BinaryIO:
     return os.fdopen(_open_own(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
 
 
-def _open_own(path: Path, flags: int, mode: int = 0o600) -> int:
+def _open_own(path: Path, flags: int) -> int:
     try:
-        return os.open(path, flags, mode)
+        return os.open(path, flags, 0o600)  # the mode applies only when O_CREAT creates it
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise ConnectorError(

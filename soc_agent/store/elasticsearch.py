@@ -1103,19 +1103,9 @@ class ElasticsearchStore:
             found = await self._get_versioned("actions", key)
             if found is None:
                 return None
-            src, seq_no, primary_term = found
-            new = change(src)
-            try:
-                await self._es.index(
-                    index=self.index("actions"),
-                    id=document_id(key),
-                    document=new,
-                    if_seq_no=seq_no,
-                    if_primary_term=primary_term,
-                )
-            except ConflictError:
-                continue
-            return new
+            new = change(found[0])
+            if await self._write_unless_changed("actions", key, new, found):
+                return new
         raise StoreError(f"action {key}: no consistent update after {_MAX_CAS_ATTEMPTS} attempts")
 
     # -- helpers -------------------------------------------------------------------------

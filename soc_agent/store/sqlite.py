@@ -624,15 +624,10 @@ class SQLiteStore:
 
     async def update_flag(self, name: str, change: Callable[[Any], Any]) -> Any:
         def update(db: sqlite3.Connection) -> Any:
-            db.execute("BEGIN IMMEDIATE")  # the write lock first: no writer between
-            try:
+            with transaction(db):  # the write lock first: no writer between
                 row = db.execute("SELECT value FROM flags WHERE name=?", (name,)).fetchone()
                 new = change(json.loads(row[0]) if row else None)
                 db.execute("INSERT OR REPLACE INTO flags VALUES (?,?)", (name, json.dumps(new)))
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
             return new
 
         return await self._run(update)
