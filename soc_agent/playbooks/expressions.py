@@ -23,6 +23,7 @@ import cel
 from cel.stdlib import STDLIB_FUNCTIONS
 
 from soc_agent.errors import ExpressionError
+from soc_agent.playbooks.expression_closures import Defer, closure_for
 from soc_agent.playbooks.expression_cost import (
     MAX_ORIGINAL_VALUES,
     comprehension_depth,
@@ -102,6 +103,9 @@ class _Shape:
     # and calls nothing that reads outside state (its value is then a function of those
     # fields' values); None otherwise.
     fields: _Fields | None = None
+    # The expression as a Python closure, when it is in the subset `expression_closures`
+    # evaluates without the engine; None otherwise.
+    closure: Callable[[Mapping[str, Any]], Any] | None = None
 
     shared: frozenset[str] = field(init=False)  # of `names`, the alert and the incident
     extra: frozenset[str] = field(init=False)  # of `names`, the others
@@ -131,7 +135,7 @@ def _shape(expression: str) -> _Shape:
     reads_original = "original" in blanked
     pure = not reads_original and not _HISTORY_CALLS & {str(f) for f in program.functions()}
     fields = _fields_read(expression, names) if pure else None
-    return _Shape(program, names, reads_original, depth, fields)
+    return _Shape(program, names, reads_original, depth, fields, closure_for(expression))
 
 
 _HISTORY_CALLS = frozenset(name.rsplit(".", 1)[-1] for name in HISTORY_FUNCTIONS)
@@ -281,6 +285,15 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
         problem = runtime_cost_problem(shape.depth, largest)
         if problem is not None:
             raise EvaluationError(expression, problem, missing_data=False)
+    if shape.closure is not None:
+        try:
+            value = shape.closure(context)
+        except Defer:
+            pass  # the engine decides: its value, or its error
+        else:
+            if not shape.extra and isinstance(value, _SCALARS):
+                base.values[expression] = value
+            return value
     key = _values_key(shape, expression, context)
     if key is not None and (known := _by_values(key)) is not _ABSENT:
         _hit(expression)
