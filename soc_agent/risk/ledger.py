@@ -131,11 +131,18 @@ def risk_entities(alert: Alert, config: RiskConfig) -> list[Entity]:
     return list(seen.values())
 
 
-def _window_total(hops: Mapping[int, int], start: int, config: RiskConfig) -> int:
-    """A window's total from the points per hop (windows start on hop boundaries)."""
-    first = start // config.hop_seconds
+def _window_totals(hops: Mapping[int, int], starts: list[int], config: RiskConfig) -> list[int]:
+    """The totals of consecutive windows (one hop apart, on hop boundaries) from the points
+    per hop: one running sum, which adds the hop entering and drops the hop leaving."""
     span = config.window_seconds // config.hop_seconds
-    return max(0, sum(hops.get(first + i, 0) for i in range(span)))
+    first = starts[0] // config.hop_seconds
+    points = [hops.get(first + i, 0) for i in range(len(starts) + span - 1)]
+    running = sum(points[:span])
+    totals = [max(0, running)]
+    for i in range(1, len(starts)):
+        running += points[i + span - 1] - points[i - 1]
+        totals.append(max(0, running))
+    return totals
 
 
 @dataclass
@@ -152,7 +159,7 @@ class EntityRisk:
     late: int = 0  # alerts older than every window still kept
 
     def total(self, start: int, config: RiskConfig) -> int:
-        return _window_total(self._hop_sums(config), start, config)
+        return _window_totals(self._hop_sums(config), [start], config)[0]
 
     def _within(self, start: int, end: int) -> Iterable[Contribution]:
         return (c for c in self.contributions.values() if start <= c.at < end)
@@ -212,9 +219,8 @@ class EntityRisk:
             techniques=tuple(alert.techniques),
         )
         raised: list[dict[str, Any]] = []
-        hops = self._hop_sums(config)
-        for start in starts:
-            total = _window_total(hops, start, config)
+        totals = _window_totals(self._hop_sums(config), starts, config)
+        for start, total in zip(starts, totals, strict=True):
             if total >= config.threshold and self._may_raise(start, config):
                 self.raised = sorted([*self.raised, start])
                 raised.append(self._record(entity, start, alert.created_at, config))
