@@ -36,6 +36,7 @@ __all__ = ["Defer", "closure_for"]
 class Defer(Exception):
     """The fast path cannot be sure of the engine's answer: ask the engine."""
 
+
 Env = Mapping[str, Any]
 Locals = dict[str, Any]
 Node = Callable[[Env, Locals], Any]
@@ -56,6 +57,9 @@ _TOKEN = re.compile(
 _ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t", "r": "\r"}
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 _MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+_OPENERS, _CLOSERS = frozenset("([{"), frozenset(")]}")
+_CONJUNCT_ENDS = frozenset({"&&", "||", "?", ":", ","})
+_DISJUNCT_ENDS = frozenset({"||", "?", ":", ","})
 
 
 class _Unsupported(Exception):
@@ -393,16 +397,49 @@ class _Parser:
         )
 
     def disjunction(self) -> Node:
-        node = self.conjunction()
-        while self.accept("||"):
-            node = _either(node, self.conjunction())
-        return node
+        return self.chain("||", self.conjunction, _DISJUNCT_ENDS)
 
     def conjunction(self) -> Node:
-        node = self.relation()
-        while self.accept("&&"):
-            node = _both(node, self.relation())
-        return node
+        return self.chain("&&", self.relation, _CONJUNCT_ENDS)
+
+    def chain(self, op: str, operand: Callable[[], Node], ends: frozenset[str]) -> Node:
+        """`a && b && ...` (or `||`). An operand outside the subset is kept as unknown:
+        CEL makes `false && x` false and `true || x` true whatever x is, even an error,
+        so a chain whose known operands settle it still gets an answer."""
+        operands = [self.maybe(operand, ends)]
+        while self.accept(op):
+            operands.append(self.maybe(operand, ends))
+        known = [node for node in operands if node is not None]
+        if not known:
+            raise _Unsupported(f"no operand of {op} in the subset")
+        if len(operands) == 1:
+            return known[0]
+        decisive = op == "||"  # false settles a conjunction, true a disjunction
+        return _settled_by(decisive, known, partial=len(known) < len(operands))
+
+    def maybe(self, operand: Callable[[], Node], ends: frozenset[str]) -> Node | None:
+        """The operand's closure, or None (its tokens skipped) when it is outside the subset."""
+        start, bound = self.at, list(self.bound)
+        try:
+            return operand()
+        except _Unsupported:
+            self.at, self.bound = start, bound
+            self.skip(ends)
+            return None
+
+    def skip(self, ends: frozenset[str]) -> None:
+        """Past one operand: to the next of `ends` outside any bracket, or the end."""
+        depth = 0
+        while (token := self.peek()) is not None:
+            kind, text = token
+            if kind == "op":
+                if depth == 0 and (text in ends or text in _CLOSERS):
+                    return
+                if text in _OPENERS:
+                    depth += 1
+                elif text in _CLOSERS:
+                    depth -= 1
+            self.at += 1
 
     def relation(self) -> Node:
         node = self.additive()
@@ -624,12 +661,28 @@ def _binary(op: Callable[[Any, Any], Any], left: Node, right: Node) -> Node:
     return lambda env, local: op(left(env, local), right(env, local))
 
 
-def _both(left: Node, right: Node) -> Node:
-    return lambda env, local: _bool(left(env, local)) and _bool(right(env, local))
+def _settled_by(decisive: bool, operands: list[Node], *, partial: bool) -> Node:
+    """A chain of `&&` (decisive False) or `||` (decisive True): any operand with the
+    decisive value settles it, whatever the others are; an operand that defers (or is
+    not a bool: the engine's error) leaves it open; an open chain defers."""
 
+    def run(env: Env, local: Locals) -> bool:
+        open_ = partial
+        for operand in operands:
+            try:
+                value: object = operand(env, local)
+            except Defer:
+                open_ = True
+                continue
+            if value is decisive:
+                return decisive
+            if type(value) is not bool:
+                open_ = True
+        if open_:
+            raise Defer
+        return not decisive
 
-def _either(left: Node, right: Node) -> Node:
-    return lambda env, local: _bool(left(env, local)) or _bool(right(env, local))
+    return run
 
 
 def _each(receiver: Node, env: Env, local: Locals) -> list[Any]:
