@@ -303,29 +303,36 @@ class Agent:
             await self._store.save_decision(decision)
             await self._audit_decision(decision)
             return decision, True
-        investigation = await self._investigate(playbook, alert, incident, inv_id, written)
-        failpoint("evidence.gathered")
-        if self._clock() - read_at > FLAGS_FRESH:  # a long investigation (a model's, say)
-            policy, read_at = await self.effective_policy(), self._clock()
-        ctx = build_context(alert, incident, investigation, playbook.settings)
-        with history_in_effect(await self._history(playbook, alert, incident)):
-            total, breakdown = score(playbook, ctx, max_model_points=self._policy.model.max_points)
-            requests = await decide_all(
-                candidates(playbook, ctx, known=incident.entities),
-                self._facts,
-                breakdown=breakdown,
-                score_bound=score_bound(playbook, total, breakdown),
-                incident_id=incident.id,
-                playbook=playbook.name,
-                playbook_autonomy=_level(playbook.autonomy),
-                score=total,
-                investigation=investigation,
-                policy=policy,
-                injection=(
-                    tuple(investigation.model_run.injection) if investigation.model_run else ()
-                ),
-                observe=self._observe,
-            )
+        try:
+            investigation = await self._investigate(playbook, alert, incident, inv_id)
+            failpoint("evidence.gathered")
+            if self._clock() - read_at > FLAGS_FRESH:  # a long investigation (a model's, say)
+                policy, read_at = await self.effective_policy(), self._clock()
+            ctx = build_context(alert, incident, investigation, playbook.settings)
+            with history_in_effect(await self._history(playbook, alert, incident)):
+                most = self._policy.model.max_points
+                total, breakdown = score(playbook, ctx, max_model_points=most)
+                requests = await decide_all(
+                    candidates(playbook, ctx, known=incident.entities),
+                    self._facts,
+                    breakdown=breakdown,
+                    score_bound=score_bound(playbook, total, breakdown),
+                    incident_id=incident.id,
+                    playbook=playbook.name,
+                    playbook_autonomy=_level(playbook.autonomy),
+                    score=total,
+                    investigation=investigation,
+                    policy=policy,
+                    injection=(
+                        tuple(investigation.model_run.injection) if investigation.model_run else ()
+                    ),
+                    observe=self._observe,
+                )
+        finally:
+            # The steps' read-only queries and the policy's look-ups of the targets, as one
+            # entry written with the decision's (or before the outcome, if this failed).
+            if (summary := self._gateway.audit_query_summary(inv_id)) is not None:
+                written.append(summary)
         decision = Decision(
             id=dec_id,
             incident_id=incident.id,
@@ -357,10 +364,8 @@ class Agent:
         alert: Alert,
         incident: Incident,
         inv_id: str,
-        written: list[Later],
     ) -> Investigation:
-        """The playbook's steps (unless the model plans alone), then the model if it runs;
-        the queries' summary entry joins `written`."""
+        """The playbook's steps (unless the model plans alone), then the model if it runs."""
         reasoner = self._reasoner
         if reasoner is not None and reasoner.mode(playbook) == "agent":
             now = self._clock()
@@ -372,18 +377,14 @@ class Agent:
                 finished_at=now,
             )
         else:
-            try:
-                investigation = await investigate(
-                    playbook,
-                    alert,
-                    incident,
-                    GatewayStepExecutor(self._gateway, ref=inv_id),
-                    investigation_id=inv_id,
-                    now=self._clock,
-                )
-            finally:
-                if (summary := self._gateway.audit_query_summary(inv_id)) is not None:
-                    written.append(summary)
+            investigation = await investigate(
+                playbook,
+                alert,
+                incident,
+                GatewayStepExecutor(self._gateway, ref=inv_id),
+                investigation_id=inv_id,
+                now=self._clock,
+            )
         if reasoner is None:
             return investigation
         return await reasoner.extend(playbook, alert, investigation)

@@ -64,8 +64,11 @@ _INVENTORY_TYPES = {"host", "user", "ip", "domain", "email", "cloud_resource"}
 class DecisionFacts(Protocol):
     """Where the decide loop learns about actions; every method is a read."""
 
-    async def action(self, candidate: ActionCandidate) -> ActionFacts | None:
-        """The action's connector, capability and target facts; None: nothing provides it."""
+    async def action(
+        self, candidate: ActionCandidate, *, ref: str | None = None
+    ) -> ActionFacts | None:
+        """The action's connector, capability and target facts; None: nothing provides it.
+        `ref` is the investigation the decision rests on (its look-ups are audited under it)."""
         ...
 
     async def standing(
@@ -109,7 +112,7 @@ async def decide_all(
     out: list[ActionRequest] = []
     for cand in candidates:
         key = idempotency_key(incident_id, cand.action, cand.target)
-        found = await facts.action(cand)
+        found = await facts.action(cand, ref=investigation.id)
         window = budget_for(cand.action, policy).window_seconds
         held, used = await facts.standing(key, cand.action, window)
         in_effect = held is not None and held.status in IN_EFFECT
@@ -191,12 +194,14 @@ class GatewayFacts:
         self._store = store
         self._clock = clock
 
-    async def action(self, candidate: ActionCandidate) -> ActionFacts | None:
+    async def action(
+        self, candidate: ActionCandidate, *, ref: str | None = None
+    ) -> ActionFacts | None:
         try:
             connector, cap = self._gateway.find_action(candidate.action)
         except ConnectorError:
             return None
-        asset = await self._lookup_asset(candidate.target)
+        asset = await self._lookup_asset(candidate.target, ref)
         missing = tuple(self._gateway.missing_scopes(connector, cap.name))
         return action_facts(connector, cap, missing, asset)
 
@@ -207,8 +212,10 @@ class GatewayFacts:
             key, action, self._clock() - timedelta(seconds=window_seconds)
         )
 
-    async def _lookup_asset(self, target: Entity) -> dict[str, Any]:
-        """Inventory facts about the target; unknown when there is no inventory or it fails."""
+    async def _lookup_asset(self, target: Entity, ref: str | None) -> dict[str, Any]:
+        """Inventory facts about the target; unknown when there is no inventory or it fails.
+        Under `audit_queries: summary` a successful look-up is listed in the summary entry
+        of `ref` (see `Gateway.audit_query_summary`), not audited on its own."""
         inventory_configured = _INVENTORY[0] in self._gateway.connectors
         if target.type.value not in _INVENTORY_TYPES or not inventory_configured:
             return {}
@@ -217,6 +224,7 @@ class GatewayFacts:
                 *_INVENTORY,
                 _asset_query(target, self._gateway.capability(*_INVENTORY).input_model),
                 reason="policy: target facts",
+                ref=ref,
             )
         except ConnectorError:
             # Unknown is treated as medium criticality, not as unimportant.
@@ -247,7 +255,9 @@ class CatalogFacts:
         self._actions = actions
         self._grants = grants
 
-    async def action(self, candidate: ActionCandidate) -> ActionFacts | None:
+    async def action(
+        self, candidate: ActionCandidate, *, ref: str | None = None
+    ) -> ActionFacts | None:
         if candidate.action not in self._actions:
             return None
         connector, cap = self._actions[candidate.action]

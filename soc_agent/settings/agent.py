@@ -195,10 +195,10 @@ class Settings(BaseSettings):
     )
     audit_queries: Literal["each", "summary"] = Field(
         default="summary",
-        description="read-only connector queries of a playbook's investigation steps: one "
-        "audit entry per investigation listing every call (summary), or one per call (each); "
-        "actions, denials, failed queries, the model's lookups and queries outside an "
-        "investigation are audited one by one either way",
+        description="read-only connector queries of a playbook's investigation steps and the "
+        "policy's look-ups of the targets: one audit entry per investigation listing every "
+        "call (summary), or one per call (each); actions, denials, failed queries, the "
+        "model's lookups and queries outside a decision are audited one by one either way",
     )
     secret_dirs: list[Path] = Field(
         default_factory=lambda: [Path("/run/secrets"), Path("/var/run/secrets")],

@@ -1,8 +1,9 @@
 """`audit_queries`: an investigation's read-only queries as one audit entry, or one each.
 
 The summary keeps every call (connector, capability, latency, why) under the
-investigation's id; a query that failed or was denied is still its own entry,
-and the chain verifies either way.
+investigation's id, the policy's look-ups of the action targets included; a
+query that failed or was denied is still its own entry, and the chain verifies
+either way.
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ async def test_summary_is_one_entry_per_investigation_listing_every_query(
         assert kinds["connector.denied"] >= 1
         (summary,) = [e for e in entries if e.action == "connector.queries"]
         assert summary.subject == summary.evidence_ref == investigation.id
-        assert sorted(call["capability"] for call in summary.details["calls"]) == sorted(
-            e.capability for e in ok
-        )
+        calls = summary.details["calls"]
+        steps = [call for call in calls if call["reason"] != "policy: target facts"]
+        assert sorted(call["capability"] for call in steps) == sorted(e.capability for e in ok)
+        targets = [call for call in calls if call["reason"] == "policy: target facts"]
+        assert [call["capability"] for call in targets] == ["lookup_asset"]
+        assert kinds["connector.lookup_asset"] == 0  # not also audited on its own
         assert (await c.audit.verify()).ok
 
 
