@@ -7,6 +7,7 @@ from typing import Any
 
 KEPT = 4096
 ALERTS_HELD = 1024  # alert models a store holds, read by id
+DECISIONS_HELD = 256  # decision models a store holds, by their stored text
 
 
 def keep(kept: OrderedDict[str, Any], key: str, value: Any, *, limit: int = KEPT) -> None:
