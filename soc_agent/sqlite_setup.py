@@ -19,6 +19,13 @@ __all__ = ["add_column", "connect_private", "retry_while_busy", "transaction"]
 _T = TypeVar("_T")
 
 
+# Pages the write-ahead log may hold before a commit copies them into the database (SQLite's
+# default is 1,000). The pipeline rewrites the same hot pages (incident heads, the tails of
+# the indexes and of the audit chain) in commit after commit; a longer log copies each of
+# them once per checkpoint instead of once every few dozen alerts. About 40 MB of log at most.
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+
+
 def connect_private(path: str | os.PathLike[str], *, timeout: float) -> sqlite3.Connection:
     """A connection for one thread at a time with explicit transactions, creating a
     missing file with mode 0600 first."""

@@ -33,7 +33,7 @@ from soc_agent.audit.base import Later
 from soc_agent.audit.chain import GENESIS, VerifyResult, format_at, seal, verify_events
 from soc_agent.errors import StoreError
 from soc_agent.models import AuditEvent
-from soc_agent.sqlite_setup import connect_private, retry_while_busy
+from soc_agent.sqlite_setup import WAL_AUTOCHECKPOINT_PAGES, connect_private, retry_while_busy
 
 __all__ = ["SQLiteAuditLog"]
 
@@ -226,6 +226,7 @@ class SQLiteAuditLog:
     @staticmethod
     def _prepare(conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _SCHEMA:

@@ -33,7 +33,13 @@ from soc_agent.models import (
     Proposal,
     ProposalStatus,
 )
-from soc_agent.sqlite_setup import add_column, connect_private, retry_while_busy, transaction
+from soc_agent.sqlite_setup import (
+    WAL_AUTOCHECKPOINT_PAGES,
+    add_column,
+    connect_private,
+    retry_while_busy,
+    transaction,
+)
 from soc_agent.store.base import (
     MAX_ACTION_LABELS,
     MAX_VERDICT_HISTORY,
@@ -130,6 +136,7 @@ class SQLiteStore:
             db.execute("PRAGMA busy_timeout=30000")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
             db.executescript(_SCHEMA + INCIDENT_SCHEMA)
             add_column(db, "actions", "rollback_claimed_at", "TEXT")
             add_column(db, "incidents", "rev", "INTEGER NOT NULL DEFAULT 0")
