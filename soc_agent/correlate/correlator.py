@@ -179,6 +179,8 @@ class Correlator:
         id_factory: Callable[[Alert], str] | None = None,
     ) -> None:
         self._state = state
+        # Checked once: isinstance against a runtime protocol inspects every member.
+        self._batched = state if isinstance(state, BatchedCorrelationState) else None
         self._config = config
         self._id_factory = id_factory or default_incident_id
         self._window = timedelta(seconds=config.window_seconds)
@@ -218,10 +220,10 @@ class Correlator:
         everything the rules may read, fetched at once, then every write in one
         transaction, so a crash leaves all of a correlation or none of it.
         """
-        state = self._state
-        if not isinstance(state, BatchedCorrelationState):
+        state = self._batched
+        if state is None:
             async with self._lock:
-                return await self._correlate(alert, state)
+                return await self._correlate(alert, self._state)
         fp, pivots = fingerprint(alert), self.pivots(alert)
         self._in_flight += 1
         try:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from soc_agent.actions.executor import Executor
 from soc_agent.audit.base import AuditSink, Later
+from soc_agent.by_identity import ByIdentity
 from soc_agent.correlate import CorrelationResult, Correlator, IdentityBook, Outcome
 from soc_agent.errors import SocAgentError
 from soc_agent.failpoints import failpoint
@@ -598,8 +599,11 @@ def _unfinished(decision: Decision) -> bool:
     )
 
 
-def _decision_id(incident: Incident) -> str:
-    return decision_id(incident.id, incident.alert_ids)
+# Asked several times per alert of the same (shared, never mutated) incident model; hashing
+# its sorted alert ids grew with the incident.
+_decision_id: ByIdentity[Incident, str] = ByIdentity(
+    lambda incident: decision_id(incident.id, incident.alert_ids), size=64
+)
 
 
 def _level(value: object) -> AutonomyLevel | None:
