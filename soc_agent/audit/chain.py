@@ -74,17 +74,24 @@ def canonical(event: AuditEvent) -> bytes:
     null, as they would be stored). Raises ValueError if `details` holds
     something JSON cannot represent.
     """
+    return _canonical(event, event.seq, event.at, canonical_details(event), event.prev_hash)
+
+
+def _canonical(
+    event: AuditEvent, seq: int | None, at: datetime, details: Any, prev_hash: str | None
+) -> bytes:
+    """`canonical` of the event with these fields in place of its own (its `chain` kept)."""
     doc: dict[str, Any] = {
-        "seq": event.seq,
-        "at": format_at(event.at),
+        "seq": seq,
+        "at": format_at(at),
         "actor": event.actor,
         "action": event.action,
         "subject": event.subject,
         "reason": event.reason,
         "outcome": event.outcome,
         "evidence_ref": event.evidence_ref,
-        "details": canonical_details(event),
-        "prev_hash": event.prev_hash,
+        "details": details,
+        "prev_hash": prev_hash,
     }
     if event.chain is not None:  # an entry cannot be moved to another chain unseen
         doc["chain"] = event.chain
@@ -95,7 +102,10 @@ def canonical(event: AuditEvent) -> bytes:
 
 def compute_hash(event: AuditEvent, *, key: bytes | None = None) -> str:
     """SHA-256 hex of the canonical form, or HMAC-SHA256 with `key`."""
-    data = canonical(event)
+    return _digest(canonical(event), key)
+
+
+def _digest(data: bytes, key: bytes | None) -> str:
     if key is not None:
         return hmac.new(key, data, hashlib.sha256).hexdigest()
     return hashlib.sha256(data).hexdigest()
@@ -112,17 +122,20 @@ def seal(
     """The event as entry `seq` of `chain` after `prev_hash`: time in UTC, details as JSON,
     hash set (a `chain` the caller set on the event is replaced by the log's)."""
     aware = event.at if event.at.tzinfo is not None else event.at.replace(tzinfo=UTC)
-    linked = event.model_copy(
+    at = aware.astimezone(UTC)
+    details = canonical_details(event)  # once: the hash and the entry take the same form
+    linked = event.model_copy(update={"chain": chain}) if event.chain != chain else event
+    digest = _digest(_canonical(linked, seq, at, details, prev_hash), key)
+    return event.model_copy(
         update={
             "seq": seq,
             "chain": chain,
             "prev_hash": prev_hash,
-            "hash": None,
-            "at": aware.astimezone(UTC),
-            "details": canonical_details(event),
+            "hash": digest,
+            "at": at,
+            "details": details,
         }
     )
-    return linked.model_copy(update={"hash": compute_hash(linked, key=key)})
 
 
 @dataclass(frozen=True)
