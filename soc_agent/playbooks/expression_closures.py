@@ -27,7 +27,7 @@ expressions and data.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 __all__ = ["Defer", "closure_for"]
@@ -82,7 +82,10 @@ def closure_for(expression: str) -> Callable[[Env], Any] | None:
         return None
 
     def run(env: Env) -> Any:
-        return _result(node(env, {}))
+        try:
+            return _result(node(env, {}))
+        except RecursionError:  # a value nested deeper than Python recurses: the engine's
+            raise Defer from None
 
     return run
 
@@ -685,66 +688,43 @@ def _settled_by(decisive: bool, operands: list[Node], *, partial: bool) -> Node:
     return run
 
 
-def _each(receiver: Node, env: Env, local: Locals) -> list[Any]:
-    return _list(receiver(env, local))
+def _each(receiver: Node, variable: str, env: Env, local: Locals) -> Iterator[tuple[Locals, Any]]:
+    """Each item of the receiver's list, with the macro's variable bound to it."""
+    inner = dict(local)
+    for item in _list(receiver(env, local)):
+        inner[variable] = item
+        yield inner, item
 
 
 def _exists(receiver: Node, variable: str, body: Node) -> Node:
-    def run(env: Env, local: Locals) -> bool:
-        inner = dict(local)
-        for item in _each(receiver, env, local):
-            inner[variable] = item
-            if _bool(body(env, inner)):
-                return True
-        return False
-
-    return run
+    return lambda env, local: any(
+        _bool(body(env, inner)) for inner, _ in _each(receiver, variable, env, local)
+    )
 
 
 def _all(receiver: Node, variable: str, body: Node) -> Node:
-    def run(env: Env, local: Locals) -> bool:
-        inner = dict(local)
-        for item in _each(receiver, env, local):
-            inner[variable] = item
-            if not _bool(body(env, inner)):
-                return False
-        return True
-
-    return run
+    return lambda env, local: all(
+        _bool(body(env, inner)) for inner, _ in _each(receiver, variable, env, local)
+    )
 
 
 def _exists_one(receiver: Node, variable: str, body: Node) -> Node:
-    def run(env: Env, local: Locals) -> bool:
-        inner, found = dict(local), 0
-        for item in _each(receiver, env, local):
-            inner[variable] = item
-            found += _bool(body(env, inner))
-        return found == 1
-
-    return run
+    # Every item is evaluated (no short cut), as the engine does.
+    return lambda env, local: (
+        sum(_bool(body(env, inner)) for inner, _ in _each(receiver, variable, env, local)) == 1
+    )
 
 
 def _map(receiver: Node, variable: str, body: Node) -> Node:
-    def run(env: Env, local: Locals) -> list[Any]:
-        inner, out = dict(local), []
-        for item in _each(receiver, env, local):
-            inner[variable] = item
-            out.append(body(env, inner))
-        return out
-
-    return run
+    return lambda env, local: [
+        body(env, inner) for inner, _ in _each(receiver, variable, env, local)
+    ]
 
 
 def _filter(receiver: Node, variable: str, body: Node) -> Node:
-    def run(env: Env, local: Locals) -> list[Any]:
-        inner, out = dict(local), []
-        for item in _each(receiver, env, local):
-            inner[variable] = item
-            if _bool(body(env, inner)):
-                out.append(item)
-        return out
-
-    return run
+    return lambda env, local: [
+        item for inner, item in _each(receiver, variable, env, local) if _bool(body(env, inner))
+    ]
 
 
 _MACRO_BUILDERS: dict[str, Callable[[Node, str, Node], Node]] = {

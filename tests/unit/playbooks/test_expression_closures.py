@@ -166,6 +166,13 @@ def test_evaluate_returns_the_engines_error_where_the_closure_defers() -> None:
         evaluate("alert.missing == 1", {"alert": {"id": "a"}})
 
 
+def test_a_value_nested_deeper_than_python_recurses_defers_to_the_engine() -> None:
+    deep: Any = []
+    for _ in range(5000):
+        deep = [deep]
+    assert _fast("a", {"a": deep}) == (False, None)
+
+
 def test_a_returned_list_is_a_copy_not_the_contexts_own() -> None:
     hosts = ["h1", "h2"]
     value = evaluate("alert.hosts", {"alert": {"hosts": hosts}})
