@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Protocol, runtime_checkable
 
 from soc_agent.correlate.correlator import CorrelationConfig, CorrelationResult, Correlator
@@ -122,8 +122,18 @@ class ConcurrentCorrelator(Correlator):
         return [f"fp:{fingerprint(alert)}", *(f"entity:{key}" for key in self.pivots(alert))]
 
     async def correlate(self, alert: Alert) -> CorrelationResult:
-        """Place one alert (see `correlator`); concurrent with alerts on other keys."""
-        async with self._key_locks.hold_all(self.lock_names(alert)) as handing:
+        """Place one alert (see `correlator`); concurrent with alerts on other keys.
+
+        A correlation that lost an incident's compare-and-set retries in this process's
+        turn on that incident: alerts reaching one incident through distinct keys would
+        otherwise retry together, one winner a round, until one ran out of attempts.
+        It takes a turn on its first contended incident only, and waits for no other
+        turn while holding it, so turns cannot deadlock."""
+        async with (
+            self._key_locks.hold_all(self.lock_names(alert)) as handing,
+            AsyncExitStack() as turn,
+        ):
+            contended: str | None = None
             for attempt in range(1, self._max_attempts + 1):
                 try:
                     result = await self._correlate_in(alert, self._views())
@@ -132,6 +142,11 @@ class ConcurrentCorrelator(Correlator):
                         raise CorrelationContended(alert.id, exc.incident_id, attempt) from exc
                     self._retries += 1
                     log.debug("alert %s: %s", alert.id, exc)
+                    if contended is None:
+                        contended = exc.incident_id
+                        await turn.enter_async_context(
+                            self._turns.hold_all([f"incident:{contended}"])
+                        )
                     continue
                 if (
                     self._hand_over is not None

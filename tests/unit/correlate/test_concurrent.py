@@ -26,7 +26,7 @@ from soc_agent.correlate import (
     InMemoryCorrelationState,
     fingerprint,
 )
-from soc_agent.models import Alert, Incident
+from soc_agent.models import Alert, Entity, EntityType, Incident
 from tests.unit.correlate.test_correlation import (
     C2_IP,
     HOST,
@@ -253,3 +253,32 @@ def test_same_rules_as_the_serial_correlator(
         assert corr.retries == 0
 
     asyncio.run(run())
+
+
+class YieldingView(VersionedView):
+    """A view that yields to the loop on each read, as a view over a network store does."""
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        incident = await super().get_incident(incident_id)  # its version noted
+        await asyncio.sleep(0)
+        return incident
+
+
+async def test_many_alerts_reaching_one_incident_through_distinct_keys_all_land() -> None:
+    # One incident owns 40 hosts; 40 alerts, one per host, hold disjoint key locks and all
+    # write that incident at once. Each compare-and-set round has one winner: retrying
+    # at once, the losers would keep colliding until one ran out of attempts.
+    shared = VersionedState()
+    hosts = [Entity(type=EntityType.HOST, value=f"wks-{i:02d}") for i in range(40)]
+    corr, _ = concurrent(shared, lambda: YieldingView(shared))
+    seed = await corr.correlate(build_alert(entities=hosts))
+    alerts = [
+        build_alert(rule="brute", entities=[host], at=T0 + timedelta(seconds=i + 1))
+        for i, host in enumerate(hosts)
+    ]
+
+    results = await asyncio.gather(*(corr.correlate(a) for a in alerts))
+
+    assert {r.incident.id for r in results} == {seed.incident.id}
+    held = shared.incidents[seed.incident.id].alert_ids
+    assert sorted(held) == sorted([seed.alert_id, *(a.id for a in alerts)])
