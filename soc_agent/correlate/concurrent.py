@@ -19,7 +19,8 @@ safe:
   read (or that it was absent) and makes `put_incident` conditional on it.
   If someone changed the incident in between, the write raises
   `IncidentChanged` and the correlation starts over on a fresh view, still
-  holding its key locks.
+  holding its key locks, and in this process's turn on that incident, so the
+  process's losers on one incident retry one at a time instead of colliding.
 - **Nothing is half-written on a conflict.** `put_incident` is the first
   write of every path that writes an incident; the index writes that follow
   are under the key locks. A refused write therefore leaves the state exactly
