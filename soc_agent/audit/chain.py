@@ -74,13 +74,19 @@ def canonical(event: AuditEvent) -> bytes:
     null, as they would be stored). Raises ValueError if `details` holds
     something JSON cannot represent.
     """
-    return _canonical(event, event.seq, event.at, canonical_details(event), event.prev_hash)
+    details = canonical_details(event)
+    return _canonical(event, event.seq, event.at, details, event.prev_hash, event.chain)
 
 
 def _canonical(
-    event: AuditEvent, seq: int | None, at: datetime, details: Any, prev_hash: str | None
+    event: AuditEvent,
+    seq: int | None,
+    at: datetime,
+    details: Any,
+    prev_hash: str | None,
+    chain: str | None,
 ) -> bytes:
-    """`canonical` of the event with these fields in place of its own (its `chain` kept)."""
+    """`canonical` of the event with these fields in place of its own."""
     doc: dict[str, Any] = {
         "seq": seq,
         "at": format_at(at),
@@ -93,8 +99,8 @@ def _canonical(
         "details": details,
         "prev_hash": prev_hash,
     }
-    if event.chain is not None:  # an entry cannot be moved to another chain unseen
-        doc["chain"] = event.chain
+    if chain is not None:  # an entry cannot be moved to another chain unseen
+        doc["chain"] = chain
     return json.dumps(
         doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
@@ -124,8 +130,7 @@ def seal(
     aware = event.at if event.at.tzinfo is not None else event.at.replace(tzinfo=UTC)
     at = aware.astimezone(UTC)
     details = canonical_details(event)  # once: the hash and the entry take the same form
-    linked = event.model_copy(update={"chain": chain}) if event.chain != chain else event
-    digest = _digest(_canonical(linked, seq, at, details, prev_hash), key)
+    digest = _digest(_canonical(event, seq, at, details, prev_hash, chain), key)
     return event.model_copy(
         update={
             "seq": seq,

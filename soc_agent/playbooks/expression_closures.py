@@ -48,7 +48,7 @@ _TOKEN = re.compile(
     (?P<space>\s+|//[^\n]*)
   | (?P<float>\d+\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+)
   | (?P<int>\d+)(?![\w.])
-  | (?P<string>(?P<raw>[rR]?)(?:"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'))
+  | (?P<string>[rR]?(?:"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'))
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>&&|\|\||==|!=|<=|>=|[<>!?:.,()\[\]{}+\-*/%])
     """,
@@ -60,6 +60,8 @@ _MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 _OPENERS, _CLOSERS = frozenset("([{"), frozenset(")]}")
 _CONJUNCT_ENDS = frozenset({"&&", "||", "?", ":", ","})
 _DISJUNCT_ENDS = frozenset({"||", "?", ":", ","})
+_RELATIONS = frozenset({"==", "!=", "<", "<=", ">", ">=", "in"})
+_ADDITIVE, _MULTIPLICATIVE = frozenset("+-"), frozenset("*/%")
 
 
 class _Unsupported(Exception):
@@ -333,8 +335,6 @@ def _tokenize(expression: str) -> list[tuple[str, Any]]:
         text = match.group()
         if kind == "space":
             continue
-        if kind == "raw":  # the named group inside `string`
-            kind = "string"
         if kind == "int":
             tokens.append(("literal", int(text)))
         elif kind == "float":
@@ -422,11 +422,11 @@ class _Parser:
 
     def maybe(self, operand: Callable[[], Node], ends: frozenset[str]) -> Node | None:
         """The operand's closure, or None (its tokens skipped) when it is outside the subset."""
-        start, bound = self.at, list(self.bound)
+        start = self.at  # (a macro left in error has already unbound its variable)
         try:
             return operand()
         except _Unsupported:
-            self.at, self.bound = start, bound
+            self.at = start
             self.skip(ends)
             return None
 
@@ -445,26 +445,20 @@ class _Parser:
             self.at += 1
 
     def relation(self) -> Node:
-        node = self.additive()
-        while (token := self.peek()) is not None and token[0] == "op" and token[1] in (
-            "==", "!=", "<", "<=", ">", ">=", "in",
-        ):  # fmt: skip
-            self.at += 1
-            node = _binary(_BINARY[token[1]], node, self.additive())
-        return node
+        return self.left_to_right(_RELATIONS, self.additive)
 
     def additive(self) -> Node:
-        node = self.multiplicative()
-        while (token := self.peek()) in (("op", "+"), ("op", "-")):
-            self.at += 1
-            node = _binary(_BINARY[token[1]], node, self.multiplicative())
-        return node
+        return self.left_to_right(_ADDITIVE, self.multiplicative)
 
     def multiplicative(self) -> Node:
-        node = self.unary()
-        while (token := self.peek()) in (("op", "*"), ("op", "/"), ("op", "%")):
+        return self.left_to_right(_MULTIPLICATIVE, self.unary)
+
+    def left_to_right(self, ops: frozenset[str], operand: Callable[[], Node]) -> Node:
+        """One precedence level of binary operators, associating to the left."""
+        node = operand()
+        while (token := self.peek()) is not None and token[0] == "op" and token[1] in ops:
             self.at += 1
-            node = _binary(_BINARY[token[1]], node, self.unary())
+            node = _binary(_BINARY[token[1]], node, operand())
         return node
 
     def unary(self) -> Node:
