@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic_ai import Agent, RunContext, Tool, ToolOutput, UsageLimits
+from pydantic_ai import Agent, AgentRun, RunContext, Tool, ToolOutput, UsageLimits
 from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.exceptions import AgentRunError, UnexpectedModelBehavior, UsageLimitExceeded
 from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelResponse, ToolCallPart
@@ -241,15 +241,16 @@ async def run_investigator(
         prompt_sha256=hashlib.sha256((SYSTEM_PROMPT + prompt).encode()).hexdigest(),
     )
     messages: list[Any] = []
+    current: AgentRun[None, Assessment] | None = None
     try:
         async with asyncio.timeout(budget.max_seconds):
             async with agent.iter(prompt, usage_limits=limits) as agent_run:
+                current = agent_run
                 async for _node in agent_run:
                     messages = list(agent_run.all_messages())
                 result = agent_run.result
         assert result is not None
         messages = list(result.all_messages())
-        run.usage = _usage(result.usage)
         answer: Assessment = result.output
     except UsageLimitExceeded as exc:
         run.escalation = f"budget spent: {exc}"
@@ -263,6 +264,9 @@ async def run_investigator(
         run.escalation = f"model error: {exc}"
     else:
         run.assessment = _checked(answer, lookups.evidence, evidence, allowed_actions, run)
+    # An escalated run spent budget too: what it used is part of the report and the audit.
+    if current is not None:
+        run.usage = _usage(current.usage)
     run.evidence = lookups.evidence
     run.refused_calls = _refused(messages, {t.name for t in tools})
     run.transcript = json.loads(ModelMessagesTypeAdapter.dump_json(messages))

@@ -38,9 +38,11 @@ def _llm(server: RunningLLM, **budget: Any) -> LlmConfig:
         base_url=server.base_url,
         tool_calling="constrained",
         temperature=0,  # repeatable: the same prompt, the same answer
-        timeout_seconds=240,
+        # One request of ~2,200 prompt tokens took 160 s with the cores shared (alone: ~60 s);
+        # CI runs a second test process beside the model, so the limits leave room for that.
+        timeout_seconds=600,
         max_retries=0,
-        budget={"max_requests": 6, "max_tool_calls": 3, "max_seconds": 600} | budget,
+        budget={"max_requests": 6, "max_tool_calls": 3, "max_seconds": 1500} | budget,
     )
 
 
@@ -132,5 +134,6 @@ async def test_eval_measures_a_real_model(llm_server: RunningLLM, tmp_path: Path
     report = await run_eval(settings, EVAL_SET, limit=1)
     summary = report.summary()
     assert summary["scenarios"] == 1
-    assert all(r.requests >= 1 and r.input_tokens > 0 for r in report.results)
+    # Escalated or not, the scenario's run reports what it sent the model.
+    assert all(r.requests >= 1 and r.input_tokens > 0 for r in report.results), report.results
     assert summary["answered"] is not None

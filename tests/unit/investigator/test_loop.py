@@ -161,6 +161,8 @@ async def test_a_spent_token_budget_escalates(world: World) -> None:
     run = await world.run(script, max_output_tokens=200)
     assert run.assessment is None
     assert run.escalation is not None and "budget spent" in run.escalation
+    # What the run spent before it stopped is reported, not lost with the answer.
+    assert run.usage["requests"] >= 1 and run.usage["output_tokens"] > 200
 
 
 async def test_an_invalid_final_answer_escalates(world: World) -> None:
@@ -170,6 +172,7 @@ async def test_an_invalid_final_answer_escalates(world: World) -> None:
     run = await world.run(script)
     assert run.assessment is None
     assert run.escalation is not None and "invalid final answer" in run.escalation
+    assert run.usage["requests"] >= 2 and run.usage["input_tokens"] > 0  # the retries too
 
 
 async def test_uncited_findings_and_disallowed_actions_are_dropped_and_counted(
