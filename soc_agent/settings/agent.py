@@ -90,7 +90,7 @@ class RuntimeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_concurrent_alerts: int = Field(default=8, ge=1, le=1024)
+    max_concurrent_alerts: int = Field(default=32, ge=1, le=1024)
     connector_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     notify_channel: str = "soc"
     max_alert_bytes: int = Field(

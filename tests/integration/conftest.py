@@ -71,7 +71,7 @@ class Deployment:
         *playbooks: str,
         policy: Mapping[str, Any] | None = None,
         grants: Mapping[str, list[str]] | None = None,
-        max_concurrent_alerts: int = 8,
+        max_concurrent_alerts: int | None = None,
     ) -> Settings:
         """Settings for this deployment: only the named fixture playbooks, fixture data."""
         return load_settings(
@@ -88,7 +88,10 @@ class Deployment:
             grants={**DEFAULT_GRANTS, **(grants or {})},
             data_dirs=[FIXTURES],
             policy={**BASE_POLICY, **(policy or {})},
-            runtime={"max_concurrent_alerts": max_concurrent_alerts},
+            # None: the shipped default, so the suite runs what users run.
+            runtime={}
+            if max_concurrent_alerts is None
+            else {"max_concurrent_alerts": max_concurrent_alerts},
         )
 
     @asynccontextmanager
