@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -60,21 +62,26 @@ class LocalEventStore(Connector):
 
     def __init__(self, config: LocalEventStoreConfig) -> None:
         super().__init__(config)
-        self._events = load_jsonl(
-            resolve_data_path(config.path, "events.jsonl"), connector=self.name
+        events = load_jsonl(resolve_data_path(config.path, "events.jsonl"), connector=self.name)
+        # Parsed once and sorted, so a search bisects its window instead of parsing every
+        # event's time; the position keeps hits in file order. Events with no usable time
+        # are never found, so they are left out.
+        timed = sorted(
+            (ts, i, event) for i, event in enumerate(events) if (ts := _time(event)) is not None
         )
+        self._times = [ts for ts, _, _ in timed]
+        self._timed = [(i, event) for _, i, event in timed]
 
     @capability(kind="query", scopes=["siem:read"])
     async def search(self, args: SearchInput) -> SearchOutput:
         """Events mentioning an entity within ±window of a time, with counts by a field."""
-        start = args.around - timedelta(minutes=args.window_minutes)
-        end = args.around + timedelta(minutes=args.window_minutes)
+        around = _utc(args.around)
+        start = around - timedelta(minutes=args.window_minutes)
+        end = around + timedelta(minutes=args.window_minutes)
+        window = self._timed[bisect_left(self._times, start) : bisect_right(self._times, end)]
         want = args.value.strip().lower()
         hits: list[dict[str, Any]] = []
-        for event in self._events:
-            ts = _time(event)
-            if ts is None or not (start <= ts <= end):
-                continue
+        for _, event in sorted(window, key=itemgetter(0)):
             if args.category and args.category not in _as_list(_get(event, "event.category")):
                 continue
             if args.outcome and _get(event, "event.outcome") != args.outcome:
@@ -120,6 +127,11 @@ def _time(event: dict[str, Any]) -> datetime | None:
     if not isinstance(raw, str):
         return None
     try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return _utc(datetime.fromisoformat(raw.replace("Z", "+00:00")))
     except ValueError:
         return None
+
+
+def _utc(at: datetime) -> datetime:
+    """ECS times are UTC: one written without an offset is read as UTC."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
