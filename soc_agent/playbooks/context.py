@@ -6,10 +6,12 @@ runner (`steps.<id>` grows as steps finish), in scoring and in the respond rules
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from soc_agent.by_identity import ByIdentity
-from soc_agent.models import Alert, Evidence, EvidenceStatus, Incident, Investigation
+from soc_agent.models import Alert, Entity, Evidence, EvidenceStatus, Incident, Investigation
 from soc_agent.models.assessment import Assessment
 
 __all__ = [
@@ -51,13 +53,38 @@ def _incident_context(incident: Incident) -> dict[str, Any]:
         "severity": incident.severity.value,
         "severity_score": incident.severity.score,
         "duplicate_count": incident.duplicate_count,
-        "entities": [
-            {"type": e.type.value, "value": e.value}
-            for e in incident.entities[:CONTEXT_MAX_ENTITIES]
-        ],
+        "entities": _entity_views(incident),
         "first_seen": incident.first_seen.isoformat(),
         "last_seen": incident.last_seen.isoformat(),
     }
+
+
+# An incident's next version shares its entity objects (an alert joining it appends
+# entities, and replaces one only when it adds a name to it), so the views of the last
+# version seen are reused for every leading entity that is the very same object.
+_VIEWS_HELD = 256
+_views: OrderedDict[str, tuple[list[Entity], list[dict[str, str]]]] = OrderedDict()
+_views_lock = threading.Lock()
+
+
+def _entity_views(incident: Incident) -> list[dict[str, str]]:
+    shown = incident.entities[:CONTEXT_MAX_ENTITIES]
+    with _views_lock:
+        entities, views = _views.get(incident.id, ([], []))
+    same = 0
+    for old, new in zip(entities, shown, strict=False):
+        if old is not new:
+            break
+        same += 1
+    if same == len(shown) == len(entities):
+        return views
+    views = views[:same] + [{"type": e.type.value, "value": e.value} for e in shown[same:]]
+    with _views_lock:
+        _views[incident.id] = (shown, views)
+        _views.move_to_end(incident.id)
+        while len(_views) > _VIEWS_HELD:
+            _views.popitem(last=False)
+    return views
 
 
 incident_context = ByIdentity(_incident_context)
