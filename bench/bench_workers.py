@@ -595,6 +595,7 @@ class Env:
     node_pid: int | None
     records: list[tuple[bytes, bytes]]
     in_flight: int | None = None  # kafka.max_in_flight per worker; None: the default
+    alerts_at_once: int | None = None  # runtime.max_concurrent_alerts; None: the default
 
 
 def _topics(tag: str) -> TopicsConfig:
@@ -643,6 +644,8 @@ def _write_config(
         "data_dirs": [str(env.workdir)],
         "log_level": "WARNING",
     }
+    if env.alerts_at_once:
+        config["runtime"] = {"max_concurrent_alerts": env.alerts_at_once}
     path.write_text(json.dumps(config, indent=1), encoding="utf-8")  # JSON is YAML
 
 
@@ -1143,6 +1146,11 @@ def main() -> int:
     parser.add_argument(
         "--in-flight", type=int, help="kafka.max_in_flight of each worker (default: its default)"
     )
+    parser.add_argument(
+        "--alerts-at-once",
+        type=int,
+        help="runtime.max_concurrent_alerts of each worker (default: its default)",
+    )
     args = parser.parse_args()
     records = _records(args.alerts)
     from tests.infra import elasticsearch as es_infra
@@ -1167,6 +1175,7 @@ def main() -> int:
                 node_pid=node.process.pid if node else None,
                 records=records,
                 in_flight=args.in_flight,
+                alerts_at_once=args.alerts_at_once,
             )
             try:
                 lines = asyncio.run(_main(args, env))

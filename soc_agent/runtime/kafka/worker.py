@@ -102,7 +102,7 @@ class KafkaWorker:
             self._topics,
             mappings=components.mappings,
             clock=components.clock,
-            max_concurrent_alerts=components.settings.runtime.max_concurrent_alerts,
+            max_concurrent_alerts=components.settings.alerts_at_once,
             max_entities=components.settings.runtime.max_entities_per_alert,
         )
         self._approvals = ApprovalProcessor(
