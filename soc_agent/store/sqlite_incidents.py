@@ -180,7 +180,11 @@ def _write_elements(db: sqlite3.Connection, incident: Incident, base: Incident |
     for field in LIST_FIELDS:
         new: list[Any] = getattr(incident, field)
         old: list[Any] = getattr(base, field) if base is not None else []
-        for n, value in enumerate(new):
+        # Mostly the old list plus new elements at its end, and the same objects: the list
+        # comparison (identity first, in C) skips that prefix without a Python loop.
+        start = len(old) if len(old) <= len(new) and new[: len(old)] == old else 0
+        for n in range(start, len(new)):
+            value = new[n]
             if n < len(old) and (old[n] is value or old[n] == value):
                 continue
             changed.append((incident.id, field, n, _element_json(field, value)))
