@@ -4,7 +4,8 @@ A lease is one document per name in a dedicated index (strict mapping:
 `owner`, `token`, `expires_at` in epoch milliseconds). Acquiring creates it
 with `op_type=create`; if it exists and has expired, the acquirer takes it
 over with compare-and-set (`if_seq_no`/`if_primary_term`), otherwise it backs
-off (jittered, capped at 100 ms) and tries again. While held, a background
+off (jittered, capped at 100 ms) and reads it again; the re-reads of a
+process's waits that fall due within 25 ms of each other go in one `_mget`. While held, a background
 task pushes `expires_at` forward every `ttl/3`, again with compare-and-set;
 release deletes the document conditionally, so a lease that was taken over
 is never deleted from under its new holder. A process that dies (SIGKILL,
@@ -71,6 +72,8 @@ log = logging.getLogger(__name__)
 _BACKOFF_FIRST = 0.01
 _BACKOFF_CAP = 0.1
 _RELEASE_ATTEMPTS = 3
+# A wait's re-read joins a round due this much sooner than it asked for.
+_REREAD_TOGETHER = 0.025
 # How long a lease taken for a hand-over (see `HandOver`) waits to be adopted: the
 # caller's next step takes it within milliseconds, or never.
 _HANDED_GRACE_SECONDS = 1.0
@@ -78,6 +81,7 @@ _CONFLICT = 409
 _ES_ERRORS = (ApiError, TransportError)
 
 _Version = tuple[int, int, int]  # seq_no, primary_term, expires_at (epoch ms)
+_Found = tuple[Mapping[str, Any], int, int]  # a lease document: source, seq_no, primary_term
 
 
 @dataclass(eq=False)
@@ -186,6 +190,11 @@ class LeaseManager:
         # Let go by every local user, still held: name -> (lease, monotonic time it is due).
         self._idle: dict[str, tuple[_Held, float]] = {}
         self._flusher: asyncio.Task[None] | None = None
+        # Waits' re-reads due (monotonic time, document id, the waiter's future), read
+        # together in rounds by `_reread_rounds`.
+        self._rereads: list[tuple[float, str, asyncio.Future[_Found | None]]] = []
+        self._rereader: asyncio.Task[None] | None = None
+        self._reread_due = asyncio.Event()
         self._closing = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -253,6 +262,7 @@ class LeaseManager:
         self._handed.clear()
         self._idle.clear()
         self._closing.set()
+        self._reread_due.set()
         await asyncio.gather(*(self._release(held) for held in list(self._held.values())))
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
@@ -310,6 +320,7 @@ class LeaseManager:
         token = token or uuid.uuid4().hex
         inflight: asyncio.Task[Any] | None = None
         attempt = 0
+        reread: tuple[_Found | None] | None = None  # a wait's re-read, boxed: None is absent
         try:
             while True:
                 self._check_open()
@@ -322,7 +333,8 @@ class LeaseManager:
                     else:
                         return self._start(name, doc_id, token, _version(resp, expires_at))
                 taken = False
-                found = await self._get(doc_id)
+                found = reread[0] if reread is not None else await self._get(doc_id)
+                reread = None
                 if found is None:
                     continue  # released between our create and our read: try again now
                 src, seq_no, primary_term = found
@@ -340,9 +352,9 @@ class LeaseManager:
                         return self._start(name, doc_id, token, _version(resp, expires_at))
                 if not wait:
                     return None
-                await asyncio.sleep(_backoff(attempt))
+                reread = (await self._reread(doc_id, _backoff(attempt)),)
                 attempt += 1
-                taken = True  # held when last read: read again before a create bound to fail
+                taken = True  # held when read: no create bound to fail before that read
         except BaseException:
             # Cancelled or failed mid-request: a write of ours may land anyway. Undo it
             # in the background so nobody holds the lease behind the caller's back.
@@ -736,6 +748,53 @@ class LeaseManager:
                 type(exc).__name__,
             )
 
+    # -- waiting -------------------------------------------------------------------------
+
+    async def _reread(self, doc_id: str, delay: float) -> _Found | None:
+        """The lease document read again in about `delay` seconds, with the other waits'.
+
+        A round falls due when the most eager wait's delay has passed; one `_mget` reads
+        every document whose wait falls due within `_REREAD_TOGETHER` of it (a wait read
+        a little sooner than it asked only learns sooner). Reading every wait in every
+        round instead re-read the patient ones at the eager ones' pace, for no saving.
+        """
+        future: asyncio.Future[_Found | None] = asyncio.get_running_loop().create_future()
+        self._rereads.append((time.monotonic() + delay, doc_id, future))
+        self._reread_due.set()
+        if self._rereader is None or self._rereader.done():
+            self._rereader = self._spawn(self._reread_rounds())
+        return await future
+
+    async def _reread_rounds(self) -> None:
+        while True:
+            self._rereads = [entry for entry in self._rereads if not entry[2].done()]
+            if not self._rereads:
+                return
+            if self._closed:
+                for _, _, future in self._rereads:
+                    future.set_exception(StoreError(f"lease manager of {self._owner} is closed"))
+                return
+            wait = min(at for at, _, _ in self._rereads) - time.monotonic()
+            if wait > 0:
+                self._reread_due.clear()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._reread_due.wait(), wait)
+                continue
+            horizon = time.monotonic() + _REREAD_TOGETHER
+            due = [entry for entry in self._rereads if entry[0] <= horizon]
+            self._rereads = [entry for entry in self._rereads if entry[0] > horizon]
+            ids = sorted({doc_id for _, doc_id, _ in due})
+            try:
+                found = dict(zip(ids, await self._get_many(ids), strict=True))
+            except Exception as exc:  # each wait raises it, as its own read would have
+                for _, _, future in due:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for _, doc_id, future in due:
+                if not future.done():
+                    future.set_result(found[doc_id])
+
     # -- requests ------------------------------------------------------------------------
 
     def _write(
@@ -755,7 +814,7 @@ class LeaseManager:
         )
         return task, expires_at
 
-    async def _get(self, doc_id: str) -> tuple[Mapping[str, Any], int, int] | None:
+    async def _get(self, doc_id: str) -> _Found | None:
         try:
             resp = await self._es.get(index=self._index, id=doc_id)
         except NotFoundError as exc:
@@ -765,6 +824,22 @@ class LeaseManager:
                 ) from exc
             return None
         return dict(resp["_source"]), int(resp["_seq_no"]), int(resp["_primary_term"])
+
+    async def _get_many(self, doc_ids: list[str]) -> list[_Found | None]:
+        if len(doc_ids) == 1:
+            return [await self._get(doc_ids[0])]
+        resp = await self._es.mget(index=self._index, ids=doc_ids)
+        out: list[_Found | None] = []
+        for doc in resp["docs"]:
+            if "error" in doc:
+                raise StoreError(f"lease index {self._index} cannot be read: {doc['error']}")
+            found = doc.get("found")
+            out.append(
+                (dict(doc["_source"]), int(doc["_seq_no"]), int(doc["_primary_term"]))
+                if found
+                else None
+            )
+        return out
 
     def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)
