@@ -5,8 +5,9 @@ A lease is one document per name in a dedicated index (strict mapping:
 with `op_type=create`; if it exists and has expired, the acquirer takes it
 over with compare-and-set (`if_seq_no`/`if_primary_term`), otherwise it backs
 off (jittered, capped at 100 ms) and reads it again; the re-reads of a
-process's waits that fall due within 25 ms of each other go in one `_mget`. While held, a background
-task pushes `expires_at` forward every `ttl/3`, again with compare-and-set;
+process's waits that fall due within 25 ms of each other go in one `_mget`.
+While held, a background task pushes `expires_at` forward every `ttl/3`,
+again with compare-and-set;
 release deletes the document conditionally, so a lease that was taken over
 is never deleted from under its new holder. A process that dies (SIGKILL,
 power loss) stops renewing and its leases expire after `ttl_seconds`.
@@ -772,7 +773,7 @@ class LeaseManager:
                 return
             if self._closed:
                 for _, _, future in self._rereads:
-                    future.set_exception(StoreError(f"lease manager of {self._owner} is closed"))
+                    future.set_exception(self._closed_error())
                 return
             wait = min(at for at, _, _ in self._rereads) - time.monotonic()
             if wait > 0:
@@ -823,7 +824,7 @@ class LeaseManager:
                     f"lease index {self._index} is missing: call ensure_index() first"
                 ) from exc
             return None
-        return dict(resp["_source"]), int(resp["_seq_no"]), int(resp["_primary_term"])
+        return _found(resp.body)
 
     async def _get_many(self, doc_ids: list[str]) -> list[_Found | None]:
         if len(doc_ids) == 1:
@@ -833,12 +834,7 @@ class LeaseManager:
         for doc in resp["docs"]:
             if "error" in doc:
                 raise StoreError(f"lease index {self._index} cannot be read: {doc['error']}")
-            found = doc.get("found")
-            out.append(
-                (dict(doc["_source"]), int(doc["_seq_no"]), int(doc["_primary_term"]))
-                if found
-                else None
-            )
+            out.append(_found(doc) if doc.get("found") else None)
         return out
 
     def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
@@ -849,10 +845,17 @@ class LeaseManager:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise StoreError(f"lease manager of {self._owner} is closed")
+            raise self._closed_error()
+
+    def _closed_error(self) -> StoreError:
+        return StoreError(f"lease manager of {self._owner} is closed")
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+
+def _found(doc: Mapping[str, Any]) -> _Found:
+    return dict(doc["_source"]), int(doc["_seq_no"]), int(doc["_primary_term"])
 
 
 def _version(resp: Mapping[str, Any], expires_at: int) -> _Version:
