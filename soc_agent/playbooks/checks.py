@@ -205,7 +205,7 @@ def _check_expression(
         else:
             problems.append((path, _unknown("variable", name, variables)))
     if "steps" in names:
-        for ref in sorted(step_references(expression)):
+        for ref in step_references(expression):
             if ref in readable_steps:
                 continue
             if reader is not None:

@@ -174,7 +174,7 @@ def _missing_evidence(
     """Steps the expression reads whose evidence is absent (failed, denied, not run)."""
     steps = ctx.get("steps", {})
     missing: list[str] = []
-    for ref in sorted(step_references(expression)):
+    for ref in step_references(expression):
         entry = steps.get(ref) if isinstance(steps, Mapping) else None
         if entry is None:
             missing.append(f"step {ref!r} has no evidence")
@@ -235,7 +235,9 @@ def _resolved(target: Entity, named: Callable[[str], Entity | None]) -> Entity:
     entity = named(target.key)
     if entity is None:
         return target
-    return Entity(type=entity.type, value=entity.value, aliases=entity.aliases)
+    # Already validated and normalised as the incident's entity: built without validating
+    # again, with the same fields set as `Entity(type=, value=, aliases=)`.
+    return Entity.model_construct(type=entity.type, value=entity.value, aliases=entity.aliases)
 
 
 def _rule_candidates(
