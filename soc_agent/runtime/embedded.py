@@ -81,7 +81,7 @@ async def run_embedded(
     report.reverted_actions = len(await components.executor.revert_due())
     agent = components.agent
     bounds = components.settings.runtime
-    limit = components.settings.alerts_at_once
+    limit = components.settings.alerts_at_once(worker=False)
     running = asyncio.Semaphore(limit)
     # Outcomes are emitted in input order; the window of unemitted tasks is bounded too.
     window: deque[asyncio.Task[AlertOutcome]] = deque()

@@ -94,8 +94,8 @@ class RuntimeConfig(BaseModel):
         default=None,
         ge=1,
         le=1024,
-        description="alerts decided at once per process; default 32 on the SQLite store, "
-        "8 on Elasticsearch (where several workers' alerts on one incident take turns)",
+        description="alerts decided at once per process; default 32 for `run` and `replay`, "
+        "8 for `worker` (workers sharing a store contend for the incidents alerts share)",
     )
     connector_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     notify_channel: str = "soc"
@@ -236,19 +236,21 @@ class Settings(BaseSettings):
     def playbook_settings(self) -> dict[str, dict[str, Any]]:
         return self._playbook_settings
 
-    @property
-    def alerts_at_once(self) -> int:
-        """`runtime.max_concurrent_alerts`, or its default for the store backend.
+    def alerts_at_once(self, *, worker: bool) -> int:
+        """`runtime.max_concurrent_alerts`, or its default: 32 in one process deciding
+        alone (`run`, `replay`), 8 in a Kafka worker.
 
-        One process on SQLite decides more per second with more alerts in flight (32: 276-283
-        alerts/s against 228-259 at 8). Workers sharing Elasticsearch contend for the incidents
-        those alerts share, and 32 cost them more requests per alert than 8 (12.0 against
-        10.5 with three workers in `bench/bench_workers.py`) for no more throughput.
+        One process decides more per second with more alerts in flight (32: 276-283
+        alerts/s against 228-259 at 8). Workers share their store with other workers and
+        contend for the incidents their alerts share: with three on Elasticsearch, 32 cost
+        12.0 requests per alert against 10.5 at 8 for no more throughput, and on one
+        SQLite file the flag that marks a dead letter published waited longer, widening
+        the window in which a killed worker publishes it twice (see the README).
         """
         configured = self.runtime.max_concurrent_alerts
         if configured is not None:
             return configured
-        return 8 if self.store_backend == "elasticsearch" else 32
+        return 8 if worker else 32
 
     @field_validator("connectors", mode="after")
     @classmethod

@@ -102,7 +102,7 @@ class KafkaWorker:
             self._topics,
             mappings=components.mappings,
             clock=components.clock,
-            max_concurrent_alerts=components.settings.alerts_at_once,
+            max_concurrent_alerts=components.settings.alerts_at_once(worker=True),
             max_entities=components.settings.runtime.max_entities_per_alert,
         )
         self._approvals = ApprovalProcessor(
