@@ -244,7 +244,8 @@ class Agent:
                         return AlertOutcome(alert, "grouped", incident, made, fresh=False)
                     decision = await self._reaffirm(previous, incident, alert)
                     return AlertOutcome(alert, "grouped", incident, decision, fresh=True)
-            if result.outcome in ("redelivered", "duplicate"):
+            correlation = result.outcome
+            if correlation in ("redelivered", "duplicate"):
                 previous = await self._store.latest_decision(incident.id)
                 # A decision that covers this alert answers it, and the incident's decision
                 # answers a suppressed duplicate. Otherwise the alert's first delivery (or,
@@ -252,12 +253,16 @@ class Agent:
                 # decided (still queued elsewhere, or it crashed): decide now.
                 answered = alert.id in (previous.alert_ids if previous else ())
                 suppressed = alert.id not in incident.alert_ids
+                if suppressed:
+                    # A duplicate delivered again (its first answer was not committed) is
+                    # answered as its first delivery was, not as a redelivered member.
+                    correlation = "duplicate"
                 if previous is not None and (answered or suppressed):
                     if _unfinished(previous):  # crashed between deciding and acting
                         previous = await self._act(previous, incident, alert)
-                    return AlertOutcome(alert, result.outcome, incident, previous, fresh=False)
+                    return AlertOutcome(alert, correlation, incident, previous, fresh=False)
             decision, fresh = await self._decide(alert, result, written)
-        return AlertOutcome(alert, result.outcome, incident, decision, fresh=fresh)
+        return AlertOutcome(alert, correlation, incident, decision, fresh=fresh)
 
     async def _decide(
         self, alert: Alert, result: CorrelationResult, written: list[Later]

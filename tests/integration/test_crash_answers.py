@@ -94,3 +94,19 @@ async def test_a_duplicate_and_the_redelivery_of_a_crashed_alert_are_answered(
 
     keys = [e["idempotency_key"] for e in deployment.journal()]
     assert keys and len(keys) == len(set(keys)), "every action takes effect once"
+
+
+async def test_a_suppressed_duplicate_delivered_again_is_answered_as_before(
+    deployment: Deployment,
+) -> None:
+    """A worker killed before committing a duplicate's record: its redelivery gets the same
+    answer a crash-free run published, `duplicate` with the incident's decision."""
+    async with deployment.open(deployment.settings("endpoint-malware")) as c:
+        first, duplicate = _pair()
+        decided = await c.agent.handle(first)
+        dup = await c.agent.handle(duplicate)
+        again = await c.agent.handle(duplicate)
+    assert dup.correlation == again.correlation == "duplicate"
+    assert dup.decision is not None and again.decision is not None
+    assert again.decision.id == dup.decision.id == decided.decision.id
+    assert duplicate.id not in again.decision.alert_ids
