@@ -7,9 +7,8 @@ over with compare-and-set (`if_seq_no`/`if_primary_term`), otherwise it backs
 off (jittered, capped at 100 ms) and reads it again; the re-reads of a
 process's waits that fall due within 25 ms of each other go in one `_mget`.
 While held, a background task pushes `expires_at` forward every `ttl/3`,
-again with compare-and-set;
-release deletes the document conditionally, so a lease that was taken over
-is never deleted from under its new holder. A process that dies (SIGKILL,
+again with compare-and-set; release deletes the document conditionally, so a
+lease that was taken over is never deleted from under its new holder. A process that dies (SIGKILL,
 power loss) stops renewing and its leases expire after `ttl_seconds`.
 
 Timing assumptions, as with every lease: expiry is judged by the reader's
