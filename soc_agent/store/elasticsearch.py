@@ -226,6 +226,9 @@ class ElasticsearchStore:
         # "<index kind>/<key>" -> the incident last seen owning a correlation index entry.
         self._owners: OrderedDict[str, str] = OrderedDict()
         self._placed: OrderedDict[str, str] = OrderedDict()  # alert id -> incident, saved
+        # incident id -> (primary_term, seq_no): the newest version correlation here read
+        # or wrote. A view that read an older one knows its compare-and-set would fail.
+        self._incident_seen: OrderedDict[str, tuple[int, int]] = OrderedDict()
         # incident id -> (idempotency key, action) of the last decision of it seen here
         self._actions_of: OrderedDict[str, tuple[tuple[str, str], ...]] = OrderedDict()
         # idempotency key -> (monotonic read time, ledger row, the action's reservations)
@@ -259,16 +262,18 @@ class ElasticsearchStore:
     async def save_alert(self, alert: Alert, incident_id: str | None) -> None:
         """Insert; a re-saved alert keeps its document and only gains an incident id.
         Nothing to write when the correlation that placed it there saved it."""
-        if incident_id is not None and self._placed.pop(alert.id, None) == incident_id:
+        if incident_id is None:
+            await self._create("alerts", alert.id, self._alert_body(alert, None))
             return
-        if await self._create("alerts", alert.id, self._alert_body(alert, incident_id)):
+        if self._placed.pop(alert.id, None) == incident_id:
             return
-        if incident_id is not None:
-            await self._es.update(
-                index=self.index("alerts"),
-                id=document_id(alert.id),
-                doc={"incident_id": incident_id},
-            )
+        # One request whether it is stored or not (a redelivered alert usually is).
+        await self._es.update(
+            index=self.index("alerts"),
+            id=document_id(alert.id),
+            doc={"incident_id": incident_id},
+            upsert=self._alert_body(alert, incident_id),
+        )
 
     def _alert_body(self, alert: Alert, incident_id: str | None) -> dict[str, Any]:
         return {
@@ -1340,7 +1345,7 @@ class _CorrelationView:
         (`IncidentChanged` when another incident took its id: the correlation starts over)."""
         result = item["create"]
         if result.get("status") == _CREATED:
-            self._versions[incident.id] = (int(result["_seq_no"]), int(result["_primary_term"]))
+            self._wrote(incident, (int(result["_seq_no"]), int(result["_primary_term"])))
             return None
         if result.get("status") != _CONFLICT:
             return StoreError(f"incident {incident.id} not created: {result.get('error')}")
@@ -1348,7 +1353,7 @@ class _CorrelationView:
         found = await self._store._get_versioned("incidents", incident.id)
         if found is None or found[0]["doc"] != body["doc"]:
             return IncidentChanged(incident.id)
-        self._versions[incident.id] = (found[1], found[2])
+        self._wrote(incident, (found[1], found[2]))
         return None
 
     async def _unsave(self, alert_id: str) -> None:
@@ -1374,6 +1379,8 @@ class _CorrelationView:
     def _remember(self, incident_id: str, found: _Found) -> None:
         # The first read wins: a write built from it must not pass on a later read's version.
         self._versions.setdefault(incident_id, (found[1], found[2]) if found else None)
+        if found:
+            self._saw(incident_id, (found[1], found[2]))
         self._incidents.setdefault(
             incident_id, Incident.model_validate(found[0]["doc"]) if found else None
         )
@@ -1386,6 +1393,10 @@ class _CorrelationView:
             self._creating = (incident, body)  # created with the index writes (see flush)
             self._incidents[incident.id] = incident
             return
+        if self._stale(incident.id, version):
+            # Another correlation of this process wrote (or read) a newer version since
+            # this view read it: the write would be refused, so it is not sent.
+            raise IncidentChanged(incident.id)
         try:
             resp = await store._es.index(
                 index=store.index("incidents"),
@@ -1400,11 +1411,25 @@ class _CorrelationView:
             found = await store._get_versioned("incidents", incident.id)
             if found is None or found[0]["doc"] != body["doc"]:
                 raise IncidentChanged(incident.id) from exc
-            self._versions[incident.id] = (found[1], found[2])
-            self._incidents[incident.id] = incident
+            self._wrote(incident, (found[1], found[2]))
             return
-        self._versions[incident.id] = (int(resp["_seq_no"]), int(resp["_primary_term"]))
+        self._wrote(incident, (int(resp["_seq_no"]), int(resp["_primary_term"])))
+
+    def _wrote(self, incident: Incident, version: tuple[int, int]) -> None:
+        self._versions[incident.id] = version
         self._incidents[incident.id] = incident
+        self._saw(incident.id, version)
+
+    def _saw(self, incident_id: str, version: tuple[int, int]) -> None:
+        """Note a version of the incident read or written (seq_no, primary_term)."""
+        seen = self._store._incident_seen
+        newer = (version[1], version[0])
+        if (held := seen.get(incident_id)) is None or held < newer:
+            keep(seen, incident_id, newer)
+
+    def _stale(self, incident_id: str, version: tuple[int, int]) -> bool:
+        held = self._store._incident_seen.get(incident_id)
+        return held is not None and held > (version[1], version[0])
 
     async def find_by_entity(self, entity_key: str) -> str | None:
         if ("corr-entities", entity_key) in self._known:

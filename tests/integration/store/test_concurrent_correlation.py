@@ -311,6 +311,46 @@ async def test_a_view_refuses_to_overwrite_an_incident_changed_since_it_read_it(
         await second.put_incident(incident)
 
 
+async def test_a_write_this_process_knows_is_stale_is_refused_without_a_request(
+    elasticsearch_url: str, es_store: ElasticsearchStore, prefix: str
+) -> None:
+    """Two correlations of one process read an incident and the first grows it: the
+    second's compare-and-set cannot pass, so it is not sent (nor the read a refusal
+    makes). The same holds when this process read a newer version another one wrote."""
+    client = CountingClient(elasticsearch_url, request_timeout=30)
+    store = ElasticsearchStore(client, prefix=prefix, number_of_replicas=0)
+    incident = Incident(
+        id="inc-2", title="LSASS Memory Access", severity=Severity.HIGH,
+        alert_ids=["ecs:seed"], first_seen=T0, last_seen=T0,
+    )  # fmt: skip
+    await es_store.put_incident(incident)
+    try:
+        first, second, third = (store.correlation_view() for _ in range(3))
+        for view in (first, second, third):
+            assert await view.get_incident("inc-2") == incident
+        await first.put_incident(incident.model_copy(update={"alert_ids": ["ecs:seed", "ecs:a"]}))
+        client.requests.clear()
+        with pytest.raises(IncidentChanged):
+            await second.put_incident(incident.model_copy(update={"duplicate_count": 1}))
+        assert client.requests == []
+        # Another process writes it; a fresh view of this one reads that version.
+        await es_store.put_incident(incident.model_copy(update={"duplicate_count": 2}))
+        assert await store.correlation_view().get_incident("inc-2") is not None
+        client.requests.clear()
+        with pytest.raises(IncidentChanged):
+            await first.put_incident(incident.model_copy(update={"duplicate_count": 3}))
+        assert client.requests == []
+        stored = await es_store.get_incident("inc-2")
+        assert stored is not None and stored.duplicate_count == 2
+        # A view that read the newest version writes as before.
+        fresh = store.correlation_view()
+        assert await fresh.get_incident("inc-2") == stored
+        await fresh.put_incident(stored.model_copy(update={"duplicate_count": 4}))
+        assert client.sent("PUT", "/_doc/inc-2") == 1
+    finally:
+        await client.close()
+
+
 async def test_a_view_creates_only_what_it_saw_absent_or_never_read(
     es_store: ElasticsearchStore,
 ) -> None:

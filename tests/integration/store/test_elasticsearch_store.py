@@ -697,6 +697,25 @@ async def test_the_concurrent_correlation_saves_the_alert_where_it_placed_it(
     assert await es_store.alerts_of("inc-other") == [alert]
 
 
+async def test_saving_an_alert_with_its_incident_is_one_request_stored_or_not(
+    es_store: ElasticsearchStore, elasticsearch_url: str, prefix: str
+) -> None:
+    """A redelivered alert (its document stored by the delivery before) is saved with one
+    request, as a first one is: the document is kept and gains the incident."""
+    client = CountingClient(elasticsearch_url, request_timeout=30)
+    store = ElasticsearchStore(client, prefix=prefix, number_of_replicas=0)
+    try:
+        first, again = _alert(1), _alert(2)
+        await es_store.save_alert(again, None)
+        await store.save_alert(first, "inc-1")
+        await store.save_alert(again.model_copy(update={"title": "changed"}), "inc-1")
+        assert len(client.requests) == 2
+        stored = sorted(await es_store.alerts_of("inc-1"), key=lambda a: a.id)
+        assert stored == [first, again]  # `again` keeps its first title
+    finally:
+        await client.close()
+
+
 # -- audit log ---------------------------------------------------------------------------
 
 
