@@ -2,10 +2,11 @@
 
 A lease is one document per name in a dedicated index (strict mapping:
 `owner`, `token`, `expires_at` in epoch milliseconds). Acquiring creates it
-with `op_type=create`; if it exists and has expired, the acquirer takes it
-over with compare-and-set (`if_seq_no`/`if_primary_term`), otherwise it backs
-off (jittered, capped at 100 ms) and reads it again; the re-reads of a
-process's waits that fall due within 25 ms of each other go in one `_mget`.
+with `op_type=create`; if it exists, the acquirer backs off (jittered, capped
+at 100 ms) and reads it: one that has expired it takes over with
+compare-and-set (`if_seq_no`/`if_primary_term`), one still held it reads
+again after the next backoff. The reads of a process's waits that fall due
+within 25 ms of each other go in one `_mget`.
 While held, a background task pushes `expires_at` forward every `ttl/3`,
 again with compare-and-set; release deletes the document conditionally, so a
 lease that was taken over is never deleted from under its new holder. A process that dies (SIGKILL,
@@ -333,7 +334,15 @@ class LeaseManager:
                     else:
                         return self._start(name, doc_id, token, _version(resp, expires_at))
                 taken = False
-                found = reread[0] if reread is not None else await self._get(doc_id)
+                if reread is not None:
+                    found = reread[0]
+                elif wait:
+                    # Found held a moment ago (a create refused, or a caller's probe read
+                    # it held): it is not free a millisecond later, so read after a backoff.
+                    found = await self._reread(doc_id, _backoff(attempt))
+                    attempt += 1
+                else:
+                    found = await self._get(doc_id)
                 reread = None
                 if found is None:
                     continue  # released between our create and our read: try again now

@@ -14,8 +14,10 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from elasticsearch import AsyncElasticsearch, NotFoundError
@@ -718,3 +720,41 @@ async def test_waits_on_several_leases_reread_them_together(managers: MakeManage
     # measured). Waits that started together fall due together, and their re-reads go
     # in one `_mget` a round (16-19 reads in all measured).
     assert together and len(single) + len(together) <= 30, during
+
+
+async def test_a_wait_reads_a_lease_found_held_only_after_a_backoff(
+    managers: MakeManager,
+) -> None:
+    """A lease just found held (its create refused, or read held by `hold_all`'s probe)
+    is not read again at once: it is never free a millisecond later, so that read
+    only spent a request. The wait's first read comes after a backoff."""
+    holder = await managers("worker-a@host-1")
+    waiter = await managers("worker-b@host-2", counting=True)
+    client = manager_client(waiter)
+
+    def gaps(name: str) -> list[float]:
+        """Seconds from each answer about the lease document `name` to its next read."""
+        doc = "/" + quote(name, safe="")
+        touching = [
+            (sent, done, method) for sent, done, method, p in client.timeline if p.endswith(doc)
+        ]
+        return [later[0] - earlier[1] for earlier, later in pairwise(touching) if later[2] == "GET"]
+
+    async with holder.lock("incident:inc-7").hold():
+        waiting = asyncio.create_task(_hold_briefly(waiter, "incident:inc-7"))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+    await asyncio.wait_for(waiting, 10)
+    assert min(gaps("incident:inc-7")) >= 0.004, client.timeline
+
+    client.timeline.clear()
+    names = ["lease:a", "lease:b", "lease:c"]
+    async with holder.lock("lease:b").hold():
+        waiting = asyncio.create_task(_hold_all_briefly(waiter, names))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+    await asyncio.wait_for(waiting, 10)
+    # The bulk's refusal, the probe that may not wait, then the wait's reads: the
+    # probe's read is followed by no second read at once.
+    assert len(gaps("lease:b")) >= 2
+    assert min(gaps("lease:b")[1:]) >= 0.004, client.timeline
