@@ -5,9 +5,11 @@ as the document with `_id` `n` and no `chain` field; a named chain (a
 worker's own, see `chains`) has `_id` `<chain>:<n>` and `chain` set, and its
 entries hash their chain's name. An append creates the next entry of its
 chain with `op_type=create`: of two appenders racing for the same `n`,
-exactly one wins and the other gets a 409, reads the winner's entry (a
-real-time GET) to learn the new head, re-seals its event after it and tries
-`n + 1`. Elasticsearch thus serialises appenders of one chain across
+exactly one wins and the other gets a 409, reads the winner's entry and any
+after it (a real-time `_mget`) to learn the new head, re-seals its event after
+it and tries again. An appender that appended before starts from there and
+reads ahead the same way, so falling behind the others costs one read, not a
+refused create per entry missed. Elasticsearch thus serialises appenders of one chain across
 processes, and since entry `n + 1` is only ever created after entry `n` was
 read, sequence numbers have no gaps. The hash chain itself is
 `chain.seal`/`chain.verify_events`, shared with SQLite.
@@ -209,7 +211,12 @@ class ElasticsearchAuditLog:
                 done.set_exception(exc)
 
     async def _append(self, event: AuditEvent) -> AuditEvent:
-        seq, prev_hash = self._known if self._known else await self.head()
+        if self._known is None:
+            seq, prev_hash = await self.head()
+        else:
+            # Others may have appended since this process last did (every worker anchors
+            # in the shared chain): a create behind them would be refused once per entry.
+            seq, prev_hash = await self._ahead(*self._known)
         for _ in range(_MAX_APPEND_ATTEMPTS):
             sealed = seal(event, seq=seq + 1, prev_hash=prev_hash, key=self._key, chain=self._chain)
             try:
@@ -221,8 +228,9 @@ class ElasticsearchAuditLog:
                     op_type="create",
                 )
             except ConflictError:
-                # Another appender took seq + 1: its entry is the new head.
-                seq, prev_hash = await self._entry_head(seq + 1)
+                # Another appender took seq + 1 (and maybe more after it).
+                end = await self._ahead(seq, prev_hash)
+                seq, prev_hash = end if end[0] > seq else await self._entry_head(seq + 1)
                 continue
             self._known = (seq + 1, str(sealed.hash))
             self._remember([sealed])
@@ -522,6 +530,15 @@ class ElasticsearchAuditLog:
                 ) from exc
             return None
         return dict(resp["_source"])
+
+    async def _ahead(self, seq: int, prev_hash: str) -> tuple[int, str]:
+        """The chain's end at or after entry `seq` (hash `prev_hash`), read a page of ids
+        at a time by real-time `_mget`s."""
+        while found := await self._read_ids(range(seq + 1, seq + 1 + _PROBE), stop_at_missing=True):
+            seq, prev_hash = seq + len(found), str(found[-1].hash)
+            if len(found) < _PROBE:
+                break
+        return seq, prev_hash
 
     async def _entry_head(self, seq: int) -> tuple[int, str]:
         """`(seq, hash)` of an entry known to exist (another appender just created it)."""

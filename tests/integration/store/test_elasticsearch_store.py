@@ -754,6 +754,27 @@ async def test_audit_concurrent_appenders_keep_one_gapless_chain(
     assert (await audit_log.verify(expected_count=30, expected_head=result.head)).ok
 
 
+async def test_a_shared_chain_appender_behind_others_reads_ahead_instead_of_racing(
+    audit_log: ElasticsearchAuditLog, elasticsearch_url: str
+) -> None:
+    """A worker's last append to the shared chain is several entries behind (the others
+    anchored meanwhile): it reads the entries after it in one `_mget` and creates the
+    next one, instead of a refused create and a read for each entry it missed."""
+    client = CountingClient(elasticsearch_url, request_timeout=30)
+    behind = ElasticsearchAuditLog(client, index=audit_log.index)
+    try:
+        await behind.append(_event(0))
+        for i in range(1, 6):
+            await audit_log.append(_event(i, actor="worker-2"))
+        client.requests.clear()
+        entry = await behind.append(_event(6))
+        assert entry.seq == 7
+        assert [m for m, _ in client.requests] == ["POST", "PUT"], client.requests
+        assert (await audit_log.verify()).ok
+    finally:
+        await client.close()
+
+
 async def test_audit_list_filters_and_head(audit_log: ElasticsearchAuditLog) -> None:
     assert await audit_log.head() == (0, "0" * 64)
     assert (await audit_log.verify()).ok
