@@ -146,6 +146,8 @@ class AuditExporter:
                 cursor = _after(events, cursor)
                 await self._store.set_flag(flag, cursor)
                 sent += len(events)
+                if len(events) < _BATCH:
+                    break  # the end: one more read would find nothing (or the next export's)
         return sent
 
 
