@@ -596,6 +596,7 @@ class Env:
     records: list[tuple[bytes, bytes]]
     in_flight: int | None = None  # kafka.max_in_flight per worker; None: the default
     alerts_at_once: int | None = None  # runtime.max_concurrent_alerts; None: the default
+    lease_linger: float | None = None  # elasticsearch.lease_linger_seconds; None: the default
 
 
 def _topics(tag: str) -> TopicsConfig:
@@ -626,6 +627,8 @@ def _write_config(
         # Each worker stands for a machine of its own: its own audit chain (the default,
         # `<agent_id>@<hostname>`, would be one chain for all of them on this machine).
         elasticsearch["audit_chain"] = f"bench-w{worker}"
+    if env.lease_linger is not None:
+        elasticsearch["lease_linger_seconds"] = env.lease_linger
     config = {
         "store": str(home / "local.db"),
         "store_backend": "elasticsearch",
@@ -1151,6 +1154,11 @@ def main() -> int:
         type=int,
         help="runtime.max_concurrent_alerts of each worker (default: its default)",
     )
+    parser.add_argument(
+        "--lease-linger",
+        type=float,
+        help="elasticsearch.lease_linger_seconds of each worker (default: its default)",
+    )
     args = parser.parse_args()
     records = _records(args.alerts)
     from tests.infra import elasticsearch as es_infra
@@ -1176,6 +1184,7 @@ def main() -> int:
                 records=records,
                 in_flight=args.in_flight,
                 alerts_at_once=args.alerts_at_once,
+                lease_linger=args.lease_linger,
             )
             try:
                 lines = asyncio.run(_main(args, env))
