@@ -78,7 +78,7 @@ class ElasticsearchConfig(BaseModel):
 
     def client(self) -> AsyncElasticsearch:
         """A new async client; the caller closes it."""
-        from elasticsearch import AsyncElasticsearch
+        from soc_agent.store.elasticsearch_coalescing import CoalescingElasticsearch
 
         options: dict[str, Any] = {
             "request_timeout": self.request_timeout_seconds,
@@ -92,4 +92,4 @@ class ElasticsearchConfig(BaseModel):
             options["api_key"] = self.api_key.get_secret_value()
         elif self.username is not None and self.password is not None:
             options["basic_auth"] = (self.username, self.password.get_secret_value())
-        return AsyncElasticsearch(self.hosts, **options)
+        return CoalescingElasticsearch(self.hosts, **options)
