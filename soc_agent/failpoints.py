@@ -14,6 +14,7 @@ The points, in the order one alert passes them:
 - `decision.stored`: the decision is stored, no action taken
 - `actions.done`: executions and proposals done, the answer not published
 - `records.published`: the brokers acknowledged the answer, the offset is not committed
+- `dead_letters.published`: the same, reached only by a record that had dead letters
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ POINTS = (
     "decision.stored",
     "actions.done",
     "records.published",
+    "dead_letters.published",
 )
 
 

@@ -16,6 +16,7 @@ from soc_agent.ingest import FieldMapping, parse_payload
 from soc_agent.models import ActionStatus, Decision, Disposition
 from soc_agent.models.alert import MAX_ENTITIES
 from soc_agent.pipeline.agent import Agent, AlertOutcome
+from soc_agent.runtime.kafka.dead_letters import DeadLetterTopic, intent_flag, published_flag
 from soc_agent.runtime.kafka.records import (
     DLQ_PREFIX,
     OutRecord,
@@ -60,7 +61,11 @@ class AlertProcessor:
         clock: Callable[[], datetime],
         max_concurrent_alerts: int,
         max_entities: int = MAX_ENTITIES,
+        dead_letters: DeadLetterTopic | None = None,
     ) -> None:
+        """`dead_letters` reads the dead-letter topic, so a dead letter is published once
+        even when a worker dies publishing it (without it: at least once)."""
+        self._dlq = dead_letters
         self._agent = agent
         self._store = store
         self._topics = topics
@@ -90,9 +95,7 @@ class AlertProcessor:
         out: list[OutRecord] = []
         for letter in parsed.dead_letters:
             result.dead_letters += 1
-            if await self._store.get_flag(_published(letter.id)):
-                # A redelivery after a crash that came after the DLQ record was
-                # acknowledged: publishing it again would make a second DLQ record.
+            if await self._published_before(letter.id):
                 continue
             await self._agent.dead_letter(letter)
             out.append(dead_letter_record(self._topics.dlq, letter, source))
@@ -108,6 +111,23 @@ class AlertProcessor:
             out.extend(await self.records_for(outcome, source))
         return result, out
 
+    async def _published_before(self, letter_id: str) -> bool:
+        """Whether an earlier delivery of the record published this dead letter (see
+        `dead_letters`); if not, the intent to publish it is noted first."""
+        store = self._store
+        if await store.get_flag(published_flag(letter_id)):
+            return True  # acknowledged and noted before a crash
+        if self._dlq is None:
+            return False
+        since = await store.get_flag(intent_flag(letter_id))
+        if since is None:
+            await store.set_flag(intent_flag(letter_id), await self._dlq.ends())
+            return False
+        if await self._dlq.holds(letter_id, since):  # acknowledged, then a crash
+            await store.set_flag(published_flag(letter_id), True)
+            return True
+        return False
+
     async def mark_published(self, records: list[OutRecord]) -> None:
         """Remember the dead letters the broker acknowledged, so a redelivery skips them."""
         for record in records:
@@ -115,7 +135,7 @@ class AlertProcessor:
                 continue
             letter_id = decode_headers(record.headers).get(DLQ_PREFIX + "id")
             if letter_id:
-                await self._store.set_flag(_published(letter_id), True)
+                await self._store.set_flag(published_flag(letter_id), True)
 
     async def records_for(self, outcome: AlertOutcome, source: Source) -> list[OutRecord]:
         decision = outcome.decision  # for a suppressed duplicate, its incident's standing one
@@ -152,7 +172,3 @@ class AlertProcessor:
             if req.proposal_id is not None and (proposal := next(proposals)) is not None:
                 out.append(proposal_record(self._topics.proposals, proposal))
         return out
-
-
-def _published(letter_id: str) -> str:
-    return f"dlq.published:{letter_id}"

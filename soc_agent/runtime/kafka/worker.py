@@ -43,6 +43,7 @@ from soc_agent.runtime.kafka.alerts import AlertProcessor
 from soc_agent.runtime.kafka.approvals import ApprovalProcessor
 from soc_agent.runtime.kafka.audit_export import AuditExporter
 from soc_agent.runtime.kafka.closings import ClosingProcessor
+from soc_agent.runtime.kafka.dead_letters import DeadLetterTopic
 from soc_agent.runtime.kafka.metrics import (
     BrokerContact,
     Histogram,
@@ -96,6 +97,7 @@ class KafkaWorker:
             locks=backend.lock,
         )
         self._maintenance_lock = backend.lock("maintenance")
+        self._dead_letters = DeadLetterTopic(config)
         self._alerts = AlertProcessor(
             components.agent,
             components.store,
@@ -104,6 +106,7 @@ class KafkaWorker:
             clock=components.clock,
             max_concurrent_alerts=components.settings.alerts_at_once(worker=True),
             max_entities=components.settings.runtime.max_entities_per_alert,
+            dead_letters=self._dead_letters,
         )
         self._approvals = ApprovalProcessor(
             components.agent,
@@ -220,6 +223,8 @@ class KafkaWorker:
         result, records = await self._alerts.process(value, source)
         await self._publisher.send_all(records)
         failpoint("records.published")
+        if result.dead_letters:
+            failpoint("dead_letters.published")
         await self._alerts.mark_published(records)
         self.report.alerts += result.alerts
         self.report.dead_letters += result.dead_letters
@@ -353,6 +358,7 @@ class KafkaWorker:
                 await self._exporter.aclose()
             except Exception as exc:  # the store is down: its entries go out again (at least once)
                 log.warning("audit export cursor not stored at shutdown: %s", type(exc).__name__)
+            await self._dead_letters.aclose()
 
     # -- instrumentation ------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ KILL_POINTS = {
     "decision.stored": 3,
     "actions.done": 3,
     "records.published": 7,
+    "dead_letters.published": 1,  # the first record with dead letters
 }
 # One record at a time, and a block_ip budget of one, so the stream both executes and
 # proposes (over budget) and both runs decide in the same order.
@@ -147,10 +148,13 @@ async def test_a_worker_killed_at_a_point_answers_every_alert_as_without_the_cra
     await _killed_at(point, *on_tansu, stream, tmp_path)
 
 
-# On Apache Kafka, the two points whose recovery rests on the broker's redelivery and
-# commits (a decision stored but not acted on; records published, offsets not committed):
-# the others add a minute of CI and no path of their own.
-@pytest.mark.parametrize("point", ["decision.stored", "records.published"])
+# On Apache Kafka, the points whose recovery rests on the broker's redelivery, commits
+# and (for dead letters) what the topic holds: a decision stored but not acted on;
+# records published, offsets not committed. The others add a minute of CI and no path
+# of their own.
+@pytest.mark.parametrize(
+    "point", ["decision.stored", "records.published", "dead_letters.published"]
+)
 async def test_on_apache_kafka_a_worker_killed_at_a_point_answers_as_without_the_crash(
     on_apache: tuple[HasBootstrap, Answers], stream: Stream, tmp_path: Path, point: str
 ) -> None:
