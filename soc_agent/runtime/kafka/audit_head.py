@@ -12,6 +12,7 @@ import json
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from soc_agent.errors import SocAgentError
+from soc_agent.runtime.kafka.topics import partitions_of
 from soc_agent.settings.kafka import KafkaConfig
 
 __all__ = ["published_head"]
@@ -24,15 +25,13 @@ async def published_head(config: KafkaConfig) -> tuple[int, str] | None:
     """`(seq, hash)` of the shared chain's newest entry on the audit topic, or None when
     there is none (each worker's own chain is anchored in the shared one)."""
     topic = config.topics.audit
+    partitions = await partitions_of(config, topic)
+    if not partitions:
+        raise SocAgentError(f"the audit topic {topic} does not exist")
     consumer = AIOKafkaConsumer(**config.client_options(), enable_auto_commit=False)
     await consumer.start()
     try:
-        if topic not in await consumer.topics():  # also refreshes the metadata read below
-            raise SocAgentError(f"the audit topic {topic} does not exist")
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise SocAgentError(f"the audit topic {topic} does not exist")
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        assigned = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(assigned)
         ends = await consumer.end_offsets(assigned)
         best: tuple[int, str] | None = None

@@ -23,10 +23,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from soc_agent.errors import SocAgentError
 from soc_agent.runtime.kafka.records import DLQ_PREFIX
+from soc_agent.runtime.kafka.topics import partitions_of
 from soc_agent.settings.kafka import KafkaConfig
 
 __all__ = ["DeadLetterTopic", "intent_flag", "published_flag"]
@@ -94,21 +94,11 @@ class DeadLetterTopic:
 
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:
-            self._partitions = [TopicPartition(self._topic, p) for p in await self._numbers()]
+            numbers = await partitions_of(self._config, self._topic)
+            if not numbers:
+                raise SocAgentError(f"the dead-letter topic {self._topic} does not exist")
+            self._partitions = [TopicPartition(self._topic, p) for p in numbers]
             consumer = AIOKafkaConsumer(**self._config.client_options(), enable_auto_commit=False)
             await consumer.start()
             self._consumer = consumer
         return self._consumer
-
-    async def _numbers(self) -> list[int]:
-        """The topic's partitions (a consumer outside a group knows only those it is told)."""
-        admin = AIOKafkaAdminClient(**self._config.client_options())
-        await admin.start()
-        try:
-            if self._topic in set(await admin.list_topics()):
-                (described,) = await admin.describe_topics([self._topic])
-                if numbers := sorted(int(p["partition"]) for p in described["partitions"]):
-                    return numbers
-        finally:
-            await admin.close()
-        raise SocAgentError(f"the dead-letter topic {self._topic} does not exist")

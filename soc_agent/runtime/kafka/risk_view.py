@@ -17,13 +17,12 @@ from collections import OrderedDict
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from soc_agent.errors import ConnectorError
 from soc_agent.models import Entity, EntityType
 from soc_agent.risk import RiskConfig
 from soc_agent.risk.ledger import EntityRisk, window_starts
-from soc_agent.runtime.kafka.topics import stream_topics
+from soc_agent.runtime.kafka.topics import partitions_of, stream_topics
 from soc_agent.settings.kafka import KafkaConfig
 
 __all__ = ["RiskView"]
@@ -82,15 +81,7 @@ class RiskView:
 
     async def _partitions(self) -> list[int]:
         """The changelog's partitions (none while it does not exist)."""
-        admin = AIOKafkaAdminClient(**self._kafka.client_options())
-        await admin.start()
-        try:
-            if self._topic not in set(await admin.list_topics()):
-                return []
-            (described,) = await admin.describe_topics([self._topic])
-            return sorted(int(p["partition"]) for p in described["partitions"])
-        finally:
-            await admin.close()
+        return await partitions_of(self._kafka, self._topic)
 
     @staticmethod
     async def _past(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from soc_agent.runtime.kafka.errors import KafkaUnavailable
 from soc_agent.settings.kafka import KafkaConfig
 
-__all__ = ["TopicPlan", "create_topics", "stream_app_id", "stream_topics", "topic_plan"]
+__all__ = [
+    "TopicPlan",
+    "create_topics",
+    "partitions_of",
+    "stream_app_id",
+    "stream_topics",
+    "topic_plan",
+]
 
 
 @dataclass(frozen=True)
@@ -106,3 +113,22 @@ def _errors(response: object) -> list[tuple[str, int, str | None]]:
         message = entry[2] if len(entry) > 2 else None
         out.append((name, code, message))
     return out
+
+
+async def partitions_of(config: KafkaConfig, topic: str) -> list[int]:
+    """The topic's partition numbers, from the brokers (empty when it does not exist).
+
+    Asked of the admin client: a consumer outside a group knows the partitions only of
+    topics it was told about (Apache Kafka leaves `partitions_for_topic` empty there).
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**config.client_options())
+    await admin.start()
+    try:
+        if topic not in set(await admin.list_topics()):
+            return []
+        (described,) = await admin.describe_topics([topic])
+        return sorted(int(p["partition"]) for p in described["partitions"])
+    finally:
+        await admin.close()

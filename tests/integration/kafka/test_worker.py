@@ -101,7 +101,8 @@ async def test_every_alert_decided_every_bad_record_dead_lettered_with_its_bytes
         assert record.key == b"junk"
 
 
-async def test_audit_topic_is_the_chain_in_order(kafka: KafkaEnv, tmp_path: Path) -> None:
+async def test_audit_topic_is_the_chain_in_order(either_kafka: KafkaEnv, tmp_path: Path) -> None:
+    kafka = either_kafka
     await kafka.create_topics()
     stream = make_stream(30, malformed_share=0.1)
     sent = await kafka.produce(kafka.topics.alerts, stream.records)
