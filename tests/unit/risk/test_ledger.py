@@ -122,6 +122,34 @@ def test_alerts_older_than_every_kept_window_are_late(tmp_path: Path) -> None:
     assert ledger.late == 1
 
 
+def test_a_lookup_lists_the_fifty_highest_scoring_contributions(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path, threshold=100_000)
+    pick = random.Random(7)
+    severities = [pick.choice(list(Severity)) for _ in range(60)]
+    for n, severity in enumerate(severities):
+        ledger.add(_alert(n, at=T0 + timedelta(minutes=n), severity=severity))
+    found = ledger.lookup("host", "ws-fin-031", T0 + timedelta(hours=1))
+    listed = [(c["alert_id"], c["points"]) for c in found["contributions"]]
+    points = {"informational": 1, "low": 5, "medium": 10, "high": 20, "critical": 35}
+    ranked = sorted(range(60), key=lambda n: (-points[severities[n].value], n))
+    assert listed == [(f"test:{n}", points[severities[n].value]) for n in ranked[:50]]
+    assert found["alert_count"] == 60
+
+
+def test_contributions_three_windows_behind_the_newest_are_forgotten(tmp_path: Path) -> None:
+    """Whatever order they came in: one older than those kept, arriving late but within
+    reach, is forgotten in its turn."""
+    ledger = _ledger(tmp_path, window_seconds=4 * HOUR, hop_seconds=HOUR, threshold=1000)
+    for n, hours in enumerate((3.0, 10.0, 2.5)):
+        ledger.add(_alert(n, at=T0 + timedelta(hours=hours)))
+    early = T0 + timedelta(hours=3, minutes=30)  # its window holds 2:30 and 3:00
+    assert ledger.lookup("host", "ws-fin-031", early)["alert_count"] == 2
+    ledger.add(_alert(3, at=T0 + timedelta(hours=14, minutes=36)))  # forgets before 2:36
+    assert ledger.lookup("host", "ws-fin-031", early)["alert_count"] == 1
+    ledger.add(_alert(4, at=T0 + timedelta(hours=15, minutes=6)))  # forgets before 3:06
+    assert ledger.lookup("host", "ws-fin-031", early)["alert_count"] == 0
+
+
 def _reference(alerts: list[Alert], config: RiskConfig) -> dict[tuple[str, int], int]:
     """Totals computed the plain way: each distinct alert's points into each window."""
     points = {"informational": 1, "low": 5, "medium": 10, "high": 20, "critical": 35}
