@@ -25,7 +25,7 @@ shield it, as the leases do).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from elastic_transport import ObjectApiResponse
@@ -40,10 +40,11 @@ _MGET_OPTIONS = frozenset({"index", "ids", "docs", "source"})
 class _Call:
     """One caller's part of a merged request."""
 
-    __slots__ = ("args", "done", "parts")
+    __slots__ = ("args", "done", "parts", "size")
 
-    def __init__(self, parts: list[Any], args: dict[str, Any]) -> None:
+    def __init__(self, parts: list[Any], size: int, args: dict[str, Any]) -> None:
         self.parts = parts  # bulk: operation lines; mget: docs
+        self.size = size  # the items of the answer that are this call's
         self.args = args  # what the caller passed, to send it alone
         self.done: asyncio.Future[ObjectApiResponse[Any]] = (
             asyncio.get_running_loop().create_future()
@@ -90,49 +91,43 @@ class CoalescingElasticsearch(AsyncElasticsearch):
 
     async def bulk(self, *, operations: Sequence[Any] | None = None, **kwargs: Any) -> Any:
         lines = list(operations or ())
-        if kwargs or not lines or _actions(lines) is None:
+        actions = None if kwargs or not lines else _actions(lines)
+        if actions is None:
             return await super().bulk(operations=operations, **kwargs)
-        call = _Call(lines, {"operations": lines})
+        call = _Call(lines, actions, {"operations": lines})
         self._bulks.add(call)
         return await asyncio.shield(call.done)
 
     async def mget(self, **kwargs: Any) -> Any:
-        if not set(kwargs) <= _MGET_OPTIONS or not _docs(kwargs):
+        docs = _docs(kwargs) if set(kwargs) <= _MGET_OPTIONS else []
+        if not docs:
             return await super().mget(**kwargs)
-        call = _Call(_docs(kwargs), kwargs)
+        call = _Call(docs, len(docs), kwargs)
         self._mgets.add(call)
         return await asyncio.shield(call.done)
 
     async def _send_bulks(self, calls: list[_Call]) -> None:
-        send = super().bulk
-        if len(calls) == 1:
-            await _settle(calls[0], send(**calls[0].args))
-            return
-        try:
-            resp = await send(operations=[line for c in calls for line in c.parts])
-        except ApiError:
-            await asyncio.gather(*(_settle(c, send(**c.args)) for c in calls))
-            return
-        except Exception as exc:
-            _fail(calls, exc)
-            return
-        self.coalesced += len(calls) - 1
-        items = list(resp["items"])
-        start = 0
-        for call in calls:
-            mine = items[start : start + (_actions(call.parts) or 0)]
-            start += len(mine)
-            errors = any("error" in next(iter(item.values())) for item in mine)
-            body = {"took": resp["took"], "errors": errors, "items": mine}
-            _answer(call, ObjectApiResponse(body=body, meta=resp.meta))
+        lines = [line for call in calls for line in call.parts]
+        await self._send(calls, super().bulk, {"operations": lines}, "items")
 
     async def _send_mgets(self, calls: list[_Call]) -> None:
-        send = super().mget
+        docs = [doc for call in calls for doc in call.parts]
+        await self._send(calls, super().mget, {"docs": docs}, "docs")
+
+    async def _send(
+        self,
+        calls: list[_Call],
+        send: Callable[..., Awaitable[Any]],
+        merged: dict[str, Any],
+        key: str,
+    ) -> None:
+        """One request for every call (each alone if the node refuses it as a whole),
+        each caller answered with its slice of the answer's `key` list."""
         if len(calls) == 1:
             await _settle(calls[0], send(**calls[0].args))
             return
         try:
-            resp = await send(docs=[doc for c in calls for doc in c.parts])
+            resp = await send(**merged)
         except ApiError:
             await asyncio.gather(*(_settle(c, send(**c.args)) for c in calls))
             return
@@ -140,12 +135,16 @@ class CoalescingElasticsearch(AsyncElasticsearch):
             _fail(calls, exc)
             return
         self.coalesced += len(calls) - 1
-        docs = list(resp["docs"])
+        items = list(resp[key])
         start = 0
         for call in calls:
-            mine = docs[start : start + len(call.parts)]
-            start += len(mine)
-            _answer(call, ObjectApiResponse(body={"docs": mine}, meta=resp.meta))
+            mine = items[start : start + call.size]
+            start += call.size
+            body: dict[str, Any] = {key: mine}
+            if key == "items":  # a bulk's answer says whether any of its items failed
+                body["took"] = resp["took"]
+                body["errors"] = any("error" in next(iter(i.values())) for i in mine)
+            _answer(call, ObjectApiResponse(body=body, meta=resp.meta))
 
 
 def _docs(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
