@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -89,13 +89,44 @@ class Contribution:
         )
 
 
-def _distinct(values: Iterator[str]) -> list[str]:
-    out: dict[str, None] = {}
+class _Summary:
+    """One window's `history`, built from its contributions in the order they were added
+    (as a walk over them finds them), so a new one is added without walking the rest."""
+
+    __slots__ = ("alerts", "points", "rules", "size", "start", "tactics", "techniques")
+
+    def __init__(self, start: int, size: int) -> None:
+        self.start, self.size = start, size
+        self.alerts = self.points = 0
+        self.tactics: dict[str, None] = {}
+        self.techniques: dict[str, None] = {}
+        self.rules: dict[str, None] = {}
+
+    def add(self, contribution: Contribution) -> None:
+        if not self.start <= contribution.at < self.start + self.size:
+            return
+        self.alerts += 1
+        self.points += contribution.points
+        _extend(self.tactics, contribution.tactics)
+        _extend(self.techniques, contribution.techniques)
+        _extend(self.rules, (rule for rule, _ in contribution.rules))
+
+    def history(self) -> dict[str, Any]:
+        return {
+            "alerts": self.alerts,
+            "total": max(0, self.points),
+            "tactics": list(self.tactics),
+            "techniques": list(self.techniques),
+            "rules": list(self.rules),
+        }
+
+
+def _extend(seen: dict[str, None], values: Iterable[str]) -> None:
+    """Add values not seen yet, in order, up to `HISTORY_LIMIT` (the first distinct ones)."""
     for value in values:
-        out.setdefault(value)
-        if len(out) >= HISTORY_LIMIT:
-            break
-    return list(out)
+        if len(seen) >= HISTORY_LIMIT:
+            return
+        seen.setdefault(value)
 
 
 def risk_record_id(entity_key: str, window_start: int) -> str:
@@ -157,6 +188,14 @@ class EntityRisk:
     watermark: int = 0  # the newest event time seen for this entity
     dropped: int = 0  # alerts past max_contributions: not added, counted
     late: int = 0  # alerts older than every window still kept
+    # Derived from `contributions`, kept up to date as they are added and dropped when
+    # any is forgotten (not serialised): a storm's alerts on one entity mostly fall in
+    # one window, and walking all of its contributions for each alert grew with the storm.
+    _summary: _Summary | None = field(default=None, init=False, repr=False, compare=False)
+    _hops: tuple[int, dict[int, int]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )  # (hop_seconds, points per hop)
+    _oldest_at: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def total(self, start: int, config: RiskConfig) -> int:
         return _window_totals(self._hop_sums(config), [start], config)[0]
@@ -166,14 +205,12 @@ class EntityRisk:
 
     def history(self, start: int, config: RiskConfig) -> dict[str, Any]:
         """What a rule sees of the entity's past in the window starting at `start`."""
-        held = list(self._within(start, start + config.window_seconds))
-        return {
-            "alerts": len(held),
-            "total": max(0, sum(c.points for c in held)),
-            "tactics": _distinct(t for c in held for t in c.tactics),
-            "techniques": _distinct(t for c in held for t in c.techniques),
-            "rules": _distinct(r for c in held for r, _ in c.rules),
-        }
+        summary = self._summary
+        if summary is None or (summary.start, summary.size) != (start, config.window_seconds):
+            summary = self._summary = _Summary(start, config.window_seconds)
+            for contribution in self._within(start, start + config.window_seconds):
+                summary.add(contribution)
+        return summary.history()
 
     def add(
         self, alert: Alert, context: Mapping[str, Any], entity: Entity, rules: RiskRules,
@@ -209,7 +246,7 @@ class EntityRisk:
         if len(self.contributions) >= config.max_contributions:
             self.dropped += 1
             return []
-        self.contributions[alert.id] = Contribution(
+        contribution = Contribution(
             alert_id=alert.id,
             at=moment,
             title=alert.title[:200],
@@ -218,6 +255,8 @@ class EntityRisk:
             tactics=tuple(alert.tactics),
             techniques=tuple(alert.techniques),
         )
+        self.contributions[alert.id] = contribution
+        self._added(contribution)
         raised: list[dict[str, Any]] = []
         totals = _window_totals(self._hop_sums(config), starts, config)
         for start, total in zip(starts, totals, strict=True):
@@ -227,7 +266,11 @@ class EntityRisk:
         if moment > self.watermark:
             self.watermark = moment
             horizon = moment - 3 * config.window_seconds
-            self.contributions = {k: c for k, c in self.contributions.items() if c.at >= horizon}
+            if self._oldest() < horizon:
+                self.contributions = {
+                    k: c for k, c in self.contributions.items() if c.at >= horizon
+                }
+                self._summary = self._hops = self._oldest_at = None
             # An alert is counted from two windows behind the watermark, so the windows it
             # reaches start after `horizon`; a raised window overlaps one of them only if it
             # starts less than a window before that.
@@ -240,12 +283,30 @@ class EntityRisk:
         return self.raised[-1] if self.raised else None
 
     def _hop_sums(self, config: RiskConfig) -> dict[int, int]:
-        """Points per hop: one pass, then each overlapping window's total is a sum of hops."""
-        sums: dict[int, int] = {}
-        for c in self.contributions.values():
-            hop = c.at // config.hop_seconds
-            sums[hop] = sums.get(hop, 0) + c.points
-        return sums
+        """Points per hop: each overlapping window's total is a sum of hops."""
+        if self._hops is None or self._hops[0] != config.hop_seconds:
+            sums: dict[int, int] = {}
+            for c in self.contributions.values():
+                hop = c.at // config.hop_seconds
+                sums[hop] = sums.get(hop, 0) + c.points
+            self._hops = (config.hop_seconds, sums)
+        return self._hops[1]
+
+    def _added(self, contribution: Contribution) -> None:
+        """Bring what is derived from the contributions up to date with a new one."""
+        if self._summary is not None:
+            self._summary.add(contribution)
+        if self._hops is not None:
+            size, sums = self._hops
+            hop = contribution.at // size
+            sums[hop] = sums.get(hop, 0) + contribution.points
+        if self._oldest_at is not None:
+            self._oldest_at = min(self._oldest_at, contribution.at)
+
+    def _oldest(self) -> int:
+        if self._oldest_at is None:
+            self._oldest_at = min((c.at for c in self.contributions.values()), default=0)
+        return self._oldest_at
 
     def _may_raise(self, start: int, config: RiskConfig) -> bool:
         """No record yet for a window overlapping this one, before or after it: an alert

@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 from soc_agent.errors import ConfigError
 from soc_agent.ingest import normalize
 from soc_agent.models import Alert, Entity, EntityType, Rule, Severity
-from soc_agent.risk import RiskConfig, RiskLedger, load_risk_rules, risk_record_id
+from soc_agent.risk import (
+    RiskConfig,
+    RiskLedger,
+    load_risk_rules,
+    risk_record_id,
+    shipped_risk_rules_dir,
+)
+from soc_agent.risk.ledger import EntityRisk, window_starts
 
 T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
 HOUR = 3600
@@ -148,6 +155,38 @@ def test_contributions_three_windows_behind_the_newest_are_forgotten(tmp_path: P
     assert ledger.lookup("host", "ws-fin-031", early)["alert_count"] == 1
     ledger.add(_alert(4, at=T0 + timedelta(hours=15, minutes=6)))  # forgets before 3:06
     assert ledger.lookup("host", "ws-fin-031", early)["alert_count"] == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_what_an_entity_keeps_up_to_date_equals_a_walk_over_its_contributions(
+    tmp_path: Path, seed: int
+) -> None:
+    """An entity's window history and hop sums are updated as contributions come instead
+    of walking them all for each alert. After every alert (out of order, redelivered,
+    late, past the history's 100 distinct names, forgetting old ones), each entity
+    answers exactly as the same state read back from its JSON, which walks them all."""
+    rules = load_risk_rules([shipped_risk_rules_dir()])
+    ledger = RiskLedger(rules, RiskConfig(window_seconds=6 * HOUR, hop_seconds=HOUR))
+    pick = random.Random(seed)
+    names = [f"T{n:04d}" for n in range(150)]
+    base = T0
+    for n in range(300):
+        base += timedelta(minutes=pick.choice([0, 5, 20, 60]))
+        at = base - timedelta(minutes=pick.randrange(0, 14 * 60))  # some late, some too late
+        alert = _alert(
+            pick.randrange(n + 1) if pick.random() < 0.1 else n,  # now and then a redelivery
+            at=at,
+            severity=pick.choice(list(Severity)),
+            hosts=tuple(pick.sample(["ws-1", "ws-2", "ws-3"], pick.randint(1, 2))),
+            tactics=tuple(pick.sample(names, 3)),
+        )
+        ledger.add(alert)
+        for state in ledger._entities.values():
+            walked = EntityRisk.from_json(state.to_json())
+            for start in window_starts(int(at.timestamp()), ledger.config):
+                assert state.history(start, ledger.config) == walked.history(start, ledger.config)
+                assert state.total(start, ledger.config) == walked.total(start, ledger.config)
+                assert state.lookup(start, ledger.config) == walked.lookup(start, ledger.config)
 
 
 def _reference(alerts: list[Alert], config: RiskConfig) -> dict[tuple[str, int], int]:
