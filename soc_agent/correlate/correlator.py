@@ -473,24 +473,32 @@ def _union(current: list[Entity], new: list[Entity]) -> tuple[list[Entity], int]
     """Entities of both lists in order of first appearance; an entity sharing any name
     with one already there adds its names to that one as aliases, keeping its value (so
     decisions already taken on that value keep their target). Also how many names
-    (values and aliases) the list gained."""
-    out = list(current)
+    (values and aliases) the list gained. When nothing changes, `current` itself (so
+    what is held for it, its key index and entity views, still serves)."""
     before = key_index(current)
-    where = dict(before)
+    out = current  # copied on the first change: most alerts add nothing to a big incident
+    added: dict[str, int] = {}  # keys `before` lacks, at the first entity naming them
     gained, changed = 0, set()
     for entity in new:
-        i = next((where[k] for k in entity.keys if k in where), None)
+        i = next((p for k in entity.keys if (p := before.get(k, added.get(k))) is not None), None)
         if i is None:
+            out = out if out is not current else list(current)
             i = len(out)
             out.append(entity)
             gained += 1 + len(entity.aliases)
         else:
             merged = merge_aliases(out[i], entity)
+            if merged is out[i]:
+                continue  # no new name: nothing of it changes
+            out = out if out is not current else list(current)
             gained += len(merged.aliases) - len(out[i].aliases)
             out[i] = merged
         changed.add(i)
         for key in out[i].keys:
-            where.setdefault(key, i)
+            if key not in before:
+                added.setdefault(key, i)
+    if out is current:
+        return current, 0
     # The index of `out` as `key_index` would build it (the last entity naming a key
     # wins): entities only gain names, so the changed ones may only raise positions.
     after = dict(before)
