@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -30,6 +31,8 @@ from soc_agent.runtime.kafka.topics import partitions_of
 from soc_agent.settings.kafka import KafkaConfig
 
 __all__ = ["DeadLetterTopic", "intent_flag", "published_flag"]
+
+log = logging.getLogger(__name__)
 
 # Some brokers report end offsets a little off: a scan starts this far before the intent's,
 # and ends at the end offsets it read, or when the topic yields nothing for a while.
@@ -83,7 +86,14 @@ class DeadLetterTopic:
                     if any(wanted in (record.headers or ()) for record in records):
                         return True
                 if all([await consumer.position(tp) >= ends[tp] for tp in self._partitions]):
-                    break
+                    return False
+        if idle < _IDLE_ROUNDS:  # out of time, short of the end: publishing may repeat it
+            log.warning(
+                "dead letter %s: %s not read to its end within %.0f s; published again",
+                letter_id,
+                self._topic,
+                _SCAN_SECONDS,
+            )
         return False
 
     async def aclose(self) -> None:
