@@ -213,6 +213,8 @@ class ElasticsearchAuditLog:
     async def _append(self, event: AuditEvent) -> AuditEvent:
         if self._known is None:
             seq, prev_hash = await self.head()
+        elif self._alone():
+            seq, prev_hash = self._known  # nobody else appends to this chain
         else:
             # Others may have appended since this process last did (every worker anchors
             # in the shared chain): a create behind them would be refused once per entry.

@@ -16,6 +16,7 @@ from soc_agent.audit.chains import ANCHOR_ACTION, ChainedAuditLog
 from soc_agent.audit.elasticsearch_log import ElasticsearchAuditLog
 from soc_agent.models import AuditEvent
 from tests.infra.fixtures import needs
+from tests.integration.store.counting import CountingClient
 
 pytestmark = needs("elasticsearch")
 
@@ -193,6 +194,24 @@ async def test_appends_of_a_chain_written_alone_go_in_batches_and_verify(
     result = await _reader(es, prefix).verify()
     assert (result.ok, result.problem) == (True, None)
     assert dict(result.parts)["w1"].count == 42
+
+
+async def test_a_single_append_to_a_chain_written_alone_is_one_request(
+    es: AsyncElasticsearch, prefix: str, elasticsearch_url: str
+) -> None:
+    """Its writer knows the chain's end: nobody else appends to it, so an entry appended
+    alone (no batch to join) is created without reading ahead first."""
+    shared, _ = await _shared_and_alone(es, prefix, "w1")
+    client = CountingClient(elasticsearch_url, request_timeout=30)
+    try:
+        own = _alone(ElasticsearchAuditLog(client, index=shared.index, key=KEY), "w1")
+        await own.append(_event(0, "w1"))  # the first finds the end by a search
+        client.requests.clear()
+        for i in range(1, 4):
+            await own.append(_event(i, "w1"))
+        assert [m for m, _ in client.requests] == ["PUT"] * 3, client.requests
+    finally:
+        await client.close()
 
 
 async def test_entries_appended_later_go_in_the_next_appends_batch(
