@@ -208,8 +208,8 @@ class EntityRisk:
         summary = self._summary
         if summary is None or (summary.start, summary.size) != (start, config.window_seconds):
             summary = self._summary = _Summary(start, config.window_seconds)
-            for contribution in self._within(start, start + config.window_seconds):
-                summary.add(contribution)
+            for contribution in self.contributions.values():
+                summary.add(contribution)  # it keeps those in its window
         return summary.history()
 
     def add(

@@ -115,16 +115,18 @@ class AlertProcessor:
         """Whether an earlier delivery of the record published this dead letter (see
         `dead_letters`); if not, the intent to publish it is noted first."""
         store = self._store
-        if await store.get_flag(published_flag(letter_id)):
+        published, intent = published_flag(letter_id), intent_flag(letter_id)
+        flags = await store.get_flags([published, intent])
+        if flags[published]:
             return True  # acknowledged and noted before a crash
         if self._dlq is None:
             return False
-        since = await store.get_flag(intent_flag(letter_id))
+        since = flags[intent]
         if since is None:
-            await store.set_flag(intent_flag(letter_id), await self._dlq.ends())
+            await store.set_flag(intent, await self._dlq.ends())
             return False
         if await self._dlq.holds(letter_id, since):  # acknowledged, then a crash
-            await store.set_flag(published_flag(letter_id), True)
+            await store.set_flag(published, True)
             return True
         return False
 
